@@ -1,0 +1,18 @@
+//! Compiles the etcd v3 protos with protox, so no system `protoc` is needed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = [
+        "kv.proto",
+        "auth.proto",
+        "rpc.proto",
+        "v3lock.proto",
+        "v3election.proto",
+        "raft_internal.proto",
+    ];
+    for f in files {
+        println!("cargo:rerun-if-changed=proto/{f}");
+    }
+    let fds = protox::compile(files, ["proto"])?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    Ok(())
+}
