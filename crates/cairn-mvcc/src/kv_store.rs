@@ -1,0 +1,401 @@
+//! The store: opening and rebuilding, reads, hashes, and maintenance of the backend file.
+//!
+//! # Locks
+//!
+//! Taken in this order, never the other way round:
+//!
+//! 1. `writer` makes apply batches (and defragmentation) one at a time.
+//! 2. `db` guards the redb handle. Every backend access holds it shared; an apply batch
+//!    holds it shared for its whole life; defragmentation holds it exclusively, so reads and
+//!    writes wait meanwhile.
+//! 3. `index` protects the key index and the current and compacted revisions that go with
+//!    it. It is held only while walking the index, never across backend reads, except that
+//!    a reader begins its redb read transaction under it: a compaction raises
+//!    `compact_rev` under this lock before its redb commit, so a reader that passed the
+//!    compaction check always reads a snapshot that still holds what it looks for.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use cairn_proto::etcdserverpb::{DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse};
+use cairn_proto::etcdserverpb::{
+    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+};
+use cairn_proto::mvccpb::KeyValue;
+use parking_lot::{Mutex, RwLock};
+use prost::Message;
+use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable};
+
+use crate::apply::ApplyBatch;
+use crate::backend::{self, KEY_TABLE, META_TABLE};
+use crate::crc32c::Crc32c;
+use crate::error::MvccError;
+use crate::key_index::{KeyRange, TreeIndex};
+use crate::range::{execute_range, ReadView};
+use crate::revision::Revision;
+use crate::txn::{apply_txn, check_requests, compare_to_path, is_read_only, TxnOps};
+use crate::NoLeases;
+
+pub(crate) type KvTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// The key index and the revisions it answers for.
+#[derive(Debug, Default)]
+pub(crate) struct IndexState {
+    pub tree: TreeIndex,
+    /// The last committed revision.
+    pub current_rev: i64,
+    /// The latest compaction, committed or about to be.
+    pub compact_rev: i64,
+}
+
+/// Result of [`Store::hash_kv`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashKv {
+    /// CRC-32C of the revisions up to `hash_revision`, as etcd's HashKV computes it.
+    pub hash: u32,
+    /// The store's current revision.
+    pub current_revision: i64,
+    /// The store's compacted revision.
+    pub compact_revision: i64,
+    /// The revision hashed up to.
+    pub hash_revision: i64,
+}
+
+/// The revisioned key-value store. Shared between the applier and readers through an `Arc`.
+pub struct Store {
+    path: PathBuf,
+    pub(crate) writer: Mutex<()>,
+    pub(crate) db: RwLock<Database>,
+    pub(crate) index: RwLock<IndexState>,
+    /// Copies of `index`'s revisions, for lock-free getters.
+    pub(crate) current_rev: AtomicI64,
+    pub(crate) compact_rev: AtomicI64,
+    pub(crate) applied_index: AtomicU64,
+    size_in_use: AtomicU64,
+    /// The server's meta records as last committed.
+    pub(crate) meta: RwLock<HashMap<String, Vec<u8>>>,
+}
+
+/// Reads a revision's record from a "key" table.
+pub(crate) fn fetch(table: &KvTable, rev: Revision) -> Result<KeyValue, MvccError> {
+    let guard = table
+        .get(rev.to_bytes(false).as_slice())?
+        .ok_or_else(|| MvccError::Corrupt(format!("revision {}_{} missing", rev.main, rev.sub)))?;
+    Ok(KeyValue::decode(guard.value())?)
+}
+
+/// A read of the committed state at one revision.
+struct SnapshotView<'s> {
+    index: &'s RwLock<IndexState>,
+    table: KvTable,
+    rev: i64,
+    compact_rev: i64,
+}
+
+impl ReadView for SnapshotView<'_> {
+    fn rev(&self) -> i64 {
+        self.rev
+    }
+
+    fn first_rev(&self) -> i64 {
+        self.compact_rev
+    }
+
+    fn read(
+        &self,
+        range: KeyRange<'_>,
+        at: i64,
+        limit: i64,
+        count_only: bool,
+    ) -> Result<(Vec<KeyValue>, i64), MvccError> {
+        let idx = self.index.read();
+        if at < idx.compact_rev {
+            // A compaction landed after this view began.
+            return Err(MvccError::Compacted);
+        }
+        if count_only {
+            return Ok((Vec::new(), idx.tree.count(range, at)));
+        }
+        let (revs, count) = idx.tree.revisions(range, at, limit);
+        drop(idx);
+        let kvs = revs
+            .into_iter()
+            .map(|rev| fetch(&self.table, rev))
+            .collect::<Result<_, _>>()?;
+        Ok((kvs, count))
+    }
+}
+
+/// The operations of a read-only transaction.
+struct ReadOnlyOps<'v>(&'v dyn ReadView);
+
+impl TxnOps for ReadOnlyOps<'_> {
+    fn range(&mut self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        execute_range(self.0, req)
+    }
+
+    fn put(&mut self, _: &PutRequest) -> Result<PutResponse, MvccError> {
+        Err(MvccError::ReadOnlyTxnWrites)
+    }
+
+    fn delete_range(&mut self, _: &DeleteRangeRequest) -> Result<DeleteRangeResponse, MvccError> {
+        Err(MvccError::ReadOnlyTxnWrites)
+    }
+}
+
+impl Store {
+    /// Opens the backend at `path`, creating it if missing, and rebuilds the key index.
+    pub fn open(path: &Path) -> Result<Store, MvccError> {
+        let db = backend::open(path)?;
+        let mut tree = TreeIndex::default();
+        let mut max_main = 0;
+        let mut meta = HashMap::new();
+        let mut applied = 0;
+        let mut compact = 0;
+        {
+            let txn = db.begin_read()?;
+            let keys = txn.open_table(KEY_TABLE)?;
+            for entry in keys.iter()? {
+                let (k, v) = entry?;
+                let (rev, tombstone) = Revision::from_bytes(k.value())
+                    .ok_or_else(|| MvccError::Corrupt("malformed revision key".into()))?;
+                let kv = KeyValue::decode(v.value())?;
+                tree.restore(&kv.key, rev, tombstone, kv.create_revision, kv.version);
+                max_main = max_main.max(rev.main);
+            }
+            let metas = txn.open_table(META_TABLE)?;
+            for entry in metas.iter()? {
+                let (k, v) = entry?;
+                match k.value() {
+                    backend::APPLIED_INDEX_KEY => {
+                        applied = backend::decode_u64(v.value())
+                            .ok_or_else(|| MvccError::Corrupt("malformed applied index".into()))?;
+                    }
+                    backend::SCHEDULED_COMPACT_KEY => {
+                        compact = backend::decode_compact_rev(v.value())
+                            .ok_or_else(|| MvccError::Corrupt("malformed compaction".into()))?;
+                    }
+                    key if backend::RESERVED.contains(&key) => {}
+                    key => {
+                        meta.insert(key.to_string(), v.value().to_vec());
+                    }
+                }
+            }
+        }
+        let current = max_main.max(compact);
+        Ok(Store {
+            path: path.to_path_buf(),
+            writer: Mutex::new(()),
+            db: RwLock::new(db),
+            index: RwLock::new(IndexState {
+                tree,
+                current_rev: current,
+                compact_rev: compact,
+            }),
+            current_rev: AtomicI64::new(current),
+            compact_rev: AtomicI64::new(compact),
+            applied_index: AtomicU64::new(applied),
+            size_in_use: AtomicU64::new(0),
+            meta: RwLock::new(meta),
+        })
+    }
+
+    /// Begins a view of the committed state. Call with the `db` guard held.
+    fn view<'s>(&'s self, db: &Database) -> Result<SnapshotView<'s>, MvccError> {
+        let idx = self.index.read();
+        let (rev, compact_rev) = (idx.current_rev, idx.compact_rev);
+        let txn = db.begin_read()?;
+        drop(idx);
+        let table = txn.open_table(KEY_TABLE)?;
+        Ok(SnapshotView {
+            index: &self.index,
+            table,
+            rev,
+            compact_rev,
+        })
+    }
+
+    /// Serves a range request at the latest committed revision (or `req.revision`).
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        let db = self.db.read_recursive();
+        let view = self.view(&db)?;
+        execute_range(&view, req)
+    }
+
+    /// Runs a transaction that writes nothing (etcd serves these without Raft) against the
+    /// latest committed revision. Errors with `ReadOnlyTxnWrites` if it has a put or delete.
+    pub fn txn_read_only(&self, req: &TxnRequest) -> Result<TxnResponse, MvccError> {
+        if !is_read_only(req) {
+            return Err(MvccError::ReadOnlyTxnWrites);
+        }
+        let db = self.db.read_recursive();
+        let view = self.view(&db)?;
+        let path = compare_to_path(&view, req);
+        check_requests(&view, req, &path, &NoLeases)?;
+        let mut resp = apply_txn(&mut ReadOnlyOps(&view), req, &path)?;
+        resp.header = Some(ResponseHeader {
+            revision: view.rev,
+            ..Default::default()
+        });
+        Ok(resp)
+    }
+
+    /// The last committed revision.
+    pub fn current_revision(&self) -> i64 {
+        self.current_rev.load(Ordering::Acquire)
+    }
+
+    /// The latest compaction's revision, 0 if none.
+    pub fn compact_revision(&self) -> i64 {
+        self.compact_rev.load(Ordering::Acquire)
+    }
+
+    /// The Raft index of the last committed batch.
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index.load(Ordering::Acquire)
+    }
+
+    /// A server meta record as last committed.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, MvccError> {
+        Ok(self.meta.read().get(key).cloned())
+    }
+
+    /// Begins the next apply batch; waits while another batch or a defragmentation runs.
+    ///
+    /// The thread holding a batch must not call [`Store::defragment`] (it would wait for
+    /// the batch forever).
+    pub fn begin_apply(&self) -> Result<ApplyBatch<'_>, MvccError> {
+        let writer = self.writer.lock();
+        let db = self.db.read();
+        ApplyBatch::new(self, writer, db)
+    }
+
+    /// CRC-32C over every table: its name, then each key and value in order.
+    pub fn hash(&self) -> Result<u32, MvccError> {
+        let db = self.db.read_recursive();
+        let txn = db.begin_read()?;
+        let mut crc = Crc32c::new();
+        crc.update(b"key");
+        for entry in txn.open_table(KEY_TABLE)?.iter()? {
+            let (k, v) = entry?;
+            crc.update(k.value());
+            crc.update(v.value());
+        }
+        crc.update(b"meta");
+        for entry in txn.open_table(META_TABLE)?.iter()? {
+            let (k, v) = entry?;
+            crc.update(k.value().as_bytes());
+            crc.update(v.value());
+        }
+        Ok(crc.sum())
+    }
+
+    /// etcd's HashKV: a CRC-32C of the "key" table up to `rev` (0 for current), skipping
+    /// revisions a compaction has superseded, so members that compacted at different
+    /// times agree.
+    pub fn hash_kv(&self, rev: i64) -> Result<HashKv, MvccError> {
+        let db = self.db.read_recursive();
+        let idx = self.index.read();
+        let (current, compact) = (idx.current_rev, idx.compact_rev);
+        if rev > 0 && rev < compact {
+            return Err(MvccError::Compacted);
+        }
+        if rev > 0 && rev > current {
+            return Err(MvccError::FutureRev);
+        }
+        let rev = if rev == 0 { current } else { rev };
+        let keep = idx.tree.keep(rev);
+        let txn = db.begin_read()?;
+        drop(idx);
+        let table = txn.open_table(KEY_TABLE)?;
+        let mut crc = Crc32c::new();
+        crc.update(b"key");
+        let upper = Revision::new(rev.saturating_add(1), 0).to_bytes(false);
+        for entry in table.range::<&[u8]>(..upper.as_slice())? {
+            let (k, v) = entry?;
+            let (r, _) = Revision::from_bytes(k.value())
+                .ok_or_else(|| MvccError::Corrupt("malformed revision key".into()))?;
+            if r.main <= compact && !keep.is_empty() && !keep.contains(&r) {
+                continue;
+            }
+            crc.update(k.value());
+            crc.update(v.value());
+        }
+        Ok(HashKv {
+            hash: crc.sum(),
+            current_revision: current,
+            compact_revision: compact,
+            hash_revision: rev,
+        })
+    }
+
+    /// Size of the backend file.
+    pub fn db_size(&self) -> u64 {
+        fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Bytes of the backend in use (allocated pages). Measured when no batch is open;
+    /// otherwise the last measurement.
+    pub fn db_size_in_use(&self) -> u64 {
+        if let Some(_writer) = self.writer.try_lock() {
+            let db = self.db.read_recursive();
+            if let Ok(txn) = db.begin_write() {
+                if let Ok(stats) = txn.stats() {
+                    let used = stats.allocated_pages() * stats.page_size() as u64;
+                    self.size_in_use.store(used, Ordering::Relaxed);
+                }
+                let _ = txn.abort();
+            }
+        }
+        self.size_in_use.load(Ordering::Relaxed)
+    }
+
+    /// Rewrites the backend file compactly. Reads and writes wait meanwhile.
+    pub fn defragment(&self) -> Result<(), MvccError> {
+        let _writer = self.writer.lock();
+        let mut db = self.db.write();
+        // Commits made without durability become durable first.
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        for _ in 0..8 {
+            if !db.compact()? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a consistent copy of every table to a new backend file at `path`.
+    pub fn snapshot_to(&self, path: &Path) -> Result<(), MvccError> {
+        if path.exists() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                format!("{} already exists", path.display()),
+            )
+            .into());
+        }
+        let db = self.db.read_recursive();
+        let src = db.begin_read()?;
+        let out = Database::create(path)?;
+        let mut txn = out.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        {
+            let mut keys = txn.open_table(KEY_TABLE)?;
+            for entry in src.open_table(KEY_TABLE)?.iter()? {
+                let (k, v) = entry?;
+                keys.insert(k.value(), v.value())?;
+            }
+            let mut meta = txn.open_table(META_TABLE)?;
+            for entry in src.open_table(META_TABLE)?.iter()? {
+                let (k, v) = entry?;
+                meta.insert(k.value(), v.value())?;
+            }
+        }
+        txn.commit()?;
+        drop(out);
+        backend::sync_parent(path)
+    }
+}
