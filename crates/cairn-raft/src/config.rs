@@ -1,0 +1,135 @@
+//! The driver's configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::RaftError;
+
+/// Configuration of one member's Raft driver.
+///
+/// Filled by the server from etcd's flags: `tick_interval` is `--heartbeat-interval`, and
+/// `election_tick` is `--election-timeout` divided by it.
+#[derive(Debug, Clone)]
+pub struct RaftConfig {
+    /// This member's id (the etcd member id). Must not be 0.
+    pub id: u64,
+    /// Voters written into a fresh log at bootstrap; ignored when the log already exists.
+    pub voters: Vec<u64>,
+    /// The raft-engine directory; created if missing.
+    pub dir: PathBuf,
+    /// Length of one logical clock tick.
+    pub tick_interval: Duration,
+    /// Ticks without a leader before a follower campaigns.
+    pub election_tick: usize,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_tick: usize,
+    /// The state machine's durable applied index at start: committed entries after it are
+    /// delivered to the applier again.
+    pub applied: u64,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            id: 1,
+            voters: vec![1],
+            dir: PathBuf::new(),
+            tick_interval: Duration::from_millis(100),
+            election_tick: 10,
+            heartbeat_tick: 1,
+            applied: 0,
+        }
+    }
+}
+
+impl RaftConfig {
+    /// Checks the fields that raft-rs does not check itself.
+    pub fn validate(&self) -> Result<(), RaftError> {
+        let invalid = |m: &str| Err(RaftError::InvalidConfig(m.to_owned()));
+        if self.id == 0 {
+            return invalid("id must not be 0");
+        }
+        if self.dir.as_os_str().is_empty() {
+            return invalid("dir must be set");
+        }
+        if self.tick_interval.is_zero() {
+            return invalid("tick interval must be positive");
+        }
+        if self.heartbeat_tick == 0 {
+            return invalid("heartbeat tick must be positive");
+        }
+        if self.election_tick <= self.heartbeat_tick {
+            return invalid("election tick must be greater than heartbeat tick");
+        }
+        if self.voters.contains(&0) {
+            return invalid("voter ids must not be 0");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_table() {
+        let ok = RaftConfig {
+            dir: "/tmp/x".into(),
+            ..Default::default()
+        };
+        assert!(ok.validate().is_ok());
+        let cases: Vec<(RaftConfig, &str)> = vec![
+            (
+                RaftConfig {
+                    id: 0,
+                    ..ok.clone()
+                },
+                "id",
+            ),
+            (
+                RaftConfig {
+                    dir: PathBuf::new(),
+                    ..ok.clone()
+                },
+                "dir",
+            ),
+            (
+                RaftConfig {
+                    tick_interval: Duration::ZERO,
+                    ..ok.clone()
+                },
+                "tick interval",
+            ),
+            (
+                RaftConfig {
+                    heartbeat_tick: 0,
+                    ..ok.clone()
+                },
+                "heartbeat",
+            ),
+            (
+                RaftConfig {
+                    election_tick: 1,
+                    ..ok.clone()
+                },
+                "election",
+            ),
+            (
+                RaftConfig {
+                    voters: vec![0],
+                    ..ok.clone()
+                },
+                "voter",
+            ),
+        ];
+        for (cfg, want) in cases {
+            let err = cfg
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(want), "{err} should mention {want}");
+        }
+    }
+}

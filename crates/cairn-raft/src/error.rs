@@ -1,0 +1,36 @@
+//! The crate's error type.
+
+/// Errors returned by the Raft driver.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RaftError {
+    /// The driver has been stopped (or its thread died); nothing more is accepted.
+    #[error("raft: stopped")]
+    Stopped,
+    /// No leader is known, so a proposal or read cannot be served now.
+    #[error("raft: no leader")]
+    NoLeader,
+    /// The configuration is unusable; the message says which field.
+    #[error("raft: invalid config: {0}")]
+    InvalidConfig(String),
+    /// The durable log failed or holds something this driver cannot use.
+    #[error("raft: storage: {0}")]
+    Storage(String),
+    /// raft-rs refused an operation.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+impl From<raft_engine::Error> for RaftError {
+    fn from(e: raft_engine::Error) -> Self {
+        RaftError::Storage(e.to_string())
+    }
+}
+
+impl From<raft::Error> for RaftError {
+    fn from(e: raft::Error) -> Self {
+        match e {
+            raft::Error::Store(s) => RaftError::Storage(s.to_string()),
+            other => RaftError::Raft(other.to_string()),
+        }
+    }
+}

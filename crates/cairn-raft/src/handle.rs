@@ -1,0 +1,212 @@
+//! `RaftHandle`: the cheap, cloneable way into a running driver.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+use raft::eraftpb::{ConfChangeV2, Message};
+use tokio::sync::oneshot;
+
+use crate::node::Msg;
+use crate::RaftError;
+
+/// A snapshot of the member's Raft state. Fields are read one by one without a lock, so
+/// they may be from slightly different moments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RaftStatus {
+    pub id: u64,
+    /// The known leader, 0 when there is none.
+    pub leader_id: u64,
+    pub term: u64,
+    pub commit_index: u64,
+    /// Index of the last entry the applier has returned from.
+    pub applied_index: u64,
+    pub last_index: u64,
+    pub is_leader: bool,
+}
+
+/// Counters for metrics and tests. They only grow, except `first_index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RaftStats {
+    /// raft-engine writes (one per handled `Ready` that had something to store).
+    pub log_writes: u64,
+    /// Writes that waited for fdatasync.
+    pub log_syncs: u64,
+    /// Entries appended to the log.
+    pub entries_appended: u64,
+    /// Proposals raft-rs refused (no leader, leadership lost, transfer in progress).
+    pub proposals_dropped: u64,
+    /// Calls to `Applier::apply`.
+    pub apply_batches: u64,
+    /// First index still in the log (after compaction).
+    pub first_index: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct AtomicStats {
+    pub(crate) log_writes: AtomicU64,
+    pub(crate) log_syncs: AtomicU64,
+    pub(crate) entries_appended: AtomicU64,
+    pub(crate) proposals_dropped: AtomicU64,
+    pub(crate) apply_batches: AtomicU64,
+    pub(crate) first_index: AtomicU64,
+}
+
+/// State published by the Raft and apply threads for handles to read.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) id: u64,
+    pub(crate) leader_id: AtomicU64,
+    pub(crate) term: AtomicU64,
+    pub(crate) commit_index: AtomicU64,
+    pub(crate) applied_index: AtomicU64,
+    pub(crate) last_index: AtomicU64,
+    pub(crate) is_leader: AtomicBool,
+    /// Set by `stop` or when the Raft thread dies; never cleared.
+    pub(crate) stopped: AtomicBool,
+    pub(crate) stats: AtomicStats,
+    /// The driver's threads, joined by the first `stop`. Protects only the list.
+    pub(crate) threads: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Sends `Stop` when the last handle goes away without `stop` having been called.
+#[derive(Debug)]
+struct Inner {
+    tx: Sender<Msg>,
+    shared: Arc<Shared>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if !self.shared.stopped.swap(true, Ordering::AcqRel) {
+            let _ = self.tx.send(Msg::Stop);
+        }
+    }
+}
+
+/// A handle to a running driver. Clones share it; all methods are cheap and non-blocking
+/// except `stop`, which waits for the threads.
+#[derive(Debug, Clone)]
+pub struct RaftHandle {
+    inner: Arc<Inner>,
+}
+
+impl RaftHandle {
+    pub(crate) fn new(tx: Sender<Msg>, shared: Arc<Shared>) -> Self {
+        RaftHandle {
+            inner: Arc::new(Inner { tx, shared }),
+        }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), RaftError> {
+        if self.shared().stopped.load(Ordering::Acquire) {
+            return Err(RaftError::Stopped);
+        }
+        self.inner.tx.send(msg).map_err(|_| RaftError::Stopped)
+    }
+
+    fn check_leader(&self) -> Result<(), RaftError> {
+        if self.shared().leader_id.load(Ordering::Acquire) == 0 {
+            return Err(RaftError::NoLeader);
+        }
+        Ok(())
+    }
+
+    /// Queues `data` as a new log entry. Returns once queued, not once committed: the
+    /// entry shows up at the applier when committed. A proposal that raft-rs drops later
+    /// (leadership lost meanwhile) is never applied; callers time out their waiters.
+    pub fn propose(&self, data: Vec<u8>) -> Result<(), RaftError> {
+        if self.shared().stopped.load(Ordering::Acquire) {
+            return Err(RaftError::Stopped);
+        }
+        self.check_leader()?;
+        self.send(Msg::Propose(data))
+    }
+
+    /// Queues a membership change. When committed, the driver applies it to Raft and
+    /// stores the new `ConfState`; the applier also receives the entry.
+    pub fn propose_conf_change(&self, cc: ConfChangeV2) -> Result<(), RaftError> {
+        if self.shared().stopped.load(Ordering::Acquire) {
+            return Err(RaftError::Stopped);
+        }
+        self.check_leader()?;
+        self.send(Msg::ProposeConfChange(cc))
+    }
+
+    /// Linearizable-read barrier: resolves with a commit index; a read that waits until
+    /// the state machine has applied it sees every write acknowledged before this call.
+    /// Fails at once with `NoLeader` when no leader is known.
+    pub async fn read_index(&self) -> Result<u64, RaftError> {
+        if self.shared().stopped.load(Ordering::Acquire) {
+            return Err(RaftError::Stopped);
+        }
+        self.check_leader()?;
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::ReadIndex(tx))?;
+        rx.await.map_err(|_| RaftError::Stopped)?
+    }
+
+    /// The member's current Raft state, from atomics.
+    pub fn status(&self) -> RaftStatus {
+        let s = self.shared();
+        RaftStatus {
+            id: s.id,
+            leader_id: s.leader_id.load(Ordering::Acquire),
+            term: s.term.load(Ordering::Acquire),
+            commit_index: s.commit_index.load(Ordering::Acquire),
+            applied_index: s.applied_index.load(Ordering::Acquire),
+            last_index: s.last_index.load(Ordering::Acquire),
+            is_leader: s.is_leader.load(Ordering::Acquire),
+        }
+    }
+
+    /// Counters of log writes, syncs and apply batches.
+    pub fn stats(&self) -> RaftStats {
+        let s = &self.shared().stats;
+        RaftStats {
+            log_writes: s.log_writes.load(Ordering::Relaxed),
+            log_syncs: s.log_syncs.load(Ordering::Relaxed),
+            entries_appended: s.entries_appended.load(Ordering::Relaxed),
+            proposals_dropped: s.proposals_dropped.load(Ordering::Relaxed),
+            apply_batches: s.apply_batches.load(Ordering::Relaxed),
+            first_index: s.first_index.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Feeds a message from a peer into Raft.
+    pub fn step(&self, msg: Message) -> Result<(), RaftError> {
+        self.send(Msg::Step(msg))
+    }
+
+    /// Reports that the state machine's changes up to `index` are durable, so the log
+    /// before it may be compacted. The driver keeps [`crate::LOG_RETAIN_ENTRIES`] entries
+    /// behind it for lagging peers and compacts in steps of [`crate::COMPACT_STEP`].
+    pub fn set_durable_applied(&self, index: u64) {
+        // After stop there is nothing left to compact.
+        let _ = self.send(Msg::DurableApplied(index));
+    }
+
+    /// Stops the driver: the Raft thread syncs the log and exits, the apply thread
+    /// applies what was already committed and handed to it, then exits. Waits for both,
+    /// unless called from the applier itself. Idempotent.
+    pub fn stop(&self) {
+        let shared = self.shared();
+        shared.stopped.store(true, Ordering::Release);
+        let _ = self.inner.tx.send(Msg::Stop);
+        let threads = std::mem::take(&mut *shared.threads.lock());
+        let me = std::thread::current().id();
+        for t in threads {
+            if t.thread().id() == me {
+                continue;
+            }
+            if t.join().is_err() {
+                tracing::error!("raft driver thread panicked");
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! cairn-raft: drives raft-rs's `RawNode` over a durable raft-engine log.
+//!
+//! [`start`] opens (or bootstraps) the log and spawns the driver's threads; the returned
+//! [`RaftHandle`] proposes entries, takes ReadIndex barriers, steps peer messages and
+//! reports status. Committed entries reach the state machine through the [`Applier`] on
+//! a dedicated apply thread, in log order, only after they are durable in the log.
+//!
+//! Threads (plain `std::thread`s; nothing here blocks a tokio worker):
+//!
+//! - `cairn-raft`: owns the `RawNode`, batches every queued request into one `Ready`, so
+//!   many proposals share one log write and one fdatasync (group commit).
+//! - `cairn-apply`: calls [`Applier::apply`], merging queued committed batches.
+//! - `cairn-raft-purge`: deletes log files holding only compacted entries.
+//!
+//! What it must not depend on: the server, MVCC, gRPC. Peers are reached only through the
+//! [`Transport`] trait ([`NoPeers`] for a single member).
+//!
+//! Today a single voter is fully supported. For several members the seams exist
+//! (`Transport`, [`RaftHandle::step`], conf changes applied when committed) but raft
+//! snapshots are not: `EngineStorage::snapshot` answers "temporarily unavailable" and a
+//! received snapshot stops the driver with an error.
+//!
+//! # Layout
+//!
+//! - `config.rs`: [`RaftConfig`] and its validation.
+//! - `error.rs`: [`RaftError`].
+//! - `handle.rs`: [`RaftHandle`], [`RaftStatus`], [`RaftStats`], state shared by threads.
+//! - `node.rs`: the Raft thread's loop and `Ready` handling.
+//! - `apply.rs`: the [`Applier`] trait and the apply thread.
+//! - `storage.rs`: [`EngineStorage`], raft-rs `Storage` over raft-engine; on-disk keys.
+//! - `entry_cache.rs`, `term_runs.rs`: the in-memory tail of the log and term lookup.
+//! - `transport.rs`: [`Transport`] and [`NoPeers`].
+//! - `logger.rs`: raft-rs's slog records into `tracing`.
+
+mod apply;
+mod config;
+mod entry_cache;
+mod error;
+mod handle;
+mod logger;
+mod node;
+mod storage;
+mod term_runs;
+mod transport;
+
+use std::sync::Arc;
+
+use raft::RawNode;
+
+pub use apply::Applier;
+pub use config::RaftConfig;
+pub use error::RaftError;
+pub use handle::{RaftHandle, RaftStats, RaftStatus};
+pub use node::{COMPACT_STEP, LOG_RETAIN_ENTRIES};
+pub use raft::eraftpb;
+pub use storage::{EngineStorage, REGION_ID};
+pub use transport::{NoPeers, Transport};
+
+use handle::Shared;
+use node::{Msg, Node};
+
+/// Upper bound on one append message to a peer.
+const MAX_SIZE_PER_MSG: u64 = 1 << 20;
+/// Append messages in flight to one peer.
+const MAX_INFLIGHT_MSGS: usize = 256;
+
+/// Opens the log in `cfg.dir` (bootstrapping it with `cfg.voters` if fresh), starts the
+/// driver's threads and returns its handle. A sole voter campaigns at once and is leader
+/// when this returns.
+///
+/// On restart, committed entries after `cfg.applied` are delivered to `applier` again.
+/// If the log's stored commit index lags `cfg.applied` (a crash between the state machine's
+/// commit and the next log write), it is raised to `cfg.applied`. A fresh log with
+/// `cfg.applied > 0` starts right after `cfg.applied` (a restored state machine).
+pub fn start(
+    cfg: RaftConfig,
+    applier: impl Applier,
+    transport: impl Transport,
+) -> Result<RaftHandle, RaftError> {
+    cfg.validate()?;
+    let mut storage = EngineStorage::open(&cfg.dir)?;
+    if !storage.is_bootstrapped() {
+        if cfg.voters.is_empty() {
+            return Err(RaftError::InvalidConfig(
+                "voters must not be empty for a new log".into(),
+            ));
+        }
+        storage.bootstrap(&cfg.voters, cfg.applied)?;
+        tracing::info!(id = cfg.id, voters = ?cfg.voters, applied = cfg.applied, "bootstrapped raft log");
+    }
+    if cfg.applied + 1 < storage.first_index() {
+        return Err(RaftError::Storage(format!(
+            "log compacted to {} past the applied index {}",
+            storage.first_index() - 1,
+            cfg.applied
+        )));
+    }
+    if cfg.applied > storage.hard_state().commit {
+        if cfg.applied > storage.last_index() {
+            return Err(RaftError::Storage(format!(
+                "applied index {} is beyond the last log index {}",
+                cfg.applied,
+                storage.last_index()
+            )));
+        }
+        let mut hs = storage.hard_state().clone();
+        hs.commit = cfg.applied;
+        storage.persist(&[], Some(&hs), true)?;
+    }
+
+    let raft_cfg = raft::Config {
+        id: cfg.id,
+        election_tick: cfg.election_tick,
+        heartbeat_tick: cfg.heartbeat_tick,
+        applied: cfg.applied,
+        max_size_per_msg: MAX_SIZE_PER_MSG,
+        max_inflight_msgs: MAX_INFLIGHT_MSGS,
+        check_quorum: true,
+        pre_vote: true,
+        ..Default::default()
+    };
+    raft_cfg.validate()?;
+    let sole_voter = storage.conf_state().voters == [cfg.id];
+    let first_index = storage.first_index();
+    let engine = storage.engine();
+    let mut raw = RawNode::new(&raft_cfg, storage, &logger::raft_logger(cfg.id))?;
+    if sole_voter {
+        raw.campaign()?;
+    }
+
+    let shared = Arc::new(Shared {
+        id: cfg.id,
+        ..Default::default()
+    });
+    shared
+        .applied_index
+        .store(cfg.applied, std::sync::atomic::Ordering::Release);
+    shared
+        .stats
+        .first_index
+        .store(first_index, std::sync::atomic::Ordering::Relaxed);
+    let (tx, rx) = crossbeam_channel::unbounded::<Msg>();
+    let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
+    let (purge_tx, purge_rx) = crossbeam_channel::bounded::<()>(1);
+    let mut node = Node::new(
+        raw,
+        transport,
+        rx,
+        apply_tx,
+        purge_tx,
+        Arc::clone(&shared),
+        cfg.tick_interval,
+        cfg.election_tick,
+        cfg.applied,
+    );
+    // Settle the election (a sole voter wins at once) before anyone proposes.
+    node.handle_ready()?;
+
+    let spawn_err = |e: std::io::Error| RaftError::Storage(format!("spawn thread: {e}"));
+    let mut threads = Vec::with_capacity(3);
+    let apply_shared = Arc::clone(&shared);
+    let apply_raft_tx = tx.clone();
+    threads.push(
+        std::thread::Builder::new()
+            .name("cairn-apply".into())
+            .spawn(move || apply::run(applier, apply_rx, apply_raft_tx, apply_shared))
+            .map_err(spawn_err)?,
+    );
+    threads.push(
+        std::thread::Builder::new()
+            .name("cairn-raft-purge".into())
+            .spawn(move || {
+                while purge_rx.recv().is_ok() {
+                    match engine.purge_expired_files() {
+                        Ok(_) => tracing::debug!("purged raft log files"),
+                        Err(e) => tracing::warn!(error = %e, "purging raft log files failed"),
+                    }
+                }
+            })
+            .map_err(spawn_err)?,
+    );
+    threads.push(
+        std::thread::Builder::new()
+            .name("cairn-raft".into())
+            .spawn(move || node.run())
+            .map_err(spawn_err)?,
+    );
+    *shared.threads.lock() = threads;
+    Ok(RaftHandle::new(tx, shared))
+}

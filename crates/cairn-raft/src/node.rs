@@ -1,0 +1,433 @@
+//! The Raft thread: owns the `RawNode`, batches requests, and works through each `Ready`.
+//!
+//! One loop iteration:
+//!
+//! 1. Wait for a request, at most until the next tick is due.
+//! 2. Drain every queued request (up to [`MAX_DRAIN`]); proposals are collected into one
+//!    `MsgPropose`, so everything that queued up during the previous fsync is appended,
+//!    written and synced together (group commit).
+//! 3. Tick if due; issue pending ReadIndex requests.
+//! 4. Handle the `Ready` in raft-rs's order: send messages, (install snapshot), resolve
+//!    read states, hand committed entries to the apply thread, write entries and hard state
+//!    in one raft-engine batch (synced when raft-rs requires it), send persisted messages,
+//!    `advance_append`, then the `LightReady`: commit index, messages, committed entries.
+//! 5. Compact the log if the state machine's durable index allows it.
+//!
+//! Applying is asynchronous: the apply thread reports each finished batch with
+//! [`Msg::Applied`], and the loop passes it to raft-rs with `advance_apply_to`.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
+use raft::{RawNode, StateRole};
+use tokio::sync::oneshot;
+
+use crate::handle::Shared;
+use crate::storage::EngineStorage;
+use crate::{RaftError, Transport};
+
+/// Requests to the Raft thread.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    Propose(Vec<u8>),
+    ProposeConfChange(ConfChangeV2),
+    Step(Message),
+    ReadIndex(oneshot::Sender<Result<u64, RaftError>>),
+    /// The apply thread finished everything up to this index.
+    Applied(u64),
+    /// The state machine's changes up to this index are durable.
+    DurableApplied(u64),
+    Stop,
+}
+
+/// Most requests handled before the queued proposals are flushed into a `Ready`, so a
+/// steady stream of requests cannot postpone the log write indefinitely.
+pub(crate) const MAX_DRAIN: usize = 16 * 1024;
+
+/// Entries kept in the log behind the state machine's durable applied index, so a peer
+/// that lags a little catches up from the log rather than from a snapshot.
+pub const LOG_RETAIN_ENTRIES: u64 = 10_000;
+
+/// Compaction waits until it can remove at least this many entries, to keep it rare.
+pub const COMPACT_STEP: u64 = 1_000;
+
+/// Readers waiting on one ReadIndex request.
+#[derive(Debug)]
+struct PendingRead {
+    waiters: Vec<oneshot::Sender<Result<u64, RaftError>>>,
+    /// Tick count when it was last handed to raft-rs.
+    issued_at: u64,
+}
+
+pub(crate) struct Node<T: Transport> {
+    pub(crate) raw: RawNode<EngineStorage>,
+    pub(crate) transport: T,
+    pub(crate) rx: Receiver<Msg>,
+    /// Committed entries to the apply thread; dropped on exit so that thread ends.
+    pub(crate) apply_tx: Option<Sender<Vec<Entry>>>,
+    /// Nudges the purge thread after a compaction.
+    pub(crate) purge_tx: Option<Sender<()>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) tick_interval: Duration,
+    pub(crate) election_tick: u64,
+    pub(crate) next_tick: Instant,
+    pub(crate) ticks: u64,
+    /// Proposals drained in this iteration, stepped as one `MsgPropose`.
+    pub(crate) proposals: Vec<Entry>,
+    pub(crate) conf_change_proposals: Vec<ConfChangeV2>,
+    /// Read requests not yet handed to raft-rs (it drops them until the leader has
+    /// committed an entry in its term).
+    pub(crate) unissued_reads: Vec<oneshot::Sender<Result<u64, RaftError>>>,
+    pending_reads: HashMap<u64, PendingRead>,
+    next_read_ctx: u64,
+    /// Committed conf-change entries to apply to raft-rs after the current `Ready`.
+    conf_changes: Vec<Entry>,
+    pub(crate) applied: u64,
+    pub(crate) durable_applied: u64,
+}
+
+impl<T: Transport> Node<T> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        raw: RawNode<EngineStorage>,
+        transport: T,
+        rx: Receiver<Msg>,
+        apply_tx: Sender<Vec<Entry>>,
+        purge_tx: Sender<()>,
+        shared: Arc<Shared>,
+        tick_interval: Duration,
+        election_tick: usize,
+        applied: u64,
+    ) -> Self {
+        Node {
+            raw,
+            transport,
+            rx,
+            apply_tx: Some(apply_tx),
+            purge_tx: Some(purge_tx),
+            shared,
+            tick_interval,
+            election_tick: election_tick as u64,
+            next_tick: Instant::now() + tick_interval,
+            ticks: 0,
+            proposals: Vec::new(),
+            conf_change_proposals: Vec::new(),
+            unissued_reads: Vec::new(),
+            pending_reads: HashMap::new(),
+            next_read_ctx: 1,
+            conf_changes: Vec::new(),
+            applied,
+            durable_applied: 0,
+        }
+    }
+
+    /// Runs until stopped or until the log fails.
+    pub(crate) fn run(mut self) {
+        loop {
+            let timeout = self.next_tick.saturating_duration_since(Instant::now());
+            let mut stop = match self.rx.recv_timeout(timeout) {
+                Ok(msg) => self.on_msg(msg),
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => true,
+            };
+            let mut drained = 1;
+            while !stop && drained < MAX_DRAIN {
+                match self.rx.try_recv() {
+                    Ok(msg) => stop = self.on_msg(msg),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => stop = true,
+                }
+                drained += 1;
+            }
+            if let Err(e) = self.step_round() {
+                tracing::error!(error = %e, "raft loop failed; stopping");
+                break;
+            }
+            if stop {
+                break;
+            }
+        }
+        self.shutdown();
+    }
+
+    /// Everything after draining: proposals, tick, reads, `Ready`, compaction.
+    pub(crate) fn step_round(&mut self) -> Result<(), RaftError> {
+        self.flush_proposals();
+        let now = Instant::now();
+        if now >= self.next_tick {
+            self.raw.tick();
+            self.ticks += 1;
+            self.next_tick += self.tick_interval;
+            if self.next_tick <= now {
+                self.next_tick = now + self.tick_interval;
+            }
+        }
+        self.issue_reads();
+        self.handle_ready()?;
+        self.maybe_compact()
+    }
+
+    /// Handles one request; returns true on `Stop`.
+    fn on_msg(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Propose(data) => {
+                self.proposals.push(Entry {
+                    data: data.into(),
+                    ..Default::default()
+                });
+            }
+            Msg::ProposeConfChange(cc) => self.conf_change_proposals.push(cc),
+            Msg::Step(m) => {
+                if let Err(e) = self.raw.step(m) {
+                    tracing::debug!(error = %e, "dropped raft message");
+                }
+            }
+            Msg::ReadIndex(tx) => self.unissued_reads.push(tx),
+            Msg::Applied(index) => {
+                if index > self.applied {
+                    self.applied = index;
+                    self.raw.advance_apply_to(index);
+                    self.raw.mut_store().on_applied(index);
+                }
+            }
+            Msg::DurableApplied(index) => self.durable_applied = self.durable_applied.max(index),
+            Msg::Stop => return true,
+        }
+        false
+    }
+
+    fn flush_proposals(&mut self) {
+        if !self.proposals.is_empty() {
+            let entries = std::mem::take(&mut self.proposals);
+            let count = entries.len() as u64;
+            let mut m = Message::default();
+            m.set_msg_type(MessageType::MsgPropose);
+            m.from = self.raw.raft.id;
+            m.set_entries(entries.into());
+            if let Err(e) = self.raw.raft.step(m) {
+                tracing::debug!(error = %e, count, "proposals dropped");
+                self.shared
+                    .stats
+                    .proposals_dropped
+                    .fetch_add(count, Ordering::Relaxed);
+            }
+        }
+        for cc in std::mem::take(&mut self.conf_change_proposals) {
+            if let Err(e) = self.raw.propose_conf_change(Vec::new(), cc) {
+                tracing::warn!(error = %e, "conf change proposal dropped");
+                self.shared
+                    .stats
+                    .proposals_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Hands queued reads to raft-rs once it can answer them, and re-issues reads that
+    /// went unanswered for an election timeout (lost messages, leader changes).
+    fn issue_reads(&mut self) {
+        let raft = &self.raw.raft;
+        let ready = match raft.state {
+            StateRole::Leader => raft.commit_to_current_term(),
+            _ => raft.leader_id != 0,
+        };
+        if !ready {
+            return;
+        }
+        if !self.unissued_reads.is_empty() {
+            let ctx = self.next_read_ctx;
+            self.next_read_ctx += 1;
+            let waiters = std::mem::take(&mut self.unissued_reads);
+            self.pending_reads.insert(
+                ctx,
+                PendingRead {
+                    waiters,
+                    issued_at: self.ticks,
+                },
+            );
+            self.raw.read_index(ctx.to_be_bytes().to_vec());
+        }
+        let stale: Vec<u64> = self
+            .pending_reads
+            .iter()
+            .filter(|(_, p)| self.ticks.saturating_sub(p.issued_at) >= self.election_tick)
+            .map(|(&ctx, _)| ctx)
+            .collect();
+        for ctx in stale {
+            if let Some(p) = self.pending_reads.get_mut(&ctx) {
+                p.issued_at = self.ticks;
+            }
+            self.raw.read_index(ctx.to_be_bytes().to_vec());
+        }
+    }
+
+    fn resolve_reads(&mut self, states: Vec<raft::ReadState>) {
+        for rs in states {
+            let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
+                continue;
+            };
+            if let Some(p) = self.pending_reads.remove(&u64::from_be_bytes(ctx)) {
+                for w in p.waiters {
+                    let _ = w.send(Ok(rs.index));
+                }
+            }
+        }
+    }
+
+    /// Hands committed entries to the apply thread and remembers conf changes among them.
+    fn dispatch(&mut self, entries: Vec<Entry>) -> Result<(), RaftError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.conf_changes.extend(
+            entries
+                .iter()
+                .filter(|e| {
+                    matches!(
+                        e.get_entry_type(),
+                        EntryType::EntryConfChange | EntryType::EntryConfChangeV2
+                    )
+                })
+                .cloned(),
+        );
+        let tx = self.apply_tx.as_ref().ok_or(RaftError::Stopped)?;
+        tx.send(entries).map_err(|_| RaftError::Stopped)
+    }
+
+    /// Applies committed conf changes to raft-rs and stores the resulting `ConfState`.
+    fn apply_conf_changes(&mut self) -> Result<(), RaftError> {
+        for e in std::mem::take(&mut self.conf_changes) {
+            let cs = if e.get_entry_type() == EntryType::EntryConfChange {
+                let cc = ConfChange::parse_from_bytes(&e.data)
+                    .map_err(|err| RaftError::Storage(format!("bad conf change: {err}")))?;
+                self.raw.apply_conf_change(&cc)
+            } else {
+                let cc = ConfChangeV2::parse_from_bytes(&e.data)
+                    .map_err(|err| RaftError::Storage(format!("bad conf change: {err}")))?;
+                self.raw.apply_conf_change(&cc)
+            };
+            match cs {
+                Ok(cs) => {
+                    tracing::info!(index = e.index, conf_state = ?cs, "applied conf change");
+                    self.raw.mut_store().set_conf_state(cs)?;
+                }
+                Err(err) => tracing::warn!(index = e.index, error = %err, "rejected conf change"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Works through every pending `Ready`.
+    pub(crate) fn handle_ready(&mut self) -> Result<(), RaftError> {
+        // A LightReady can leave more work (e.g. a commit unblocking a conf change); a
+        // few rounds settle it, and the next loop iteration picks up anything left.
+        for _ in 0..4 {
+            if !self.raw.has_ready() {
+                break;
+            }
+            let mut rd = self.raw.ready();
+            if rd.ss().is_some() {
+                // Leadership changed: reads in flight may have been dropped.
+                for p in self.pending_reads.values_mut() {
+                    p.issued_at = 0;
+                }
+            }
+            let msgs = rd.take_messages();
+            if !msgs.is_empty() {
+                self.transport.send(msgs);
+            }
+            if !rd.snapshot().is_empty() {
+                return Err(RaftError::Storage(
+                    "installing a raft snapshot is not supported".into(),
+                ));
+            }
+            self.resolve_reads(rd.take_read_states());
+            self.dispatch(rd.take_committed_entries())?;
+
+            let entries = rd.take_entries();
+            let hs = self.raw.raft.hard_state();
+            let store = self.raw.mut_store();
+            let hs = (hs != *store.hard_state()).then_some(hs);
+            let sync = rd.must_sync() || !entries.is_empty();
+            store.persist(&entries, hs.as_ref(), sync)?;
+
+            let persisted = rd.take_persisted_messages();
+            if !persisted.is_empty() {
+                self.transport.send(persisted);
+            }
+            let mut light = self.raw.advance_append(rd);
+            let msgs = light.take_messages();
+            if !msgs.is_empty() {
+                self.transport.send(msgs);
+            }
+            self.dispatch(light.take_committed_entries())?;
+            self.apply_conf_changes()?;
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Copies the state handles read into the shared atomics.
+    pub(crate) fn publish(&self) {
+        let raft = &self.raw.raft;
+        let s = &self.shared;
+        let is_leader = raft.state == StateRole::Leader;
+        s.leader_id.store(raft.leader_id, Ordering::Release);
+        s.term.store(raft.term, Ordering::Release);
+        s.commit_index
+            .store(raft.raft_log.committed, Ordering::Release);
+        s.last_index
+            .store(raft.raft_log.last_index(), Ordering::Release);
+        s.is_leader.store(is_leader, Ordering::Release);
+        let store = self.raw.store();
+        let c = store.counters();
+        s.stats.log_writes.store(c.writes, Ordering::Relaxed);
+        s.stats.log_syncs.store(c.syncs, Ordering::Relaxed);
+        s.stats.entries_appended.store(c.entries, Ordering::Relaxed);
+        s.stats
+            .first_index
+            .store(store.first_index(), Ordering::Relaxed);
+    }
+
+    /// Compacts the log up to [`LOG_RETAIN_ENTRIES`] before the durable applied index.
+    fn maybe_compact(&mut self) -> Result<(), RaftError> {
+        let safe = self.durable_applied.min(self.applied);
+        let target = safe.saturating_sub(LOG_RETAIN_ENTRIES);
+        let first = self.raw.store().first_index();
+        if target < first + COMPACT_STEP {
+            return Ok(());
+        }
+        self.raw.mut_store().compact(target + 1)?;
+        tracing::debug!(first_index = target + 1, "compacted raft log");
+        if let Some(tx) = &self.purge_tx {
+            let _ = tx.try_send(());
+        }
+        self.publish();
+        Ok(())
+    }
+
+    fn shutdown(mut self) {
+        self.shared.stopped.store(true, Ordering::Release);
+        let hs = self.raw.raft.hard_state();
+        let store = self.raw.mut_store();
+        let hs = (hs != *store.hard_state()).then_some(hs);
+        let flushed = match hs {
+            Some(hs) => store.persist(&[], Some(&hs), true),
+            None => store.sync(),
+        };
+        if let Err(e) = flushed {
+            tracing::error!(error = %e, "raft log sync at stop failed");
+        }
+        // Readers still waiting see their sender dropped and get `Stopped`.
+        self.pending_reads.clear();
+        self.unissued_reads.clear();
+        self.apply_tx = None;
+        self.purge_tx = None;
+        self.publish();
+    }
+}

@@ -1,0 +1,422 @@
+//! `EngineStorage`: raft-rs's `Storage` over a raft-engine log.
+//!
+//! Everything lives in raft-engine under one Raft group ([`REGION_ID`]):
+//!
+//! | what | where |
+//! |---|---|
+//! | log entries | raft-engine entries of the group (`Entry` protobuf) |
+//! | `HardState` | key `hard_state` (protobuf) |
+//! | `ConfState` | key `conf_state` (protobuf); its presence marks a bootstrapped log |
+//! | last compacted entry | key `truncated`: index then term, 8 bytes each, big-endian |
+//!
+//! A fresh log with voters `[1]` holds only `conf_state = {voters: [1]}`, a default hard
+//! state and `truncated = (0, 0)`; raft-rs then sees first index 1 and last index 0.
+//! After compacting up to index 100, entries start at 101 and `truncated = (100, term)`,
+//! which answers `term(100)` for append matching.
+//!
+//! The driver is the only writer; raft-rs reads through `&self`. Recent entries are served
+//! from an [`EntryCache`] and terms from [`TermRuns`], so the hot path rarely reads files.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError};
+use raft_engine::{Command, Engine, LogBatch, MessageExt, ReadableSize, RecoveryMode};
+
+use crate::entry_cache::EntryCache;
+use crate::term_runs::TermRuns;
+use crate::RaftError;
+
+/// The raft-engine group that holds this member's log.
+pub const REGION_ID: u64 = 1;
+
+const KEY_HARD_STATE: &[u8] = b"hard_state";
+const KEY_CONF_STATE: &[u8] = b"conf_state";
+const KEY_TRUNCATED: &[u8] = b"truncated";
+
+/// Byte budget of the in-memory tail of the log.
+const ENTRY_CACHE_BYTES: usize = 64 << 20;
+
+/// Lets raft-engine find the index of a raft-rs entry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EntryExt;
+
+impl MessageExt for EntryExt {
+    type Entry = Entry;
+
+    fn index(e: &Entry) -> u64 {
+        e.index
+    }
+}
+
+/// Counters of log writes, read by [`crate::RaftHandle::stats`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WriteCounters {
+    pub(crate) writes: u64,
+    pub(crate) syncs: u64,
+    pub(crate) entries: u64,
+}
+
+/// raft-rs `Storage` backed by raft-engine.
+pub struct EngineStorage {
+    engine: Arc<Engine>,
+    hard_state: HardState,
+    conf_state: ConfState,
+    /// Index and term of the last entry removed by compaction (0, 0 when none).
+    truncated: (u64, u64),
+    last_index: u64,
+    terms: TermRuns,
+    cache: EntryCache,
+    counters: WriteCounters,
+}
+
+impl std::fmt::Debug for EngineStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineStorage")
+            .field("hard_state", &self.hard_state)
+            .field("conf_state", &self.conf_state)
+            .field("truncated", &self.truncated)
+            .field("last_index", &self.last_index)
+            .finish_non_exhaustive()
+    }
+}
+
+fn engine_config(dir: &Path) -> Result<raft_engine::Config, RaftError> {
+    let dir = dir
+        .to_str()
+        .ok_or_else(|| RaftError::InvalidConfig(format!("dir {} is not utf-8", dir.display())))?;
+    Ok(raft_engine::Config {
+        dir: dir.to_owned(),
+        // A write torn by a crash is cut off; everything synced before it stays.
+        recovery_mode: RecoveryMode::TolerateTailCorruption,
+        target_file_size: ReadableSize::mb(64),
+        purge_threshold: ReadableSize::mb(512),
+        ..Default::default()
+    })
+}
+
+fn storage_err(e: impl std::fmt::Display) -> raft::Error {
+    raft::Error::Store(StorageError::Other(e.to_string().into()))
+}
+
+impl EngineStorage {
+    /// Opens (creating if missing) the log in `dir`. Call [`Self::is_bootstrapped`] next.
+    pub fn open(dir: &Path) -> Result<Self, RaftError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| RaftError::Storage(format!("create {}: {e}", dir.display())))?;
+        let engine = Arc::new(Engine::open(engine_config(dir)?)?);
+        let hard_state: HardState = engine
+            .get_message(REGION_ID, KEY_HARD_STATE)?
+            .unwrap_or_default();
+        let conf_state: ConfState = engine
+            .get_message(REGION_ID, KEY_CONF_STATE)?
+            .unwrap_or_default();
+        let truncated = match engine.get(REGION_ID, KEY_TRUNCATED) {
+            Some(v) => decode_truncated(&v)?,
+            None => (0, 0),
+        };
+        let mut storage = EngineStorage {
+            engine,
+            hard_state,
+            conf_state,
+            truncated,
+            last_index: truncated.0,
+            terms: TermRuns::default(),
+            cache: EntryCache::new(ENTRY_CACHE_BYTES),
+            counters: WriteCounters::default(),
+        };
+        storage.load_log()?;
+        Ok(storage)
+    }
+
+    /// Rebuilds the in-memory view of the entries after open or compaction.
+    fn load_log(&mut self) -> Result<(), RaftError> {
+        let first = self.engine.first_index(REGION_ID);
+        let last = self.engine.last_index(REGION_ID);
+        self.last_index = match (first, last) {
+            (Some(first), Some(last)) => {
+                if first > self.truncated.0 + 1 {
+                    return Err(RaftError::Storage(format!(
+                        "log starts at {first} but only entries up to {} were compacted",
+                        self.truncated.0
+                    )));
+                }
+                last
+            }
+            _ => self.truncated.0,
+        };
+        let engine = Arc::clone(&self.engine);
+        let mut terms =
+            TermRuns::build(self.truncated.0 + 1, self.last_index, |i| match engine
+                .get_entry::<EntryExt>(REGION_ID, i)?
+            {
+                Some(e) => Ok(e.term),
+                None => Err(RaftError::Storage(format!("entry {i} missing"))),
+            })?;
+        if self.truncated.0 > 0 && self.last_index == self.truncated.0 {
+            terms.push(self.truncated.0 + 1, self.truncated.1);
+        }
+        self.terms = terms;
+        Ok(())
+    }
+
+    /// Whether a `ConfState` was ever stored: false for a fresh directory.
+    pub fn is_bootstrapped(&self) -> bool {
+        self.conf_state != ConfState::default()
+    }
+
+    /// Writes the initial state of a fresh log: `voters`, and when the state machine already
+    /// holds entries up to `applied` (a restored backend), a log that starts after them as
+    /// if a snapshot at `applied` with term 1 had been installed.
+    pub fn bootstrap(&mut self, voters: &[u64], applied: u64) -> Result<(), RaftError> {
+        if self.is_bootstrapped() || self.engine.last_index(REGION_ID).is_some() {
+            return Err(RaftError::Storage("bootstrap of a non-empty log".into()));
+        }
+        let conf_state = ConfState {
+            voters: voters.to_vec(),
+            ..Default::default()
+        };
+        let (hard_state, truncated) = if applied == 0 {
+            (HardState::default(), (0, 0))
+        } else {
+            (
+                HardState {
+                    term: 1,
+                    commit: applied,
+                    ..Default::default()
+                },
+                (applied, 1),
+            )
+        };
+        let mut batch = LogBatch::default();
+        batch.put_message(REGION_ID, KEY_CONF_STATE.to_vec(), &conf_state)?;
+        batch.put_message(REGION_ID, KEY_HARD_STATE.to_vec(), &hard_state)?;
+        batch.put(
+            REGION_ID,
+            KEY_TRUNCATED.to_vec(),
+            encode_truncated(truncated),
+        )?;
+        self.write(&mut batch, true)?;
+        self.conf_state = conf_state;
+        self.hard_state = hard_state;
+        self.truncated = truncated;
+        self.load_log()
+    }
+
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard_state
+    }
+
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
+    /// Index of the first entry still in the log.
+    pub fn first_index(&self) -> u64 {
+        self.truncated.0 + 1
+    }
+
+    /// Index of the last entry in the log.
+    pub fn last_index(&self) -> u64 {
+        self.last_index
+    }
+
+    pub(crate) fn counters(&self) -> WriteCounters {
+        self.counters
+    }
+
+    fn write(&mut self, batch: &mut LogBatch, sync: bool) -> Result<(), RaftError> {
+        self.engine.write(batch, sync)?;
+        self.counters.writes += 1;
+        if sync {
+            self.counters.syncs += 1;
+        }
+        Ok(())
+    }
+
+    /// Appends `entries` (replacing any at or after the first one's index) and stores
+    /// `hard_state`, in one raft-engine write; `sync` makes it wait for fdatasync.
+    pub fn persist(
+        &mut self,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        sync: bool,
+    ) -> Result<(), RaftError> {
+        if entries.is_empty() && hard_state.is_none() {
+            return Ok(());
+        }
+        if let Some(first) = entries.first() {
+            if first.index <= self.truncated.0 || first.index > self.last_index + 1 {
+                return Err(RaftError::Storage(format!(
+                    "append at {} outside log {}..={}",
+                    first.index,
+                    self.truncated.0 + 1,
+                    self.last_index
+                )));
+            }
+        }
+        let mut batch = LogBatch::with_capacity(entries.len());
+        batch.add_entries::<EntryExt>(REGION_ID, entries)?;
+        if let Some(hs) = hard_state {
+            batch.put_message(REGION_ID, KEY_HARD_STATE.to_vec(), hs)?;
+        }
+        self.write(&mut batch, sync)?;
+        if let Some(hs) = hard_state {
+            self.hard_state = hs.clone();
+        }
+        if let Some(last) = entries.last() {
+            self.last_index = last.index;
+            self.terms.append(entries);
+            self.cache.append(entries);
+            self.counters.entries += entries.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Stores a new `ConfState` and syncs it.
+    pub fn set_conf_state(&mut self, conf_state: ConfState) -> Result<(), RaftError> {
+        let mut batch = LogBatch::default();
+        batch.put_message(REGION_ID, KEY_CONF_STATE.to_vec(), &conf_state)?;
+        self.write(&mut batch, true)?;
+        self.conf_state = conf_state;
+        Ok(())
+    }
+
+    /// Removes the entries before `index` (it becomes the first index). Does nothing when
+    /// they are already gone; refuses to remove the last entry's successor or beyond.
+    pub fn compact(&mut self, index: u64) -> Result<(), RaftError> {
+        if index <= self.first_index() {
+            return Ok(());
+        }
+        if index > self.last_index + 1 {
+            return Err(RaftError::Storage(format!(
+                "compact to {index} beyond last index {}",
+                self.last_index
+            )));
+        }
+        let term = raft::Storage::term(self, index - 1).map_err(RaftError::from)?;
+        let truncated = (index - 1, term);
+        let mut batch = LogBatch::default();
+        batch.add_command(REGION_ID, Command::Compact { index });
+        batch.put(
+            REGION_ID,
+            KEY_TRUNCATED.to_vec(),
+            encode_truncated(truncated),
+        )?;
+        self.write(&mut batch, false)?;
+        self.truncated = truncated;
+        self.terms.compact(index);
+        self.cache.evict_to(index - 1);
+        Ok(())
+    }
+
+    /// Lets the in-memory tail drop entries the applier has finished with.
+    pub(crate) fn on_applied(&mut self, applied: u64) {
+        self.cache.evict_to(applied);
+    }
+
+    /// Flushes everything written without sync.
+    pub fn sync(&mut self) -> Result<(), RaftError> {
+        self.engine.sync()?;
+        self.counters.syncs += 1;
+        Ok(())
+    }
+
+    /// The engine, shared with the purge thread.
+    pub(crate) fn engine(&self) -> Arc<Engine> {
+        Arc::clone(&self.engine)
+    }
+}
+
+fn encode_truncated((index, term): (u64, u64)) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16);
+    v.extend_from_slice(&index.to_be_bytes());
+    v.extend_from_slice(&term.to_be_bytes());
+    v
+}
+
+fn decode_truncated(v: &[u8]) -> Result<(u64, u64), RaftError> {
+    let bad = || RaftError::Storage(format!("bad truncated state of {} bytes", v.len()));
+    let index = v.get(..8).and_then(|b| b.try_into().ok()).ok_or_else(bad)?;
+    let term = v
+        .get(8..16)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(bad)?;
+    Ok((u64::from_be_bytes(index), u64::from_be_bytes(term)))
+}
+
+impl raft::Storage for EngineStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState::new(
+            self.hard_state.clone(),
+            self.conf_state.clone(),
+        ))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        let max_size = max_size.into();
+        if low <= self.truncated.0 {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last_index + 1 {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let mut out = Vec::with_capacity((high - low).min(4096) as usize);
+        if low >= high {
+            return Ok(out);
+        }
+        let cached_from = self.cache.first_index().unwrap_or(high).max(low);
+        if low < cached_from {
+            let limit = max_size.map(|m| m.min(usize::MAX as u64) as usize);
+            self.engine
+                .fetch_entries_to::<EntryExt>(REGION_ID, low, cached_from, limit, &mut out)
+                .map_err(storage_err)?;
+            if (out.len() as u64) < cached_from - low {
+                // Stopped early at the size limit.
+                raft::util::limit_size(&mut out, max_size);
+                return Ok(out);
+            }
+        }
+        self.cache.fetch(cached_from, high, &mut out);
+        raft::util::limit_size(&mut out, max_size);
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.truncated.0 {
+            return Ok(self.truncated.1);
+        }
+        if idx < self.truncated.0 {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx > self.last_index {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        self.terms
+            .term(idx)
+            .ok_or_else(|| storage_err(format!("no term for index {idx}")))
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(EngineStorage::first_index(self))
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last_index)
+    }
+
+    /// Snapshots are not produced yet: a member only ever needs one to catch up a peer,
+    /// and peers do not exist yet. raft-rs retries later on this error.
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable,
+        ))
+    }
+}

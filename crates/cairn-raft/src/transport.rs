@@ -1,0 +1,23 @@
+//! The seam to other members.
+
+use raft::eraftpb::Message;
+
+/// Carries Raft messages to peers. Called on the Raft thread, so it must only queue:
+/// a real implementation hands messages to its own sender tasks and returns.
+///
+/// Incoming messages come back through [`crate::RaftHandle::step`].
+pub trait Transport: Send + 'static {
+    fn send(&mut self, msgs: Vec<Message>);
+}
+
+/// The transport of a single-member cluster: there is nobody to talk to.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoPeers;
+
+impl Transport for NoPeers {
+    fn send(&mut self, msgs: Vec<Message>) {
+        if !msgs.is_empty() {
+            tracing::trace!(count = msgs.len(), "dropping raft messages: no peers");
+        }
+    }
+}

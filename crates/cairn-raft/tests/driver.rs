@@ -1,0 +1,345 @@
+//! End-to-end tests of the driver with a single voter on a real raft-engine log.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers panic on setup failure.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_raft::eraftpb::Entry;
+use cairn_raft::{start, Applier, NoPeers, RaftConfig, RaftError, RaftHandle};
+
+/// `(index, data)` of applied entries that carry data.
+type Applied = Vec<(u64, Vec<u8>)>;
+
+/// Records every applied entry with data.
+#[derive(Clone, Default)]
+struct Recorder {
+    applied: Arc<Mutex<Applied>>,
+    calls: Arc<Mutex<u64>>,
+}
+
+impl Applier for Recorder {
+    fn apply(&mut self, entries: Vec<Entry>) {
+        *self.calls.lock().unwrap() += 1;
+        let mut applied = self.applied.lock().unwrap();
+        for e in entries {
+            if !e.data.is_empty() {
+                applied.push((e.index, e.data.to_vec()));
+            }
+        }
+    }
+}
+
+impl Recorder {
+    fn snapshot(&self) -> Applied {
+        self.applied.lock().unwrap().clone()
+    }
+
+    fn wait_for(&self, n: usize) -> Applied {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self.snapshot();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} entries applied",
+                got.len()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+fn config(dir: &Path, applied: u64) -> RaftConfig {
+    RaftConfig {
+        id: 7,
+        voters: vec![7],
+        dir: dir.to_path_buf(),
+        applied,
+        ..Default::default()
+    }
+}
+
+fn run(dir: &Path, applied: u64) -> (RaftHandle, Recorder) {
+    let rec = Recorder::default();
+    let handle = start(config(dir, applied), rec.clone(), NoPeers).unwrap();
+    (handle, rec)
+}
+
+fn wait_applied(h: &RaftHandle, index: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while h.status().applied_index < index {
+        assert!(
+            Instant::now() < deadline,
+            "applied index stuck at {:?}",
+            h.status()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn single_voter_elects_itself_and_applies_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let (h, rec) = run(dir.path(), 0);
+    let st = h.status();
+    assert!(st.is_leader, "{st:?}");
+    assert_eq!((st.id, st.leader_id), (7, 7));
+    assert!(st.term >= 1);
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    for i in 0..100u32 {
+        h.propose(format!("k{i}").into_bytes()).unwrap();
+    }
+    let got = rec.wait_for(100);
+    let data: Vec<Vec<u8>> = got.iter().map(|(_, d)| d.clone()).collect();
+    let want: Vec<Vec<u8>> = (0..100u32).map(|i| format!("k{i}").into_bytes()).collect();
+    assert_eq!(data, want);
+    assert!(
+        got.windows(2).all(|w| w[0].0 + 1 == w[1].0),
+        "indexes not consecutive"
+    );
+    let last = got.last().unwrap().0;
+    wait_applied(&h, last);
+    let st = h.status();
+    assert!(st.commit_index >= last && st.last_index >= last, "{st:?}");
+    h.stop();
+}
+
+#[test]
+fn concurrent_proposals_share_fsyncs() {
+    const THREADS: usize = 8;
+    const PER_THREAD: usize = 1_250;
+    const TOTAL: usize = THREADS * PER_THREAD;
+    let dir = tempfile::tempdir().unwrap();
+    let (h, rec) = run(dir.path(), 0);
+    let base = h.stats();
+    let started = Instant::now();
+    let producers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                for i in 0..PER_THREAD {
+                    h.propose(format!("{t}/{i}").into_bytes()).unwrap();
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    let got = rec.wait_for(TOTAL);
+    let elapsed = started.elapsed();
+    assert_eq!(got.len(), TOTAL, "an entry was applied twice");
+
+    // Exactly once, and each producer's entries in the order it proposed them.
+    let mut next: HashMap<usize, usize> = HashMap::new();
+    for (_, data) in &got {
+        let s = String::from_utf8(data.clone()).unwrap();
+        let (t, i) = s.split_once('/').unwrap();
+        let (t, i): (usize, usize) = (t.parse().unwrap(), i.parse().unwrap());
+        let want = next.entry(t).or_default();
+        assert_eq!(i, *want, "thread {t} out of order");
+        *want += 1;
+    }
+    assert!(got.windows(2).all(|w| w[0].0 < w[1].0));
+
+    let stats = h.stats();
+    let syncs = stats.log_syncs - base.log_syncs;
+    eprintln!(
+        "{TOTAL} proposals in {elapsed:?}: {syncs} fsyncs, {} log writes, {} apply calls",
+        stats.log_writes - base.log_writes,
+        *rec.calls.lock().unwrap(),
+    );
+    assert!(
+        syncs * 10 < TOTAL as u64,
+        "{syncs} fsyncs for {TOTAL} proposals"
+    );
+    assert!(stats.entries_appended >= TOTAL as u64);
+    h.stop();
+}
+
+#[test]
+fn restart_redelivers_only_entries_after_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_run = {
+        let (h, rec) = run(dir.path(), 0);
+        for i in 0..50u32 {
+            h.propose(format!("v{i}").into_bytes()).unwrap();
+        }
+        let got = rec.wait_for(50);
+        wait_applied(&h, got.last().unwrap().0);
+        h.stop();
+        got
+    };
+    let applied = first_run[29].0;
+    let (h, rec) = run(dir.path(), applied);
+    let want: Vec<_> = first_run
+        .iter()
+        .filter(|(i, _)| *i > applied)
+        .cloned()
+        .collect();
+    let got = rec.wait_for(want.len());
+    assert_eq!(got, want);
+    // A new term's empty entry is committed after them; nothing else shows up.
+    wait_applied(&h, h.status().commit_index);
+    assert_eq!(rec.snapshot(), want);
+    // New proposals continue the log.
+    h.propose(b"after".to_vec()).unwrap();
+    let got = rec.wait_for(want.len() + 1);
+    assert!(got.last().unwrap().0 > first_run.last().unwrap().0);
+    h.stop();
+
+    // Restarting with everything applied re-delivers nothing.
+    let last = got.last().unwrap().0;
+    let (h, rec) = run(dir.path(), last);
+    wait_applied(&h, h.status().commit_index);
+    assert!(rec.snapshot().is_empty());
+    h.stop();
+}
+
+#[test]
+fn applied_beyond_stored_commit_is_accepted() {
+    // Regression: the hard state's commit index is written with the next log write, so
+    // after a crash the state machine can be ahead of it; raft-rs panics if `applied`
+    // exceeds the stored commit unless the driver raises it first.
+    let dir = tempfile::tempdir().unwrap();
+    let (h, rec) = run(dir.path(), 0);
+    for i in 0..10u32 {
+        h.propose(vec![i as u8 + 1]).unwrap();
+    }
+    let got = rec.wait_for(10);
+    h.stop();
+    // Roll the stored commit back to 1 to simulate the lost write.
+    {
+        let mut s = cairn_raft::EngineStorage::open(dir.path()).unwrap();
+        let mut hs = s.hard_state().clone();
+        hs.commit = 1;
+        s.persist(&[], Some(&hs), true).unwrap();
+    }
+    let applied = got[5].0;
+    let (h, rec) = run(dir.path(), applied);
+    let want: Vec<_> = got.iter().filter(|(i, _)| *i > applied).cloned().collect();
+    assert_eq!(rec.wait_for(want.len()), want);
+    h.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_index_covers_committed_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, rec) = run(dir.path(), 0);
+    // Right after start the leader's own entry is committed, so a read resolves.
+    let first = h.read_index().await.unwrap();
+    assert!(first >= 1);
+    for i in 0..20u32 {
+        h.propose(vec![i as u8]).unwrap();
+    }
+    let got = tokio::task::spawn_blocking({
+        let rec = rec.clone();
+        move || rec.wait_for(20)
+    })
+    .await
+    .unwrap();
+    let last_committed = h.status().commit_index;
+    assert!(last_committed >= got.last().unwrap().0);
+    let idx = h.read_index().await.unwrap();
+    assert!(
+        idx >= last_committed,
+        "read index {idx} < commit {last_committed}"
+    );
+
+    // Many concurrent reads all resolve.
+    let reads: Vec<_> = (0..64)
+        .map(|_| {
+            let h = h.clone();
+            tokio::spawn(async move { h.read_index().await })
+        })
+        .collect();
+    for r in reads {
+        assert!(r.await.unwrap().unwrap() >= last_committed);
+    }
+    h.stop();
+    assert_eq!(h.read_index().await, Err(RaftError::Stopped));
+}
+
+#[test]
+fn stop_is_idempotent_and_refuses_work_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _rec) = run(dir.path(), 0);
+    let other = h.clone();
+    h.stop();
+    h.stop();
+    other.stop();
+    assert_eq!(h.propose(b"x".to_vec()), Err(RaftError::Stopped));
+    assert_eq!(other.step(Default::default()), Err(RaftError::Stopped));
+    h.set_durable_applied(10);
+    assert_eq!(h.status().id, 7);
+    // The log is closed: it can be opened again at once.
+    let (h2, _rec) = run(dir.path(), 0);
+    assert!(h2.status().is_leader);
+    h2.stop();
+}
+
+#[test]
+fn dropping_every_handle_stops_the_driver() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, rec) = run(dir.path(), 0);
+    h.propose(b"a".to_vec()).unwrap();
+    rec.wait_for(1);
+    drop(h);
+    // The threads exit and release the log; reopening must succeed once they have.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match start(config(dir.path(), 0), Recorder::default(), NoPeers) {
+            Ok(h) => {
+                h.stop();
+                break;
+            }
+            Err(e) => {
+                assert!(Instant::now() < deadline, "log never released: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+#[test]
+fn durable_applied_compacts_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, rec) = run(dir.path(), 0);
+    let n = (cairn_raft::LOG_RETAIN_ENTRIES + 2 * cairn_raft::COMPACT_STEP) as usize;
+    for i in 0..n {
+        h.propose(i.to_be_bytes().to_vec()).unwrap();
+    }
+    let got = rec.wait_for(n);
+    let last = got.last().unwrap().0;
+    wait_applied(&h, last);
+    assert_eq!(h.stats().first_index, 1);
+    h.set_durable_applied(last);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.stats().first_index == 1 {
+        assert!(Instant::now() < deadline, "log never compacted");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        h.stats().first_index,
+        last - cairn_raft::LOG_RETAIN_ENTRIES + 1
+    );
+    h.stop();
+
+    // Restart after compaction: entries after `applied` are still there.
+    let applied = last - 10;
+    let (h, rec) = run(dir.path(), applied);
+    let want: Vec<_> = got.iter().filter(|(i, _)| *i > applied).cloned().collect();
+    assert_eq!(rec.wait_for(want.len()), want);
+    h.stop();
+
+    // Applied before the compacted prefix: the state machine lost data; refuse.
+    let err = start(config(dir.path(), 5), Recorder::default(), NoPeers).err();
+    assert!(matches!(err, Some(RaftError::Storage(_))), "{err:?}");
+}
