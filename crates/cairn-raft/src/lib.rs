@@ -66,7 +66,8 @@ const MAX_INFLIGHT_MSGS: usize = 256;
 
 /// Opens the log in `cfg.dir` (bootstrapping it with `cfg.voters` if fresh), starts the
 /// driver's threads and returns its handle. A sole voter campaigns at once and is leader
-/// when this returns.
+/// when this returns, unless re-delivered entries include a conf change: raft-rs lets it
+/// campaign only once the applier has passed that entry.
 ///
 /// On restart, committed entries after `cfg.applied` are delivered to `applier` again.
 /// If the log's stored commit index lags `cfg.applied` (a crash between the state machine's
@@ -120,13 +121,9 @@ pub fn start(
         ..Default::default()
     };
     raft_cfg.validate()?;
-    let sole_voter = storage.conf_state().voters == [cfg.id];
     let first_index = storage.first_index();
     let engine = storage.engine();
-    let mut raw = RawNode::new(&raft_cfg, storage, &logger::raft_logger(cfg.id))?;
-    if sole_voter {
-        raw.campaign()?;
-    }
+    let raw = RawNode::new(&raft_cfg, storage, &logger::raft_logger(cfg.id))?;
 
     let shared = Arc::new(Shared {
         id: cfg.id,
@@ -153,7 +150,10 @@ pub fn start(
         cfg.election_tick,
         cfg.applied,
     );
-    // Settle the election (a sole voter wins at once) before anyone proposes.
+    // Hand re-delivered committed entries to the apply thread first (this finds any
+    // unapplied conf change), then let a sole voter win at once before anyone proposes.
+    node.handle_ready()?;
+    node.campaign_if_sole_voter();
     node.handle_ready()?;
 
     let spawn_err = |e: std::io::Error| RaftError::Storage(format!("spawn thread: {e}"));

@@ -3,7 +3,8 @@
 //! One loop iteration:
 //!
 //! 1. Wait for a request, at most until the next tick is due.
-//! 2. Drain every queued request (up to [`MAX_DRAIN`]); proposals are collected into one
+//! 2. Drain every queued request (up to [`MAX_DRAIN`] requests or [`MAX_BATCH_BYTES`] of
+//!    proposals); proposals are collected into one
 //!    `MsgPropose`, so everything that queued up during the previous fsync is appended,
 //!    written and synced together (group commit).
 //! 3. Tick if due; issue pending ReadIndex requests.
@@ -49,6 +50,9 @@ pub(crate) enum Msg {
 /// steady stream of requests cannot postpone the log write indefinitely.
 pub(crate) const MAX_DRAIN: usize = 16 * 1024;
 
+/// Proposal bytes that end a drain early, bounding one log write.
+pub(crate) const MAX_BATCH_BYTES: usize = 16 << 20;
+
 /// Entries kept in the log behind the state machine's durable applied index, so a peer
 /// that lags a little catches up from the log rather than from a snapshot.
 pub const LOG_RETAIN_ENTRIES: u64 = 10_000;
@@ -79,6 +83,8 @@ pub(crate) struct Node<T: Transport> {
     pub(crate) ticks: u64,
     /// Proposals drained in this iteration, stepped as one `MsgPropose`.
     pub(crate) proposals: Vec<Entry>,
+    /// Data bytes in `proposals`.
+    proposal_bytes: usize,
     pub(crate) conf_change_proposals: Vec<ConfChangeV2>,
     /// Read requests not yet handed to raft-rs (it drops them until the leader has
     /// committed an entry in its term).
@@ -87,6 +93,8 @@ pub(crate) struct Node<T: Transport> {
     next_read_ctx: u64,
     /// Committed conf-change entries to apply to raft-rs after the current `Ready`.
     conf_changes: Vec<Entry>,
+    /// Index of the last conf-change entry handed to the apply thread.
+    last_conf_change: u64,
     pub(crate) applied: u64,
     pub(crate) durable_applied: u64,
 }
@@ -116,11 +124,13 @@ impl<T: Transport> Node<T> {
             next_tick: Instant::now() + tick_interval,
             ticks: 0,
             proposals: Vec::new(),
+            proposal_bytes: 0,
             conf_change_proposals: Vec::new(),
             unissued_reads: Vec::new(),
             pending_reads: HashMap::new(),
             next_read_ctx: 1,
             conf_changes: Vec::new(),
+            last_conf_change: 0,
             applied,
             durable_applied: 0,
         }
@@ -136,7 +146,7 @@ impl<T: Transport> Node<T> {
                 Err(RecvTimeoutError::Disconnected) => true,
             };
             let mut drained = 1;
-            while !stop && drained < MAX_DRAIN {
+            while !stop && drained < MAX_DRAIN && self.proposal_bytes < MAX_BATCH_BYTES {
                 match self.rx.try_recv() {
                     Ok(msg) => stop = self.on_msg(msg),
                     Err(TryRecvError::Empty) => break,
@@ -169,6 +179,12 @@ impl<T: Transport> Node<T> {
         }
         self.issue_reads();
         self.handle_ready()?;
+        if !self.unissued_reads.is_empty() {
+            // This Ready may have committed the leader's first entry of its term, which is
+            // what held the reads back; issue them now rather than on the next wake-up.
+            self.issue_reads();
+            self.handle_ready()?;
+        }
         self.maybe_compact()
     }
 
@@ -176,6 +192,7 @@ impl<T: Transport> Node<T> {
     fn on_msg(&mut self, msg: Msg) -> bool {
         match msg {
             Msg::Propose(data) => {
+                self.proposal_bytes += data.len();
                 self.proposals.push(Entry {
                     data: data.into(),
                     ..Default::default()
@@ -193,6 +210,7 @@ impl<T: Transport> Node<T> {
                     self.applied = index;
                     self.raw.advance_apply_to(index);
                     self.raw.mut_store().on_applied(index);
+                    self.campaign_if_sole_voter();
                 }
             }
             Msg::DurableApplied(index) => self.durable_applied = self.durable_applied.max(index),
@@ -201,9 +219,27 @@ impl<T: Transport> Node<T> {
         false
     }
 
+    /// A sole voter needs nobody's vote, so it campaigns as soon as it may instead of
+    /// waiting out an election timeout. raft-rs refuses while committed conf changes are
+    /// unapplied (a restart with `applied` before one), so this is retried as the apply
+    /// thread catches up past the last conf change handed to it.
+    pub(crate) fn campaign_if_sole_voter(&mut self) {
+        let raft = &self.raw.raft;
+        if raft.state == StateRole::Leader || self.last_conf_change > self.applied {
+            return;
+        }
+        let cs = self.raw.store().conf_state();
+        if cs.voters == [raft.id] && cs.voters_outgoing.is_empty() {
+            if let Err(e) = self.raw.campaign() {
+                tracing::warn!(error = %e, "campaign failed");
+            }
+        }
+    }
+
     fn flush_proposals(&mut self) {
         if !self.proposals.is_empty() {
             let entries = std::mem::take(&mut self.proposals);
+            self.proposal_bytes = 0;
             let count = entries.len() as u64;
             let mut m = Message::default();
             m.set_msg_type(MessageType::MsgPropose);
@@ -295,6 +331,9 @@ impl<T: Transport> Node<T> {
                 })
                 .cloned(),
         );
+        if let Some(e) = self.conf_changes.last() {
+            self.last_conf_change = e.index;
+        }
         let tx = self.apply_tx.as_ref().ok_or(RaftError::Stopped)?;
         tx.send(entries).map_err(|_| RaftError::Stopped)
     }
