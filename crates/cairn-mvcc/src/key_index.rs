@@ -215,6 +215,8 @@ pub(crate) enum KeyRange<'a> {
     From { start: &'a [u8], end: &'a [u8] },
 }
 
+type KeyBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
+
 impl<'a> KeyRange<'a> {
     /// Reads a request's `key` and `range_end` as etcd does.
     pub(crate) fn new(key: &'a [u8], range_end: &'a [u8]) -> KeyRange<'a> {
@@ -228,7 +230,7 @@ impl<'a> KeyRange<'a> {
         }
     }
 
-    fn bounds(self) -> Option<(Bound<&'a [u8]>, Bound<&'a [u8]>)> {
+    fn bounds(self) -> Option<KeyBounds<'a>> {
         match self {
             KeyRange::One(k) => Some((Bound::Included(k), Bound::Included(k))),
             KeyRange::From { start, end: [] } => Some((Bound::Included(start), Bound::Unbounded)),
@@ -500,7 +502,8 @@ mod tests {
             t.put(*k, r(i as i64 + 1));
         }
         t.tombstone(b"c", r(5));
-        let cases: [(&[u8], &[u8], i64, i64, &[i64], i64); 8] = [
+        type Case<'c> = (&'c [u8], &'c [u8], i64, i64, &'c [i64], i64);
+        let cases: [Case<'_>; 8] = [
             (b"a", b"", 9, 0, &[1], 1),
             (b"a", b"c", 9, 0, &[1, 2], 2),
             (b"a", b"\0", 9, 0, &[1, 2, 4], 3),

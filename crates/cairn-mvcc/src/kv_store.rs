@@ -46,7 +46,7 @@ pub(crate) struct IndexState {
     pub tree: TreeIndex,
     /// The last committed revision.
     pub current_rev: i64,
-    /// The latest compaction, committed or about to be.
+    /// The latest compaction, committed or about to be; -1 before the first, as etcd.
     pub compact_rev: i64,
 }
 
@@ -57,7 +57,7 @@ pub struct HashKv {
     pub hash: u32,
     /// The store's current revision.
     pub current_revision: i64,
-    /// The store's compacted revision.
+    /// The store's compacted revision; -1 if it never compacted, as etcd reports it.
     pub compact_revision: i64,
     /// The revision hashed up to.
     pub hash_revision: i64,
@@ -153,7 +153,8 @@ impl Store {
         let mut max_main = 0;
         let mut meta = HashMap::new();
         let mut applied = 0;
-        let mut compact = 0;
+        // A fresh etcd store is at revision 1 and has compacted nothing (-1).
+        let mut compact = -1;
         {
             let txn = db.begin_read()?;
             let keys = txn.open_table(KEY_TABLE)?;
@@ -184,7 +185,7 @@ impl Store {
                 }
             }
         }
-        let current = max_main.max(compact);
+        let current = max_main.max(compact).max(1);
         Ok(Store {
             path: path.to_path_buf(),
             writer: Mutex::new(()),
@@ -249,7 +250,7 @@ impl Store {
 
     /// The latest compaction's revision, 0 if none.
     pub fn compact_revision(&self) -> i64 {
-        self.compact_rev.load(Ordering::Acquire)
+        self.compact_rev.load(Ordering::Acquire).max(0)
     }
 
     /// The Raft index of the last committed batch.
