@@ -420,3 +420,104 @@ impl raft::Storage for EngineStorage {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use raft::Storage;
+
+    use super::*;
+
+    fn ents(lo: u64, hi: u64, term: u64) -> Vec<Entry> {
+        (lo..=hi)
+            .map(|i| Entry {
+                index: i,
+                term,
+                data: vec![i as u8; 100].into(),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn get(s: &EngineStorage, lo: u64, hi: u64, max: Option<u64>) -> raft::Result<Vec<u64>> {
+        let es = s.entries(lo, hi, max, GetEntriesContext::empty(false))?;
+        Ok(es.iter().map(|e| e.index).collect())
+    }
+
+    #[test]
+    fn entries_terms_and_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = EngineStorage::open(dir.path()).unwrap();
+        assert!(!s.is_bootstrapped());
+        s.bootstrap(&[1], 0).unwrap();
+        assert_eq!((s.first_index(), s.last_index()), (1, 0));
+        assert_eq!(s.term(0).unwrap(), 0);
+        s.persist(&ents(1, 5, 1), None, true).unwrap();
+        s.persist(&ents(6, 10, 2), None, true).unwrap();
+        // A follower's log being overwritten by a new leader.
+        s.persist(&ents(9, 12, 3), None, true).unwrap();
+        assert_eq!(s.last_index(), 12);
+        let terms: Vec<u64> = (1..=12).map(|i| s.term(i).unwrap()).collect();
+        assert_eq!(terms, vec![1, 1, 1, 1, 1, 2, 2, 2, 3, 3, 3, 3]);
+        assert_eq!(get(&s, 3, 13, None).unwrap(), (3..=12).collect::<Vec<_>>());
+        // Sizes limit the batch but always return at least one entry.
+        assert_eq!(get(&s, 3, 13, Some(1)).unwrap(), vec![3]);
+        assert_eq!(get(&s, 3, 13, Some(250)).unwrap(), vec![3, 4]);
+        assert!(matches!(
+            get(&s, 3, 14, None),
+            Err(raft::Error::Store(StorageError::Unavailable))
+        ));
+
+        // Half the tail evicted: reads stitch the engine and the cache together.
+        s.on_applied(7);
+        assert_eq!(s.cache.first_index(), Some(8));
+        assert_eq!(get(&s, 2, 13, None).unwrap(), (2..=12).collect::<Vec<_>>());
+        assert_eq!(get(&s, 2, 13, Some(250)).unwrap(), vec![2, 3]);
+
+        s.compact(6).unwrap();
+        assert_eq!(s.first_index(), 6);
+        assert_eq!(s.term(5).unwrap(), 1);
+        assert!(matches!(
+            s.term(4),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        assert!(matches!(
+            get(&s, 5, 7, None),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        assert!(s.compact(14).is_err());
+        // Appending before the compacted point is refused, not silently accepted.
+        assert!(s.persist(&ents(3, 3, 4), None, true).is_err());
+        let hs = HardState {
+            term: 3,
+            vote: 1,
+            commit: 12,
+            ..Default::default()
+        };
+        s.persist(&[], Some(&hs), true).unwrap();
+        drop(s);
+
+        let s = EngineStorage::open(dir.path()).unwrap();
+        assert_eq!((s.first_index(), s.last_index()), (6, 12));
+        assert_eq!(s.hard_state(), &hs);
+        assert_eq!(s.conf_state().voters, vec![1]);
+        let terms: Vec<u64> = (5..=12).map(|i| s.term(i).unwrap()).collect();
+        assert_eq!(terms, vec![1, 2, 2, 2, 3, 3, 3, 3]);
+        assert_eq!(get(&s, 6, 13, None).unwrap(), (6..=12).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn bootstrap_after_restored_state_machine() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = EngineStorage::open(dir.path()).unwrap();
+        s.bootstrap(&[3], 500).unwrap();
+        assert_eq!((s.first_index(), s.last_index()), (501, 500));
+        assert_eq!(s.term(500).unwrap(), 1);
+        assert_eq!(s.hard_state().commit, 500);
+        assert!(s.bootstrap(&[3], 0).is_err());
+        s.persist(&ents(501, 502, 2), None, true).unwrap();
+        drop(s);
+        let s = EngineStorage::open(dir.path()).unwrap();
+        assert_eq!((s.first_index(), s.last_index()), (501, 502));
+        assert_eq!(s.term(502).unwrap(), 2);
+    }
+}

@@ -460,3 +460,14 @@ fn committed_conf_change_is_applied_and_stored() {
     assert!(h.status().is_leader);
     h.stop();
 }
+
+#[test]
+fn fresh_log_under_restored_state_machine_continues_after_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, rec) = run(dir.path(), 500);
+    assert!(h.status().is_leader);
+    h.propose(b"next".to_vec()).unwrap();
+    let got = rec.wait_for(1);
+    assert!(got[0].0 > 500, "{got:?}");
+    h.stop();
+}
