@@ -163,21 +163,57 @@ impl Client {
             channel,
             interceptor: TokenInterceptor::default(),
         };
-        if let Some(user) = config.user {
-            let password = config.password.unwrap_or_default();
-            let resp = client
-                .auth()
-                .authenticate(AuthenticateRequest {
-                    name: user,
-                    password,
-                })
-                .await?
-                .into_inner();
-            let token = AsciiMetadataValue::try_from(resp.token.as_str())
-                .map_err(|e| tonic::Status::internal(e.to_string()))?;
-            client.interceptor.token = Some(token);
-        }
+        client.authenticate(config.user, config.password).await?;
         Ok(client)
+    }
+
+    /// Builds a client without dialing: the connection is made by the first request, as
+    /// etcd's Go client does, so an unreachable endpoint shows up as a failed request.
+    /// Authentication, when configured, is done here and so does dial.
+    pub async fn connect_lazy(config: ClientConfig) -> Result<Client, Error> {
+        if config.cacert.is_some() || config.cert.is_some() || config.key.is_some() {
+            return Err(Error::TlsNotSupported);
+        }
+        let mut endpoints = Vec::with_capacity(config.endpoints.len());
+        for ep in &config.endpoints {
+            let url = endpoint_url(ep)?;
+            let endpoint = Endpoint::from_shared(url).map_err(|e| Error::InvalidEndpoint {
+                endpoint: ep.clone(),
+                reason: e.to_string(),
+            })?;
+            endpoints.push(endpoint.connect_timeout(config.dial_timeout));
+        }
+        let channel = match endpoints.len() {
+            0 => return Err(Error::NoEndpoints),
+            1 => endpoints.remove(0).connect_lazy(),
+            _ => Channel::balance_list(endpoints.into_iter()),
+        };
+        let mut client = Client {
+            channel,
+            interceptor: TokenInterceptor::default(),
+        };
+        client.authenticate(config.user, config.password).await?;
+        Ok(client)
+    }
+
+    async fn authenticate(
+        &mut self,
+        user: Option<String>,
+        password: Option<String>,
+    ) -> Result<(), Error> {
+        let Some(user) = user else { return Ok(()) };
+        let resp = self
+            .auth()
+            .authenticate(AuthenticateRequest {
+                name: user,
+                password: password.unwrap_or_default(),
+            })
+            .await?
+            .into_inner();
+        let token = AsciiMetadataValue::try_from(resp.token.as_str())
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        self.interceptor.token = Some(token);
+        Ok(())
     }
 
     /// The auth token obtained at connect time, if any.

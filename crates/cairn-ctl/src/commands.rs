@@ -1,0 +1,102 @@
+//! The command tree: etcdctl 3.5.1's commands with their names, usage lines and help
+//! texts. Commands cairnctl does not implement yet are listed (so help matches) and fail
+//! with a clear error when run.
+
+use crate::cli::Command;
+use crate::global::{Ctx, CtlError, GLOBAL_FLAGS};
+use crate::{endpoint, kv, maintenance, member, txn, version};
+
+fn not_implemented(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
+    Err(CtlError::error(format!(
+        "{} is not implemented by cairnctl yet",
+        ctx.command_path.trim_start_matches("etcdctl ")
+    )))
+}
+
+fn stub(name: &'static str, short: &'static str) -> Command {
+    Command::leaf(name, name, short, &[], not_implemented)
+}
+
+fn help(_ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
+    crate::printer::out(crate::cli::help_for(&root(), args).as_bytes());
+    Ok(())
+}
+
+/// The root command with every subcommand.
+pub fn root() -> Command {
+    let children = vec![
+        Command::group("alarm", "alarm <subcommand>", "Alarm related commands", vec![
+            Command::leaf("disarm", "disarm", "Disarms all alarms", &[], maintenance::alarm_disarm),
+            Command::leaf("list", "list", "Lists all alarms", &[], maintenance::alarm_list),
+        ]),
+        Command::group("auth", "auth <enable or disable>", "Enable or disable authentication", vec![
+            stub("disable", "Disables authentication"),
+            stub("enable", "Enables authentication"),
+            stub("status", "Returns authentication status"),
+        ]),
+        Command::group("check", "check <subcommand>", "commands for checking properties of the etcd cluster", vec![
+            stub("datascale", "Check the memory usage of holding data for different workloads on a given server endpoint."),
+            stub("perf", "Check the performance of the etcd cluster"),
+        ]),
+        Command::leaf("compaction", "compaction [options] <revision>", "Compacts the event history in etcd", maintenance::COMPACTION_FLAGS, maintenance::compaction),
+        Command::leaf("defrag", "defrag", "Defragments the storage of the etcd members with given endpoints", maintenance::DEFRAG_FLAGS, maintenance::defrag),
+        Command::leaf("del", "del [options] <key> [range_end]", "Removes the specified key or range of keys [key, range_end)", kv::DEL_FLAGS, kv::del),
+        stub("elect", "Observes and participates in leader election"),
+        Command::group("endpoint", "endpoint <subcommand>", "Endpoint related commands", vec![
+            Command::leaf("hashkv", "hashkv", "Prints the KV history hash for each endpoint in --endpoints", endpoint::HASHKV_FLAGS, endpoint::hashkv),
+            Command::leaf("health", "health", "Checks the healthiness of endpoints specified in `--endpoints` flag", &[], endpoint::health),
+            Command::leaf("status", "status", "Prints out the status of endpoints specified in `--endpoints` flag", &[], endpoint::status)
+                .long(endpoint::STATUS_LONG),
+        ])
+        .persistent(endpoint::CLUSTER_FLAG),
+        Command::leaf("get", "get [options] <key> [range_end]", "Gets the key or a range of keys", kv::GET_FLAGS, kv::get),
+        Command::leaf("help", "help [command]", "Help about any command", &[], help),
+        Command::group("lease", "lease <subcommand>", "Lease related commands", vec![
+            stub("grant", "Creates leases"),
+            stub("keep-alive", "Keeps leases alive (renew)"),
+            stub("list", "List all active leases"),
+            stub("revoke", "Revokes leases"),
+            stub("timetolive", "Get lease information"),
+        ]),
+        stub("lock", "Acquires a named lock"),
+        stub("make-mirror", "Makes a mirror at the destination etcd cluster"),
+        Command::group("member", "member <subcommand>", "Membership related commands", vec![
+            stub("add", "Adds a member into the cluster"),
+            Command::leaf("list", "list", "Lists all members in the cluster", &[], member::list)
+                .long(member::LIST_LONG),
+            stub("promote", "Promotes a non-voting member in the cluster"),
+            stub("remove", "Removes a member from the cluster"),
+            stub("update", "Updates a member in the cluster"),
+        ]),
+        stub("move-leader", "Transfers leadership to another etcd cluster member."),
+        Command::leaf("put", "put [options] <key> <value> (<value> can also be given from stdin)", "Puts the given key into the store", kv::PUT_FLAGS, kv::put)
+            .long(kv::PUT_LONG),
+        Command::group("role", "role <subcommand>", "Role related commands", vec![
+            stub("add", "Adds a new role"),
+            stub("delete", "Deletes a role"),
+            stub("get", "Gets detailed information of a role"),
+            stub("grant-permission", "Grants a key to a role"),
+            stub("list", "Lists all roles"),
+            stub("revoke-permission", "Revokes a key from a role"),
+        ]),
+        Command::group("snapshot", "snapshot <subcommand>", "Manages etcd node snapshots", vec![
+            stub("restore", "Restores an etcd member snapshot to an etcd directory"),
+            Command::leaf("save", "save <filename>", "Stores an etcd node backend snapshot to a given file", &[], maintenance::snapshot_save),
+            stub("status", "[deprecated] Gets backend snapshot status of a given file"),
+        ]),
+        Command::leaf("txn", "txn [options]", "Txn processes all the requests in one transaction", txn::FLAGS, txn::run),
+        Command::group("user", "user <subcommand>", "User related commands", vec![
+            stub("add", "Adds a new user"),
+            stub("delete", "Deletes a user"),
+            stub("get", "Gets detailed information of a user"),
+            stub("grant-role", "Grants a role to a user"),
+            stub("list", "Lists all users"),
+            stub("passwd", "Changes password of user"),
+            stub("revoke-role", "Revokes a role from a user"),
+        ]),
+        Command::leaf("version", "version", "Prints the version of etcdctl", &[], version::run),
+        stub("watch", "Watches events stream on keys or prefixes"),
+    ];
+    Command::group("etcdctl", "etcdctl", "A simple command line client for etcd3.", children)
+        .persistent(GLOBAL_FLAGS)
+}

@@ -1,0 +1,482 @@
+//! Global flags, `ETCDCTL_*` environment variables, exit codes, the client, and how
+//! errors are reported.
+//!
+//! As in etcdctl, the environment is read only when a command builds its client: a
+//! variable fills a global flag not given on the command line, a variable that shadows a
+//! given flag is fatal, and an unknown `ETCDCTL_*` variable is warned about. Each failed
+//! RPC logs the Go client's `retrying of unary invoker failed` warning before the
+//! `Error: ...` line.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use cairn_client::{Client, ClientConfig};
+
+use crate::flags::{Kind, Spec, Values};
+use crate::gofmt;
+
+/// etcdctl's exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// A request failed.
+    Error = 1,
+    /// The cluster could not be reached.
+    BadConnection = 2,
+    /// Malformed input (e.g. a txn line).
+    InvalidInput = 3,
+    /// An unsupported output format or feature.
+    BadFeature = 4,
+    /// Interrupted.
+    Interrupted = 5,
+    /// A local I/O failure.
+    Io = 6,
+    /// Wrong arguments.
+    BadArgs = 128,
+}
+
+/// An error that ends the command: printed as `Error: msg`, then exit with `code`.
+#[derive(Debug, Clone)]
+pub struct CtlError {
+    /// Exit code.
+    pub code: ExitCode,
+    /// Message after `Error: `.
+    pub msg: String,
+}
+
+impl CtlError {
+    /// An error with the given code.
+    pub fn new(code: ExitCode, msg: impl Into<String>) -> CtlError {
+        CtlError {
+            code,
+            msg: msg.into(),
+        }
+    }
+
+    /// Bad arguments (exit 128).
+    pub fn bad_args(msg: impl Into<String>) -> CtlError {
+        CtlError::new(ExitCode::BadArgs, msg)
+    }
+
+    /// A failed request (exit 1).
+    pub fn error(msg: impl Into<String>) -> CtlError {
+        CtlError::new(ExitCode::Error, msg)
+    }
+
+    /// Prints the error and returns the exit code.
+    pub fn report(&self) -> i32 {
+        eprintln!("Error: {}", self.msg);
+        self.code as i32
+    }
+}
+
+/// The flags every command inherits from the root.
+pub const GLOBAL_FLAGS: &[Spec] = &[
+    Spec::new("cacert", Kind::Str, "", "verify certificates of TLS-enabled secure servers using this CA bundle"),
+    Spec::new("cert", Kind::Str, "", "identify secure client using this TLS certificate file"),
+    Spec::new("command-timeout", Kind::Duration, "5s", "timeout for short running command (excluding dial timeout)"),
+    Spec::new("debug", Kind::Bool, "false", "enable client-side debug logging"),
+    Spec::new("dial-timeout", Kind::Duration, "2s", "dial timeout for client connections"),
+    Spec::short("discovery-srv", 'd', Kind::Str, "", "domain name to query for SRV records describing cluster endpoints"),
+    Spec::new("discovery-srv-name", Kind::Str, "", "service name to query when using DNS discovery"),
+    Spec::new("endpoints", Kind::StrSlice, "[127.0.0.1:2379]", "gRPC endpoints"),
+    Spec::new("hex", Kind::Bool, "false", "print byte strings as hex encoded strings"),
+    Spec::new("insecure-discovery", Kind::Bool, "true", "accept insecure SRV records describing cluster endpoints"),
+    Spec::new("insecure-skip-tls-verify", Kind::Bool, "false", "skip server certificate verification (CAUTION: this option should be enabled only for testing purposes)"),
+    Spec::new("insecure-transport", Kind::Bool, "true", "disable transport security for client connections"),
+    Spec::new("keepalive-time", Kind::Duration, "2s", "keepalive time for client connections"),
+    Spec::new("keepalive-timeout", Kind::Duration, "6s", "keepalive timeout for client connections"),
+    Spec::new("key", Kind::Str, "", "identify secure client using this TLS key file"),
+    Spec::new("password", Kind::Str, "", "password for authentication (if this option is used, --user option shouldn't include password)"),
+    Spec::new("user", Kind::Str, "", "username[:password] for authentication (prompt if password is not supplied)"),
+    Spec::short("write-out", 'w', Kind::Str, "simple", "set the output format (fields, json, protobuf, simple, table)"),
+];
+
+/// An output format (`-w`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `simple`.
+    Simple,
+    /// `json`.
+    Json,
+    /// `fields`.
+    Fields,
+    /// `table`.
+    Table,
+    /// `protobuf`.
+    Protobuf,
+}
+
+impl Format {
+    /// The name as given to `-w`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Simple => "simple",
+            Format::Json => "json",
+            Format::Fields => "fields",
+            Format::Table => "table",
+            Format::Protobuf => "protobuf",
+        }
+    }
+
+    /// The error etcdctl gives when this format cannot print a response.
+    pub fn unsupported(self) -> CtlError {
+        CtlError::new(
+            ExitCode::BadFeature,
+            format!("{} not supported as output format", self.name()),
+        )
+    }
+}
+
+/// Escapes a string as zap's JSON encoder does.
+pub fn zap_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The `FlagToEnv` name of a flag: `ETCDCTL_DIAL_TIMEOUT`.
+pub fn env_name(flag: &str) -> String {
+    format!("ETCDCTL_{}", flag.to_uppercase().replace('-', "_"))
+}
+
+/// gRPC's name for a status code.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "Canceled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
+    }
+}
+
+/// A command's context: its flags, the runtime, and the client once built.
+pub struct Ctx {
+    /// All flags of the command (local and inherited).
+    pub flags: Values,
+    globals: Vec<Spec>,
+    /// e.g. `etcdctl endpoint status`.
+    pub command_path: String,
+    rt: Option<tokio::runtime::Runtime>,
+    client: Option<Client>,
+    env_applied: bool,
+}
+
+impl Ctx {
+    /// A context for a command whose inherited flags are `globals`.
+    pub fn new(flags: Values, globals: Vec<Spec>, command_path: String) -> Ctx {
+        Ctx {
+            flags,
+            globals,
+            command_path,
+            rt: None,
+            client: None,
+            env_applied: false,
+        }
+    }
+
+    /// Runs a future to completion on this command's runtime.
+    pub fn block_on<F: Future>(&mut self, fut: F) -> Result<F::Output, CtlError> {
+        if self.rt.is_none() {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| CtlError::error(e.to_string()))?;
+            self.rt = Some(rt);
+        }
+        match &self.rt {
+            Some(rt) => Ok(rt.block_on(fut)),
+            None => Err(CtlError::error("no runtime")),
+        }
+    }
+
+    /// Applies `ETCDCTL_*` variables to the inherited flags (once).
+    pub fn apply_env(&mut self) -> Result<(), CtlError> {
+        if self.env_applied {
+            return Ok(());
+        }
+        self.env_applied = true;
+        let mut used = Vec::new();
+        let mut already = Vec::new();
+        let mut sorted = self.globals.clone();
+        sorted.sort_by_key(|s| s.name);
+        let mut err = None;
+        for spec in &sorted {
+            let key = env_name(spec.name);
+            if self.flags.changed(spec.name) {
+                already.push(key);
+                continue;
+            }
+            if let Ok(val) = std::env::var(&key) {
+                if !val.is_empty() {
+                    used.push(key.clone());
+                    if let Err(e) = self.flags.set(spec, &val) {
+                        err = Some(format!(
+                            "invalid value {} for {key}: {e}",
+                            gofmt::quote(val.as_bytes())
+                        ));
+                    }
+                }
+            }
+        }
+        for (k, v) in std::env::vars_os() {
+            let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else { continue };
+            if used.iter().any(|u| u == k) {
+                continue;
+            }
+            if already.iter().any(|a| a == k) {
+                eprintln!(
+                    "{{\"level\":\"fatal\",\"ts\":{},\"caller\":\"flags/flag.go:85\",\"msg\":\"conflicting environment variable is shadowed by corresponding command-line flag (either unset environment variable or disable flag))\",\"environment-variable\":{}}}",
+                    gofmt::epoch_now(),
+                    zap_string(k)
+                );
+                std::process::exit(1);
+            }
+            if k.starts_with("ETCDCTL_") && k != "ETCDCTL_API" {
+                eprintln!(
+                    "{{\"level\":\"warn\",\"ts\":{},\"caller\":\"flags/flag.go:93\",\"msg\":\"unrecognized environment variable\",\"environment-variable\":{}}}",
+                    gofmt::epoch_now(),
+                    zap_string(&format!("{k}={v}"))
+                );
+            }
+        }
+        match err {
+            Some(e) => Err(CtlError::bad_args(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// The output format, validated as etcdctl's `initDisplayFromCmd` does.
+    pub fn format(&self) -> Result<Format, CtlError> {
+        match self.flags.str("write-out") {
+            "simple" => Ok(Format::Simple),
+            "json" => Ok(Format::Json),
+            "fields" => Ok(Format::Fields),
+            "table" => Ok(Format::Table),
+            "protobuf" => Ok(Format::Protobuf),
+            _ => Err(CtlError::new(ExitCode::BadFeature, "unsupported output format")),
+        }
+    }
+
+    /// Whether `--hex` is set.
+    pub fn hex(&self) -> bool {
+        self.flags.bool("hex")
+    }
+
+    /// The endpoints after the environment is applied.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.flags.slice("endpoints").to_vec()
+    }
+
+    /// The client configuration from the flags (after the environment).
+    fn client_config(&self) -> Result<ClientConfig, CtlError> {
+        let mut user = None;
+        let mut password = None;
+        let u = self.flags.str("user");
+        if !u.is_empty() {
+            let pw = self.flags.str("password");
+            if pw.is_empty() {
+                match u.split_once(':') {
+                    Some((name, p)) => {
+                        user = Some(name.to_string());
+                        password = Some(p.to_string());
+                    }
+                    None => {
+                        return Err(CtlError::bad_args(
+                            "password must be given with --password or as --user name:password",
+                        ))
+                    }
+                }
+            } else {
+                if u.contains(':') {
+                    return Err(CtlError::bad_args(
+                        "username contains \":\" is not allowed when --password is set",
+                    ));
+                }
+                user = Some(u.to_string());
+                password = Some(pw.to_string());
+            }
+        }
+        let opt = |name: &str| {
+            let v = self.flags.str(name);
+            (!v.is_empty()).then(|| v.to_string())
+        };
+        Ok(ClientConfig {
+            endpoints: self.endpoints(),
+            dial_timeout: self.flags.duration("dial-timeout"),
+            user,
+            password,
+            cacert: opt("cacert"),
+            cert: opt("cert"),
+            key: opt("key"),
+            insecure_skip_tls_verify: self.flags.bool("insecure-skip-tls-verify"),
+        })
+    }
+
+    /// Applies the environment, validates the output format and builds the client, as
+    /// etcdctl's `mustClientFromCmd` does.
+    pub fn client(&mut self) -> Result<Client, CtlError> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        self.apply_env()?;
+        let cfg = self.client_config()?;
+        self.format()?;
+        let client = self
+            .block_on(Client::connect_lazy(cfg))?
+            .map_err(|e| CtlError::new(ExitCode::BadConnection, e.to_string()))?;
+        self.client = Some(client.clone());
+        Ok(client)
+    }
+
+    /// A client for one endpoint only, as etcd's per-endpoint maintenance calls use.
+    pub fn client_for(&mut self, endpoint: &str) -> Result<Client, CtlError> {
+        self.client()?;
+        let mut cfg = self.client_config()?;
+        cfg.endpoints = vec![endpoint.to_string()];
+        self.block_on(Client::connect_lazy(cfg))?
+            .map_err(|e| CtlError::new(ExitCode::BadConnection, e.to_string()))
+    }
+
+    /// The endpoints a maintenance command visits: `--endpoints`, or with `--cluster`
+    /// every member's client URLs.
+    pub fn endpoints_from_cluster(&mut self) -> Result<Vec<String>, CtlError> {
+        if !self.flags.bool("cluster") {
+            return Ok(self.endpoints());
+        }
+        let client = self.client()?;
+        let resp = self
+            .unary(|| {
+                let mut c = client.cluster();
+                async move {
+                    c.member_list(cairn_proto::etcdserverpb::MemberListRequest {
+                        linearizable: true,
+                    })
+                    .await
+                }
+            })
+            .map_err(|e| {
+                CtlError::error(format!(
+                    "failed to fetch endpoints from etcd cluster member list: {}",
+                    e.msg
+                ))
+            })?;
+        Ok(resp.members.into_iter().flat_map(|m| m.client_ur_ls).collect())
+    }
+
+    /// The `--command-timeout` value.
+    pub fn command_timeout(&self) -> Duration {
+        self.flags.duration("command-timeout")
+    }
+
+    /// Logs the Go client's warning for a failed unary call.
+    pub fn log_rpc_failure(&self, error: &str) {
+        let ep = self.endpoints().first().cloned().unwrap_or_default();
+        let authority = match ep.split_once("://") {
+            Some((_, rest)) => rest.to_string(),
+            None => ep,
+        };
+        eprintln!(
+            "{{\"level\":\"warn\",\"ts\":\"{}\",\"logger\":\"etcd-client\",\"caller\":\"v3/retry_interceptor.go:62\",\"msg\":\"retrying of unary invoker failed\",\"target\":{},\"attempt\":0,\"error\":{}}}",
+            gofmt::iso8601_now(),
+            zap_string(&format!("etcd-endpoints://0xc000024000/{authority}")),
+            zap_string(error)
+        );
+    }
+
+    /// Runs one unary call under the command timeout, retrying while the endpoint is
+    /// unreachable, and turns a failure into etcdctl's log line and error.
+    pub fn unary<T, F, Fut>(&mut self, mut call: F) -> Result<T, CtlError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let timeout = self.command_timeout();
+        let result = self.block_on(async move {
+            let deadline = Instant::now() + timeout;
+            let mut last_unavailable = None;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, call()).await {
+                    Err(_) => return Err((last_unavailable, None)),
+                    Ok(Ok(resp)) => return Ok(resp.into_inner()),
+                    Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
+                        last_unavailable = Some(status);
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return Err((last_unavailable, None));
+                        }
+                        tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+                    }
+                    Ok(Err(status)) => return Err((None, Some(status))),
+                }
+            }
+        })?;
+        match result {
+            Ok(v) => Ok(v),
+            Err((_, Some(status))) => Err(self.status_error(&status)),
+            Err((unavailable, None)) => {
+                let detail = match unavailable {
+                    Some(s) => format!(
+                        "rpc error: code = DeadlineExceeded desc = latest balancer error: last connection error: connection error: desc = {}",
+                        gofmt::quote(format!("transport: {}", s.message()).as_bytes())
+                    ),
+                    None => "context deadline exceeded".to_string(),
+                };
+                self.log_rpc_failure(&detail);
+                Err(CtlError::error("context deadline exceeded"))
+            }
+        }
+    }
+
+    /// Logs a failed call and converts its status into etcdctl's error text.
+    pub fn status_error(&self, status: &tonic::Status) -> CtlError {
+        let full = format!(
+            "rpc error: code = {} desc = {}",
+            code_name(status.code()),
+            status.message()
+        );
+        self.log_rpc_failure(&full);
+        status_message(status)
+    }
+}
+
+/// The text etcdctl prints for a failed call: etcd's own message when it is one of
+/// etcd's errors, else gRPC's `rpc error: ...` form.
+pub fn status_message(status: &tonic::Status) -> CtlError {
+    if cairn_proto::EtcdError::from_message(status.message()).is_some() {
+        CtlError::error(status.message())
+    } else {
+        CtlError::error(format!(
+            "rpc error: code = {} desc = {}",
+            code_name(status.code()),
+            status.message()
+        ))
+    }
+}

@@ -1,0 +1,37 @@
+//! cairnctl: etcdctl 3.5's commands, flags, `ETCDCTL_*` variables and output, byte for
+//! byte, in every `-w` format, over [`cairn_client`].
+//!
+//! Depends on `cairn-client` and `cairn-proto` only.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command tree type, cobra-style dispatch and etcdctl's help template;
+//!   [`commands`] declares the tree.
+//! - [`flags`]: pflag's parsing and messages; [`tabwriter`]: Go's tabwriter for help.
+//! - [`global`]: global flags, the environment, the client, exit codes, error reporting.
+//! - [`printer`], [`json`], [`table`], [`gofmt`]: etcdctl's printers and the Go formatting
+//!   they depend on.
+//! - One module per command group: [`kv`] (get, put, del), [`txn`], [`endpoint`],
+//!   [`maintenance`] (compaction, alarm, defrag, snapshot), [`member`], [`version`].
+
+pub mod cli;
+pub mod commands;
+pub mod endpoint;
+pub mod flags;
+pub mod global;
+pub mod gofmt;
+pub mod json;
+pub mod kv;
+pub mod maintenance;
+pub mod member;
+pub mod printer;
+pub mod table;
+pub mod tabwriter;
+pub mod txn;
+pub mod version;
+
+/// Runs cairnctl with the process arguments (without the program name); returns the
+/// exit code.
+pub fn run(args: &[String]) -> i32 {
+    cli::run(&commands::root(), args)
+}

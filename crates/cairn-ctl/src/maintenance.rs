@@ -1,0 +1,240 @@
+//! `compaction`, `alarm list|disarm`, `defrag` and `snapshot save`.
+
+use std::io::Write;
+use std::time::Instant;
+
+use cairn_proto::etcdserverpb::{
+    alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, CompactionRequest,
+    DefragmentRequest, SnapshotRequest,
+};
+
+use crate::flags::{self, Kind, Spec};
+use crate::global::{zap_string, Ctx, CtlError, ExitCode, Format};
+use crate::json::{self, Obj};
+use crate::printer::{fields, out, protobuf};
+use crate::gofmt;
+
+/// `compaction`'s flags.
+pub const COMPACTION_FLAGS: &[Spec] = &[Spec::new(
+    "physical",
+    Kind::Bool,
+    "false",
+    "'true' to wait for compaction to physically remove all old revisions",
+)];
+
+/// `defrag`'s flags.
+pub const DEFRAG_FLAGS: &[Spec] = &[
+    Spec::new("cluster", Kind::Bool, "false", "use all endpoints from the cluster member list"),
+    Spec::new(
+        "data-dir",
+        Kind::Str,
+        "",
+        "Optional. If present, defragments a data directory not in use by etcd.",
+    ),
+];
+
+/// `etcdctl compaction <rev>`.
+pub fn compaction(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
+    if args.len() != 1 {
+        return Err(CtlError::bad_args("compaction command needs 1 argument"));
+    }
+    let rev = flags::parse_int_base(&args[0], 10).map_err(CtlError::error)?;
+    let physical = ctx.flags.bool("physical");
+    let client = ctx.client()?;
+    ctx.unary(|| {
+        let mut kv = client.kv();
+        async move { kv.compact(CompactionRequest { revision: rev, physical }).await }
+    })?;
+    out(format!("compacted revision {rev}\n").as_bytes());
+    Ok(())
+}
+
+fn alarm_name(alarm: i32) -> &'static str {
+    match alarm {
+        0 => "NONE",
+        1 => "NOSPACE",
+        2 => "CORRUPT",
+        _ => "UNKNOWN",
+    }
+}
+
+fn print_alarms(format: Format, r: &AlarmResponse) -> Result<(), CtlError> {
+    match format {
+        Format::Simple => {
+            let mut s = String::new();
+            for a in &r.alarms {
+                // gogo's compact text form of AlarmMember, as `%+v` prints it.
+                let mut line = String::new();
+                if a.member_id != 0 {
+                    line.push_str(&format!("memberID:{} ", a.member_id));
+                }
+                if a.alarm != 0 {
+                    line.push_str(&format!("alarm:{} ", alarm_name(a.alarm)));
+                }
+                s.push_str(&line);
+                s.push('\n');
+            }
+            out(s.as_bytes());
+        }
+        Format::Json => {
+            let alarms = r
+                .alarms
+                .iter()
+                .map(|a| Obj::new().num("memberID", a.member_id).num("alarm", a.alarm).end())
+                .collect();
+            let s = Obj::new()
+                .obj("header", json::header(&r.header))
+                .list("alarms", alarms)
+                .end();
+            out(format!("{s}\n").as_bytes());
+        }
+        Format::Fields => {
+            let mut s = String::new();
+            fields::hdr(&mut s, &r.header);
+            for a in &r.alarms {
+                s.push_str(&format!("\"MemberID\" : {}\n", a.member_id));
+                s.push_str(&format!("\"AlarmType\" : {}\n\n", alarm_name(a.alarm)));
+            }
+            out(s.as_bytes());
+        }
+        Format::Protobuf => protobuf(r),
+        f @ Format::Table => return Err(f.unsupported()),
+    }
+    Ok(())
+}
+
+/// `etcdctl alarm list`.
+pub fn alarm_list(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
+    let client = ctx.client()?;
+    let resp = ctx.unary(|| {
+        let mut m = client.maintenance();
+        async move { m.alarm(AlarmRequest::default()).await }
+    })?;
+    print_alarms(ctx.format()?, &resp)
+}
+
+/// `etcdctl alarm disarm`: lists the alarms and deactivates each, as etcd's client does.
+pub fn alarm_disarm(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
+    let client = ctx.client()?;
+    let listed = ctx.unary(|| {
+        let mut m = client.maintenance();
+        async move { m.alarm(AlarmRequest::default()).await }
+    })?;
+    let mut ret = AlarmResponse::default();
+    for a in listed.alarms {
+        let AlarmMember { member_id, alarm } = a;
+        let resp = ctx.unary(|| {
+            let mut m = client.maintenance();
+            async move {
+                m.alarm(AlarmRequest {
+                    action: AlarmAction::Deactivate as i32,
+                    member_id,
+                    alarm,
+                })
+                .await
+            }
+        })?;
+        ret.alarms.extend(resp.alarms);
+    }
+    print_alarms(ctx.format()?, &ret)
+}
+
+/// `etcdctl defrag`.
+pub fn defrag(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
+    if !ctx.flags.str("data-dir").is_empty() {
+        return Err(CtlError::error("defrag --data-dir is not supported by cairnctl yet"));
+    }
+    ctx.client()?;
+    let mut failed = false;
+    for ep in ctx.endpoints_from_cluster()? {
+        let client = ctx.client_for(&ep)?;
+        match ctx.unary(|| {
+            let mut m = client.maintenance();
+            async move { m.defragment(DefragmentRequest {}).await }
+        }) {
+            Ok(_) => out(format!("Finished defragmenting etcd member[{ep}]\n").as_bytes()),
+            Err(e) => {
+                failed = true;
+                eprintln!("Failed to defragment etcd member[{ep}] ({})", e.msg);
+            }
+        }
+    }
+    if failed {
+        std::process::exit(ExitCode::Error as i32);
+    }
+    Ok(())
+}
+
+fn log_info(caller: &str, logger: Option<&str>, msg: &str, fields: &[(&str, String)]) {
+    let mut line = format!("{{\"level\":\"info\",\"ts\":{}", gofmt::epoch_now());
+    if let Some(l) = logger {
+        line.push_str(&format!(",\"logger\":{}", zap_string(l)));
+    }
+    line.push_str(&format!(",\"caller\":{},\"msg\":{}", zap_string(caller), zap_string(msg)));
+    for (k, v) in fields {
+        line.push_str(&format!(",{}:{}", zap_string(k), zap_string(v)));
+    }
+    line.push('}');
+    eprintln!("{line}");
+}
+
+/// `etcdctl snapshot save <file>`.
+pub fn snapshot_save(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
+    if args.len() != 1 {
+        return Err(CtlError::bad_args("snapshot save expects one argument"));
+    }
+    let path = args[0].clone();
+    let client = ctx.client()?;
+    let endpoints = ctx.endpoints();
+    if endpoints.len() != 1 {
+        return Err(CtlError::bad_args(format!(
+            "snapshot must be requested to one selected node, not multiple [{}]",
+            endpoints.join(" ")
+        )));
+    }
+    let ep = endpoints[0].clone();
+    let part = format!("{path}.part");
+    let _ = std::fs::remove_file(&part);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&part)
+        .map_err(|e| CtlError::error(format!("could not open {part} ({e})")))?;
+    log_info("snapshot/v3_snapshot.go:68", None, "created temporary db file", &[("path", part.clone())]);
+    let start = Instant::now();
+    let received = ctx.block_on(async {
+        let mut m = client.maintenance();
+        let mut stream = m.snapshot(SnapshotRequest {}).await?.into_inner();
+        log_info("v3/maintenance.go:211", Some("client"), "opened snapshot stream; downloading", &[]);
+        log_info("snapshot/v3_snapshot.go:76", None, "fetching snapshot", &[("endpoint", ep.clone())]);
+        let mut size = 0u64;
+        while let Some(chunk) = stream.message().await? {
+            size += chunk.blob.len() as u64;
+            file.write_all(&chunk.blob)
+                .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        }
+        log_info("v3/maintenance.go:219", Some("client"), "completed snapshot read; closing", &[]);
+        Ok::<u64, tonic::Status>(size)
+    })?;
+    let size = match received {
+        Ok(size) => size,
+        Err(status) => return Err(ctx.status_error(&status)),
+    };
+    file.sync_all().map_err(|e| CtlError::error(e.to_string()))?;
+    log_info(
+        "snapshot/v3_snapshot.go:91",
+        None,
+        "fetched snapshot",
+        &[
+            ("endpoint", ep),
+            ("size", gofmt::humanize_bytes(size)),
+            ("took", gofmt::humanize_ago(start.elapsed())),
+        ],
+    );
+    std::fs::rename(&part, &path)
+        .map_err(|e| CtlError::error(format!("could not rename {part} to {path} ({e})")))?;
+    log_info("snapshot/v3_snapshot.go:100", None, "saved", &[("path", path.clone())]);
+    out(format!("Snapshot saved at {path}\n").as_bytes());
+    Ok(())
+}
