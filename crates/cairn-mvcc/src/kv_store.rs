@@ -14,6 +14,7 @@
 //!    `compact_rev` under this lock before its redb commit, so a reader that passed the
 //!    compaction check always reads a snapshot that still holds what it looks for.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,9 @@ struct SnapshotView<'s> {
     table: KvTable,
     rev: i64,
     compact_rev: i64,
+    /// Set when a compaction newer than the view made the index unable to answer for it;
+    /// the read is then retried with a new view.
+    raced: Cell<bool>,
 }
 
 impl ReadView for SnapshotView<'_> {
@@ -112,7 +116,10 @@ impl ReadView for SnapshotView<'_> {
     ) -> Result<(Vec<KeyValue>, i64), MvccError> {
         let idx = self.index.read();
         if at < idx.compact_rev {
-            // A compaction landed after this view began.
+            // A compaction landed after this view began and may have trimmed the index
+            // below `at`. The view's snapshot still holds the data, but the index cannot
+            // say where.
+            self.raced.set(at >= self.compact_rev);
             return Err(MvccError::Compacted);
         }
         if count_only {
@@ -215,14 +222,20 @@ impl Store {
             table,
             rev,
             compact_rev,
+            raced: Cell::new(false),
         })
     }
 
     /// Serves a range request at the latest committed revision (or `req.revision`).
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
         let db = self.db.read_recursive();
-        let view = self.view(&db)?;
-        execute_range(&view, req)
+        loop {
+            let view = self.view(&db)?;
+            match execute_range(&view, req) {
+                Err(MvccError::Compacted) if view.raced.get() => continue,
+                result => return result,
+            }
+        }
     }
 
     /// Runs a transaction that writes nothing (etcd serves these without Raft) against the
@@ -232,15 +245,22 @@ impl Store {
             return Err(MvccError::ReadOnlyTxnWrites);
         }
         let db = self.db.read_recursive();
-        let view = self.view(&db)?;
-        let path = compare_to_path(&view, req);
-        check_requests(&view, req, &path, &NoLeases)?;
-        let mut resp = apply_txn(&mut ReadOnlyOps(&view), req, &path)?;
-        resp.header = Some(ResponseHeader {
-            revision: view.rev,
-            ..Default::default()
-        });
-        Ok(resp)
+        loop {
+            let view = self.view(&db)?;
+            let path = compare_to_path(&view, req);
+            let result = check_requests(&view, req, &path, &NoLeases)
+                .and_then(|()| apply_txn(&mut ReadOnlyOps(&view), req, &path));
+            if view.raced.get() {
+                // A compare may have failed on the race too: start over.
+                continue;
+            }
+            let mut resp = result?;
+            resp.header = Some(ResponseHeader {
+                revision: view.rev,
+                ..Default::default()
+            });
+            return Ok(resp);
+        }
     }
 
     /// The last committed revision.

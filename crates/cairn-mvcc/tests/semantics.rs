@@ -1,4 +1,5 @@
 //! Table-driven checks of each etcd semantic the store implements.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -1,0 +1,226 @@
+//! The backend file: reopening, crashes, hashes, snapshots, defragmentation, concurrency.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use cairn_mvcc::{MvccError, NoLeases, Store};
+use cairn_proto::etcdserverpb::request_op::Request;
+use cairn_proto::etcdserverpb::{RangeRequest, RequestOp, TxnRequest};
+use cairn_proto::mvccpb::KeyValue;
+use common::*;
+use prost::Message;
+
+fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn rev_bytes(main: i64, sub: i64, tombstone: bool) -> Vec<u8> {
+    let mut b = main.to_be_bytes().to_vec();
+    b.push(b'_');
+    b.extend_from_slice(&sub.to_be_bytes());
+    if tombstone {
+        b.push(b't');
+    }
+    b
+}
+
+#[test]
+fn hash_kv_covers_etcd_key_table_bytes() {
+    let (_d, s) = open();
+    put_now(&s, "a", "1");
+    apply(&s, |b| b.delete_range(&del("a", "")).unwrap());
+    let mut data = b"key".to_vec();
+    data.extend(rev_bytes(2, 0, false));
+    data.extend(kv("a", "1", 2, 2, 1).encode_to_vec());
+    data.extend(rev_bytes(3, 0, true));
+    data.extend(
+        KeyValue {
+            key: b"a".to_vec(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
+    let h = s.hash_kv(0).unwrap();
+    assert_eq!(h.hash, crc32c(&data));
+    assert_eq!(
+        (h.current_revision, h.compact_revision, h.hash_revision),
+        (3, -1, 3)
+    );
+    let h2 = s.hash_kv(2).unwrap();
+    assert_eq!(
+        h2.hash,
+        crc32c(&data[..3 + 17 + kv("a", "1", 2, 2, 1).encoded_len()])
+    );
+    assert!(matches!(s.hash_kv(4), Err(MvccError::FutureRev)));
+}
+
+#[test]
+fn hash_kv_is_stable_across_compaction_of_kept_keys_and_reopen() {
+    let (d, s) = open();
+    for (k, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+        put_now(&s, k, v);
+    }
+    put_now(&s, "a", "4"); // rev 5
+    let before = s.hash_kv(5).unwrap();
+    // Everything at or below 3 is still each key's newest revision at 5... except a@2,
+    // which etcd's hash skips once compacted; compact at 1 keeps all of it.
+    apply(&s, |b| b.compact(1).unwrap());
+    let after = s.hash_kv(5).unwrap();
+    assert_eq!(after.hash, before.hash);
+    assert_eq!(after.compact_revision, 1);
+    let s = reopen(&d, s);
+    assert_eq!(s.hash_kv(5).unwrap(), after);
+    // Compacting at 4 drops a@2 from the file; the hash at 5 skipped it already.
+    apply(&s, |b| b.compact(4).unwrap());
+    let c4 = s.hash_kv(5).unwrap();
+    let s = reopen(&d, s);
+    assert_eq!(s.hash_kv(5).unwrap(), c4);
+    assert!(matches!(s.hash_kv(3), Err(MvccError::Compacted)));
+    assert_eq!(s.hash_kv(4).unwrap().hash_revision, 4);
+}
+
+#[test]
+fn non_durable_commits_after_a_crash_leave_a_consistent_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let s = Store::open(&path).unwrap();
+    let mut b = s.begin_apply().unwrap();
+    b.put(&put("a", "1"), &NoLeases).unwrap();
+    b.set_applied_index(1);
+    b.commit(true).unwrap();
+    let mut b = s.begin_apply().unwrap();
+    b.put(&put("b", "2"), &NoLeases).unwrap();
+    b.set_applied_index(2);
+    b.commit(false).unwrap();
+    // Copying the file while the store is open is what a crash leaves behind.
+    let crashed = dir.path().join("crashed");
+    std::fs::copy(&path, &crashed).unwrap();
+    drop(s);
+    let c = Store::open(&crashed).unwrap();
+    let n = c.range(&get("a", "\0")).unwrap().count;
+    match c.applied_index() {
+        1 => assert_eq!((n, c.current_revision()), (1, 2)),
+        2 => assert_eq!((n, c.current_revision()), (2, 3)),
+        other => panic!("applied index {other}"),
+    }
+    // A clean close keeps everything.
+    let s = Store::open(&path).unwrap();
+    assert_eq!((s.applied_index(), s.current_revision()), (2, 3));
+}
+
+#[test]
+fn garbage_file_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    std::fs::write(&path, vec![0xAB; 10_000]).unwrap();
+    assert!(matches!(Store::open(&path), Err(MvccError::NotCairn(_))));
+    assert_eq!(std::fs::read(&path).unwrap(), vec![0xAB; 10_000]);
+}
+
+#[test]
+fn snapshot_and_defragment_keep_everything() {
+    let (d, s) = open();
+    for i in 0..300 {
+        put_now(&s, &format!("k{}", i % 50), &"x".repeat(200));
+    }
+    apply(&s, |b| {
+        b.put_meta("m", b"v").unwrap();
+        b.compact(250).unwrap();
+    });
+    let all = get("\0", "\0");
+    let before = s.range(&all).unwrap();
+    let hash = s.hash_kv(0).unwrap();
+    assert!(s.db_size() > 0 && s.db_size_in_use() > 0);
+    assert!(s.db_size_in_use() <= s.db_size());
+
+    let snap = d.path().join("snap");
+    s.snapshot_to(&snap).unwrap();
+    assert!(s.snapshot_to(&snap).is_err());
+    let copy = Store::open(&snap).unwrap();
+    assert_eq!(copy.range(&all).unwrap(), before);
+    assert_eq!(copy.hash_kv(0).unwrap(), hash);
+    assert_eq!(copy.hash().unwrap(), s.hash().unwrap());
+    assert_eq!(copy.meta("m").unwrap(), Some(b"v".to_vec()));
+
+    s.defragment().unwrap();
+    assert_eq!(s.range(&all).unwrap(), before);
+    assert_eq!(s.hash_kv(0).unwrap(), hash);
+    put_now(&s, "after", "defrag");
+    let s = reopen(&d, s);
+    assert_eq!(s.range(&all).unwrap().count, 51);
+}
+
+#[test]
+fn readers_never_see_half_a_transaction() {
+    let (_d, s) = open();
+    let s = Arc::new(s);
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (s, done) = (s.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut last = 0;
+                while !done.load(Ordering::Relaxed) {
+                    let r = s.range(&get("x", "z")).unwrap();
+                    let rev = r.header.unwrap().revision;
+                    assert!(rev >= last);
+                    last = rev;
+                    if let [a, b] = r.kvs.as_slice() {
+                        assert_eq!(a.value, b.value);
+                        assert_eq!(a.mod_revision, b.mod_revision);
+                    } else {
+                        assert!(r.kvs.is_empty());
+                    }
+                    let old = RangeRequest {
+                        revision: rev - 1,
+                        ..get("x", "z")
+                    };
+                    match s.range(&old) {
+                        Ok(_) | Err(MvccError::Compacted) => {}
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for i in 0..200 {
+        let v = format!("{i}");
+        let txn = TxnRequest {
+            compare: vec![],
+            success: vec![
+                RequestOp {
+                    request: Some(Request::RequestPut(put("x", &v))),
+                },
+                RequestOp {
+                    request: Some(Request::RequestPut(put("y", &v))),
+                },
+            ],
+            failure: vec![],
+        };
+        let mut b = s.begin_apply().unwrap();
+        b.txn(&txn, &NoLeases).unwrap();
+        if i % 10 == 9 {
+            let cur = b.range(&get("x", "")).unwrap().header.unwrap().revision;
+            b.compact(cur - 1).unwrap();
+        }
+        b.commit(false).unwrap();
+    }
+    done.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().unwrap();
+    }
+}
