@@ -21,12 +21,14 @@
 //! - `apply`: [`ApplyBatch`]: puts, deletes, transactions, compaction, commit.
 //! - `range`: revisioned reads and the request-level range (filters, sort, limit).
 //! - `txn`: compares, pre-apply checks, running a transaction's branch.
+//! - `go_sort`: Go's unstable `sort.Sort`, so sorted ranges tie-break as etcd's do.
 //! - `crc32c`: the Castagnoli CRC the hashes use.
 
 mod apply;
 mod backend;
 mod crc32c;
 mod error;
+mod go_sort;
 mod key_index;
 mod kv_store;
 mod range;

@@ -6,6 +6,7 @@ use cairn_proto::etcdserverpb::{RangeRequest, RangeResponse, ResponseHeader};
 use cairn_proto::mvccpb::KeyValue;
 
 use crate::error::MvccError;
+use crate::go_sort;
 use crate::key_index::KeyRange;
 
 /// A consistent view of the store at one revision, as reads inside an operation see it.
@@ -127,16 +128,18 @@ fn sort_kvs(kvs: &mut [KeyValue], target: i32, order: i32) {
     if target == SortTarget::Key && !descend {
         return;
     }
-    let cmp = |a: &KeyValue, b: &KeyValue| match target {
-        SortTarget::Key => a.key.cmp(&b.key),
-        SortTarget::Version => a.version.cmp(&b.version),
-        SortTarget::Create => a.create_revision.cmp(&b.create_revision),
-        SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
-        SortTarget::Value => a.value.cmp(&b.value),
+    let less = |a: &KeyValue, b: &KeyValue| match target {
+        SortTarget::Key => a.key < b.key,
+        SortTarget::Version => a.version < b.version,
+        SortTarget::Create => a.create_revision < b.create_revision,
+        SortTarget::Mod => a.mod_revision < b.mod_revision,
+        SortTarget::Value => a.value < b.value,
     };
+    // etcd sorts with Go's unstable sort.Sort (and sort.Reverse for descending); ties
+    // must land where Go leaves them.
     if descend {
-        kvs.sort_by(|a, b| cmp(b, a));
+        go_sort::sort(kvs, |a, b| less(b, a));
     } else {
-        kvs.sort_by(cmp);
+        go_sort::sort(kvs, less);
     }
 }
