@@ -1,7 +1,6 @@
 //! Go's formatting, reproduced where etcdctl's output depends on it: `%q` quoting,
 //! `time.Duration` strings, go-humanize's byte sizes and relative times, base64, the
-//! `\x`-prefixed hex of `--hex`, zap's timestamps, and `fmt.Printf` run on data with no
-//! arguments (etcdctl prints protobuf bytes that way).
+//! `\x`-prefixed hex of `--hex`, and zap's timestamps.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,7 +35,8 @@ fn push_quoted_char(out: &mut String, c: char) {
         '\t' => out.push_str("\\t"),
         '\u{b}' => out.push_str("\\v"),
         c if is_go_printable(c) => out.push(c),
-        c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+        // Go 1.16 (which etcdctl 3.5.1 is built with) writes DEL as \u007f.
+        c if (c as u32) < 0x20 => out.push_str(&format!("\\x{:02x}", c as u32)),
         c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
         c => out.push_str(&format!("\\U{:08x}", c as u32)),
     }
@@ -173,45 +173,6 @@ pub fn hex_prefixed(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
 }
 
-/// What Go's `fmt.Printf(s)` prints when `s` is data rather than a format: `%%` becomes
-/// `%` and every other verb reports its missing argument.
-pub fn printf_no_args(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len());
-    let mut i = 0;
-    while i < data.len() {
-        if data[i] != b'%' {
-            out.push(data[i]);
-            i += 1;
-            continue;
-        }
-        i += 1;
-        while i < data.len() && matches!(data[i], b'#' | b'0' | b'+' | b'-' | b' ') {
-            i += 1;
-        }
-        while i < data.len() && data[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i < data.len() && data[i] == b'.' {
-            i += 1;
-            while i < data.len() && data[i].is_ascii_digit() {
-                i += 1;
-            }
-        }
-        if i >= data.len() {
-            out.extend_from_slice(b"%!(NOVERB)");
-            break;
-        }
-        let (ch, width) = decode_rune(&data[i..]);
-        i += width;
-        match ch {
-            Some('%') => out.push(b'%'),
-            Some(c) => out.extend_from_slice(format!("%!{c}(MISSING)").as_bytes()),
-            None => out.extend_from_slice("%!\u{fffd}(MISSING)".as_bytes()),
-        }
-    }
-    out
-}
-
 /// Days since the epoch to a (year, month, day) civil date.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -256,7 +217,7 @@ mod tests {
         assert_eq!(quote(b"foo"), "\"foo\"");
         assert_eq!(quote("a<b>&\"é".as_bytes()), "\"a<b>&\\\"é\"");
         assert_eq!(quote(b"\x00\x01\xff"), "\"\\x00\\x01\\xff\"");
-        assert_eq!(quote(b"\n\t\x7f"), "\"\\n\\t\\x7f\"");
+        assert_eq!(quote(b"\n\t\x7f"), "\"\\n\\t\\u007f\"");
     }
 
     #[test]
@@ -285,13 +246,6 @@ mod tests {
         assert_eq!(base64(b"\x00\x01\xff"), "AAH/");
         assert_eq!(base64(b"k2"), "azI=");
         assert_eq!(hex_prefixed(b"fo"), "\\x66\\x6f");
-    }
-
-    #[test]
-    fn printf_without_args() {
-        assert_eq!(printf_no_args(b"a%%b"), b"a%b");
-        assert_eq!(printf_no_args(b"a%db"), b"a%!d(MISSING)b");
-        assert_eq!(printf_no_args(b"a%"), b"a%!(NOVERB)");
     }
 
     #[test]

