@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use cairn_proto::etcdserverpb::{
     auth_client::AuthClient, cluster_client::ClusterClient, kv_client::KvClient,
-    lease_client::LeaseClient, maintenance_client::MaintenanceClient,
-    watch_client::WatchClient, AuthenticateRequest,
+    lease_client::LeaseClient, maintenance_client::MaintenanceClient, watch_client::WatchClient,
+    AuthenticateRequest,
 };
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::interceptor::InterceptedService;
@@ -218,7 +218,10 @@ impl Client {
 
     /// The auth token obtained at connect time, if any.
     pub fn token(&self) -> Option<&str> {
-        self.interceptor.token.as_ref().and_then(|t| t.to_str().ok())
+        self.interceptor
+            .token
+            .as_ref()
+            .and_then(|t| t.to_str().ok())
     }
 
     fn service(&self) -> Service {
@@ -262,9 +265,15 @@ mod tests {
 
     #[test]
     fn endpoint_urls() {
-        assert_eq!(endpoint_url("127.0.0.1:2379").unwrap(), "http://127.0.0.1:2379");
+        assert_eq!(
+            endpoint_url("127.0.0.1:2379").unwrap(),
+            "http://127.0.0.1:2379"
+        );
         assert_eq!(endpoint_url("http://a:1").unwrap(), "http://a:1");
-        assert!(matches!(endpoint_url("https://a:1"), Err(Error::TlsNotSupported)));
+        assert!(matches!(
+            endpoint_url("https://a:1"),
+            Err(Error::TlsNotSupported)
+        ));
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@
 //! blank line to stderr, the command's usage to stdout, `Error: ...` again, and exits 1.
 
 use crate::flags::{self, Kind, Spec};
-use crate::global::{Ctx, CtlError, ExitCode};
+use crate::global::{CtlError, Ctx, ExitCode};
 use crate::tabwriter;
 
 /// A command's body: gets the context (flags, client factory) and positional args.
@@ -107,11 +107,19 @@ impl Path<'_> {
 
     /// Names below the root, e.g. `endpoint status`.
     fn name_below_root(&self) -> String {
-        self.chain[1..].iter().map(|c| c.name).collect::<Vec<_>>().join(" ")
+        self.chain[1..]
+            .iter()
+            .map(|c| c.name)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     fn command_path(&self) -> String {
-        self.chain.iter().map(|c| c.name).collect::<Vec<_>>().join(" ")
+        self.chain
+            .iter()
+            .map(|c| c.name)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     fn local_flags(&self) -> Vec<Spec> {
@@ -123,7 +131,11 @@ impl Path<'_> {
 
     fn inherited_flags(&self) -> Vec<Spec> {
         let n = self.chain.len();
-        self.chain[..n - 1].iter().rev().flat_map(|c| c.persistent.iter().copied()).collect()
+        self.chain[..n - 1]
+            .iter()
+            .rev()
+            .flat_map(|c| c.persistent.iter().copied())
+            .collect()
     }
 
     fn all_flags(&self) -> Vec<Spec> {
@@ -159,7 +171,10 @@ impl Path<'_> {
             t.push_str(&format!("\nVERSION:\n\t{}\n", crate::version::VERSION));
         }
         if !cmd.children.is_empty() {
-            t.push_str(&format!("\nAPI VERSION:\n\t{}\n", crate::version::API_VERSION));
+            t.push_str(&format!(
+                "\nAPI VERSION:\n\t{}\n",
+                crate::version::API_VERSION
+            ));
             t.push_str("\n\nCOMMANDS:\n");
             fn walk(cmd: &Command, prefix: &str, t: &mut String) {
                 for child in &cmd.children {
@@ -178,7 +193,11 @@ impl Path<'_> {
         }
         if !cmd.long.is_empty() {
             t.push_str("\nDESCRIPTION:\n");
-            for line in cmd.long.trim_matches(|c| c == '\n' || c == '\t' || c == ' ').split('\n') {
+            for line in cmd
+                .long
+                .trim_matches(|c| c == '\n' || c == '\t' || c == ' ')
+                .split('\n')
+            {
                 t.push_str(&format!("\t{line}\n"));
             }
         }

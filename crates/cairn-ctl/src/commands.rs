@@ -3,7 +3,7 @@
 //! with a clear error when run.
 
 use crate::cli::Command;
-use crate::global::{Ctx, CtlError, GLOBAL_FLAGS};
+use crate::global::{CtlError, Ctx, GLOBAL_FLAGS};
 use crate::{endpoint, kv, maintenance, member, txn, version};
 
 fn not_implemented(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
@@ -97,6 +97,11 @@ pub fn root() -> Command {
         Command::leaf("version", "version", "Prints the version of etcdctl", &[], version::run),
         stub("watch", "Watches events stream on keys or prefixes"),
     ];
-    Command::group("etcdctl", "etcdctl", "A simple command line client for etcd3.", children)
-        .persistent(GLOBAL_FLAGS)
+    Command::group(
+        "etcdctl",
+        "etcdctl",
+        "A simple command line client for etcd3.",
+        children,
+    )
+    .persistent(GLOBAL_FLAGS)
 }

@@ -8,7 +8,7 @@ use cairn_proto::etcdserverpb::{
 };
 
 use crate::flags::{Kind, Spec};
-use crate::global::{status_message, Ctx, CtlError, Format};
+use crate::global::{status_message, CtlError, Ctx, Format};
 use crate::json::{self, Obj};
 use crate::printer::{fields, out};
 use crate::{gofmt, table};
@@ -115,15 +115,24 @@ pub fn status(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
             let mut s = String::new();
             for (ep, r) in &list {
                 fields::hdr(&mut s, &r.header);
-                s.push_str(&format!("\"Version\" : {}\n", gofmt::quote(r.version.as_bytes())));
+                s.push_str(&format!(
+                    "\"Version\" : {}\n",
+                    gofmt::quote(r.version.as_bytes())
+                ));
                 s.push_str(&format!("\"DBSize\" : {}\n", r.db_size));
                 s.push_str(&format!("\"Leader\" : {}\n", r.leader));
                 s.push_str(&format!("\"IsLearner\" : {}\n", r.is_learner));
                 s.push_str(&format!("\"RaftIndex\" : {}\n", r.raft_index));
                 s.push_str(&format!("\"RaftTerm\" : {}\n", r.raft_term));
-                s.push_str(&format!("\"RaftAppliedIndex\" : {}\n", r.raft_applied_index));
+                s.push_str(&format!(
+                    "\"RaftAppliedIndex\" : {}\n",
+                    r.raft_applied_index
+                ));
                 s.push_str(&format!("\"Errors\" : [{}]\n", r.errors.join(" ")));
-                s.push_str(&format!("\"Endpoint\" : {}\n\n", gofmt::quote(ep.as_bytes())));
+                s.push_str(&format!(
+                    "\"Endpoint\" : {}\n\n",
+                    gofmt::quote(ep.as_bytes())
+                ));
             }
             out(s.as_bytes());
         }
@@ -227,7 +236,10 @@ pub fn health(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
                     )
                     .as_bytes());
                 } else {
-                    eprintln!("{} is unhealthy: failed to commit proposal: {}", h.ep, h.error);
+                    eprintln!(
+                        "{} is unhealthy: failed to commit proposal: {}",
+                        h.ep, h.error
+                    );
                 }
             }
         }
@@ -248,7 +260,10 @@ pub fn health(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
         Format::Fields => {
             let mut s = String::new();
             for h in &list {
-                s.push_str(&format!("\"Endpoint\" : {}\n", gofmt::quote(h.ep.as_bytes())));
+                s.push_str(&format!(
+                    "\"Endpoint\" : {}\n",
+                    gofmt::quote(h.ep.as_bytes())
+                ));
                 s.push_str(&format!("\"Health\" : {}\n", h.health));
                 s.push_str(&format!("\"Took\" : {}\n", h.took));
                 s.push_str(&format!("\"Error\" : {}\n\n", h.error));
@@ -258,7 +273,14 @@ pub fn health(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
         Format::Table => {
             let rows: Vec<Vec<String>> = list
                 .iter()
-                .map(|h| vec![h.ep.clone(), h.health.to_string(), h.took.clone(), h.error.clone()])
+                .map(|h| {
+                    vec![
+                        h.ep.clone(),
+                        h.health.to_string(),
+                        h.took.clone(),
+                        h.error.clone(),
+                    ]
+                })
                 .collect();
             out(table::render(&["ENDPOINT", "HEALTH", "TOOK", "ERROR"], &rows).as_bytes());
         }
@@ -327,8 +349,10 @@ pub fn hashkv(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
             out(s.as_bytes());
         }
         Format::Table => {
-            let rows: Vec<Vec<String>> =
-                list.iter().map(|(ep, r)| vec![ep.clone(), r.hash.to_string()]).collect();
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|(ep, r)| vec![ep.clone(), r.hash.to_string()])
+                .collect();
             out(table::render(&["ENDPOINT", "HASH"], &rows).as_bytes());
         }
         f @ Format::Protobuf => return Err(f.unsupported()),

@@ -141,7 +141,12 @@ impl Values {
     /// Sets a flag from text, as the command line or the environment would.
     /// The error is the bare parse error, as pflag's `FlagSet.Set` returns it.
     pub fn set(&mut self, spec: &Spec, text: &str) -> Result<(), String> {
-        let value = parse_value(spec, text, self.changed(spec.name), self.values.get(spec.name))?;
+        let value = parse_value(
+            spec,
+            text,
+            self.changed(spec.name),
+            self.values.get(spec.name),
+        )?;
         self.values.insert(spec.name, value);
         self.changed.insert(spec.name, true);
         Ok(())
@@ -265,7 +270,12 @@ pub fn parse_int_base(text: &str, base: u32) -> Result<i64, String> {
 
 /// Go's `time.ParseDuration` for the forms people type, with its error text.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("time: invalid duration {}", crate::gofmt::quote(text.as_bytes()));
+    let bad = || {
+        format!(
+            "time: invalid duration {}",
+            crate::gofmt::quote(text.as_bytes())
+        )
+    };
     let mut rest = text;
     if let Some(r) = rest.strip_prefix('+') {
         rest = r;
@@ -298,7 +308,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "s" => 1e9,
             "m" => 60e9,
             "h" => 3600e9,
-            "" => return Err(format!("time: missing unit in duration {}", crate::gofmt::quote(text.as_bytes()))),
+            "" => {
+                return Err(format!(
+                    "time: missing unit in duration {}",
+                    crate::gofmt::quote(text.as_bytes())
+                ))
+            }
             other => {
                 return Err(format!(
                     "time: unknown unit {} in duration {}",
@@ -374,7 +389,10 @@ pub fn parse(specs: &[Spec], args: &[String]) -> Result<Parsed, String> {
             if spec.name == "help" {
                 parsed.help = parse_bool(&text).unwrap_or(true);
             }
-            parsed.values.set(spec, &text).map_err(|why| invalid(spec, &text, &why))?;
+            parsed
+                .values
+                .set(spec, &text)
+                .map_err(|why| invalid(spec, &text, &why))?;
         } else if arg.len() > 1 && arg.starts_with('-') {
             let shorts = &arg[1..];
             let mut chars = shorts.char_indices();
@@ -401,7 +419,10 @@ pub fn parse(specs: &[Spec], args: &[String]) -> Result<Parsed, String> {
                 if spec.name == "help" {
                     parsed.help = parse_bool(&text).unwrap_or(true);
                 }
-                parsed.values.set(spec, &text).map_err(|why| invalid(spec, &text, &why))?;
+                parsed
+                    .values
+                    .set(spec, &text)
+                    .map_err(|why| invalid(spec, &text, &why))?;
             }
         } else {
             parsed.args.push(arg.clone());
@@ -455,7 +476,11 @@ mod tests {
 
     #[test]
     fn parses_like_pflag() {
-        let p = parse(SPECS, &args(&["foo", "--limit=3", "-wjson", "--prefix", "bar"])).unwrap();
+        let p = parse(
+            SPECS,
+            &args(&["foo", "--limit=3", "-wjson", "--prefix", "bar"]),
+        )
+        .unwrap();
         assert_eq!(p.args, vec!["foo", "bar"]);
         assert_eq!(p.values.int("limit"), 3);
         assert_eq!(p.values.str("write-out"), "json");
@@ -463,7 +488,10 @@ mod tests {
         assert_eq!(p.values.slice("endpoints"), &["127.0.0.1:2379".to_string()]);
         assert_eq!(p.values.duration("dial-timeout"), Duration::from_secs(2));
         let p = parse(SPECS, &args(&["--endpoints", "a,b", "--", "-x"])).unwrap();
-        assert_eq!(p.values.slice("endpoints"), &["a".to_string(), "b".to_string()]);
+        assert_eq!(
+            p.values.slice("endpoints"),
+            &["a".to_string(), "b".to_string()]
+        );
         assert_eq!(p.args, vec!["-x"]);
     }
 

@@ -246,7 +246,9 @@ impl Ctx {
             }
         }
         for (k, v) in std::env::vars_os() {
-            let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else { continue };
+            let (Some(k), Some(v)) = (k.to_str(), v.to_str()) else {
+                continue;
+            };
             if used.iter().any(|u| u == k) {
                 continue;
             }
@@ -280,7 +282,10 @@ impl Ctx {
             "fields" => Ok(Format::Fields),
             "table" => Ok(Format::Table),
             "protobuf" => Ok(Format::Protobuf),
-            _ => Err(CtlError::new(ExitCode::BadFeature, "unsupported output format")),
+            _ => Err(CtlError::new(
+                ExitCode::BadFeature,
+                "unsupported output format",
+            )),
         }
     }
 
@@ -387,7 +392,11 @@ impl Ctx {
                     e.msg
                 ))
             })?;
-        Ok(resp.members.into_iter().flat_map(|m| m.client_ur_ls).collect())
+        Ok(resp
+            .members
+            .into_iter()
+            .flat_map(|m| m.client_ur_ls)
+            .collect())
     }
 
     /// The `--command-timeout` value.

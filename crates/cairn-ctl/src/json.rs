@@ -151,7 +151,14 @@ pub fn strings(items: &[String]) -> String {
     if items.is_empty() {
         return "null".to_string();
     }
-    format!("[{}]", items.iter().map(|s| string(s)).collect::<Vec<_>>().join(","))
+    format!(
+        "[{}]",
+        items
+            .iter()
+            .map(|s| string(s))
+            .collect::<Vec<_>>()
+            .join(",")
+    )
 }
 
 #[cfg(test)]
@@ -165,7 +172,12 @@ mod tests {
 
     #[test]
     fn omits_empty() {
-        let o = Obj::new().num("a", 0i64).num("b", 2u64).str("c", "").flag("d", false).end();
+        let o = Obj::new()
+            .num("a", 0i64)
+            .num("b", 2u64)
+            .str("c", "")
+            .flag("d", false)
+            .end();
         assert_eq!(o, "{\"b\":2}");
     }
 }

@@ -9,36 +9,101 @@ use cairn_proto::etcdserverpb::{
 };
 
 use crate::flags::{self, Kind, Spec, Values};
-use crate::global::{Ctx, CtlError, ExitCode, Format};
+use crate::global::{CtlError, Ctx, ExitCode, Format};
 use crate::printer::{print_kv, KvResponse, Simple};
 
 /// `get`'s flags.
 pub const GET_FLAGS: &[Spec] = &[
-    Spec::new("consistency", Kind::Str, "l", "Linearizable(l) or Serializable(s)"),
+    Spec::new(
+        "consistency",
+        Kind::Str,
+        "l",
+        "Linearizable(l) or Serializable(s)",
+    ),
     Spec::new("count-only", Kind::Bool, "false", "Get only the count"),
-    Spec::new("from-key", Kind::Bool, "false", "Get keys that are greater than or equal to the given key using byte compare"),
+    Spec::new(
+        "from-key",
+        Kind::Bool,
+        "false",
+        "Get keys that are greater than or equal to the given key using byte compare",
+    ),
     Spec::new("keys-only", Kind::Bool, "false", "Get only the keys"),
     Spec::new("limit", Kind::Int, "0", "Maximum number of results"),
-    Spec::new("order", Kind::Str, "", "Order of results; ASCEND or DESCEND (ASCEND by default)"),
-    Spec::new("prefix", Kind::Bool, "false", "Get keys with matching prefix"),
-    Spec::new("print-value-only", Kind::Bool, "false", "Only write values when using the \"simple\" output format"),
+    Spec::new(
+        "order",
+        Kind::Str,
+        "",
+        "Order of results; ASCEND or DESCEND (ASCEND by default)",
+    ),
+    Spec::new(
+        "prefix",
+        Kind::Bool,
+        "false",
+        "Get keys with matching prefix",
+    ),
+    Spec::new(
+        "print-value-only",
+        Kind::Bool,
+        "false",
+        "Only write values when using the \"simple\" output format",
+    ),
     Spec::new("rev", Kind::Int, "0", "Specify the kv revision"),
-    Spec::new("sort-by", Kind::Str, "", "Sort target; CREATE, KEY, MODIFY, VALUE, or VERSION"),
+    Spec::new(
+        "sort-by",
+        Kind::Str,
+        "",
+        "Sort target; CREATE, KEY, MODIFY, VALUE, or VERSION",
+    ),
 ];
 
 /// `put`'s flags.
 pub const PUT_FLAGS: &[Spec] = &[
-    Spec::new("ignore-lease", Kind::Bool, "false", "updates the key using its current lease"),
-    Spec::new("ignore-value", Kind::Bool, "false", "updates the key using its current value"),
-    Spec::new("lease", Kind::Str, "0", "lease ID (in hexadecimal) to attach to the key"),
-    Spec::new("prev-kv", Kind::Bool, "false", "return the previous key-value pair before modification"),
+    Spec::new(
+        "ignore-lease",
+        Kind::Bool,
+        "false",
+        "updates the key using its current lease",
+    ),
+    Spec::new(
+        "ignore-value",
+        Kind::Bool,
+        "false",
+        "updates the key using its current value",
+    ),
+    Spec::new(
+        "lease",
+        Kind::Str,
+        "0",
+        "lease ID (in hexadecimal) to attach to the key",
+    ),
+    Spec::new(
+        "prev-kv",
+        Kind::Bool,
+        "false",
+        "return the previous key-value pair before modification",
+    ),
 ];
 
 /// `del`'s flags.
 pub const DEL_FLAGS: &[Spec] = &[
-    Spec::new("from-key", Kind::Bool, "false", "delete keys that are greater than or equal to the given key using byte compare"),
-    Spec::new("prefix", Kind::Bool, "false", "delete keys with matching prefix"),
-    Spec::new("prev-kv", Kind::Bool, "false", "return deleted key-value pairs"),
+    Spec::new(
+        "from-key",
+        Kind::Bool,
+        "false",
+        "delete keys that are greater than or equal to the given key using byte compare",
+    ),
+    Spec::new(
+        "prefix",
+        Kind::Bool,
+        "false",
+        "delete keys with matching prefix",
+    ),
+    Spec::new(
+        "prev-kv",
+        Kind::Bool,
+        "false",
+        "return deleted key-value pairs",
+    ),
 ];
 
 /// `put`'s long description.
@@ -94,7 +159,10 @@ pub fn get_op(f: &Values, args: &[String]) -> Result<RangeRequest, CtlError> {
         other => {
             return Err(CtlError::new(
                 ExitCode::BadFeature,
-                format!("unknown consistency flag {}", crate::gofmt::quote(other.as_bytes())),
+                format!(
+                    "unknown consistency flag {}",
+                    crate::gofmt::quote(other.as_bytes())
+                ),
             ))
         }
     }
@@ -165,11 +233,7 @@ pub fn get_op(f: &Values, args: &[String]) -> Result<RangeRequest, CtlError> {
 
 /// Builds the put request, checking arguments as etcdctl's `getPutOp`. `stdin` is read
 /// only when the value is not given.
-pub fn put_op(
-    f: &Values,
-    args: &[String],
-    stdin: &mut dyn Read,
-) -> Result<PutRequest, CtlError> {
+pub fn put_op(f: &Values, args: &[String], stdin: &mut dyn Read) -> Result<PutRequest, CtlError> {
     const NEEDS: &str = "put command needs 1 argument and input from stdin or 2 arguments";
     if args.is_empty() {
         return Err(CtlError::bad_args(NEEDS));
@@ -191,9 +255,8 @@ pub fn put_op(
             }
         }
     }
-    let lease = flags::parse_int_base(f.str("lease"), 16).map_err(|e| {
-        CtlError::bad_args(format!("bad lease ID ({e}), expecting ID in Hex"))
-    })?;
+    let lease = flags::parse_int_base(f.str("lease"), 16)
+        .map_err(|e| CtlError::bad_args(format!("bad lease ID ({e}), expecting ID in Hex")))?;
     Ok(PutRequest {
         key: args[0].as_bytes().to_vec(),
         value,
@@ -257,11 +320,15 @@ pub fn get(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     })?;
     let format = ctx.format()?;
     if ctx.flags.bool("count-only") && format != Format::Fields {
-        return Err(CtlError::bad_args("--count-only is only for `--write-out=fields`"));
+        return Err(CtlError::bad_args(
+            "--count-only is only for `--write-out=fields`",
+        ));
     }
     let value_only = ctx.flags.bool("print-value-only");
     if value_only && format != Format::Simple {
-        return Err(CtlError::bad_args("print-value-only is only for `--write-out=simple`"));
+        return Err(CtlError::bad_args(
+            "print-value-only is only for `--write-out=simple`",
+        ));
     }
     let simple = Simple {
         hex: ctx.hex(),

@@ -9,10 +9,10 @@ use cairn_proto::etcdserverpb::{
 };
 
 use crate::flags::{self, Kind, Spec};
-use crate::global::{zap_string, Ctx, CtlError, ExitCode, Format};
+use crate::global::{zap_string, CtlError, Ctx, ExitCode, Format};
+use crate::gofmt;
 use crate::json::{self, Obj};
 use crate::printer::{fields, out, protobuf};
-use crate::gofmt;
 
 /// `compaction`'s flags.
 pub const COMPACTION_FLAGS: &[Spec] = &[Spec::new(
@@ -24,7 +24,12 @@ pub const COMPACTION_FLAGS: &[Spec] = &[Spec::new(
 
 /// `defrag`'s flags.
 pub const DEFRAG_FLAGS: &[Spec] = &[
-    Spec::new("cluster", Kind::Bool, "false", "use all endpoints from the cluster member list"),
+    Spec::new(
+        "cluster",
+        Kind::Bool,
+        "false",
+        "use all endpoints from the cluster member list",
+    ),
     Spec::new(
         "data-dir",
         Kind::Str,
@@ -43,7 +48,13 @@ pub fn compaction(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     let client = ctx.client()?;
     ctx.unary(|| {
         let mut kv = client.kv();
-        async move { kv.compact(CompactionRequest { revision: rev, physical }).await }
+        async move {
+            kv.compact(CompactionRequest {
+                revision: rev,
+                physical,
+            })
+            .await
+        }
     })?;
     out(format!("compacted revision {rev}\n").as_bytes());
     Ok(())
@@ -80,7 +91,12 @@ fn print_alarms(format: Format, r: &AlarmResponse) -> Result<(), CtlError> {
             let alarms = r
                 .alarms
                 .iter()
-                .map(|a| Obj::new().num("memberID", a.member_id).num("alarm", a.alarm).end())
+                .map(|a| {
+                    Obj::new()
+                        .num("memberID", a.member_id)
+                        .num("alarm", a.alarm)
+                        .end()
+                })
                 .collect();
             let s = Obj::new()
                 .obj("header", json::header(&r.header))
@@ -92,7 +108,9 @@ fn print_alarms(format: Format, r: &AlarmResponse) -> Result<(), CtlError> {
             if r.header.is_none() {
                 // etcdctl dereferences the missing header of a disarm that found no
                 // alarm and dies with Go's nil-pointer panic.
-                eprintln!("panic: runtime error: invalid memory address or nil pointer dereference");
+                eprintln!(
+                    "panic: runtime error: invalid memory address or nil pointer dereference"
+                );
                 std::process::exit(2);
             }
             let mut s = String::new();
@@ -148,7 +166,9 @@ pub fn alarm_disarm(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
 /// `etcdctl defrag`.
 pub fn defrag(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
     if !ctx.flags.str("data-dir").is_empty() {
-        return Err(CtlError::error("defrag --data-dir is not supported by cairnctl yet"));
+        return Err(CtlError::error(
+            "defrag --data-dir is not supported by cairnctl yet",
+        ));
     }
     ctx.client()?;
     let mut failed = false;
@@ -176,7 +196,11 @@ fn log_info(caller: &str, logger: Option<&str>, msg: &str, fields: &[(&str, Stri
     if let Some(l) = logger {
         line.push_str(&format!(",\"logger\":{}", zap_string(l)));
     }
-    line.push_str(&format!(",\"caller\":{},\"msg\":{}", zap_string(caller), zap_string(msg)));
+    line.push_str(&format!(
+        ",\"caller\":{},\"msg\":{}",
+        zap_string(caller),
+        zap_string(msg)
+    ));
     for (k, v) in fields {
         line.push_str(&format!(",{}:{}", zap_string(k), zap_string(v)));
     }
@@ -207,27 +231,48 @@ pub fn snapshot_save(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
         .truncate(true)
         .open(&part)
         .map_err(|e| CtlError::error(format!("could not open {part} ({e})")))?;
-    log_info("snapshot/v3_snapshot.go:68", None, "created temporary db file", &[("path", part.clone())]);
+    log_info(
+        "snapshot/v3_snapshot.go:68",
+        None,
+        "created temporary db file",
+        &[("path", part.clone())],
+    );
     let start = Instant::now();
     let received = ctx.block_on(async {
         let mut m = client.maintenance();
         let mut stream = m.snapshot(SnapshotRequest {}).await?.into_inner();
-        log_info("v3/maintenance.go:211", Some("client"), "opened snapshot stream; downloading", &[]);
-        log_info("snapshot/v3_snapshot.go:76", None, "fetching snapshot", &[("endpoint", ep.clone())]);
+        log_info(
+            "v3/maintenance.go:211",
+            Some("client"),
+            "opened snapshot stream; downloading",
+            &[],
+        );
+        log_info(
+            "snapshot/v3_snapshot.go:76",
+            None,
+            "fetching snapshot",
+            &[("endpoint", ep.clone())],
+        );
         let mut size = 0u64;
         while let Some(chunk) = stream.message().await? {
             size += chunk.blob.len() as u64;
             file.write_all(&chunk.blob)
                 .map_err(|e| tonic::Status::internal(e.to_string()))?;
         }
-        log_info("v3/maintenance.go:219", Some("client"), "completed snapshot read; closing", &[]);
+        log_info(
+            "v3/maintenance.go:219",
+            Some("client"),
+            "completed snapshot read; closing",
+            &[],
+        );
         Ok::<u64, tonic::Status>(size)
     })?;
     let size = match received {
         Ok(size) => size,
         Err(status) => return Err(ctx.status_error(&status)),
     };
-    file.sync_all().map_err(|e| CtlError::error(e.to_string()))?;
+    file.sync_all()
+        .map_err(|e| CtlError::error(e.to_string()))?;
     log_info(
         "snapshot/v3_snapshot.go:91",
         None,
@@ -240,7 +285,12 @@ pub fn snapshot_save(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     );
     std::fs::rename(&part, &path)
         .map_err(|e| CtlError::error(format!("could not rename {part} to {path} ({e})")))?;
-    log_info("snapshot/v3_snapshot.go:100", None, "saved", &[("path", path.clone())]);
+    log_info(
+        "snapshot/v3_snapshot.go:100",
+        None,
+        "saved",
+        &[("path", path.clone())],
+    );
     out(format!("Snapshot saved at {path}\n").as_bytes());
     Ok(())
 }

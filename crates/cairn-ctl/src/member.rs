@@ -2,7 +2,7 @@
 
 use cairn_proto::etcdserverpb::{Member, MemberListRequest, MemberListResponse};
 
-use crate::global::{Ctx, CtlError, Format};
+use crate::global::{CtlError, Ctx, Format};
 use crate::json::{self, Obj};
 use crate::printer::{fields, out, protobuf};
 use crate::{gofmt, table};
@@ -18,7 +18,12 @@ fn rows(r: &MemberListResponse) -> Vec<Vec<String>> {
         .map(|m| {
             vec![
                 format!("{:x}", m.id),
-                if m.name.is_empty() { "unstarted" } else { "started" }.to_string(),
+                if m.name.is_empty() {
+                    "unstarted"
+                } else {
+                    "started"
+                }
+                .to_string(),
                 m.name.clone(),
                 m.peer_ur_ls.join(","),
                 m.client_ur_ls.join(","),
@@ -32,15 +37,21 @@ fn member_json(m: &Member) -> String {
     Obj::new()
         .num("ID", m.id)
         .str("name", &m.name)
-        .list("peerURLs", m.peer_ur_ls.iter().map(|u| json::string(u)).collect())
-        .list("clientURLs", m.client_ur_ls.iter().map(|u| json::string(u)).collect())
+        .list(
+            "peerURLs",
+            m.peer_ur_ls.iter().map(|u| json::string(u)).collect(),
+        )
+        .list(
+            "clientURLs",
+            m.client_ur_ls.iter().map(|u| json::string(u)).collect(),
+        )
         .flag("isLearner", m.is_learner)
         .end()
 }
 
 /// etcdctl 3.5's hand-built JSON for `member list -w json --hex`.
 fn hex_json(r: &MemberListResponse) -> String {
-    let h = r.header.clone().unwrap_or_default();
+    let h = r.header.unwrap_or_default();
     let mut s = format!(
         "{{\"header\":{{\"cluster_id\":\"{:x}\",\"member_id\":\"{:x}\",\"raft_term\":{}",
         h.cluster_id, h.member_id, h.raft_term
@@ -69,7 +80,10 @@ pub fn list(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
     let client = ctx.client()?;
     let resp = ctx.unary(|| {
         let mut c = client.cluster();
-        async move { c.member_list(MemberListRequest { linearizable: true }).await }
+        async move {
+            c.member_list(MemberListRequest { linearizable: true })
+                .await
+        }
     })?;
     match ctx.format()? {
         Format::Simple => {
@@ -105,7 +119,14 @@ pub fn list(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
             out(s.as_bytes());
         }
         Format::Table => {
-            let headers = ["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"];
+            let headers = [
+                "ID",
+                "STATUS",
+                "NAME",
+                "PEER ADDRS",
+                "CLIENT ADDRS",
+                "IS LEARNER",
+            ];
             out(table::render(&headers, &rows(&resp)).as_bytes());
         }
         Format::Protobuf => protobuf(&resp),

@@ -5,8 +5,7 @@
 use std::io::Write;
 
 use cairn_proto::etcdserverpb::{
-    response_op, DeleteRangeResponse, PutResponse, RangeResponse, ResponseHeader,
-    TxnResponse,
+    response_op, DeleteRangeResponse, PutResponse, RangeResponse, ResponseHeader, TxnResponse,
 };
 use cairn_proto::mvccpb::KeyValue;
 use prost::Message;
@@ -73,7 +72,11 @@ impl Simple {
     }
 
     fn txn(&self, buf: &mut Vec<u8>, r: &TxnResponse) {
-        buf.extend_from_slice(if r.succeeded { b"SUCCESS\n" } else { b"FAILURE\n" });
+        buf.extend_from_slice(if r.succeeded {
+            b"SUCCESS\n"
+        } else {
+            b"FAILURE\n"
+        });
         for op in &r.responses {
             buf.push(b'\n');
             match &op.response {
@@ -92,7 +95,7 @@ pub mod fields {
 
     /// The four header lines.
     pub fn hdr(s: &mut String, h: &Option<ResponseHeader>) {
-        let h = h.clone().unwrap_or_default();
+        let h = (*h).unwrap_or_default();
         s.push_str(&format!("\"ClusterID\" : {}\n", h.cluster_id));
         s.push_str(&format!("\"MemberID\" : {}\n", h.member_id));
         s.push_str(&format!("\"Revision\" : {}\n", h.revision));
@@ -101,7 +104,10 @@ pub mod fields {
 
     fn kv(s: &mut String, pfx: &str, kv: &KeyValue) {
         s.push_str(&format!("\"{pfx}Key\" : {}\n", gofmt::quote(&kv.key)));
-        s.push_str(&format!("\"{pfx}CreateRevision\" : {}\n", kv.create_revision));
+        s.push_str(&format!(
+            "\"{pfx}CreateRevision\" : {}\n",
+            kv.create_revision
+        ));
         s.push_str(&format!("\"{pfx}ModRevision\" : {}\n", kv.mod_revision));
         s.push_str(&format!("\"{pfx}Version\" : {}\n", kv.version));
         s.push_str(&format!("\"{pfx}Value\" : {}\n", gofmt::quote(&kv.value)));

@@ -27,7 +27,12 @@ pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     for (h, w) in headers.iter().zip(&widths) {
         let gap = w - width(h);
         let left = gap / 2;
-        out.push_str(&format!(" {}{}{} |", " ".repeat(left), h, " ".repeat(gap - left)));
+        out.push_str(&format!(
+            " {}{}{} |",
+            " ".repeat(left),
+            h,
+            " ".repeat(gap - left)
+        ));
     }
     out.push('\n');
     out.push_str(&line);
@@ -48,7 +53,10 @@ mod tests {
 
     #[test]
     fn draws_like_tablewriter() {
-        let got = render(&["ENDPOINT", "HASH"], &[vec!["127.0.0.1:23791".into(), "3161793913".into()]]);
+        let got = render(
+            &["ENDPOINT", "HASH"],
+            &[vec!["127.0.0.1:23791".into(), "3161793913".into()]],
+        );
         let want = "+-----------------+------------+\n|    ENDPOINT     |    HASH    |\n+-----------------+------------+\n| 127.0.0.1:23791 | 3161793913 |\n+-----------------+------------+\n";
         assert_eq!(got, want);
     }

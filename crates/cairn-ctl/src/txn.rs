@@ -10,7 +10,7 @@ use cairn_proto::etcdserverpb::{
 };
 
 use crate::flags::{self, Kind, Spec};
-use crate::global::{Ctx, CtlError, ExitCode};
+use crate::global::{CtlError, Ctx, ExitCode};
 use crate::kv;
 use crate::printer::{print_kv, KvResponse, Simple};
 
@@ -105,10 +105,16 @@ fn scan_space(s: &str) -> Option<&str> {
 /// scanned.
 fn scan_compare(s: &str) -> (String, String, String, usize) {
     let (mut key, mut op, mut val) = (String::new(), String::new(), String::new());
-    let Some((k, rest)) = scan_quoted(s) else { return (key, op, val, 0) };
+    let Some((k, rest)) = scan_quoted(s) else {
+        return (key, op, val, 0);
+    };
     key = k;
-    let Some(rest) = rest.strip_prefix(')') else { return (key, op, val, 1) };
-    let Some(rest) = scan_space(rest) else { return (key, op, val, 1) };
+    let Some(rest) = rest.strip_prefix(')') else {
+        return (key, op, val, 1);
+    };
+    let Some(rest) = scan_space(rest) else {
+        return (key, op, val, 1);
+    };
     let rest = rest.trim_start();
     let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
     if end == 0 {
@@ -116,8 +122,12 @@ fn scan_compare(s: &str) -> (String, String, String, usize) {
     }
     op = rest[..end].to_string();
     let rest = &rest[end..];
-    let Some(rest) = scan_space(rest) else { return (key, op, val, 2) };
-    let Some((v, _)) = scan_quoted(rest) else { return (key, op, val, 2) };
+    let Some(rest) = scan_space(rest) else {
+        return (key, op, val, 2);
+    };
+    let Some((v, _)) = scan_quoted(rest) else {
+        return (key, op, val, 2);
+    };
     val = v;
     (key, op, val, 3)
 }
@@ -227,7 +237,9 @@ pub fn argify(line: &str) -> Result<Vec<String>, CtlError> {
             i += 1;
             continue;
         }
-        let end = line[i..].find(|ch: char| ch.is_whitespace()).map_or(b.len(), |e| i + e);
+        let end = line[i..]
+            .find(|ch: char| ch.is_whitespace())
+            .map_or(b.len(), |e| i + e);
         raw.push(&line[i..end]);
         i = end;
     }
@@ -355,16 +367,28 @@ mod tests {
         assert_eq!(c.result, CompareResult::Greater as i32);
         assert_eq!(c.target_union, Some(TargetUnion::ModRevision(5)));
         let e = parse_compare("ver(\"k\")=\"0\"").unwrap_err();
-        assert_eq!(e.msg, "malformed comparison: ver(\"k\")=\"0\"; got ver(\"k\")  \"\"");
+        assert_eq!(
+            e.msg,
+            "malformed comparison: ver(\"k\")=\"0\"; got ver(\"k\")  \"\""
+        );
         let e = parse_compare("ver(\"k\") =").unwrap_err();
-        assert_eq!(e.msg, "malformed comparison: ver(\"k\") =; got ver(\"k\") = \"\"");
+        assert_eq!(
+            e.msg,
+            "malformed comparison: ver(\"k\") =; got ver(\"k\") = \"\""
+        );
         let e = parse_compare("bogus").unwrap_err();
         assert_eq!(e.msg, "malformed comparison: bogus");
     }
 
     #[test]
     fn argify_words() {
-        assert_eq!(argify("put a \"x y\\\"z\"").unwrap(), vec!["put", "a", "x y\"z"]);
-        assert_eq!(argify("put a 'hello world'").unwrap(), vec!["put", "a", "h"]);
+        assert_eq!(
+            argify("put a \"x y\\\"z\"").unwrap(),
+            vec!["put", "a", "x y\"z"]
+        );
+        assert_eq!(
+            argify("put a 'hello world'").unwrap(),
+            vec!["put", "a", "h"]
+        );
     }
 }

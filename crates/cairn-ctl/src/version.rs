@@ -1,6 +1,6 @@
 //! `version`: the etcdctl release whose behaviour cairnctl reproduces, and its API version.
 
-use crate::global::{Ctx, CtlError};
+use crate::global::{CtlError, Ctx};
 
 /// The etcdctl version cairnctl matches.
 pub const VERSION: &str = "3.5.1";
@@ -10,6 +10,8 @@ pub const API_VERSION: &str = "3.5";
 
 /// `etcdctl version`.
 pub fn run(_ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
-    crate::printer::out(format!("etcdctl version: {VERSION}\nAPI version: {API_VERSION}\n").as_bytes());
+    crate::printer::out(
+        format!("etcdctl version: {VERSION}\nAPI version: {API_VERSION}\n").as_bytes(),
+    );
     Ok(())
 }

