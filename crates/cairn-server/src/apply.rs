@@ -1,0 +1,190 @@
+//! The applier: turns committed Raft entries into MVCC writes and answers the waiting
+//! requests.
+//!
+//! It runs on the Raft driver's apply thread. Each call applies a whole batch of entries in
+//! one backend transaction that also records the applied index, so a crash replays from
+//! exactly where the last durable commit stopped. Most commits skip the fsync (the Raft log
+//! is the durability point); one in every [`DURABLE_EVERY`] is made durable, and only then
+//! may the Raft log be purged behind it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_mvcc::{LeaseLookup, NoLeases, Store};
+use cairn_proto::cairnpb::{internal_request::Request, InternalRequest};
+use cairn_proto::etcdserverpb::{
+    alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType,
+    CompactionResponse, ResponseHeader,
+};
+use cairn_proto::EtcdError;
+use prost::Message;
+use raft::eraftpb::{Entry, EntryType};
+use tokio::sync::watch;
+
+use crate::alarm::Alarms;
+use crate::metrics::Metrics;
+use crate::waiters::{ApplyResult, Waiters};
+
+/// The longest a non-durable backend commit may stay the newest one.
+pub const DURABLE_EVERY: Duration = Duration::from_millis(500);
+
+/// Applies committed entries to the store.
+pub struct Applier {
+    pub store: Arc<Store>,
+    pub waiters: Arc<Waiters>,
+    pub alarms: Arc<Alarms>,
+    pub metrics: Arc<Metrics>,
+    pub applied_tx: watch::Sender<u64>,
+    /// Raised to the applied index of each durable commit; the Raft log may be purged up to
+    /// it.
+    pub durable_tx: watch::Sender<u64>,
+    pub last_durable: Instant,
+}
+
+/// What applying one request produced.
+type Outcome = Result<ApplyResult, EtcdError>;
+
+impl Applier {
+    fn apply_one(
+        &self,
+        batch: &mut cairn_mvcc::ApplyBatch<'_>,
+        req: Request,
+        leases: &dyn LeaseLookup,
+    ) -> Result<Outcome, cairn_mvcc::MvccError> {
+        let mvcc = |r: Result<ApplyResult, cairn_mvcc::MvccError>| -> Result<Outcome, _> {
+            match r {
+                Ok(v) => Ok(Ok(v)),
+                Err(e) => match e.etcd() {
+                    Some(etcd) => Ok(Err(etcd)),
+                    None => Err(e),
+                },
+            }
+        };
+        Ok(match req {
+            Request::Put(p) => {
+                if self.alarms.no_space() {
+                    return Ok(Err(EtcdError::NoSpace));
+                }
+                self.metrics.put_total.inc();
+                mvcc(batch.put(&p, leases).map(ApplyResult::Put))?
+            }
+            Request::DeleteRange(d) => {
+                self.metrics.delete_total.inc();
+                mvcc(batch.delete_range(&d).map(ApplyResult::Delete))?
+            }
+            Request::Txn(t) => {
+                if self.alarms.no_space() && crate::rpc::validate::txn_has_put(&t) {
+                    return Ok(Err(EtcdError::NoSpace));
+                }
+                self.metrics.txn_total.inc();
+                mvcc(batch.txn(&t, leases).map(ApplyResult::Txn))?
+            }
+            Request::Range(r) => {
+                self.metrics.range_total.inc();
+                mvcc(batch.range(&r).map(ApplyResult::Range))?
+            }
+            Request::Compaction(c) => mvcc(batch.compact(c.revision).map(|()| {
+                ApplyResult::Compact(CompactionResponse {
+                    header: Some(ResponseHeader::default()),
+                })
+            }))?,
+            Request::Alarm(a) => Ok(ApplyResult::Alarm(self.apply_alarm(batch, &a)?)),
+        })
+    }
+
+    fn apply_alarm(
+        &self,
+        batch: &mut cairn_mvcc::ApplyBatch<'_>,
+        a: &AlarmRequest,
+    ) -> Result<AlarmResponse, cairn_mvcc::MvccError> {
+        let kind = AlarmType::try_from(a.alarm).unwrap_or(AlarmType::None);
+        let mut resp = AlarmResponse {
+            header: Some(ResponseHeader::default()),
+            alarms: vec![],
+        };
+        let member = AlarmMember {
+            member_id: a.member_id,
+            alarm: a.alarm,
+        };
+        match AlarmAction::try_from(a.action) {
+            Ok(AlarmAction::Get) => resp.alarms = self.alarms.get(kind),
+            Ok(AlarmAction::Activate) => {
+                if kind != AlarmType::None && self.alarms.activate(member.clone()) {
+                    resp.alarms.push(member);
+                    batch.put_meta(crate::alarm::META_KEY, &self.alarms.encode())?;
+                }
+            }
+            Ok(AlarmAction::Deactivate) => {
+                if self.alarms.deactivate(&member) {
+                    resp.alarms.push(member);
+                    batch.put_meta(crate::alarm::META_KEY, &self.alarms.encode())?;
+                }
+            }
+            Err(_) => {}
+        }
+        Ok(resp)
+    }
+}
+
+impl cairn_raft::Applier for Applier {
+    fn apply(&mut self, entries: Vec<Entry>) {
+        let Some(last) = entries.last().map(|e| e.index) else {
+            return;
+        };
+        if last <= self.store.applied_index() {
+            return;
+        }
+        let started = Instant::now();
+        let mut batch = match self.store.begin_apply() {
+            Ok(b) => b,
+            Err(e) => fatal("failed to begin a backend transaction", &e),
+        };
+        let mut answers: Vec<(u64, Outcome)> = Vec::with_capacity(entries.len());
+        let applied_before = self.store.applied_index();
+        for entry in entries {
+            if entry.index <= applied_before
+                || entry.get_entry_type() != EntryType::EntryNormal
+                || entry.data.is_empty()
+            {
+                continue;
+            }
+            let req = match InternalRequest::decode(entry.data.as_ref()) {
+                Ok(r) => r,
+                Err(e) => fatal("failed to decode a committed entry", &e),
+            };
+            let Some(inner) = req.request else { continue };
+            match self.apply_one(&mut batch, inner, &NoLeases) {
+                Ok(outcome) => {
+                    if req.id != 0 {
+                        answers.push((req.id, outcome));
+                    }
+                }
+                Err(e) => fatal("failed to apply a committed entry", &e),
+            }
+        }
+        batch.set_applied_index(last);
+        let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
+        if let Err(e) = batch.commit(durable) {
+            fatal("failed to commit to the backend", &e);
+        }
+        self.metrics
+            .backend_commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        if durable {
+            self.last_durable = Instant::now();
+            self.durable_tx.send_replace(last);
+        }
+        self.metrics.proposals_applied.set(last as i64);
+        self.applied_tx.send_replace(last);
+        for (id, outcome) in answers {
+            self.waiters.fire(id, outcome);
+        }
+    }
+}
+
+/// Stops the process after an error that leaves the store unusable. The Raft log holds every
+/// acknowledged write, so a restart replays what the backend lost.
+fn fatal(what: &str, err: &dyn std::fmt::Display) -> ! {
+    tracing::error!(error = %err, "{}", what);
+    std::process::exit(1)
+}

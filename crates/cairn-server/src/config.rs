@@ -1,0 +1,746 @@
+//! The server's configuration: etcd's flags, `ETCD_*` environment variables and etcd's YAML
+//! `--config-file` keys, filled into one [`Config`] and checked by [`Config::validate`].
+//!
+//! As in etcd, a config file replaces the command line and the environment entirely: its
+//! keys are turned into the same flags and parsed by the same parser, so a key means exactly
+//! what its flag means.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Two gibibytes: etcd's backend quota when `--quota-backend-bytes` is 0.
+pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// The etcd API version cairn implements, reported where clients check it.
+pub const ETCD_API_VERSION: &str = "3.5.0";
+
+/// The cluster version reported alongside it.
+pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
+
+/// Parses a Go-style boolean flag value (`--flag`, `--flag=true`, `--flag=false`).
+fn go_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("parse error: invalid boolean value {s:?}")),
+    }
+}
+
+/// Declares boolean flags that take an optional `=value`, as Go's flag package does.
+macro_rules! bool_flag {
+    () => {
+        clap::ArgAction::Set
+    };
+}
+
+/// The server's flags, as etcd names them.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "cairn",
+    version,
+    about = "cairn: a Raft-replicated key-value store that speaks the etcd v3 API",
+    disable_help_subcommand = true
+)]
+pub struct Flags {
+    /// Path to the server configuration file (etcd's YAML keys). Flags and environment
+    /// variables are ignored when it is set.
+    #[arg(long, env = "ETCD_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// Human-readable name for this member.
+    #[arg(long, env = "ETCD_NAME", default_value = "default")]
+    pub name: String,
+    /// Path to the data directory (default `${name}.cairn`).
+    #[arg(long, env = "ETCD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Path to the dedicated log directory (not supported yet).
+    #[arg(long, env = "ETCD_WAL_DIR")]
+    pub wal_dir: Option<PathBuf>,
+    /// Number of committed transactions to trigger a snapshot to disk.
+    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
+    pub snapshot_count: u64,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// List of URLs to listen on for peer traffic.
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
+    pub listen_peer_urls: String,
+    /// List of URLs to listen on for client traffic.
+    #[arg(
+        long,
+        env = "ETCD_LISTEN_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
+    pub listen_client_urls: String,
+    /// List of additional URLs to listen on for /metrics and /health.
+    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
+    pub listen_metrics_urls: String,
+    /// Maximum number of snapshot files to retain (0 is unlimited).
+    #[arg(long, env = "ETCD_MAX_SNAPSHOTS", default_value_t = 5)]
+    pub max_snapshots: u64,
+    /// Maximum number of wal files to retain (0 is unlimited).
+    #[arg(long, env = "ETCD_MAX_WALS", default_value_t = 5)]
+    pub max_wals: u64,
+    /// Raise alarms when backend size exceeds the given quota (0 defaults to 2 GiB).
+    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
+    pub quota_backend_bytes: u64,
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
+    pub max_request_bytes: u64,
+    /// Maximum number of operations permitted in a transaction.
+    #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
+    pub max_txn_ops: u64,
+    /// Auto compaction mode: 'periodic' or 'revision'.
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    pub auto_compaction_mode: String,
+    /// Auto compaction retention (hours or a duration for periodic, revisions for revision;
+    /// 0 disables).
+    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
+
+    /// List of this member's peer URLs to advertise to the rest of the cluster.
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+        default_value = "http://localhost:2380"
+    )]
+    pub initial_advertise_peer_urls: String,
+    /// Initial cluster configuration for bootstrapping.
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// Initial cluster state ('new' or 'existing').
+    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
+    pub initial_cluster_state: String,
+    /// Initial cluster token for the cluster during bootstrap.
+    #[arg(
+        long,
+        env = "ETCD_INITIAL_CLUSTER_TOKEN",
+        default_value = "etcd-cluster"
+    )]
+    pub initial_cluster_token: String,
+    /// List of this member's client URLs to advertise to the public.
+    #[arg(
+        long,
+        env = "ETCD_ADVERTISE_CLIENT_URLS",
+        default_value = "http://localhost:2379"
+    )]
+    pub advertise_client_urls: String,
+    /// Reject reconfiguration requests that would cause quorum loss.
+    #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", action = bool_flag!(), num_args = 0..=1,
+          default_value = "true", default_missing_value = "true", value_parser = go_bool)]
+    pub strict_reconfig_check: bool,
+    /// Force to create a new one member cluster.
+    #[arg(long, env = "ETCD_FORCE_NEW_CLUSTER", action = bool_flag!(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub force_new_cluster: bool,
+    /// Enable pre-vote (always on in cairn).
+    #[arg(long, env = "ETCD_PRE_VOTE", action = bool_flag!(), num_args = 0..=1,
+          default_value = "true", default_missing_value = "true", value_parser = go_bool)]
+    pub pre_vote: bool,
+    /// Enable the v2 API (not supported: cairn speaks the v3 API only).
+    #[arg(long, env = "ETCD_ENABLE_V2", action = bool_flag!(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub enable_v2: bool,
+
+    /// Path to the client server TLS cert file.
+    #[arg(long, env = "ETCD_CERT_FILE")]
+    pub cert_file: Option<PathBuf>,
+    /// Path to the client server TLS key file.
+    #[arg(long, env = "ETCD_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Enable client cert authentication.
+    #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", action = bool_flag!(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub client_cert_auth: bool,
+    /// Path to the client server TLS trusted CA cert file.
+    #[arg(long, env = "ETCD_TRUSTED_CA_FILE")]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Client TLS using generated certificates.
+    #[arg(long, env = "ETCD_AUTO_TLS", action = bool_flag!(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub auto_tls: bool,
+    /// Path to the peer server TLS cert file.
+    #[arg(long, env = "ETCD_PEER_CERT_FILE")]
+    pub peer_cert_file: Option<PathBuf>,
+    /// Path to the peer server TLS key file.
+    #[arg(long, env = "ETCD_PEER_KEY_FILE")]
+    pub peer_key_file: Option<PathBuf>,
+    /// Enable peer client cert authentication.
+    #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH", action = bool_flag!(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub peer_client_cert_auth: bool,
+    /// Path to the peer server TLS trusted CA file.
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE")]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Peer TLS using generated certificates.
+    #[arg(long, env = "ETCD_PEER_AUTO_TLS", action = bool_flag!(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub peer_auto_tls: bool,
+    /// Specify auth token type and options: 'simple' or 'jwt,...'.
+    #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
+    pub auth_token: String,
+    /// Cost of bcrypt for hashing passwords.
+    #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = 10)]
+    pub bcrypt_cost: u32,
+
+    /// Currently only 'zap' is supported.
+    #[arg(long, env = "ETCD_LOGGER", default_value = "zap")]
+    pub logger: String,
+    /// Log level: debug, info, warn, error, panic, or fatal.
+    #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Where to write logs: 'default' (stderr), 'stderr', 'stdout' or file paths.
+    #[arg(long, env = "ETCD_LOG_OUTPUTS", default_value = "default")]
+    pub log_outputs: String,
+    /// Set level of detail for exported metrics: 'basic' or 'extensive'.
+    #[arg(long, env = "ETCD_METRICS", default_value = "basic")]
+    pub metrics: String,
+}
+
+/// Why a configuration cannot start a server.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A flag or key has a value etcd would refuse too.
+    #[error("{0}")]
+    Invalid(String),
+    /// A flag that belongs to work cairn has not done yet.
+    #[error("{flag} is not supported by this version of cairn yet ({why})")]
+    NotYetSupported {
+        flag: &'static str,
+        why: &'static str,
+    },
+    /// The config file could not be read or parsed.
+    #[error("error reading config file {path}: {why}")]
+    File { path: String, why: String },
+}
+
+/// How old revisions are compacted automatically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AutoCompaction {
+    /// Never.
+    Off,
+    /// Keep this much history in time.
+    Periodic(Duration),
+    /// Keep this many revisions.
+    Revision(i64),
+}
+
+/// A validated server configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client_urls: Vec<String>,
+    pub advertise_client_urls: Vec<String>,
+    pub listen_peer_urls: Vec<String>,
+    pub initial_advertise_peer_urls: Vec<String>,
+    pub listen_metrics_urls: Vec<String>,
+    /// Member name to its peer URLs, in the order given.
+    pub initial_cluster: Vec<(String, Vec<String>)>,
+    pub initial_cluster_token: String,
+    pub initial_cluster_state_new: bool,
+    pub snapshot_count: u64,
+    pub heartbeat_interval: Duration,
+    pub election_timeout: Duration,
+    pub quota_backend_bytes: u64,
+    pub max_request_bytes: u64,
+    pub max_txn_ops: u64,
+    pub auto_compaction: AutoCompaction,
+    pub log_level: tracing::Level,
+    pub log_outputs: Vec<String>,
+}
+
+fn split_urls(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Checks that every URL is an http(s) URL with a host and port, as etcd does.
+fn check_urls(flag: &str, urls: &[String]) -> Result<(), ConfigError> {
+    for u in urls {
+        let rest = u
+            .strip_prefix("http://")
+            .or_else(|| u.strip_prefix("https://"))
+            .or_else(|| u.strip_prefix("unix://"))
+            .or_else(|| u.strip_prefix("unixs://"))
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "unexpected scheme in --{flag} {u:?} (expected \"http\" or \"https\")"
+                ))
+            })?;
+        if rest.contains('/') && !rest.ends_with('/') {
+            return Err(ConfigError::Invalid(format!(
+                "URL must not contain a path: {u:?} (--{flag})"
+            )));
+        }
+        if host_port(u).is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "URL address does not have the form \"host:port\": {u} (--{flag})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Returns the `host:port` part of a URL, if it has one.
+pub fn host_port(url: &str) -> Option<&str> {
+    let rest = url.split_once("://").map(|(_, r)| r)?;
+    let hp = rest.trim_end_matches('/');
+    let (host, port) = hp.rsplit_once(':')?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return None;
+    }
+    Some(hp)
+}
+
+/// Parses etcd's `--auto-compaction-retention` for the given mode.
+fn parse_retention(mode: &str, retention: &str) -> Result<AutoCompaction, ConfigError> {
+    let bad = || {
+        ConfigError::Invalid(format!(
+            "invalid --auto-compaction-retention {retention:?} for mode {mode:?}"
+        ))
+    };
+    match mode {
+        "periodic" => {
+            if let Ok(hours) = retention.parse::<u64>() {
+                return Ok(if hours == 0 {
+                    AutoCompaction::Off
+                } else {
+                    AutoCompaction::Periodic(Duration::from_secs(hours * 3600))
+                });
+            }
+            let d = parse_go_duration(retention).ok_or_else(bad)?;
+            Ok(if d.is_zero() {
+                AutoCompaction::Off
+            } else {
+                AutoCompaction::Periodic(d)
+            })
+        }
+        "revision" => {
+            let n: i64 = retention.parse().map_err(|_| bad())?;
+            Ok(if n <= 0 {
+                AutoCompaction::Off
+            } else {
+                AutoCompaction::Revision(n)
+            })
+        }
+        other => Err(ConfigError::Invalid(format!(
+            "unknown auto-compaction-mode {other:?}"
+        ))),
+    }
+}
+
+/// Parses a Go duration such as `90s`, `1h30m` or `500ms`.
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        if num_end == 0 {
+            return None;
+        }
+        let value: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += Duration::from_secs_f64(value * unit);
+        rest = &rest[unit_end..];
+    }
+    Some(total)
+}
+
+impl Flags {
+    /// Reads the flags from the command line, or from the config file when one is named.
+    pub fn load() -> Result<Flags, ConfigError> {
+        let flags = Flags::parse();
+        match &flags.config_file {
+            Some(path) => Flags::from_file(path),
+            None => Ok(flags),
+        }
+    }
+
+    /// Reads etcd's YAML config file and parses its keys as the equivalent flags.
+    pub fn from_file(path: &std::path::Path) -> Result<Flags, ConfigError> {
+        let file_err = |why: String| ConfigError::File {
+            path: path.display().to_string(),
+            why,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(&text).map_err(|e| file_err(e.to_string()))?;
+        let mut args = vec!["cairn".to_string()];
+        if let serde_yaml::Value::Mapping(map) = doc {
+            for (k, v) in map {
+                let Some(key) = k.as_str() else { continue };
+                match key {
+                    "client-transport-security" | "peer-transport-security" => {
+                        let prefix = if key.starts_with("peer") { "peer-" } else { "" };
+                        if let serde_yaml::Value::Mapping(sec) = v {
+                            for (sk, sv) in sec {
+                                if let (Some(sk), Some(sv)) = (sk.as_str(), yaml_scalar(&sv)) {
+                                    args.push(format!("--{prefix}{sk}={sv}"));
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        if let Some(val) = yaml_scalar(&v) {
+                            if Flags::knows(key) {
+                                args.push(format!("--{key}={val}"));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Only the file counts: clear the environment's say by parsing with no env lookup.
+        Flags::try_parse_from_file_args(&args).map_err(|e| file_err(e.to_string()))
+    }
+
+    fn knows(key: &str) -> bool {
+        use clap::CommandFactory;
+        Flags::command()
+            .get_arguments()
+            .any(|a| a.get_long() == Some(key))
+    }
+
+    fn try_parse_from_file_args(args: &[String]) -> Result<Flags, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut cmd = Flags::command();
+        let ids: Vec<_> = cmd.get_arguments().map(|a| a.get_id().clone()).collect();
+        for id in ids {
+            cmd = cmd.mut_arg(id, |a| a.env(None::<&str>));
+        }
+        let matches = cmd.try_get_matches_from(args)?;
+        Flags::from_arg_matches(&matches)
+    }
+
+    /// Checks the flags and turns them into a [`Config`].
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let unsupported = [
+            (self.wal_dir.is_some(), "--wal-dir", "the Raft log lives in the data directory"),
+            (self.enable_v2, "--enable-v2", "cairn speaks the etcd v3 API only"),
+            (
+                self.cert_file.is_some()
+                    || self.key_file.is_some()
+                    || self.trusted_ca_file.is_some()
+                    || self.client_cert_auth
+                    || self.auto_tls,
+                "client TLS (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth, --auto-tls)",
+                "client TLS arrives with the security work",
+            ),
+            (
+                self.peer_cert_file.is_some()
+                    || self.peer_key_file.is_some()
+                    || self.peer_trusted_ca_file.is_some()
+                    || self.peer_client_cert_auth
+                    || self.peer_auto_tls,
+                "peer TLS (--peer-cert-file, --peer-key-file, --peer-trusted-ca-file, --peer-client-cert-auth, --peer-auto-tls)",
+                "peer TLS arrives with clustering",
+            ),
+            (
+                self.force_new_cluster,
+                "--force-new-cluster",
+                "disaster recovery arrives with clustering",
+            ),
+            (
+                self.auth_token != "simple",
+                "--auth-token",
+                "only simple tokens are planned before the security work",
+            ),
+        ];
+        if let Some((_, flag, why)) = unsupported.into_iter().find(|(used, _, _)| *used) {
+            return Err(ConfigError::NotYetSupported { flag, why });
+        }
+        if self.logger != "zap" {
+            return Err(ConfigError::Invalid(format!(
+                "unknown logger option {:?} (only \"zap\" is supported)",
+                self.logger
+            )));
+        }
+        let log_level = match self.log_level.as_str() {
+            "debug" => tracing::Level::DEBUG,
+            "info" => tracing::Level::INFO,
+            "warn" => tracing::Level::WARN,
+            "error" | "dpanic" | "panic" | "fatal" => tracing::Level::ERROR,
+            other => return Err(ConfigError::Invalid(format!(
+                "unknown log level {other:?} (expected debug, info, warn, error, panic or fatal)"
+            ))),
+        };
+        let listen_client_urls = split_urls(&self.listen_client_urls);
+        let advertise_client_urls = split_urls(&self.advertise_client_urls);
+        let listen_peer_urls = split_urls(&self.listen_peer_urls);
+        let initial_advertise_peer_urls = split_urls(&self.initial_advertise_peer_urls);
+        let listen_metrics_urls = split_urls(&self.listen_metrics_urls);
+        check_urls("listen-client-urls", &listen_client_urls)?;
+        check_urls("advertise-client-urls", &advertise_client_urls)?;
+        check_urls("listen-peer-urls", &listen_peer_urls)?;
+        check_urls("initial-advertise-peer-urls", &initial_advertise_peer_urls)?;
+        check_urls("listen-metrics-urls", &listen_metrics_urls)?;
+        for u in listen_client_urls.iter().chain(&listen_metrics_urls) {
+            if u.starts_with("https") || u.starts_with("unix") {
+                return Err(ConfigError::NotYetSupported {
+                    flag: "--listen-client-urls with https:// or unix://",
+                    why: "client TLS and unix sockets arrive with the security work",
+                });
+            }
+        }
+
+        let initial_cluster_text = self.initial_cluster.clone().unwrap_or_else(|| {
+            initial_advertise_peer_urls
+                .iter()
+                .map(|u| format!("{}={u}", self.name))
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        let mut initial_cluster: Vec<(String, Vec<String>)> = Vec::new();
+        for part in initial_cluster_text
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+        {
+            let (name, url) = part.trim().split_once('=').ok_or_else(|| {
+                ConfigError::Invalid(format!("invalid value {part:?} in --initial-cluster"))
+            })?;
+            check_urls("initial-cluster", &[url.to_string()])?;
+            match initial_cluster.iter_mut().find(|(n, _)| n == name) {
+                Some((_, urls)) => urls.push(url.to_string()),
+                None => initial_cluster.push((name.to_string(), vec![url.to_string()])),
+            }
+        }
+        let me = initial_cluster
+            .iter()
+            .find(|(n, _)| *n == self.name)
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "couldn't find local name {:?} in the initial cluster configuration",
+                    self.name
+                ))
+            })?;
+        let mut mine = me.1.clone();
+        mine.sort();
+        let mut advertised = initial_advertise_peer_urls.clone();
+        advertised.sort();
+        if mine != advertised {
+            return Err(ConfigError::Invalid(format!(
+                "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={} (resolved urls: {:?} != {:?})",
+                self.name,
+                me.1.join(","),
+                initial_advertise_peer_urls.join(","),
+                me.1,
+                initial_advertise_peer_urls
+            )));
+        }
+        if initial_cluster.len() > 1 {
+            return Err(ConfigError::NotYetSupported {
+                flag: "--initial-cluster with more than one member",
+                why: "multi-member clusters arrive with the clustering work",
+            });
+        }
+        let initial_cluster_state_new = match self.initial_cluster_state.as_str() {
+            "new" => true,
+            "existing" => {
+                return Err(ConfigError::NotYetSupported {
+                    flag: "--initial-cluster-state=existing",
+                    why: "joining a cluster arrives with the clustering work",
+                })
+            }
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "invalid value {other:?} for flag -initial-cluster-state: valid values are \"new\" or \"existing\""
+                )))
+            }
+        };
+        if self.heartbeat_interval == 0 || self.election_timeout == 0 {
+            return Err(ConfigError::Invalid(
+                "--heartbeat-interval and --election-timeout must be greater than 0".into(),
+            ));
+        }
+        if 5 * self.heartbeat_interval > self.election_timeout {
+            return Err(ConfigError::Invalid(format!(
+                "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+                self.election_timeout, self.heartbeat_interval
+            )));
+        }
+        if self.election_timeout > 50_000 {
+            return Err(ConfigError::Invalid(format!(
+                "--election-timeout[{}ms] is too long, and should be set less than 50000ms",
+                self.election_timeout
+            )));
+        }
+        if self.max_request_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "--max-request-bytes must be positive".into(),
+            ));
+        }
+        let auto_compaction =
+            parse_retention(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
+        let data_dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.cairn", self.name)));
+        Ok(Config {
+            name: self.name,
+            data_dir,
+            listen_client_urls,
+            advertise_client_urls,
+            listen_peer_urls,
+            initial_advertise_peer_urls,
+            listen_metrics_urls,
+            initial_cluster,
+            initial_cluster_token: self.initial_cluster_token,
+            initial_cluster_state_new,
+            snapshot_count: self.snapshot_count,
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
+            election_timeout: Duration::from_millis(self.election_timeout),
+            quota_backend_bytes: if self.quota_backend_bytes == 0 {
+                DEFAULT_QUOTA_BYTES
+            } else {
+                self.quota_backend_bytes
+            },
+            max_request_bytes: self.max_request_bytes,
+            max_txn_ops: self.max_txn_ops,
+            auto_compaction,
+            log_level,
+            log_outputs: split_urls(&self.log_outputs),
+        })
+    }
+}
+
+fn yaml_scalar(v: &serde_yaml::Value) -> Option<String> {
+    match v {
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml::Value::Null => None,
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut all = vec!["cairn"];
+        all.extend_from_slice(args);
+        let flags =
+            Flags::try_parse_from_file_args(&all.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        flags.validate()
+    }
+
+    #[test]
+    fn defaults_match_etcd() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.name, "default");
+        assert_eq!(c.data_dir, PathBuf::from("default.cairn"));
+        assert_eq!(c.listen_client_urls, vec!["http://localhost:2379"]);
+        assert_eq!(c.quota_backend_bytes, 2 * 1024 * 1024 * 1024);
+        assert_eq!(c.max_request_bytes, 1_572_864);
+        assert_eq!(c.max_txn_ops, 128);
+        assert_eq!(c.heartbeat_interval, Duration::from_millis(100));
+        assert_eq!(c.election_timeout, Duration::from_millis(1000));
+        assert_eq!(
+            c.initial_cluster,
+            vec![("default".into(), vec!["http://localhost:2380".into()])]
+        );
+        assert_eq!(c.auto_compaction, AutoCompaction::Off);
+    }
+
+    #[test]
+    fn retention_forms() {
+        let table = [
+            (
+                "periodic",
+                "1",
+                AutoCompaction::Periodic(Duration::from_secs(3600)),
+            ),
+            (
+                "periodic",
+                "30m",
+                AutoCompaction::Periodic(Duration::from_secs(1800)),
+            ),
+            ("periodic", "0", AutoCompaction::Off),
+            ("revision", "1000", AutoCompaction::Revision(1000)),
+        ];
+        for (mode, ret, want) in table {
+            assert_eq!(parse_retention(mode, ret).unwrap(), want, "{mode} {ret}");
+        }
+        assert!(parse_retention("revision", "1h").is_err());
+        assert!(parse_retention("sometimes", "1").is_err());
+    }
+
+    #[test]
+    fn later_flags_fail_clearly() {
+        let err = parse(&["--cert-file=/x.pem"]).unwrap_err().to_string();
+        assert!(
+            err.contains("not supported by this version of cairn"),
+            "{err}"
+        );
+        let err = parse(&["--force-new-cluster"]).unwrap_err().to_string();
+        assert!(err.contains("--force-new-cluster"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(parse(&["--initial-cluster-state=maybe"]).is_err());
+        assert!(parse(&["--election-timeout=100"]).is_err());
+        assert!(parse(&["--listen-client-urls=localhost:2379"]).is_err());
+        assert!(parse(&["--no-such-flag"]).is_err());
+        assert!(parse(&["--initial-cluster=other=http://localhost:2380"]).is_err());
+    }
+
+    #[test]
+    fn go_style_booleans() {
+        assert!(parse(&["--strict-reconfig-check=false"]).is_ok());
+        assert!(parse(&["--force-new-cluster=false"]).is_ok());
+    }
+
+    #[test]
+    fn config_file_keys_are_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etcd.yaml");
+        std::fs::write(
+            &path,
+            "name: m1\ndata-dir: /var/lib/m1\nquota-backend-bytes: 4096\n\
+             listen-client-urls: http://127.0.0.1:12379\n\
+             initial-advertise-peer-urls: http://127.0.0.1:12380\n\
+             initial-cluster: m1=http://127.0.0.1:12380\n\
+             client-transport-security:\n  client-cert-auth: false\n",
+        )
+        .unwrap();
+        let c = Flags::from_file(&path).unwrap().validate().unwrap();
+        assert_eq!(c.name, "m1");
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/m1"));
+        assert_eq!(c.quota_backend_bytes, 4096);
+        assert_eq!(c.listen_client_urls, vec!["http://127.0.0.1:12379"]);
+    }
+}

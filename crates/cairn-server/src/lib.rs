@@ -1,0 +1,33 @@
+//! The cairn server: configuration, bootstrap, the apply loop, the gRPC services and the
+//! HTTP endpoints of one member.
+//!
+//! Depends on `cairn-proto`, `cairn-mvcc` and `cairn-raft`; nothing depends on it but the
+//! `cairn` binary and tests.
+//!
+//! # Layout
+//!
+//! - [`config`]: etcd's flags, `ETCD_*` variables and YAML config file, validated.
+//! - [`ids`]: member and cluster IDs as etcd derives them.
+//! - `server`: opens the data directory, starts Raft and the applier; propose-and-wait,
+//!   the linearizable read barrier, response headers, the backend quota.
+//! - `apply`: committed entries to MVCC writes, one backend transaction per batch.
+//! - `waiters`, `alarm`: requests waiting for their entry; active alarms.
+//! - `rpc`: the gRPC services (KV, Maintenance, Cluster) and request validation.
+//! - `http`: `/health`, `/version`, `/metrics`.
+//! - [`logging`]: etcd-shaped JSON log lines.
+//! - `run`: wires it together and serves until SIGTERM or SIGINT.
+
+mod alarm;
+mod apply;
+pub mod config;
+mod http;
+pub mod ids;
+pub mod logging;
+pub mod metrics;
+mod rpc;
+mod run;
+mod server;
+mod waiters;
+
+pub use run::run;
+pub use server::{Server, StartError};

@@ -1,0 +1,203 @@
+//! Prometheus metrics under etcd's names and labels, so existing dashboards and alerts work.
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Registry,
+    pub has_leader: IntGauge,
+    pub is_leader: IntGauge,
+    pub proposals_committed: IntGauge,
+    pub proposals_applied: IntGauge,
+    pub proposals_pending: IntGauge,
+    pub proposals_failed: IntCounter,
+    pub db_total_size: IntGauge,
+    pub db_total_size_in_use: IntGauge,
+    pub quota_backend_bytes: IntGauge,
+    pub wal_fsync_duration: Histogram,
+    pub backend_commit_duration: Histogram,
+    pub put_total: IntCounter,
+    pub range_total: IntCounter,
+    pub delete_total: IntCounter,
+    pub txn_total: IntCounter,
+    pub grpc_started: IntCounterVec,
+    pub grpc_handled: IntCounterVec,
+    pub server_version: IntGaugeVec,
+    pub cluster_version: IntGaugeVec,
+    pub db_open_seconds: Gauge,
+}
+
+fn disk_buckets() -> Vec<f64> {
+    // etcd's: 1ms doubling to about 8s.
+    prometheus::exponential_buckets(0.001, 2.0, 14).unwrap_or_default()
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let histogram = |name: &str, help: &str| -> Result<Histogram, prometheus::Error> {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(disk_buckets()))?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let grpc_labels = ["grpc_type", "grpc_service", "grpc_method"];
+        let grpc_started = IntCounterVec::new(
+            Opts::new(
+                "grpc_server_started_total",
+                "Total number of RPCs started on the server.",
+            ),
+            &grpc_labels,
+        )?;
+        registry.register(Box::new(grpc_started.clone()))?;
+        let grpc_handled = IntCounterVec::new(
+            Opts::new(
+                "grpc_server_handled_total",
+                "Total number of RPCs completed on the server, regardless of success or failure.",
+            ),
+            &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
+        )?;
+        registry.register(Box::new(grpc_handled.clone()))?;
+        let server_version = IntGaugeVec::new(
+            Opts::new(
+                "etcd_server_version",
+                "Which version is running. 1 for 'server_version' label with current version.",
+            ),
+            &["server_version"],
+        )?;
+        registry.register(Box::new(server_version.clone()))?;
+        let cluster_version = IntGaugeVec::new(
+            Opts::new("etcd_cluster_version", "Which version is running. 1 for 'cluster_version' label with current cluster version"),
+            &["cluster_version"],
+        )?;
+        registry.register(Box::new(cluster_version.clone()))?;
+        let db_open_seconds = Gauge::new(
+            "etcd_db_open_seconds_total",
+            "Seconds the backend took to open at start-up.",
+        )?;
+        registry.register(Box::new(db_open_seconds.clone()))?;
+        Ok(Metrics {
+            has_leader: gauge(
+                "etcd_server_has_leader",
+                "Whether or not a leader exists. 1 is existence, 0 is not.",
+            )?,
+            is_leader: gauge(
+                "etcd_server_is_leader",
+                "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+            )?,
+            proposals_committed: gauge(
+                "etcd_server_proposals_committed_total",
+                "The total number of consensus proposals committed.",
+            )?,
+            proposals_applied: gauge(
+                "etcd_server_proposals_applied_total",
+                "The total number of consensus proposals applied.",
+            )?,
+            proposals_pending: gauge(
+                "etcd_server_proposals_pending",
+                "The current number of pending proposals to commit.",
+            )?,
+            proposals_failed: counter(
+                "etcd_server_proposals_failed_total",
+                "The total number of failed proposals seen.",
+            )?,
+            db_total_size: gauge(
+                "etcd_mvcc_db_total_size_in_bytes",
+                "Total size of the underlying database physically allocated in bytes.",
+            )?,
+            db_total_size_in_use: gauge(
+                "etcd_mvcc_db_total_size_in_use_in_bytes",
+                "Total size of the underlying database logically in use in bytes.",
+            )?,
+            quota_backend_bytes: gauge(
+                "etcd_server_quota_backend_bytes",
+                "Current backend storage quota size in bytes.",
+            )?,
+            wal_fsync_duration: histogram(
+                "etcd_disk_wal_fsync_duration_seconds",
+                "The latency distributions of fsync called by WAL.",
+            )?,
+            backend_commit_duration: histogram(
+                "etcd_disk_backend_commit_duration_seconds",
+                "The latency distributions of commit called by backend.",
+            )?,
+            put_total: counter(
+                "etcd_mvcc_put_total",
+                "Total number of puts seen by this member.",
+            )?,
+            range_total: counter(
+                "etcd_mvcc_range_total",
+                "Total number of ranges seen by this member.",
+            )?,
+            delete_total: counter(
+                "etcd_mvcc_delete_total",
+                "Total number of deletes seen by this member.",
+            )?,
+            txn_total: counter(
+                "etcd_mvcc_txn_total",
+                "Total number of txns seen by this member.",
+            )?,
+            grpc_started,
+            grpc_handled,
+            server_version,
+            cluster_version,
+            db_open_seconds,
+            registry,
+        })
+    }
+
+    /// Counts one finished RPC under grpc-go-prometheus's labels.
+    pub fn grpc_done(&self, service: &str, method: &str, unary: bool, code: tonic::Code) {
+        let ty = if unary { "unary" } else { "bidi_stream" };
+        self.grpc_started
+            .with_label_values(&[ty, service, method])
+            .inc();
+        self.grpc_handled
+            .with_label_values(&[ty, service, method, grpc_code_name(code)])
+            .inc();
+    }
+
+    /// Renders every metric in Prometheus's text format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// The code names grpc-go's prometheus interceptor uses as label values.
+pub fn grpc_code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "Canceled",
+        Unknown => "Unknown",
+        InvalidArgument => "InvalidArgument",
+        DeadlineExceeded => "DeadlineExceeded",
+        NotFound => "NotFound",
+        AlreadyExists => "AlreadyExists",
+        PermissionDenied => "PermissionDenied",
+        ResourceExhausted => "ResourceExhausted",
+        FailedPrecondition => "FailedPrecondition",
+        Aborted => "Aborted",
+        OutOfRange => "OutOfRange",
+        Unimplemented => "Unimplemented",
+        Internal => "Internal",
+        Unavailable => "Unavailable",
+        DataLoss => "DataLoss",
+        Unauthenticated => "Unauthenticated",
+    }
+}

@@ -1,0 +1,133 @@
+//! The KV service: validates each request, proposes writes through Raft, serves reads
+//! locally after a ReadIndex barrier (or at once when serializable).
+
+use std::sync::Arc;
+
+use cairn_proto::cairnpb::internal_request::Request;
+use cairn_proto::etcdserverpb::{
+    kv_server::Kv, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use tonic::{Request as GrpcRequest, Response, Status};
+
+use super::{validate, Observed};
+use crate::server::Server;
+use crate::waiters::ApplyResult;
+
+/// The KV service of one member.
+pub struct KvService {
+    pub server: Arc<Server>,
+}
+
+fn unexpected() -> Status {
+    Status::internal("cairn: the applier answered with an unexpected response type")
+}
+
+impl KvService {
+    async fn range_inner(&self, req: RangeRequest) -> Result<RangeResponse, Status> {
+        validate::range(&req)?;
+        if !req.serializable {
+            self.server.linearizable_read().await?;
+        }
+        self.server.metrics.range_total.inc();
+        let store = self.server.store.clone();
+        let mut resp = match store.range(&req) {
+            Ok(r) => r,
+            Err(e) => return Err(super::mvcc_status(e)),
+        };
+        self.server.fill(&mut resp.header);
+        Ok(resp)
+    }
+
+    async fn put_inner(&self, req: PutRequest) -> Result<PutResponse, Status> {
+        validate::put(&req)?;
+        self.server.check_quota(validate::put_cost(&req)).await?;
+        match self.server.propose(Request::Put(req)).await? {
+            ApplyResult::Put(mut r) => {
+                self.server.fill(&mut r.header);
+                Ok(r)
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn delete_inner(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse, Status> {
+        validate::delete_range(&req)?;
+        match self.server.propose(Request::DeleteRange(req)).await? {
+            ApplyResult::Delete(mut r) => {
+                self.server.fill(&mut r.header);
+                Ok(r)
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn txn_inner(&self, req: TxnRequest) -> Result<TxnResponse, Status> {
+        validate::txn(&req, self.server.cfg.max_txn_ops as usize)?;
+        self.server.check_quota(validate::txn_cost(&req)).await?;
+        match self.server.propose(Request::Txn(req)).await? {
+            ApplyResult::Txn(mut r) => {
+                self.server.fill(&mut r.header);
+                Ok(r)
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn compact_inner(&self, req: CompactionRequest) -> Result<CompactionResponse, Status> {
+        match self.server.propose(Request::Compaction(req)).await? {
+            ApplyResult::Compact(mut r) => {
+                if let Some(h) = r.header.as_mut() {
+                    h.revision = 0;
+                }
+                self.server.fill(&mut r.header);
+                Ok(r)
+            }
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, r: GrpcRequest<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let m = &self.server.metrics;
+        self.range_inner(r.into_inner())
+            .await
+            .observed(m, "etcdserverpb.KV", "Range")
+    }
+
+    async fn put(&self, r: GrpcRequest<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let m = &self.server.metrics;
+        self.put_inner(r.into_inner())
+            .await
+            .observed(m, "etcdserverpb.KV", "Put")
+    }
+
+    async fn delete_range(
+        &self,
+        r: GrpcRequest<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let m = &self.server.metrics;
+        self.delete_inner(r.into_inner())
+            .await
+            .observed(m, "etcdserverpb.KV", "DeleteRange")
+    }
+
+    async fn txn(&self, r: GrpcRequest<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let m = &self.server.metrics;
+        self.txn_inner(r.into_inner())
+            .await
+            .observed(m, "etcdserverpb.KV", "Txn")
+    }
+
+    async fn compact(
+        &self,
+        r: GrpcRequest<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        let m = &self.server.metrics;
+        self.compact_inner(r.into_inner())
+            .await
+            .observed(m, "etcdserverpb.KV", "Compact")
+    }
+}

@@ -1,0 +1,237 @@
+//! The Maintenance service: Status, Alarm, Defragment, Hash, HashKV and Snapshot.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use cairn_proto::cairnpb::internal_request::Request as Internal;
+use cairn_proto::etcdserverpb::{
+    maintenance_server::Maintenance, AlarmRequest, AlarmResponse, DefragmentRequest,
+    DefragmentResponse, DowngradeRequest, DowngradeResponse, HashKvRequest, HashKvResponse,
+    HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest,
+    SnapshotResponse, StatusRequest, StatusResponse,
+};
+use futures::Stream;
+use sha2::{Digest, Sha256};
+use tonic::{Request, Response, Status};
+
+use super::{mvcc_status, Observed};
+use crate::server::Server;
+use crate::waiters::ApplyResult;
+
+/// Bytes per Snapshot message, as etcd sends them.
+const SNAPSHOT_CHUNK: usize = 32 * 1024;
+
+/// The Maintenance service of one member.
+pub struct MaintenanceService {
+    pub server: Arc<Server>,
+}
+
+const SERVICE: &str = "etcdserverpb.Maintenance";
+
+/// Runs blocking backend work off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, cairn_mvcc::MvccError> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(mvcc_status),
+        Err(e) => Err(Status::internal(e.to_string())),
+    }
+}
+
+impl MaintenanceService {
+    fn status_inner(&self) -> StatusResponse {
+        let s = &self.server;
+        let st = s.raft.status();
+        StatusResponse {
+            header: Some(s.header(s.store.current_revision())),
+            version: crate::config::ETCD_API_VERSION.to_string(),
+            db_size: s.store.db_size() as i64,
+            leader: st.leader_id,
+            raft_index: st.commit_index,
+            raft_term: st.term,
+            raft_applied_index: s.applied_index(),
+            errors: s.alarms.status_errors(),
+            db_size_in_use: s.store.db_size_in_use() as i64,
+            is_learner: false,
+            storage_version: crate::config::ETCD_CLUSTER_VERSION.to_string(),
+            db_size_quota: s.cfg.quota_backend_bytes as i64,
+            downgrade_info: None,
+        }
+    }
+
+    async fn alarm_inner(&self, req: AlarmRequest) -> Result<AlarmResponse, Status> {
+        match self.server.propose(Internal::Alarm(req)).await? {
+            ApplyResult::Alarm(mut r) => {
+                r.header = None;
+                self.server.fill(&mut r.header);
+                Ok(r)
+            }
+            _ => Err(Status::internal("cairn: unexpected alarm result")),
+        }
+    }
+
+    async fn hash_kv_inner(&self, req: HashKvRequest) -> Result<HashKvResponse, Status> {
+        let store = self.server.store.clone();
+        let h = blocking(move || store.hash_kv(req.revision)).await?;
+        Ok(HashKvResponse {
+            header: Some(self.server.header(h.current_revision)),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+            hash_revision: h.hash_revision,
+        })
+    }
+
+    /// Copies the backend into a fresh file under the data directory; the directory is
+    /// removed when the returned guard drops.
+    async fn snapshot_file(&self) -> Result<(tempfile::TempDir, std::fs::File, u64), Status> {
+        let store = self.server.store.clone();
+        let dir = self.server.data_dir();
+        blocking(move || {
+            let tmp = tempfile::Builder::new()
+                .prefix("snapshot-")
+                .tempdir_in(&dir)?;
+            let path = tmp.path().join("snapshot.redb");
+            store.snapshot_to(&path)?;
+            let file = std::fs::File::open(&path)?;
+            let len = file.metadata()?.len();
+            Ok((tmp, file, len))
+        })
+        .await
+    }
+}
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(&self, r: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
+        self.alarm_inner(r.into_inner())
+            .await
+            .observed(&self.server.metrics, SERVICE, "Alarm")
+    }
+
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        Ok(self.status_inner()).observed(&self.server.metrics, SERVICE, "Status")
+    }
+
+    async fn defragment(
+        &self,
+        _: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        let store = self.server.store.clone();
+        tracing::info!("starting defragment");
+        let started = std::time::Instant::now();
+        let result = blocking(move || store.defragment()).await;
+        if result.is_ok() {
+            tracing::info!(took = ?started.elapsed(), "finished defragment");
+        }
+        let s = &self.server;
+        result
+            .map(|()| DefragmentResponse {
+                header: Some(s.header(s.store.current_revision())),
+            })
+            .observed(&s.metrics, SERVICE, "Defragment")
+    }
+
+    async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        let store = self.server.store.clone();
+        let s = &self.server;
+        blocking(move || store.hash())
+            .await
+            .map(|hash| HashResponse {
+                header: Some(s.header(s.store.current_revision())),
+                hash,
+            })
+            .observed(&s.metrics, SERVICE, "Hash")
+    }
+
+    async fn hash_kv(&self, r: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        self.hash_kv_inner(r.into_inner())
+            .await
+            .observed(&self.server.metrics, SERVICE, "HashKV")
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        _: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        let (tmp_dir, mut file, total) = self.snapshot_file().await?;
+        tracing::info!(total_bytes = total, "sending database snapshot to client");
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<SnapshotResponse, Status>>(4);
+        let header = self.server.header(self.server.store.current_revision());
+        std::thread::Builder::new()
+            .name("cairn-snapshot".into())
+            .spawn(move || {
+                use std::io::Read;
+                let _tmp_dir = tmp_dir;
+                let mut sha = Sha256::new();
+                let mut sent = 0u64;
+                let mut buf = vec![0u8; SNAPSHOT_CHUNK];
+                let mut first = true;
+                while sent < total {
+                    let want = SNAPSHOT_CHUNK.min((total - sent) as usize);
+                    if let Err(e) = file.read_exact(&mut buf[..want]) {
+                        let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
+                        return;
+                    }
+                    sha.update(&buf[..want]);
+                    sent += want as u64;
+                    let msg = SnapshotResponse {
+                        header: first.then(|| header.clone()),
+                        remaining_bytes: total - sent,
+                        blob: buf[..want].to_vec(),
+                        version: if first {
+                            crate::config::ETCD_API_VERSION.into()
+                        } else {
+                            String::new()
+                        },
+                    };
+                    first = false;
+                    if tx.blocking_send(Ok(msg)).is_err() {
+                        return;
+                    }
+                }
+                let digest = SnapshotResponse {
+                    header: None,
+                    remaining_bytes: 0,
+                    blob: sha.finalize().to_vec(),
+                    version: String::new(),
+                };
+                let _ = tx.blocking_send(Ok(digest));
+                tracing::info!(total_bytes = total, "sent database snapshot to client");
+            })
+            .map_err(|e| Status::internal(e.to_string()))?;
+        self.server
+            .metrics
+            .grpc_done(SERVICE, "Snapshot", false, tonic::Code::Ok);
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn move_leader(
+        &self,
+        r: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        let s = &self.server;
+        let target = r.into_inner().target_id;
+        let result = if target == s.member.id {
+            Ok(MoveLeaderResponse {
+                header: Some(s.header(s.store.current_revision())),
+            })
+        } else {
+            Err(cairn_proto::EtcdError::BadLeaderTransferee.status())
+        };
+        result.observed(&s.metrics, SERVICE, "MoveLeader")
+    }
+
+    async fn downgrade(
+        &self,
+        _: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err::<DowngradeResponse, _>(Status::unimplemented("cairn: downgrade is not supported"))
+            .observed(&self.server.metrics, SERVICE, "Downgrade")
+    }
+}

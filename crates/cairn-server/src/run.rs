@@ -1,0 +1,201 @@
+//! Wires a member together and serves it until SIGTERM or SIGINT.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_proto::cairnpb::internal_request::Request;
+use cairn_proto::etcdserverpb::{
+    cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
+    CompactionRequest,
+};
+use tokio::net::TcpListener;
+
+use crate::config::{host_port, AutoCompaction, Config};
+use crate::rpc::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService};
+use crate::server::Server;
+
+/// Extra room gRPC allows above `--max-request-bytes` for framing, as etcd does.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// The router serving gRPC and the HTTP endpoints on one client port.
+fn client_router(server: &Arc<Server>) -> axum::Router {
+    let max = server.cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+    let routes = tonic::service::Routes::new(
+        KvServer::new(KvService {
+            server: server.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        MaintenanceServer::new(MaintenanceService {
+            server: server.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(ClusterServer::new(ClusterService {
+        server: server.clone(),
+    }));
+    routes
+        .into_axum_router()
+        .merge(crate::http::router(server.clone()))
+}
+
+async fn bind(url: &str) -> anyhow::Result<TcpListener> {
+    let addr = host_port(url).ok_or_else(|| anyhow::anyhow!("bad URL {url}"))?;
+    let addr = addr.replace("localhost", "127.0.0.1");
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("listen tcp {addr}: {e}"))
+}
+
+/// Starts the member described by `cfg` and serves it until a signal stops it.
+pub async fn run(cfg: Config) -> anyhow::Result<()> {
+    tracing::info!(
+        name = %cfg.name,
+        data_dir = %cfg.data_dir.display(),
+        advertise_client_urls = %cfg.advertise_client_urls.join(","),
+        listen_client_urls = %cfg.listen_client_urls.join(","),
+        initial_advertise_peer_urls = %cfg.initial_advertise_peer_urls.join(","),
+        quota_backend_bytes = cfg.quota_backend_bytes,
+        max_request_bytes = cfg.max_request_bytes,
+        max_txn_ops = cfg.max_txn_ops,
+        cairn_version = env!("CARGO_PKG_VERSION"),
+        "starting an etcd server"
+    );
+    // Bind first, so a port that is taken fails start-up before the data directory changes.
+    let mut client_listeners = Vec::new();
+    for url in &cfg.listen_client_urls {
+        client_listeners.push((url.clone(), bind(url).await?));
+    }
+    let mut metrics_listeners = Vec::new();
+    for url in &cfg.listen_metrics_urls {
+        metrics_listeners.push((url.clone(), bind(url).await?));
+    }
+
+    let server = tokio::task::spawn_blocking(move || Server::start(cfg)).await??;
+    if !server.wait_ready(Duration::from_secs(30)).await {
+        anyhow::bail!("member did not become ready within 30s");
+    }
+    tracing::info!(cluster_version = "3.5", "enabled capabilities for version");
+    tracing::info!(
+        local_member_id = %format!("{:x}", server.member.id),
+        local_member_attributes = %format!(
+            "{{Name:{} ClientURLs:[{}]}}",
+            server.member.name,
+            server.member.client_urls.join(" ")
+        ),
+        cluster_id = %format!("{:x}", server.cluster_id),
+        "published local member to cluster through raft"
+    );
+
+    for (url, listener) in client_listeners {
+        let router = client_router(&server);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "client listener stopped");
+            }
+        });
+        tracing::info!("ready to serve client requests");
+        tracing::warn!(
+            address = %host_port(&url).unwrap_or_default(),
+            "serving insecure client requests on {}, this is strongly discouraged!",
+            host_port(&url).unwrap_or_default()
+        );
+    }
+    for (url, listener) in metrics_listeners {
+        let router = crate::http::router(server.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "metrics listener stopped");
+            }
+        });
+        tracing::info!(address = %url, "serving metrics");
+    }
+    tokio::spawn(auto_compact(server.clone()));
+
+    shutdown_signal().await;
+    tracing::info!(name = %server.member.name, "received signal; shutting down");
+    let stopping = server.clone();
+    tokio::task::spawn_blocking(move || stopping.stop()).await?;
+    tracing::info!("stopped serving client traffic");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Compacts history automatically per `--auto-compaction-mode` and
+/// `--auto-compaction-retention`, as etcd's compactors do: periodic keeps the history of the
+/// retention window (checked every tenth of it when it is an hour or more, else every
+/// window); revision keeps the newest `retention` revisions (checked every five minutes).
+async fn auto_compact(server: Arc<Server>) {
+    let (check_every, mode) = match server.cfg.auto_compaction.clone() {
+        AutoCompaction::Off => return,
+        AutoCompaction::Periodic(window) => {
+            let every = if window >= Duration::from_secs(3600) {
+                window / 10
+            } else {
+                window
+            };
+            (every, AutoCompaction::Periodic(window))
+        }
+        AutoCompaction::Revision(n) => (Duration::from_secs(300), AutoCompaction::Revision(n)),
+    };
+    // Revisions seen at each check, oldest first, for the periodic window.
+    let mut seen: VecDeque<(Instant, i64)> = VecDeque::new();
+    let mut last_compacted = 0;
+    loop {
+        let now = Instant::now();
+        let current = server.store.current_revision();
+        seen.push_back((now, current));
+        let target = match mode {
+            AutoCompaction::Periodic(window) => {
+                let mut target = None;
+                while let Some(&(t, rev)) = seen.front() {
+                    if now.duration_since(t) >= window {
+                        target = Some(rev);
+                        seen.pop_front();
+                    } else {
+                        break;
+                    }
+                }
+                target
+            }
+            AutoCompaction::Revision(n) => Some(current - n),
+            AutoCompaction::Off => None,
+        };
+        if let Some(rev) = target {
+            if rev > last_compacted && rev > server.store.compact_revision() {
+                let req = CompactionRequest {
+                    revision: rev,
+                    physical: false,
+                };
+                match server.propose(Request::Compaction(req)).await {
+                    Ok(_) => {
+                        last_compacted = rev;
+                        tracing::info!(revision = rev, "completed auto compaction");
+                    }
+                    Err(e) => tracing::warn!(revision = rev, error = %e, "failed auto compaction"),
+                }
+            }
+        }
+        tokio::time::sleep(check_every.min(Duration::from_secs(3600))).await;
+    }
+}

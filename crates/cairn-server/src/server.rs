@@ -1,0 +1,411 @@
+//! The member: opens the data directory, starts Raft and the applier, and offers the
+//! operations the RPC layer is built from (propose and wait, linearizable read barrier,
+//! response headers).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cairn_mvcc::Store;
+use cairn_proto::cairnpb::{internal_request::Request, InternalRequest};
+use cairn_proto::etcdserverpb::{
+    alarm_request::AlarmAction, AlarmRequest, AlarmType, ResponseHeader,
+};
+use cairn_proto::EtcdError;
+use cairn_raft::{RaftConfig, RaftHandle};
+use prost::Message;
+use tokio::sync::watch;
+
+use crate::alarm::Alarms;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::waiters::{ApplyResult, Waiters};
+
+/// The first line of the marker file that makes a directory cairn's.
+const DATA_DIR_MARKER: &str = "cairn-data-dir";
+/// The data directory format this build writes and reads.
+const DATA_DIR_FORMAT: u32 = 1;
+const MARKER_FILE: &str = "cairn.version";
+const BACKEND_FILE: &str = "backend.redb";
+const RAFT_DIR: &str = "raft";
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    DataDir(String),
+    #[error("backend: {0}")]
+    Backend(#[from] cairn_mvcc::MvccError),
+    #[error("raft: {0}")]
+    Raft(#[from] cairn_raft::RaftError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Facts about this member, as MemberList reports them.
+#[derive(Debug, Clone)]
+pub struct MemberInfo {
+    pub id: u64,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub client_urls: Vec<String>,
+}
+
+/// One running member.
+pub struct Server {
+    pub cfg: Config,
+    pub store: Arc<Store>,
+    pub raft: RaftHandle,
+    pub member: MemberInfo,
+    pub cluster_id: u64,
+    pub waiters: Arc<Waiters>,
+    pub alarms: Arc<Alarms>,
+    pub metrics: Arc<Metrics>,
+    applied_rx: watch::Receiver<u64>,
+    next_id: AtomicU64,
+    pub started: Instant,
+}
+
+/// Checks that `dir` is a cairn data directory, or empty, and makes it one.
+///
+/// A directory that etcd wrote (it has `member/`), or any other non-empty directory without
+/// cairn's marker, is refused and left untouched.
+fn prepare_data_dir(dir: &Path) -> Result<(), StartError> {
+    let marker = dir.join(MARKER_FILE);
+    if marker.exists() {
+        let text = std::fs::read_to_string(&marker)?;
+        let mut words = text.split_whitespace();
+        let (Some(DATA_DIR_MARKER), Some(v)) = (words.next(), words.next()) else {
+            return Err(StartError::DataDir(format!(
+                "{} is not a cairn data directory marker; refusing to use {}",
+                marker.display(),
+                dir.display()
+            )));
+        };
+        let version: u32 = v.parse().unwrap_or(u32::MAX);
+        if version > DATA_DIR_FORMAT {
+            return Err(StartError::DataDir(format!(
+                "data directory {} has format {version}, newer than this cairn understands ({DATA_DIR_FORMAT}); refusing to touch it",
+                dir.display()
+            )));
+        }
+        return Ok(());
+    }
+    if dir.join("member").exists() {
+        return Err(StartError::DataDir(format!(
+            "data directory {} was written by etcd (it has member/); cairn does not read etcd data directories and left it untouched",
+            dir.display()
+        )));
+    }
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        return Err(StartError::DataDir(format!(
+            "data directory {} is not empty and is not a cairn data directory; refusing to use it",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    std::fs::write(&marker, format!("{DATA_DIR_MARKER} {DATA_DIR_FORMAT}\n"))?;
+    Ok(())
+}
+
+fn meta_u64(store: &Store, key: &str) -> Result<Option<u64>, StartError> {
+    Ok(store
+        .meta(key)?
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes))
+}
+
+impl Server {
+    /// Opens the data directory, starts Raft and the applier, and waits until this member
+    /// leads (a single member elects itself at once).
+    pub fn start(cfg: Config) -> Result<Arc<Server>, StartError> {
+        let started = Instant::now();
+        let metrics = Arc::new(Metrics::new()?);
+        prepare_data_dir(&cfg.data_dir)?;
+        let store = Arc::new(Store::open(&cfg.data_dir.join(BACKEND_FILE))?);
+        metrics.db_open_seconds.set(started.elapsed().as_secs_f64());
+        tracing::info!(
+            path = %cfg.data_dir.join(BACKEND_FILE).display(),
+            took = ?started.elapsed(),
+            "opened backend db"
+        );
+
+        let member_id =
+            crate::ids::member_id(&cfg.initial_advertise_peer_urls, &cfg.initial_cluster_token);
+        let (member_id, cluster_id) = match (
+            meta_u64(&store, "member_id")?,
+            meta_u64(&store, "cluster_id")?,
+        ) {
+            (Some(m), Some(c)) => (m, c),
+            _ => {
+                let ids: Vec<u64> = cfg
+                    .initial_cluster
+                    .iter()
+                    .map(|(_, urls)| crate::ids::member_id(urls, &cfg.initial_cluster_token))
+                    .collect();
+                let cluster_id = crate::ids::cluster_id(&ids);
+                let mut batch = store.begin_apply()?;
+                batch.put_meta("member_id", &member_id.to_be_bytes())?;
+                batch.put_meta("cluster_id", &cluster_id.to_be_bytes())?;
+                batch.commit(true)?;
+                (member_id, cluster_id)
+            }
+        };
+        let alarms = Arc::new(Alarms::decode(
+            store.meta(crate::alarm::META_KEY)?.as_deref(),
+        ));
+        let waiters = Arc::new(Waiters::default());
+        let (applied_tx, applied_rx) = watch::channel(store.applied_index());
+        let (durable_tx, mut durable_rx) = watch::channel(store.applied_index());
+        let applier = crate::apply::Applier {
+            store: store.clone(),
+            waiters: waiters.clone(),
+            alarms: alarms.clone(),
+            metrics: metrics.clone(),
+            applied_tx,
+            durable_tx,
+            last_durable: Instant::now(),
+        };
+        let election_tick = (cfg.election_timeout.as_millis()
+            / cfg.heartbeat_interval.as_millis().max(1))
+        .max(2) as usize;
+        let raft = cairn_raft::start(
+            RaftConfig {
+                id: member_id,
+                voters: vec![member_id],
+                dir: cfg.data_dir.join(RAFT_DIR),
+                tick_interval: cfg.heartbeat_interval,
+                election_tick,
+                heartbeat_tick: 1,
+                applied: store.applied_index(),
+            },
+            applier,
+            cairn_raft::NoPeers,
+        )?;
+        {
+            // Let the Raft log be purged behind each durable backend commit.
+            let raft = raft.clone();
+            std::thread::Builder::new()
+                .name("cairn-log-purge".into())
+                .spawn(move || {
+                    while durable_rx.blocking_recv_changed() {
+                        raft.set_durable_applied(*durable_rx.borrow_and_update());
+                    }
+                })?;
+        }
+        metrics
+            .quota_backend_bytes
+            .set(cfg.quota_backend_bytes as i64);
+        metrics
+            .server_version
+            .with_label_values(&[crate::config::ETCD_API_VERSION])
+            .set(1);
+        metrics
+            .cluster_version
+            .with_label_values(&[crate::config::ETCD_CLUSTER_VERSION])
+            .set(1);
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        let member = MemberInfo {
+            id: member_id,
+            name: cfg.name.clone(),
+            peer_urls: cfg.initial_advertise_peer_urls.clone(),
+            client_urls: cfg.advertise_client_urls.clone(),
+        };
+        Ok(Arc::new(Server {
+            cfg,
+            store,
+            raft,
+            member,
+            cluster_id,
+            waiters,
+            alarms,
+            metrics,
+            applied_rx,
+            next_id: AtomicU64::new(seed),
+            started,
+        }))
+    }
+
+    /// Waits until this member knows a leader and has applied what it committed at start.
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            let st = self.raft.status();
+            if st.leader_id != 0 && self.applied_index() >= st.commit_index {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    }
+
+    /// The Raft index the store has applied.
+    pub fn applied_index(&self) -> u64 {
+        *self.applied_rx.borrow()
+    }
+
+    /// How long a proposal may wait for its result, as etcd computes it.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(5) + 2 * self.cfg.election_timeout
+    }
+
+    /// A response header at the given revision.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member.id,
+            revision,
+            raft_term: self.raft.status().term,
+        }
+    }
+
+    /// Fills the cluster, member and term fields of a header the store produced, and its
+    /// revision when the store left it zero.
+    pub fn fill(&self, header: &mut Option<ResponseHeader>) {
+        let h = header.get_or_insert_with(ResponseHeader::default);
+        h.cluster_id = self.cluster_id;
+        h.member_id = self.member.id;
+        h.raft_term = self.raft.status().term;
+        if h.revision == 0 {
+            h.revision = self.store.current_revision();
+        }
+    }
+
+    /// Proposes a request through Raft and waits for the applier's answer.
+    pub async fn propose(&self, request: Request) -> Result<ApplyResult, EtcdError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let data = InternalRequest {
+            id,
+            request: Some(request),
+        }
+        .encode_to_vec();
+        if data.len() as u64 > self.cfg.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge);
+        }
+        let rx = self.waiters.register(id);
+        if let Err(e) = self.raft.propose(data) {
+            self.waiters.remove(id);
+            self.metrics.proposals_failed.inc();
+            return Err(match e {
+                cairn_raft::RaftError::NoLeader => EtcdError::NoLeader,
+                _ => EtcdError::Stopped,
+            });
+        }
+        self.metrics.proposals_pending.inc();
+        let outcome = tokio::time::timeout(self.request_timeout(), rx).await;
+        self.metrics.proposals_pending.dec();
+        match outcome {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(EtcdError::Stopped),
+            Err(_) => {
+                self.waiters.remove(id);
+                self.metrics.proposals_failed.inc();
+                Err(EtcdError::Timeout)
+            }
+        }
+    }
+
+    /// Waits until a read started now may be served locally and see every write
+    /// acknowledged before it (ReadIndex, then wait for the applier to catch up).
+    pub async fn linearizable_read(&self) -> Result<(), EtcdError> {
+        let timeout = self.request_timeout();
+        let index = match tokio::time::timeout(timeout, self.raft.read_index()).await {
+            Ok(Ok(i)) => i,
+            Ok(Err(cairn_raft::RaftError::NoLeader)) => return Err(EtcdError::NoLeader),
+            Ok(Err(_)) => return Err(EtcdError::Stopped),
+            Err(_) => return Err(EtcdError::Timeout),
+        };
+        if self.applied_index() >= index {
+            return Ok(());
+        }
+        let mut rx = self.applied_rx.clone();
+        let reached = tokio::time::timeout(timeout, async move {
+            rx.wait_for(|&a| a >= index).await.is_ok()
+        })
+        .await;
+        match reached {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(EtcdError::Stopped),
+            Err(_) => Err(EtcdError::TimeoutWaitAppliedIndex),
+        }
+    }
+
+    /// Raises the NOSPACE alarm for this member through Raft.
+    pub async fn raise_no_space(&self) {
+        let req = AlarmRequest {
+            action: AlarmAction::Activate as i32,
+            member_id: self.member.id,
+            alarm: AlarmType::Nospace as i32,
+        };
+        if let Err(e) = self.propose(Request::Alarm(req)).await {
+            tracing::warn!(error = %e, "failed to raise the NOSPACE alarm");
+        } else {
+            tracing::warn!(
+                quota_size_bytes = self.cfg.quota_backend_bytes,
+                current_size_bytes = self.store.db_size(),
+                "alarm NOSPACE raised: backend quota exceeded"
+            );
+        }
+    }
+
+    /// Checks the backend quota before a write that costs `cost` bytes, raising NOSPACE when
+    /// it would be exceeded, as etcd's quota does.
+    pub async fn check_quota(&self, cost: u64) -> Result<(), EtcdError> {
+        if cost == 0 {
+            return Ok(());
+        }
+        if self.store.db_size() + cost < self.cfg.quota_backend_bytes {
+            return Ok(());
+        }
+        self.raise_no_space().await;
+        Err(EtcdError::NoSpace)
+    }
+
+    /// Refreshes the gauges that sample state rather than count events.
+    pub fn refresh_metrics(&self) {
+        let st = self.raft.status();
+        self.metrics.has_leader.set(i64::from(st.leader_id != 0));
+        self.metrics.is_leader.set(i64::from(st.is_leader));
+        self.metrics.proposals_committed.set(st.commit_index as i64);
+        self.metrics
+            .proposals_applied
+            .set(self.applied_index() as i64);
+        self.metrics.db_total_size.set(self.store.db_size() as i64);
+        self.metrics
+            .db_total_size_in_use
+            .set(self.store.db_size_in_use() as i64);
+    }
+
+    /// Stops Raft and the applier.
+    pub fn stop(&self) {
+        self.raft.stop();
+    }
+
+    /// Where the data directory is.
+    pub fn data_dir(&self) -> PathBuf {
+        self.cfg.data_dir.clone()
+    }
+}
+
+/// Extension used by the purge thread: blocks until the value changes; false once the
+/// sender is gone.
+trait BlockingChanged {
+    fn blocking_recv_changed(&mut self) -> bool;
+}
+
+impl BlockingChanged for watch::Receiver<u64> {
+    fn blocking_recv_changed(&mut self) -> bool {
+        futures::executor::block_on(self.changed()).is_ok()
+    }
+}

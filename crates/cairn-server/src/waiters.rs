@@ -1,0 +1,75 @@
+//! Requests waiting for their proposal to be applied, keyed by proposal id.
+
+use std::collections::HashMap;
+
+use cairn_proto::etcdserverpb::{
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, PutResponse, RangeResponse, TxnResponse,
+};
+use cairn_proto::EtcdError;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+/// The response the applier produced for one proposal.
+#[derive(Debug)]
+pub enum ApplyResult {
+    Put(PutResponse),
+    Delete(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Range(RangeResponse),
+    Compact(CompactionResponse),
+    Alarm(AlarmResponse),
+}
+
+type Sender = oneshot::Sender<Result<ApplyResult, EtcdError>>;
+
+/// Number of independently locked shards, so concurrent proposers rarely contend.
+const SHARDS: usize = 16;
+
+/// The table of waiting requests.
+pub struct Waiters {
+    /// Each shard protects the waiters whose id falls in it. Never held across an await.
+    shards: [Mutex<HashMap<u64, Sender>>; SHARDS],
+}
+
+impl Default for Waiters {
+    fn default() -> Self {
+        Waiters {
+            shards: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+        }
+    }
+}
+
+impl Waiters {
+    fn shard(&self, id: u64) -> &Mutex<HashMap<u64, Sender>> {
+        &self.shards[(id as usize) % SHARDS]
+    }
+
+    /// Registers a waiter for proposal `id`.
+    pub fn register(&self, id: u64) -> oneshot::Receiver<Result<ApplyResult, EtcdError>> {
+        let (tx, rx) = oneshot::channel();
+        self.shard(id).lock().insert(id, tx);
+        rx
+    }
+
+    /// Forgets the waiter for `id` (the request gave up).
+    pub fn remove(&self, id: u64) {
+        self.shard(id).lock().remove(&id);
+    }
+
+    /// Hands `result` to the waiter for `id`, if one is still waiting.
+    pub fn fire(&self, id: u64, result: Result<ApplyResult, EtcdError>) {
+        if let Some(tx) = self.shard(id).lock().remove(&id) {
+            let _ = tx.send(result);
+        }
+    }
+
+    /// Number of requests waiting.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    /// Whether no request is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,36 @@
+//! The cairn server: parses etcd's flags, sets up logging, runs one member.
+
+use std::process::ExitCode;
+
+use cairn_server::config::Flags;
+
+fn main() -> ExitCode {
+    let cfg = match Flags::load().and_then(Flags::validate) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("cairn: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Err(e) = cairn_server::logging::init(cfg.log_level, &cfg.log_outputs) {
+        eprintln!("cairn: cannot open log output: {e}");
+        return ExitCode::from(1);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cairn: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(cairn_server::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            cairn_server::logging::fatal(&e.to_string());
+            ExitCode::from(1)
+        }
+    }
+}

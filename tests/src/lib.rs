@@ -1,0 +1,294 @@
+//! Test harness: starts cairn and real etcd processes on free loopback ports, runs the real
+//! `etcdctl` and `cairnctl` against them, and stops everything when dropped.
+//!
+//! The binaries come from the workspace's target directory (the test command builds them
+//! first) and the reference tools from `.tools/bin` (made by `scripts/setup`). A missing tool
+//! is a failure, never a skip.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A reference tool from `.tools/bin`, e.g. `tool("etcdctl-3.5")`.
+pub fn tool(name: &str) -> PathBuf {
+    let p = repo_root().join(".tools/bin").join(name);
+    assert!(p.exists(), "{} is missing: run scripts/setup", p.display());
+    p
+}
+
+/// A binary built from this workspace (`cairn`, `cairnctl`).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test-binary>
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    let p = profile_dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build it first (cargo build --bins)",
+        p.display()
+    );
+    p
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Which server to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Cairn,
+    Etcd34,
+    Etcd35,
+}
+
+/// A running server process, killed when dropped.
+pub struct ServerProc {
+    pub kind: Kind,
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub extra: Vec<String>,
+    /// stderr lines the server logged, as they arrive.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ServerProc {
+    /// Starts a server of `kind` with `extra` flags and waits until it serves clients.
+    pub fn start(kind: Kind, extra: &[&str]) -> ServerProc {
+        let mut p = ServerProc {
+            kind,
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            name: "m1".into(),
+            client_port: free_port(),
+            peer_port: free_port(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            log: Default::default(),
+        };
+        p.spawn();
+        p
+    }
+
+    /// The client endpoint, `127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    /// The client URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    /// The data directory the server uses.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn args(&self) -> Vec<String> {
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let mut a = vec![
+            format!("--name={}", self.name),
+            format!("--data-dir={}", self.data_dir().display()),
+            format!("--listen-client-urls={}", self.url()),
+            format!("--advertise-client-urls={}", self.url()),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster={}={peer}", self.name),
+        ];
+        if self.kind != Kind::Cairn {
+            a.push("--logger=zap".into());
+        }
+        a.extend(self.extra.iter().cloned());
+        a
+    }
+
+    fn binary(&self) -> PathBuf {
+        match self.kind {
+            Kind::Cairn => workspace_bin("cairn"),
+            Kind::Etcd34 => tool("etcd-3.4"),
+            Kind::Etcd35 => tool("etcd-3.5"),
+        }
+    }
+
+    /// Starts (or restarts) the process and waits until it is ready.
+    pub fn spawn(&mut self) {
+        let mut child = Command::new(self.binary())
+            .args(self.args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // etcd 3.5 and cairn log the first; etcd 3.4 only the second.
+                if line.contains("ready to serve client requests")
+                    || line.contains("serving client traffic insecurely")
+                {
+                    let _ = ready_tx.send(());
+                }
+                log.lock().unwrap().push(line);
+            }
+        });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if ready_rx.recv_timeout(Duration::from_millis(50)).is_ok() {
+                break;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "{:?} exited at start with {status}; log:\n{}",
+                    self.kind,
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{:?} not ready in 30s:\n{}",
+                self.kind,
+                self.log_text()
+            );
+        }
+        // The client listener may follow the log line by a moment.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.client_port)).is_err() {
+            assert!(Instant::now() < deadline, "client port never opened");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Everything the server logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Kills the process with SIGKILL and waits for it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the process with SIGTERM and waits for it (bounded).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if c.try_wait().unwrap().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// What a command printed and how it exited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i32,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            code: o.status.code().unwrap_or(-1),
+        }
+    }
+}
+
+/// Runs a client binary against `endpoint` with `args`, feeding `stdin`.
+pub fn run_client(bin: &Path, endpoint: &str, args: &[&str], stdin: Option<&str>) -> Run {
+    use std::io::Write;
+    let mut child = Command::new(bin)
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args)
+        .env_remove("ETCDCTL_API")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    out.into()
+}
+
+/// Runs the real etcdctl 3.5 against `endpoint`.
+pub fn etcdctl35(endpoint: &str, args: &[&str]) -> Run {
+    run_client(&tool("etcdctl-3.5"), endpoint, args, None)
+}
+
+/// Runs the real etcdctl 3.4 against `endpoint`.
+pub fn etcdctl34(endpoint: &str, args: &[&str]) -> Run {
+    run_client(&tool("etcdctl-3.4"), endpoint, args, None)
+}
+
+/// Runs cairnctl against `endpoint`.
+pub fn cairnctl(endpoint: &str, args: &[&str]) -> Run {
+    run_client(&workspace_bin("cairnctl"), endpoint, args, None)
+}
+
+/// Replaces every occurrence of each `(from, to)` pair, for masking ids and terms.
+pub fn mask(text: &str, pairs: &[(String, String)]) -> String {
+    let mut t = text.to_string();
+    for (from, to) in pairs {
+        if !from.is_empty() {
+            t = t.replace(from, to);
+        }
+    }
+    t
+}
