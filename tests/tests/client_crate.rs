@@ -1,5 +1,7 @@
 //! The third-party `etcd-client` crate drives cairn's KV and Maintenance APIs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use cairn_tests::{Kind, ServerProc};
 use etcd_client::{
     Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget, Txn,

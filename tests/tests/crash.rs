@@ -1,6 +1,8 @@
 //! Crash safety: every acknowledged write survives `kill -9` at any moment, and a torn tail
 //! left in the Raft log by an interrupted write does not stop the member from starting.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -2,6 +2,8 @@
 //! 3.5 and a fresh cairn; every response (or error code and text) must match, except the
 //! cluster id, member id and raft term in headers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use cairn_proto::etcdserverpb::{
     compare::{CompareResult, CompareTarget, TargetUnion},
     kv_client::KvClient,
@@ -339,6 +341,17 @@ fn scripted() -> Vec<Req> {
         Req::HashKv(0),
         Req::HashKv(3),
     ];
+    // Between --max-request-bytes and gRPC's limit: etcd's own error; past it: gRPC's.
+    s.push(Req::Put(PutRequest {
+        key: b("big"),
+        value: vec![b'v'; 1_600_000],
+        ..Default::default()
+    }));
+    s.push(Req::Put(PutRequest {
+        key: b("big"),
+        value: vec![b'v'; 2_500_000],
+        ..Default::default()
+    }));
     let ops: Vec<RequestOp> = (0..129).map(|i| op_put(&format!("k{i}"), "v")).collect();
     s.push(Req::Txn(TxnRequest {
         compare: vec![],

@@ -2,6 +2,8 @@
 //! fresh real etcd and a fresh cairn; what it prints and how it exits must be the same, once
 //! member ids, cluster ids, raft terms and sizes are masked.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use cairn_tests::{run_client, tool, Kind, Run, ServerProc};
 
 /// Replaces the digits after each `key` (e.g. `"raft_term":`) with `N`.

@@ -109,7 +109,7 @@ impl Applier {
         match AlarmAction::try_from(a.action) {
             Ok(AlarmAction::Get) => resp.alarms = self.alarms.get(kind),
             Ok(AlarmAction::Activate) => {
-                if kind != AlarmType::None && self.alarms.activate(member.clone()) {
+                if kind != AlarmType::None && self.alarms.activate(member) {
                     resp.alarms.push(member);
                     batch.put_meta(crate::alarm::META_KEY, &self.alarms.encode())?;
                 }

@@ -491,9 +491,11 @@ impl Flags {
             "info" => tracing::Level::INFO,
             "warn" => tracing::Level::WARN,
             "error" | "dpanic" | "panic" | "fatal" => tracing::Level::ERROR,
-            other => return Err(ConfigError::Invalid(format!(
+            other => {
+                return Err(ConfigError::Invalid(format!(
                 "unknown log level {other:?} (expected debug, info, warn, error, panic or fatal)"
-            ))),
+            )))
+            }
         };
         let listen_client_urls = split_urls(&self.listen_client_urls);
         let advertise_client_urls = split_urls(&self.advertise_client_urls);

@@ -173,6 +173,11 @@ pub fn init(level: Level, outputs: &[String]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Logs the error that stops the server, as etcd's final `fatal` line.
+pub fn fatal(msg: &str) {
+    tracing::error!(error = %msg, "cairn stopped with an error");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,9 +188,4 @@ mod tests {
         assert_eq!(format_ts(t), "2025-11-25T19:46:40.123Z");
         assert_eq!(format_ts(std::time::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
     }
-}
-
-/// Logs the error that stops the server, as etcd's final `fatal` line.
-pub fn fatal(msg: &str) {
-    tracing::error!(error = %msg, "cairn stopped with an error");
 }

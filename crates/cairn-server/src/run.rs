@@ -15,12 +15,14 @@ use crate::config::{host_port, AutoCompaction, Config};
 use crate::rpc::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService};
 use crate::server::Server;
 
-/// Extra room gRPC allows above `--max-request-bytes` for framing, as etcd does.
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// The largest message gRPC decodes at all; [`Server::check_size`] applies etcd's limit
+/// below it with etcd's error text.
+const DECODE_CAP_BYTES: usize = 64 * 1024 * 1024;
 
 /// The router serving gRPC and the HTTP endpoints on one client port.
 fn client_router(server: &Arc<Server>) -> axum::Router {
-    let max = server.cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+    let max = (2 * (server.cfg.max_request_bytes as usize + crate::server::GRPC_OVERHEAD_BYTES))
+        .max(DECODE_CAP_BYTES);
     let routes = tonic::service::Routes::new(
         KvServer::new(KvService {
             server: server.clone(),

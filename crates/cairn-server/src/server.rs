@@ -30,6 +30,13 @@ const MARKER_FILE: &str = "cairn.version";
 const BACKEND_FILE: &str = "backend.redb";
 const RAFT_DIR: &str = "raft";
 
+/// Extra room gRPC allows above `--max-request-bytes` for framing, as etcd does.
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// Committed entries the applier may lag behind before new proposals are refused with
+/// "too many requests", as etcd does.
+const MAX_APPLY_GAP: u64 = 5000;
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -282,8 +289,25 @@ impl Server {
         }
     }
 
+    /// Refuses a request larger than gRPC would accept from etcd (`--max-request-bytes`
+    /// plus framing room), with grpc-go's words.
+    pub fn check_size<M: Message>(&self, req: M) -> Result<M, tonic::Status> {
+        let len = req.encoded_len();
+        let max = self.cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
+        if len > max {
+            return Err(tonic::Status::resource_exhausted(format!(
+                "grpc: received message larger than max ({len} vs. {max})"
+            )));
+        }
+        Ok(req)
+    }
+
     /// Proposes a request through Raft and waits for the applier's answer.
     pub async fn propose(&self, request: Request) -> Result<ApplyResult, EtcdError> {
+        let st = self.raft.status();
+        if st.commit_index > self.applied_index() + MAX_APPLY_GAP {
+            return Err(EtcdError::TooManyRequests);
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let data = InternalRequest {
             id,

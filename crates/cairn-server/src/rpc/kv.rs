@@ -25,6 +25,7 @@ fn unexpected() -> Status {
 
 impl KvService {
     async fn range_inner(&self, req: RangeRequest) -> Result<RangeResponse, Status> {
+        let req = self.server.check_size(req)?;
         validate::range(&req)?;
         if !req.serializable {
             self.server.linearizable_read().await?;
@@ -40,6 +41,7 @@ impl KvService {
     }
 
     async fn put_inner(&self, req: PutRequest) -> Result<PutResponse, Status> {
+        let req = self.server.check_size(req)?;
         validate::put(&req)?;
         self.server.check_quota(validate::put_cost(&req)).await?;
         match self.server.propose(Request::Put(req)).await? {
@@ -52,6 +54,7 @@ impl KvService {
     }
 
     async fn delete_inner(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse, Status> {
+        let req = self.server.check_size(req)?;
         validate::delete_range(&req)?;
         match self.server.propose(Request::DeleteRange(req)).await? {
             ApplyResult::Delete(mut r) => {
@@ -63,7 +66,22 @@ impl KvService {
     }
 
     async fn txn_inner(&self, req: TxnRequest) -> Result<TxnResponse, Status> {
+        let req = self.server.check_size(req)?;
         validate::txn(&req, self.server.cfg.max_txn_ops as usize)?;
+        if validate::txn_is_read_only(&req) {
+            // etcd serves a txn that writes nothing as a read, without a Raft entry.
+            if !validate::txn_is_serializable(&req) {
+                self.server.linearizable_read().await?;
+            }
+            self.server.metrics.txn_total.inc();
+            let mut resp = self
+                .server
+                .store
+                .txn_read_only(&req)
+                .map_err(super::mvcc_status)?;
+            self.server.fill(&mut resp.header);
+            return Ok(resp);
+        }
         self.server.check_quota(validate::txn_cost(&req)).await?;
         match self.server.propose(Request::Txn(req)).await? {
             ApplyResult::Txn(mut r) => {

@@ -179,7 +179,7 @@ impl Maintenance for MaintenanceService {
                     sha.update(&buf[..want]);
                     sent += want as u64;
                     let msg = SnapshotResponse {
-                        header: first.then(|| header.clone()),
+                        header: first.then_some(header),
                         remaining_bytes: total - sent,
                         blob: buf[..want].to_vec(),
                         version: if first {

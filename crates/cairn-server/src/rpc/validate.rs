@@ -151,6 +151,27 @@ pub fn txn_has_put(t: &TxnRequest) -> bool {
         })
 }
 
+/// Whether the txn writes nothing at any depth, so it can be served without Raft.
+pub fn txn_is_read_only(t: &TxnRequest) -> bool {
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .all(|op| match &op.request {
+            Some(Op::RequestRange(_)) => true,
+            Some(Op::RequestTxn(inner)) => txn_is_read_only(inner),
+            _ => false,
+        })
+}
+
+/// Whether every operation of the txn is a serializable range (etcd's rule for serving a
+/// read-only txn without a linearizable barrier).
+pub fn txn_is_serializable(t: &TxnRequest) -> bool {
+    t.success
+        .iter()
+        .chain(&t.failure)
+        .all(|op| matches!(&op.request, Some(Op::RequestRange(r)) if r.serializable))
+}
+
 /// Bytes a put adds to the backend, as etcd's quota estimates it.
 pub fn put_cost(p: &PutRequest) -> u64 {
     const KV_OVERHEAD: u64 = 256;
