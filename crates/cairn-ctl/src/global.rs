@@ -404,13 +404,18 @@ impl Ctx {
         self.flags.duration("command-timeout")
     }
 
-    /// Logs the Go client's warning for a failed unary call.
-    pub fn log_rpc_failure(&self, error: &str) {
+    /// The first endpoint without its scheme, as the Go client names its target.
+    fn authority(&self) -> String {
         let ep = self.endpoints().first().cloned().unwrap_or_default();
-        let authority = match ep.split_once("://") {
+        match ep.split_once("://") {
             Some((_, rest)) => rest.to_string(),
             None => ep,
-        };
+        }
+    }
+
+    /// Logs the Go client's warning for a failed unary call.
+    pub fn log_rpc_failure(&self, error: &str) {
+        let authority = self.authority();
         eprintln!(
             "{{\"level\":\"warn\",\"ts\":\"{}\",\"logger\":\"etcd-client\",\"caller\":\"v3/retry_interceptor.go:62\",\"msg\":\"retrying of unary invoker failed\",\"target\":{},\"attempt\":0,\"error\":{}}}",
             gofmt::iso8601_now(),
@@ -452,9 +457,17 @@ impl Ctx {
             Err((_, Some(status))) => Err(self.status_error(&status)),
             Err((unavailable, None)) => {
                 let detail = match unavailable {
-                    Some(s) => format!(
+                    // gRPC-Go's wording for a refused dial, which is what an unavailable
+                    // endpoint almost always is.
+                    Some(_) => format!(
                         "rpc error: code = DeadlineExceeded desc = latest balancer error: last connection error: connection error: desc = {}",
-                        gofmt::quote(format!("transport: {}", s.message()).as_bytes())
+                        gofmt::quote(
+                            format!(
+                                "transport: Error while dialing dial tcp {}: connect: connection refused",
+                                self.authority()
+                            )
+                            .as_bytes()
+                        )
                     ),
                     None => "context deadline exceeded".to_string(),
                 };
