@@ -1,0 +1,263 @@
+//! The command line of `cairnctl bench`: connection and load flags shared by every
+//! workload, then one subcommand per workload.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::Error;
+
+/// Closed-loop load against an etcd v3 endpoint over gRPC.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "cairnctl bench", version, about)]
+pub struct Args {
+    /// gRPC endpoints (comma-separated); connections are spread over them.
+    #[arg(
+        long,
+        global = true,
+        env = "ETCDCTL_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:2379"
+    )]
+    pub endpoints: Vec<String>,
+    /// Concurrent clients, each with one request in flight.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub clients: usize,
+    /// HTTP/2 connections the clients are spread over.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub conns: usize,
+    /// Requests to make in all.
+    #[arg(long, global = true, default_value_t = 10_000)]
+    pub total: u64,
+    /// Longest the measured run may take (e.g. `90s`, `5m`); it stops early then.
+    #[arg(long, global = true, default_value = "5m", value_parser = parse_duration)]
+    pub max_duration: Duration,
+    /// Longest one request may take before it counts as failed.
+    #[arg(long, global = true, default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Dial timeout for each connection.
+    #[arg(long, global = true, default_value = "5s", value_parser = parse_duration)]
+    pub dial_timeout: Duration,
+    /// `name:password` to authenticate as.
+    #[arg(long, global = true)]
+    pub user: Option<String>,
+    /// Print a one-line JSON summary instead of the text report.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The workload.
+    #[command(subcommand)]
+    pub workload: Workload,
+}
+
+/// What each request does.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Workload {
+    /// Puts keys.
+    Put(PutArgs),
+    /// Ranges over keys written first (not measured).
+    Range(RangeArgs),
+    /// Txns that compare a key's mod revision and put it when the compare holds.
+    Txn(TxnArgs),
+}
+
+impl Workload {
+    /// The workload's name in reports.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Workload::Put(_) => "put",
+            Workload::Range(r) => match r.consistency {
+                Consistency::L => "range-linearizable",
+                Consistency::S => "range-serializable",
+            },
+            Workload::Txn(_) => "txn",
+        }
+    }
+}
+
+/// Keys and values written.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeyArgs {
+    /// Key size in bytes.
+    #[arg(long, default_value_t = 8)]
+    pub key_size: usize,
+    /// Value size in bytes.
+    #[arg(long = "val-size", default_value_t = 8)]
+    pub val_size: usize,
+    /// How many distinct keys requests pick from.
+    #[arg(long, default_value_t = 1)]
+    pub key_space_size: u64,
+    /// Walk the key space in order instead of picking keys at random.
+    #[arg(long)]
+    pub sequential_keys: bool,
+}
+
+/// `bench put`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PutArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+/// Read consistency of a range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Consistency {
+    /// Linearizable: goes through the leader's read index.
+    L,
+    /// Serializable: served from the member's local state.
+    S,
+}
+
+/// `bench range`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RangeArgs {
+    /// Key size in bytes of the keys written first and read.
+    #[arg(long, default_value_t = 8)]
+    pub key_size: usize,
+    /// Value size in bytes of the keys written first.
+    #[arg(long = "val-size", default_value_t = 256)]
+    pub val_size: usize,
+    /// How many keys to write before the run; each request reads one of them.
+    #[arg(long, default_value_t = 1000)]
+    pub key_space_size: u64,
+    /// Read the keys in order instead of at random.
+    #[arg(long)]
+    pub sequential_keys: bool,
+    /// `l` (linearizable) or `s` (serializable).
+    #[arg(long, value_enum, default_value = "l")]
+    pub consistency: Consistency,
+}
+
+/// `bench txn`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TxnArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+impl Args {
+    /// Checks the numbers make a run that can finish.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: &str| Err(Error::Args(m.to_string()));
+        if self.clients == 0 {
+            return bad("--clients must be at least 1");
+        }
+        if self.conns == 0 {
+            return bad("--conns must be at least 1");
+        }
+        if self.endpoints.is_empty() {
+            return bad("--endpoints is empty");
+        }
+        if self.max_duration.is_zero() {
+            return bad("--max-duration must be positive");
+        }
+        let (key_size, space) = match &self.workload {
+            Workload::Put(p) => (p.keys.key_size, p.keys.key_space_size),
+            Workload::Txn(t) => (t.keys.key_size, t.keys.key_space_size),
+            Workload::Range(r) => (r.key_size, r.key_space_size),
+        };
+        if key_size == 0 {
+            return bad("--key-size must be at least 1");
+        }
+        if space == 0 {
+            return bad("--key-space-size must be at least 1");
+        }
+        if key_size < 8 && space > 1u64 << (8 * key_size) {
+            return bad("--key-space-size has more keys than --key-size bytes can tell apart");
+        }
+        Ok(())
+    }
+}
+
+/// Parses `90s`, `1500ms`, `2m`, `1h`, `1m30s` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        return secs_to_duration(secs, s);
+    }
+    let mut total = 0.0;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("missing unit in duration {s:?}"))?;
+        let (num, tail) = rest.split_at(num_end);
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_end);
+        let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
+        };
+        total += n * scale;
+        rest = next;
+    }
+    if s.is_empty() {
+        return Err("empty duration".to_string());
+    }
+    secs_to_duration(total, s)
+}
+
+fn secs_to_duration(secs: f64, s: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("invalid duration {s:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let cases = [
+            ("90s", 90_000),
+            ("1500ms", 1500),
+            ("2m", 120_000),
+            ("1m30s", 90_000),
+            ("1h", 3_600_000),
+            ("2.5", 2500),
+        ];
+        for (s, ms) in cases {
+            assert_eq!(parse_duration(s), Ok(Duration::from_millis(ms)), "{s}");
+        }
+        for bad in ["", "5x", "s", "-1"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flags_after_the_workload() {
+        let a = Args::try_parse_from([
+            "bench",
+            "put",
+            "--clients",
+            "256",
+            "--conns",
+            "16",
+            "--val-size",
+            "256",
+            "--sequential-keys",
+            "--key-space-size",
+            "100000",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(a.clients, 256);
+        assert!(a.json);
+        let Workload::Put(p) = &a.workload else {
+            panic!("not put")
+        };
+        assert_eq!(p.keys.val_size, 256);
+        assert!(p.keys.sequential_keys);
+        a.validate().unwrap();
+        let r = Args::try_parse_from(["bench", "range", "--consistency", "s"]).unwrap();
+        assert_eq!(r.workload.name(), "range-serializable");
+        let z = Args::try_parse_from(["bench", "--clients", "0", "txn"]).unwrap();
+        assert!(z.validate().is_err());
+    }
+}

@@ -1,0 +1,396 @@
+//! The closed loop: connections, clients, and the requests each workload makes.
+//!
+//! `--conns` connections are dialled up front (each a tonic `Channel`, so each its own
+//! HTTP/2 connection), round-robin over the endpoints. Client `i` uses connection
+//! `i % conns` and keeps one request in flight: it takes the next request number from a
+//! shared counter, sends it, waits, records the latency, and repeats until `--total`
+//! numbers are taken or the deadline passes. A request still in flight at the deadline is
+//! dropped and not counted.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_client::{Client, ClientConfig, Service};
+use cairn_proto::etcdserverpb::{
+    compare, kv_client::KvClient, request_op, Compare, PutRequest, RangeRequest, RequestOp,
+    TxnRequest,
+};
+use tokio::time::Instant;
+
+use crate::args::{Args, Consistency, KeyArgs, Workload};
+use crate::report::Report;
+use crate::Error;
+
+/// One request kind with everything needed to build request number `n`.
+#[derive(Debug, Clone)]
+pub(crate) enum Op {
+    Put {
+        keys: KeyGen,
+        value: Vec<u8>,
+    },
+    Range {
+        keys: KeyGen,
+        serializable: bool,
+    },
+    Txn {
+        keys: KeyGen,
+        value: Vec<u8>,
+    },
+    PutPrefixed {
+        prefix: Vec<u8>,
+        key_size: usize,
+        value: Vec<u8>,
+    },
+}
+
+/// Picks the key of request number `n`: in order or at random over the key space.
+#[derive(Debug, Clone)]
+pub(crate) struct KeyGen {
+    pub key_size: usize,
+    pub space: u64,
+    pub sequential: bool,
+}
+
+impl KeyGen {
+    fn from_args(k: &KeyArgs) -> KeyGen {
+        KeyGen {
+            key_size: k.key_size,
+            space: k.key_space_size,
+            sequential: k.sequential_keys,
+        }
+    }
+
+    fn key(&self, n: u64, rng: &mut Rng) -> Vec<u8> {
+        let index = if self.sequential {
+            n % self.space
+        } else {
+            rng.below(self.space)
+        };
+        key_bytes(index, self.key_size)
+    }
+}
+
+/// `index` big-endian in the last (up to 8) bytes of a zero-filled key of `size` bytes.
+pub(crate) fn key_bytes(index: u64, size: usize) -> Vec<u8> {
+    let mut key = vec![0u8; size];
+    let be = index.to_be_bytes();
+    let n = size.min(8);
+    key[size - n..].copy_from_slice(&be[8 - n..]);
+    key
+}
+
+/// splitmix64: a small, fast generator, plenty for picking keys.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    pub(crate) fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// `len` pseudo-random bytes.
+    pub(crate) fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            out.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+}
+
+impl Op {
+    pub(crate) async fn send(
+        &self,
+        kv: &mut KvClient<Service>,
+        n: u64,
+        rng: &mut Rng,
+    ) -> Result<(), tonic::Status> {
+        match self {
+            Op::Put { keys, value } => {
+                let req = PutRequest {
+                    key: keys.key(n, rng),
+                    value: value.clone(),
+                    ..PutRequest::default()
+                };
+                kv.put(req).await.map(drop)
+            }
+            Op::PutPrefixed {
+                prefix,
+                key_size,
+                value,
+            } => {
+                let mut key = prefix.clone();
+                key.extend_from_slice(&rng.bytes(*key_size));
+                let req = PutRequest {
+                    key,
+                    value: value.clone(),
+                    ..PutRequest::default()
+                };
+                kv.put(req).await.map(drop)
+            }
+            Op::Range { keys, serializable } => {
+                let req = RangeRequest {
+                    key: keys.key(n, rng),
+                    serializable: *serializable,
+                    ..RangeRequest::default()
+                };
+                kv.range(req).await.map(drop)
+            }
+            Op::Txn { keys, value } => {
+                let key = keys.key(n, rng);
+                let req = TxnRequest {
+                    compare: vec![Compare {
+                        result: compare::CompareResult::Less as i32,
+                        target: compare::CompareTarget::Mod as i32,
+                        key: key.clone(),
+                        target_union: Some(compare::TargetUnion::ModRevision(i64::MAX)),
+                        ..Compare::default()
+                    }],
+                    success: vec![RequestOp {
+                        request: Some(request_op::Request::RequestPut(PutRequest {
+                            key,
+                            value: value.clone(),
+                            ..PutRequest::default()
+                        })),
+                    }],
+                    failure: Vec::new(),
+                };
+                kv.txn(req).await.map(drop)
+            }
+        }
+    }
+}
+
+/// Dials `conns` connections round-robin over `endpoints`.
+pub(crate) async fn connect(
+    endpoints: &[String],
+    conns: usize,
+    dial_timeout: Duration,
+    user: Option<&str>,
+) -> Result<Vec<Client>, Error> {
+    let (user, password) = match user {
+        None => (None, None),
+        Some(u) => match u.split_once(':') {
+            Some((n, p)) => (Some(n.to_string()), Some(p.to_string())),
+            None => return Err(Error::Args("--user must be name:password".to_string())),
+        },
+    };
+    let mut out = Vec::with_capacity(conns);
+    for i in 0..conns {
+        let Some(ep) = endpoints.get(i % endpoints.len().max(1)) else {
+            return Err(Error::Args("--endpoints is empty".to_string()));
+        };
+        let mut cfg = ClientConfig::new([ep.clone()]);
+        cfg.dial_timeout = dial_timeout;
+        cfg.user = user.clone();
+        cfg.password = password.clone();
+        out.push(Client::connect(cfg).await?);
+    }
+    Ok(out)
+}
+
+/// How many requests to make and when to stop.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    pub clients: usize,
+    pub total: u64,
+    pub deadline: Instant,
+    pub request_timeout: Duration,
+}
+
+/// What one client saw.
+struct ClientResult {
+    latencies: Vec<f64>,
+    errors: BTreeMap<String, u64>,
+    cut: bool,
+}
+
+/// The text an error is counted under.
+pub(crate) fn error_text(status: &tonic::Status) -> String {
+    format!("{:?}: {}", status.code(), status.message())
+}
+
+/// Runs the closed loop and reports it.
+pub(crate) async fn drive(name: &str, conns: &[Client], op: Op, bounds: Bounds) -> Report {
+    let op = Arc::new(op);
+    let next = Arc::new(AtomicU64::new(0));
+    let per_client = usize::try_from(bounds.total / bounds.clients.max(1) as u64 + 1)
+        .unwrap_or(0)
+        .min(1 << 20);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(bounds.clients);
+    for i in 0..bounds.clients {
+        let Some(conn) = conns.get(i % conns.len().max(1)) else {
+            break;
+        };
+        let mut kv = conn.kv();
+        let op = Arc::clone(&op);
+        let next = Arc::clone(&next);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng::new(i as u64 + 1);
+            let mut res = ClientResult {
+                latencies: Vec::with_capacity(per_client),
+                errors: BTreeMap::new(),
+                cut: false,
+            };
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= bounds.total {
+                    break;
+                }
+                let began = Instant::now();
+                if began >= bounds.deadline {
+                    res.cut = true;
+                    break;
+                }
+                let limit = (began + bounds.request_timeout).min(bounds.deadline);
+                match tokio::time::timeout_at(limit, op.send(&mut kv, n, &mut rng)).await {
+                    Ok(Ok(())) => res.latencies.push(began.elapsed().as_secs_f64()),
+                    Ok(Err(status)) => *res.errors.entry(error_text(&status)).or_insert(0) += 1,
+                    Err(_) if limit == bounds.deadline => {
+                        res.cut = true;
+                        break;
+                    }
+                    Err(_) => {
+                        *res.errors
+                            .entry("request timed out".to_string())
+                            .or_insert(0) += 1
+                    }
+                }
+            }
+            res
+        }));
+    }
+    let mut latencies = Vec::with_capacity(usize::try_from(bounds.total).unwrap_or(0).min(1 << 24));
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut cut = false;
+    for t in tasks {
+        match t.await {
+            Ok(r) => {
+                latencies.extend(r.latencies);
+                for (e, n) in r.errors {
+                    *errors.entry(e).or_insert(0) += n;
+                }
+                cut |= r.cut;
+            }
+            Err(e) => {
+                *errors
+                    .entry(format!("client task failed: {e}"))
+                    .or_insert(0) += 1
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    Report::new(name, latencies, errors, elapsed, cut)
+}
+
+/// Runs one benchmark as `args` describe.
+pub(crate) async fn run(args: &Args) -> Result<Report, Error> {
+    args.validate()?;
+    let conns = connect(
+        &args.endpoints,
+        args.conns,
+        args.dial_timeout,
+        args.user.as_deref(),
+    )
+    .await?;
+    let mut rng = Rng::new(0xC0FFEE);
+    let name = args.workload.name();
+    let op = match &args.workload {
+        Workload::Put(p) => Op::Put {
+            keys: KeyGen::from_args(&p.keys),
+            value: rng.bytes(p.keys.val_size),
+        },
+        Workload::Txn(t) => Op::Txn {
+            keys: KeyGen::from_args(&t.keys),
+            value: rng.bytes(t.keys.val_size),
+        },
+        Workload::Range(r) => {
+            // Write every key once, in order, before the measured run.
+            let load = Op::Put {
+                keys: KeyGen {
+                    key_size: r.key_size,
+                    space: r.key_space_size,
+                    sequential: true,
+                },
+                value: rng.bytes(r.val_size),
+            };
+            let bounds = Bounds {
+                clients: args.clients,
+                total: r.key_space_size,
+                deadline: Instant::now() + args.max_duration,
+                request_timeout: args.request_timeout,
+            };
+            let pre = drive("preload", &conns, load, bounds).await;
+            if pre.failed() > 0 || pre.cut_short {
+                return Err(Error::Preload(format!(
+                    "{} of {} keys written; errors: {:?}",
+                    pre.ok, r.key_space_size, pre.errors
+                )));
+            }
+            Op::Range {
+                keys: KeyGen {
+                    key_size: r.key_size,
+                    space: r.key_space_size,
+                    sequential: r.sequential_keys,
+                },
+                serializable: r.consistency == Consistency::S,
+            }
+        }
+    };
+    let bounds = Bounds {
+        clients: args.clients,
+        total: args.total,
+        deadline: Instant::now() + args.max_duration,
+        request_timeout: args.request_timeout,
+    };
+    Ok(drive(name, &conns, op, bounds).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_big_endian_in_the_tail() {
+        assert_eq!(key_bytes(0x0102, 4), vec![0, 0, 1, 2]);
+        assert_eq!(key_bytes(0x0102, 10), vec![0, 0, 0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(key_bytes(0x0102, 1), vec![2]);
+        let g = KeyGen {
+            key_size: 8,
+            space: 3,
+            sequential: true,
+        };
+        let mut rng = Rng::new(1);
+        let seq: Vec<u8> = (0..5).map(|n| g.key(n, &mut rng)[7]).collect();
+        assert_eq!(seq, vec![0, 1, 2, 0, 1]);
+        let r = KeyGen {
+            sequential: false,
+            ..g
+        };
+        assert!((0..100).all(|n| r.key(n, &mut rng)[7] < 3));
+    }
+
+    #[test]
+    fn random_bytes_have_the_asked_length() {
+        let mut rng = Rng::new(7);
+        assert_eq!(rng.bytes(0).len(), 0);
+        assert_eq!(rng.bytes(13).len(), 13);
+        assert_ne!(rng.bytes(16), rng.bytes(16));
+    }
+}
