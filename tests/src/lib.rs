@@ -69,6 +69,8 @@ pub struct ServerProc {
     pub client_port: u16,
     pub peer_port: u16,
     pub extra: Vec<String>,
+    /// Environment variables set for the process.
+    pub env: Vec<(String, String)>,
     /// stderr lines the server logged, as they arrive.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -76,6 +78,11 @@ pub struct ServerProc {
 impl ServerProc {
     /// Starts a server of `kind` with `extra` flags and waits until it serves clients.
     pub fn start(kind: Kind, extra: &[&str]) -> ServerProc {
+        ServerProc::start_with_env(kind, extra, &[])
+    }
+
+    /// Like [`ServerProc::start`], with environment variables.
+    pub fn start_with_env(kind: Kind, extra: &[&str], env: &[(&str, &str)]) -> ServerProc {
         let mut p = ServerProc {
             kind,
             child: None,
@@ -84,6 +91,10 @@ impl ServerProc {
             client_port: free_port(),
             peer_port: free_port(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             log: Default::default(),
         };
         p.spawn();
@@ -135,6 +146,7 @@ impl ServerProc {
     pub fn spawn(&mut self) {
         let mut child = Command::new(self.binary())
             .args(self.args())
+            .envs(self.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

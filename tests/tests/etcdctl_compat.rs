@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use cairn_tests::{run_client, tool, Kind, Run, ServerProc};
+use std::path::Path;
+
+use cairn_tests::{run_client, tool, workspace_bin, Kind, Run, ServerProc};
 
 /// Replaces the digits after each `key` (e.g. `"raft_term":`) with `N`.
 fn mask_number_after(text: &str, key: &str) -> String {
@@ -169,28 +171,39 @@ fn drop_timing(r: Run) -> Run {
     }
 }
 
-fn compare_with(etcdctl: &str, etcd_kind: Kind) {
+/// Runs the script with `etcdctl` against real etcd and with `client` against cairn.
+fn compare_with(etcdctl: &str, etcd_kind: Kind, client: &Path) {
     let etcd = ServerProc::start(etcd_kind, &[]);
     let cairn = ServerProc::start(Kind::Cairn, &[]);
     let (em, ec) = ids(etcdctl, &etcd);
     let (cm, cc) = ids(etcdctl, &cairn);
     for (args, stdin) in script() {
         let want = run_client(&tool(etcdctl), &etcd.endpoint(), &args, stdin);
-        let got = run_client(&tool(etcdctl), &cairn.endpoint(), &args, stdin);
+        let got = run_client(client, &cairn.endpoint(), &args, stdin);
         let want = drop_timing(normalize(&etcd, &want, em, ec));
         let got = drop_timing(normalize(&cairn, &got, cm, cc));
-        assert_eq!(got, want, "{etcdctl} {args:?} differs");
+        assert_eq!(
+            got,
+            want,
+            "{} {args:?} differs from {etcdctl}",
+            client.display()
+        );
     }
 }
 
 #[test]
 fn etcdctl_35_sees_cairn_as_etcd() {
-    compare_with("etcdctl-3.5", Kind::Etcd35);
+    compare_with("etcdctl-3.5", Kind::Etcd35, &tool("etcdctl-3.5"));
 }
 
 #[test]
 fn etcdctl_34_sees_cairn_as_etcd() {
-    compare_with("etcdctl-3.4", Kind::Etcd34);
+    compare_with("etcdctl-3.4", Kind::Etcd34, &tool("etcdctl-3.4"));
+}
+
+#[test]
+fn cairnctl_on_cairn_prints_what_etcdctl_on_etcd_prints() {
+    compare_with("etcdctl-3.5", Kind::Etcd35, &workspace_bin("cairnctl"));
 }
 
 #[test]

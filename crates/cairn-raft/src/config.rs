@@ -26,6 +26,18 @@ pub struct RaftConfig {
     /// The state machine's durable applied index at start: committed entries after it are
     /// delivered to the applier again.
     pub applied: u64,
+    /// Told how long each synced log write took, for etcd's WAL fsync histogram.
+    pub sync_observer: Option<SyncObserver>,
+}
+
+/// A callback given the duration of each synced log write.
+#[derive(Clone)]
+pub struct SyncObserver(pub std::sync::Arc<dyn Fn(std::time::Duration) + Send + Sync>);
+
+impl std::fmt::Debug for SyncObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SyncObserver")
+    }
 }
 
 impl Default for RaftConfig {
@@ -38,6 +50,7 @@ impl Default for RaftConfig {
             election_tick: 10,
             heartbeat_tick: 1,
             applied: 0,
+            sync_observer: None,
         }
     }
 }

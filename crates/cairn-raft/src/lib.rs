@@ -48,7 +48,7 @@ use std::sync::Arc;
 use raft::RawNode;
 
 pub use apply::Applier;
-pub use config::RaftConfig;
+pub use config::{RaftConfig, SyncObserver};
 pub use error::RaftError;
 pub use handle::{RaftHandle, RaftStats, RaftStatus};
 pub use node::{COMPACT_STEP, LOG_RETAIN_ENTRIES};
@@ -80,6 +80,7 @@ pub fn start(
 ) -> Result<RaftHandle, RaftError> {
     cfg.validate()?;
     let mut storage = EngineStorage::open(&cfg.dir)?;
+    storage.set_sync_observer(cfg.sync_observer.clone());
     if !storage.is_bootstrapped() {
         if cfg.voters.is_empty() {
             return Err(RaftError::InvalidConfig(

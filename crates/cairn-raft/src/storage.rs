@@ -69,6 +69,8 @@ pub struct EngineStorage {
     terms: TermRuns,
     cache: EntryCache,
     counters: WriteCounters,
+    /// Told how long each synced write took (the WAL fsync metric).
+    on_sync: Option<crate::config::SyncObserver>,
 }
 
 impl std::fmt::Debug for EngineStorage {
@@ -125,6 +127,7 @@ impl EngineStorage {
             terms: TermRuns::default(),
             cache: EntryCache::new(ENTRY_CACHE_BYTES),
             counters: WriteCounters::default(),
+            on_sync: None,
         };
         storage.load_log()?;
         Ok(storage)
@@ -226,8 +229,17 @@ impl EngineStorage {
         self.counters
     }
 
+    /// Sets the observer told the duration of every synced write.
+    pub fn set_sync_observer(&mut self, observer: Option<crate::config::SyncObserver>) {
+        self.on_sync = observer;
+    }
+
     fn write(&mut self, batch: &mut LogBatch, sync: bool) -> Result<(), RaftError> {
+        let started = std::time::Instant::now();
         self.engine.write(batch, sync)?;
+        if let (true, Some(observe)) = (sync, &self.on_sync) {
+            (observe.0)(started.elapsed());
+        }
         self.counters.writes += 1;
         if sync {
             self.counters.syncs += 1;

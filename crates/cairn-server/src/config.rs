@@ -41,7 +41,8 @@ macro_rules! bool_flag {
     name = "cairn",
     version,
     about = "cairn: a Raft-replicated key-value store that speaks the etcd v3 API",
-    disable_help_subcommand = true
+    disable_help_subcommand = true,
+    args_override_self = true
 )]
 pub struct Flags {
     /// Path to the server configuration file (etcd's YAML keys). Flags and environment
@@ -218,6 +219,9 @@ pub enum ConfigError {
         flag: &'static str,
         why: &'static str,
     },
+    /// The command line is malformed (etcd exits with status 2 for these).
+    #[error("{0}")]
+    Usage(String),
     /// The config file could not be read or parsed.
     #[error("error reading config file {path}: {why}")]
     File { path: String, why: String },
@@ -377,10 +381,57 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
     Some(total)
 }
 
+/// Words a command-line error as Go's flag package (and so etcd) does.
+fn go_flag_error(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let ctx = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => s.clone(),
+        Some(ContextValue::Strings(v)) => v.join(" "),
+        _ => String::new(),
+    };
+    // "--snapshot-count <SNAPSHOT_COUNT>" -> "snapshot-count"
+    let flag = ctx(ContextKind::InvalidArg);
+    let name = flag
+        .trim_start_matches('-')
+        .split([' ', '='])
+        .next()
+        .unwrap_or("")
+        .to_string();
+    match e.kind() {
+        ErrorKind::UnknownArgument => format!("flag provided but not defined: -{name}"),
+        ErrorKind::InvalidValue if ctx(ContextKind::InvalidValue).is_empty() => {
+            format!("flag needs an argument: -{name}")
+        }
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => format!(
+            "invalid value {:?} for flag -{name}: parse error",
+            ctx(ContextKind::InvalidValue)
+        ),
+        ErrorKind::NoEquals | ErrorKind::TooFewValues | ErrorKind::WrongNumberOfValues => {
+            format!("flag needs an argument: -{name}")
+        }
+        _ => e
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ")
+            .to_string(),
+    }
+}
+
 impl Flags {
     /// Reads the flags from the command line, or from the config file when one is named.
+    /// `--help` and `--version` print and exit here, as they do in etcd.
     pub fn load() -> Result<Flags, ConfigError> {
-        let flags = Flags::parse();
+        let flags = match Flags::try_parse() {
+            Ok(f) => f,
+            Err(e) => match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    e.exit()
+                }
+                _ => return Err(ConfigError::Usage(go_flag_error(&e))),
+            },
+        };
         match &flags.config_file {
             Some(path) => Flags::from_file(path),
             None => Ok(flags),

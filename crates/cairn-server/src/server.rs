@@ -193,6 +193,10 @@ impl Server {
                 election_tick,
                 heartbeat_tick: 1,
                 applied: store.applied_index(),
+                sync_observer: Some({
+                    let h = metrics.wal_fsync_duration.clone();
+                    cairn_raft::SyncObserver(Arc::new(move |d| h.observe(d.as_secs_f64())))
+                }),
             },
             applier,
             cairn_raft::NoPeers,

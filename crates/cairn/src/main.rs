@@ -2,11 +2,15 @@
 
 use std::process::ExitCode;
 
-use cairn_server::config::Flags;
+use cairn_server::config::{ConfigError, Flags};
 
 fn main() -> ExitCode {
     let cfg = match Flags::load().and_then(Flags::validate) {
         Ok(cfg) => cfg,
+        Err(ConfigError::Usage(msg)) => {
+            eprintln!("{msg}\nUsage:\n\n  cairn [flags]\n    Start a cairn server.\n\n  See 'cairn --help' for the flags.");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("cairn: {e}");
             return ExitCode::from(1);

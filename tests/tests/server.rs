@@ -1,0 +1,296 @@
+//! The server as an operator starts and watches it: etcd's flags, environment and config
+//! file; log lines scripts wait for; HTTP endpoints; refusing data directories that are not
+//! cairn's; member and cluster IDs equal to etcd's for the same flags.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use cairn_tests::{etcdctl35, free_port, workspace_bin, Kind, ServerProc};
+
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    // Undo chunked encoding when the server used it.
+    let body = if text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut out = String::new();
+        let mut rest = body.as_str();
+        while let Some((len, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            rest = &tail[n + 2..];
+        }
+        out
+    } else {
+        body
+    };
+    (code, body)
+}
+
+/// A snapshot of a directory tree: every path with its size and modification time.
+fn tree(dir: &Path) -> Vec<(String, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+            out.push((
+                e.path().display().to_string(),
+                m.len(),
+                m.modified().unwrap(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs the cairn binary with `args` to completion (it is expected to refuse to start).
+fn cairn_fails(args: &[String]) -> (i32, String) {
+    let out = Command::new(workspace_bin("cairn"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn logs_milestones_as_etcd_json_lines() {
+    let cairn = ServerProc::start(Kind::Cairn, &[]);
+    let log = cairn.log_text();
+    for milestone in [
+        "starting an etcd server",
+        "opened backend db",
+        "enabled capabilities for version",
+        "published local member to cluster through raft",
+        "ready to serve client requests",
+    ] {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("\"msg\":\"{milestone}\"")))
+            .unwrap_or_else(|| panic!("no {milestone:?} line in:\n{log}"));
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for key in ["level", "ts", "caller", "msg"] {
+            assert!(v.get(key).is_some(), "{key} missing in {line}");
+        }
+        // etcd's key order, so line-oriented scripts see the same prefix.
+        assert!(line.starts_with("{\"level\":"), "{line}");
+        assert!(v["ts"].as_str().unwrap().ends_with('Z'), "{line}");
+    }
+}
+
+#[test]
+fn http_endpoints() {
+    let cairn = ServerProc::start(Kind::Cairn, &[]);
+    let (code, body) = http_get(cairn.client_port, "/health");
+    assert_eq!(
+        (code, body.as_str()),
+        (200, r#"{"health":"true","reason":""}"#)
+    );
+    let (code, body) = http_get(cairn.client_port, "/version");
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["etcdserver"], "3.5.0");
+    assert_eq!(v["etcdcluster"], "3.5.0");
+    assert!(v["cairn"].is_string());
+    etcdctl35(&cairn.endpoint(), &["put", "k", "v"]);
+    let (code, body) = http_get(cairn.client_port, "/metrics");
+    assert_eq!(code, 200);
+    for name in [
+        "etcd_server_has_leader 1",
+        "etcd_server_is_leader 1",
+        "etcd_server_proposals_committed_total",
+        "etcd_server_proposals_applied_total",
+        "etcd_server_proposals_pending",
+        "etcd_server_proposals_failed_total",
+        "etcd_mvcc_db_total_size_in_bytes",
+        "etcd_mvcc_db_total_size_in_use_in_bytes",
+        "etcd_server_quota_backend_bytes 2147483648",
+        "etcd_disk_backend_commit_duration_seconds_bucket",
+        "etcd_disk_wal_fsync_duration_seconds_bucket",
+        "etcd_mvcc_put_total 1",
+        "grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Put\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 1",
+    ] {
+        assert!(body.contains(name), "{name} missing from /metrics:\n{body}");
+    }
+}
+
+#[test]
+fn metrics_on_listen_metrics_urls() {
+    let port = free_port();
+    let cairn = ServerProc::start(
+        Kind::Cairn,
+        &[&format!("--listen-metrics-urls=http://127.0.0.1:{port}")],
+    );
+    let (code, body) = http_get(port, "/metrics");
+    assert_eq!(code, 200);
+    assert!(body.contains("etcd_server_has_leader 1"), "{body}");
+    let (code, _) = http_get(port, "/health");
+    assert_eq!(code, 200);
+    drop(cairn);
+}
+
+#[test]
+fn environment_and_config_file() {
+    let cairn = ServerProc::start_with_env(
+        Kind::Cairn,
+        &[],
+        &[("ETCD_QUOTA_BACKEND_BYTES", "123456789")],
+    );
+    let (_, body) = http_get(cairn.client_port, "/metrics");
+    assert!(
+        body.contains("etcd_server_quota_backend_bytes 123456789"),
+        "{body}"
+    );
+    drop(cairn);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (client, peer) = (free_port(), free_port());
+    let file = dir.path().join("cairn.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: from-file\ndata-dir: {}\nlisten-client-urls: http://127.0.0.1:{client}\n\
+             advertise-client-urls: http://127.0.0.1:{client}\n\
+             initial-advertise-peer-urls: http://127.0.0.1:{peer}\n\
+             initial-cluster: from-file=http://127.0.0.1:{peer}\nquota-backend-bytes: 987654321\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(workspace_bin("cairn"))
+        .arg(format!("--config-file={}", file.display()))
+        // The file wins over the environment, as in etcd.
+        .env("ETCD_NAME", "from-env")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let members = loop {
+        let r = etcdctl35(&format!("127.0.0.1:{client}"), &["member", "list"]);
+        if r.code == 0 {
+            break r.stdout;
+        }
+        assert!(std::time::Instant::now() < deadline, "not serving: {r:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(members.contains(", from-file, "), "{members}");
+}
+
+#[test]
+fn bad_flags_fail_like_etcd() {
+    let (code, err) = cairn_fails(&["--no-such-flag".into()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("flag provided but not defined: -no-such-flag\n"),
+        "{err}"
+    );
+    let (code, err) = cairn_fails(&["--snapshot-count=abc".into()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.starts_with("invalid value \"abc\" for flag -snapshot-count: parse error"),
+        "{err}"
+    );
+    let (code, err) = cairn_fails(&["--initial-cluster-state=sideways".into()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("initial-cluster-state"), "{err}");
+    // A flag for work not done yet fails clearly instead of being ignored.
+    let (code, err) = cairn_fails(&["--peer-auto-tls".into()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("not supported by this version of cairn"),
+        "{err}"
+    );
+}
+
+#[test]
+fn refuses_etcd_and_foreign_data_dirs_untouched() {
+    // A directory real etcd wrote.
+    let mut etcd = ServerProc::start(Kind::Etcd35, &[]);
+    etcdctl35(&etcd.endpoint(), &["put", "k", "v"]);
+    etcd.stop();
+    let data = etcd.data_dir();
+    let before = tree(&data);
+    let port = free_port();
+    let (code, err) = cairn_fails(&[
+        format!("--data-dir={}", data.display()),
+        format!("--listen-client-urls=http://127.0.0.1:{port}"),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("written by etcd"), "{err}");
+    assert_eq!(tree(&data), before, "cairn changed an etcd data directory");
+
+    // A directory with something else in it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    let before = tree(dir.path());
+    let (code, err) = cairn_fails(&[
+        format!("--data-dir={}", dir.path().display()),
+        format!("--listen-client-urls=http://127.0.0.1:{port}"),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not a cairn data directory"), "{err}");
+    assert_eq!(tree(dir.path()), before);
+}
+
+#[test]
+fn member_and_cluster_ids_match_etcd() {
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let flags = [
+        format!("--initial-advertise-peer-urls={peer}"),
+        format!("--listen-peer-urls={peer}"),
+        format!("--initial-cluster=m1={peer}"),
+        "--initial-cluster-token=tok-42".to_string(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let status = |s: &ServerProc| {
+        let r = etcdctl35(&s.endpoint(), &["endpoint", "status", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let h = v[0]["Status"]["header"].clone();
+        (
+            h["member_id"].as_u64().unwrap(),
+            h["cluster_id"].as_u64().unwrap(),
+        )
+    };
+    let mut etcd = ServerProc::start(Kind::Etcd35, &flags);
+    let want = status(&etcd);
+    etcd.stop();
+    let mut cairn = ServerProc::start(Kind::Cairn, &flags);
+    assert_eq!(status(&cairn), want);
+    // Stable across a restart.
+    cairn.stop();
+    cairn.spawn();
+    assert_eq!(status(&cairn), want);
+}
