@@ -151,30 +151,6 @@ pub fn env_name(flag: &str) -> String {
     format!("ETCDCTL_{}", flag.to_uppercase().replace('-', "_"))
 }
 
-/// gRPC's name for a status code.
-pub fn code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "Canceled",
-        Unknown => "Unknown",
-        InvalidArgument => "InvalidArgument",
-        DeadlineExceeded => "DeadlineExceeded",
-        NotFound => "NotFound",
-        AlreadyExists => "AlreadyExists",
-        PermissionDenied => "PermissionDenied",
-        ResourceExhausted => "ResourceExhausted",
-        FailedPrecondition => "FailedPrecondition",
-        Aborted => "Aborted",
-        OutOfRange => "OutOfRange",
-        Unimplemented => "Unimplemented",
-        Internal => "Internal",
-        Unavailable => "Unavailable",
-        DataLoss => "DataLoss",
-        Unauthenticated => "Unauthenticated",
-    }
-}
-
 /// A command's context: its flags, the runtime, and the client once built.
 pub struct Ctx {
     /// All flags of the command (local and inherited).
@@ -481,7 +457,7 @@ impl Ctx {
     pub fn status_error(&self, status: &tonic::Status) -> CtlError {
         let full = format!(
             "rpc error: code = {} desc = {}",
-            code_name(status.code()),
+            cairn_proto::grpc_code_name(status.code()),
             status.message()
         );
         self.log_rpc_failure(&full);
@@ -497,7 +473,7 @@ pub fn status_message(status: &tonic::Status) -> CtlError {
     } else {
         CtlError::error(format!(
             "rpc error: code = {} desc = {}",
-            code_name(status.code()),
+            cairn_proto::grpc_code_name(status.code()),
             status.message()
         ))
     }

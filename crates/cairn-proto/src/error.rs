@@ -144,6 +144,30 @@ impl From<EtcdError> for Status {
     }
 }
 
+/// grpc-go's name for a status code, as it appears in Go clients' error text
+/// ("rpc error: code = Canceled ...") and in grpc-prometheus metric labels.
+pub fn grpc_code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +184,9 @@ mod tests {
     fn status_carries_code_and_text() {
         let s = EtcdError::Compacted.status();
         assert_eq!(s.code(), Code::OutOfRange);
-        assert_eq!(s.message(), "etcdserver: mvcc: required revision has been compacted");
+        assert_eq!(
+            s.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
     }
 }

@@ -14,33 +14,37 @@
 //! - `cairnpb`: cairn's Raft log entry (`InternalRequest`).
 //! - [`error`]: every etcd error with its gRPC code and exact message text.
 
-#![allow(clippy::all)]
-
+#[allow(clippy::all)]
 pub mod mvccpb {
     //! Key-value records and events.
     include!(concat!(env!("OUT_DIR"), "/mvccpb.rs"));
 }
 
+#[allow(clippy::all)]
 pub mod authpb {
     //! Users, roles and permissions.
     include!(concat!(env!("OUT_DIR"), "/authpb.rs"));
 }
 
+#[allow(clippy::all)]
 pub mod etcdserverpb {
     //! The etcd v3 gRPC services and their messages.
     include!(concat!(env!("OUT_DIR"), "/etcdserverpb.rs"));
 }
 
+#[allow(clippy::all)]
 pub mod v3lockpb {
     //! The lock service.
     include!(concat!(env!("OUT_DIR"), "/v3lockpb.rs"));
 }
 
+#[allow(clippy::all)]
 pub mod v3electionpb {
     //! The election service.
     include!(concat!(env!("OUT_DIR"), "/v3electionpb.rs"));
 }
 
+#[allow(clippy::all)]
 pub mod cairnpb {
     //! cairn's Raft log entry.
     include!(concat!(env!("OUT_DIR"), "/cairnpb.rs"));
@@ -48,4 +52,4 @@ pub mod cairnpb {
 
 pub mod error;
 
-pub use error::EtcdError;
+pub use error::{grpc_code_name, EtcdError};

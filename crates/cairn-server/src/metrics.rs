@@ -166,7 +166,7 @@ impl Metrics {
             .with_label_values(&[ty, service, method])
             .inc();
         self.grpc_handled
-            .with_label_values(&[ty, service, method, grpc_code_name(code)])
+            .with_label_values(&[ty, service, method, cairn_proto::grpc_code_name(code)])
             .inc();
     }
 
@@ -175,29 +175,5 @@ impl Metrics {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()
-    }
-}
-
-/// The code names grpc-go's prometheus interceptor uses as label values.
-pub fn grpc_code_name(code: tonic::Code) -> &'static str {
-    use tonic::Code::*;
-    match code {
-        Ok => "OK",
-        Cancelled => "Canceled",
-        Unknown => "Unknown",
-        InvalidArgument => "InvalidArgument",
-        DeadlineExceeded => "DeadlineExceeded",
-        NotFound => "NotFound",
-        AlreadyExists => "AlreadyExists",
-        PermissionDenied => "PermissionDenied",
-        ResourceExhausted => "ResourceExhausted",
-        FailedPrecondition => "FailedPrecondition",
-        Aborted => "Aborted",
-        OutOfRange => "OutOfRange",
-        Unimplemented => "Unimplemented",
-        Internal => "Internal",
-        Unavailable => "Unavailable",
-        DataLoss => "DataLoss",
-        Unauthenticated => "Unauthenticated",
     }
 }
