@@ -4,7 +4,7 @@
 
 use crate::cli::Command;
 use crate::global::{CtlError, Ctx, GLOBAL_FLAGS};
-use crate::{endpoint, kv, maintenance, member, txn, version};
+use crate::{check, endpoint, kv, maintenance, member, txn, version};
 
 fn not_implemented(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
     Err(CtlError::error(format!(
@@ -36,7 +36,7 @@ pub fn root() -> Command {
         ]),
         Command::group("check", "check <subcommand>", "commands for checking properties of the etcd cluster", vec![
             stub("datascale", "Check the memory usage of holding data for different workloads on a given server endpoint."),
-            stub("perf", "Check the performance of the etcd cluster"),
+            Command::leaf("perf", "perf [options]", "Check the performance of the etcd cluster", check::PERF_FLAGS, check::perf),
         ]),
         Command::leaf("compaction", "compaction [options] <revision>", "Compacts the event history in etcd", maintenance::COMPACTION_FLAGS, maintenance::compaction),
         Command::leaf("defrag", "defrag", "Defragments the storage of the etcd members with given endpoints", maintenance::DEFRAG_FLAGS, maintenance::defrag),

@@ -14,6 +14,7 @@
 //! - One module per command group: [`kv`] (get, put, del), [`txn`], [`endpoint`],
 //!   [`maintenance`] (compaction, alarm, defrag, snapshot), [`member`], [`version`].
 
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod endpoint;
@@ -33,5 +34,12 @@ pub mod version;
 /// Runs cairnctl with the process arguments (without the program name); returns the
 /// exit code.
 pub fn run(args: &[String]) -> i32 {
+    // `bench` is cairnctl's own (etcdctl has none): clap parses its flags, and it stays out
+    // of the command tree so etcdctl's help output is unchanged.
+    if args.first().map(String::as_str) == Some("bench") {
+        let argv =
+            std::iter::once("cairnctl bench".to_string()).chain(args.iter().skip(1).cloned());
+        return cairn_bench::cli_main(argv);
+    }
     cli::run(&commands::root(), args)
 }
