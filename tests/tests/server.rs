@@ -294,3 +294,35 @@ fn member_and_cluster_ids_match_etcd() {
     cairn.spawn();
     assert_eq!(status(&cairn), want);
 }
+
+#[test]
+fn periodic_auto_compaction_keeps_the_window() {
+    let cairn = ServerProc::start(
+        Kind::Cairn,
+        &[
+            "--auto-compaction-mode=periodic",
+            "--auto-compaction-retention=1s",
+        ],
+    );
+    let ep = cairn.endpoint();
+    for i in 0..5 {
+        assert_eq!(etcdctl35(&ep, &["put", "k", &i.to_string()]).code, 0);
+    }
+    // Within a few windows, history older than the window is compacted away.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = etcdctl35(&ep, &["get", "k", "--rev=2"]);
+        if r.stderr.contains("required revision has been compacted") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never compacted: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(cairn.log_text().contains("completed auto compaction"));
+    // The latest value is kept.
+    let r = etcdctl35(&ep, &["get", "k", "--print-value-only"]);
+    assert_eq!(r.stdout, "4\n");
+}
