@@ -9,7 +9,7 @@ use crate::Error;
 
 /// Closed-loop load against an etcd v3 endpoint over gRPC.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "cairnctl bench", version, about)]
+#[command(name = "cairnctl bench", version)]
 pub struct Args {
     /// gRPC endpoints (comma-separated); connections are spread over them.
     #[arg(
