@@ -45,6 +45,21 @@ fn client_router(server: &Arc<Server>) -> axum::Router {
         .merge(crate::http::router(server.clone()))
 }
 
+/// Serves `router` on `listener` until it fails. Every accepted connection gets
+/// TCP_NODELAY: a gRPC response goes out as headers and data, then trailers in a second
+/// write, and Nagle would hold that write until the client's delayed ACK (about 40 ms).
+async fn serve(listener: TcpListener, router: axum::Router, what: &'static str) {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "failed to set TCP_NODELAY");
+        }
+    });
+    if let Err(e) = axum::serve(listener, router).await {
+        tracing::error!(error = %e, listener = what, "listener stopped");
+    }
+}
+
 async fn bind(url: &str) -> anyhow::Result<TcpListener> {
     let addr = host_port(url).ok_or_else(|| anyhow::anyhow!("bad URL {url}"))?;
     let addr = addr.replace("localhost", "127.0.0.1");
@@ -94,12 +109,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     );
 
     for (url, listener) in client_listeners {
-        let router = client_router(&server);
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "client listener stopped");
-            }
-        });
+        tokio::spawn(serve(listener, client_router(&server), "client"));
         tracing::info!("ready to serve client requests");
         tracing::warn!(
             address = %host_port(&url).unwrap_or_default(),
@@ -108,12 +118,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         );
     }
     for (url, listener) in metrics_listeners {
-        let router = crate::http::router(server.clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "metrics listener stopped");
-            }
-        });
+        tokio::spawn(serve(
+            listener,
+            crate::http::router(server.clone()),
+            "metrics",
+        ));
         tracing::info!(address = %url, "serving metrics");
     }
     tokio::spawn(auto_compact(server.clone()));
