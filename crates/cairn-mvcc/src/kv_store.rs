@@ -152,10 +152,16 @@ impl TxnOps for ReadOnlyOps<'_> {
     }
 }
 
-impl Store {
-    /// Opens the backend at `path`, creating it if missing, and rebuilds the key index.
-    pub fn open(path: &Path) -> Result<Store, MvccError> {
-        let db = backend::open(path)?;
+/// What a backend file holds, read into memory at open or restore.
+struct Loaded {
+    index: IndexState,
+    applied: u64,
+    meta: HashMap<String, Vec<u8>>,
+}
+
+impl Loaded {
+    /// Scans the backend and rebuilds the key index and the meta records.
+    fn read(db: &Database) -> Result<Loaded, MvccError> {
         let mut tree = TreeIndex::default();
         let mut max_main = 0;
         let mut meta = HashMap::new();
@@ -193,21 +199,71 @@ impl Store {
             }
         }
         let current = max_main.max(compact).max(1);
+        Ok(Loaded {
+            index: IndexState {
+                tree,
+                current_rev: current,
+                compact_rev: compact,
+            },
+            applied,
+            meta,
+        })
+    }
+}
+
+impl Store {
+    /// Opens the backend at `path`, creating it if missing, and rebuilds the key index.
+    pub fn open(path: &Path) -> Result<Store, MvccError> {
+        let db = backend::open(path)?;
+        let loaded = Loaded::read(&db)?;
         Ok(Store {
             path: path.to_path_buf(),
             writer: Mutex::new(()),
             db: RwLock::new(db),
-            index: RwLock::new(IndexState {
-                tree,
-                current_rev: current,
-                compact_rev: compact,
-            }),
-            current_rev: AtomicI64::new(current),
-            compact_rev: AtomicI64::new(compact),
-            applied_index: AtomicU64::new(applied),
+            current_rev: AtomicI64::new(loaded.index.current_rev),
+            compact_rev: AtomicI64::new(loaded.index.compact_rev),
+            applied_index: AtomicU64::new(loaded.applied),
+            index: RwLock::new(loaded.index),
             size_in_use: AtomicU64::new(0),
-            meta: RwLock::new(meta),
+            meta: RwLock::new(loaded.meta),
         })
+    }
+
+    /// Replaces everything in the store with the contents of the backend file at
+    /// `snapshot` (a Raft snapshot from the leader, or a restore), durably, and rebuilds the
+    /// key index. Readers see the old state or the new one, never a mix.
+    pub fn restore_from(&self, snapshot: &Path) -> Result<(), MvccError> {
+        let src = backend::open(snapshot)?;
+        let _writer = self.writer.lock();
+        let db = self.db.write();
+        let read = src.begin_read()?;
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.delete_table(KEY_TABLE)?;
+        txn.delete_table(META_TABLE)?;
+        {
+            let mut keys = txn.open_table(KEY_TABLE)?;
+            for entry in read.open_table(KEY_TABLE)?.iter()? {
+                let (k, v) = entry?;
+                keys.insert(k.value(), v.value())?;
+            }
+            let mut meta = txn.open_table(META_TABLE)?;
+            for entry in read.open_table(META_TABLE)?.iter()? {
+                let (k, v) = entry?;
+                meta.insert(k.value(), v.value())?;
+            }
+        }
+        txn.commit()?;
+        let loaded = Loaded::read(&db)?;
+        let mut index = self.index.write();
+        self.current_rev
+            .store(loaded.index.current_rev, Ordering::Release);
+        self.compact_rev
+            .store(loaded.index.compact_rev, Ordering::Release);
+        self.applied_index.store(loaded.applied, Ordering::Release);
+        *index = loaded.index;
+        *self.meta.write() = loaded.meta;
+        Ok(())
     }
 
     /// Begins a view of the committed state. Call with the `db` guard held.

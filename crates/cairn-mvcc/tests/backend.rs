@@ -224,3 +224,47 @@ fn readers_never_see_half_a_transaction() {
         r.join().unwrap();
     }
 }
+
+#[test]
+fn restore_from_a_snapshot_replaces_everything() {
+    let (d, leader) = open();
+    for i in 0..200 {
+        put_now(&leader, &format!("k{}", i % 40), &format!("v{i}"));
+    }
+    apply(&leader, |b| {
+        b.put_meta("member", b"leader").unwrap();
+        b.compact(150).unwrap();
+        b.set_applied_index(777);
+    });
+    let snap = d.path().join("snap");
+    leader.snapshot_to(&snap).unwrap();
+
+    // A member with a different, shorter history takes the snapshot.
+    let (d2, follower) = open();
+    put_now(&follower, "stale", "x");
+    put_now(&follower, "k1", "old");
+    follower.restore_from(&snap).unwrap();
+    let all = get("\0", "\0");
+    assert_eq!(follower.range(&all).unwrap(), leader.range(&all).unwrap());
+    assert_eq!(follower.hash_kv(0).unwrap(), leader.hash_kv(0).unwrap());
+    assert_eq!(follower.current_revision(), leader.current_revision());
+    assert_eq!(follower.compact_revision(), leader.compact_revision());
+    assert_eq!(follower.applied_index(), 777);
+    assert_eq!(follower.meta("member").unwrap(), Some(b"leader".to_vec()));
+    // It goes on from there, and survives a reopen.
+    let rev = put_now(&follower, "after", "restore");
+    assert_eq!(rev, leader.current_revision() + 1);
+    let follower = reopen(&d2, follower);
+    assert_eq!(follower.range(&get("after", "")).unwrap().count, 1);
+    assert_eq!(follower.range(&get("stale", "")).unwrap().count, 0);
+
+    // A file that is not a cairn backend is refused and changes nothing.
+    let junk = d.path().join("junk");
+    std::fs::write(&junk, b"not a database").unwrap();
+    let before = follower.range(&all).unwrap();
+    assert!(matches!(
+        follower.restore_from(&junk),
+        Err(MvccError::NotCairn(_))
+    ));
+    assert_eq!(follower.range(&all).unwrap(), before);
+}
