@@ -178,9 +178,39 @@ impl RaftHandle {
         }
     }
 
-    /// Feeds a message from a peer into Raft.
+    /// Feeds a message from a peer into Raft. Only queues it for the Raft thread.
     pub fn step(&self, msg: Message) -> Result<(), RaftError> {
         self.send(Msg::Step(msg))
+    }
+
+    /// Feeds several messages from peers into Raft with one queue operation; a transport
+    /// that receives batches should prefer it over calling [`Self::step`] per message.
+    pub fn step_many(&self, msgs: Vec<Message>) -> Result<(), RaftError> {
+        if msgs.is_empty() {
+            return Ok(());
+        }
+        self.send(Msg::StepMany(msgs))
+    }
+
+    /// Asks the leader to hand leadership to member `to`. Returns once queued; watch
+    /// [`Self::status`] for the outcome. raft-rs ignores it when `to` is unknown, is the
+    /// leader already, or when no leader is known; the leader gives up after an election
+    /// timeout if `to` does not catch up and win.
+    pub fn transfer_leader(&self, to: u64) -> Result<(), RaftError> {
+        self.check_leader()?;
+        self.send(Msg::TransferLeader(to))
+    }
+
+    /// Tells Raft that the last send to `id` failed, so the leader stops streaming to it
+    /// and probes instead. For transports that notice broken connections.
+    pub fn report_unreachable(&self, id: u64) {
+        let _ = self.send(Msg::ReportUnreachable(id));
+    }
+
+    /// Tells Raft whether a `MsgSnapshot` to `id` was delivered. A transport must report
+    /// a lost snapshot (`false`): until then the leader sends that member nothing else.
+    pub fn report_snapshot(&self, id: u64, delivered: bool) {
+        let _ = self.send(Msg::ReportSnapshot(id, delivered));
     }
 
     /// Reports that the state machine's changes up to `index` are durable, so the log

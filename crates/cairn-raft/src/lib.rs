@@ -15,10 +15,15 @@
 //! What it must not depend on: the server, MVCC, gRPC. Peers are reached only through the
 //! [`Transport`] trait ([`NoPeers`] for a single member).
 //!
-//! Today a single voter is fully supported. For several members the seams exist
-//! (`Transport`, [`RaftHandle::step`], conf changes applied when committed) but raft
-//! snapshots are not: `EngineStorage::snapshot` answers "temporarily unavailable" and a
-//! received snapshot stops the driver with an error.
+//! # Several members
+//!
+//! `RaftConfig::voters` with several ids bootstraps a log with that membership; members
+//! then elect a leader after a randomized election timeout (pre-vote and check-quorum
+//! on). Only a sole voter campaigns at once. Proposals and ReadIndex requests made on a
+//! follower are forwarded to the leader by raft-rs; both fail at once with
+//! [`RaftError::NoLeader`] while no leader is known. Messages leave through
+//! [`Transport::send`], a batch per `Ready` stage, and come back through
+//! [`RaftHandle::step`] / [`RaftHandle::step_many`], which only queue them.
 //!
 //! # Layout
 //!

@@ -38,11 +38,19 @@ pub(crate) enum Msg {
     Propose(Vec<u8>),
     ProposeConfChange(ConfChangeV2),
     Step(Message),
+    /// Several peer messages at once (one channel send for a whole batch).
+    StepMany(Vec<Message>),
     ReadIndex(oneshot::Sender<Result<u64, RaftError>>),
     /// The apply thread finished everything up to this index.
     Applied(u64),
     /// The state machine's changes up to this index are durable.
     DurableApplied(u64),
+    /// Hand leadership to this member (only acted on by, or forwarded to, the leader).
+    TransferLeader(u64),
+    /// The transport could not reach this member.
+    ReportUnreachable(u64),
+    /// A snapshot sent to this member was delivered (`true`) or lost (`false`).
+    ReportSnapshot(u64, bool),
     Stop,
 }
 
@@ -199,11 +207,8 @@ impl<T: Transport> Node<T> {
                 });
             }
             Msg::ProposeConfChange(cc) => self.conf_change_proposals.push(cc),
-            Msg::Step(m) => {
-                if let Err(e) = self.raw.step(m) {
-                    tracing::debug!(error = %e, "dropped raft message");
-                }
-            }
+            Msg::Step(m) => self.step(m),
+            Msg::StepMany(ms) => ms.into_iter().for_each(|m| self.step(m)),
             Msg::ReadIndex(tx) => self.unissued_reads.push(tx),
             Msg::Applied(index) => {
                 if index > self.applied {
@@ -214,9 +219,25 @@ impl<T: Transport> Node<T> {
                 }
             }
             Msg::DurableApplied(index) => self.durable_applied = self.durable_applied.max(index),
+            Msg::TransferLeader(to) => self.raw.transfer_leader(to),
+            Msg::ReportUnreachable(id) => self.raw.report_unreachable(id),
+            Msg::ReportSnapshot(id, delivered) => {
+                let status = if delivered {
+                    raft::SnapshotStatus::Finish
+                } else {
+                    raft::SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(id, status);
+            }
             Msg::Stop => return true,
         }
         false
+    }
+
+    fn step(&mut self, m: Message) {
+        if let Err(e) = self.raw.step(m) {
+            tracing::debug!(error = %e, "dropped raft message");
+        }
     }
 
     /// A sole voter needs nobody's vote, so it campaigns as soon as it may instead of
