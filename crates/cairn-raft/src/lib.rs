@@ -36,6 +36,8 @@
 //! - `entry_cache.rs`, `term_runs.rs`: the in-memory tail of the log and term lookup.
 //! - `transport.rs`: [`Transport`] and [`NoPeers`].
 //! - `logger.rs`: raft-rs's slog records into `tracing`.
+//! - `testing.rs` (feature `testing`): [`testing::MemNetwork`], an in-memory transport
+//!   with drop, delay, partition and isolate rules for in-process clusters.
 
 mod apply;
 mod config;
@@ -46,6 +48,8 @@ mod logger;
 mod node;
 mod storage;
 mod term_runs;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod transport;
 
 use std::sync::Arc;

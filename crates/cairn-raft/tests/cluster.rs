@@ -1,0 +1,481 @@
+//! Several members in one process, each with its own raft-engine log in a tempdir and a
+//! `BTreeMap` state machine, over the fault-injecting in-memory network.
+//!
+//! Time is real: ticks are 10 ms and elections take 100-200 ms, so every test runs in a
+//! few seconds. Waits poll with a deadline instead of sleeping a fixed time, except where
+//! a test proves that something does *not* happen.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers panic on setup failure.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_raft::eraftpb::Entry;
+use cairn_raft::testing::MemNetwork;
+use cairn_raft::{start, Applier, RaftConfig, RaftError, RaftHandle};
+
+const TICK: Duration = Duration::from_millis(10);
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The state machine: every applied entry with data, by index. Two members that applied
+/// the same entries in the same order hold equal maps.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Sm {
+    entries: BTreeMap<u64, Vec<u8>>,
+    applied: u64,
+}
+
+#[derive(Clone, Default)]
+struct KvApplier(Arc<Mutex<Sm>>);
+
+impl Applier for KvApplier {
+    fn apply(&mut self, entries: Vec<Entry>) {
+        let mut sm = self.0.lock().unwrap();
+        for e in entries {
+            assert!(e.index > sm.applied, "entry {} applied twice", e.index);
+            if !e.data.is_empty() {
+                sm.entries.insert(e.index, e.data.to_vec());
+            }
+            sm.applied = e.index;
+        }
+    }
+}
+
+impl KvApplier {
+    fn sm(&self) -> Sm {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn values(&self) -> Vec<Vec<u8>> {
+        self.sm().entries.into_values().collect()
+    }
+}
+
+struct Member {
+    dir: tempfile::TempDir,
+    sm: KvApplier,
+    handle: Option<RaftHandle>,
+}
+
+struct Cluster {
+    net: MemNetwork,
+    voters: Vec<u64>,
+    members: BTreeMap<u64, Member>,
+}
+
+impl Cluster {
+    /// Starts members `1..=n`, all voters.
+    fn new(n: u64) -> Cluster {
+        let voters: Vec<u64> = (1..=n).collect();
+        let mut c = Cluster {
+            net: MemNetwork::new(),
+            voters: voters.clone(),
+            members: BTreeMap::new(),
+        };
+        for id in voters {
+            c.members.insert(
+                id,
+                Member {
+                    dir: tempfile::tempdir().unwrap(),
+                    sm: KvApplier::default(),
+                    handle: None,
+                },
+            );
+            c.start(id);
+        }
+        c
+    }
+
+    fn config(&self, id: u64) -> RaftConfig {
+        let m = &self.members[&id];
+        RaftConfig {
+            id,
+            voters: self.voters.clone(),
+            dir: m.dir.path().to_path_buf(),
+            tick_interval: TICK,
+            election_tick: 10,
+            heartbeat_tick: 2,
+            applied: m.sm.sm().applied,
+            ..Default::default()
+        }
+    }
+
+    /// Starts (or restarts) `id` over its log and its state machine as it is now.
+    fn start(&mut self, id: u64) {
+        let cfg = self.config(id);
+        let m = self.members.get_mut(&id).unwrap();
+        let h = start(cfg, m.sm.clone(), self.net.transport(id)).unwrap();
+        self.net.register(id, h.clone());
+        m.handle = Some(h);
+    }
+
+    fn stop(&mut self, id: u64) {
+        self.net.unregister(id);
+        if let Some(h) = self.members.get_mut(&id).unwrap().handle.take() {
+            h.stop();
+        }
+    }
+
+    fn h(&self, id: u64) -> &RaftHandle {
+        self.members[&id].handle.as_ref().unwrap()
+    }
+
+    fn sm(&self, id: u64) -> &KvApplier {
+        &self.members[&id].sm
+    }
+
+    fn running(&self) -> Vec<u64> {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.handle.is_some())
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// Waits until every member of `among` knows the same leader, itself in `among`, and
+    /// that leader says it leads. Returns it.
+    fn wait_leader(&self, among: &[u64]) -> u64 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let leaders: Vec<u64> = among
+                .iter()
+                .map(|&id| self.h(id).status().leader_id)
+                .collect();
+            let l = leaders[0];
+            if l != 0
+                && among.contains(&l)
+                && leaders.iter().all(|&x| x == l)
+                && self.h(l).status().is_leader
+            {
+                return l;
+            }
+            assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Proposes through `id`, retrying while it knows no leader.
+    fn propose(&self, id: u64, data: &[u8]) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.h(id).propose(data.to_vec()) {
+                Ok(()) => return,
+                Err(RaftError::NoLeader) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Err(e) => panic!("propose on {id}: {e}"),
+            }
+        }
+    }
+
+    /// Waits until `data` is applied on every member of `ids`; returns its index.
+    fn wait_value(&self, ids: &[u64], data: &[u8]) -> u64 {
+        let deadline = Instant::now() + WAIT;
+        let mut index = 0;
+        for &id in ids {
+            loop {
+                let found = self
+                    .sm(id)
+                    .sm()
+                    .entries
+                    .iter()
+                    .find(|(_, d)| d.as_slice() == data)
+                    .map(|(&i, _)| i);
+                if let Some(i) = found {
+                    index = i;
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} never applied on {id}",
+                    String::from_utf8_lossy(data)
+                );
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        index
+    }
+
+    /// Waits until every member of `ids` has applied up to `index`.
+    fn wait_applied(&self, ids: &[u64], index: u64) {
+        let deadline = Instant::now() + WAIT;
+        for &id in ids {
+            while self.sm(id).sm().applied < index {
+                assert!(
+                    Instant::now() < deadline,
+                    "{id} stuck at {:?}, want {index}",
+                    self.h(id).status()
+                );
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+
+    /// Asserts that the state machines of `ids` are equal once they applied the same
+    /// commit index.
+    fn assert_same_state(&self, ids: &[u64]) {
+        let commit = ids
+            .iter()
+            .map(|&id| self.h(id).status().commit_index)
+            .max()
+            .unwrap();
+        self.wait_applied(ids, commit);
+        let want = self.sm(ids[0]).sm().entries;
+        for &id in &ids[1..] {
+            let got = self.sm(id).sm().entries;
+            assert_eq!(got, want, "state of {id} differs from {}", ids[0]);
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for id in self.running() {
+            self.stop(id);
+        }
+    }
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn elect_one_leader(n: u64) {
+    let started = Instant::now();
+    let c = Cluster::new(n);
+    let all = c.running();
+    let l = c.wait_leader(&all);
+    let leaders = all.iter().filter(|&&id| c.h(id).status().is_leader).count();
+    assert_eq!(leaders, 1);
+    let term = c.h(l).status().term;
+    assert!(all.iter().all(|&id| c.h(id).status().term == term));
+    eprintln!("{n} members elected {l} in {:?}", started.elapsed());
+}
+
+#[test]
+fn three_members_elect_one_leader() {
+    elect_one_leader(3);
+}
+
+#[test]
+fn five_members_elect_one_leader() {
+    elect_one_leader(5);
+}
+
+#[test]
+fn no_leader_is_reported_at_once() {
+    // One member of three alone never learns of a leader: requests fail fast.
+    let mut c = Cluster::new(3);
+    c.stop(2);
+    c.stop(3);
+    std::thread::sleep(TICK * 40);
+    let h = c.h(1);
+    assert_eq!(h.status().leader_id, 0);
+    let t = Instant::now();
+    assert_eq!(h.propose(b"x".to_vec()), Err(RaftError::NoLeader));
+    assert_eq!(block_on(h.read_index()), Err(RaftError::NoLeader));
+    assert_eq!(h.transfer_leader(2), Err(RaftError::NoLeader));
+    assert!(t.elapsed() < Duration::from_millis(100));
+}
+
+#[test]
+fn proposals_from_every_member_apply_in_one_order() {
+    let c = Cluster::new(3);
+    let all = c.running();
+    c.wait_leader(&all);
+    let per_member = 100;
+    let threads: Vec<_> = all
+        .iter()
+        .map(|&id| {
+            let h = c.h(id).clone();
+            std::thread::spawn(move || {
+                for i in 0..per_member {
+                    h.propose(format!("{id}/{i}").into_bytes()).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for &id in &all {
+        c.wait_value(&all, format!("{id}/{}", per_member - 1).as_bytes());
+    }
+    c.assert_same_state(&all);
+    // Every proposal exactly once, each member's in the order it proposed them.
+    let values = c.sm(1).values();
+    assert_eq!(values.len(), all.len() * per_member);
+    for &id in &all {
+        let mine: Vec<String> = values
+            .iter()
+            .map(|v| String::from_utf8(v.clone()).unwrap())
+            .filter(|v| v.starts_with(&format!("{id}/")))
+            .collect();
+        let want: Vec<String> = (0..per_member).map(|i| format!("{id}/{i}")).collect();
+        assert_eq!(mine, want);
+    }
+}
+
+#[test]
+fn isolated_leader_is_replaced_and_catches_up() {
+    let c = Cluster::new(3);
+    let all = c.running();
+    let old = c.wait_leader(&all);
+    c.propose(old, b"before");
+    c.wait_value(&all, b"before");
+
+    let rest: Vec<u64> = all.iter().copied().filter(|&id| id != old).collect();
+    c.net.isolate(old);
+    // The old leader still believes it leads for a moment; what it accepts must never
+    // commit.
+    let _ = c.h(old).propose(b"lost".to_vec());
+    let new = c.wait_leader(&rest);
+    assert_ne!(new, old);
+    c.propose(rest[0], b"during");
+    c.wait_value(&rest, b"during");
+    // check-quorum makes the old leader step down.
+    let deadline = Instant::now() + WAIT;
+    while c.h(old).status().is_leader {
+        assert!(
+            Instant::now() < deadline,
+            "isolated leader never stepped down"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(!c.sm(old).values().contains(&b"during".to_vec()));
+
+    c.net.heal();
+    c.wait_value(&all, b"during");
+    c.propose(old, b"after");
+    c.wait_value(&all, b"after");
+    c.assert_same_state(&all);
+    assert!(!c.sm(old).values().contains(&b"lost".to_vec()));
+}
+
+#[test]
+fn five_members_commit_with_two_down_not_three() {
+    let mut c = Cluster::new(5);
+    let all = c.running();
+    let l = c.wait_leader(&all);
+    let down: Vec<u64> = all.iter().copied().filter(|&id| id != l).take(2).collect();
+    for &id in &down {
+        c.stop(id);
+    }
+    let up = c.running();
+    c.propose(l, b"three-of-five");
+    c.wait_value(&up, b"three-of-five");
+
+    let third = up.iter().copied().find(|&id| id != l).unwrap();
+    c.stop(third);
+    let up = c.running();
+    let before = c.h(l).status().commit_index;
+    let _ = c.h(l).propose(b"two-of-five".to_vec());
+    std::thread::sleep(TICK * 50);
+    for &id in &up {
+        assert!(!c.sm(id).values().contains(&b"two-of-five".to_vec()));
+    }
+    assert_eq!(c.h(up[0]).status().commit_index, before);
+
+    // A member coming back restores the quorum: the pending entry or a retry commits.
+    c.start(third);
+    let up = c.running();
+    let l = c.wait_leader(&up);
+    c.propose(l, b"quorum-again");
+    c.wait_value(&up, b"quorum-again");
+    c.assert_same_state(&up);
+}
+
+#[test]
+fn read_index_on_follower_covers_acknowledged_writes() {
+    let c = Cluster::new(3);
+    let all = c.running();
+    let l = c.wait_leader(&all);
+    let followers: Vec<u64> = all.iter().copied().filter(|&id| id != l).collect();
+    for round in 0..20 {
+        let data = format!("w{round}").into_bytes();
+        c.propose(l, &data);
+        // Acknowledged: applied on the member that took the write.
+        let acked = c.wait_value(&[l], &data);
+        let f = followers[round % followers.len()];
+        let idx = block_on(c.h(f).read_index()).unwrap();
+        assert!(
+            idx >= acked,
+            "read index {idx} < acknowledged write {acked}"
+        );
+        c.wait_applied(&[f], idx);
+        assert!(c.sm(f).values().contains(&data));
+    }
+    // Many concurrent follower reads all resolve.
+    let h = c.h(followers[0]).clone();
+    let got = block_on(async move {
+        let reads: Vec<_> = (0..50)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move { h.read_index().await })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for r in reads {
+            out.push(r.await.unwrap().unwrap());
+        }
+        out
+    });
+    assert_eq!(got.len(), 50);
+}
+
+#[test]
+fn restarted_member_replays_and_catches_up() {
+    let mut c = Cluster::new(3);
+    let all = c.running();
+    let l = c.wait_leader(&all);
+    for i in 0..20 {
+        c.propose(l, format!("a{i}").as_bytes());
+    }
+    c.wait_value(&all, b"a19");
+    let f = all.iter().copied().find(|&id| id != l).unwrap();
+    c.stop(f);
+    let up = c.running();
+    for i in 0..20 {
+        c.propose(up[0], format!("b{i}").as_bytes());
+    }
+    c.wait_value(&up, b"b19");
+    // Restart over the kept state machine: only the missed entries are delivered.
+    c.start(f);
+    c.wait_value(&all, b"b19");
+    c.assert_same_state(&all);
+
+    // Restart over an empty state machine: the whole log is replayed.
+    c.stop(f);
+    c.members.get_mut(&f).unwrap().sm = KvApplier::default();
+    c.start(f);
+    c.propose(f, b"c");
+    c.wait_value(&all, b"c");
+    c.assert_same_state(&all);
+    assert_eq!(c.sm(f).values().len(), 41);
+}
+
+#[test]
+fn lossy_slow_network_still_agrees() {
+    let c = Cluster::new(3);
+    let all = c.running();
+    c.wait_leader(&all);
+    c.net.set_drop_rate(0.1);
+    c.net.set_delay(Duration::from_millis(3));
+    for i in 0..30 {
+        c.propose(all[i % all.len()], format!("x{i}").as_bytes());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    c.net.heal();
+    // Proposals dropped on their way to the leader are lost, as with etcd; the rest must
+    // agree everywhere.
+    c.propose(all[0], b"end");
+    c.wait_value(&all, b"end");
+    c.assert_same_state(&all);
+    let (_, dropped) = c.net.counts();
+    assert!(dropped > 0);
+}
