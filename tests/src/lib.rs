@@ -144,6 +144,12 @@ impl ServerProc {
 
     /// Starts (or restarts) the process and waits until it is ready.
     pub fn spawn(&mut self) {
+        let ready = self.spawn_nowait();
+        self.wait_ready(ready);
+    }
+
+    /// Starts (or restarts) the process; pass the result to [`ServerProc::wait_ready`].
+    pub fn spawn_nowait(&mut self) -> mpsc::Receiver<()> {
         let mut child = Command::new(self.binary())
             .args(self.args())
             .envs(self.env.iter().cloned())
@@ -167,6 +173,11 @@ impl ServerProc {
             }
         });
         self.child = Some(child);
+        ready_rx
+    }
+
+    /// Waits until the process logged that it serves clients and its port accepts.
+    pub fn wait_ready(&mut self, ready_rx: mpsc::Receiver<()>) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if ready_rx.recv_timeout(Duration::from_millis(50)).is_ok() {
@@ -303,4 +314,50 @@ pub fn mask(text: &str, pairs: &[(String, String)]) -> String {
         }
     }
     t
+}
+
+/// A cluster of cairn members on loopback, started together.
+pub struct Cluster {
+    pub members: Vec<ServerProc>,
+}
+
+impl Cluster {
+    /// Starts `n` members named m0, m1, ... with `extra` flags and waits until all serve.
+    pub fn start(n: usize, extra: &[&str]) -> Cluster {
+        let mut members: Vec<ServerProc> = (0..n)
+            .map(|i| ServerProc {
+                kind: Kind::Cairn,
+                child: None,
+                dir: tempfile::tempdir().unwrap(),
+                name: format!("m{i}"),
+                client_port: free_port(),
+                peer_port: free_port(),
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+                env: Vec::new(),
+                log: Default::default(),
+            })
+            .collect();
+        let initial: Vec<String> = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect();
+        let flag = format!("--initial-cluster={}", initial.join(","));
+        for m in &mut members {
+            m.extra.push(flag.clone());
+        }
+        let waits: Vec<_> = members.iter_mut().map(|m| m.spawn_nowait()).collect();
+        for (m, w) in members.iter_mut().zip(waits) {
+            m.wait_ready(w);
+        }
+        Cluster { members }
+    }
+
+    /// Every member's client endpoint, comma-separated (for `--endpoints`).
+    pub fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| m.endpoint())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }

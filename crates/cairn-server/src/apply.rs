@@ -22,6 +22,7 @@ use raft::eraftpb::{Entry, EntryType};
 use tokio::sync::watch;
 
 use crate::alarm::Alarms;
+use crate::membership::Members;
 use crate::metrics::Metrics;
 use crate::waiters::{ApplyResult, Waiters};
 
@@ -33,6 +34,7 @@ pub struct Applier {
     pub store: Arc<Store>,
     pub waiters: Arc<Waiters>,
     pub alarms: Arc<Alarms>,
+    pub members: Arc<Members>,
     pub metrics: Arc<Metrics>,
     pub applied_tx: watch::Sender<u64>,
     /// Raised to the applied index of each durable commit; the Raft log may be purged up to
@@ -89,6 +91,12 @@ impl Applier {
                 })
             }))?,
             Request::Alarm(a) => Ok(ApplyResult::Alarm(self.apply_alarm(batch, &a)?)),
+            Request::Publish(attrs) => {
+                if self.members.publish(&attrs) {
+                    batch.put_meta(crate::membership::META_KEY, &self.members.encode())?;
+                }
+                Ok(ApplyResult::Published)
+            }
         })
     }
 

@@ -611,12 +611,6 @@ impl Flags {
                 initial_advertise_peer_urls
             )));
         }
-        if initial_cluster.len() > 1 {
-            return Err(ConfigError::NotYetSupported {
-                flag: "--initial-cluster with more than one member",
-                why: "multi-member clusters arrive with the clustering work",
-            });
-        }
         let initial_cluster_state_new = match self.initial_cluster_state.as_str() {
             "new" => true,
             "existing" => {

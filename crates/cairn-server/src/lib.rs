@@ -11,7 +11,9 @@
 //! - `server`: opens the data directory, starts Raft and the applier; propose-and-wait,
 //!   the linearizable read barrier, response headers, the backend quota.
 //! - `apply`: committed entries to MVCC writes, one backend transaction per batch.
-//! - `waiters`, `alarm`: requests waiting for their entry; active alarms.
+//! - `waiters`, `alarm`, `membership`: requests waiting for their entry; active alarms;
+//!   the member set.
+//! - `peer`: Raft messages between members over gRPC on the peer URLs.
 //! - `rpc`: the gRPC services (KV, Maintenance, Cluster) and request validation.
 //! - `http`: `/health`, `/version`, `/metrics`.
 //! - [`logging`]: etcd-shaped JSON log lines.
@@ -23,7 +25,9 @@ pub mod config;
 mod http;
 pub mod ids;
 pub mod logging;
+mod membership;
 pub mod metrics;
+mod peer;
 mod rpc;
 mod run;
 mod server;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_proto::cairnpb::internal_request::Request;
+use cairn_proto::cairnpb::raft_peer_server::RaftPeerServer;
 use cairn_proto::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
     CompactionRequest,
@@ -12,6 +13,7 @@ use cairn_proto::etcdserverpb::{
 use tokio::net::TcpListener;
 
 use crate::config::{host_port, AutoCompaction, Config};
+use crate::peer::PeerService;
 use crate::rpc::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService};
 use crate::server::Server;
 
@@ -87,16 +89,38 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     for url in &cfg.listen_client_urls {
         client_listeners.push((url.clone(), bind(url).await?));
     }
+    let mut peer_listeners = Vec::new();
+    for url in &cfg.listen_peer_urls {
+        peer_listeners.push(bind(url).await?);
+    }
     let mut metrics_listeners = Vec::new();
     for url in &cfg.listen_metrics_urls {
         metrics_listeners.push((url.clone(), bind(url).await?));
     }
 
     let server = tokio::task::spawn_blocking(move || Server::start(cfg)).await??;
-    if !server.wait_ready(Duration::from_secs(30)).await {
-        anyhow::bail!("member did not become ready within 30s");
+    for listener in peer_listeners {
+        let peer = PeerService {
+            raft: server.raft.clone(),
+            cluster_id: server.cluster_id,
+            member_id: server.member.id,
+        };
+        let router = tonic::service::Routes::new(
+            RaftPeerServer::new(peer)
+                .max_decoding_message_size(usize::MAX)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .into_axum_router();
+        tokio::spawn(serve(listener, router, "peer"));
+    }
+    // A member of a larger cluster waits here until a quorum of its peers is up.
+    while !server.wait_ready(Duration::from_secs(5)).await {
+        tracing::warn!(local_member_id = %format!("{:x}", server.member.id), "waiting for a leader");
     }
     tracing::info!(cluster_version = "3.5", "enabled capabilities for version");
+    while let Err(e) = server.publish().await {
+        tracing::warn!(error = %e, "failed to publish local member to cluster through raft; retrying");
+    }
     tracing::info!(
         local_member_id = %format!("{:x}", server.member.id),
         local_member_attributes = %format!(

@@ -19,7 +19,9 @@ use tokio::sync::watch;
 
 use crate::alarm::Alarms;
 use crate::config::Config;
+use crate::membership::Members;
 use crate::metrics::Metrics;
+use crate::peer::PeerTransport;
 use crate::waiters::{ApplyResult, Waiters};
 
 /// The first line of the marker file that makes a directory cairn's.
@@ -70,6 +72,7 @@ pub struct Server {
     pub cluster_id: u64,
     pub waiters: Arc<Waiters>,
     pub alarms: Arc<Alarms>,
+    pub members: Arc<Members>,
     pub metrics: Arc<Metrics>,
     applied_rx: watch::Receiver<u64>,
     next_id: AtomicU64,
@@ -147,25 +150,37 @@ impl Server {
 
         let member_id =
             crate::ids::member_id(&cfg.initial_advertise_peer_urls, &cfg.initial_cluster_token);
-        let (member_id, cluster_id) = match (
+        let stored = (
             meta_u64(&store, "member_id")?,
             meta_u64(&store, "cluster_id")?,
-        ) {
-            (Some(m), Some(c)) => (m, c),
+        );
+        let (member_id, cluster_id, members) = match stored {
+            (Some(m), Some(c)) => {
+                let members = Members::decode(store.meta(crate::membership::META_KEY)?.as_deref());
+                (m, c, members)
+            }
             _ => {
-                let ids: Vec<u64> = cfg
+                let initial: Vec<(u64, String, Vec<String>)> = cfg
                     .initial_cluster
                     .iter()
-                    .map(|(_, urls)| crate::ids::member_id(urls, &cfg.initial_cluster_token))
+                    .map(|(name, urls)| {
+                        let id = crate::ids::member_id(urls, &cfg.initial_cluster_token);
+                        (id, name.clone(), urls.clone())
+                    })
                     .collect();
+                let ids: Vec<u64> = initial.iter().map(|(id, _, _)| *id).collect();
                 let cluster_id = crate::ids::cluster_id(&ids);
+                let members = Members::initial(&initial);
                 let mut batch = store.begin_apply()?;
                 batch.put_meta("member_id", &member_id.to_be_bytes())?;
                 batch.put_meta("cluster_id", &cluster_id.to_be_bytes())?;
+                batch.put_meta(crate::membership::META_KEY, &members.encode())?;
                 batch.commit(true)?;
-                (member_id, cluster_id)
+                (member_id, cluster_id, members)
             }
         };
+        let members = Arc::new(members);
+        let peers = members.peers();
         let alarms = Arc::new(Alarms::decode(
             store.meta(crate::alarm::META_KEY)?.as_deref(),
         ));
@@ -177,6 +192,7 @@ impl Server {
             waiters: waiters.clone(),
             alarms: alarms.clone(),
             metrics: metrics.clone(),
+            members: members.clone(),
             applied_tx,
             durable_tx,
             last_durable: Instant::now(),
@@ -184,23 +200,26 @@ impl Server {
         let election_tick = (cfg.election_timeout.as_millis()
             / cfg.heartbeat_interval.as_millis().max(1))
         .max(2) as usize;
-        let raft = cairn_raft::start(
-            RaftConfig {
-                id: member_id,
-                voters: vec![member_id],
-                dir: cfg.data_dir.join(RAFT_DIR),
-                tick_interval: cfg.heartbeat_interval,
-                election_tick,
-                heartbeat_tick: 1,
-                applied: store.applied_index(),
-                sync_observer: Some({
-                    let h = metrics.wal_fsync_duration.clone();
-                    cairn_raft::SyncObserver(Arc::new(move |d| h.observe(d.as_secs_f64())))
-                }),
-            },
-            applier,
-            cairn_raft::NoPeers,
-        )?;
+        let raft_cfg = RaftConfig {
+            id: member_id,
+            voters: peers.iter().map(|(id, _)| *id).collect(),
+            dir: cfg.data_dir.join(RAFT_DIR),
+            tick_interval: cfg.heartbeat_interval,
+            election_tick,
+            heartbeat_tick: 1,
+            applied: store.applied_index(),
+            sync_observer: Some({
+                let h = metrics.wal_fsync_duration.clone();
+                cairn_raft::SyncObserver(Arc::new(move |d| h.observe(d.as_secs_f64())))
+            }),
+        };
+        let raft = if peers.len() > 1 {
+            let runtime = tokio::runtime::Handle::current();
+            let transport = PeerTransport::start(&runtime, cluster_id, member_id, &peers);
+            cairn_raft::start(raft_cfg, applier, transport)?
+        } else {
+            cairn_raft::start(raft_cfg, applier, cairn_raft::NoPeers)?
+        };
         {
             // Let the Raft log be purged behind each durable backend commit.
             let raft = raft.clone();
@@ -241,6 +260,7 @@ impl Server {
             cluster_id,
             waiters,
             alarms,
+            members,
             metrics,
             applied_rx,
             next_id: AtomicU64::new(seed),
@@ -367,6 +387,16 @@ impl Server {
             Ok(false) => Err(EtcdError::Stopped),
             Err(_) => Err(EtcdError::TimeoutWaitAppliedIndex),
         }
+    }
+
+    /// Publishes this member's name and client URLs through Raft, as etcd does at start.
+    pub async fn publish(&self) -> Result<(), EtcdError> {
+        let attrs = cairn_proto::cairnpb::MemberAttributes {
+            id: self.member.id,
+            name: self.member.name.clone(),
+            client_urls: self.member.client_urls.clone(),
+        };
+        self.propose(Request::Publish(attrs)).await.map(|_| ())
     }
 
     /// Raises the NOSPACE alarm for this member through Raft.

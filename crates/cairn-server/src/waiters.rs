@@ -18,6 +18,8 @@ pub enum ApplyResult {
     Range(RangeResponse),
     Compact(CompactionResponse),
     Alarm(AlarmResponse),
+    /// A member's attributes were recorded.
+    Published,
 }
 
 type Sender = oneshot::Sender<Result<ApplyResult, EtcdError>>;

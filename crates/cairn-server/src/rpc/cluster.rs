@@ -1,10 +1,10 @@
-//! The Cluster service. This release runs single-member clusters: MemberList reports the one
-//! member; membership changes arrive with clustering and are refused clearly until then.
+//! The Cluster service. MemberList reports the members from `--initial-cluster` with the
+//! client URLs each published; membership changes are refused clearly until they are built.
 
 use std::sync::Arc;
 
 use cairn_proto::etcdserverpb::{
-    cluster_server::Cluster, Member, MemberAddRequest, MemberAddResponse, MemberListRequest,
+    cluster_server::Cluster, MemberAddRequest, MemberAddResponse, MemberListRequest,
     MemberListResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest,
     MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
 };
@@ -64,16 +64,9 @@ impl Cluster for ClusterService {
         _: Request<MemberListRequest>,
     ) -> Result<Response<MemberListResponse>, Status> {
         let s = &self.server;
-        let me = Member {
-            id: s.member.id,
-            name: s.member.name.clone(),
-            peer_ur_ls: s.member.peer_urls.clone(),
-            client_ur_ls: s.member.client_urls.clone(),
-            is_learner: false,
-        };
         let resp = MemberListResponse {
             header: Some(s.header(0)),
-            members: vec![me],
+            members: s.members.list(),
         };
         Ok(resp).observed(&s.metrics, "etcdserverpb.Cluster", "MemberList")
     }

@@ -1,0 +1,176 @@
+//! Member-to-member Raft traffic over gRPC on the peer URLs.
+//!
+//! Sending: the Raft thread hands messages to [`PeerTransport::send`], which never blocks: each
+//! message goes into the bounded queue of its destination. One task per peer drains its
+//! queue into batches and sends each batch as one `RaftPeer.Send` call. When a queue is full
+//! or a peer is unreachable, messages are dropped; Raft retransmits what matters.
+//!
+//! Receiving: [`PeerService`] checks the batch is for this cluster and member, decodes each
+//! message and steps it into Raft.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cairn_proto::cairnpb::raft_peer_client::RaftPeerClient;
+use cairn_proto::cairnpb::raft_peer_server::RaftPeer;
+use cairn_proto::cairnpb::{RaftBatch, RaftBatchResponse};
+use cairn_raft::eraftpb::Message;
+use cairn_raft::RaftHandle;
+use protobuf::Message as _;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+/// Messages queued for one peer before new ones are dropped.
+const QUEUE_DEPTH: usize = 8192;
+/// Messages sent in one batch at most.
+const BATCH_MAX: usize = 512;
+/// Pause after a failed send before trying the peer again.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// Sends Raft messages to the other members.
+pub struct PeerTransport {
+    queues: HashMap<u64, mpsc::Sender<Message>>,
+}
+
+impl PeerTransport {
+    /// Starts one sender task per peer on `runtime`. `peers` maps member ids to peer URLs.
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        cluster_id: u64,
+        from: u64,
+        peers: &[(u64, Vec<String>)],
+    ) -> PeerTransport {
+        let mut queues = HashMap::new();
+        for (id, urls) in peers {
+            if *id == from {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+            queues.insert(*id, tx);
+            runtime.spawn(run_sender(cluster_id, from, *id, urls.clone(), rx));
+        }
+        PeerTransport { queues }
+    }
+}
+
+impl cairn_raft::Transport for PeerTransport {
+    fn send(&mut self, msgs: Vec<Message>) {
+        for m in msgs {
+            if let Some(q) = self.queues.get(&m.to) {
+                // A full queue means the peer is far behind or away; Raft resends.
+                let _ = q.try_send(m);
+            }
+        }
+    }
+}
+
+async fn connect(urls: &[String]) -> Option<RaftPeerClient<tonic::transport::Channel>> {
+    for url in urls {
+        let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone()) else {
+            continue;
+        };
+        let endpoint = endpoint
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(5));
+        if let Ok(ch) = endpoint.connect().await {
+            return Some(
+                RaftPeerClient::new(ch)
+                    .max_decoding_message_size(usize::MAX)
+                    .max_encoding_message_size(usize::MAX),
+            );
+        }
+    }
+    None
+}
+
+async fn run_sender(
+    cluster_id: u64,
+    from: u64,
+    to: u64,
+    urls: Vec<String>,
+    mut rx: mpsc::Receiver<Message>,
+) {
+    let mut client = None;
+    let mut reported_down = false;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH_MAX {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        if client.is_none() {
+            client = connect(&urls).await;
+        }
+        let Some(c) = client.as_mut() else {
+            if !reported_down {
+                tracing::warn!(remote_peer_id = %format!("{to:x}"), "peer unreachable; dropping messages until it answers");
+                reported_down = true;
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
+            continue;
+        };
+        let messages = batch
+            .iter()
+            .filter_map(|m| m.write_to_bytes().ok())
+            .collect();
+        let req = RaftBatch {
+            cluster_id,
+            from,
+            to,
+            messages,
+        };
+        match c.send(req).await {
+            Ok(_) => {
+                if reported_down {
+                    tracing::info!(remote_peer_id = %format!("{to:x}"), "peer became active");
+                    reported_down = false;
+                }
+            }
+            Err(status) => {
+                if !reported_down {
+                    tracing::warn!(remote_peer_id = %format!("{to:x}"), error = %status.message(), "failed to send to peer");
+                    reported_down = true;
+                }
+                client = None;
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// Receives Raft messages from the other members.
+pub struct PeerService {
+    pub raft: RaftHandle,
+    pub cluster_id: u64,
+    pub member_id: u64,
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn send(&self, r: Request<RaftBatch>) -> Result<Response<RaftBatchResponse>, Status> {
+        let batch = r.into_inner();
+        if batch.cluster_id != self.cluster_id {
+            return Err(Status::failed_precondition(format!(
+                "request cluster ID mismatch (got {:x} want {:x})",
+                batch.cluster_id, self.cluster_id
+            )));
+        }
+        if batch.to != self.member_id {
+            return Err(Status::failed_precondition(format!(
+                "request sent to member {:x}, this is member {:x}",
+                batch.to, self.member_id
+            )));
+        }
+        for bytes in &batch.messages {
+            let msg = Message::parse_from_bytes(bytes)
+                .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))?;
+            self.raft
+                .step(msg)
+                .map_err(|e| Status::unavailable(format!("raft: {e}")))?;
+        }
+        Ok(Response::new(RaftBatchResponse {}))
+    }
+}

@@ -1,0 +1,183 @@
+//! Multi-member clusters on loopback, driven with the real etcdctl: every member takes
+//! writes and serves linearizable reads, the members agree (HashKV), a killed leader is
+//! replaced and a restarted member catches up, and a majority is needed to write.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use cairn_tests::{etcdctl35, Cluster};
+
+/// (member id, leader id, revision, raft index) of each listed endpoint.
+fn statuses(endpoints: &str) -> Vec<(u64, u64, i64)> {
+    let r = etcdctl35(endpoints, &["endpoint", "status", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or(serde_json::Value::Null);
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    let s = &e["Status"];
+                    (
+                        s["header"]["member_id"].as_u64().unwrap(),
+                        s["leader"].as_u64().unwrap_or(0),
+                        s["header"]["revision"].as_i64().unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Index of the member that leads, as the members see it.
+fn leader_index(c: &Cluster) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = statuses(&c.endpoints());
+        if let Some(&(_, leader, _)) = st.first() {
+            if leader != 0 {
+                if let Some(i) = st.iter().position(|(id, _, _)| *id == leader) {
+                    return i;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader: {st:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Retries a put on `endpoint` until it succeeds (bounded), returning how long it took.
+fn put_until_ok(endpoint: &str, key: &str, value: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let r = etcdctl35(endpoint, &["put", key, value, "--command-timeout=2s"]);
+        if r.code == 0 {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "writes never resumed: {r:?}"
+        );
+    }
+}
+
+/// Every member reports the same KV hash at the same revision.
+fn assert_converged(c: &Cluster) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = etcdctl35(&c.endpoints(), &["endpoint", "hashkv", "-w", "json"]);
+        let v: serde_json::Value =
+            serde_json::from_str(&r.stdout).unwrap_or(serde_json::Value::Null);
+        let hashes: Vec<(u64, i64)> = v
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (
+                            e["HashKV"]["hash"].as_u64().unwrap_or(0),
+                            e["HashKV"]["header"]["revision"].as_i64().unwrap_or(0),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if hashes.len() == c.members.len() && hashes.windows(2).all(|w| w[0] == w[1]) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "members never converged: {hashes:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn three_members_replicate_and_survive_a_leader_kill() {
+    let mut c = Cluster::start(3, &[]);
+    let r = etcdctl35(&c.endpoints(), &["member", "list"]);
+    assert_eq!(r.stdout.lines().count(), 3, "{r:?}");
+    for m in &c.members {
+        assert!(
+            r.stdout.contains(&format!(
+                ", {}, http://127.0.0.1:{}, http://{}, false",
+                m.name,
+                m.peer_port,
+                m.endpoint()
+            )),
+            "{r:?}"
+        );
+    }
+    // Writes through every member; linearizable reads from every member see all of them.
+    for (i, m) in c.members.iter().enumerate() {
+        let r = etcdctl35(&m.endpoint(), &["put", &format!("via/{i}"), &m.name]);
+        assert_eq!(r.stdout, "OK\n", "{r:?}");
+        for other in &c.members {
+            let r = etcdctl35(
+                &other.endpoint(),
+                &["get", &format!("via/{i}"), "--print-value-only"],
+            );
+            assert_eq!(
+                r.stdout,
+                format!("{}\n", m.name),
+                "read on {} after write on {}",
+                other.name,
+                m.name
+            );
+        }
+    }
+    assert_converged(&c);
+
+    // Kill the leader: the other two elect a new one and take writes.
+    let leader = leader_index(&c);
+    c.members[leader].kill9();
+    let survivor = c.members[(leader + 1) % 3].endpoint();
+    put_until_ok(&survivor, "after/kill", "1");
+    for i in 0..20 {
+        let r = etcdctl35(&survivor, &["put", &format!("after/{i}"), "v"]);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    // The killed member restarts, catches up, and serves the new writes.
+    c.members[leader].spawn();
+    let back = c.members[leader].endpoint();
+    let r = etcdctl35(&back, &["get", "after/", "--prefix", "--keys-only"]);
+    assert_eq!(
+        r.stdout.lines().filter(|l| !l.is_empty()).count(),
+        21,
+        "{r:?}"
+    );
+    assert_converged(&c);
+}
+
+#[test]
+fn five_members_need_a_majority() {
+    let mut c = Cluster::start(5, &[]);
+    put_until_ok(&c.members[0].endpoint(), "k", "0");
+    // Two down: the other three still write.
+    let leader = leader_index(&c);
+    let down: Vec<usize> = [leader, (leader + 1) % 5].to_vec();
+    for &i in &down {
+        c.members[i].kill9();
+    }
+    let up: Vec<usize> = (0..5).filter(|i| !down.contains(i)).collect();
+    put_until_ok(&c.members[up[0]].endpoint(), "k", "2-down");
+    // Three down: no majority, no write is acknowledged.
+    c.members[up[1]].kill9();
+    let r = etcdctl35(
+        &c.members[up[0]].endpoint(),
+        &["put", "k", "3-down", "--command-timeout=3s"],
+    );
+    assert_ne!(r.code, 0, "a write succeeded without a majority: {r:?}");
+    let r = etcdctl35(
+        &c.members[up[2]].endpoint(),
+        &["get", "k", "--print-value-only", "--consistency=s"],
+    );
+    assert_eq!(r.stdout, "2-down\n");
+    // One comes back: a majority again.
+    c.members[up[1]].spawn();
+    put_until_ok(&c.members[up[0]].endpoint(), "k", "back");
+    let r = etcdctl35(
+        &c.members[up[2]].endpoint(),
+        &["get", "k", "--print-value-only"],
+    );
+    assert_eq!(r.stdout, "back\n");
+}
