@@ -181,3 +181,47 @@ fn five_members_need_a_majority() {
     );
     assert_eq!(r.stdout, "back\n");
 }
+
+#[test]
+fn move_leader_and_graceful_stop_hand_over_leadership() {
+    let mut c = Cluster::start(3, &[]);
+    let leader = leader_index(&c);
+    let st = statuses(&c.endpoints());
+    let target = st
+        .iter()
+        .map(|(id, _, _)| *id)
+        .find(|id| *id != st[leader].0)
+        .unwrap();
+    let r = etcdctl35(&c.endpoints(), &["move-leader", &format!("{target:x}")]);
+    assert_eq!(
+        r.stdout,
+        format!(
+            "Leadership transferred from {:x} to {target:x}\n",
+            st[leader].0
+        ),
+        "{r:?}"
+    );
+    let now = leader_index(&c);
+    assert_eq!(statuses(&c.endpoints())[now].0, target);
+    // A follower refuses, as etcd does.
+    let follower = (now + 1) % 3;
+    let r = etcdctl35(
+        &c.members[follower].endpoint(),
+        &["move-leader", &format!("{target:x}")],
+    );
+    assert_ne!(r.code, 0, "{r:?}");
+
+    // SIGTERM on the leader hands leadership over before it exits.
+    c.members[now].stop();
+    assert!(
+        c.members[now].log_text().contains("leadership transferred"),
+        "{}",
+        c.members[now].log_text()
+    );
+    let rest: Vec<String> = (0..3)
+        .filter(|i| *i != now)
+        .map(|i| c.members[i].endpoint())
+        .collect();
+    let r = etcdctl35(&rest.join(","), &["put", "k", "v"]);
+    assert_eq!(r.code, 0, "{r:?}");
+}

@@ -115,6 +115,10 @@ etcd_errors! {
         Unavailable,
         "etcdserver: request timed out, waiting for the applied index took too long"
     ),
+    TimeoutLeaderTransfer => (
+        Unavailable,
+        "etcdserver: request timed out, leader transfer took too long"
+    ),
     Unhealthy => (Unavailable, "etcdserver: unhealthy cluster"),
     Corrupt => (DataLoss, "etcdserver: corrupt cluster"),
     NotSupportedForLearner => (Unavailable, "etcdserver: rpc not supported for learner"),

@@ -9,12 +9,13 @@
 //! message and steps it into Raft.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cairn_proto::cairnpb::raft_peer_client::RaftPeerClient;
 use cairn_proto::cairnpb::raft_peer_server::RaftPeer;
 use cairn_proto::cairnpb::{RaftBatch, RaftBatchResponse};
-use cairn_raft::eraftpb::Message;
+use cairn_raft::eraftpb::{Message, MessageType};
 use cairn_raft::RaftHandle;
 use protobuf::Message as _;
 use tokio::sync::mpsc;
@@ -26,6 +27,10 @@ const QUEUE_DEPTH: usize = 8192;
 const BATCH_MAX: usize = 512;
 /// Pause after a failed send before trying the peer again.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// The Raft handle, once Raft has started; senders report unreachable peers and snapshot
+/// delivery to it.
+pub type RaftCell = Arc<OnceLock<RaftHandle>>;
 
 /// Sends Raft messages to the other members.
 pub struct PeerTransport {
@@ -39,6 +44,7 @@ impl PeerTransport {
         cluster_id: u64,
         from: u64,
         peers: &[(u64, Vec<String>)],
+        raft: RaftCell,
     ) -> PeerTransport {
         let mut queues = HashMap::new();
         for (id, urls) in peers {
@@ -47,7 +53,14 @@ impl PeerTransport {
             }
             let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
             queues.insert(*id, tx);
-            runtime.spawn(run_sender(cluster_id, from, *id, urls.clone(), rx));
+            let sender = Sender {
+                cluster_id,
+                from,
+                to: *id,
+                urls: urls.clone(),
+                raft: raft.clone(),
+            };
+            runtime.spawn(sender.run(rx));
         }
         PeerTransport { queues }
     }
@@ -84,58 +97,82 @@ async fn connect(urls: &[String]) -> Option<RaftPeerClient<tonic::transport::Cha
     None
 }
 
-async fn run_sender(
+/// Sends the queued messages for one peer.
+struct Sender {
     cluster_id: u64,
     from: u64,
     to: u64,
     urls: Vec<String>,
-    mut rx: mpsc::Receiver<Message>,
-) {
-    let mut client = None;
-    let mut reported_down = false;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < BATCH_MAX {
-            match rx.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
-            }
-        }
-        if client.is_none() {
-            client = connect(&urls).await;
-        }
-        let Some(c) = client.as_mut() else {
-            if !reported_down {
-                tracing::warn!(remote_peer_id = %format!("{to:x}"), "peer unreachable; dropping messages until it answers");
-                reported_down = true;
-            }
-            tokio::time::sleep(RETRY_PAUSE).await;
-            continue;
-        };
-        let messages = batch
+    raft: RaftCell,
+}
+
+impl Sender {
+    /// Tells Raft how a send went: an unreachable peer is probed less eagerly, and a
+    /// snapshot's delivery (or loss) moves the peer out of snapshot state.
+    fn report(&self, batch: &[Message], delivered: bool) {
+        let Some(raft) = self.raft.get() else { return };
+        if batch
             .iter()
-            .filter_map(|m| m.write_to_bytes().ok())
-            .collect();
-        let req = RaftBatch {
-            cluster_id,
-            from,
-            to,
-            messages,
-        };
-        match c.send(req).await {
-            Ok(_) => {
-                if reported_down {
-                    tracing::info!(remote_peer_id = %format!("{to:x}"), "peer became active");
-                    reported_down = false;
+            .any(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+        {
+            raft.report_snapshot(self.to, delivered);
+        }
+        if !delivered {
+            raft.report_unreachable(self.to);
+        }
+    }
+
+    async fn run(self, mut rx: mpsc::Receiver<Message>) {
+        let to = self.to;
+        let mut client = None;
+        let mut reported_down = false;
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < BATCH_MAX {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
                 }
             }
-            Err(status) => {
+            if client.is_none() {
+                client = connect(&self.urls).await;
+            }
+            let Some(c) = client.as_mut() else {
                 if !reported_down {
-                    tracing::warn!(remote_peer_id = %format!("{to:x}"), error = %status.message(), "failed to send to peer");
+                    tracing::warn!(remote_peer_id = %format!("{to:x}"), "peer unreachable; dropping messages until it answers");
                     reported_down = true;
                 }
-                client = None;
+                self.report(&batch, false);
                 tokio::time::sleep(RETRY_PAUSE).await;
+                continue;
+            };
+            let messages = batch
+                .iter()
+                .filter_map(|m| m.write_to_bytes().ok())
+                .collect();
+            let req = RaftBatch {
+                cluster_id: self.cluster_id,
+                from: self.from,
+                to,
+                messages,
+            };
+            match c.send(req).await {
+                Ok(_) => {
+                    if reported_down {
+                        tracing::info!(remote_peer_id = %format!("{to:x}"), "peer became active");
+                        reported_down = false;
+                    }
+                    self.report(&batch, true);
+                }
+                Err(status) => {
+                    if !reported_down {
+                        tracing::warn!(remote_peer_id = %format!("{to:x}"), error = %status.message(), "failed to send to peer");
+                        reported_down = true;
+                    }
+                    self.report(&batch, false);
+                    client = None;
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
             }
         }
     }
@@ -164,13 +201,15 @@ impl RaftPeer for PeerService {
                 batch.to, self.member_id
             )));
         }
-        for bytes in &batch.messages {
-            let msg = Message::parse_from_bytes(bytes)
-                .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))?;
-            self.raft
-                .step(msg)
-                .map_err(|e| Status::unavailable(format!("raft: {e}")))?;
-        }
+        let msgs = batch
+            .messages
+            .iter()
+            .map(|b| Message::parse_from_bytes(b))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Status::invalid_argument(format!("undecodable raft message: {e}")))?;
+        self.raft
+            .step_many(msgs)
+            .map_err(|e| Status::unavailable(format!("raft: {e}")))?;
         Ok(Response::new(RaftBatchResponse {}))
     }
 }

@@ -153,6 +153,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     shutdown_signal().await;
     tracing::info!(name = %server.member.name, "received signal; shutting down");
+    server.transfer_leadership_for_stop().await;
     let stopping = server.clone();
     tokio::task::spawn_blocking(move || stopping.stop()).await?;
     tracing::info!("stopped serving client traffic");

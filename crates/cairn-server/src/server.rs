@@ -212,11 +212,16 @@ impl Server {
                 let h = metrics.wal_fsync_duration.clone();
                 cairn_raft::SyncObserver(Arc::new(move |d| h.observe(d.as_secs_f64())))
             }),
+            ..RaftConfig::default()
         };
         let raft = if peers.len() > 1 {
             let runtime = tokio::runtime::Handle::current();
-            let transport = PeerTransport::start(&runtime, cluster_id, member_id, &peers);
-            cairn_raft::start(raft_cfg, applier, transport)?
+            let cell = crate::peer::RaftCell::default();
+            let transport =
+                PeerTransport::start(&runtime, cluster_id, member_id, &peers, cell.clone());
+            let raft = cairn_raft::start(raft_cfg, applier, transport)?;
+            let _ = cell.set(raft.clone());
+            raft
         } else {
             cairn_raft::start(raft_cfg, applier, cairn_raft::NoPeers)?
         };
@@ -386,6 +391,67 @@ impl Server {
             Ok(true) => Ok(()),
             Ok(false) => Err(EtcdError::Stopped),
             Err(_) => Err(EtcdError::TimeoutWaitAppliedIndex),
+        }
+    }
+
+    /// Hands leadership to `target` and waits until it leads (etcd's MoveLeader).
+    pub async fn move_leader(&self, target: u64) -> Result<(), EtcdError> {
+        let st = self.raft.status();
+        if !st.is_leader {
+            return Err(EtcdError::NotLeader);
+        }
+        if !self
+            .members
+            .list()
+            .iter()
+            .any(|m| m.id == target && !m.is_learner)
+        {
+            return Err(EtcdError::BadLeaderTransferee);
+        }
+        if target == self.member.id {
+            return Ok(());
+        }
+        self.raft
+            .transfer_leader(target)
+            .map_err(|_| EtcdError::Stopped)?;
+        let deadline = Instant::now() + self.request_timeout();
+        while Instant::now() < deadline {
+            if self.raft.status().leader_id == target {
+                tracing::info!(
+                    from = %format!("{:x}", self.member.id),
+                    to = %format!("{target:x}"),
+                    "leadership transferred"
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Err(EtcdError::TimeoutLeaderTransfer)
+    }
+
+    /// Before stopping: if this member leads a larger cluster, hands leadership to another
+    /// voter so the cluster does not wait an election timeout (a rolling restart's step).
+    pub async fn transfer_leadership_for_stop(&self) {
+        let st = self.raft.status();
+        let others: Vec<u64> = self
+            .members
+            .list()
+            .iter()
+            .filter(|m| m.id != self.member.id && !m.is_learner)
+            .map(|m| m.id)
+            .collect();
+        if !st.is_leader || others.is_empty() {
+            return;
+        }
+        for target in others {
+            match tokio::time::timeout(2 * self.cfg.election_timeout, self.move_leader(target))
+                .await
+            {
+                Ok(Ok(())) => return,
+                _ => {
+                    tracing::warn!(to = %format!("{target:x}"), "leadership transfer failed; trying another member")
+                }
+            }
         }
     }
 

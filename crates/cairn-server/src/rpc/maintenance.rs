@@ -216,15 +216,13 @@ impl Maintenance for MaintenanceService {
         r: Request<MoveLeaderRequest>,
     ) -> Result<Response<MoveLeaderResponse>, Status> {
         let s = &self.server;
-        let target = r.into_inner().target_id;
-        let result = if target == s.member.id {
-            Ok(MoveLeaderResponse {
+        let result = s.move_leader(r.into_inner().target_id).await;
+        result
+            .map(|()| MoveLeaderResponse {
                 header: Some(s.header(s.store.current_revision())),
             })
-        } else {
-            Err(cairn_proto::EtcdError::BadLeaderTransferee.status())
-        };
-        result.observed(&s.metrics, SERVICE, "MoveLeader")
+            .map_err(|e| e.status())
+            .observed(&s.metrics, SERVICE, "MoveLeader")
     }
 
     async fn downgrade(
