@@ -28,6 +28,11 @@ pub struct RaftConfig {
     pub applied: u64,
     /// Told how long each synced log write took, for etcd's WAL fsync histogram.
     pub sync_observer: Option<SyncObserver>,
+    /// Entries kept in the log behind the state machine's durable applied index, so a
+    /// peer that lags a little catches up from the log rather than from a snapshot.
+    pub log_retain_entries: u64,
+    /// Compaction waits until it can remove at least this many entries, to keep it rare.
+    pub log_compact_step: u64,
 }
 
 /// A callback given the duration of each synced log write.
@@ -51,6 +56,8 @@ impl Default for RaftConfig {
             heartbeat_tick: 1,
             applied: 0,
             sync_observer: None,
+            log_retain_entries: crate::LOG_RETAIN_ENTRIES,
+            log_compact_step: crate::COMPACT_STEP,
         }
     }
 }

@@ -214,8 +214,9 @@ impl RaftHandle {
     }
 
     /// Reports that the state machine's changes up to `index` are durable, so the log
-    /// before it may be compacted. The driver keeps [`crate::LOG_RETAIN_ENTRIES`] entries
-    /// behind it for lagging peers and compacts in steps of [`crate::COMPACT_STEP`].
+    /// before it may be compacted. The driver keeps `RaftConfig::log_retain_entries`
+    /// entries behind it for lagging peers and compacts in steps of
+    /// `RaftConfig::log_compact_step`.
     pub fn set_durable_applied(&self, index: u64) {
         // After stop there is nothing left to compact.
         let _ = self.send(Msg::DurableApplied(index));

@@ -25,6 +25,17 @@
 //! [`Transport::send`], a batch per `Ready` stage, and come back through
 //! [`RaftHandle::step`] / [`RaftHandle::step_many`], which only queue them.
 //!
+//! # Snapshots
+//!
+//! A member whose next entries were compacted away (or a new one) gets a Raft snapshot:
+//! the leader's apply thread asks [`Applier::snapshot`] for the state machine's bytes at
+//! its applied index (off the Raft thread), the driver adds that index's term and
+//! `ConfState`, keeps it in memory and sends it with raft-rs's next attempt. The receiver
+//! writes it into its log as the new start (in one synced write that also keeps the
+//! bytes until restored) and its apply thread calls [`Applier::restore`] before any later
+//! entry. [`RaftConfig::log_retain_entries`] sets how far behind a member may fall before
+//! it needs one.
+//!
 //! # Layout
 //!
 //! - `config.rs`: [`RaftConfig`] and its validation.
@@ -73,7 +84,9 @@ const MAX_SIZE_PER_MSG: u64 = 1 << 20;
 /// Append messages in flight to one peer.
 const MAX_INFLIGHT_MSGS: usize = 256;
 
-/// Opens the log in `cfg.dir` (bootstrapping it with `cfg.voters` if fresh), starts the
+/// Opens the log in `cfg.dir` (bootstrapping it with `cfg.voters` if fresh; with no
+/// voters the member waits to be sent the log or a snapshot by a leader that added it),
+/// starts the
 /// driver's threads and returns its handle. A sole voter campaigns at once and is leader
 /// when this returns, unless re-delivered entries include a conf change: raft-rs lets it
 /// campaign only once the applier has passed that entry.
@@ -91,31 +104,43 @@ pub fn start(
     let mut storage = EngineStorage::open(&cfg.dir)?;
     storage.set_sync_observer(cfg.sync_observer.clone());
     if !storage.is_bootstrapped() {
-        if cfg.voters.is_empty() {
-            return Err(RaftError::InvalidConfig(
-                "voters must not be empty for a new log".into(),
-            ));
-        }
         storage.bootstrap(&cfg.voters, cfg.applied)?;
         tracing::info!(id = cfg.id, voters = ?cfg.voters, applied = cfg.applied, "bootstrapped raft log");
     }
+    // A snapshot installed just before a crash may not have reached the state machine:
+    // restore it first.
+    let mut restore = None;
+    let mut applied = cfg.applied;
     if cfg.applied + 1 < storage.first_index() {
-        return Err(RaftError::Storage(format!(
-            "log compacted to {} past the applied index {}",
-            storage.first_index() - 1,
-            cfg.applied
-        )));
+        let truncated = storage.truncated().0;
+        match storage.stored_snapshot()? {
+            Some(snap) if snap.get_metadata().index == truncated => {
+                tracing::info!(
+                    index = truncated,
+                    applied = cfg.applied,
+                    "restoring the state machine from the stored raft snapshot"
+                );
+                restore = Some(snap);
+                applied = truncated;
+            }
+            _ => {
+                return Err(RaftError::Storage(format!(
+                    "log compacted to {truncated} past the applied index {}",
+                    cfg.applied
+                )))
+            }
+        }
     }
-    if cfg.applied > storage.hard_state().commit {
-        if cfg.applied > storage.last_index() {
+    if applied > storage.hard_state().commit {
+        if applied > storage.last_index() {
             return Err(RaftError::Storage(format!(
                 "applied index {} is beyond the last log index {}",
-                cfg.applied,
+                applied,
                 storage.last_index()
             )));
         }
         let mut hs = storage.hard_state().clone();
-        hs.commit = cfg.applied;
+        hs.commit = applied;
         storage.persist(&[], Some(&hs), true)?;
     }
 
@@ -123,7 +148,7 @@ pub fn start(
         id: cfg.id,
         election_tick: cfg.election_tick,
         heartbeat_tick: cfg.heartbeat_tick,
-        applied: cfg.applied,
+        applied,
         max_size_per_msg: MAX_SIZE_PER_MSG,
         max_inflight_msgs: MAX_INFLIGHT_MSGS,
         check_quorum: true,
@@ -148,6 +173,11 @@ pub fn start(
         .store(first_index, std::sync::atomic::Ordering::Relaxed);
     let (tx, rx) = crossbeam_channel::unbounded::<Msg>();
     let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
+    if let Some(snap) = restore {
+        apply_tx
+            .send(apply::ApplyTask::Restore(snap))
+            .map_err(|_| RaftError::Stopped)?;
+    }
     let (purge_tx, purge_rx) = crossbeam_channel::bounded::<()>(1);
     let mut node = Node::new(
         raw,
@@ -158,7 +188,9 @@ pub fn start(
         Arc::clone(&shared),
         cfg.tick_interval,
         cfg.election_tick,
-        cfg.applied,
+        applied,
+        cfg.log_retain_entries,
+        cfg.log_compact_step,
     );
     // Hand re-delivered committed entries to the apply thread first (this finds any
     // unapplied conf change), then let a sole voter win at once before anyone proposes.

@@ -12,7 +12,16 @@
 //!    read states, hand committed entries to the apply thread, write entries and hard state
 //!    in one raft-engine batch (synced when raft-rs requires it), send persisted messages,
 //!    `advance_append`, then the `LightReady`: commit index, messages, committed entries.
-//! 5. Compact the log if the state machine's durable index allows it.
+//! 5. Compact the log if the state machine's durable index allows it; ask the apply
+//!    thread for a snapshot if raft-rs wanted one for a lagging peer.
+//!
+//! Snapshots: when raft-rs needs one for a peer whose entries were compacted away, the
+//! storage answers "temporarily unavailable" and flags it; the apply thread then calls
+//! [`crate::Applier::snapshot`] at its applied index and sends the bytes back
+//! ([`Msg::SnapshotBuilt`]); this thread adds the term and the `ConfState` as of that
+//! index and keeps it in the storage, which serves it at raft-rs's next attempt. A
+//! snapshot received from the leader is written to the log as its new start, then
+//! queued to the apply thread ahead of any later committed entries.
 //!
 //! Applying is asynchronous: the apply thread reports each finished batch with
 //! [`Msg::Applied`], and the loop passes it to raft-rs with `advance_apply_to`.
@@ -24,10 +33,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use protobuf::Message as _;
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message, MessageType};
+use raft::eraftpb::{
+    ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType, Snapshot,
+};
 use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
+use crate::apply::ApplyTask;
 use crate::handle::Shared;
 use crate::storage::EngineStorage;
 use crate::{RaftError, Transport};
@@ -51,6 +63,15 @@ pub(crate) enum Msg {
     ReportUnreachable(u64),
     /// A snapshot sent to this member was delivered (`true`) or lost (`false`).
     ReportSnapshot(u64, bool),
+    /// The apply thread built a snapshot of the state machine at `index`.
+    SnapshotBuilt {
+        index: u64,
+        data: Vec<u8>,
+    },
+    /// The apply thread could not build a snapshot.
+    SnapshotFailed,
+    /// The state machine failed in a way that stops the driver.
+    ApplyFailed(String),
     Stop,
 }
 
@@ -61,11 +82,10 @@ pub(crate) const MAX_DRAIN: usize = 16 * 1024;
 /// Proposal bytes that end a drain early, bounding one log write.
 pub(crate) const MAX_BATCH_BYTES: usize = 16 << 20;
 
-/// Entries kept in the log behind the state machine's durable applied index, so a peer
-/// that lags a little catches up from the log rather than from a snapshot.
+/// Default of [`crate::RaftConfig::log_retain_entries`].
 pub const LOG_RETAIN_ENTRIES: u64 = 10_000;
 
-/// Compaction waits until it can remove at least this many entries, to keep it rare.
+/// Default of [`crate::RaftConfig::log_compact_step`].
 pub const COMPACT_STEP: u64 = 1_000;
 
 /// Readers waiting on one ReadIndex request.
@@ -81,7 +101,7 @@ pub(crate) struct Node<T: Transport> {
     pub(crate) transport: T,
     pub(crate) rx: Receiver<Msg>,
     /// Committed entries to the apply thread; dropped on exit so that thread ends.
-    pub(crate) apply_tx: Option<Sender<Vec<Entry>>>,
+    pub(crate) apply_tx: Option<Sender<ApplyTask>>,
     /// Nudges the purge thread after a compaction.
     pub(crate) purge_tx: Option<Sender<()>>,
     pub(crate) shared: Arc<Shared>,
@@ -105,6 +125,18 @@ pub(crate) struct Node<T: Transport> {
     last_conf_change: u64,
     pub(crate) applied: u64,
     pub(crate) durable_applied: u64,
+    /// Entries kept behind the durable applied index, and the least compaction.
+    retain_entries: u64,
+    compact_step: u64,
+    /// `(index, ConfState in force from that index on)`, oldest first; the first one
+    /// covers every index the apply thread may still build a snapshot at.
+    conf_history: Vec<(u64, ConfState)>,
+    /// A snapshot build was asked of the apply thread and has not come back.
+    snapshot_building: bool,
+    /// Index of a received snapshot still kept in the log until the applier restored it.
+    stored_snapshot: Option<u64>,
+    /// Why the state machine stopped the driver.
+    failed: Option<String>,
 }
 
 impl<T: Transport> Node<T> {
@@ -113,13 +145,22 @@ impl<T: Transport> Node<T> {
         raw: RawNode<EngineStorage>,
         transport: T,
         rx: Receiver<Msg>,
-        apply_tx: Sender<Vec<Entry>>,
+        apply_tx: Sender<ApplyTask>,
         purge_tx: Sender<()>,
         shared: Arc<Shared>,
         tick_interval: Duration,
         election_tick: usize,
         applied: u64,
+        retain_entries: u64,
+        compact_step: u64,
     ) -> Self {
+        let conf_history = vec![(0, raw.store().conf_state().clone())];
+        let stored_snapshot = raw
+            .store()
+            .stored_snapshot()
+            .ok()
+            .flatten()
+            .map(|s| s.get_metadata().index);
         Node {
             raw,
             transport,
@@ -141,6 +182,12 @@ impl<T: Transport> Node<T> {
             last_conf_change: 0,
             applied,
             durable_applied: 0,
+            retain_entries,
+            compact_step: compact_step.max(1),
+            conf_history,
+            snapshot_building: false,
+            stored_snapshot,
+            failed: None,
         }
     }
 
@@ -175,6 +222,9 @@ impl<T: Transport> Node<T> {
 
     /// Everything after draining: proposals, tick, reads, `Ready`, compaction.
     pub(crate) fn step_round(&mut self) -> Result<(), RaftError> {
+        if let Some(e) = self.failed.take() {
+            return Err(RaftError::Storage(format!("state machine failed: {e}")));
+        }
         self.flush_proposals();
         let now = Instant::now();
         if now >= self.next_tick {
@@ -193,6 +243,7 @@ impl<T: Transport> Node<T> {
             self.issue_reads();
             self.handle_ready()?;
         }
+        self.maybe_build_snapshot()?;
         self.maybe_compact()
     }
 
@@ -216,7 +267,20 @@ impl<T: Transport> Node<T> {
                     self.raw.advance_apply_to(index);
                     self.raw.mut_store().on_applied(index);
                     self.campaign_if_sole_voter();
+                    let keep = self.conf_history.partition_point(|&(i, _)| i <= index);
+                    if keep > 1 {
+                        self.conf_history.drain(..keep - 1);
+                    }
                 }
+            }
+            Msg::SnapshotBuilt { index, data } => {
+                self.snapshot_building = false;
+                self.on_snapshot_built(index, data);
+            }
+            Msg::SnapshotFailed => self.snapshot_building = false,
+            Msg::ApplyFailed(e) => {
+                self.failed = Some(e);
+                return true;
             }
             Msg::DurableApplied(index) => self.durable_applied = self.durable_applied.max(index),
             Msg::TransferLeader(to) => self.raw.transfer_leader(to),
@@ -355,8 +419,63 @@ impl<T: Transport> Node<T> {
         if let Some(e) = self.conf_changes.last() {
             self.last_conf_change = e.index;
         }
+        self.to_apply(ApplyTask::Entries(entries))
+    }
+
+    fn to_apply(&self, task: ApplyTask) -> Result<(), RaftError> {
         let tx = self.apply_tx.as_ref().ok_or(RaftError::Stopped)?;
-        tx.send(entries).map_err(|_| RaftError::Stopped)
+        tx.send(task).map_err(|_| RaftError::Stopped)
+    }
+
+    /// Asks the apply thread for a snapshot when raft-rs wanted one and none is underway.
+    fn maybe_build_snapshot(&mut self) -> Result<(), RaftError> {
+        if self.raw.store().take_snapshot_wanted() && !self.snapshot_building {
+            self.snapshot_building = true;
+            self.to_apply(ApplyTask::Build)?;
+        }
+        Ok(())
+    }
+
+    /// Completes the state machine's bytes into a raft snapshot and keeps it to serve.
+    fn on_snapshot_built(&mut self, index: u64, data: Vec<u8>) {
+        let store = self.raw.store();
+        if index == 0 || index < store.truncated().0 {
+            // Nothing applied yet, or already compacted past: raft-rs will ask again.
+            return;
+        }
+        let Ok(term) = self.raw.raft.raft_log.term(index) else {
+            return;
+        };
+        let pos = self.conf_history.partition_point(|&(i, _)| i <= index);
+        let Some((_, cs)) = self.conf_history.get(pos.saturating_sub(1)) else {
+            return;
+        };
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(cs.clone());
+        self.raw.mut_store().set_snapshot(snap);
+    }
+
+    /// Installs a snapshot from the leader: the log starts after it, and the apply thread
+    /// restores the state machine from it before any later entry.
+    fn install_snapshot(&mut self, snap: Snapshot) -> Result<(), RaftError> {
+        let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
+        let hs = self.raw.raft.hard_state();
+        self.raw.mut_store().apply_snapshot(&snap, &hs)?;
+        tracing::info!(
+            index,
+            term,
+            bytes = snap.data.len(),
+            "installed raft snapshot in the log"
+        );
+        self.conf_history = vec![(index, snap.get_metadata().get_conf_state().clone())];
+        self.stored_snapshot = Some(index);
+        self.to_apply(ApplyTask::Restore(snap))
     }
 
     /// Applies committed conf changes to raft-rs and stores the resulting `ConfState`.
@@ -374,6 +493,7 @@ impl<T: Transport> Node<T> {
             match cs {
                 Ok(cs) => {
                     tracing::info!(index = e.index, conf_state = ?cs, "applied conf change");
+                    self.conf_history.push((e.index, cs.clone()));
                     self.raw.mut_store().set_conf_state(cs)?;
                 }
                 Err(err) => tracing::warn!(index = e.index, error = %err, "rejected conf change"),
@@ -402,9 +522,7 @@ impl<T: Transport> Node<T> {
                 self.transport.send(msgs);
             }
             if !rd.snapshot().is_empty() {
-                return Err(RaftError::Storage(
-                    "installing a raft snapshot is not supported".into(),
-                ));
+                self.install_snapshot(rd.snapshot().clone())?;
             }
             self.resolve_reads(rd.take_read_states());
             self.dispatch(rd.take_committed_entries())?;
@@ -454,12 +572,19 @@ impl<T: Transport> Node<T> {
             .store(store.first_index(), Ordering::Relaxed);
     }
 
-    /// Compacts the log up to [`LOG_RETAIN_ENTRIES`] before the durable applied index.
+    /// Compacts the log up to `retain_entries` before the durable applied index, and
+    /// drops a received snapshot the applier has restored.
     fn maybe_compact(&mut self) -> Result<(), RaftError> {
+        if let Some(index) = self.stored_snapshot {
+            if self.applied >= index {
+                self.raw.mut_store().release_snapshot()?;
+                self.stored_snapshot = None;
+            }
+        }
         let safe = self.durable_applied.min(self.applied);
-        let target = safe.saturating_sub(LOG_RETAIN_ENTRIES);
+        let target = safe.saturating_sub(self.retain_entries);
         let first = self.raw.store().first_index();
-        if target < first + COMPACT_STEP {
+        if target < first + self.compact_step {
             return Ok(());
         }
         self.raw.mut_store().compact(target + 1)?;

@@ -8,11 +8,17 @@
 //! | `HardState` | key `hard_state` (protobuf) |
 //! | `ConfState` | key `conf_state` (protobuf); its presence marks a bootstrapped log |
 //! | last compacted entry | key `truncated`: index then term, 8 bytes each, big-endian |
+//! | a received snapshot | key `snapshot` (`Snapshot` protobuf with data), until the state machine has made it durable |
 //!
 //! A fresh log with voters `[1]` holds only `conf_state = {voters: [1]}`, a default hard
 //! state and `truncated = (0, 0)`; raft-rs then sees first index 1 and last index 0.
 //! After compacting up to index 100, entries start at 101 and `truncated = (100, term)`,
 //! which answers `term(100)` for append matching.
+//!
+//! Installing a snapshot at index 900 (term 7) compacts every entry away, sets
+//! `truncated = (900, 7)`, stores its `ConfState` and keeps the whole snapshot under
+//! `snapshot`, all in one synced write: a crash before the state machine has restored it
+//! finds it there on restart.
 //!
 //! The driver is the only writer; raft-rs reads through `&self`. Recent entries are served
 //! from an [`EntryCache`] and terms from [`TermRuns`], so the hot path rarely reads files.
@@ -34,6 +40,7 @@ pub const REGION_ID: u64 = 1;
 const KEY_HARD_STATE: &[u8] = b"hard_state";
 const KEY_CONF_STATE: &[u8] = b"conf_state";
 const KEY_TRUNCATED: &[u8] = b"truncated";
+const KEY_SNAPSHOT: &[u8] = b"snapshot";
 
 /// Byte budget of the in-memory tail of the log.
 const ENTRY_CACHE_BYTES: usize = 64 << 20;
@@ -71,6 +78,11 @@ pub struct EngineStorage {
     counters: WriteCounters,
     /// Told how long each synced write took (the WAL fsync metric).
     on_sync: Option<crate::config::SyncObserver>,
+    /// The newest snapshot built for lagging peers, served by `Storage::snapshot`.
+    snapshot: Option<Snapshot>,
+    /// Set by `Storage::snapshot` when it had nothing fresh enough to serve; the driver
+    /// takes it and has the apply thread build one.
+    snapshot_wanted: std::cell::Cell<bool>,
 }
 
 impl std::fmt::Debug for EngineStorage {
@@ -128,6 +140,8 @@ impl EngineStorage {
             cache: EntryCache::new(ENTRY_CACHE_BYTES),
             counters: WriteCounters::default(),
             on_sync: None,
+            snapshot: None,
+            snapshot_wanted: std::cell::Cell::new(false),
         };
         storage.load_log()?;
         Ok(storage)
@@ -164,9 +178,10 @@ impl EngineStorage {
         Ok(())
     }
 
-    /// Whether a `ConfState` was ever stored: false for a fresh directory.
+    /// Whether the log was ever bootstrapped: false for a fresh directory.
     pub fn is_bootstrapped(&self) -> bool {
         self.conf_state != ConfState::default()
+            || self.engine.get(REGION_ID, KEY_TRUNCATED).is_some()
     }
 
     /// Writes the initial state of a fresh log: `voters`, and when the state machine already
@@ -323,6 +338,66 @@ impl EngineStorage {
         Ok(())
     }
 
+    /// Makes `snap` (received from the leader) the start of the log: removes every entry,
+    /// stores its index, term and `ConfState` as the compacted point, keeps the snapshot
+    /// itself until [`Self::release_snapshot`], and stores `hard_state`; one synced write.
+    pub fn apply_snapshot(
+        &mut self,
+        snap: &Snapshot,
+        hard_state: &HardState,
+    ) -> Result<(), RaftError> {
+        let meta = snap.get_metadata();
+        let truncated = (meta.index, meta.term);
+        let mut batch = LogBatch::default();
+        // Compacting past the last entry removes them all.
+        let past_all = self.last_index.max(meta.index) + 1;
+        batch.add_command(REGION_ID, Command::Compact { index: past_all });
+        batch.put(
+            REGION_ID,
+            KEY_TRUNCATED.to_vec(),
+            encode_truncated(truncated),
+        )?;
+        batch.put_message(REGION_ID, KEY_CONF_STATE.to_vec(), meta.get_conf_state())?;
+        batch.put_message(REGION_ID, KEY_HARD_STATE.to_vec(), hard_state)?;
+        batch.put_message(REGION_ID, KEY_SNAPSHOT.to_vec(), snap)?;
+        self.write(&mut batch, true)?;
+        self.truncated = truncated;
+        self.last_index = meta.index;
+        self.conf_state = meta.get_conf_state().clone();
+        self.hard_state = hard_state.clone();
+        self.terms = TermRuns::default();
+        self.terms.push(meta.index + 1, meta.term);
+        self.cache.clear();
+        Ok(())
+    }
+
+    /// The snapshot stored by [`Self::apply_snapshot`], if it is still kept.
+    pub fn stored_snapshot(&self) -> Result<Option<Snapshot>, RaftError> {
+        Ok(self.engine.get_message(REGION_ID, KEY_SNAPSHOT)?)
+    }
+
+    /// Forgets the stored snapshot once the state machine holds it durably.
+    pub fn release_snapshot(&mut self) -> Result<(), RaftError> {
+        let mut batch = LogBatch::default();
+        batch.delete(REGION_ID, KEY_SNAPSHOT.to_vec());
+        self.write(&mut batch, false)
+    }
+
+    /// Sets the snapshot served to lagging peers.
+    pub(crate) fn set_snapshot(&mut self, snap: Snapshot) {
+        self.snapshot = Some(snap);
+    }
+
+    /// Whether raft-rs asked for a snapshot it could not get since the last call.
+    pub(crate) fn take_snapshot_wanted(&self) -> bool {
+        self.snapshot_wanted.replace(false)
+    }
+
+    /// Index and term of the last compacted entry (of the installed snapshot).
+    pub fn truncated(&self) -> (u64, u64) {
+        self.truncated
+    }
+
     /// Lets the in-memory tail drop entries the applier has finished with.
     pub(crate) fn on_applied(&mut self, applied: u64) {
         self.cache.evict_to(applied);
@@ -424,9 +499,18 @@ impl raft::Storage for EngineStorage {
         Ok(self.last_index)
     }
 
-    /// Snapshots are not produced yet: a member only ever needs one to catch up a peer,
-    /// and peers do not exist yet. raft-rs retries later on this error.
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    /// Serves the last built snapshot if the log still continues right after it (and it
+    /// is as new as `request_index`). Otherwise notes that one is wanted and answers
+    /// "temporarily unavailable": the apply thread builds one and raft-rs asks again at
+    /// its next attempt to reach the peer.
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        if let Some(snap) = &self.snapshot {
+            let index = snap.get_metadata().index;
+            if index >= self.truncated.0 && index >= request_index {
+                return Ok(snap.clone());
+            }
+        }
+        self.snapshot_wanted.set(true);
         Err(raft::Error::Store(
             StorageError::SnapshotTemporarilyUnavailable,
         ))

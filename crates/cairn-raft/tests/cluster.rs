@@ -27,11 +27,44 @@ struct Sm {
 }
 
 #[derive(Clone, Default)]
-struct KvApplier(Arc<Mutex<Sm>>);
+struct KvApplier {
+    sm: Arc<Mutex<Sm>>,
+    /// Snapshots built and restored.
+    built: Arc<Mutex<u64>>,
+    restored: Arc<Mutex<Vec<u64>>>,
+    /// Restores left to fail, to stop the driver as a crash would.
+    fail_restores: Arc<Mutex<u64>>,
+}
+
+/// The state machine as bytes: applied index, then `(index, length, data)` per entry.
+fn encode(sm: &Sm) -> Vec<u8> {
+    let mut out = sm.applied.to_be_bytes().to_vec();
+    for (i, d) in &sm.entries {
+        out.extend_from_slice(&i.to_be_bytes());
+        out.extend_from_slice(&(d.len() as u64).to_be_bytes());
+        out.extend_from_slice(d);
+    }
+    out
+}
+
+fn decode(b: &[u8]) -> Sm {
+    let u64_at = |at: usize| u64::from_be_bytes(b[at..at + 8].try_into().unwrap());
+    let mut sm = Sm {
+        applied: u64_at(0),
+        ..Default::default()
+    };
+    let mut at = 8;
+    while at < b.len() {
+        let (i, n) = (u64_at(at), u64_at(at + 8) as usize);
+        sm.entries.insert(i, b[at + 16..at + 16 + n].to_vec());
+        at += 16 + n;
+    }
+    sm
+}
 
 impl Applier for KvApplier {
     fn apply(&mut self, entries: Vec<Entry>) {
-        let mut sm = self.0.lock().unwrap();
+        let mut sm = self.sm.lock().unwrap();
         for e in entries {
             assert!(e.index > sm.applied, "entry {} applied twice", e.index);
             if !e.data.is_empty() {
@@ -40,11 +73,31 @@ impl Applier for KvApplier {
             sm.applied = e.index;
         }
     }
+
+    fn snapshot(&mut self) -> Result<Vec<u8>, String> {
+        *self.built.lock().unwrap() += 1;
+        Ok(encode(&self.sm.lock().unwrap()))
+    }
+
+    fn restore(&mut self, data: &[u8], index: u64, _term: u64) -> Result<(), String> {
+        {
+            let mut fail = self.fail_restores.lock().unwrap();
+            if *fail > 0 {
+                *fail -= 1;
+                return Err("injected restore failure".into());
+            }
+        }
+        let sm = decode(data);
+        assert_eq!(sm.applied, index, "snapshot bytes from another index");
+        *self.sm.lock().unwrap() = sm;
+        self.restored.lock().unwrap().push(index);
+        Ok(())
+    }
 }
 
 impl KvApplier {
     fn sm(&self) -> Sm {
-        self.0.lock().unwrap().clone()
+        self.sm.lock().unwrap().clone()
     }
 
     fn values(&self) -> Vec<Vec<u8>> {
@@ -61,16 +114,28 @@ struct Member {
 struct Cluster {
     net: MemNetwork,
     voters: Vec<u64>,
+    /// `log_retain_entries` and `log_compact_step` of every member.
+    log: (u64, u64),
     members: BTreeMap<u64, Member>,
 }
 
 impl Cluster {
     /// Starts members `1..=n`, all voters.
     fn new(n: u64) -> Cluster {
+        Self::with_log(
+            n,
+            (cairn_raft::LOG_RETAIN_ENTRIES, cairn_raft::COMPACT_STEP),
+        )
+    }
+
+    /// Starts members `1..=n` that keep `log.0` entries behind the durable applied index
+    /// and compact in steps of `log.1`.
+    fn with_log(n: u64, log: (u64, u64)) -> Cluster {
         let voters: Vec<u64> = (1..=n).collect();
         let mut c = Cluster {
             net: MemNetwork::new(),
             voters: voters.clone(),
+            log,
             members: BTreeMap::new(),
         };
         for id in voters {
@@ -97,6 +162,8 @@ impl Cluster {
             election_tick: 10,
             heartbeat_tick: 2,
             applied: m.sm.sm().applied,
+            log_retain_entries: self.log.0,
+            log_compact_step: self.log.1,
             ..Default::default()
         }
     }
@@ -108,6 +175,26 @@ impl Cluster {
         let h = start(cfg, m.sm.clone(), self.net.transport(id)).unwrap();
         self.net.register(id, h.clone());
         m.handle = Some(h);
+    }
+
+    /// Reports every member's applied index as durable, so their logs compact.
+    fn make_durable(&self) {
+        for id in self.running() {
+            self.h(id).set_durable_applied(self.sm(id).sm().applied);
+        }
+    }
+
+    /// Waits until the log of `id` starts after `index`.
+    fn wait_compacted(&self, id: u64, index: u64) {
+        let deadline = Instant::now() + WAIT;
+        while self.h(id).stats().first_index <= index {
+            assert!(
+                Instant::now() < deadline,
+                "log of {id} not compacted past {index}"
+            );
+            self.make_durable();
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     fn stop(&mut self, id: u64) {
@@ -478,4 +565,100 @@ fn lossy_slow_network_still_agrees() {
     c.assert_same_state(&all);
     let (_, dropped) = c.net.counts();
     assert!(dropped > 0);
+}
+
+/// Writes `n` entries through `via`, waits until all but `lagging` applied them, makes
+/// them durable everywhere and waits until the log of `via` is compacted past `past`.
+fn write_and_compact(c: &Cluster, via: u64, lagging: u64, prefix: &str, n: usize, past: u64) {
+    let up: Vec<u64> = c
+        .running()
+        .into_iter()
+        .filter(|&id| id != lagging)
+        .collect();
+    for i in 0..n {
+        c.propose(via, format!("{prefix}{i}").as_bytes());
+    }
+    c.wait_value(&up, format!("{prefix}{}", n - 1).as_bytes());
+    c.wait_compacted(via, past);
+}
+
+#[test]
+fn isolated_member_catches_up_by_snapshot() {
+    let c = Cluster::with_log(3, (5, 10));
+    let all = c.running();
+    let l = c.wait_leader(&all);
+    c.propose(l, b"first");
+    c.wait_value(&all, b"first");
+    let f = all.iter().copied().find(|&id| id != l).unwrap();
+    c.net.isolate(f);
+    let behind = c.h(f).status().last_index;
+    write_and_compact(&c, l, f, "s", 100, behind + 1);
+    assert!(c.sm(f).restored.lock().unwrap().is_empty());
+
+    c.net.heal();
+    c.propose(l, b"after-heal");
+    c.wait_value(&all, b"after-heal");
+    c.assert_same_state(&all);
+    let restored = c.sm(f).restored.lock().unwrap().clone();
+    assert!(!restored.is_empty(), "caught up without a snapshot");
+    assert!(*c.sm(l).built.lock().unwrap() >= 1);
+    assert!(c.h(f).stats().first_index > behind);
+}
+
+#[test]
+fn restarted_member_catches_up_by_snapshot() {
+    let mut c = Cluster::with_log(3, (5, 10));
+    let all = c.running();
+    let l = c.wait_leader(&all);
+    c.propose(l, b"first");
+    c.wait_value(&all, b"first");
+    let f = all.iter().copied().find(|&id| id != l).unwrap();
+    c.stop(f);
+    let behind = c.sm(f).sm().applied;
+    write_and_compact(&c, l, f, "s", 60, behind + 1);
+    c.start(f);
+    c.propose(f, b"from-restarted");
+    c.wait_value(&all, b"from-restarted");
+    c.assert_same_state(&all);
+    assert_eq!(c.sm(f).restored.lock().unwrap().len(), 1);
+    // Once more: the snapshot is in the state machine, the log starts after it.
+    c.stop(f);
+    c.start(f);
+    c.propose(f, b"again");
+    c.wait_value(&all, b"again");
+    c.assert_same_state(&all);
+    assert_eq!(c.sm(f).restored.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn snapshot_installed_but_not_restored_is_restored_at_restart() {
+    // A crash between writing a received snapshot into the log and the state machine
+    // restoring it must not leave a log that starts past the state machine.
+    let mut c = Cluster::with_log(3, (5, 10));
+    let all = c.running();
+    let l = c.wait_leader(&all);
+    c.propose(l, b"first");
+    c.wait_value(&all, b"first");
+    let f = all.iter().copied().find(|&id| id != l).unwrap();
+    c.net.isolate(f);
+    let behind = c.h(f).status().last_index;
+    write_and_compact(&c, l, f, "s", 60, behind + 1);
+    *c.sm(f).fail_restores.lock().unwrap() = 1;
+    c.net.heal();
+    // The failed restore stops the member's driver.
+    let deadline = Instant::now() + WAIT;
+    while c.h(f).propose(b"x".to_vec()) != Err(RaftError::Stopped) {
+        assert!(
+            Instant::now() < deadline,
+            "driver kept running after a failed restore"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    c.stop(f);
+    assert!(c.sm(f).sm().applied < c.sm(l).sm().applied);
+    c.start(f);
+    c.propose(l, b"after-restart");
+    c.wait_value(&all, b"after-restart");
+    c.assert_same_state(&all);
+    assert_eq!(c.sm(f).restored.lock().unwrap().len(), 1);
 }
