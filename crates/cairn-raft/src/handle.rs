@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
-use raft::eraftpb::{ConfChangeV2, Message};
+use raft::eraftpb::{ConfChangeV2, ConfState, Message};
 use tokio::sync::oneshot;
 
 use crate::node::Msg;
@@ -66,6 +66,9 @@ pub(crate) struct Shared {
     /// Set by `stop` or when the Raft thread dies; never cleared.
     pub(crate) stopped: AtomicBool,
     pub(crate) stats: AtomicStats,
+    /// The membership in force on the Raft thread: updated when a conf change is applied
+    /// or a snapshot installed. Protects only the value.
+    pub(crate) conf_state: parking_lot::Mutex<ConfState>,
     /// The driver's threads, joined by the first `stop`. Protects only the list.
     pub(crate) threads: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
@@ -163,6 +166,13 @@ impl RaftHandle {
             last_index: s.last_index.load(Ordering::Acquire),
             is_leader: s.is_leader.load(Ordering::Acquire),
         }
+    }
+
+    /// The current membership (voters, learners and, during a joint change, the outgoing
+    /// voters), as applied by Raft: a conf change counts from when it is committed, which
+    /// may be before the applier has seen it.
+    pub fn conf_state(&self) -> ConfState {
+        self.shared().conf_state.lock().clone()
     }
 
     /// Counters of log writes, syncs and apply batches.

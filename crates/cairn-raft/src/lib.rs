@@ -162,6 +162,7 @@ pub fn start(
 
     let shared = Arc::new(Shared {
         id: cfg.id,
+        conf_state: parking_lot::Mutex::new(raw.store().conf_state().clone()),
         ..Default::default()
     });
     shared

@@ -473,7 +473,9 @@ impl<T: Transport> Node<T> {
             bytes = snap.data.len(),
             "installed raft snapshot in the log"
         );
-        self.conf_history = vec![(index, snap.get_metadata().get_conf_state().clone())];
+        let cs = snap.get_metadata().get_conf_state();
+        self.conf_history = vec![(index, cs.clone())];
+        *self.shared.conf_state.lock() = cs.clone();
         self.stored_snapshot = Some(index);
         self.to_apply(ApplyTask::Restore(snap))
     }
@@ -494,6 +496,7 @@ impl<T: Transport> Node<T> {
                 Ok(cs) => {
                     tracing::info!(index = e.index, conf_state = ?cs, "applied conf change");
                     self.conf_history.push((e.index, cs.clone()));
+                    *self.shared.conf_state.lock() = cs.clone();
                     self.raw.mut_store().set_conf_state(cs)?;
                 }
                 Err(err) => tracing::warn!(index = e.index, error = %err, "rejected conf change"),
@@ -598,8 +601,14 @@ impl<T: Transport> Node<T> {
 
     fn shutdown(mut self) {
         self.shared.stopped.store(true, Ordering::Release);
-        let hs = self.raw.raft.hard_state();
+        let mut hs = self.raw.raft.hard_state();
         let store = self.raw.mut_store();
+        // Messages stepped since the last `Ready` may have raised the commit index over
+        // entries that were never written; raft-rs refuses such a hard state at restart.
+        hs.commit = hs
+            .commit
+            .min(store.last_index())
+            .max(store.hard_state().commit);
         let hs = (hs != *store.hard_state()).then_some(hs);
         let flushed = match hs {
             Some(hs) => store.persist(&[], Some(&hs), true),

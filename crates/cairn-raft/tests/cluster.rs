@@ -154,9 +154,15 @@ impl Cluster {
 
     fn config(&self, id: u64) -> RaftConfig {
         let m = &self.members[&id];
+        // A member added later starts with no membership and learns it from the leader.
+        let voters = if self.voters.contains(&id) {
+            self.voters.clone()
+        } else {
+            Vec::new()
+        };
         RaftConfig {
             id,
-            voters: self.voters.clone(),
+            voters,
             dir: m.dir.path().to_path_buf(),
             tick_interval: TICK,
             election_tick: 10,
@@ -175,6 +181,19 @@ impl Cluster {
         let h = start(cfg, m.sm.clone(), self.net.transport(id)).unwrap();
         self.net.register(id, h.clone());
         m.handle = Some(h);
+    }
+
+    /// Starts a new, empty member `id` that joins once the leader adds it.
+    fn add_member(&mut self, id: u64) {
+        self.members.insert(
+            id,
+            Member {
+                dir: tempfile::tempdir().unwrap(),
+                sm: KvApplier::default(),
+                handle: None,
+            },
+        );
+        self.start(id);
     }
 
     /// Reports every member's applied index as durable, so their logs compact.
@@ -661,4 +680,96 @@ fn snapshot_installed_but_not_restored_is_restored_at_restart() {
     c.wait_value(&all, b"after-restart");
     c.assert_same_state(&all);
     assert_eq!(c.sm(f).restored.lock().unwrap().len(), 1);
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn leadership_transfers_to_the_chosen_member() {
+    let c = Cluster::new(3);
+    let all = c.running();
+    let l = c.wait_leader(&all);
+    c.propose(l, b"before");
+    c.wait_value(&all, b"before");
+    let to = all.iter().copied().find(|&id| id != l).unwrap();
+    // Asked on a follower: raft-rs forwards it to the leader.
+    let via = all.iter().copied().find(|&id| id != l && id != to).unwrap();
+    c.h(via).transfer_leader(to).unwrap();
+    wait_until("leadership moved", || c.wait_leader(&all) == to);
+    c.propose(l, b"after");
+    c.wait_value(&all, b"after");
+    c.assert_same_state(&all);
+}
+
+fn conf_change(
+    t: cairn_raft::eraftpb::ConfChangeType,
+    id: u64,
+) -> cairn_raft::eraftpb::ConfChangeV2 {
+    let mut one = cairn_raft::eraftpb::ConfChangeSingle::default();
+    one.set_change_type(t);
+    one.node_id = id;
+    let mut cc = cairn_raft::eraftpb::ConfChangeV2::default();
+    cc.mut_changes().push(one);
+    cc
+}
+
+#[test]
+fn learner_joins_by_snapshot_is_promoted_and_a_voter_removed() {
+    use cairn_raft::eraftpb::ConfChangeType;
+    let mut c = Cluster::with_log(3, (5, 10));
+    let all = c.running();
+    let l = c.wait_leader(&all);
+    // The log no longer starts at 1: the new member can only catch up by snapshot.
+    write_and_compact(&c, l, 0, "s", 40, 1);
+
+    c.add_member(4);
+    c.h(l)
+        .propose_conf_change(conf_change(ConfChangeType::AddLearnerNode, 4))
+        .unwrap();
+    wait_until("4 is a learner", || c.h(l).conf_state().learners == vec![4]);
+    c.propose(l, b"to-learner");
+    let four = [1, 2, 3, 4];
+    c.wait_value(&four, b"to-learner");
+    c.assert_same_state(&four);
+    assert_eq!(c.sm(4).restored.lock().unwrap().len(), 1);
+    assert_eq!(c.h(4).conf_state().learners, vec![4]);
+
+    let l = c.wait_leader(&all);
+    c.h(l)
+        .propose_conf_change(conf_change(ConfChangeType::AddNode, 4))
+        .unwrap();
+    wait_until("4 is a voter everywhere", || {
+        four.iter().all(|&id| {
+            let cs = c.h(id).conf_state();
+            cs.voters.contains(&4) && cs.learners.is_empty()
+        })
+    });
+
+    // Remove a follower that is not 4; the other three carry on.
+    let l = c.wait_leader(&four);
+    let gone = all.iter().copied().find(|&id| id != l).unwrap();
+    c.h(l)
+        .propose_conf_change(conf_change(ConfChangeType::RemoveNode, gone))
+        .unwrap();
+    let rest: Vec<u64> = four.iter().copied().filter(|&id| id != gone).collect();
+    wait_until("removed everywhere", || {
+        rest.iter().all(|&id| {
+            c.h(id).conf_state().voters.len() == 3 && !c.h(id).conf_state().voters.contains(&gone)
+        })
+    });
+    c.stop(gone);
+    // Three voters, one of which may now fail: two still commit.
+    let third = rest.iter().copied().find(|&id| id != l).unwrap();
+    c.stop(third);
+    let up = c.running();
+    let l = c.wait_leader(&up);
+    c.propose(l, b"two-of-three");
+    c.wait_value(&up, b"two-of-three");
+    c.assert_same_state(&up);
 }
