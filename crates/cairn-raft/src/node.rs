@@ -371,7 +371,7 @@ impl<T: Transport> Node<T> {
                     issued_at: self.ticks,
                 },
             );
-            self.raw.read_index(ctx.to_be_bytes().to_vec());
+            self.raw.read_index(self.read_ctx(ctx));
         }
         let stale: Vec<u64> = self
             .pending_reads
@@ -383,13 +383,26 @@ impl<T: Transport> Node<T> {
             if let Some(p) = self.pending_reads.get_mut(&ctx) {
                 p.issued_at = self.ticks;
             }
-            self.raw.read_index(ctx.to_be_bytes().to_vec());
+            self.raw.read_index(self.read_ctx(ctx));
         }
+    }
+
+    /// The context of read request `ctx`: this member's id, then `ctx`, so that requests
+    /// of different members never share one (the leader ignores a duplicate context).
+    fn read_ctx(&self, ctx: u64) -> Vec<u8> {
+        let mut v = Vec::with_capacity(16);
+        v.extend_from_slice(&self.raw.raft.id.to_be_bytes());
+        v.extend_from_slice(&ctx.to_be_bytes());
+        v
     }
 
     fn resolve_reads(&mut self, states: Vec<raft::ReadState>) {
         for rs in states {
-            let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) else {
+            let ctx = rs.request_ctx.as_slice();
+            if ctx.len() != 16 || ctx[..8] != self.raw.raft.id.to_be_bytes() {
+                continue;
+            }
+            let Ok(ctx) = <[u8; 8]>::try_from(&ctx[8..]) else {
                 continue;
             };
             if let Some(p) = self.pending_reads.remove(&u64::from_be_bytes(ctx)) {

@@ -535,6 +535,33 @@ fn read_index_on_follower_covers_acknowledged_writes() {
 }
 
 #[test]
+fn simultaneous_reads_on_every_member_resolve_without_retry() {
+    // Regression: read contexts were a per-member counter, so members that issued the
+    // same number of reads sent the leader the same context; it dropped all but the
+    // first, and the others waited an election timeout for their retry.
+    let c = Cluster::new(3);
+    let all = c.running();
+    let l = c.wait_leader(&all);
+    c.propose(l, b"w");
+    c.wait_value(&all, b"w");
+    for round in 0..5 {
+        let handles: Vec<RaftHandle> = all.iter().map(|&id| c.h(id).clone()).collect();
+        let started = Instant::now();
+        block_on(async move {
+            let reads: Vec<_> = handles
+                .into_iter()
+                .map(|h| tokio::spawn(async move { h.read_index().await }))
+                .collect();
+            for r in reads {
+                r.await.unwrap().unwrap();
+            }
+        });
+        let took = started.elapsed();
+        assert!(took < TICK * 8, "round {round}: reads took {took:?}");
+    }
+}
+
+#[test]
 fn restarted_member_replays_and_catches_up() {
     let mut c = Cluster::new(3);
     let all = c.running();
