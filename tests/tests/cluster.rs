@@ -225,3 +225,56 @@ fn move_leader_and_graceful_stop_hand_over_leadership() {
     let r = etcdctl35(&rest.join(","), &["put", "k", "v"]);
     assert_eq!(r.code, 0, "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_behind_the_log_catches_up_by_snapshot() {
+    use cairn_proto::etcdserverpb::{kv_client::KvClient, PutRequest};
+    let mut c = tokio::task::block_in_place(|| {
+        Cluster::start(3, &["--experimental-snapshot-catchup-entries=100"])
+    });
+    let leader = tokio::task::block_in_place(|| leader_index(&c));
+    let lagging = (leader + 1) % 3;
+    c.members[lagging].kill9();
+    // Far more entries than the log keeps while the member is away.
+    let ch = tonic::transport::Channel::from_shared(c.members[leader].url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let mut kv = KvClient::new(ch.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..400 {
+                let req = PutRequest {
+                    key: format!("bulk/{w}/{i}").into_bytes(),
+                    value: b"v".to_vec(),
+                    ..Default::default()
+                };
+                kv.put(req).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Give the leader a durable commit to purge its log behind.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::task::block_in_place(|| {
+        etcdctl35(&c.members[leader].endpoint(), &["put", "last", "1"]);
+        c.members[lagging].spawn();
+        assert_converged(&c);
+        let r = etcdctl35(
+            &c.members[lagging].endpoint(),
+            &["get", "bulk/", "--prefix", "--keys-only", "--consistency=s"],
+        );
+        assert_eq!(r.stdout.lines().filter(|l| !l.is_empty()).count(), 3200);
+        assert!(
+            c.members[lagging]
+                .log_text()
+                .contains("applied snapshot from the leader"),
+            "caught up without a snapshot: {}",
+            c.members[lagging].log_text()
+        );
+    });
+}

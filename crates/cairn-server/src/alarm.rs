@@ -27,6 +27,11 @@ impl Alarms {
         }
     }
 
+    /// Replaces the alarms with those persisted in `bytes` (after a snapshot restore).
+    pub fn reload(&self, bytes: Option<&[u8]>) {
+        *self.list.write() = Alarms::decode(bytes).list.into_inner();
+    }
+
     /// The bytes to persist.
     pub fn encode(&self) -> Vec<u8> {
         AlarmResponse {

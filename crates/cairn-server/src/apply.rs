@@ -35,12 +35,18 @@ pub struct Applier {
     pub waiters: Arc<Waiters>,
     pub alarms: Arc<Alarms>,
     pub members: Arc<Members>,
+    /// Where Raft messages go; follows membership changes.
+    pub peers: crate::peer::PeerSet,
     pub metrics: Arc<Metrics>,
     pub applied_tx: watch::Sender<u64>,
     /// Raised to the applied index of each durable commit; the Raft log may be purged up to
     /// it.
     pub durable_tx: watch::Sender<u64>,
     pub last_durable: Instant,
+    /// This member's id, kept in the backend across snapshot restores.
+    pub member_id: u64,
+    /// Where snapshot files are staged.
+    pub data_dir: std::path::PathBuf,
 }
 
 /// What applying one request produced.
@@ -134,7 +140,68 @@ impl Applier {
     }
 }
 
+impl Applier {
+    fn snapshot_bytes(&self) -> Result<Vec<u8>, cairn_mvcc::MvccError> {
+        let tmp = tempfile::Builder::new()
+            .prefix("raft-snapshot-")
+            .tempdir_in(&self.data_dir)?;
+        let path = tmp.path().join("snapshot.redb");
+        self.store.snapshot_to(&path)?;
+        Ok(std::fs::read(&path)?)
+    }
+
+    fn restore_bytes(&self, data: &[u8], index: u64) -> Result<(), cairn_mvcc::MvccError> {
+        let tmp = tempfile::Builder::new()
+            .prefix("raft-snapshot-")
+            .tempdir_in(&self.data_dir)?;
+        let path = tmp.path().join("snapshot.redb");
+        std::fs::write(&path, data)?;
+        self.store.restore_from(&path)?;
+        // The snapshot carries the sender's records; this member keeps its own id.
+        let mut batch = self.store.begin_apply()?;
+        batch.put_meta("member_id", &self.member_id.to_be_bytes())?;
+        batch.set_applied_index(index);
+        batch.commit(true)?;
+        self.alarms
+            .reload(self.store.meta(crate::alarm::META_KEY)?.as_deref());
+        self.members
+            .reload(self.store.meta(crate::membership::META_KEY)?.as_deref());
+        for (id, urls) in self.members.peers() {
+            self.peers.set_peer(id, &urls);
+        }
+        Ok(())
+    }
+}
+
 impl cairn_raft::Applier for Applier {
+    fn snapshot(&mut self) -> Result<Vec<u8>, String> {
+        let started = Instant::now();
+        let data = self.snapshot_bytes().map_err(|e| e.to_string())?;
+        tracing::info!(
+            applied_index = self.store.applied_index(),
+            size_bytes = data.len(),
+            took = ?started.elapsed(),
+            "built a snapshot for a lagging member"
+        );
+        Ok(data)
+    }
+
+    fn restore(&mut self, data: &[u8], index: u64, term: u64) -> Result<(), String> {
+        let started = Instant::now();
+        self.restore_bytes(data, index).map_err(|e| e.to_string())?;
+        self.last_durable = Instant::now();
+        self.durable_tx.send_replace(index);
+        self.applied_tx.send_replace(index);
+        tracing::info!(
+            snapshot_index = index,
+            snapshot_term = term,
+            size_bytes = data.len(),
+            took = ?started.elapsed(),
+            "applied snapshot from the leader"
+        );
+        Ok(())
+    }
+
     fn apply(&mut self, entries: Vec<Entry>) {
         let Some(last) = entries.last().map(|e| e.index) else {
             return;

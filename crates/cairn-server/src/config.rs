@@ -68,6 +68,14 @@ pub struct Flags {
     /// Time (in milliseconds) for an election to timeout.
     #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
     pub election_timeout: u64,
+    /// Entries the Raft log keeps behind the applied index for slow followers before they
+    /// need a snapshot.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES",
+        default_value_t = 5000
+    )]
+    pub experimental_snapshot_catchup_entries: u64,
     /// List of URLs to listen on for peer traffic.
     #[arg(
         long,
@@ -253,6 +261,7 @@ pub struct Config {
     pub initial_cluster_token: String,
     pub initial_cluster_state_new: bool,
     pub snapshot_count: u64,
+    pub snapshot_catchup_entries: u64,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
     pub quota_backend_bytes: u64,
@@ -665,6 +674,7 @@ impl Flags {
             initial_cluster_token: self.initial_cluster_token,
             initial_cluster_state_new,
             snapshot_count: self.snapshot_count,
+            snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
             election_timeout: Duration::from_millis(self.election_timeout),
             quota_backend_bytes: if self.quota_backend_bytes == 0 {

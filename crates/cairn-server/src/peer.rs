@@ -1,6 +1,6 @@
 //! Member-to-member Raft traffic over gRPC on the peer URLs.
 //!
-//! Sending: the Raft thread hands messages to [`PeerTransport::send`], which never blocks: each
+//! Sending: the Raft thread hands messages to [`PeerSet`]'s `send`, which never blocks: each
 //! message goes into the bounded queue of its destination. One task per peer drains its
 //! queue into batches and sends each batch as one `RaftPeer.Send` call. When a queue is full
 //! or a peer is unreachable, messages are dropped; Raft retransmits what matters.
@@ -17,6 +17,7 @@ use cairn_proto::cairnpb::raft_peer_server::RaftPeer;
 use cairn_proto::cairnpb::{RaftBatch, RaftBatchResponse};
 use cairn_raft::eraftpb::{Message, MessageType};
 use cairn_raft::RaftHandle;
+use parking_lot::RwLock;
 use protobuf::Message as _;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
@@ -32,44 +33,66 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// delivery to it.
 pub type RaftCell = Arc<OnceLock<RaftHandle>>;
 
-/// Sends Raft messages to the other members.
-pub struct PeerTransport {
-    queues: HashMap<u64, mpsc::Sender<Message>>,
+/// The other members Raft sends to, changed as members join and leave. Cloning shares it.
+#[derive(Clone)]
+pub struct PeerSet {
+    inner: Arc<PeerSetInner>,
 }
 
-impl PeerTransport {
-    /// Starts one sender task per peer on `runtime`. `peers` maps member ids to peer URLs.
-    pub fn start(
-        runtime: &tokio::runtime::Handle,
+struct PeerSetInner {
+    runtime: tokio::runtime::Handle,
+    cluster_id: u64,
+    from: u64,
+    raft: RaftCell,
+    /// The send queue of each peer. Locked briefly by the Raft thread on every send and by
+    /// the applier when membership changes; never held across an await.
+    queues: RwLock<HashMap<u64, mpsc::Sender<Message>>>,
+}
+
+impl PeerSet {
+    /// An empty set for member `from` of cluster `cluster_id`; sender tasks run on `runtime`.
+    pub fn new(
+        runtime: tokio::runtime::Handle,
         cluster_id: u64,
         from: u64,
-        peers: &[(u64, Vec<String>)],
         raft: RaftCell,
-    ) -> PeerTransport {
-        let mut queues = HashMap::new();
-        for (id, urls) in peers {
-            if *id == from {
-                continue;
-            }
-            let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-            queues.insert(*id, tx);
-            let sender = Sender {
+    ) -> PeerSet {
+        PeerSet {
+            inner: Arc::new(PeerSetInner {
+                runtime,
                 cluster_id,
                 from,
-                to: *id,
-                urls: urls.clone(),
-                raft: raft.clone(),
-            };
-            runtime.spawn(sender.run(rx));
+                raft,
+                queues: RwLock::new(HashMap::new()),
+            }),
         }
-        PeerTransport { queues }
+    }
+
+    /// Sends to member `id` at `urls` from now on (replacing its old URLs, if any).
+    pub fn set_peer(&self, id: u64, urls: &[String]) {
+        let i = &self.inner;
+        if id == i.from {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+        let sender = Sender {
+            cluster_id: i.cluster_id,
+            from: i.from,
+            to: id,
+            urls: urls.to_vec(),
+            raft: i.raft.clone(),
+        };
+        i.runtime.spawn(sender.run(rx));
+        // The old sender, if any, ends when its queue's last handle drops here.
+        i.queues.write().insert(id, tx);
     }
 }
 
-impl cairn_raft::Transport for PeerTransport {
+impl cairn_raft::Transport for PeerSet {
     fn send(&mut self, msgs: Vec<Message>) {
+        let queues = self.inner.queues.read();
         for m in msgs {
-            if let Some(q) = self.queues.get(&m.to) {
+            if let Some(q) = queues.get(&m.to) {
                 // A full queue means the peer is far behind or away; Raft resends.
                 let _ = q.try_send(m);
             }

@@ -21,7 +21,7 @@ use crate::alarm::Alarms;
 use crate::config::Config;
 use crate::membership::Members;
 use crate::metrics::Metrics;
-use crate::peer::PeerTransport;
+use crate::peer::PeerSet;
 use crate::waiters::{ApplyResult, Waiters};
 
 /// The first line of the marker file that makes a directory cairn's.
@@ -181,6 +181,16 @@ impl Server {
         };
         let members = Arc::new(members);
         let peers = members.peers();
+        let raft_cell = crate::peer::RaftCell::default();
+        let peer_set = PeerSet::new(
+            tokio::runtime::Handle::current(),
+            cluster_id,
+            member_id,
+            raft_cell.clone(),
+        );
+        for (id, urls) in &peers {
+            peer_set.set_peer(*id, urls);
+        }
         let alarms = Arc::new(Alarms::decode(
             store.meta(crate::alarm::META_KEY)?.as_deref(),
         ));
@@ -193,9 +203,12 @@ impl Server {
             alarms: alarms.clone(),
             metrics: metrics.clone(),
             members: members.clone(),
+            peers: peer_set.clone(),
             applied_tx,
             durable_tx,
             last_durable: Instant::now(),
+            member_id,
+            data_dir: cfg.data_dir.clone(),
         };
         let election_tick = (cfg.election_timeout.as_millis()
             / cfg.heartbeat_interval.as_millis().max(1))
@@ -212,19 +225,11 @@ impl Server {
                 let h = metrics.wal_fsync_duration.clone();
                 cairn_raft::SyncObserver(Arc::new(move |d| h.observe(d.as_secs_f64())))
             }),
-            ..RaftConfig::default()
+            log_retain_entries: cfg.snapshot_catchup_entries,
+            log_compact_step: (cfg.snapshot_catchup_entries / 5).clamp(1, 1000),
         };
-        let raft = if peers.len() > 1 {
-            let runtime = tokio::runtime::Handle::current();
-            let cell = crate::peer::RaftCell::default();
-            let transport =
-                PeerTransport::start(&runtime, cluster_id, member_id, &peers, cell.clone());
-            let raft = cairn_raft::start(raft_cfg, applier, transport)?;
-            let _ = cell.set(raft.clone());
-            raft
-        } else {
-            cairn_raft::start(raft_cfg, applier, cairn_raft::NoPeers)?
-        };
+        let raft = cairn_raft::start(raft_cfg, applier, peer_set.clone())?;
+        let _ = raft_cell.set(raft.clone());
         {
             // Let the Raft log be purged behind each durable backend commit.
             let raft = raft.clone();
