@@ -127,7 +127,10 @@ pub enum Verdict {
     /// No order explains the history; the report shows where the search got stuck.
     Violation(Report),
     /// The search gave up after its step budget.
-    Inconclusive { key: String, steps: u64 },
+    Inconclusive {
+        key: String,
+        steps: u64,
+    },
 }
 
 /// Where the search for a linearization of one key got furthest, and what it could not
@@ -171,7 +174,7 @@ impl fmt::Display for Report {
 }
 
 /// How many search steps one key may take before the verdict is inconclusive.
-const STEP_BUDGET: u64 = 50_000_000;
+const STEP_BUDGET: u64 = 10_000_000;
 
 /// How many operations of the longest linearization a report shows.
 const REPORT_PREFIX: usize = 8;
@@ -207,7 +210,10 @@ pub fn check_revisions(ops: &[Operation]) -> Vec<String> {
             _ => continue,
         };
         if (value.is_none()) != (rev == 0) {
-            errors.push(format!("key {:?}: value {value:?} at revision {rev}: {op}", op.key));
+            errors.push(format!(
+                "key {:?}: value {value:?} at revision {rev}: {op}",
+                op.key
+            ));
         }
         let (seen_rev, first) = *rev_of.entry((&op.key, value)).or_insert((rev, op));
         if seen_rev != rev {
@@ -272,11 +278,11 @@ impl Bits {
 pub fn check_key(ops: &[Operation]) -> Verdict {
     let key = ops.first().map(|o| o.key.clone()).unwrap_or_default();
     let ops = relevant(ops);
-    let mut values: HashMap<&str, u32> = HashMap::new();
+    let mut values: HashMap<String, u32> = HashMap::new();
     let mut names: Vec<Option<String>> = vec![None];
     let mut intern = |v: Option<&str>| -> u32 {
         let Some(v) = v else { return 0 };
-        *values.entry(v).or_insert_with(|| {
+        *values.entry(v.to_string()).or_insert_with(|| {
             names.push(Some(v.to_string()));
             (names.len() - 1) as u32
         })
@@ -304,17 +310,16 @@ pub fn check_key(ops: &[Operation]) -> Verdict {
         .collect();
 
     let n = ops.len();
+    let returns = effective_returns(&ops);
     // The time line: node 2i is op i's call, 2i+1 its return; node 2n is the list's head.
     let head = 2 * n;
     let time = |node: usize| -> (u64, u8) {
         let op = &ops[node / 2];
-        if node % 2 == 0 {
+        if node.is_multiple_of(2) {
             (op.invoke, 0)
-        } else if op.outcome == Outcome::Unknown {
-            (u64::MAX, 1)
         } else {
             // A return never precedes its own call, even with a clock that stood still.
-            (op.ret.max(op.invoke), 1)
+            (returns[node / 2].max(op.invoke), 1)
         }
     };
     let mut order: Vec<usize> = (0..2 * n).collect();
@@ -352,7 +357,7 @@ pub fn check_key(ops: &[Operation]) -> Verdict {
         if count > STEP_BUDGET {
             return Verdict::Inconclusive { key, steps: count };
         }
-        if entry % 2 == 0 {
+        if entry.is_multiple_of(2) {
             let op = entry / 2;
             if let Some(after) = steps[op].apply(state) {
                 linearized.set(op);
@@ -417,8 +422,42 @@ fn relevant(ops: &[Operation]) -> Vec<Operation> {
         .collect()
 }
 
+/// When each operation must have taken effect by: its return, or for an unknown write the
+/// earliest return of an operation that observed its value (values are unique, so the write
+/// came before that observation), or never (the end of time).
+fn effective_returns(ops: &[Operation]) -> Vec<u64> {
+    let mut first_seen: HashMap<&str, u64> = HashMap::new();
+    for op in ops {
+        let seen = match (&op.input, &op.outcome) {
+            (_, Outcome::Read(Some(v)) | Outcome::NotSwapped { current: Some(v) }) => v,
+            (
+                Input::Cas {
+                    expect: Some(v), ..
+                },
+                Outcome::Swapped,
+            ) => v,
+            _ => continue,
+        };
+        let t = first_seen.entry(seen).or_insert(u64::MAX);
+        *t = (*t).min(op.ret);
+    }
+    ops.iter()
+        .map(|op| match (&op.input, &op.outcome) {
+            (Input::Put { value } | Input::Cas { value, .. }, Outcome::Unknown) => {
+                first_seen.get(value.as_str()).copied().unwrap_or(u64::MAX)
+            }
+            _ => op.ret,
+        })
+        .collect()
+}
+
 /// Describes where the search got furthest.
-fn report(key: &str, ops: &[Operation], best: &(Vec<usize>, u32), names: &[Option<String>]) -> Report {
+fn report(
+    key: &str,
+    ops: &[Operation],
+    best: &(Vec<usize>, u32),
+    names: &[Option<String>],
+) -> Report {
     let (placed, state) = best;
     let done: HashSet<usize> = placed.iter().copied().collect();
     let rest: Vec<&Operation> = (0..ops.len())
@@ -477,7 +516,14 @@ mod tests {
     fn put_unknown(c: usize, v: &str, t0: u64) -> Operation {
         op(c, Input::Put { value: v.into() }, Outcome::Unknown, t0, 0)
     }
-    fn cas(c: usize, expect: Option<&str>, v: &str, outcome: Outcome, t0: u64, t1: u64) -> Operation {
+    fn cas(
+        c: usize,
+        expect: Option<&str>,
+        v: &str,
+        outcome: Outcome,
+        t0: u64,
+        t1: u64,
+    ) -> Operation {
         let input = Input::Cas {
             expect: expect.map(String::from),
             value: v.into(),
@@ -520,11 +566,19 @@ mod tests {
             ),
             (
                 "a read concurrent with a put sees the old value",
-                vec![put(0, "a", 0, 1), put(0, "b", 2, 10), get(1, Some("a"), 3, 4)],
+                vec![
+                    put(0, "a", 0, 1),
+                    put(0, "b", 2, 10),
+                    get(1, Some("a"), 3, 4),
+                ],
             ),
             (
                 "a read concurrent with a put sees the new value",
-                vec![put(0, "a", 0, 1), put(0, "b", 2, 10), get(1, Some("b"), 3, 4)],
+                vec![
+                    put(0, "a", 0, 1),
+                    put(0, "b", 2, 10),
+                    get(1, Some("b"), 3, 4),
+                ],
             ),
             (
                 "touching intervals count as concurrent",
@@ -558,7 +612,11 @@ mod tests {
             ),
             (
                 "an unknown put that never took effect",
-                vec![put(0, "a", 0, 1), put_unknown(1, "b", 2), get(0, Some("a"), 100, 101)],
+                vec![
+                    put(0, "a", 0, 1),
+                    put_unknown(1, "b", 2),
+                    get(0, Some("a"), 100, 101),
+                ],
             ),
             (
                 "an unknown cas that took effect",
@@ -588,7 +646,11 @@ mod tests {
         let cases: Vec<(&str, Vec<Operation>)> = vec![
             (
                 "stale read: the write completed before the read began",
-                vec![put(0, "a", 0, 1), put(0, "b", 2, 3), get(1, Some("a"), 4, 5)],
+                vec![
+                    put(0, "a", 0, 1),
+                    put(0, "b", 2, 3),
+                    get(1, Some("a"), 4, 5),
+                ],
             ),
             (
                 "lost write: an acknowledged put is never seen, the older value is",
@@ -601,7 +663,11 @@ mod tests {
             ),
             (
                 "lost write at the end: final reads miss an acknowledged put",
-                vec![put(0, "a", 0, 1), put(1, "b", 2, 3), get(2, Some("a"), 10, 11)],
+                vec![
+                    put(0, "a", 0, 1),
+                    put(1, "b", 2, 3),
+                    get(2, Some("a"), 10, 11),
+                ],
             ),
             (
                 "cas saw an old value: it matched a value already overwritten",
@@ -613,7 +679,10 @@ mod tests {
             ),
             (
                 "cas failed though the key held the expected value",
-                vec![put(0, "a", 0, 1), cas(1, Some("a"), "c", held(Some("a")), 2, 3)],
+                vec![
+                    put(0, "a", 0, 1),
+                    cas(1, Some("a"), "c", held(Some("a")), 2, 3),
+                ],
             ),
             (
                 "cas reported a value that was already overwritten",
@@ -691,23 +760,48 @@ mod tests {
     }
 
     #[test]
-    fn many_concurrent_unknown_writes_stay_cheap() {
-        // Twelve clients each leave unknown puts that a final read partly observes.
+    fn rounds_of_concurrent_unknown_writes_stay_cheap() {
+        // Twenty rounds: in each, six clients leave an unknown put and two more writes time
+        // out unseen; reads then observe two of the six, one after the other.
         let mut ops = vec![put(0, "v0", 0, 1)];
-        for c in 0..12u64 {
-            for i in 0..5u64 {
-                let t = 2 + c * 3 + i * 40;
-                ops.push(put_unknown(c as usize, &format!("u{c}-{i}"), t));
-                ops.push(get(c as usize, Some("v0"), t, t + 1).clone());
+        let mut last = String::from("v0");
+        for round in 0..20u64 {
+            let t = 10 + round * 100;
+            for c in 0..6usize {
+                ops.push(put_unknown(c, &format!("u{round}-{c}"), t + c as u64));
+                ops.push(put_unknown(c, &format!("lost{round}-{c}"), t + 10));
+            }
+            ops.push(get(6, Some(&last), t, t + 1));
+            for (i, c) in [4usize, 1].into_iter().enumerate() {
+                last = format!("u{round}-{c}");
+                ops.push(get(
+                    7,
+                    Some(&last),
+                    t + 50 + 2 * i as u64,
+                    t + 51 + 2 * i as u64,
+                ));
             }
         }
-        // Only reads of the original value before any unknown put: rewrite times so they are.
-        for o in ops.iter_mut().filter(|o| o.input == Input::Get) {
-            o.invoke = 1_000_000;
-            o.ret = 1_500_000;
-        }
-        ops.push(get(0, Some("u3-2"), 1000, 1001));
         assert!(ok(&ops));
+        // A read of the first round's value after all that is stale.
+        ops.push(get(0, Some("u0-1"), 5000, 5001));
+        assert!(!ok(&ops));
+    }
+
+    #[test]
+    fn an_observed_unknown_put_took_effect_before_its_first_observer_returned() {
+        let ops = vec![
+            put(0, "a", 0, 1),
+            put_unknown(1, "b", 2),
+            get(2, Some("b"), 3, 4),
+            put(0, "c", 5, 6),
+            get(2, Some("c"), 7, 8),
+        ];
+        assert!(ok(&ops));
+        // b cannot come back after c replaced it.
+        let mut ops = ops;
+        ops.push(get(2, Some("b"), 9, 10));
+        assert!(!ok(&ops));
     }
 
     #[test]
