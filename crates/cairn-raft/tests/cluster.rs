@@ -648,7 +648,11 @@ fn isolated_member_catches_up_by_snapshot() {
     let restored = c.sm(f).restored.lock().unwrap().clone();
     assert!(!restored.is_empty(), "caught up without a snapshot");
     assert!(*c.sm(l).built.lock().unwrap() >= 1);
-    assert!(c.h(f).stats().first_index > behind);
+    let stats = c.h(f).stats();
+    assert!(
+        stats.first_index > behind,
+        "{stats:?} behind {behind} restored {restored:?}"
+    );
 }
 
 #[test]
