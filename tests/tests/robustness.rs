@@ -6,7 +6,9 @@
 //! acknowledged write is found: the final reads on each member are part of it), revisions
 //! must identify values, and all members must end with the same HashKV.
 //!
-//! Every loop is bounded in count and time; the cluster is killed when the test ends.
+//! Every loop is bounded in count and time; the cluster is killed when the test ends. Each
+//! run prints its seed; `CAIRN_ROBUSTNESS_SEED=<seed>` replays the same random choices (the
+//! timing, and so the history, still differ).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -36,6 +38,8 @@ const CLIENTS: usize = 6;
 const MAX_OPS_PER_CLIENT: usize = 1500;
 /// The workload stops at the latest after this long, faults or not.
 const MAX_WORKLOAD: Duration = Duration::from_secs(30);
+/// Faults drawn from the seed after the fixed schedule.
+const RANDOM_FAULTS: usize = 3;
 /// How long a client waits for one response before the outcome is unknown.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -228,6 +232,7 @@ async fn client(
 struct Faults {
     clock: Clock,
     rt: tokio::runtime::Handle,
+    rng: StdRng,
     log: Vec<String>,
 }
 
@@ -294,8 +299,8 @@ impl Faults {
         );
     }
 
-    /// The schedule: kill -9 the leader and restart it, SIGSTOP/SIGCONT the leader, then
-    /// a rolling restart with SIGTERM.
+    /// The schedule: kill -9 the leader and restart it, SIGSTOP/SIGCONT the leader, a
+    /// rolling restart with SIGTERM, then a few random kills and pauses.
     fn run(&mut self, c: &mut Cluster) {
         let pause = |ms| std::thread::sleep(Duration::from_millis(ms));
         pause(1500);
@@ -328,7 +333,31 @@ impl Faults {
             self.note(format!("{} serves", c.members[i].name));
             pause(300);
         }
-        pause(1000);
+        pause(500);
+
+        // Then a few faults drawn from the seed: kill -9 any member, or freeze one for less
+        // or more than an election timeout.
+        for _ in 0..RANDOM_FAULTS {
+            let i = self.rng.random_range(0..c.members.len());
+            let name = c.members[i].name.clone();
+            if self.rng.random_bool(0.5) {
+                self.note(format!("kill -9 {name}"));
+                c.members[i].kill9();
+                pause(self.rng.random_range(100..1000));
+                self.note(format!("restart {name}"));
+                c.members[i].spawn();
+            } else {
+                let ms = self.rng.random_range(300..2500);
+                self.note(format!("SIGSTOP {name} for {ms}ms"));
+                c.members[i].signal("STOP");
+                pause(ms);
+                c.members[i].signal("CONT");
+            }
+            self.wait_serving(c, i);
+            self.note(format!("{name} serves"));
+            pause(self.rng.random_range(200..800));
+        }
+        pause(500);
     }
 }
 
@@ -449,7 +478,10 @@ fn assert_checker_sees_a_stale_read(history: &[Operation]) {
 
 /// Runs the workload against an `n`-member cluster under the fault schedule and checks it.
 fn run(n: usize) {
-    let seed: u64 = rand::rng().random();
+    let seed: u64 = match std::env::var("CAIRN_ROBUSTNESS_SEED") {
+        Ok(s) => s.parse().expect("CAIRN_ROBUSTNESS_SEED is a number"),
+        Err(_) => rand::rng().random(),
+    };
     let started = Instant::now();
     let mut cluster = Cluster::start(n, &[]);
     let urls: Vec<String> = cluster.members.iter().map(|m| m.url()).collect();
@@ -467,6 +499,7 @@ fn run(n: usize) {
     let mut faults = Faults {
         clock,
         rt: rt.handle().clone(),
+        rng: StdRng::seed_from_u64(seed),
         log: Vec::new(),
     };
     // The injector runs here while the clients run on the runtime's workers; a panic here
