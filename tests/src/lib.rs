@@ -83,6 +83,22 @@ impl ServerProc {
         ServerProc::start_with_env(kind, extra, &[])
     }
 
+    /// A server of `kind` named `name` with the given peer port, not started yet (call
+    /// [`ServerProc::spawn`]).
+    pub fn new(kind: Kind, name: &str, peer_port: u16, extra: &[&str]) -> ServerProc {
+        ServerProc {
+            kind,
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            name: name.to_string(),
+            client_port: free_port(),
+            peer_port,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
+            log: Default::default(),
+        }
+    }
+
     /// Like [`ServerProc::start`], with environment variables.
     pub fn start_with_env(kind: Kind, extra: &[&str], env: &[(&str, &str)]) -> ServerProc {
         let mut p = ServerProc {

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use cairn_tests::{etcdctl35, Cluster};
+use cairn_tests::{etcdctl35, free_port, Cluster, Kind, ServerProc};
 
 /// (member id, leader id, revision, raft index) of each listed endpoint.
 fn statuses(endpoints: &str) -> Vec<(u64, u64, i64)> {
@@ -62,9 +62,14 @@ fn put_until_ok(endpoint: &str, key: &str, value: &str) -> Duration {
 
 /// Every member reports the same KV hash at the same revision.
 fn assert_converged(c: &Cluster) {
+    assert_endpoints_converged(&c.endpoints(), c.members.len());
+}
+
+/// The `n` listed endpoints report the same KV hash at the same revision.
+fn assert_endpoints_converged(endpoints: &str, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let r = etcdctl35(&c.endpoints(), &["endpoint", "hashkv", "-w", "json"]);
+        let r = etcdctl35(endpoints, &["endpoint", "hashkv", "-w", "json"]);
         let v: serde_json::Value =
             serde_json::from_str(&r.stdout).unwrap_or(serde_json::Value::Null);
         let hashes: Vec<(u64, i64)> = v
@@ -80,7 +85,7 @@ fn assert_converged(c: &Cluster) {
                     .collect()
             })
             .unwrap_or_default();
-        if hashes.len() == c.members.len() && hashes.windows(2).all(|w| w[0] == w[1]) {
+        if hashes.len() == n && hashes.windows(2).all(|w| w[0] == w[1]) {
             return;
         }
         assert!(
@@ -277,4 +282,153 @@ async fn member_behind_the_log_catches_up_by_snapshot() {
             c.members[lagging].log_text()
         );
     });
+}
+
+/// Runs `member add` and returns (new member id, the ETCD_INITIAL_CLUSTER it printed).
+fn member_add(endpoints: &str, name: &str, peer_port: u16, learner: bool) -> (u64, String) {
+    let url = format!("--peer-urls=http://127.0.0.1:{peer_port}");
+    let mut args = vec!["member", "add", name, url.as_str()];
+    if learner {
+        args.push("--learner");
+    }
+    let r = etcdctl35(endpoints, &args);
+    assert_eq!(r.code, 0, "{r:?}");
+    let first = r.stdout.lines().next().unwrap();
+    assert!(
+        first.starts_with("Member ") && first.contains(" added to cluster "),
+        "{r:?}"
+    );
+    let id = u64::from_str_radix(first.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    let initial = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string();
+    assert!(
+        r.stdout.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""),
+        "{r:?}"
+    );
+    (id, initial)
+}
+
+/// Starts a member that joins with `--initial-cluster-state=existing`.
+fn join(name: &str, peer_port: u16, initial: &str) -> ServerProc {
+    let mut p = ServerProc::new(
+        Kind::Cairn,
+        name,
+        peer_port,
+        &[
+            &format!("--initial-cluster={initial}"),
+            "--initial-cluster-state=existing",
+        ],
+    );
+    p.spawn();
+    p
+}
+
+#[test]
+fn members_join_get_promoted_and_leave() {
+    let c = Cluster::start(3, &[]);
+    let eps = c.endpoints();
+    // A new voter joins through a snapshot and serves.
+    let port = free_port();
+    let (id, initial) = member_add(&eps, "m3", port, false);
+    let m3 = join("m3", port, &initial);
+    let all = format!("{eps},{}", m3.endpoint());
+    let r = etcdctl35(&all, &["member", "list"]);
+    assert_eq!(r.stdout.lines().count(), 4, "{r:?}");
+    assert!(
+        r.stdout.contains(&format!(
+            "{id:x}, started, m3, http://127.0.0.1:{port}, {}, false",
+            m3.url()
+        )),
+        "{r:?}"
+    );
+    let r = etcdctl35(&m3.endpoint(), &["put", "from/m3", "1"]);
+    assert_eq!(r.stdout, "OK\n", "{r:?}");
+    let r = etcdctl35(
+        &c.members[0].endpoint(),
+        &["get", "from/m3", "--print-value-only"],
+    );
+    assert_eq!(r.stdout, "1\n");
+    assert_endpoints_converged(&all, 4);
+
+    // Errors as etcd words them.
+    let r = etcdctl35(
+        &eps,
+        &[
+            "member",
+            "add",
+            "dup",
+            &format!("--peer-urls=http://127.0.0.1:{port}"),
+        ],
+    );
+    assert!(
+        r.stderr.contains("etcdserver: Peer URLs already exists"),
+        "{r:?}"
+    );
+    let r = etcdctl35(&eps, &["member", "promote", &format!("{id:x}")]);
+    assert!(
+        r.stderr
+            .contains("etcdserver: can only promote a learner member"),
+        "{r:?}"
+    );
+    let r = etcdctl35(&eps, &["member", "remove", "1234"]);
+    assert!(r.stderr.contains("etcdserver: member not found"), "{r:?}");
+
+    // It leaves again.
+    let r = etcdctl35(&eps, &["member", "remove", &format!("{id:x}")]);
+    assert!(
+        r.stdout
+            .contains(&format!("Member {id:16x} removed from cluster")),
+        "{r:?}"
+    );
+    let r = etcdctl35(&eps, &["member", "list"]);
+    assert_eq!(r.stdout.lines().count(), 3, "{r:?}");
+    drop(m3);
+
+    // A learner joins, catches up, and is promoted to a voter.
+    let port = free_port();
+    let (lid, initial) = member_add(&eps, "m4", port, true);
+    let r = etcdctl35(
+        &eps,
+        &[
+            "member",
+            "add",
+            "m5",
+            &format!("--peer-urls=http://127.0.0.1:{}", free_port()),
+            "--learner",
+        ],
+    );
+    assert!(
+        r.stderr
+            .contains("etcdserver: too many learner members in cluster"),
+        "{r:?}"
+    );
+    let m4 = join("m4", port, &initial);
+    let r = etcdctl35(&eps, &["member", "list"]);
+    assert!(
+        r.stdout.contains(&format!(
+            "{lid:x}, started, m4, http://127.0.0.1:{port}, {}, true",
+            m4.url()
+        )),
+        "{r:?}"
+    );
+    let r = etcdctl35(&eps, &["member", "promote", &format!("{lid:x}")]);
+    assert!(
+        r.stdout
+            .contains(&format!("Member {lid:16x} promoted in cluster")),
+        "{r:?}"
+    );
+    let r = etcdctl35(&eps, &["member", "list"]);
+    assert!(
+        r.stdout.contains(&format!(
+            "{lid:x}, started, m4, http://127.0.0.1:{port}, {}, false",
+            m4.url()
+        )),
+        "{r:?}"
+    );
+    assert_endpoints_converged(&format!("{eps},{}", m4.endpoint()), 4);
 }

@@ -503,10 +503,17 @@ impl raft::Storage for EngineStorage {
     /// is as new as `request_index`). Otherwise notes that one is wanted and answers
     /// "temporarily unavailable": the apply thread builds one and raft-rs asks again at
     /// its next attempt to reach the peer.
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         if let Some(snap) = &self.snapshot {
-            let index = snap.get_metadata().index;
-            if index >= self.truncated.0 && index >= request_index {
+            let meta = snap.get_metadata();
+            let cs = meta.get_conf_state();
+            // A member added after the cached snapshot was built is not in its ConfState,
+            // and raft-rs on that member would refuse it forever: build a newer one.
+            let includes_to = cs.voters.contains(&to)
+                || cs.learners.contains(&to)
+                || cs.voters_outgoing.contains(&to)
+                || cs.learners_next.contains(&to);
+            if meta.index >= self.truncated.0 && meta.index >= request_index && includes_to {
                 return Ok(snap.clone());
             }
         }

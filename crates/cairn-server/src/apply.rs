@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_mvcc::{LeaseLookup, NoLeases, Store};
-use cairn_proto::cairnpb::{internal_request::Request, InternalRequest};
+use cairn_proto::cairnpb::{internal_request::Request, InternalRequest, MemberChange};
 use cairn_proto::etcdserverpb::{
     alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType,
     CompactionResponse, ResponseHeader,
@@ -97,6 +97,13 @@ impl Applier {
                 })
             }))?,
             Request::Alarm(a) => Ok(ApplyResult::Alarm(self.apply_alarm(batch, &a)?)),
+            Request::MemberUpdate(u) => {
+                if self.members.update_peer_urls(u.id, &u.peer_ur_ls) {
+                    self.peers.set_peer(u.id, &u.peer_ur_ls);
+                    batch.put_meta(crate::membership::META_KEY, &self.members.encode())?;
+                }
+                Ok(ApplyResult::Members(self.members.list()))
+            }
             Request::Publish(attrs) => {
                 if self.members.publish(&attrs) {
                     batch.put_meta(crate::membership::META_KEY, &self.members.encode())?;
@@ -141,6 +148,57 @@ impl Applier {
 }
 
 impl Applier {
+    /// Records a committed membership change (Raft itself has applied it already) and
+    /// returns the answer for the request waiting on it.
+    fn apply_conf_change(
+        &self,
+        batch: &mut cairn_mvcc::ApplyBatch<'_>,
+        entry: &Entry,
+    ) -> Result<Option<(u64, Outcome)>, cairn_mvcc::MvccError> {
+        use protobuf::Message as _;
+        use raft::eraftpb::{ConfChangeType, ConfChangeV2};
+        let cc = ConfChangeV2::parse_from_bytes(&entry.data)
+            .map_err(|e| cairn_mvcc::MvccError::Corrupt(format!("undecodable conf change: {e}")))?;
+        let change = MemberChange::decode(cc.context.as_ref()).unwrap_or_default();
+        let mut changed = false;
+        for single in cc.changes.iter() {
+            match single.get_change_type() {
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    let Some(member) = change.member.clone() else {
+                        continue;
+                    };
+                    if self.members.add_or_promote(&member) {
+                        changed = true;
+                        self.peers.set_peer(member.id, &member.peer_ur_ls);
+                        tracing::info!(
+                            added_member_id = %format!("{:x}", member.id),
+                            is_learner = member.is_learner,
+                            peer_urls = %member.peer_ur_ls.join(","),
+                            "added or promoted member"
+                        );
+                    }
+                }
+                ConfChangeType::RemoveNode => {
+                    if self.members.remove(single.node_id) {
+                        changed = true;
+                        self.peers.remove_peer(single.node_id);
+                        tracing::info!(removed_member_id = %format!("{:x}", single.node_id), "removed member");
+                        if single.node_id == self.member_id {
+                            tracing::warn!(
+                                "the member has been permanently removed from the cluster"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if changed {
+            batch.put_meta(crate::membership::META_KEY, &self.members.encode())?;
+        }
+        Ok((change.waiter != 0)
+            .then(|| (change.waiter, Ok(ApplyResult::Members(self.members.list())))))
+    }
+
     fn snapshot_bytes(&self) -> Result<Vec<u8>, cairn_mvcc::MvccError> {
         let tmp = tempfile::Builder::new()
             .prefix("raft-snapshot-")
@@ -217,10 +275,18 @@ impl cairn_raft::Applier for Applier {
         let mut answers: Vec<(u64, Outcome)> = Vec::with_capacity(entries.len());
         let applied_before = self.store.applied_index();
         for entry in entries {
-            if entry.index <= applied_before
-                || entry.get_entry_type() != EntryType::EntryNormal
-                || entry.data.is_empty()
-            {
+            if entry.index <= applied_before || entry.data.is_empty() {
+                continue;
+            }
+            if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
+                match self.apply_conf_change(&mut batch, &entry) {
+                    Ok(Some(answer)) => answers.push(answer),
+                    Ok(None) => {}
+                    Err(e) => fatal("failed to apply a membership change", &e),
+                }
+                continue;
+            }
+            if entry.get_entry_type() != EntryType::EntryNormal {
                 continue;
             }
             let req = match InternalRequest::decode(entry.data.as_ref()) {

@@ -262,6 +262,7 @@ pub struct Config {
     pub initial_cluster_state_new: bool,
     pub snapshot_count: u64,
     pub snapshot_catchup_entries: u64,
+    pub strict_reconfig_check: bool,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
     pub quota_backend_bytes: u64,
@@ -622,12 +623,7 @@ impl Flags {
         }
         let initial_cluster_state_new = match self.initial_cluster_state.as_str() {
             "new" => true,
-            "existing" => {
-                return Err(ConfigError::NotYetSupported {
-                    flag: "--initial-cluster-state=existing",
-                    why: "joining a cluster arrives with the clustering work",
-                })
-            }
+            "existing" => false,
             other => {
                 return Err(ConfigError::Invalid(format!(
                     "invalid value {other:?} for flag -initial-cluster-state: valid values are \"new\" or \"existing\""
@@ -675,6 +671,7 @@ impl Flags {
             initial_cluster_state_new,
             snapshot_count: self.snapshot_count,
             snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
+            strict_reconfig_check: self.strict_reconfig_check,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
             election_timeout: Duration::from_millis(self.election_timeout),
             quota_backend_bytes: if self.quota_backend_bytes == 0 {

@@ -6,6 +6,16 @@ use sha1::{Digest, Sha1};
 /// The ID of a member: the first eight bytes (big-endian) of SHA-1 over its sorted peer URLs
 /// joined without a separator, followed by the cluster token.
 pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
+    member_hash(peer_urls, token, b"")
+}
+
+/// The ID etcd gives a member added at run time: as [`member_id`], with the Unix time in
+/// seconds appended, so re-adding the same URLs gives a new id.
+pub fn member_id_at(peer_urls: &[String], token: &str, unix_secs: u64) -> u64 {
+    member_hash(peer_urls, token, unix_secs.to_string().as_bytes())
+}
+
+fn member_hash(peer_urls: &[String], token: &str, suffix: &[u8]) -> u64 {
     let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
     urls.sort_unstable();
     let mut h = Sha1::new();
@@ -13,6 +23,7 @@ pub fn member_id(peer_urls: &[String], token: &str) -> u64 {
         h.update(u.as_bytes());
     }
     h.update(token.as_bytes());
+    h.update(suffix);
     first_u64(&h.finalize())
 }
 

@@ -55,6 +55,12 @@ impl Members {
         *self.list.write() = Members::decode(bytes).list.into_inner();
     }
 
+    /// Replaces the whole set.
+    pub fn replace(&self, mut list: Vec<Member>) {
+        list.sort_by_key(|m| m.id);
+        *self.list.write() = list;
+    }
+
     /// The bytes to persist.
     pub fn encode(&self) -> Vec<u8> {
         MemberSet {
@@ -74,6 +80,46 @@ impl Members {
             }
             None => false,
         }
+    }
+
+    /// Adds a member, or turns a learner into a voter when `member` is a voter already
+    /// listed; false if nothing changed.
+    pub fn add_or_promote(&self, member: &Member) -> bool {
+        let mut list = self.list.write();
+        if let Some(m) = list.iter_mut().find(|m| m.id == member.id) {
+            if m.is_learner && !member.is_learner {
+                m.is_learner = false;
+                return true;
+            }
+            return false;
+        }
+        list.push(member.clone());
+        list.sort_by_key(|m| m.id);
+        true
+    }
+
+    /// Removes member `id`; false if it was not a member.
+    pub fn remove(&self, id: u64) -> bool {
+        let mut list = self.list.write();
+        let before = list.len();
+        list.retain(|m| m.id != id);
+        list.len() != before
+    }
+
+    /// Replaces member `id`'s peer URLs; false if it is not a member.
+    pub fn update_peer_urls(&self, id: u64, peer_urls: &[String]) -> bool {
+        match self.list.write().iter_mut().find(|m| m.id == id) {
+            Some(m) => {
+                m.peer_ur_ls = peer_urls.to_vec();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Member `id`, if it is one.
+    pub fn get(&self, id: u64) -> Option<Member> {
+        self.list.read().iter().find(|m| m.id == id).cloned()
     }
 
     /// Every member, in id order.

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use cairn_proto::cairnpb::raft_peer_client::RaftPeerClient;
 use cairn_proto::cairnpb::raft_peer_server::RaftPeer;
-use cairn_proto::cairnpb::{RaftBatch, RaftBatchResponse};
+use cairn_proto::cairnpb::{MembersRequest, MembersResponse, RaftBatch, RaftBatchResponse};
 use cairn_raft::eraftpb::{Message, MessageType};
 use cairn_raft::RaftHandle;
 use parking_lot::RwLock;
@@ -85,6 +85,13 @@ impl PeerSet {
         i.runtime.spawn(sender.run(rx));
         // The old sender, if any, ends when its queue's last handle drops here.
         i.queues.write().insert(id, tx);
+    }
+}
+
+impl PeerSet {
+    /// Stops sending to member `id`.
+    pub fn remove_peer(&self, id: u64) {
+        self.inner.queues.write().remove(&id);
     }
 }
 
@@ -201,11 +208,13 @@ impl Sender {
     }
 }
 
-/// Receives Raft messages from the other members.
+/// Receives Raft messages from the other members, and tells a joining member who is in the
+/// cluster.
 pub struct PeerService {
     pub raft: RaftHandle,
     pub cluster_id: u64,
     pub member_id: u64,
+    pub members: Arc<crate::membership::Members>,
 }
 
 #[tonic::async_trait]
@@ -235,4 +244,28 @@ impl RaftPeer for PeerService {
             .map_err(|e| Status::unavailable(format!("raft: {e}")))?;
         Ok(Response::new(RaftBatchResponse {}))
     }
+
+    async fn members(
+        &self,
+        _: Request<MembersRequest>,
+    ) -> Result<Response<MembersResponse>, Status> {
+        Ok(Response::new(MembersResponse {
+            cluster_id: self.cluster_id,
+            members: self.members.list(),
+        }))
+    }
+}
+
+/// Asks the members at `urls` for the cluster's id and member set (a member joining an
+/// existing cluster does this before it starts Raft).
+pub async fn fetch_members(urls: &[String]) -> Option<MembersResponse> {
+    for url in urls {
+        let Some(mut client) = connect(std::slice::from_ref(url)).await else {
+            continue;
+        };
+        if let Ok(r) = client.members(MembersRequest {}).await {
+            return Some(r.into_inner());
+        }
+    }
+    None
 }

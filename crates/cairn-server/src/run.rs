@@ -104,6 +104,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             raft: server.raft.clone(),
             cluster_id: server.cluster_id,
             member_id: server.member.id,
+            members: server.members.clone(),
         };
         let router = tonic::service::Routes::new(
             RaftPeerServer::new(peer)

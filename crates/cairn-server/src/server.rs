@@ -133,6 +133,54 @@ fn meta_u64(store: &Store, key: &str) -> Result<Option<u64>, StartError> {
         .map(u64::from_be_bytes))
 }
 
+/// Asks the members named in `--initial-cluster` for the cluster's id and members, and
+/// finds this member among them by its peer URLs (it must have been added with
+/// `member add` first), as etcd does for `--initial-cluster-state=existing`.
+fn join_existing(cfg: &Config) -> Result<(u64, u64, Members), StartError> {
+    let others: Vec<String> = cfg
+        .initial_cluster
+        .iter()
+        .filter(|(name, _)| *name != cfg.name)
+        .flat_map(|(_, urls)| urls.clone())
+        .collect();
+    let runtime = tokio::runtime::Handle::current();
+    let mut fetched = None;
+    for _ in 0..10 {
+        fetched = runtime.block_on(crate::peer::fetch_members(&others));
+        if fetched.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let resp = fetched.ok_or_else(|| {
+        StartError::DataDir(format!(
+            "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs {others:?}"
+        ))
+    })?;
+    let mut mine = cfg.initial_advertise_peer_urls.clone();
+    mine.sort();
+    let me = resp.members.iter().find(|m| {
+        let mut urls = m.peer_ur_ls.clone();
+        urls.sort();
+        urls == mine
+    });
+    let Some(me) = me else {
+        return Err(StartError::DataDir(format!(
+            "member with peer URLs {mine:?} is not in the cluster {:x}; add it with `member add` first",
+            resp.cluster_id
+        )));
+    };
+    tracing::info!(
+        local_member_id = %format!("{:x}", me.id),
+        cluster_id = %format!("{:x}", resp.cluster_id),
+        "joining an existing cluster"
+    );
+    let id = me.id;
+    let members = Members::decode(None);
+    members.replace(resp.members.clone());
+    Ok((id, resp.cluster_id, members))
+}
+
 impl Server {
     /// Opens the data directory, starts Raft and the applier, and waits until this member
     /// leads (a single member elects itself at once).
@@ -159,6 +207,15 @@ impl Server {
                 let members = Members::decode(store.meta(crate::membership::META_KEY)?.as_deref());
                 (m, c, members)
             }
+            _ if !cfg.initial_cluster_state_new => {
+                let (member_id, cluster_id, members) = join_existing(&cfg)?;
+                let mut batch = store.begin_apply()?;
+                batch.put_meta("member_id", &member_id.to_be_bytes())?;
+                batch.put_meta("cluster_id", &cluster_id.to_be_bytes())?;
+                batch.put_meta(crate::membership::META_KEY, &members.encode())?;
+                batch.commit(true)?;
+                (member_id, cluster_id, members)
+            }
             _ => {
                 let initial: Vec<(u64, String, Vec<String>)> = cfg
                     .initial_cluster
@@ -175,10 +232,15 @@ impl Server {
                 batch.put_meta("member_id", &member_id.to_be_bytes())?;
                 batch.put_meta("cluster_id", &cluster_id.to_be_bytes())?;
                 batch.put_meta(crate::membership::META_KEY, &members.encode())?;
+                // Every founding member starts from the same point, as if it had installed
+                // a snapshot at index 1; a member that joins later is sent a real snapshot
+                // (with the voters in it) instead of a log that lacks them.
+                batch.set_applied_index(1);
                 batch.commit(true)?;
                 (member_id, cluster_id, members)
             }
         };
+        let joining = store.applied_index() == 0;
         let members = Arc::new(members);
         let peers = members.peers();
         let raft_cell = crate::peer::RaftCell::default();
@@ -215,7 +277,12 @@ impl Server {
         .max(2) as usize;
         let raft_cfg = RaftConfig {
             id: member_id,
-            voters: peers.iter().map(|(id, _)| *id).collect(),
+            // A joining member learns the voters from the leader's snapshot.
+            voters: if joining {
+                vec![]
+            } else {
+                peers.iter().map(|(id, _)| *id).collect()
+            },
             dir: cfg.data_dir.join(RAFT_DIR),
             tick_interval: cfg.heartbeat_interval,
             election_tick,
@@ -353,13 +420,26 @@ impl Server {
         }
         let rx = self.waiters.register(id);
         if let Err(e) = self.raft.propose(data) {
-            self.waiters.remove(id);
-            self.metrics.proposals_failed.inc();
-            return Err(match e {
-                cairn_raft::RaftError::NoLeader => EtcdError::NoLeader,
-                _ => EtcdError::Stopped,
-            });
+            return Err(self.proposal_failed(id, e));
         }
+        self.await_applied(id, rx).await
+    }
+
+    fn proposal_failed(&self, id: u64, e: cairn_raft::RaftError) -> EtcdError {
+        self.waiters.remove(id);
+        self.metrics.proposals_failed.inc();
+        match e {
+            cairn_raft::RaftError::NoLeader => EtcdError::NoLeader,
+            _ => EtcdError::Stopped,
+        }
+    }
+
+    /// Waits for the applier's answer to proposal `id`, up to the request timeout.
+    async fn await_applied(
+        &self,
+        id: u64,
+        rx: tokio::sync::oneshot::Receiver<Result<ApplyResult, EtcdError>>,
+    ) -> Result<ApplyResult, EtcdError> {
         self.metrics.proposals_pending.inc();
         let outcome = tokio::time::timeout(self.request_timeout(), rx).await;
         self.metrics.proposals_pending.dec();
@@ -396,6 +476,35 @@ impl Server {
             Ok(true) => Ok(()),
             Ok(false) => Err(EtcdError::Stopped),
             Err(_) => Err(EtcdError::TimeoutWaitAppliedIndex),
+        }
+    }
+
+    /// Proposes a membership change for `member` (add, promote or remove) and waits until it
+    /// is applied; returns the members after it.
+    pub async fn change_membership(
+        &self,
+        kind: raft::eraftpb::ConfChangeType,
+        member: cairn_proto::etcdserverpb::Member,
+    ) -> Result<Vec<cairn_proto::etcdserverpb::Member>, EtcdError> {
+        use raft::eraftpb::{ConfChangeSingle, ConfChangeV2};
+        let waiter = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut single = ConfChangeSingle::default();
+        single.set_change_type(kind);
+        single.node_id = member.id;
+        let mut cc = ConfChangeV2::default();
+        cc.mut_changes().push(single);
+        let context = cairn_proto::cairnpb::MemberChange {
+            waiter,
+            member: Some(member),
+        };
+        cc.context = context.encode_to_vec().into();
+        let rx = self.waiters.register(waiter);
+        if let Err(e) = self.raft.propose_conf_change(cc) {
+            return Err(self.proposal_failed(waiter, e));
+        }
+        match self.await_applied(waiter, rx).await? {
+            ApplyResult::Members(list) => Ok(list),
+            _ => Err(EtcdError::Stopped),
         }
     }
 

@@ -20,6 +20,8 @@ pub enum ApplyResult {
     Alarm(AlarmResponse),
     /// A member's attributes were recorded.
     Published,
+    /// A membership change was applied; the members after it.
+    Members(Vec<cairn_proto::etcdserverpb::Member>),
 }
 
 type Sender = oneshot::Sender<Result<ApplyResult, EtcdError>>;
