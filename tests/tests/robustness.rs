@@ -434,6 +434,23 @@ fn summary(ops: &[Operation]) -> String {
         };
         *counts.entry(name).or_default() += 1;
     }
+    // Unknown writes that a read later showed were applied.
+    let seen: std::collections::HashSet<&str> = ops
+        .iter()
+        .filter_map(|op| match &op.outcome {
+            Outcome::Read(Some(v)) | Outcome::NotSwapped { current: Some(v) } => Some(v.as_str()),
+            _ => None,
+        })
+        .collect();
+    let applied = ops
+        .iter()
+        .filter(|op| op.outcome == Outcome::Unknown)
+        .filter(|op| match &op.input {
+            Input::Put { value } | Input::Cas { value, .. } => seen.contains(value.as_str()),
+            Input::Get => false,
+        })
+        .count();
+    counts.insert("unknown-then-seen", applied);
     let mut parts: Vec<String> = counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
     parts.sort();
     format!("{} ops: {}", ops.len(), parts.join(" "))
@@ -476,6 +493,25 @@ fn assert_checker_sees_a_stale_read(history: &[Operation]) {
     );
 }
 
+/// Starts `n` members, again when one lost its port: the harness picks free ports by binding
+/// port 0, so another socket (any outgoing connection) may take the port before the member
+/// binds it.
+fn start_cluster(n: usize) -> Cluster {
+    for attempt in 1.. {
+        match std::panic::catch_unwind(|| Cluster::start(n, &[])) {
+            Ok(c) => return c,
+            Err(e) => {
+                let text = e.downcast_ref::<String>().cloned().unwrap_or_default();
+                if attempt == 3 || !text.contains("Address already in use") {
+                    std::panic::resume_unwind(e);
+                }
+                eprintln!("a member lost its port at start; starting the cluster again");
+            }
+        }
+    }
+    unreachable!()
+}
+
 /// Runs the workload against an `n`-member cluster under the fault schedule and checks it.
 fn run(n: usize) {
     let seed: u64 = match std::env::var("CAIRN_ROBUSTNESS_SEED") {
@@ -483,7 +519,7 @@ fn run(n: usize) {
         Err(_) => rand::rng().random(),
     };
     let started = Instant::now();
-    let mut cluster = Cluster::start(n, &[]);
+    let mut cluster = start_cluster(n);
     let urls: Vec<String> = cluster.members.iter().map(|m| m.url()).collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
