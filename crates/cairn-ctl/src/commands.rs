@@ -4,7 +4,7 @@
 
 use crate::cli::Command;
 use crate::global::{CtlError, Ctx, GLOBAL_FLAGS};
-use crate::{check, endpoint, kv, maintenance, member, txn, version};
+use crate::{check, endpoint, kv, maintenance, member, move_leader, txn, version};
 
 fn not_implemented(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
     Err(CtlError::error(format!(
@@ -61,14 +61,15 @@ pub fn root() -> Command {
         stub("lock", "Acquires a named lock"),
         stub("make-mirror", "Makes a mirror at the destination etcd cluster"),
         Command::group("member", "member <subcommand>", "Membership related commands", vec![
-            stub("add", "Adds a member into the cluster"),
+            Command::leaf("add", "add <memberName> [options]", "Adds a member into the cluster", member::ADD_FLAGS, member::add),
             Command::leaf("list", "list", "Lists all members in the cluster", &[], member::list)
                 .long(member::LIST_LONG),
-            stub("promote", "Promotes a non-voting member in the cluster"),
-            stub("remove", "Removes a member from the cluster"),
-            stub("update", "Updates a member in the cluster"),
+            Command::leaf("promote", "promote <memberID>", "Promotes a non-voting member in the cluster", &[], member::promote)
+                .long(member::PROMOTE_LONG),
+            Command::leaf("remove", "remove <memberID>", "Removes a member from the cluster", &[], member::remove),
+            Command::leaf("update", "update <memberID> [options]", "Updates a member in the cluster", member::UPDATE_FLAGS, member::update),
         ]),
-        stub("move-leader", "Transfers leadership to another etcd cluster member."),
+        Command::leaf("move-leader", "move-leader <transferee-member-id>", "Transfers leadership to another etcd cluster member.", &[], move_leader::run),
         Command::leaf("put", "put [options] <key> <value> (<value> can also be given from stdin)", "Puts the given key into the store", kv::PUT_FLAGS, kv::put)
             .long(kv::PUT_LONG),
         Command::group("role", "role <subcommand>", "Role related commands", vec![

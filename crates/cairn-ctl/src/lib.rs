@@ -12,7 +12,8 @@
 //! - [`printer`], [`json`], [`table`], [`gofmt`]: etcdctl's printers and the Go formatting
 //!   they depend on.
 //! - One module per command group: [`kv`] (get, put, del), [`txn`], [`endpoint`],
-//!   [`maintenance`] (compaction, alarm, defrag, snapshot), [`member`], [`version`].
+//!   [`maintenance`] (compaction, alarm, defrag, snapshot), [`member`], [`move_leader`],
+//!   [`version`]; [`urls`] checks peer URLs as the Go client does.
 
 pub mod check;
 pub mod cli;
@@ -25,10 +26,12 @@ pub mod json;
 pub mod kv;
 pub mod maintenance;
 pub mod member;
+pub mod move_leader;
 pub mod printer;
 pub mod table;
 pub mod tabwriter;
 pub mod txn;
+pub mod urls;
 pub mod version;
 
 /// Runs cairnctl with the process arguments (without the program name); returns the

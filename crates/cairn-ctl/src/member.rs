@@ -1,7 +1,12 @@
-//! `member list`.
+//! `member add`, `list`, `promote`, `remove` and `update`.
 
-use cairn_proto::etcdserverpb::{Member, MemberListRequest, MemberListResponse};
+use cairn_proto::etcdserverpb::{
+    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberPromoteRequest, MemberRemoveRequest, MemberUpdateRequest, ResponseHeader,
+};
+use prost::Message;
 
+use crate::flags::{Kind, Spec};
 use crate::global::{CtlError, Ctx, Format};
 use crate::json::{self, Obj};
 use crate::printer::{fields, out, protobuf};
@@ -132,4 +137,235 @@ pub fn list(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
         Format::Protobuf => protobuf(&resp),
     }
     Ok(())
+}
+
+/// `member add`'s flags.
+pub const ADD_FLAGS: &[Spec] = &[
+    Spec::new(
+        "learner",
+        Kind::Bool,
+        "false",
+        "indicates if the new member is raft learner",
+    ),
+    Spec::new(
+        "peer-urls",
+        Kind::Str,
+        "",
+        "comma separated peer URLs for the new member.",
+    ),
+];
+
+/// `member update`'s flags.
+pub const UPDATE_FLAGS: &[Spec] = &[Spec::new(
+    "peer-urls",
+    Kind::Str,
+    "",
+    "comma separated peer URLs for the updated member.",
+)];
+
+/// `member promote`'s long description.
+pub const PROMOTE_LONG: &str =
+    "Promotes a non-voting learner member to a voting one in the cluster.
+";
+
+/// Parses a member ID as Go's `strconv.ParseUint(s, 16, 64)` does; the error is Go's.
+pub fn parse_hex_id(s: &str) -> Result<u64, String> {
+    let fail = |why: &str| {
+        format!(
+            "strconv.ParseUint: parsing {}: {why}",
+            gofmt::quote(s.as_bytes())
+        )
+    };
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(fail("invalid syntax"));
+    }
+    u64::from_str_radix(s, 16).map_err(|_| fail("value out of range"))
+}
+
+/// The one `<memberID>` argument of remove, update and promote.
+fn member_id_arg(args: &[String]) -> Result<u64, CtlError> {
+    if args.len() != 1 {
+        return Err(CtlError::bad_args("member ID is not provided"));
+    }
+    parse_hex_id(&args[0])
+        .map_err(|e| CtlError::bad_args(format!("bad member ID arg ({e}), expecting ID in Hex")))
+}
+
+/// The `--peer-urls` list, checked as the Go client checks it before sending.
+fn peer_urls(ctx: &Ctx) -> Vec<String> {
+    ctx.flags
+        .str("peer-urls")
+        .split(',')
+        .map(str::to_string)
+        .collect()
+}
+
+/// A membership change's response: its header and the members after the change.
+struct Change<'a, M> {
+    resp: &'a M,
+    header: &'a Option<ResponseHeader>,
+    members: &'a [Member],
+}
+
+/// Prints a membership change's response in `format`; `simple` is the simple line.
+/// Only simple, json and protobuf print these; the RPC has been made either way.
+fn print_change<M: Message>(
+    format: Format,
+    c: Change<'_, M>,
+    simple: String,
+    member: Option<&Member>,
+) -> Result<(), CtlError> {
+    match format {
+        Format::Simple => out(simple.as_bytes()),
+        Format::Json => {
+            let s = Obj::new()
+                .obj("header", json::header(c.header))
+                .obj("member", member.map(member_json))
+                .list("members", c.members.iter().map(member_json).collect())
+                .end();
+            out(format!("{s}\n").as_bytes());
+        }
+        Format::Protobuf => protobuf(c.resp),
+        Format::Fields | Format::Table => return Err(format.unsupported()),
+    }
+    Ok(())
+}
+
+fn cluster_id(h: &Option<ResponseHeader>) -> u64 {
+    h.as_ref().map_or(0, |h| h.cluster_id)
+}
+
+/// The lines `member add` prints after the simple line: the new member's settings.
+fn add_env(name: &str, given_urls: &str, r: &MemberAddResponse) -> String {
+    let new_id = r.member.as_ref().map_or(0, |m| m.id);
+    let mut conf = Vec::new();
+    for m in &r.members {
+        let n = if m.id == new_id { name } else { &m.name };
+        for u in &m.peer_ur_ls {
+            conf.push(format!("{n}={u}"));
+        }
+    }
+    format!(
+        "\nETCD_NAME={}\nETCD_INITIAL_CLUSTER={}\nETCD_INITIAL_ADVERTISE_PEER_URLS={}\nETCD_INITIAL_CLUSTER_STATE=\"existing\"\n",
+        gofmt::quote(name.as_bytes()),
+        gofmt::quote(conf.join(",").as_bytes()),
+        gofmt::quote(given_urls.as_bytes()),
+    )
+}
+
+/// `etcdctl member add <memberName> --peer-urls=... [--learner]`.
+pub fn add(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
+    let Some(name) = args.first() else {
+        return Err(CtlError::bad_args("member name not provided"));
+    };
+    if args.len() > 1 {
+        let mut msg = "too many arguments".to_string();
+        for a in args {
+            if a.to_lowercase().starts_with("http") {
+                msg.push_str(&format!(", did you mean --peer-urls={a}"));
+            }
+        }
+        return Err(CtlError::bad_args(msg));
+    }
+    let given = ctx.flags.str("peer-urls").to_string();
+    if given.is_empty() {
+        return Err(CtlError::bad_args("member peer urls not provided"));
+    }
+    let urls = peer_urls(ctx);
+    let is_learner = ctx.flags.bool("learner");
+    let client = ctx.client()?;
+    crate::urls::check(&urls).map_err(CtlError::error)?;
+    let resp = ctx.unary(|| {
+        let mut c = client.cluster();
+        let req = MemberAddRequest {
+            peer_ur_ls: urls.clone(),
+            is_learner,
+        };
+        async move { c.member_add(req).await }
+    })?;
+    let format = ctx.format()?;
+    let id = resp.member.as_ref().map_or(0, |m| m.id);
+    let simple = format!(
+        "Member {id:16x} added to cluster {:16x}\n",
+        cluster_id(&resp.header)
+    );
+    let change = Change {
+        resp: &resp,
+        header: &resp.header,
+        members: &resp.members,
+    };
+    print_change(format, change, simple, resp.member.as_ref())?;
+    if format == Format::Simple {
+        out(add_env(name, &given, &resp).as_bytes());
+    }
+    Ok(())
+}
+
+/// `etcdctl member remove <memberID>`.
+pub fn remove(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
+    let id = member_id_arg(args)?;
+    let client = ctx.client()?;
+    let resp = ctx.unary(|| {
+        let mut c = client.cluster();
+        async move { c.member_remove(MemberRemoveRequest { id }).await }
+    })?;
+    let simple = format!(
+        "Member {id:16x} removed from cluster {:16x}\n",
+        cluster_id(&resp.header)
+    );
+    let change = Change {
+        resp: &resp,
+        header: &resp.header,
+        members: &resp.members,
+    };
+    print_change(ctx.format()?, change, simple, None)
+}
+
+/// `etcdctl member update <memberID> --peer-urls=...`.
+pub fn update(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
+    let id = member_id_arg(args)?;
+    if ctx.flags.str("peer-urls").is_empty() {
+        return Err(CtlError::bad_args("member peer urls not provided"));
+    }
+    let urls = peer_urls(ctx);
+    let client = ctx.client()?;
+    crate::urls::check(&urls).map_err(CtlError::error)?;
+    let resp = ctx.unary(|| {
+        let mut c = client.cluster();
+        let req = MemberUpdateRequest {
+            id,
+            peer_ur_ls: urls.clone(),
+        };
+        async move { c.member_update(req).await }
+    })?;
+    let simple = format!(
+        "Member {id:16x} updated in cluster {:16x}\n",
+        cluster_id(&resp.header)
+    );
+    let change = Change {
+        resp: &resp,
+        header: &resp.header,
+        members: &resp.members,
+    };
+    print_change(ctx.format()?, change, simple, None)
+}
+
+/// `etcdctl member promote <memberID>`.
+pub fn promote(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
+    let id = member_id_arg(args)?;
+    let client = ctx.client()?;
+    let resp = ctx.unary(|| {
+        let mut c = client.cluster();
+        async move { c.member_promote(MemberPromoteRequest { id }).await }
+    })?;
+    let simple = format!(
+        "Member {id:16x} promoted in cluster {:16x}\n",
+        cluster_id(&resp.header)
+    );
+    let change = Change {
+        resp: &resp,
+        header: &resp.header,
+        members: &resp.members,
+    };
+    print_change(ctx.format()?, change, simple, None)
 }
