@@ -407,6 +407,14 @@ fn members_join_get_promoted_and_leave() {
             .contains("etcdserver: too many learner members in cluster"),
         "{r:?}"
     );
+    // Not started yet, so far behind: the leader refuses to promote it.
+    let leader = c.members[leader_index(&c)].endpoint();
+    let r = etcdctl35(&leader, &["member", "promote", &format!("{lid:x}")]);
+    assert!(
+        r.stderr
+            .contains("etcdserver: can only promote a learner member which is in sync with leader"),
+        "{r:?}"
+    );
     let m4 = join("m4", port, &initial);
     let r = etcdctl35(&eps, &["member", "list"]);
     assert!(

@@ -69,6 +69,9 @@ pub(crate) struct Shared {
     /// The membership in force on the Raft thread: updated when a conf change is applied
     /// or a snapshot installed. Protects only the value.
     pub(crate) conf_state: parking_lot::Mutex<ConfState>,
+    /// On a leader, each member's matched log index as last published; empty elsewhere.
+    /// Protects only the value.
+    pub(crate) matched: parking_lot::Mutex<Vec<(u64, u64)>>,
     /// The driver's threads, joined by the first `stop`. Protects only the list.
     pub(crate) threads: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
@@ -173,6 +176,18 @@ impl RaftHandle {
     /// may be before the applier has seen it.
     pub fn conf_state(&self) -> ConfState {
         self.shared().conf_state.lock().clone()
+    }
+
+    /// On the leader, the highest log index known to be replicated on member `id` (etcd
+    /// uses it to refuse promoting a learner that has not caught up); `None` on a follower
+    /// or for a non-member.
+    pub fn matched(&self, id: u64) -> Option<u64> {
+        self.shared()
+            .matched
+            .lock()
+            .iter()
+            .find(|(m, _)| *m == id)
+            .map(|(_, i)| *i)
     }
 
     /// Counters of log writes, syncs and apply batches.

@@ -163,6 +163,7 @@ pub fn start(
     let shared = Arc::new(Shared {
         id: cfg.id,
         conf_state: parking_lot::Mutex::new(raw.store().conf_state().clone()),
+        matched: parking_lot::Mutex::new(Vec::new()),
         ..Default::default()
     });
     shared

@@ -578,6 +578,13 @@ impl<T: Transport> Node<T> {
         s.last_index
             .store(raft.raft_log.last_index(), Ordering::Release);
         s.is_leader.store(is_leader, Ordering::Release);
+        {
+            let mut matched = s.matched.lock();
+            matched.clear();
+            if is_leader {
+                matched.extend(raft.prs().iter().map(|(id, pr)| (*id, pr.matched)));
+            }
+        }
         let store = self.raw.store();
         let c = store.counters();
         s.stats.log_writes.store(c.writes, Ordering::Relaxed);

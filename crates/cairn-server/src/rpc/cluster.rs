@@ -59,6 +59,12 @@ fn enough_started(members: &[Member], voters_after: usize, removing: Option<u64>
     started > voters_after / 2
 }
 
+/// Whether a learner whose log matches the leader's up to `learner` (of the leader's
+/// `leader`) may be promoted: etcd asks for 90%.
+fn learner_ready(learner: u64, leader: u64) -> bool {
+    learner as f64 >= leader as f64 * 0.9
+}
+
 impl ClusterService {
     async fn add(&self, req: MemberAddRequest) -> Result<MemberAddResponse, EtcdError> {
         let s = &self.server;
@@ -133,6 +139,14 @@ impl ClusterService {
         };
         if !member.is_learner {
             return Err(EtcdError::MemberNotLearner);
+        }
+        // On the leader, refuse a learner that has not caught up, as etcd does.
+        if let (Some(learner), Some(leader)) =
+            (s.raft.matched(member.id), s.raft.matched(s.member.id))
+        {
+            if !learner_ready(learner, leader) {
+                return Err(EtcdError::LearnerNotReady);
+            }
         }
         member.is_learner = false;
         let list = s.change_membership(ConfChangeType::AddNode, member).await?;
@@ -235,6 +249,13 @@ mod tests {
         // A learner does not count.
         let with_learner = [m(1, "a", false), m(2, "", false), m(3, "c", true)];
         assert!(!enough_started(&with_learner, 3, None));
+    }
+
+    #[test]
+    fn learner_readiness_is_ninety_percent_of_the_leader() {
+        assert!(learner_ready(90, 100));
+        assert!(!learner_ready(89, 100));
+        assert!(learner_ready(0, 0));
     }
 
     #[test]
