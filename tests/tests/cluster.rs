@@ -416,6 +416,20 @@ fn members_join_get_promoted_and_leave() {
         "{r:?}"
     );
     let m4 = join("m4", port, &initial);
+    // A learner serves serializable reads and Status only.
+    let r = etcdctl35(&m4.endpoint(), &["put", "x", "y"]);
+    assert!(
+        r.stderr
+            .contains("etcdserver: rpc not supported for learner"),
+        "{r:?}"
+    );
+    let r = etcdctl35(
+        &m4.endpoint(),
+        &["get", "from/m3", "--consistency=s", "--print-value-only"],
+    );
+    assert_eq!(r.stdout, "1\n", "{r:?}");
+    let r = etcdctl35(&m4.endpoint(), &["endpoint", "status", "-w", "json"]);
+    assert!(r.stdout.contains("\"isLearner\":true"), "{r:?}");
     let r = etcdctl35(&eps, &["member", "list"]);
     assert!(
         r.stdout.contains(&format!(

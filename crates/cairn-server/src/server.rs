@@ -508,6 +508,22 @@ impl Server {
         }
     }
 
+    /// Whether this member is a learner now.
+    pub fn is_learner(&self) -> bool {
+        self.members
+            .get(self.member.id)
+            .is_some_and(|m| m.is_learner)
+    }
+
+    /// Refuses a request a learner cannot serve (everything but Status and serializable
+    /// ranges), as etcd does.
+    pub fn refuse_on_learner(&self) -> Result<(), EtcdError> {
+        if self.is_learner() {
+            return Err(EtcdError::NotSupportedForLearner);
+        }
+        Ok(())
+    }
+
     /// Hands leadership to `target` and waits until it leads (etcd's MoveLeader).
     pub async fn move_leader(&self, target: u64) -> Result<(), EtcdError> {
         let st = self.raft.status();

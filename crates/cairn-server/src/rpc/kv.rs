@@ -25,6 +25,9 @@ fn unexpected() -> Status {
 
 impl KvService {
     async fn range_inner(&self, req: RangeRequest) -> Result<RangeResponse, Status> {
+        if !req.serializable {
+            self.server.refuse_on_learner()?;
+        }
         let req = self.server.check_size(req)?;
         validate::range(&req)?;
         if !req.serializable {
@@ -41,6 +44,7 @@ impl KvService {
     }
 
     async fn put_inner(&self, req: PutRequest) -> Result<PutResponse, Status> {
+        self.server.refuse_on_learner()?;
         let req = self.server.check_size(req)?;
         validate::put(&req)?;
         self.server.check_quota(validate::put_cost(&req)).await?;
@@ -54,6 +58,7 @@ impl KvService {
     }
 
     async fn delete_inner(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse, Status> {
+        self.server.refuse_on_learner()?;
         let req = self.server.check_size(req)?;
         validate::delete_range(&req)?;
         match self.server.propose(Request::DeleteRange(req)).await? {
@@ -66,6 +71,7 @@ impl KvService {
     }
 
     async fn txn_inner(&self, req: TxnRequest) -> Result<TxnResponse, Status> {
+        self.server.refuse_on_learner()?;
         let req = self.server.check_size(req)?;
         validate::txn(&req, self.server.cfg.max_txn_ops as usize)?;
         if validate::txn_is_read_only(&req) {
@@ -93,6 +99,7 @@ impl KvService {
     }
 
     async fn compact_inner(&self, req: CompactionRequest) -> Result<CompactionResponse, Status> {
+        self.server.refuse_on_learner()?;
         match self.server.propose(Request::Compaction(req)).await? {
             ApplyResult::Compact(mut r) => {
                 if let Some(h) = r.header.as_mut() {

@@ -52,7 +52,7 @@ impl MaintenanceService {
             raft_applied_index: s.applied_index(),
             errors: s.alarms.status_errors(),
             db_size_in_use: s.store.db_size_in_use() as i64,
-            is_learner: false,
+            is_learner: s.is_learner(),
             storage_version: crate::config::ETCD_CLUSTER_VERSION.to_string(),
             db_size_quota: s.cfg.quota_backend_bytes as i64,
             downgrade_info: None,
@@ -60,6 +60,7 @@ impl MaintenanceService {
     }
 
     async fn alarm_inner(&self, req: AlarmRequest) -> Result<AlarmResponse, Status> {
+        self.server.refuse_on_learner()?;
         match self.server.propose(Internal::Alarm(req)).await? {
             ApplyResult::Alarm(mut r) => {
                 r.header = None;
@@ -71,6 +72,7 @@ impl MaintenanceService {
     }
 
     async fn hash_kv_inner(&self, req: HashKvRequest) -> Result<HashKvResponse, Status> {
+        self.server.refuse_on_learner()?;
         let store = self.server.store.clone();
         let h = blocking(move || store.hash_kv(req.revision)).await?;
         Ok(HashKvResponse {
