@@ -454,3 +454,40 @@ fn members_join_get_promoted_and_leave() {
     );
     assert_endpoints_converged(&format!("{eps},{}", m4.endpoint()), 4);
 }
+
+#[test]
+fn force_new_cluster_recovers_a_single_survivor() {
+    let mut c = Cluster::start(3, &[]);
+    for i in 0..20 {
+        let r = etcdctl35(&c.endpoints(), &["put", &format!("keep/{i}"), "v"]);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    // The whole cluster is lost but one member's data directory.
+    for m in &mut c.members {
+        m.kill9();
+    }
+    let survivor = &mut c.members[0];
+    survivor.extra.push("--force-new-cluster".into());
+    survivor.spawn();
+    let ep = survivor.endpoint();
+    let r = etcdctl35(&ep, &["member", "list"]);
+    assert_eq!(r.stdout.lines().count(), 1, "{r:?}");
+    assert!(r.stdout.contains(", m0, "), "{r:?}");
+    let r = etcdctl35(&ep, &["get", "keep/", "--prefix", "--keys-only"]);
+    assert_eq!(
+        r.stdout.lines().filter(|l| !l.is_empty()).count(),
+        20,
+        "{r:?}"
+    );
+    let r = etcdctl35(&ep, &["put", "after", "recovery"]);
+    assert_eq!(r.stdout, "OK\n", "{r:?}");
+    // It stays a one-member cluster across a normal restart.
+    survivor.extra.retain(|f| f != "--force-new-cluster");
+    survivor.stop();
+    survivor.spawn();
+    let r = etcdctl35(
+        &survivor.endpoint(),
+        &["get", "after", "--print-value-only"],
+    );
+    assert_eq!(r.stdout, "recovery\n", "{r:?}");
+}

@@ -28,6 +28,8 @@ pub struct RaftConfig {
     pub applied: u64,
     /// Told how long each synced log write took, for etcd's WAL fsync histogram.
     pub sync_observer: Option<SyncObserver>,
+    /// On an existing log, make this member the only voter (etcd's `--force-new-cluster`).
+    pub force_new_cluster: bool,
     /// Entries kept in the log behind the state machine's durable applied index, so a
     /// peer that lags a little catches up from the log rather than from a snapshot.
     pub log_retain_entries: u64,
@@ -56,6 +58,7 @@ impl Default for RaftConfig {
             heartbeat_tick: 1,
             applied: 0,
             sync_observer: None,
+            force_new_cluster: false,
             log_retain_entries: crate::LOG_RETAIN_ENTRIES,
             log_compact_step: crate::COMPACT_STEP,
         }

@@ -106,6 +106,15 @@ pub fn start(
     if !storage.is_bootstrapped() {
         storage.bootstrap(&cfg.voters, cfg.applied)?;
         tracing::info!(id = cfg.id, voters = ?cfg.voters, applied = cfg.applied, "bootstrapped raft log");
+    } else if cfg.force_new_cluster {
+        // Disaster recovery: this member alone is the cluster from now on.
+        let before = storage.conf_state().clone();
+        let alone = eraftpb::ConfState {
+            voters: vec![cfg.id],
+            ..Default::default()
+        };
+        storage.set_conf_state(alone)?;
+        tracing::warn!(id = cfg.id, voters_before = ?before.voters, "forcing a new one-member cluster");
     }
     // A snapshot installed just before a crash may not have reached the state machine:
     // restore it first.

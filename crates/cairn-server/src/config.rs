@@ -263,6 +263,7 @@ pub struct Config {
     pub snapshot_count: u64,
     pub snapshot_catchup_entries: u64,
     pub strict_reconfig_check: bool,
+    pub force_new_cluster: bool,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
     pub quota_backend_bytes: u64,
@@ -528,11 +529,6 @@ impl Flags {
                 "peer TLS arrives with clustering",
             ),
             (
-                self.force_new_cluster,
-                "--force-new-cluster",
-                "disaster recovery arrives with clustering",
-            ),
-            (
                 self.auth_token != "simple",
                 "--auth-token",
                 "only simple tokens are planned before the security work",
@@ -672,6 +668,7 @@ impl Flags {
             snapshot_count: self.snapshot_count,
             snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
             strict_reconfig_check: self.strict_reconfig_check,
+            force_new_cluster: self.force_new_cluster,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
             election_timeout: Duration::from_millis(self.election_timeout),
             quota_backend_bytes: if self.quota_backend_bytes == 0 {
@@ -759,8 +756,6 @@ mod tests {
             err.contains("not supported by this version of cairn"),
             "{err}"
         );
-        let err = parse(&["--force-new-cluster"]).unwrap_err().to_string();
-        assert!(err.contains("--force-new-cluster"), "{err}");
     }
 
     #[test]

@@ -205,6 +205,17 @@ impl Server {
         let (member_id, cluster_id, members) = match stored {
             (Some(m), Some(c)) => {
                 let members = Members::decode(store.meta(crate::membership::META_KEY)?.as_deref());
+                if cfg.force_new_cluster {
+                    // Disaster recovery: keep this member alone, with its data.
+                    let mut me = members.get(m).unwrap_or_default();
+                    me.id = m;
+                    me.is_learner = false;
+                    members.replace(vec![me]);
+                    let mut batch = store.begin_apply()?;
+                    batch.put_meta(crate::membership::META_KEY, &members.encode())?;
+                    batch.commit(true)?;
+                    tracing::warn!(local_member_id = %format!("{m:x}"), "forcing a new one-member cluster from this member's data");
+                }
                 (m, c, members)
             }
             _ if !cfg.initial_cluster_state_new => {
@@ -294,6 +305,7 @@ impl Server {
             }),
             log_retain_entries: cfg.snapshot_catchup_entries,
             log_compact_step: (cfg.snapshot_catchup_entries / 5).clamp(1, 1000),
+            force_new_cluster: cfg.force_new_cluster,
         };
         let raft = cairn_raft::start(raft_cfg, applier, peer_set.clone())?;
         let _ = raft_cell.set(raft.clone());
