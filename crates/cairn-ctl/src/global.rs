@@ -146,6 +146,27 @@ pub fn zap_string(s: &str) -> String {
     out
 }
 
+/// The Go stack trace etcdctl 3.5.1's zap logger attaches to a fatal environment
+/// conflict, with `caller_frames` (the command's own frames) in the middle.
+pub fn go_stack(caller_frames: &str) -> String {
+    const RELEASE: &str = "/tmp/etcd-release-3.5.1/etcd/release/etcd";
+    const COBRA: &str =
+        "/home/remote/sbatsche/.gvm/pkgsets/go1.16.3/global/pkg/mod/github.com/spf13/cobra@v1.1.3/command.go";
+    format!(
+        "go.etcd.io/etcd/pkg/v3/flags.verifyEnv\n\t{RELEASE}/pkg/flags/flag.go:85\n\
+         go.etcd.io/etcd/pkg/v3/flags.SetPflagsFromEnv\n\t{RELEASE}/pkg/flags/flag.go:63\n\
+         go.etcd.io/etcd/etcdctl/v3/ctlv3/command.clientConfigFromCmd\n\t{RELEASE}/etcdctl/ctlv3/command/global.go:128\n\
+         {caller_frames}\
+         github.com/spf13/cobra.(*Command).execute\n\t{COBRA}:856\n\
+         github.com/spf13/cobra.(*Command).ExecuteC\n\t{COBRA}:960\n\
+         github.com/spf13/cobra.(*Command).Execute\n\t{COBRA}:897\n\
+         go.etcd.io/etcd/etcdctl/v3/ctlv3.Start\n\t{RELEASE}/etcdctl/ctlv3/ctl.go:107\n\
+         go.etcd.io/etcd/etcdctl/v3/ctlv3.MustStart\n\t{RELEASE}/etcdctl/ctlv3/ctl.go:111\n\
+         main.main\n\t{RELEASE}/etcdctl/main.go:59\n\
+         runtime.main\n\t/home/remote/sbatsche/.gvm/gos/go1.16.3/src/runtime/proc.go:225"
+    )
+}
+
 /// The `FlagToEnv` name of a flag: `ETCDCTL_DIAL_TIMEOUT`.
 pub fn env_name(flag: &str) -> String {
     format!("ETCDCTL_{}", flag.to_uppercase().replace('-', "_"))
@@ -161,6 +182,7 @@ pub struct Ctx {
     rt: Option<tokio::runtime::Runtime>,
     client: Option<Client>,
     env_applied: bool,
+    log_endpoint: Option<String>,
 }
 
 impl Ctx {
@@ -173,6 +195,7 @@ impl Ctx {
             rt: None,
             client: None,
             env_applied: false,
+            log_endpoint: None,
         }
     }
 
@@ -198,6 +221,18 @@ impl Ctx {
             return Ok(());
         }
         self.env_applied = true;
+        self.env_pass(None)
+    }
+
+    /// Applies the environment a second time, as etcdctl's `move-leader` does when it
+    /// builds its configuration again: every variable the first pass used now shadows a
+    /// set flag, which is fatal, with the Go stack trace ending in `caller_frames`.
+    pub fn apply_env_again(&mut self, caller_frames: &str) -> Result<(), CtlError> {
+        self.apply_env()?;
+        self.env_pass(Some(caller_frames))
+    }
+
+    fn env_pass(&mut self, caller_frames: Option<&str>) -> Result<(), CtlError> {
         let mut used = Vec::new();
         let mut already = Vec::new();
         let mut sorted = self.globals.clone();
@@ -229,8 +264,11 @@ impl Ctx {
                 continue;
             }
             if already.iter().any(|a| a == k) {
+                let stack = caller_frames
+                    .map(|frames| format!(",\"stacktrace\":{}", zap_string(&go_stack(frames))))
+                    .unwrap_or_default();
                 eprintln!(
-                    "{{\"level\":\"fatal\",\"ts\":{},\"caller\":\"flags/flag.go:85\",\"msg\":\"conflicting environment variable is shadowed by corresponding command-line flag (either unset environment variable or disable flag))\",\"environment-variable\":{}}}",
+                    "{{\"level\":\"fatal\",\"ts\":{},\"caller\":\"flags/flag.go:85\",\"msg\":\"conflicting environment variable is shadowed by corresponding command-line flag (either unset environment variable or disable flag))\",\"environment-variable\":{}{stack}}}",
                     gofmt::epoch_now(),
                     zap_string(k)
                 );
@@ -375,6 +413,12 @@ impl Ctx {
             .collect())
     }
 
+    /// Names `endpoint` as the target of failed calls from now on, as the Go client's
+    /// per-endpoint clients log it.
+    pub fn log_against(&mut self, endpoint: &str) {
+        self.log_endpoint = Some(endpoint.to_string());
+    }
+
     /// The `--command-timeout` value.
     pub fn command_timeout(&self) -> Duration {
         self.flags.duration("command-timeout")
@@ -382,7 +426,10 @@ impl Ctx {
 
     /// The first endpoint without its scheme, as the Go client names its target.
     fn authority(&self) -> String {
-        let ep = self.endpoints().first().cloned().unwrap_or_default();
+        let ep = match &self.log_endpoint {
+            Some(ep) => ep.clone(),
+            None => self.endpoints().first().cloned().unwrap_or_default(),
+        };
         match ep.split_once("://") {
             Some((_, rest)) => rest.to_string(),
             None => ep,

@@ -121,12 +121,10 @@ fn splits_host_port(host: &str) -> bool {
     let Some(last) = host.rfind(':') else {
         return false;
     };
-    if host.starts_with('[') {
+    if let Some(inner) = host.strip_prefix('[') {
         // `[host]:port`, the last colon right after the bracket.
         match host.find(']') {
-            Some(end) if end + 1 == last => {
-                !host[1..].contains('[') && !host[end + 1..].contains(']')
-            }
+            Some(end) if end + 1 == last => !inner.contains('[') && !host[end + 1..].contains(']'),
             _ => false,
         }
     } else {

@@ -1,4 +1,5 @@
-//! Test support: a real etcd on free loopback ports, killed when dropped.
+//! Test support: a real etcd, or a real etcd cluster, on free loopback ports, killed when
+//! dropped.
 //!
 //! Reusable by other crates' tests by path (`#[path = ".../common/mod.rs"] mod common;`).
 //! The binaries come from `CAIRN_ETCD_BIN` / `CAIRN_ETCDCTL_BIN`, else the etcd 3.5.1 that
@@ -60,8 +61,22 @@ pub struct Etcd {
 impl Etcd {
     /// Starts etcd on free ports and waits (at most 30 s) until it answers a read.
     pub fn start(bin: &PathBuf, name: &str) -> Etcd {
-        let dir = tempfile::tempdir().unwrap();
         let (client_port, peer_port) = (free_port(), free_port());
+        let initial = format!("{name}=http://127.0.0.1:{peer_port}");
+        let etcd = Etcd::spawn(bin, name, client_port, peer_port, &initial);
+        etcd.wait_ready();
+        etcd
+    }
+
+    /// Starts one member of the cluster `initial_cluster` without waiting for it.
+    fn spawn(
+        bin: &PathBuf,
+        name: &str,
+        client_port: u16,
+        peer_port: u16,
+        initial_cluster: &str,
+    ) -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
         let client = format!("http://127.0.0.1:{client_port}");
         let peer = format!("http://127.0.0.1:{peer_port}");
         let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
@@ -80,21 +95,19 @@ impl Etcd {
                 "--initial-advertise-peer-urls",
                 &peer,
             ])
-            .args(["--initial-cluster", &format!("{name}={peer}")])
+            .args(["--initial-cluster", initial_cluster])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
-        let etcd = Etcd {
+        Etcd {
             child,
             dir,
             endpoint: format!("127.0.0.1:{client_port}"),
             client_port,
             peer_port,
-        };
-        etcd.wait_ready();
-        etcd
+        }
     }
 
     fn wait_ready(&self) {
@@ -153,5 +166,45 @@ impl Drop for Etcd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A running etcd cluster of named members on loopback; every member is killed on drop.
+pub struct Cluster {
+    /// The members, in the order of their names.
+    pub members: Vec<Etcd>,
+    /// The members' names (`m0`, `m1`, ...).
+    pub names: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `n` members named `m0`.. and waits until each answers a read.
+    pub fn start(bin: &PathBuf, n: usize) -> Cluster {
+        let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial = names
+            .iter()
+            .zip(&ports)
+            .map(|(name, (_, peer))| format!("{name}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let members: Vec<Etcd> = names
+            .iter()
+            .zip(&ports)
+            .map(|(name, (client, peer))| Etcd::spawn(bin, name, *client, *peer, &initial))
+            .collect();
+        for m in &members {
+            m.wait_ready();
+        }
+        Cluster { members, names }
+    }
+
+    /// Every member's client endpoint, comma-separated.
+    pub fn endpoints(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| m.endpoint.clone())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }

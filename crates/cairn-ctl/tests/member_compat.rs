@@ -1,0 +1,542 @@
+//! cairnctl's `member add|remove|update|promote` and `move-leader` against etcdctl 3.5.1,
+//! byte for byte, on one real three-member etcd 3.5.1 cluster.
+//!
+//! Both tools talk to the same cluster, so IDs, ports and terms agree. A command that
+//! changes membership is run by etcdctl, undone through the API, then run by cairnctl
+//! from the same state. A member that cairnctl adds gets a new ID and peer URL: those are
+//! rewritten to the ones etcdctl's run got, and the add is retried until the new ID sorts
+//! among the members where etcdctl's did and has the same varint length, so that member
+//! lists and protobuf output can be compared byte for byte.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use cairn_client::{Client, ClientConfig};
+use cairn_proto::etcdserverpb::{
+    Member, MemberAddRequest, MemberListRequest, MemberRemoveRequest, MemberUpdateRequest,
+    MoveLeaderRequest, StatusRequest,
+};
+use common::Cluster;
+
+const FORMATS: [&str; 5] = ["simple", "json", "fields", "table", "protobuf"];
+
+struct Run {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    code: i32,
+}
+
+fn run(bin: &Path, endpoints: &str, args: &[String]) -> Run {
+    let mut cmd = Command::new(bin);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ETCDCTL_") {
+            cmd.env_remove(k);
+        }
+    }
+    // An `--endpoints` argument replaces the environment variable (both are fatal).
+    if !args.iter().any(|a| a.starts_with("--endpoints")) {
+        cmd.env("ETCDCTL_ENDPOINTS", endpoints);
+    }
+    let out = cmd.args(args).output().unwrap();
+    Run {
+        stdout: out.stdout,
+        stderr: out.stderr,
+        code: out.status.code().unwrap_or(-1),
+    }
+}
+
+fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if !from.is_empty() && hay[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn varint(mut v: u64) -> Vec<u8> {
+    let mut b = Vec::new();
+    while v >= 0x80 {
+        b.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    b.push(v as u8);
+    b
+}
+
+/// Masks log timestamps and Go pointers.
+fn mask(b: &[u8]) -> String {
+    let s = String::from_utf8_lossy(b).into_owned();
+    let mut out = String::new();
+    for line in s.split_inclusive('\n') {
+        let mut l = line.to_string();
+        if let Some(i) = l.find("\"ts\":") {
+            let rest = &l[i + 5..];
+            let end = rest.find(',').unwrap_or(rest.len());
+            l = format!("{}\"ts\":TS{}", &l[..i], &rest[end..]);
+        }
+        if let Some(i) = l.find("0xc0") {
+            let rest = &l[i..];
+            let end = rest.find('/').unwrap_or(rest.len());
+            l = format!("{}PTR{}", &l[..i], &rest[end..]);
+        }
+        out.push_str(&l);
+    }
+    out
+}
+
+/// The cluster seen through the API, for setup and undo steps.
+struct Api {
+    rt: tokio::runtime::Runtime,
+    endpoints: Vec<String>,
+}
+
+impl Api {
+    fn client(&self, endpoint: &str) -> Client {
+        self.rt
+            .block_on(Client::connect(ClientConfig::new([endpoint.to_string()])))
+            .unwrap()
+    }
+
+    fn members(&self) -> Vec<Member> {
+        let c = self.client(&self.endpoints[0]);
+        self.rt
+            .block_on(
+                c.cluster()
+                    .member_list(MemberListRequest { linearizable: true }),
+            )
+            .unwrap()
+            .into_inner()
+            .members
+    }
+
+    fn id_of(&self, peer_url: &str) -> u64 {
+        self.members()
+            .iter()
+            .find(|m| m.peer_ur_ls.iter().any(|u| u == peer_url))
+            .map(|m| m.id)
+            .unwrap_or_else(|| panic!("no member with peer URL {peer_url}"))
+    }
+
+    fn add_learner(&self, peer_url: &str) -> u64 {
+        let c = self.client(&self.endpoints[0]);
+        let req = MemberAddRequest {
+            peer_ur_ls: vec![peer_url.to_string()],
+            is_learner: true,
+        };
+        self.rt
+            .block_on(c.cluster().member_add(req))
+            .unwrap()
+            .into_inner()
+            .member
+            .unwrap()
+            .id
+    }
+
+    fn remove(&self, id: u64) {
+        let c = self.client(&self.endpoints[0]);
+        self.rt
+            .block_on(c.cluster().member_remove(MemberRemoveRequest { id }))
+            .unwrap();
+    }
+
+    fn update(&self, id: u64, peer_url: &str) {
+        let c = self.client(&self.endpoints[0]);
+        let req = MemberUpdateRequest {
+            id,
+            peer_ur_ls: vec![peer_url.to_string()],
+        };
+        self.rt.block_on(c.cluster().member_update(req)).unwrap();
+    }
+
+    /// The leader's ID and client endpoint.
+    fn leader(&self) -> (u64, String) {
+        for ep in &self.endpoints {
+            let c = self.client(ep);
+            let s = self
+                .rt
+                .block_on(c.maintenance().status(StatusRequest {}))
+                .unwrap()
+                .into_inner();
+            if s.header.unwrap().member_id == s.leader {
+                return (s.leader, ep.clone());
+            }
+        }
+        panic!("no leader");
+    }
+
+    fn move_leader(&self, target: u64) {
+        let (id, ep) = self.leader();
+        if id != target {
+            let c = self.client(&ep);
+            self.rt
+                .block_on(
+                    c.maintenance()
+                        .move_leader(MoveLeaderRequest { target_id: target }),
+                )
+                .unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+struct Compat {
+    etcdctl: PathBuf,
+    cairnctl: PathBuf,
+    endpoints: String,
+    failures: Vec<String>,
+    cases: usize,
+}
+
+impl Compat {
+    fn compare(&mut self, args: &[String], want: Run, got: Run, rewrite: &[(Vec<u8>, Vec<u8>)]) {
+        self.cases += 1;
+        let norm = |b: &[u8]| {
+            let mut v = b.to_vec();
+            for (from, to) in rewrite {
+                v = replace(&v, from, to);
+            }
+            v
+        };
+        let (wo, go) = (mask(&want.stdout), mask(&norm(&got.stdout)));
+        let (we, ge) = (mask(&want.stderr), mask(&norm(&got.stderr)));
+        let mut problems = Vec::new();
+        if wo != go {
+            problems.push(format!("stdout:\n  etcdctl:  {wo:?}\n  cairnctl: {go:?}"));
+        }
+        if we != ge {
+            problems.push(format!("stderr:\n  etcdctl:  {we:?}\n  cairnctl: {ge:?}"));
+        }
+        if want.code != got.code {
+            problems.push(format!(
+                "exit code: etcdctl {} cairnctl {}",
+                want.code, got.code
+            ));
+        }
+        if !problems.is_empty() {
+            self.failures
+                .push(format!("{args:?}\n{}", problems.join("\n")));
+        }
+    }
+
+    /// A command that leaves the cluster as it found it (or fails): both tools alike.
+    fn same_at(&mut self, endpoints: &str, args: &[&str]) {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let want = run(&self.etcdctl, endpoints, &args);
+        let got = run(&self.cairnctl, endpoints, &args);
+        self.compare(&args, want, got, &[]);
+    }
+
+    fn same(&mut self, args: &[&str]) {
+        let eps = self.endpoints.clone();
+        self.same_at(&eps, args);
+    }
+}
+
+fn url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+fn id_rewrite(from: u64, to: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+    vec![
+        (from.to_string().into_bytes(), to.to_string().into_bytes()),
+        (
+            format!("{from:x}").into_bytes(),
+            format!("{to:x}").into_bytes(),
+        ),
+        (varint(from), varint(to)),
+    ]
+}
+
+/// Where `id` sorts among the other members.
+fn rank(members: &[Member], id: u64) -> usize {
+    members.iter().filter(|m| m.id < id).count()
+}
+
+/// Whether cairnctl's new member `got` stands where etcdctl's `want` stood.
+fn comparable(api: &Api, want: (u64, usize), got: u64) -> bool {
+    let others: Vec<Member> = api.members().into_iter().filter(|m| m.id != got).collect();
+    rank(&others, got) == want.1
+        && varint(got).len() == varint(want.0).len()
+        && format!("{got:x}").len() == format!("{:x}", want.0).len()
+}
+
+/// A learner that both tools' runs start from: added through the API, standing where
+/// `want` stood; returns its ID.
+fn learner_like(api: &Api, want: Option<(u64, usize)>) -> (u64, String) {
+    for _ in 0..300 {
+        let u = url(common::free_port());
+        let id = api.add_learner(&u);
+        match want {
+            Some(w) if !comparable(api, w, id) => api.remove(id),
+            _ => return (id, u),
+        }
+    }
+    panic!("no comparable member ID in 300 tries");
+}
+
+#[test]
+fn member_commands_match_etcdctl() {
+    let (Some(etcd), Some(etcdctl)) = (common::etcd_bin(), common::etcdctl_bin()) else {
+        panic!("etcd/etcdctl 3.5.1 not found: run scripts/setup");
+    };
+    let cluster = Cluster::start(&etcd, 3);
+    let api = Api {
+        rt: tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap(),
+        endpoints: cluster.members.iter().map(|m| m.endpoint.clone()).collect(),
+    };
+    let mut c = Compat {
+        etcdctl,
+        cairnctl: PathBuf::from(env!("CARGO_BIN_EXE_cairnctl")),
+        endpoints: cluster.members[0].endpoint.clone(),
+        failures: Vec::new(),
+        cases: 0,
+    };
+    // etcd refuses reconfiguration until its peers have been connected for 5 s.
+    std::thread::sleep(Duration::from_secs(6));
+    let members = api.members();
+    let id_hex = |i: usize| {
+        let port = cluster.members[i].peer_port;
+        format!("{:x}", api.id_of(&url(port)))
+    };
+    let (m0, m1, m2) = (id_hex(0), id_hex(1), id_hex(2));
+    assert_eq!(members.len(), 3);
+
+    // Help and argument errors.
+    for cmd in [
+        &["member", "add"][..],
+        &["member", "remove"],
+        &["member", "update"],
+        &["member", "promote"],
+        &["move-leader"],
+    ] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        c.same(&args);
+    }
+    c.same(&["member", "--help"]);
+    c.same(&["--help"]);
+    for args in [
+        &["member", "add"][..],
+        &["member", "add", "a", "b", "http://x", "HTTPS://y"],
+        &["member", "add", "a"],
+        &["member", "add", "a", "--peer-urls="],
+        &["member", "add", "a", "--peer-urls=foo"],
+        &["member", "add", "a", "--peer-urls=127.0.0.1:2380"],
+        &["member", "add", "a", "--peer-urls=localhost:2380"],
+        &["member", "add", "a", "--peer-urls=http://127.0.0.1"],
+        &["member", "add", "a", "--peer-urls=http://127.0.0.1:1/p"],
+        &["member", "add", "a", "--peer-urls=http://[::1"],
+        &["member", "add", "a", "--peer-urls=http://h:x"],
+        &["member", "add", "a", "--peer-urls=unix://x"],
+        &["member", "add", "a", "--peer-urls=,"],
+        &[
+            "member",
+            "add",
+            "a",
+            "--peer-urls=http://127.0.0.1:1",
+            "-w",
+            "xml",
+        ],
+        &["member", "remove"],
+        &["member", "remove", "a", "b"],
+        &["member", "remove", "zz"],
+        &["member", "remove", "+1"],
+        &["member", "remove", "0x1"],
+        &["member", "remove", "10000000000000000"],
+        &["member", "remove", "1234"],
+        &["member", "update"],
+        &["member", "update", "1234"],
+        &["member", "update", "zz", "--peer-urls=x"],
+        &["member", "update", "1234", "--peer-urls=x"],
+        &["member", "update", "1234", "--peer-urls=http://127.0.0.1:1"],
+        &["member", "promote"],
+        &["member", "promote", "zz"],
+        &["member", "promote", "1234"],
+        &["member", "promote", &m1],
+        &["move-leader"],
+        &["move-leader", "a", "b"],
+        &["move-leader", "zz"],
+        &["move-leader", "10000000000000000"],
+    ] {
+        c.same(args);
+    }
+
+    // Learners: add, update, promote (refused: never started) and remove, per format.
+    for w in FORMATS {
+        // member add --learner.
+        let ua = url(common::free_port());
+        let args = |u: &str| -> Vec<String> {
+            [
+                "member",
+                "add",
+                "l1",
+                &format!("--peer-urls={u}"),
+                "--learner",
+                "-w",
+                w,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+        };
+        let want = run(&c.etcdctl, &c.endpoints, &args(&ua));
+        assert!(
+            want.stdout.starts_with(b"Member") || w != "simple",
+            "{}",
+            String::from_utf8_lossy(&want.stderr)
+        );
+        let ia = api.id_of(&ua);
+        let want_pos = {
+            let others: Vec<Member> = api.members().into_iter().filter(|m| m.id != ia).collect();
+            (ia, rank(&others, ia))
+        };
+        api.remove(ia);
+        let mut got = None;
+        for _ in 0..300 {
+            let ub = url(common::free_port());
+            let r = run(&c.cairnctl, &c.endpoints, &args(&ub));
+            let ib = api.id_of(&ub);
+            if comparable(&api, want_pos, ib) {
+                got = Some((r, ub, ib));
+                break;
+            }
+            api.remove(ib);
+        }
+        let (got, ub, ib) = got.expect("no comparable member ID in 300 tries");
+        let mut rw = id_rewrite(ib, ia);
+        rw.push((ub.clone().into_bytes(), ua.clone().into_bytes()));
+        c.compare(&args(&ub), want, got, &rw);
+
+        // member update of that learner: etcdctl, undo, cairnctl.
+        let hex = format!("{ib:x}");
+        let moved = url(common::free_port());
+        let peer = format!("--peer-urls={moved}");
+        let update = ["member", "update", &hex, &peer, "-w", w];
+        let args: Vec<String> = update.iter().map(|s| s.to_string()).collect();
+        let want = run(&c.etcdctl, &c.endpoints, &args);
+        api.update(ib, &ub);
+        let got = run(&c.cairnctl, &c.endpoints, &args);
+        c.compare(&args, want, got, &[]);
+
+        c.same(&["member", "promote", &hex, "-w", w]);
+
+        // member remove: etcdctl removes this learner, cairnctl one standing alike.
+        let pos = {
+            let others: Vec<Member> = api.members().into_iter().filter(|m| m.id != ib).collect();
+            (ib, rank(&others, ib))
+        };
+        let args: Vec<String> = ["member", "remove", &hex, "-w", w]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let want = run(&c.etcdctl, &c.endpoints, &args);
+        let (ic, _) = learner_like(&api, Some(pos));
+        let hex_c = format!("{ic:x}");
+        let args_c: Vec<String> = ["member", "remove", &hex_c, "-w", w]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let got = run(&c.cairnctl, &c.endpoints, &args_c);
+        c.compare(&args, want, got, &id_rewrite(ic, ib));
+        c.same(&["member", "remove", &hex, "-w", w]);
+    }
+
+    // A voting member (never started), then its removal.
+    for w in ["simple", "json", "protobuf"] {
+        let ua = url(common::free_port());
+        let args = |u: &str| -> Vec<String> {
+            ["member", "add", "v1", &format!("--peer-urls={u}"), "-w", w]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        };
+        let want = run(&c.etcdctl, &c.endpoints, &args(&ua));
+        let ia = api.id_of(&ua);
+        let others: Vec<Member> = api.members().into_iter().filter(|m| m.id != ia).collect();
+        let want_pos = (ia, rank(&others, ia));
+        api.remove(ia);
+        let mut got = None;
+        for _ in 0..300 {
+            let ub = url(common::free_port());
+            let r = run(&c.cairnctl, &c.endpoints, &args(&ub));
+            let ib = api.id_of(&ub);
+            if comparable(&api, want_pos, ib) {
+                got = Some((r, ub, ib));
+                break;
+            }
+            api.remove(ib);
+        }
+        let (got, ub, ib) = got.expect("no comparable member ID in 300 tries");
+        let mut rw = id_rewrite(ib, ia);
+        rw.push((ub.clone().into_bytes(), ua.clone().into_bytes()));
+        c.compare(&args(&ub), want, got, &rw);
+        api.remove(ib);
+    }
+
+    // move-leader: from the leader to another member and back, per format.
+    let all = cluster.endpoints();
+    let ids = [m0.clone(), m1.clone(), m2.clone()];
+    let (leader, _) = api.leader();
+    let target = ids
+        .iter()
+        .find(|h| u64::from_str_radix(h, 16).unwrap() != leader)
+        .unwrap()
+        .clone();
+    let all_flag = format!("--endpoints={all}");
+    for w in FORMATS {
+        let args: Vec<String> = ["move-leader", &target, "-w", w, &all_flag]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        api.move_leader(leader);
+        let want = run(&c.etcdctl, &all, &args);
+        api.move_leader(leader);
+        let got = run(&c.cairnctl, &all, &args);
+        c.compare(&args, want, got, &[]);
+    }
+    api.move_leader(leader);
+    let leader_hex = format!("{leader:x}");
+    c.same(&["move-leader", &leader_hex, &all_flag]);
+    c.same(&["move-leader", "1234", &all_flag]);
+    // etcdctl 3.5.1 reads the environment twice here: a variable is always fatal.
+    c.same_at(&all, &["move-leader", &target]);
+    let followers: Vec<String> = cluster
+        .members
+        .iter()
+        .map(|m| m.endpoint.clone())
+        .filter(|ep| api.id_of(&url(peer_port_of(&cluster, ep))) != leader)
+        .collect();
+    let followers = format!("--endpoints={}", followers.join(","));
+    c.same(&["move-leader", &target, &followers]);
+
+    let n = c.failures.len();
+    for f in &c.failures {
+        eprintln!("MISMATCH {f}\n");
+    }
+    eprintln!("{} of {} cases identical", c.cases - n, c.cases);
+    assert_eq!(n, 0, "{n} cases differ from etcdctl");
+}
+
+fn peer_port_of(cluster: &Cluster, endpoint: &str) -> u16 {
+    cluster
+        .members
+        .iter()
+        .find(|m| m.endpoint == endpoint)
+        .unwrap()
+        .peer_port
+}
