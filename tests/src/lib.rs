@@ -75,6 +75,10 @@ pub struct ServerProc {
     pub env: Vec<(String, String)>,
     /// stderr lines the server logged, as they arrive.
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The address the server listens on and advertises (`127.0.0.1` unless changed).
+    pub host: String,
+    /// A network namespace (`ip netns`) to run the process in, if any.
+    pub netns: Option<String>,
 }
 
 impl ServerProc {
@@ -96,6 +100,8 @@ impl ServerProc {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             env: Vec::new(),
             log: Default::default(),
+            host: "127.0.0.1".into(),
+            netns: None,
         }
     }
 
@@ -114,19 +120,26 @@ impl ServerProc {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             log: Default::default(),
+            host: "127.0.0.1".into(),
+            netns: None,
         };
         p.spawn();
         p
     }
 
-    /// The client endpoint, `127.0.0.1:PORT`.
+    /// The client endpoint, `HOST:PORT` (host `127.0.0.1` unless changed).
     pub fn endpoint(&self) -> String {
-        format!("127.0.0.1:{}", self.client_port)
+        format!("{}:{}", self.host, self.client_port)
     }
 
-    /// The client URL, `http://127.0.0.1:PORT`.
+    /// The client URL, `http://HOST:PORT`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("http://{}:{}", self.host, self.client_port)
+    }
+
+    /// The peer URL, `http://HOST:PEER_PORT`.
+    pub fn peer_url(&self) -> String {
+        format!("http://{}:{}", self.host, self.peer_port)
     }
 
     /// The data directory the server uses.
@@ -135,7 +148,7 @@ impl ServerProc {
     }
 
     fn args(&self) -> Vec<String> {
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let peer = self.peer_url();
         let mut a = vec![
             format!("--name={}", self.name),
             format!("--data-dir={}", self.data_dir().display()),
@@ -168,7 +181,16 @@ impl ServerProc {
 
     /// Starts (or restarts) the process; pass the result to [`ServerProc::wait_ready`].
     pub fn spawn_nowait(&mut self) -> mpsc::Receiver<()> {
-        let mut child = Command::new(self.binary())
+        let mut cmd = match &self.netns {
+            // `ip netns exec` execs the binary, so the child's pid is the server's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(self.binary());
+                c
+            }
+            None => Command::new(self.binary()),
+        };
+        let mut child = cmd
             .args(self.args())
             .envs(self.env.iter().cloned())
             .stdin(Stdio::null())
@@ -217,7 +239,7 @@ impl ServerProc {
         }
         // The client listener may follow the log line by a moment.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.client_port)).is_err() {
+        while std::net::TcpStream::connect((self.host.as_str(), self.client_port)).is_err() {
             assert!(Instant::now() < deadline, "client port never opened");
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -368,6 +390,8 @@ impl Cluster {
                 extra: extra.iter().map(|s| s.to_string()).collect(),
                 env: Vec::new(),
                 log: Default::default(),
+                host: "127.0.0.1".into(),
+                netns: None,
             })
             .collect();
         let initial: Vec<String> = members
