@@ -453,6 +453,7 @@ impl Server {
         rx: tokio::sync::oneshot::Receiver<Result<ApplyResult, EtcdError>>,
     ) -> Result<ApplyResult, EtcdError> {
         self.metrics.proposals_pending.inc();
+        let term_at_start = self.raft.status().term;
         let outcome = tokio::time::timeout(self.request_timeout(), rx).await;
         self.metrics.proposals_pending.dec();
         match outcome {
@@ -461,7 +462,13 @@ impl Server {
             Err(_) => {
                 self.waiters.remove(id);
                 self.metrics.proposals_failed.inc();
-                Err(EtcdError::Timeout)
+                // The write may or may not have been applied; say why it is unknown, as
+                // etcd does: a new term began while it waited, or nothing more is known.
+                if self.raft.status().term != term_at_start {
+                    Err(EtcdError::TimeoutDueToLeaderFail)
+                } else {
+                    Err(EtcdError::Timeout)
+                }
             }
         }
     }
