@@ -1,0 +1,316 @@
+//! The real etcdctl 3.5 runs the cluster commands (member list/add/update/remove/promote,
+//! move-leader, endpoint health/status --cluster) against a 3-member etcd 3.5.1 cluster and a
+//! 3-member cairn cluster; what it prints must be the same once member ids, the cluster id,
+//! ports and sizes are replaced by names, and lines whose order follows member ids are
+//! sorted.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use cairn_tests::{etcdctl35, free_port, Kind, Run, ServerProc};
+
+/// Starts three members of `kind` named m0..m2 and waits until all serve.
+fn start_cluster(kind: Kind) -> Vec<ServerProc> {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let initial: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("m{i}=http://127.0.0.1:{p}"))
+        .collect();
+    let flag = format!("--initial-cluster={}", initial.join(","));
+    let mut members: Vec<ServerProc> = (0..3)
+        .map(|i| ServerProc::new(kind, &format!("m{i}"), ports[i], &[&flag]))
+        .collect();
+    let waits: Vec<_> = members.iter_mut().map(|m| m.spawn_nowait()).collect();
+    for (m, w) in members.iter_mut().zip(waits) {
+        m.wait_ready(w);
+    }
+    members
+}
+
+/// Names for everything that legitimately differs between the two clusters.
+struct Names {
+    /// (text to replace, name), longest first.
+    pairs: Vec<(String, String)>,
+}
+
+impl Names {
+    fn new() -> Names {
+        Names { pairs: Vec::new() }
+    }
+
+    fn id(&mut self, id: u64, name: &str) {
+        // etcdctl pads ids to 16 columns after "Member " and "cluster ".
+        for word in ["Member", "cluster"] {
+            self.pairs
+                .push((format!("{word} {id:16x}"), format!("{word} ID-{name}")));
+        }
+        self.pairs.push((format!("{id:x}"), format!("ID-{name}")));
+        self.pairs.push((id.to_string(), format!("ID-{name}")));
+    }
+
+    fn text(&mut self, from: String, to: &str) {
+        self.pairs.push((from, to.to_string()));
+    }
+
+    fn apply(&self, t: &str) -> String {
+        let mut pairs = self.pairs.clone();
+        pairs.sort_by_key(|(from, _)| std::cmp::Reverse(from.len()));
+        let mut t = t.to_string();
+        for (from, to) in &pairs {
+            t = t.replace(from, to);
+        }
+        t
+    }
+}
+
+/// Learns the ids of the members and of the cluster from `member list -w json`.
+fn learn(members: &[ServerProc], names: &mut Names) -> BTreeMap<String, u64> {
+    let r = etcdctl35(&members[0].endpoint(), &["member", "list", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    names.id(v["header"]["cluster_id"].as_u64().unwrap(), "CLUSTER");
+    let mut ids = BTreeMap::new();
+    for m in v["members"].as_array().unwrap() {
+        let name = m["name"].as_str().unwrap().to_string();
+        let id = m["ID"].as_u64().unwrap();
+        names.id(id, &name);
+        ids.insert(name, id);
+    }
+    for m in members {
+        names.text(
+            format!("127.0.0.1:{}", m.client_port),
+            &format!("CLIENT-{}", m.name),
+        );
+        names.text(
+            format!("127.0.0.1:{}", m.peer_port),
+            &format!("PEER-{}", m.name),
+        );
+    }
+    ids
+}
+
+/// What a run printed, with names in, log lines out, and lines sorted when `sorted`.
+fn normal(names: &Names, r: &Run, sorted: bool) -> (String, String, i32) {
+    let clean = |t: &str| {
+        let mut lines: Vec<String> = t
+            .lines()
+            .filter(|l| !l.starts_with("{\"level\""))
+            .map(|l| names.apply(l))
+            .map(|l| match l.find("took = ") {
+                Some(i) => l[..i + 7].to_string(),
+                None => l,
+            })
+            .collect();
+        if sorted {
+            lines.sort();
+        }
+        lines.join("\n")
+    };
+    (clean(&r.stdout), clean(&r.stderr), r.code)
+}
+
+/// Waits until `member list` on the first member shows `n` members, all with names.
+fn wait_members(members: &[ServerProc], n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = etcdctl35(&members[0].endpoint(), &["member", "list"]);
+        let lines: Vec<&str> = r.stdout.lines().collect();
+        if lines.len() == n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{r:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The leader's name, as the members report it.
+fn leader(members: &[ServerProc], ids: &BTreeMap<String, u64>) -> String {
+    let eps: Vec<String> = members.iter().map(|m| m.endpoint()).collect();
+    let r = etcdctl35(&eps.join(","), &["endpoint", "status", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let lead = v[0]["Status"]["leader"].as_u64().unwrap();
+    ids.iter()
+        .find(|(_, id)| **id == lead)
+        .map(|(n, _)| n.clone())
+        .unwrap()
+}
+
+#[test]
+fn etcdctl_sees_a_cairn_cluster_as_an_etcd_cluster() {
+    let etcd = start_cluster(Kind::Etcd35);
+    let cairn = start_cluster(Kind::Cairn);
+    // etcd refuses membership changes until its peers have been connected for 5 s.
+    std::thread::sleep(Duration::from_secs(6));
+    let mut en = Names::new();
+    let mut cn = Names::new();
+    let eids = learn(&etcd, &mut en);
+    let cids = learn(&cairn, &mut cn);
+    let compare = |args: &[&str], sorted: bool, en: &Names, cn: &Names| {
+        let want = normal(en, &etcd35_at(&etcd, args), sorted);
+        let got = normal(cn, &etcd35_at(&cairn, args), sorted);
+        assert_eq!(got, want, "etcdctl {args:?} differs");
+    };
+
+    compare(&["member", "list"], true, &en, &cn);
+    compare(&["member", "list", "-w", "table"], true, &en, &cn);
+    compare(&["endpoint", "health", "--cluster"], true, &en, &cn);
+
+    // A learner joins the list (its process is never started).
+    let (ep3, cp3) = (free_port(), free_port());
+    en.text(format!("127.0.0.1:{ep3}"), "PEER-m3");
+    cn.text(format!("127.0.0.1:{cp3}"), "PEER-m3");
+    let add = |members: &[ServerProc], port: u16, learner: bool| {
+        let url = format!("--peer-urls=http://127.0.0.1:{port}");
+        let mut args = vec!["member", "add", "m3", url.as_str()];
+        if learner {
+            args.push("--learner");
+        }
+        let r = etcdctl35(&members[0].endpoint(), &args);
+        let id = r
+            .stdout
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(|h| u64::from_str_radix(h, 16).unwrap())
+            .unwrap_or_else(|| panic!("member add failed: {r:?}"));
+        (r, id)
+    };
+    let (er, eid3) = add(&etcd, ep3, true);
+    let (cr, cid3) = add(&cairn, cp3, true);
+    en.id(eid3, "m3");
+    cn.id(cid3, "m3");
+    // ETCD_INITIAL_CLUSTER lists members in id order, which differs: compare it sorted.
+    let sort_initial = |(out, err, code): (String, String, i32)| {
+        let out = out
+            .lines()
+            .map(|l| match l.strip_prefix("ETCD_INITIAL_CLUSTER=\"") {
+                Some(rest) => {
+                    let mut parts: Vec<&str> = rest.trim_end_matches('"').split(',').collect();
+                    parts.sort();
+                    format!("ETCD_INITIAL_CLUSTER=\"{}\"", parts.join(","))
+                }
+                None => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        (out, err, code)
+    };
+    assert_eq!(
+        sort_initial(normal(&cn, &cr, false)),
+        sort_initial(normal(&en, &er, false))
+    );
+    wait_members(&etcd, 4);
+    wait_members(&cairn, 4);
+    compare(&["member", "list"], true, &en, &cn);
+
+    // The learner never started, so neither promotes it.
+    let promote = |members: &[ServerProc], id: u64| {
+        let lead = members.iter().find(|m| etcd35_status_is_leader(m)).unwrap();
+        etcdctl35(&lead.endpoint(), &["member", "promote", &format!("{id:x}")])
+    };
+    assert_eq!(
+        normal(&cn, &promote(&cairn, cid3), false),
+        normal(&en, &promote(&etcd, eid3), false)
+    );
+
+    // Remove the learner (twice: the second time it is not a member).
+    let remove = |members: &[ServerProc], id: u64| {
+        etcdctl35(
+            &members[0].endpoint(),
+            &["member", "remove", &format!("{id:x}")],
+        )
+    };
+    assert_eq!(
+        normal(&cn, &remove(&cairn, cid3), false),
+        normal(&en, &remove(&etcd, eid3), false)
+    );
+    assert_eq!(
+        normal(&cn, &remove(&cairn, cid3), false),
+        normal(&en, &remove(&etcd, eid3), false)
+    );
+    wait_members(&etcd, 3);
+    wait_members(&cairn, 3);
+
+    // A voter that never starts: add, update its peer URLs, remove. (Not a learner: etcd
+    // 3.5.1 lists an updated learner as a voter, which cairn does not copy.)
+    let (e4, c4) = (free_port(), free_port());
+    en.text(format!("127.0.0.1:{e4}"), "PEER-m4");
+    cn.text(format!("127.0.0.1:{c4}"), "PEER-m4");
+    let (er, eid4) = add(&etcd, e4, false);
+    let (cr, cid4) = add(&cairn, c4, false);
+    en.id(eid4, "m4");
+    cn.id(cid4, "m4");
+    assert_eq!(
+        sort_initial(normal(&cn, &cr, false)),
+        sort_initial(normal(&en, &er, false))
+    );
+    wait_members(&etcd, 4);
+    wait_members(&cairn, 4);
+    let (eu, cu) = (free_port(), free_port());
+    en.text(format!("127.0.0.1:{eu}"), "PEER-m4b");
+    cn.text(format!("127.0.0.1:{cu}"), "PEER-m4b");
+    let update = |members: &[ServerProc], id: u64, port: u16| {
+        etcdctl35(
+            &members[0].endpoint(),
+            &[
+                "member",
+                "update",
+                &format!("{id:x}"),
+                &format!("--peer-urls=http://127.0.0.1:{port}"),
+            ],
+        )
+    };
+    assert_eq!(
+        normal(&cn, &update(&cairn, cid4, cu), false),
+        normal(&en, &update(&etcd, eid4, eu), false)
+    );
+    compare(&["member", "list"], true, &en, &cn);
+    assert_eq!(
+        normal(&cn, &remove(&cairn, cid4), false),
+        normal(&en, &remove(&etcd, eid4), false)
+    );
+    wait_members(&etcd, 3);
+    wait_members(&cairn, 3);
+    compare(&["member", "list", "-w", "table"], true, &en, &cn);
+
+    // Move leadership to m2 (or m1 if m2 leads): the message names both members.
+    let move_to = |members: &[ServerProc], ids: &BTreeMap<String, u64>, names: &Names| {
+        let from = leader(members, ids);
+        let to = if from == "m2" { "m1" } else { "m2" };
+        let eps: Vec<String> = members.iter().map(|m| m.endpoint()).collect();
+        let r = etcdctl35(&eps.join(","), &["move-leader", &format!("{:x}", ids[to])]);
+        let (out, err, code) = normal(names, &r, false);
+        (
+            out.replace(&format!("ID-{from}"), "FROM"),
+            err,
+            code,
+            to.to_string(),
+        )
+    };
+    let want = move_to(&etcd, &eids, &en);
+    let got = move_to(&cairn, &cids, &cn);
+    assert_eq!(
+        (got.0.replace(&format!("ID-{}", got.3), "TO"), got.1, got.2),
+        (
+            want.0.replace(&format!("ID-{}", want.3), "TO"),
+            want.1,
+            want.2
+        )
+    );
+}
+
+/// Runs etcdctl 3.5 against every member of a cluster.
+fn etcd35_at(members: &[ServerProc], args: &[&str]) -> Run {
+    let eps: Vec<String> = members.iter().map(|m| m.endpoint()).collect();
+    etcdctl35(&eps.join(","), args)
+}
+
+/// Whether `m` reports itself as the leader.
+fn etcd35_status_is_leader(m: &ServerProc) -> bool {
+    let r = etcdctl35(&m.endpoint(), &["endpoint", "status", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
+    let s = &v[0]["Status"];
+    s["leader"].as_u64().is_some() && s["leader"] == s["header"]["member_id"]
+}
