@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod linearizability;
+pub mod workload;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -394,18 +395,7 @@ impl Cluster {
                 netns: None,
             })
             .collect();
-        let initial: Vec<String> = members
-            .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
-            .collect();
-        let flag = format!("--initial-cluster={}", initial.join(","));
-        for m in &mut members {
-            m.extra.push(flag.clone());
-        }
-        let waits: Vec<_> = members.iter_mut().map(|m| m.spawn_nowait()).collect();
-        for (m, w) in members.iter_mut().zip(waits) {
-            m.wait_ready(w);
-        }
+        start_together(&mut members);
         Cluster { members }
     }
 
@@ -416,5 +406,22 @@ impl Cluster {
             .map(|m| m.endpoint())
             .collect::<Vec<_>>()
             .join(",")
+    }
+}
+
+/// Starts `members` as one cluster: each gets an `--initial-cluster` flag naming every
+/// member's peer URL, all are spawned at once, and this waits until all serve.
+pub fn start_together(members: &mut [ServerProc]) {
+    let initial: Vec<String> = members
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_url()))
+        .collect();
+    let flag = format!("--initial-cluster={}", initial.join(","));
+    for m in members.iter_mut() {
+        m.extra.push(flag.clone());
+    }
+    let waits: Vec<_> = members.iter_mut().map(|m| m.spawn_nowait()).collect();
+    for (m, w) in members.iter_mut().zip(waits) {
+        m.wait_ready(w);
     }
 }

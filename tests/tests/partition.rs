@@ -19,24 +19,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_proto::etcdserverpb::{
-    compare::{CompareResult, CompareTarget, TargetUnion},
-    kv_client::KvClient,
-    maintenance_client::MaintenanceClient,
-    request_op, response_op, Compare, HashKvRequest, PutRequest, RangeRequest, RequestOp,
-    StatusRequest, TxnRequest,
-};
+use cairn_proto::etcdserverpb::kv_client::KvClient;
 use cairn_tests::linearizability::{check, check_revisions, Input, Operation, Outcome, Verdict};
-use cairn_tests::{Kind, ServerProc};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use tonic::transport::{Channel, Endpoint};
+use cairn_tests::workload::{
+    assert_acknowledged_everywhere, assert_same_hashkv, channel, check_failures, final_reads,
+    first_kv, put, range, runtime, seed, serves, status, summary, Clock, Workload, FINAL_READER,
+    OP_TIMEOUT,
+};
+use cairn_tests::{start_together, Kind, ServerProc};
 
 const MEMBERS: usize = 3;
 const KEYS: [&str; 3] = ["pt/a", "pt/b", "pt/c"];
@@ -44,11 +37,16 @@ const KEYS: [&str; 3] = ["pt/a", "pt/b", "pt/c"];
 const CLIENTS: usize = 6;
 const MAX_OPS_PER_CLIENT: usize = 2000;
 const MAX_WORKLOAD: Duration = Duration::from_secs(30);
-const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// The partition workload.
+const WORKLOAD: Workload = Workload {
+    keys: &KEYS,
+    clients: CLIENTS,
+    max_ops_per_client: MAX_OPS_PER_CLIENT,
+    max_time: MAX_WORKLOAD,
+};
 /// How long the leader stays cut off.
 const PARTITION: Duration = Duration::from_secs(5);
-/// Client numbers of the final reads (member i: this plus i) and of the probes.
-const FINAL_READER: usize = 1000;
+/// The client number of the probes.
 const PROBE: usize = 2000;
 
 /// Runs a command that must succeed.
@@ -224,190 +222,9 @@ impl Drop for Net {
     }
 }
 
-/// One monotonic clock for the whole history.
-#[derive(Clone, Copy)]
-struct Clock(Instant);
-
-impl Clock {
-    fn now(self) -> u64 {
-        self.0.elapsed().as_nanos() as u64
-    }
-    fn secs(self) -> f64 {
-        self.0.elapsed().as_secs_f64()
-    }
-}
-
-fn channel(url: &str) -> Channel {
-    Endpoint::from_shared(url.to_string())
-        .unwrap()
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(OP_TIMEOUT)
-        .connect_lazy()
-}
-
-fn range(key: &str) -> RangeRequest {
-    RangeRequest {
-        key: key.as_bytes().to_vec(),
-        ..Default::default()
-    }
-}
-
-fn put(key: &str, value: &str) -> PutRequest {
-    PutRequest {
-        key: key.as_bytes().to_vec(),
-        value: value.as_bytes().to_vec(),
-        ..Default::default()
-    }
-}
-
-/// The value and mod_revision in a range response (`None` and 0 for a missing key).
-fn first_kv(kvs: &[cairn_proto::mvccpb::KeyValue]) -> (Option<String>, i64) {
-    match kvs.first() {
-        Some(kv) => (
-            Some(String::from_utf8(kv.value.clone()).unwrap()),
-            kv.mod_revision,
-        ),
-        None => (None, 0),
-    }
-}
-
-type Seen = HashMap<&'static str, (Option<String>, i64)>;
-
-/// One random operation: a linearizable get, a put of a fresh value or a compare-and-set.
-async fn one_op(
-    kv: &mut KvClient<Channel>,
-    rng: &mut StdRng,
-    client: usize,
-    seq: usize,
-    key: &'static str,
-    seen: &mut Seen,
-) -> (Input, Outcome, Option<i64>) {
-    let roll = rng.random_range(0..100);
-    let fresh = format!("c{client}-{seq}");
-    if roll < 40 {
-        return match tokio::time::timeout(OP_TIMEOUT, kv.range(range(key))).await {
-            Ok(Ok(resp)) => {
-                let (value, rev) = first_kv(&resp.into_inner().kvs);
-                seen.insert(key, (value.clone(), rev));
-                (Input::Get, Outcome::Read(value), Some(rev))
-            }
-            _ => (Input::Get, Outcome::Failed, None),
-        };
-    }
-    if roll < 70 {
-        let input = Input::Put {
-            value: fresh.clone(),
-        };
-        return match tokio::time::timeout(OP_TIMEOUT, kv.put(put(key, &fresh))).await {
-            Ok(Ok(resp)) => {
-                let rev = resp.into_inner().header.map(|h| h.revision);
-                seen.insert(key, (Some(fresh), rev.unwrap_or(0)));
-                (input, Outcome::Written, rev)
-            }
-            _ => (input, Outcome::Unknown, None),
-        };
-    }
-    let (expect, expect_rev) = seen.get(key).cloned().unwrap_or((None, 0));
-    let compare = if expect.is_some() && rng.random_bool(0.5) {
-        Compare {
-            result: CompareResult::Equal as i32,
-            target: CompareTarget::Value as i32,
-            key: key.as_bytes().to_vec(),
-            target_union: Some(TargetUnion::Value(
-                expect.clone().unwrap_or_default().into_bytes(),
-            )),
-            ..Default::default()
-        }
-    } else {
-        Compare {
-            result: CompareResult::Equal as i32,
-            target: CompareTarget::Mod as i32,
-            key: key.as_bytes().to_vec(),
-            target_union: Some(TargetUnion::ModRevision(expect_rev)),
-            ..Default::default()
-        }
-    };
-    let req = TxnRequest {
-        compare: vec![compare],
-        success: vec![RequestOp {
-            request: Some(request_op::Request::RequestPut(put(key, &fresh))),
-        }],
-        failure: vec![RequestOp {
-            request: Some(request_op::Request::RequestRange(range(key))),
-        }],
-    };
-    let input = Input::Cas {
-        expect,
-        value: fresh.clone(),
-    };
-    match tokio::time::timeout(OP_TIMEOUT, kv.txn(req)).await {
-        Ok(Ok(resp)) => {
-            let resp = resp.into_inner();
-            let rev = resp.header.map(|h| h.revision).unwrap_or(0);
-            if resp.succeeded {
-                seen.insert(key, (Some(fresh), rev));
-                return (input, Outcome::Swapped, Some(rev));
-            }
-            let Some(response_op::Response::ResponseRange(r)) =
-                resp.responses.into_iter().next().and_then(|r| r.response)
-            else {
-                panic!("a failed txn without its range response");
-            };
-            let (current, rev) = first_kv(&r.kvs);
-            seen.insert(key, (current.clone(), rev));
-            (input, Outcome::NotSwapped { current }, Some(rev))
-        }
-        _ => (input, Outcome::Unknown, None),
-    }
-}
-
-/// One client pinned to `url`: random operations until `stop` or its bounds.
-async fn client(
-    client: usize,
-    url: String,
-    clock: Clock,
-    stop: Arc<AtomicBool>,
-    seed: u64,
-) -> Vec<Operation> {
-    let mut kv = KvClient::new(channel(&url));
-    let mut rng = StdRng::seed_from_u64(seed ^ (client as u64).wrapping_mul(0x9e37_79b9));
-    let mut seen = Seen::new();
-    let mut ops = Vec::new();
-    let deadline = Instant::now() + MAX_WORKLOAD;
-    for seq in 0..MAX_OPS_PER_CLIENT {
-        if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
-            break;
-        }
-        let key = KEYS[rng.random_range(0..KEYS.len())];
-        let invoke = clock.now();
-        let (input, outcome, revision) =
-            one_op(&mut kv, &mut rng, client, seq, key, &mut seen).await;
-        let ret = clock.now();
-        let failed = matches!(outcome, Outcome::Failed | Outcome::Unknown);
-        ops.push(Operation {
-            client,
-            key: key.to_string(),
-            input,
-            outcome,
-            invoke,
-            ret,
-            revision,
-        });
-        if failed {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    ops
-}
-
 /// `(member id, leader id)` as member `url` reports them, if it answers.
-async fn status(url: &str) -> Option<(u64, u64)> {
-    let mut mc = MaintenanceClient::new(channel(url));
-    let r = tokio::time::timeout(Duration::from_secs(1), mc.status(StatusRequest {}))
-        .await
-        .ok()?
-        .ok()?
-        .into_inner();
+async fn member_and_leader(url: &str) -> Option<(u64, u64)> {
+    let r = status(url).await?;
     Some((r.header?.member_id, r.leader))
 }
 
@@ -417,11 +234,11 @@ async fn leader(urls: &[String], among: &[usize], not: Option<usize>) -> usize {
     loop {
         let mut ids = Vec::new();
         for url in urls {
-            ids.push(status(url).await.map(|s| s.0));
+            ids.push(member_and_leader(url).await.map(|s| s.0));
         }
         let mut leaders = Vec::new();
         for &i in among {
-            leaders.push(status(&urls[i]).await.map(|s| s.1));
+            leaders.push(member_and_leader(&urls[i]).await.map(|s| s.1));
         }
         if let Some(Some(l)) = leaders.first() {
             if *l != 0 && leaders.iter().all(|x| *x == Some(*l)) {
@@ -567,129 +384,9 @@ async fn probe_partition(
 
 /// Waits until member `url` answers a linearizable get (bounded).
 async fn wait_serving(url: &str) {
-    let mut kv = KvClient::new(channel(url));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(Ok(_)) = tokio::time::timeout(OP_TIMEOUT, kv.range(range(KEYS[0]))).await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if !serves(url, KEYS[0], Duration::from_secs(15)).await {
+        panic!("{url} never served a linearizable read after healing");
     }
-    panic!("{url} never served a linearizable read after healing");
-}
-
-/// Linearizable gets of every key on every member, recorded as operations.
-async fn final_reads(urls: &[String], clock: Clock) -> Vec<Operation> {
-    let mut ops = Vec::new();
-    for (m, url) in urls.iter().enumerate() {
-        let mut kv = KvClient::new(channel(url));
-        for key in KEYS.iter().copied().chain(["pt/probe"]) {
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                let invoke = clock.now();
-                let r = tokio::time::timeout(OP_TIMEOUT, kv.range(range(key))).await;
-                if let Ok(Ok(resp)) = r {
-                    let (value, rev) = first_kv(&resp.into_inner().kvs);
-                    ops.push(Operation {
-                        client: FINAL_READER + m,
-                        key: key.to_string(),
-                        input: Input::Get,
-                        outcome: Outcome::Read(value),
-                        invoke,
-                        ret: clock.now(),
-                        revision: Some(rev),
-                    });
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "final read of {key} on member {m}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-    ops
-}
-
-/// Every member reports the same HashKV at the same revision (bounded wait).
-async fn assert_same_hashkv(urls: &[String]) -> i64 {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let mut hashes = Vec::new();
-        for url in urls {
-            let mut mc = MaintenanceClient::new(channel(url));
-            let r =
-                tokio::time::timeout(OP_TIMEOUT, mc.hash_kv(HashKvRequest { revision: 0 })).await;
-            hashes.push(r.ok().and_then(|r| r.ok()).map(|r| {
-                let r = r.into_inner();
-                (r.hash, r.header.map(|h| h.revision).unwrap_or(0))
-            }));
-        }
-        if hashes.iter().all(|h| h.is_some()) && hashes.windows(2).all(|w| w[0] == w[1]) {
-            return hashes[0].unwrap().1;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "members' HashKV never agreed: {hashes:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Every acknowledged write is on every member: a serializable get at its revision finds
-/// exactly that value with that mod_revision.
-async fn assert_acknowledged_everywhere(urls: &[String], history: &[Operation]) -> usize {
-    let acked: Vec<(&str, &str, i64)> = history
-        .iter()
-        .filter_map(|op| match (&op.input, &op.outcome, op.revision) {
-            (Input::Put { value }, Outcome::Written, Some(rev))
-            | (Input::Cas { value, .. }, Outcome::Swapped, Some(rev)) => {
-                Some((op.key.as_str(), value.as_str(), rev))
-            }
-            _ => None,
-        })
-        .collect();
-    for (m, url) in urls.iter().enumerate() {
-        let mut kv = KvClient::new(channel(url));
-        for &(key, value, rev) in &acked {
-            let req = RangeRequest {
-                revision: rev,
-                serializable: true,
-                ..range(key)
-            };
-            let resp = tokio::time::timeout(OP_TIMEOUT, kv.range(req))
-                .await
-                .expect("serializable get timed out")
-                .expect("serializable get failed")
-                .into_inner();
-            let (got, mod_rev) = first_kv(&resp.kvs);
-            assert_eq!(
-                (got.as_deref(), mod_rev),
-                (Some(value), rev),
-                "member {m} lost the acknowledged write {key}={value} at revision {rev}"
-            );
-        }
-    }
-    acked.len()
-}
-
-fn summary(ops: &[Operation]) -> String {
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for op in ops {
-        let name = match op.outcome {
-            Outcome::Read(_) => "read",
-            Outcome::Written => "written",
-            Outcome::Swapped => "swapped",
-            Outcome::NotSwapped { .. } => "not-swapped",
-            Outcome::Failed => "failed",
-            Outcome::Unknown => "unknown",
-        };
-        *counts.entry(name).or_default() += 1;
-    }
-    let mut parts: Vec<String> = counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    parts.sort();
-    format!("{} ops: {}", ops.len(), parts.join(" "))
 }
 
 /// Guards against a vacuous check: the same history with the isolated member's final read of
@@ -714,10 +411,7 @@ fn assert_checker_sees_a_stale_read(history: &[Operation], isolated: usize) {
 #[test]
 fn isolated_leader_acknowledges_nothing_and_serves_no_stale_reads() {
     let started = Instant::now();
-    let seed: u64 = match std::env::var("CAIRN_PARTITION_SEED") {
-        Ok(s) => s.parse().expect("CAIRN_PARTITION_SEED is a number"),
-        Err(_) => rand::rng().random(),
-    };
+    let seed = seed("CAIRN_PARTITION_SEED");
     // Declared before the members, so dropped after they are killed.
     let net = Net::create(MEMBERS);
     let mut members: Vec<ServerProc> = (0..MEMBERS)
@@ -729,42 +423,16 @@ fn isolated_leader_acknowledges_nothing_and_serves_no_stale_reads() {
             m
         })
         .collect();
-    let initial: Vec<String> = members
-        .iter()
-        .map(|m| format!("{}={}", m.name, m.peer_url()))
-        .collect();
-    let flag = format!("--initial-cluster={}", initial.join(","));
-    for m in &mut members {
-        m.extra.push(flag.clone());
-    }
-    let waits: Vec<_> = members.iter_mut().map(|m| m.spawn_nowait()).collect();
-    for (m, w) in members.iter_mut().zip(waits) {
-        m.wait_ready(w);
-    }
+    start_together(&mut members);
     let urls: Vec<String> = members.iter().map(|m| m.url()).collect();
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let clock = Clock(Instant::now());
-    let stop = Arc::new(AtomicBool::new(false));
     let all: Vec<usize> = (0..MEMBERS).collect();
     let mut notes = Vec::new();
     // The subnet exists and every member answers before the workload starts.
     let old = rt.block_on(leader(&urls, &all, None));
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|i| {
-            rt.spawn(client(
-                i,
-                urls[i % MEMBERS].clone(),
-                clock,
-                stop.clone(),
-                seed,
-            ))
-        })
-        .collect();
+    let clients = WORKLOAD.start(&rt, &urls, clock, seed);
     std::thread::sleep(Duration::from_millis(1500));
 
     let old = {
@@ -789,16 +457,17 @@ fn isolated_leader_acknowledges_nothing_and_serves_no_stale_reads() {
     rt.block_on(wait_serving(&urls[old]));
     notes.push(format!("{:7.3}s m{old} serves again", clock.secs()));
     std::thread::sleep(Duration::from_millis(1500));
-    stop.store(true, Ordering::Relaxed);
-
-    let mut history: Vec<Operation> = Vec::new();
-    for c in clients {
-        history.extend(rt.block_on(c).unwrap());
-    }
+    let mut history: Vec<Operation> = clients.stop(&rt);
     history.append(&mut probes);
     let workload = clock.secs();
-    history.extend(rt.block_on(final_reads(&urls, clock)));
-    let revision = rt.block_on(assert_same_hashkv(&urls));
+    let final_keys: Vec<&str> = KEYS.iter().copied().chain(["pt/probe"]).collect();
+    history.extend(rt.block_on(final_reads(
+        &urls,
+        &final_keys,
+        clock,
+        Duration::from_secs(15),
+    )));
+    let revision = rt.block_on(assert_same_hashkv(&urls, Duration::from_secs(15)));
     let acked = rt.block_on(assert_acknowledged_everywhere(&urls, &history));
 
     let revision_errors = check_revisions(&history);
@@ -843,18 +512,7 @@ fn isolated_leader_acknowledges_nothing_and_serves_no_stale_reads() {
     if majority_writes == 0 {
         failures.push_str("the majority acknowledged no client write during the partition\n");
     }
-    for e in revision_errors.iter().take(10) {
-        failures.push_str(&format!("revision mismatch: {e}\n"));
-    }
-    for v in &verdicts {
-        match v {
-            Verdict::Violation(report) => failures.push_str(&format!("{report}\n")),
-            Verdict::Inconclusive { key, steps } => failures.push_str(&format!(
-                "key {key:?}: the checker gave up after {steps} steps\n"
-            )),
-            Verdict::Linearizable => {}
-        }
-    }
+    failures.push_str(&check_failures(&revision_errors, &verdicts));
     assert!(
         failures.is_empty(),
         "seed {seed}:\n{failures}notes:\n{notes_text}"

@@ -12,23 +12,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_proto::etcdserverpb::{
-    compare::{CompareResult, CompareTarget, TargetUnion},
-    kv_client::KvClient,
-    maintenance_client::MaintenanceClient,
-    request_op, response_op, Compare, HashKvRequest, PutRequest, RangeRequest, RequestOp,
-    StatusRequest, TxnRequest,
-};
 use cairn_tests::linearizability::{check, check_revisions, Input, Operation, Outcome, Verdict};
+use cairn_tests::workload::{
+    assert_same_hashkv, check_failures, final_reads, runtime, seed, serves, status,
+    summary_with_unknowns_seen, Clock, Workload, FINAL_READER,
+};
 use cairn_tests::Cluster;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tonic::transport::{Channel, Endpoint};
 
 /// The keys the clients contend on.
 const KEYS: [&str; 4] = ["rb/a", "rb/b", "rb/c", "rb/d"];
@@ -40,193 +33,14 @@ const MAX_OPS_PER_CLIENT: usize = 1500;
 const MAX_WORKLOAD: Duration = Duration::from_secs(30);
 /// Faults drawn from the seed after the fixed schedule.
 const RANDOM_FAULTS: usize = 3;
-/// How long a client waits for one response before the outcome is unknown.
-const OP_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The client number of the final reads on member 0 (member i: this plus i).
-const FINAL_READER: usize = 1000;
-
-/// One monotonic clock for the whole history.
-#[derive(Clone, Copy)]
-struct Clock(Instant);
-
-impl Clock {
-    fn now(self) -> u64 {
-        self.0.elapsed().as_nanos() as u64
-    }
-    fn secs(self) -> f64 {
-        self.0.elapsed().as_secs_f64()
-    }
-}
-
-fn channel(url: &str) -> Channel {
-    Endpoint::from_shared(url.to_string())
-        .unwrap()
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(OP_TIMEOUT)
-        .connect_lazy()
-}
-
-fn range(key: &str) -> RangeRequest {
-    RangeRequest {
-        key: key.as_bytes().to_vec(),
-        ..Default::default()
-    }
-}
-
-/// The value and mod_revision in a range response (`None` and 0 for a missing key).
-fn first_kv(kvs: &[cairn_proto::mvccpb::KeyValue]) -> (Option<String>, i64) {
-    match kvs.first() {
-        Some(kv) => (
-            Some(String::from_utf8(kv.value.clone()).unwrap()),
-            kv.mod_revision,
-        ),
-        None => (None, 0),
-    }
-}
-
-/// What one client knows of a key: its last value and that value's mod_revision.
-type Seen = HashMap<&'static str, (Option<String>, i64)>;
-
-/// Runs one operation against `kv`; returns its input, outcome and revision.
-async fn one_op(
-    kv: &mut KvClient<Channel>,
-    rng: &mut StdRng,
-    client: usize,
-    seq: usize,
-    key: &'static str,
-    seen: &mut Seen,
-) -> (Input, Outcome, Option<i64>) {
-    let roll = rng.random_range(0..100);
-    let fresh = format!("c{client}-{seq}");
-    if roll < 40 {
-        let r = tokio::time::timeout(OP_TIMEOUT, kv.range(range(key))).await;
-        return match r {
-            Ok(Ok(resp)) => {
-                let (value, rev) = first_kv(&resp.into_inner().kvs);
-                seen.insert(key, (value.clone(), rev));
-                (Input::Get, Outcome::Read(value), Some(rev))
-            }
-            _ => (Input::Get, Outcome::Failed, None),
-        };
-    }
-    if roll < 70 {
-        let input = Input::Put {
-            value: fresh.clone(),
-        };
-        let req = PutRequest {
-            key: key.as_bytes().to_vec(),
-            value: fresh.clone().into_bytes(),
-            ..Default::default()
-        };
-        return match tokio::time::timeout(OP_TIMEOUT, kv.put(req)).await {
-            Ok(Ok(resp)) => {
-                let rev = resp.into_inner().header.map(|h| h.revision);
-                seen.insert(key, (Some(fresh), rev.unwrap_or(0)));
-                (input, Outcome::Written, rev)
-            }
-            // A write that errs or times out may still be applied later.
-            _ => (input, Outcome::Unknown, None),
-        };
-    }
-    let (expect, expect_rev) = seen.get(key).cloned().unwrap_or((None, 0));
-    let by_value = expect.is_some() && rng.random_bool(0.5);
-    let compare = if by_value {
-        Compare {
-            result: CompareResult::Equal as i32,
-            target: CompareTarget::Value as i32,
-            key: key.as_bytes().to_vec(),
-            target_union: Some(TargetUnion::Value(
-                expect.clone().unwrap_or_default().into_bytes(),
-            )),
-            ..Default::default()
-        }
-    } else {
-        Compare {
-            result: CompareResult::Equal as i32,
-            target: CompareTarget::Mod as i32,
-            key: key.as_bytes().to_vec(),
-            target_union: Some(TargetUnion::ModRevision(expect_rev)),
-            ..Default::default()
-        }
-    };
-    let req = TxnRequest {
-        compare: vec![compare],
-        success: vec![RequestOp {
-            request: Some(request_op::Request::RequestPut(PutRequest {
-                key: key.as_bytes().to_vec(),
-                value: fresh.clone().into_bytes(),
-                ..Default::default()
-            })),
-        }],
-        failure: vec![RequestOp {
-            request: Some(request_op::Request::RequestRange(range(key))),
-        }],
-    };
-    let input = Input::Cas {
-        expect,
-        value: fresh.clone(),
-    };
-    match tokio::time::timeout(OP_TIMEOUT, kv.txn(req)).await {
-        Ok(Ok(resp)) => {
-            let resp = resp.into_inner();
-            let rev = resp.header.map(|h| h.revision).unwrap_or(0);
-            if resp.succeeded {
-                seen.insert(key, (Some(fresh), rev));
-                return (input, Outcome::Swapped, Some(rev));
-            }
-            let Some(response_op::Response::ResponseRange(r)) =
-                resp.responses.into_iter().next().and_then(|r| r.response)
-            else {
-                panic!("a failed txn without its range response");
-            };
-            let (current, rev) = first_kv(&r.kvs);
-            seen.insert(key, (current.clone(), rev));
-            (input, Outcome::NotSwapped { current }, Some(rev))
-        }
-        _ => (input, Outcome::Unknown, None),
-    }
-}
-
-/// One client pinned to `url`: random operations until `stop` or its bounds.
-async fn client(
-    client: usize,
-    url: String,
-    clock: Clock,
-    stop: Arc<AtomicBool>,
-    seed: u64,
-) -> Vec<Operation> {
-    let mut kv = KvClient::new(channel(&url));
-    let mut rng = StdRng::seed_from_u64(seed ^ (client as u64).wrapping_mul(0x9e37_79b9));
-    let mut seen = Seen::new();
-    let mut ops = Vec::new();
-    let deadline = Instant::now() + MAX_WORKLOAD;
-    for seq in 0..MAX_OPS_PER_CLIENT {
-        if stop.load(Ordering::Relaxed) || Instant::now() >= deadline {
-            break;
-        }
-        let key = KEYS[rng.random_range(0..KEYS.len())];
-        let invoke = clock.now();
-        let (input, outcome, revision) =
-            one_op(&mut kv, &mut rng, client, seq, key, &mut seen).await;
-        let ret = clock.now();
-        let failed = matches!(outcome, Outcome::Failed | Outcome::Unknown);
-        ops.push(Operation {
-            client,
-            key: key.to_string(),
-            input,
-            outcome,
-            invoke,
-            ret,
-            revision,
-        });
-        if failed {
-            // The member is down or unreachable: do not spin on it.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    ops
-}
+/// The robustness workload.
+const WORKLOAD: Workload = Workload {
+    keys: &KEYS,
+    clients: CLIENTS,
+    max_ops_per_client: MAX_OPS_PER_CLIENT,
+    max_time: MAX_WORKLOAD,
+};
 
 /// The fault injector's view of the cluster and what it did.
 struct Faults {
@@ -249,17 +63,9 @@ impl Faults {
             let mut leader = 0;
             for m in &c.members {
                 let url = m.url();
-                let st = m.pid().and_then(|_| {
-                    self.rt.block_on(async move {
-                        let mut mc = MaintenanceClient::new(channel(&url));
-                        let r = tokio::time::timeout(
-                            Duration::from_secs(1),
-                            mc.status(StatusRequest {}),
-                        )
-                        .await;
-                        r.ok()?.ok().map(|r| r.into_inner())
-                    })
-                });
+                let st = m
+                    .pid()
+                    .and_then(|_| self.rt.block_on(async move { status(&url).await }));
                 let id = st
                     .as_ref()
                     .and_then(|s| s.header.as_ref())
@@ -280,18 +86,9 @@ impl Faults {
     /// Waits until member `i` answers a linearizable get (bounded).
     fn wait_serving(&self, c: &Cluster, i: usize) {
         let url = c.members[i].url();
-        let ok = self.rt.block_on(async move {
-            let mut kv = KvClient::new(channel(&url));
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Ok(_)) = tokio::time::timeout(OP_TIMEOUT, kv.range(range(KEYS[0]))).await
-                {
-                    return true;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            false
-        });
+        let ok = self
+            .rt
+            .block_on(async move { serves(&url, KEYS[0], Duration::from_secs(20)).await });
         assert!(
             ok,
             "member {i} never served again:\n{}",
@@ -361,101 +158,6 @@ impl Faults {
     }
 }
 
-/// Linearizable gets of every key on every member after the faults, recorded as operations.
-async fn final_reads(urls: &[String], clock: Clock) -> Vec<Operation> {
-    let mut ops = Vec::new();
-    for (m, url) in urls.iter().enumerate() {
-        let mut kv = KvClient::new(channel(url));
-        for key in KEYS {
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                let invoke = clock.now();
-                let r = tokio::time::timeout(OP_TIMEOUT, kv.range(range(key))).await;
-                if let Ok(Ok(resp)) = r {
-                    let (value, rev) = first_kv(&resp.into_inner().kvs);
-                    ops.push(Operation {
-                        client: FINAL_READER + m,
-                        key: key.to_string(),
-                        input: Input::Get,
-                        outcome: Outcome::Read(value),
-                        invoke,
-                        ret: clock.now(),
-                        revision: Some(rev),
-                    });
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "final read of {key} on member {m}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-    ops
-}
-
-/// Every member reports the same HashKV at the same revision (bounded wait).
-async fn assert_same_hashkv(urls: &[String]) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let mut hashes = Vec::new();
-        for url in urls {
-            let mut mc = MaintenanceClient::new(channel(url));
-            let r =
-                tokio::time::timeout(OP_TIMEOUT, mc.hash_kv(HashKvRequest { revision: 0 })).await;
-            hashes.push(r.ok().and_then(|r| r.ok()).map(|r| {
-                let r = r.into_inner();
-                (r.hash, r.header.map(|h| h.revision).unwrap_or(0))
-            }));
-        }
-        if hashes.iter().all(|h| h.is_some()) && hashes.windows(2).all(|w| w[0] == w[1]) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "members' HashKV never agreed: {hashes:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Counts of each outcome, for the summary line.
-fn summary(ops: &[Operation]) -> String {
-    let mut counts: HashMap<&str, usize> = HashMap::new();
-    for op in ops {
-        let name = match op.outcome {
-            Outcome::Read(_) => "read",
-            Outcome::Written => "written",
-            Outcome::Swapped => "swapped",
-            Outcome::NotSwapped { .. } => "not-swapped",
-            Outcome::Failed => "failed",
-            Outcome::Unknown => "unknown",
-        };
-        *counts.entry(name).or_default() += 1;
-    }
-    // Unknown writes that a read later showed were applied.
-    let seen: std::collections::HashSet<&str> = ops
-        .iter()
-        .filter_map(|op| match &op.outcome {
-            Outcome::Read(Some(v)) | Outcome::NotSwapped { current: Some(v) } => Some(v.as_str()),
-            _ => None,
-        })
-        .collect();
-    let applied = ops
-        .iter()
-        .filter(|op| op.outcome == Outcome::Unknown)
-        .filter(|op| match &op.input {
-            Input::Put { value } | Input::Cas { value, .. } => seen.contains(value.as_str()),
-            Input::Get => false,
-        })
-        .count();
-    counts.insert("unknown-then-seen", applied);
-    let mut parts: Vec<String> = counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    parts.sort();
-    format!("{} ops: {}", ops.len(), parts.join(" "))
-}
-
 /// Guards against a vacuous check: the same history with one final read turned into a stale
 /// read (an acknowledged value that a later acknowledged write replaced) must fail.
 fn assert_checker_sees_a_stale_read(history: &[Operation]) {
@@ -514,23 +216,13 @@ fn start_cluster(n: usize) -> Cluster {
 
 /// Runs the workload against an `n`-member cluster under the fault schedule and checks it.
 fn run(n: usize) {
-    let seed: u64 = match std::env::var("CAIRN_ROBUSTNESS_SEED") {
-        Ok(s) => s.parse().expect("CAIRN_ROBUSTNESS_SEED is a number"),
-        Err(_) => rand::rng().random(),
-    };
+    let seed = seed("CAIRN_ROBUSTNESS_SEED");
     let started = Instant::now();
     let mut cluster = start_cluster(n);
     let urls: Vec<String> = cluster.members.iter().map(|m| m.url()).collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let clock = Clock(Instant::now());
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|i| rt.spawn(client(i, urls[i % n].clone(), clock, stop.clone(), seed)))
-        .collect();
+    let clients = WORKLOAD.start(&rt, &urls, clock, seed);
 
     let mut faults = Faults {
         clock,
@@ -541,15 +233,11 @@ fn run(n: usize) {
     // The injector runs here while the clients run on the runtime's workers; a panic here
     // drops the cluster, which kills every member.
     faults.run(&mut cluster);
-    stop.store(true, Ordering::Relaxed);
 
-    let mut history: Vec<Operation> = Vec::new();
-    for c in clients {
-        history.extend(rt.block_on(c).unwrap());
-    }
+    let mut history: Vec<Operation> = clients.stop(&rt);
     let workload = clock.secs();
-    history.extend(rt.block_on(final_reads(&urls, clock)));
-    rt.block_on(assert_same_hashkv(&urls));
+    history.extend(rt.block_on(final_reads(&urls, &KEYS, clock, Duration::from_secs(20))));
+    rt.block_on(assert_same_hashkv(&urls, Duration::from_secs(20)));
 
     let check_started = Instant::now();
     let revision_errors = check_revisions(&history);
@@ -557,23 +245,11 @@ fn run(n: usize) {
     let faults_text = faults.log.join("\n");
     eprintln!(
         "{n} members, seed {seed}: {} in {workload:.1}s; checked in {:.1}s; {:.1}s in all\n{faults_text}",
-        summary(&history),
+        summary_with_unknowns_seen(&history),
         check_started.elapsed().as_secs_f64(),
         started.elapsed().as_secs_f64(),
     );
-    let mut failures = String::new();
-    for e in revision_errors.iter().take(10) {
-        failures.push_str(&format!("revision mismatch: {e}\n"));
-    }
-    for v in &verdicts {
-        match v {
-            Verdict::Violation(report) => failures.push_str(&format!("{report}\n")),
-            Verdict::Inconclusive { key, steps } => failures.push_str(&format!(
-                "key {key:?}: the checker gave up after {steps} steps\n"
-            )),
-            Verdict::Linearizable => {}
-        }
-    }
+    let failures = check_failures(&revision_errors, &verdicts);
     assert!(
         failures.is_empty(),
         "{n} members, seed {seed}:\n{failures}faults:\n{faults_text}"
