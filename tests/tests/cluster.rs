@@ -491,3 +491,21 @@ fn force_new_cluster_recovers_a_single_survivor() {
     );
     assert_eq!(r.stdout, "recovery\n", "{r:?}");
 }
+
+#[test]
+fn cairnctl_fails_over_to_live_endpoints() {
+    let mut c = Cluster::start(3, &[]);
+    let eps = c.endpoints();
+    let r = cairn_tests::cairnctl(&eps, &["put", "k", "v"]);
+    assert_eq!(r.stdout, "OK\n", "{r:?}");
+    // Any one member down, leader or not: every command still succeeds.
+    let leader = leader_index(&c);
+    c.members[leader].kill9();
+    put_until_ok(&c.members[(leader + 1) % 3].endpoint(), "k", "v2");
+    for i in 0..10 {
+        let r = cairn_tests::cairnctl(&eps, &["get", "k", "--print-value-only"]);
+        assert_eq!(r.stdout, "v2\n", "get {i} through {eps}: {r:?}");
+        let r = cairn_tests::cairnctl(&eps, &["put", &format!("n{i}"), "x"]);
+        assert_eq!(r.stdout, "OK\n", "put {i} through {eps}: {r:?}");
+    }
+}
