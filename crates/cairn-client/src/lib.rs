@@ -134,21 +134,29 @@ fn endpoint_url(endpoint: &str) -> Result<String, Error> {
     Ok(format!("http://{endpoint}"))
 }
 
+/// The configured endpoints, checked, with the dial timeout set.
+fn endpoints(config: &ClientConfig) -> Result<Vec<Endpoint>, Error> {
+    if config.cacert.is_some() || config.cert.is_some() || config.key.is_some() {
+        return Err(Error::TlsNotSupported);
+    }
+    config
+        .endpoints
+        .iter()
+        .map(|ep| {
+            let endpoint =
+                Endpoint::from_shared(endpoint_url(ep)?).map_err(|e| Error::InvalidEndpoint {
+                    endpoint: ep.clone(),
+                    reason: e.to_string(),
+                })?;
+            Ok(endpoint.connect_timeout(config.dial_timeout))
+        })
+        .collect()
+}
+
 impl Client {
     /// Dials the endpoints and, when a user is configured, authenticates.
     pub async fn connect(config: ClientConfig) -> Result<Client, Error> {
-        if config.cacert.is_some() || config.cert.is_some() || config.key.is_some() {
-            return Err(Error::TlsNotSupported);
-        }
-        let mut endpoints = Vec::with_capacity(config.endpoints.len());
-        for ep in &config.endpoints {
-            let url = endpoint_url(ep)?;
-            let endpoint = Endpoint::from_shared(url).map_err(|e| Error::InvalidEndpoint {
-                endpoint: ep.clone(),
-                reason: e.to_string(),
-            })?;
-            endpoints.push(endpoint.connect_timeout(config.dial_timeout));
-        }
+        let mut endpoints = endpoints(&config)?;
         let channel = match endpoints.len() {
             0 => return Err(Error::NoEndpoints),
             1 => {
@@ -171,18 +179,7 @@ impl Client {
     /// etcd's Go client does, so an unreachable endpoint shows up as a failed request.
     /// Authentication, when configured, is done here and so does dial.
     pub async fn connect_lazy(config: ClientConfig) -> Result<Client, Error> {
-        if config.cacert.is_some() || config.cert.is_some() || config.key.is_some() {
-            return Err(Error::TlsNotSupported);
-        }
-        let mut endpoints = Vec::with_capacity(config.endpoints.len());
-        for ep in &config.endpoints {
-            let url = endpoint_url(ep)?;
-            let endpoint = Endpoint::from_shared(url).map_err(|e| Error::InvalidEndpoint {
-                endpoint: ep.clone(),
-                reason: e.to_string(),
-            })?;
-            endpoints.push(endpoint.connect_timeout(config.dial_timeout));
-        }
+        let mut endpoints = endpoints(&config)?;
         let channel = match endpoints.len() {
             0 => return Err(Error::NoEndpoints),
             1 => endpoints.remove(0).connect_lazy(),
