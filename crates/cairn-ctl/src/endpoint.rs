@@ -100,16 +100,7 @@ pub fn status(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
             out(s.as_bytes());
         }
         Format::Json => {
-            let items: Vec<String> = list
-                .iter()
-                .map(|(ep, r)| {
-                    Obj::new()
-                        .raw("Endpoint", &json::string(ep))
-                        .raw("Status", &status_json(r))
-                        .end()
-                })
-                .collect();
-            out(format!("[{}]\n", items.join(",")).as_bytes());
+            out(json_per_endpoint(&list, "Status", status_json).as_bytes());
         }
         Format::Fields => {
             let mut s = String::new();
@@ -328,16 +319,7 @@ pub fn hashkv(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
             out(s.as_bytes());
         }
         Format::Json => {
-            let items: Vec<String> = list
-                .iter()
-                .map(|(ep, r)| {
-                    Obj::new()
-                        .raw("Endpoint", &json::string(ep))
-                        .raw("HashKV", &hashkv_json(r))
-                        .end()
-                })
-                .collect();
-            out(format!("[{}]\n", items.join(",")).as_bytes());
+            out(json_per_endpoint(&list, "HashKV", hashkv_json).as_bytes());
         }
         Format::Fields => {
             let mut s = String::new();
@@ -361,4 +343,18 @@ pub fn hashkv(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// etcdctl's JSON for a per-endpoint result list: `[{"Endpoint":..,"<key>":..},...]`.
+fn json_per_endpoint<R>(list: &[(String, R)], key: &str, render: fn(&R) -> String) -> String {
+    let items: Vec<String> = list
+        .iter()
+        .map(|(ep, r)| {
+            Obj::new()
+                .raw("Endpoint", &json::string(ep))
+                .raw(key, &render(r))
+                .end()
+        })
+        .collect();
+    format!("[{}]\n", items.join(","))
 }

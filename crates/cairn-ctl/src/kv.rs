@@ -139,6 +139,17 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
+/// Reads `--prefix` and `--from-key`, which etcdctl refuses together.
+fn prefix_or_from_key(f: &Values) -> Result<(bool, bool), CtlError> {
+    let (prefix, from_key) = (f.bool("prefix"), f.bool("from-key"));
+    if prefix && from_key {
+        return Err(CtlError::bad_args(
+            "`--prefix` and `--from-key` cannot be set at the same time, choose one",
+        ));
+    }
+    Ok((prefix, from_key))
+}
+
 /// Builds the range request of `get`, checking arguments as etcdctl's `getGetOp`.
 pub fn get_op(f: &Values, args: &[String]) -> Result<RangeRequest, CtlError> {
     if args.is_empty() {
@@ -146,12 +157,7 @@ pub fn get_op(f: &Values, args: &[String]) -> Result<RangeRequest, CtlError> {
             "get command needs one argument as key and an optional argument as range_end",
         ));
     }
-    let (prefix, from_key) = (f.bool("prefix"), f.bool("from-key"));
-    if prefix && from_key {
-        return Err(CtlError::bad_args(
-            "`--prefix` and `--from-key` cannot be set at the same time, choose one",
-        ));
-    }
+    let (prefix, from_key) = prefix_or_from_key(f)?;
     let mut req = RangeRequest::default();
     match f.str("consistency") {
         "s" => req.serializable = true,
@@ -274,12 +280,7 @@ pub fn del_op(f: &Values, args: &[String]) -> Result<DeleteRangeRequest, CtlErro
             "del command needs one argument as key and an optional argument as range_end",
         ));
     }
-    let (prefix, from_key) = (f.bool("prefix"), f.bool("from-key"));
-    if prefix && from_key {
-        return Err(CtlError::bad_args(
-            "`--prefix` and `--from-key` cannot be set at the same time, choose one",
-        ));
-    }
+    let (prefix, from_key) = prefix_or_from_key(f)?;
     let mut req = DeleteRangeRequest::default();
     let mut key = args[0].as_bytes().to_vec();
     if args.len() > 1 {

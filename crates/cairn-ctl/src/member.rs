@@ -301,6 +301,21 @@ pub fn add(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     Ok(())
 }
 
+/// Prints a remove, update or promote response; the simple line is "Member ID <verb> cluster
+/// ID".
+fn print_verb<M: Message>(
+    ctx: &mut Ctx,
+    id: u64,
+    verb: &str,
+    change: Change<'_, M>,
+) -> Result<(), CtlError> {
+    let simple = format!(
+        "Member {id:16x} {verb} cluster {:16x}\n",
+        cluster_id(change.header)
+    );
+    print_change(ctx.format()?, change, simple, None)
+}
+
 /// `etcdctl member remove <memberID>`.
 pub fn remove(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     let id = member_id_arg(args)?;
@@ -309,16 +324,12 @@ pub fn remove(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
         let mut c = client.cluster();
         async move { c.member_remove(MemberRemoveRequest { id }).await }
     })?;
-    let simple = format!(
-        "Member {id:16x} removed from cluster {:16x}\n",
-        cluster_id(&resp.header)
-    );
     let change = Change {
         resp: &resp,
         header: &resp.header,
         members: &resp.members,
     };
-    print_change(ctx.format()?, change, simple, None)
+    print_verb(ctx, id, "removed from", change)
 }
 
 /// `etcdctl member update <memberID> --peer-urls=...`.
@@ -338,16 +349,12 @@ pub fn update(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
         };
         async move { c.member_update(req).await }
     })?;
-    let simple = format!(
-        "Member {id:16x} updated in cluster {:16x}\n",
-        cluster_id(&resp.header)
-    );
     let change = Change {
         resp: &resp,
         header: &resp.header,
         members: &resp.members,
     };
-    print_change(ctx.format()?, change, simple, None)
+    print_verb(ctx, id, "updated in", change)
 }
 
 /// `etcdctl member promote <memberID>`.
@@ -358,14 +365,10 @@ pub fn promote(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
         let mut c = client.cluster();
         async move { c.member_promote(MemberPromoteRequest { id }).await }
     })?;
-    let simple = format!(
-        "Member {id:16x} promoted in cluster {:16x}\n",
-        cluster_id(&resp.header)
-    );
     let change = Change {
         resp: &resp,
         header: &resp.header,
         members: &resp.members,
     };
-    print_change(ctx.format()?, change, simple, None)
+    print_verb(ctx, id, "promoted in", change)
 }
