@@ -34,11 +34,7 @@ impl KvService {
             self.server.linearizable_read().await?;
         }
         self.server.metrics.range_total.inc();
-        let store = self.server.store.clone();
-        let mut resp = match store.range(&req) {
-            Ok(r) => r,
-            Err(e) => return Err(super::mvcc_status(e)),
-        };
+        let mut resp = self.server.store.range(&req).map_err(super::mvcc_status)?;
         self.server.fill(&mut resp.header);
         Ok(resp)
     }
