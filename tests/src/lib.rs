@@ -205,12 +205,13 @@ impl ServerProc {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 // etcd 3.5 and cairn log the first; etcd 3.4 only the second.
-                if line.contains("ready to serve client requests")
-                    || line.contains("serving client traffic insecurely")
-                {
+                let ready = line.contains("ready to serve client requests")
+                    || line.contains("serving client traffic insecurely");
+                // Log first, so a test woken by readiness finds the line.
+                log.lock().unwrap().push(line);
+                if ready {
                     let _ = ready_tx.send(());
                 }
-                log.lock().unwrap().push(line);
             }
         });
         self.child = Some(child);

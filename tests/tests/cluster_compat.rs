@@ -102,6 +102,19 @@ fn normal(names: &Names, r: &Run, sorted: bool) -> (String, String, i32) {
                 Some(i) => l[..i + 7].to_string(),
                 None => l,
             })
+            // Ids of different lengths pad table cells differently.
+            .map(|l| {
+                if l.starts_with('|') {
+                    l.split_whitespace().collect::<Vec<_>>().join(" ")
+                } else if l.starts_with('+') {
+                    l.split('-')
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                        .join("-")
+                } else {
+                    l
+                }
+            })
             .collect();
         if sorted {
             lines.sort();
