@@ -327,3 +327,73 @@ fn etcd35_status_is_leader(m: &ServerProc) -> bool {
     let s = &v[0]["Status"];
     s["leader"].as_u64().is_some() && s["leader"] == s["header"]["member_id"]
 }
+
+/// What etcdctl shows of a run: stdout, its `Error:` line, the gRPC errors its retry
+/// interceptor logged, and the exit code.
+fn errors_shown(r: &Run) -> (String, Vec<String>, i32) {
+    let logged = r
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["error"].as_str().map(str::to_string))
+        .collect();
+    let error = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("Error:"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    (format!("{}{error}", r.stdout), logged, r.code)
+}
+
+#[test]
+fn without_a_leader_requests_wait_and_fail_as_etcd() {
+    let mut etcd = start_cluster(Kind::Etcd35);
+    let mut cairn = start_cluster(Kind::Cairn);
+    for members in [&mut etcd, &mut cairn] {
+        let r = etcd35_at(members, &["put", "k", "v"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        members[1].kill9();
+        members[2].kill9();
+    }
+    // Long enough for a leader among the dead to lose the survivor (check-quorum).
+    std::thread::sleep(Duration::from_secs(3));
+    let cases: &[&[&str]] = &[
+        // etcdctl gives up first (5 s), while the proposal still waits for a leader.
+        &["put", "k", "v2"],
+        // The server gives up first: a proposal that never found a leader.
+        &["--command-timeout=10s", "put", "k", "v3"],
+        // A linearizable read times out on the server and is retried by the client.
+        &["--command-timeout=10s", "get", "k"],
+        // Serializable reads are local and need no leader.
+        &["get", "k", "--consistency=s", "--print-value-only"],
+    ];
+    let (want, got): (Vec<_>, Vec<_>) = std::thread::scope(|s| {
+        let runs: Vec<_> = cases
+            .iter()
+            .map(|args| {
+                let e = etcd[0].endpoint();
+                let c = cairn[0].endpoint();
+                (
+                    s.spawn(move || etcdctl35(&e, args)),
+                    s.spawn(move || etcdctl35(&c, args)),
+                )
+            })
+            .collect();
+        runs.into_iter()
+            .map(|(e, c)| (e.join().unwrap(), c.join().unwrap()))
+            .unzip()
+    });
+    for ((args, want), got) in cases.iter().zip(&want).zip(&got) {
+        assert_eq!(errors_shown(got), errors_shown(want), "etcdctl {args:?}");
+    }
+    assert_eq!(want[3].stdout, "v\n");
+    // Status answers, and names the missing leader among its errors.
+    for members in [&etcd, &cairn] {
+        let r = etcdctl35(&members[0].endpoint(), &["endpoint", "status"]);
+        assert!(
+            r.stdout.trim_end().ends_with("etcdserver: no leader"),
+            "{r:?}"
+        );
+    }
+}

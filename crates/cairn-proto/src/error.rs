@@ -125,6 +125,9 @@ etcd_errors! {
     BadLeaderTransferee => (FailedPrecondition, "etcdserver: bad leader transferee"),
     Canceled => (Cancelled, "etcdserver: request canceled"),
     DeadlineExceeded => (DeadlineExceeded, "etcdserver: context deadline exceeded"),
+    // Not in etcd's table: what etcd returns, raw, when a proposal waited its whole request
+    // timeout for a leader to take it.
+    ProposalDeadline => (Unknown, "context deadline exceeded"),
 }
 
 impl EtcdError {

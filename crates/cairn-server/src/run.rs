@@ -10,6 +10,7 @@ use cairn_proto::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
     CompactionRequest,
 };
+use cairn_proto::EtcdError;
 use tokio::net::TcpListener;
 
 use crate::config::{host_port, AutoCompaction, Config};
@@ -20,6 +21,8 @@ use crate::server::Server;
 /// The largest message gRPC decodes at all; [`Server::check_size`] applies etcd's limit
 /// below it with etcd's error text.
 const DECODE_CAP_BYTES: usize = 64 * 1024 * 1024;
+/// The gRPC metadata key etcd's clients set to require a leader.
+const REQUIRE_LEADER_KEY: &str = "hasleader";
 
 /// The router serving gRPC and the HTTP endpoints on one client port.
 fn client_router(server: &Arc<Server>) -> axum::Router {
@@ -42,9 +45,27 @@ fn client_router(server: &Arc<Server>) -> axum::Router {
     .add_service(ClusterServer::new(ClusterService {
         server: server.clone(),
     }));
+    let leader_check = server.clone();
     routes
         .into_axum_router()
+        .layer(axum::middleware::from_fn(move |req, next| {
+            require_leader(leader_check.clone(), req, next)
+        }))
         .merge(crate::http::router(server.clone()))
+}
+
+/// etcd clients mark requests that must not be served without a leader (watches, and any
+/// call made `WithRequireLeader`) with the `hasleader` metadata; such a request fails at
+/// once with "etcdserver: no leader" while this member knows of none.
+async fn require_leader(
+    server: Arc<Server>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req.headers().contains_key(REQUIRE_LEADER_KEY) && server.raft.status().leader_id == 0 {
+        return EtcdError::NoLeader.status().into_http();
+    }
+    next.run(req).await
 }
 
 /// Serves `router` on `listener` until it fails. Every accepted connection gets

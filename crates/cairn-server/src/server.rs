@@ -38,6 +38,8 @@ pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// Committed entries the applier may lag behind before new proposals are refused with
 /// "too many requests", as etcd does.
 const MAX_APPLY_GAP: u64 = 5000;
+/// How often a request waiting for a leader looks again.
+const LEADER_POLL: Duration = Duration::from_millis(20);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -430,11 +432,30 @@ impl Server {
         if data.len() as u64 > self.cfg.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
+        let deadline = Instant::now() + self.request_timeout();
+        // As etcd, a proposal waits for a leader for as long as it may wait at all.
+        if !self.wait_for_leader(deadline).await {
+            self.metrics.proposals_failed.inc();
+            return Err(EtcdError::ProposalDeadline);
+        }
         let rx = self.waiters.register(id);
         if let Err(e) = self.raft.propose(data) {
             return Err(self.proposal_failed(id, e));
         }
-        self.await_applied(id, rx).await
+        self.await_applied(id, rx, deadline).await
+    }
+
+    /// Waits until some member leads, or `deadline` passes; says whether one does.
+    pub async fn wait_for_leader(&self, deadline: Instant) -> bool {
+        loop {
+            if self.raft.status().leader_id != 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
     }
 
     fn proposal_failed(&self, id: u64, e: cairn_raft::RaftError) -> EtcdError {
@@ -446,15 +467,16 @@ impl Server {
         }
     }
 
-    /// Waits for the applier's answer to proposal `id`, up to the request timeout.
+    /// Waits for the applier's answer to proposal `id`, up to `deadline`.
     async fn await_applied(
         &self,
         id: u64,
         rx: tokio::sync::oneshot::Receiver<Result<ApplyResult, EtcdError>>,
+        deadline: Instant,
     ) -> Result<ApplyResult, EtcdError> {
         self.metrics.proposals_pending.inc();
         let term_at_start = self.raft.status().term;
-        let outcome = tokio::time::timeout(self.request_timeout(), rx).await;
+        let outcome = tokio::time::timeout_at(deadline.into(), rx).await;
         self.metrics.proposals_pending.dec();
         match outcome {
             Ok(Ok(result)) => result,
@@ -477,11 +499,18 @@ impl Server {
     /// acknowledged before it (ReadIndex, then wait for the applier to catch up).
     pub async fn linearizable_read(&self) -> Result<(), EtcdError> {
         let timeout = self.request_timeout();
-        let index = match tokio::time::timeout(timeout, self.raft.read_index()).await {
-            Ok(Ok(i)) => i,
-            Ok(Err(cairn_raft::RaftError::NoLeader)) => return Err(EtcdError::NoLeader),
-            Ok(Err(_)) => return Err(EtcdError::Stopped),
-            Err(_) => return Err(EtcdError::Timeout),
+        let deadline = Instant::now() + timeout;
+        let index = loop {
+            match tokio::time::timeout_at(deadline.into(), self.raft.read_index()).await {
+                Ok(Ok(i)) => break i,
+                // As etcd, the read waits for a leader until its time is up.
+                Ok(Err(cairn_raft::RaftError::NoLeader))
+                    if self.wait_for_leader(deadline).await => {}
+                Ok(Err(cairn_raft::RaftError::NoLeader)) | Err(_) => {
+                    return Err(EtcdError::Timeout)
+                }
+                Ok(Err(_)) => return Err(EtcdError::Stopped),
+            }
         };
         if self.applied_index() >= index {
             return Ok(());
@@ -517,11 +546,16 @@ impl Server {
             member: Some(member),
         };
         cc.context = context.encode_to_vec().into();
+        let deadline = Instant::now() + self.request_timeout();
+        if !self.wait_for_leader(deadline).await {
+            self.metrics.proposals_failed.inc();
+            return Err(EtcdError::ProposalDeadline);
+        }
         let rx = self.waiters.register(waiter);
         if let Err(e) = self.raft.propose_conf_change(cc) {
             return Err(self.proposal_failed(waiter, e));
         }
-        match self.await_applied(waiter, rx).await? {
+        match self.await_applied(waiter, rx, deadline).await? {
             ApplyResult::Members(list) => Ok(list),
             _ => Err(EtcdError::Stopped),
         }

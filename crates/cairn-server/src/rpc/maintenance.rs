@@ -10,6 +10,7 @@ use cairn_proto::etcdserverpb::{
     HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest,
     SnapshotResponse, StatusRequest, StatusResponse,
 };
+use cairn_proto::EtcdError;
 use futures::Stream;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
@@ -42,6 +43,10 @@ impl MaintenanceService {
     fn status_inner(&self) -> StatusResponse {
         let s = &self.server;
         let st = s.raft.status();
+        let mut errors = s.alarms.status_errors();
+        if st.leader_id == 0 {
+            errors.push(EtcdError::NoLeader.message().to_string());
+        }
         StatusResponse {
             header: Some(s.header(s.store.current_revision())),
             version: crate::config::ETCD_API_VERSION.to_string(),
@@ -50,7 +55,7 @@ impl MaintenanceService {
             raft_index: st.commit_index,
             raft_term: st.term,
             raft_applied_index: s.applied_index(),
-            errors: s.alarms.status_errors(),
+            errors,
             db_size_in_use: s.store.db_size_in_use() as i64,
             is_learner: s.is_learner(),
             storage_version: crate::config::ETCD_CLUSTER_VERSION.to_string(),
