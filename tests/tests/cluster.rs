@@ -291,7 +291,16 @@ fn member_add(endpoints: &str, name: &str, peer_port: u16, learner: bool) -> (u6
     if learner {
         args.push("--learner");
     }
-    let r = etcdctl35(endpoints, &args);
+    // Strict reconfiguration refuses the change until the members have been connected to
+    // each other for 5 s.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let r = loop {
+        let r = etcdctl35(endpoints, &args);
+        if !r.stderr.contains("etcdserver: unhealthy cluster") || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(r.code, 0, "{r:?}");
     let first = r.stdout.lines().next().unwrap();
     assert!(

@@ -397,3 +397,51 @@ fn without_a_leader_requests_wait_and_fail_as_etcd() {
         );
     }
 }
+
+#[test]
+fn strict_reconfiguration_refuses_changes_while_a_member_is_down() {
+    let mut etcd = start_cluster(Kind::Etcd35);
+    let mut cairn = start_cluster(Kind::Cairn);
+    // Both count a peer as connected only after 5 s of answering.
+    std::thread::sleep(Duration::from_secs(6));
+    let mut en = Names::new();
+    let mut cn = Names::new();
+    let eids = learn(&etcd, &mut en);
+    let cids = learn(&cairn, &mut cn);
+    etcd[2].kill9();
+    cairn[2].kill9();
+    // Long enough for every survivor to have tried to reach it.
+    std::thread::sleep(Duration::from_secs(2));
+    let port = free_port();
+    en.text(format!("127.0.0.1:{port}"), "PEER-new");
+    cn.text(format!("127.0.0.1:{port}"), "PEER-new");
+    let url = format!("--peer-urls=http://127.0.0.1:{port}");
+    let (em1, cm1) = (format!("{:x}", eids["m1"]), format!("{:x}", cids["m1"]));
+    let (em2, cm2) = (format!("{:x}", eids["m2"]), format!("{:x}", cids["m2"]));
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        // A voter, or a learner, may not join while a voter is unreachable.
+        (
+            vec!["member", "add", "new", &url],
+            vec!["member", "add", "new", &url],
+        ),
+        (
+            vec!["member", "add", "new", &url, "--learner"],
+            vec!["member", "add", "new", &url, "--learner"],
+        ),
+        // Removing a live voter would leave one connected voter of two: refused.
+        (
+            vec!["member", "remove", &em1],
+            vec!["member", "remove", &cm1],
+        ),
+        // The member that is down may go.
+        (
+            vec!["member", "remove", &em2],
+            vec!["member", "remove", &cm2],
+        ),
+    ];
+    for (eargs, cargs) in cases {
+        let want = normal(&en, &etcdctl35(&etcd[0].endpoint(), &eargs), false);
+        let got = normal(&cn, &etcdctl35(&cairn[0].endpoint(), &cargs), false);
+        assert_eq!(got, want, "etcdctl {eargs:?}");
+    }
+}

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cairn_proto::cairnpb::raft_peer_client::RaftPeerClient;
 use cairn_proto::cairnpb::raft_peer_server::RaftPeer;
@@ -28,6 +28,9 @@ const QUEUE_DEPTH: usize = 8192;
 const BATCH_MAX: usize = 512;
 /// Pause after a failed send before trying the peer again.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// A peer nothing was sent to for this long gets an empty batch, so every member knows
+/// which peers it can reach (strict reconfiguration asks), not only the leader.
+const PROBE_IDLE: Duration = Duration::from_secs(1);
 
 /// The Raft handle, once Raft has started; senders report unreachable peers and snapshot
 /// delivery to it.
@@ -47,6 +50,8 @@ struct PeerSetInner {
     /// The send queue of each peer. Locked briefly by the Raft thread on every send and by
     /// the applier when membership changes; never held across an await.
     queues: RwLock<HashMap<u64, mpsc::Sender<Message>>>,
+    /// Since when each peer has answered every send, for the peers that do.
+    active: Arc<RwLock<HashMap<u64, Instant>>>,
 }
 
 impl PeerSet {
@@ -64,6 +69,7 @@ impl PeerSet {
                 from,
                 raft,
                 queues: RwLock::new(HashMap::new()),
+                active: Arc::default(),
             }),
         }
     }
@@ -81,6 +87,7 @@ impl PeerSet {
             to: id,
             urls: urls.to_vec(),
             raft: i.raft.clone(),
+            active: i.active.clone(),
         };
         i.runtime.spawn(sender.run(rx));
         // The old sender, if any, ends when its queue's last handle drops here.
@@ -92,6 +99,12 @@ impl PeerSet {
     /// Stops sending to member `id`.
     pub fn remove_peer(&self, id: u64) {
         self.inner.queues.write().remove(&id);
+        self.inner.active.write().remove(&id);
+    }
+
+    /// Since when member `id` has answered every send; `None` while it does not answer.
+    pub fn active_since(&self, id: u64) -> Option<Instant> {
+        self.inner.active.read().get(&id).copied()
     }
 }
 
@@ -134,12 +147,21 @@ struct Sender {
     to: u64,
     urls: Vec<String>,
     raft: RaftCell,
+    active: Arc<RwLock<HashMap<u64, Instant>>>,
 }
 
 impl Sender {
     /// Tells Raft how a send went: an unreachable peer is probed less eagerly, and a
     /// snapshot's delivery (or loss) moves the peer out of snapshot state.
     fn report(&self, batch: &[Message], delivered: bool) {
+        if delivered {
+            self.active
+                .write()
+                .entry(self.to)
+                .or_insert_with(Instant::now);
+        } else {
+            self.active.write().remove(&self.to);
+        }
         let Some(raft) = self.raft.get() else { return };
         if batch
             .iter()
@@ -156,9 +178,14 @@ impl Sender {
         let to = self.to;
         let mut client = None;
         let mut reported_down = false;
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < BATCH_MAX {
+        loop {
+            // An idle peer gets an empty batch: a probe of whether it answers.
+            let mut batch = match tokio::time::timeout(PROBE_IDLE, rx.recv()).await {
+                Ok(Some(first)) => vec![first],
+                Ok(None) => break,
+                Err(_) => Vec::new(),
+            };
+            while !batch.is_empty() && batch.len() < BATCH_MAX {
                 match rx.try_recv() {
                     Ok(m) => batch.push(m),
                     Err(_) => break,

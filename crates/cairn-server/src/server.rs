@@ -75,6 +75,8 @@ pub struct Server {
     pub waiters: Arc<Waiters>,
     pub alarms: Arc<Alarms>,
     pub members: Arc<Members>,
+    /// The transport to the other members, and which of them answer.
+    pub peers: PeerSet,
     pub metrics: Arc<Metrics>,
     applied_rx: watch::Receiver<u64>,
     next_id: AtomicU64,
@@ -352,6 +354,7 @@ impl Server {
             waiters,
             alarms,
             members,
+            peers: peer_set,
             metrics,
             applied_rx,
             next_id: AtomicU64::new(seed),

@@ -2,6 +2,7 @@
 //! learner, promote, remove, update peer URLs) with etcd's checks and errors.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use cairn_proto::cairnpb::internal_request::Request as Internal;
 use cairn_proto::etcdserverpb::{
@@ -59,6 +60,42 @@ fn enough_started(members: &[Member], voters_after: usize, removing: Option<u64>
     started > voters_after / 2
 }
 
+/// How long a peer must have answered to count as connected, as etcd's health interval.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Whether this member has been connected to every other voter for the health interval
+/// (etcd asks this before adding a member under strict reconfiguration).
+fn connected_to_all_voters(s: &Server, members: &[Member]) -> bool {
+    let since = Instant::now().checked_sub(HEALTH_INTERVAL);
+    members
+        .iter()
+        .filter(|m| !m.is_learner && m.id != s.member.id)
+        .all(|m| connected_since(s, m.id, since))
+}
+
+fn connected_since(s: &Server, id: u64, since: Option<Instant>) -> bool {
+    match (s.peers.active_since(id), since) {
+        (Some(t), Some(since)) => t <= since,
+        _ => false,
+    }
+}
+
+/// Whether removing voter `id` leaves a quorum of connected voters (etcd's check: a member
+/// that is down may always go; otherwise the members connected for the health interval,
+/// this one included and `id` excluded, must stay a quorum of the voters).
+fn quorum_after_removal(s: &Server, members: &[Member], id: u64) -> bool {
+    if id != s.member.id && s.peers.active_since(id).is_none() {
+        return true;
+    }
+    let voters: Vec<&Member> = members.iter().filter(|m| !m.is_learner).collect();
+    let since = Instant::now().checked_sub(HEALTH_INTERVAL);
+    let connected = voters
+        .iter()
+        .filter(|m| m.id == s.member.id || connected_since(s, m.id, since))
+        .count();
+    connected.saturating_sub(1) > (voters.len() - 1) / 2
+}
+
 /// Whether a learner whose log matches the leader's up to `learner` (of the leader's
 /// `leader`) may be promoted: etcd asks for 90%.
 fn learner_ready(learner: u64, leader: u64) -> bool {
@@ -82,6 +119,9 @@ impl ClusterService {
             if !enough_started(&members, voters + 1, None) {
                 return Err(EtcdError::MemberNotEnoughStarted);
             }
+        }
+        if s.cfg.strict_reconfig_check && !connected_to_all_voters(s, &members) {
+            return Err(EtcdError::Unhealthy);
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -121,6 +161,9 @@ impl ClusterService {
             let voters = members.iter().filter(|m| !m.is_learner).count();
             if !enough_started(&members, voters.saturating_sub(1), Some(member.id)) {
                 return Err(EtcdError::MemberNotEnoughStarted);
+            }
+            if !quorum_after_removal(s, &members, member.id) {
+                return Err(EtcdError::Unhealthy);
             }
         }
         let list = s
