@@ -19,6 +19,9 @@ pub struct RaftConfig {
     pub dir: PathBuf,
     /// Length of one logical clock tick.
     pub tick_interval: Duration,
+    /// The clock is the caller's: the driver ticks only when [`crate::RaftHandle::tick`]
+    /// says so and ignores `tick_interval` (tests with controlled time).
+    pub manual_ticks: bool,
     /// Ticks without a leader before a follower campaigns.
     pub election_tick: usize,
     /// Ticks between leader heartbeats.
@@ -54,6 +57,7 @@ impl Default for RaftConfig {
             voters: vec![1],
             dir: PathBuf::new(),
             tick_interval: Duration::from_millis(100),
+            manual_ticks: false,
             election_tick: 10,
             heartbeat_tick: 1,
             applied: 0,

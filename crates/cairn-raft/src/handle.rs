@@ -226,6 +226,17 @@ impl RaftHandle {
         self.send(Msg::TransferLeader(to))
     }
 
+    /// Requests queued for the Raft thread that it has not taken yet.
+    pub fn queued(&self) -> usize {
+        self.inner.tx.len()
+    }
+
+    /// Advances the clock by one tick, for a driver started with
+    /// [`crate::RaftConfig::manual_ticks`] (ignored as extra ticks otherwise: don't).
+    pub fn tick(&self) {
+        let _ = self.send(Msg::Tick);
+    }
+
     /// Tells Raft that the last send to `id` failed, so the leader stops streaming to it
     /// and probes instead. For transports that notice broken connections.
     pub fn report_unreachable(&self, id: u64) {

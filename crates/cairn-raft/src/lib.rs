@@ -197,7 +197,7 @@ pub fn start(
         apply_tx,
         purge_tx,
         Arc::clone(&shared),
-        cfg.tick_interval,
+        (!cfg.manual_ticks).then_some(cfg.tick_interval),
         cfg.election_tick,
         applied,
         cfg.log_retain_entries,

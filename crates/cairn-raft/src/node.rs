@@ -59,6 +59,8 @@ pub(crate) enum Msg {
     DurableApplied(u64),
     /// Hand leadership to this member (only acted on by, or forwarded to, the leader).
     TransferLeader(u64),
+    /// One clock tick, when the caller keeps the clock.
+    Tick,
     /// The transport could not reach this member.
     ReportUnreachable(u64),
     /// A snapshot sent to this member was delivered (`true`) or lost (`false`).
@@ -78,6 +80,8 @@ pub(crate) enum Msg {
 /// Most requests handled before the queued proposals are flushed into a `Ready`, so a
 /// steady stream of requests cannot postpone the log write indefinitely.
 pub(crate) const MAX_DRAIN: usize = 16 * 1024;
+/// How long a driver whose clock the caller keeps sleeps when nothing arrives.
+const MANUAL_CLOCK_WAIT: Duration = Duration::from_secs(3600);
 
 /// Proposal bytes that end a drain early, bounding one log write.
 pub(crate) const MAX_BATCH_BYTES: usize = 16 << 20;
@@ -105,7 +109,8 @@ pub(crate) struct Node<T: Transport> {
     /// Nudges the purge thread after a compaction.
     pub(crate) purge_tx: Option<Sender<()>>,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) tick_interval: Duration,
+    /// `None` when ticks come only as `Msg::Tick`.
+    pub(crate) tick_interval: Option<Duration>,
     pub(crate) election_tick: u64,
     pub(crate) next_tick: Instant,
     pub(crate) ticks: u64,
@@ -148,7 +153,7 @@ impl<T: Transport> Node<T> {
         apply_tx: Sender<ApplyTask>,
         purge_tx: Sender<()>,
         shared: Arc<Shared>,
-        tick_interval: Duration,
+        tick_interval: Option<Duration>,
         election_tick: usize,
         applied: u64,
         retain_entries: u64,
@@ -170,7 +175,7 @@ impl<T: Transport> Node<T> {
             shared,
             tick_interval,
             election_tick: election_tick as u64,
-            next_tick: Instant::now() + tick_interval,
+            next_tick: Instant::now() + tick_interval.unwrap_or(MANUAL_CLOCK_WAIT),
             ticks: 0,
             proposals: Vec::new(),
             proposal_bytes: 0,
@@ -228,11 +233,15 @@ impl<T: Transport> Node<T> {
         self.flush_proposals();
         let now = Instant::now();
         if now >= self.next_tick {
-            self.raw.tick();
-            self.ticks += 1;
-            self.next_tick += self.tick_interval;
-            if self.next_tick <= now {
-                self.next_tick = now + self.tick_interval;
+            match self.tick_interval {
+                Some(interval) => {
+                    self.tick();
+                    self.next_tick += interval;
+                    if self.next_tick <= now {
+                        self.next_tick = now + interval;
+                    }
+                }
+                None => self.next_tick = now + MANUAL_CLOCK_WAIT,
             }
         }
         self.issue_reads();
@@ -245,6 +254,11 @@ impl<T: Transport> Node<T> {
         }
         self.maybe_build_snapshot()?;
         self.maybe_compact()
+    }
+
+    fn tick(&mut self) {
+        self.raw.tick();
+        self.ticks += 1;
     }
 
     /// Handles one request; returns true on `Stop`.
@@ -284,6 +298,7 @@ impl<T: Transport> Node<T> {
             }
             Msg::DurableApplied(index) => self.durable_applied = self.durable_applied.max(index),
             Msg::TransferLeader(to) => self.raw.transfer_leader(to),
+            Msg::Tick => self.tick(),
             Msg::ReportUnreachable(id) => self.raw.report_unreachable(id),
             Msg::ReportSnapshot(id, delivered) => {
                 let status = if delivered {

@@ -30,6 +30,11 @@ use raft::eraftpb::{Message, MessageType};
 
 use crate::{RaftHandle, Transport};
 
+/// How often [`MemNetwork::advance`] looks whether a tick's traffic has settled, and how
+/// long it waits at most.
+const SETTLE_POLL: Duration = Duration::from_micros(200);
+const SETTLE_LIMIT: Duration = Duration::from_millis(200);
+
 /// The fault rules; all empty means a perfect network.
 #[derive(Debug, Default, Clone)]
 struct Rules {
@@ -190,6 +195,40 @@ impl MemNetwork {
     /// Drops a random share `rate` (0 to 1) of all messages.
     pub fn set_drop_rate(&self, rate: f64) {
         self.inner.state.lock().rules.drop_rate = rate.clamp(0.0, 1.0);
+    }
+
+    /// Advances the clock of every registered member (started with
+    /// [`crate::RaftConfig::manual_ticks`]) by `ticks`, one at a time, letting the traffic of
+    /// each tick settle before the next: elections and heartbeats then depend on ticks, not
+    /// on how fast the machine runs the members' threads.
+    pub fn advance(&self, ticks: u64) {
+        for _ in 0..ticks {
+            let handles: Vec<RaftHandle> =
+                self.inner.state.lock().handles.values().cloned().collect();
+            for h in &handles {
+                h.tick();
+            }
+            self.settle(&handles);
+        }
+    }
+
+    /// Waits (briefly, bounded) until no member has requests queued and no delayed batch is
+    /// due, twice in a row: the messages of the last tick were handled.
+    fn settle(&self, handles: &[RaftHandle]) {
+        let give_up = Instant::now() + SETTLE_LIMIT;
+        let mut quiet = 0;
+        while quiet < 2 && Instant::now() < give_up {
+            std::thread::sleep(SETTLE_POLL);
+            let delayed_due = {
+                let s = self.inner.state.lock();
+                s.delayed.peek().is_some_and(|d| d.at <= Instant::now())
+            };
+            if !delayed_due && handles.iter().all(|h| h.queued() == 0) {
+                quiet += 1;
+            } else {
+                quiet = 0;
+            }
+        }
     }
 
     /// Delays every message by `delay`.

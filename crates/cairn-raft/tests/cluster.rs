@@ -1,9 +1,11 @@
 //! Several members in one process, each with its own raft-engine log in a tempdir and a
 //! `BTreeMap` state machine, over the fault-injecting in-memory network.
 //!
-//! Time is real: ticks are 10 ms and elections take 100-200 ms, so every test runs in a
-//! few seconds. Waits poll with a deadline instead of sleeping a fixed time, except where
-//! a test proves that something does *not* happen.
+//! Time is the test's: members start with `manual_ticks`, and the clock moves only when a
+//! test advances the network ([`MemNetwork::advance`], which lets each tick's traffic
+//! settle). Waits advance the clock until their condition holds, within a bound in ticks;
+//! a test that proves something does *not* happen advances a set number of ticks. So
+//! elections and timeouts follow ticks, however slowly the machine runs the threads.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers panic on setup failure.
 
@@ -15,8 +17,19 @@ use cairn_raft::eraftpb::Entry;
 use cairn_raft::testing::MemNetwork;
 use cairn_raft::{start, Applier, RaftConfig, RaftError, RaftHandle};
 
-const TICK: Duration = Duration::from_millis(10);
-const WAIT: Duration = Duration::from_secs(20);
+/// The most ticks any wait may take before its test fails (an election takes 10 to 20).
+const MAX_TICKS: u64 = 20_000;
+
+/// Advances the clock until `cond` holds; fails the test after [`MAX_TICKS`].
+fn tick_until(net: &MemNetwork, what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..MAX_TICKS {
+        if cond() {
+            return;
+        }
+        net.advance(1);
+    }
+    assert!(cond(), "not within {MAX_TICKS} ticks: {what}");
+}
 
 /// The state machine: every applied entry with data, by index. Two members that applied
 /// the same entries in the same order hold equal maps.
@@ -164,7 +177,7 @@ impl Cluster {
             id,
             voters,
             dir: m.dir.path().to_path_buf(),
-            tick_interval: TICK,
+            manual_ticks: true,
             election_tick: 10,
             heartbeat_tick: 2,
             applied: m.sm.sm().applied,
@@ -205,15 +218,14 @@ impl Cluster {
 
     /// Waits until the log of `id` starts after `index`.
     fn wait_compacted(&self, id: u64, index: u64) {
-        let deadline = Instant::now() + WAIT;
-        while self.h(id).stats().first_index <= index {
-            assert!(
-                Instant::now() < deadline,
-                "log of {id} not compacted past {index}"
-            );
-            self.make_durable();
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        tick_until(
+            &self.net,
+            &format!("log of {id} compacted past {index}"),
+            || {
+                self.make_durable();
+                self.h(id).stats().first_index > index
+            },
+        );
     }
 
     fn stop(&mut self, id: u64) {
@@ -242,45 +254,40 @@ impl Cluster {
     /// Waits until every member of `among` knows the same leader, itself in `among`, and
     /// that leader says it leads. Returns it.
     fn wait_leader(&self, among: &[u64]) -> u64 {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        let mut leader = 0;
+        tick_until(&self.net, &format!("a leader among {among:?}"), || {
             let leaders: Vec<u64> = among
                 .iter()
                 .map(|&id| self.h(id).status().leader_id)
                 .collect();
-            let l = leaders[0];
-            if l != 0
-                && among.contains(&l)
-                && leaders.iter().all(|&x| x == l)
-                && self.h(l).status().is_leader
-            {
-                return l;
-            }
-            assert!(Instant::now() < deadline, "no agreed leader: {leaders:?}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+            leader = leaders[0];
+            leader != 0
+                && among.contains(&leader)
+                && leaders.iter().all(|&x| x == leader)
+                && self.h(leader).status().is_leader
+        });
+        leader
     }
 
     /// Proposes through `id`, retrying while it knows no leader.
     fn propose(&self, id: u64, data: &[u8]) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match self.h(id).propose(data.to_vec()) {
-                Ok(()) => return,
-                Err(RaftError::NoLeader) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
+        tick_until(
+            &self.net,
+            &format!("{id} knows a leader to propose to"),
+            || match self.h(id).propose(data.to_vec()) {
+                Ok(()) => true,
+                Err(RaftError::NoLeader) => false,
                 Err(e) => panic!("propose on {id}: {e}"),
-            }
-        }
+            },
+        );
     }
 
     /// Waits until `data` is applied on every member of `ids`; returns its index.
     fn wait_value(&self, ids: &[u64], data: &[u8]) -> u64 {
-        let deadline = Instant::now() + WAIT;
         let mut index = 0;
         for &id in ids {
-            loop {
+            let what = format!("{} applied on {id}", String::from_utf8_lossy(data));
+            tick_until(&self.net, &what, || {
                 let found = self
                     .sm(id)
                     .sm()
@@ -290,31 +297,19 @@ impl Cluster {
                     .map(|(&i, _)| i);
                 if let Some(i) = found {
                     index = i;
-                    break;
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "{} never applied on {id}",
-                    String::from_utf8_lossy(data)
-                );
-                std::thread::sleep(Duration::from_millis(2));
-            }
+                found.is_some()
+            });
         }
         index
     }
 
     /// Waits until every member of `ids` has applied up to `index`.
     fn wait_applied(&self, ids: &[u64], index: u64) {
-        let deadline = Instant::now() + WAIT;
         for &id in ids {
-            while self.sm(id).sm().applied < index {
-                assert!(
-                    Instant::now() < deadline,
-                    "{id} stuck at {:?}, want {index}",
-                    self.h(id).status()
-                );
-                std::thread::sleep(Duration::from_millis(2));
-            }
+            tick_until(&self.net, &format!("{id} applied {index}"), || {
+                self.sm(id).sm().applied >= index
+            });
         }
     }
 
@@ -379,7 +374,7 @@ fn no_leader_is_reported_at_once() {
     let mut c = Cluster::new(3);
     c.stop(2);
     c.stop(3);
-    std::thread::sleep(TICK * 40);
+    c.net.advance(40);
     let h = c.h(1);
     assert_eq!(h.status().leader_id, 0);
     let t = Instant::now();
@@ -445,14 +440,9 @@ fn isolated_leader_is_replaced_and_catches_up() {
     c.propose(rest[0], b"during");
     c.wait_value(&rest, b"during");
     // check-quorum makes the old leader step down.
-    let deadline = Instant::now() + WAIT;
-    while c.h(old).status().is_leader {
-        assert!(
-            Instant::now() < deadline,
-            "isolated leader never stepped down"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    tick_until(&c.net, "the isolated leader steps down", || {
+        !c.h(old).status().is_leader
+    });
     assert!(!c.sm(old).values().contains(&b"during".to_vec()));
 
     c.net.heal();
@@ -481,7 +471,7 @@ fn five_members_commit_with_two_down_not_three() {
     let up = c.running();
     let before = c.h(l).status().commit_index;
     let _ = c.h(l).propose(b"two-of-five".to_vec());
-    std::thread::sleep(TICK * 50);
+    c.net.advance(50);
     for &id in &up {
         assert!(!c.sm(id).values().contains(&b"two-of-five".to_vec()));
     }
@@ -546,18 +536,25 @@ fn simultaneous_reads_on_every_member_resolve_without_retry() {
     c.wait_value(&all, b"w");
     for round in 0..5 {
         let handles: Vec<RaftHandle> = all.iter().map(|&id| c.h(id).clone()).collect();
-        let started = Instant::now();
-        block_on(async move {
-            let reads: Vec<_> = handles
-                .into_iter()
-                .map(|h| tokio::spawn(async move { h.read_index().await }))
-                .collect();
-            for r in reads {
-                r.await.unwrap().unwrap();
-            }
+        // The clock stands still: a read that needed a retry (an election timeout) would
+        // never resolve.
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            block_on(async move {
+                let reads: Vec<_> = handles
+                    .into_iter()
+                    .map(|h| tokio::spawn(async move { h.read_index().await }))
+                    .collect();
+                for r in reads {
+                    r.await.unwrap().unwrap();
+                }
+            });
+            let _ = done_tx.send(());
         });
-        let took = started.elapsed();
-        assert!(took < TICK * 8, "round {round}: reads took {took:?}");
+        assert!(
+            done_rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "round {round}: reads waited for a retry"
+        );
     }
 }
 
@@ -601,7 +598,7 @@ fn lossy_slow_network_still_agrees() {
     c.net.set_delay(Duration::from_millis(3));
     for i in 0..30 {
         c.propose(all[i % all.len()], format!("x{i}").as_bytes());
-        std::thread::sleep(Duration::from_millis(5));
+        c.net.advance(1);
     }
     c.net.heal();
     // Proposals dropped on their way to the leader are lost, as with etcd; the rest must
@@ -696,14 +693,9 @@ fn snapshot_installed_but_not_restored_is_restored_at_restart() {
     *c.sm(f).fail_restores.lock().unwrap() = 1;
     c.net.heal();
     // The failed restore stops the member's driver.
-    let deadline = Instant::now() + WAIT;
-    while c.h(f).propose(b"x".to_vec()) != Err(RaftError::Stopped) {
-        assert!(
-            Instant::now() < deadline,
-            "driver kept running after a failed restore"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    tick_until(&c.net, "the driver stops after a failed restore", || {
+        c.h(f).propose(b"x".to_vec()) == Err(RaftError::Stopped)
+    });
     c.stop(f);
     assert!(c.sm(f).sm().applied < c.sm(l).sm().applied);
     c.start(f);
@@ -711,14 +703,6 @@ fn snapshot_installed_but_not_restored_is_restored_at_restart() {
     c.wait_value(&all, b"after-restart");
     c.assert_same_state(&all);
     assert_eq!(c.sm(f).restored.lock().unwrap().len(), 1);
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]
@@ -732,7 +716,7 @@ fn leadership_transfers_to_the_chosen_member() {
     // Asked on a follower: raft-rs forwards it to the leader.
     let via = all.iter().copied().find(|&id| id != l && id != to).unwrap();
     c.h(via).transfer_leader(to).unwrap();
-    wait_until("leadership moved", || c.wait_leader(&all) == to);
+    tick_until(&c.net, "leadership moved", || c.wait_leader(&all) == to);
     c.propose(l, b"after");
     c.wait_value(&all, b"after");
     c.assert_same_state(&all);
@@ -763,7 +747,9 @@ fn learner_joins_by_snapshot_is_promoted_and_a_voter_removed() {
     c.h(l)
         .propose_conf_change(conf_change(ConfChangeType::AddLearnerNode, 4))
         .unwrap();
-    wait_until("4 is a learner", || c.h(l).conf_state().learners == vec![4]);
+    tick_until(&c.net, "4 is a learner", || {
+        c.h(l).conf_state().learners == vec![4]
+    });
     c.propose(l, b"to-learner");
     let four = [1, 2, 3, 4];
     c.wait_value(&four, b"to-learner");
@@ -775,7 +761,7 @@ fn learner_joins_by_snapshot_is_promoted_and_a_voter_removed() {
     c.h(l)
         .propose_conf_change(conf_change(ConfChangeType::AddNode, 4))
         .unwrap();
-    wait_until("4 is a voter everywhere", || {
+    tick_until(&c.net, "4 is a voter everywhere", || {
         four.iter().all(|&id| {
             let cs = c.h(id).conf_state();
             cs.voters.contains(&4) && cs.learners.is_empty()
@@ -789,7 +775,7 @@ fn learner_joins_by_snapshot_is_promoted_and_a_voter_removed() {
         .propose_conf_change(conf_change(ConfChangeType::RemoveNode, gone))
         .unwrap();
     let rest: Vec<u64> = four.iter().copied().filter(|&id| id != gone).collect();
-    wait_until("removed everywhere", || {
+    tick_until(&c.net, "removed everywhere", || {
         rest.iter().all(|&id| {
             c.h(id).conf_state().voters.len() == 3 && !c.h(id).conf_state().voters.contains(&gone)
         })

@@ -300,6 +300,7 @@ impl Server {
             },
             dir: cfg.data_dir.join(RAFT_DIR),
             tick_interval: cfg.heartbeat_interval,
+            manual_ticks: false,
             election_tick,
             heartbeat_tick: 1,
             applied: store.applied_index(),
