@@ -13,6 +13,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed=proto/{f}");
     }
     let fds = protox::compile(files, ["proto"])?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    tonic_prost_build::configure()
+        // Snapshot chunks are slices of one buffer on the sender and pieces of one on the
+        // receiver; `Bytes` avoids a copy per chunk.
+        .bytes(".cairnpb.SnapshotChunk.data")
+        .compile_fds(fds)?;
     Ok(())
 }

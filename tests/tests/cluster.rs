@@ -235,7 +235,13 @@ fn move_leader_and_graceful_stop_hand_over_leadership() {
 async fn member_behind_the_log_catches_up_by_snapshot() {
     use cairn_proto::etcdserverpb::{kv_client::KvClient, PutRequest};
     let mut c = tokio::task::block_in_place(|| {
-        Cluster::start(3, &["--experimental-snapshot-catchup-entries=100"])
+        Cluster::start(
+            3,
+            &[
+                "--experimental-snapshot-catchup-entries=100",
+                "--snapshot-count=100",
+            ],
+        )
     });
     let leader = tokio::task::block_in_place(|| leader_index(&c));
     let lagging = (leader + 1) % 3;
@@ -281,6 +287,120 @@ async fn member_behind_the_log_catches_up_by_snapshot() {
             "caught up without a snapshot: {}",
             c.members[lagging].log_text()
         );
+    });
+}
+
+/// The `bytes` field of the first line of `log` whose message is `msg`.
+fn logged_bytes(log: &str, msg: &str) -> Option<u64> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["msg"] == msg)
+        .and_then(|v| v["bytes"].as_u64())
+}
+
+/// A member that was down while the others wrote several megabytes catches up by a
+/// snapshot streamed in many chunks, and the cluster keeps taking writes while it is on
+/// its way. (Before chunking, a snapshot was one gRPC message on the peer's only queue,
+/// and that peer's heartbeats and appends waited behind it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_snapshot_streams_in_chunks_while_writes_go_on() {
+    use cairn_proto::etcdserverpb::{kv_client::KvClient, PutRequest};
+    let mut c = tokio::task::block_in_place(|| {
+        Cluster::start(
+            3,
+            &[
+                "--experimental-snapshot-catchup-entries=20",
+                "--snapshot-count=50",
+            ],
+        )
+    });
+    let leader = tokio::task::block_in_place(|| leader_index(&c));
+    let lagging = (leader + 1) % 3;
+    c.members[lagging].kill9();
+    let ch = tonic::transport::Channel::from_shared(c.members[leader].url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // 6 MiB of values while the member is away: 4 writers of 48 values of 32 KiB.
+    let mut tasks = Vec::new();
+    for w in 0..4u8 {
+        let mut kv = KvClient::new(ch.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..48u8 {
+                let req = PutRequest {
+                    key: format!("big/{w}/{i}").into_bytes(),
+                    value: vec![w.wrapping_mul(48).wrapping_add(i); 32 << 10],
+                    ..Default::default()
+                };
+                kv.put(req).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Give the leader a durable commit to compact its log behind.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    // Small writes go on, each with a deadline, while the member restarts and catches up.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let mut kv = KvClient::new(ch.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut done = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) && done < 10_000 {
+                let req = PutRequest {
+                    key: format!("during/{done}").into_bytes(),
+                    value: b"v".to_vec(),
+                    ..Default::default()
+                };
+                let put = tokio::time::timeout(Duration::from_secs(5), kv.put(req)).await;
+                assert!(
+                    matches!(put, Ok(Ok(_))),
+                    "write {done} failed during the transfer: {put:?}"
+                );
+                done += 1;
+            }
+            done
+        })
+    };
+    tokio::task::block_in_place(|| c.members[lagging].spawn());
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let during = writer.await.unwrap();
+    assert!(during > 0, "no write finished while the member caught up");
+
+    tokio::task::block_in_place(|| {
+        let r = etcdctl35(&c.members[leader].endpoint(), &["put", "last", "written"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = etcdctl35(
+                &c.members[lagging].endpoint(),
+                &["get", "last", "--print-value-only", "--consistency=s"],
+            );
+            if r.stdout == "written\n" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "last write never served: {r:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_converged(&c);
+        let r = etcdctl35(
+            &c.members[lagging].endpoint(),
+            &["get", "big/", "--prefix", "--keys-only", "--consistency=s"],
+        );
+        assert_eq!(r.stdout.lines().filter(|l| !l.is_empty()).count(), 192);
+
+        // It came as a snapshot far larger than one chunk.
+        let sent = logged_bytes(&c.members[leader].log_text(), "sent raft snapshot");
+        let received = logged_bytes(&c.members[lagging].log_text(), "received raft snapshot");
+        assert!(
+            sent.is_some_and(|b| b >= 6 << 20),
+            "leader sent {sent:?} bytes"
+        );
+        assert_eq!(received, sent);
     });
 }
 

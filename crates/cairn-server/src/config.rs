@@ -260,7 +260,9 @@ pub struct Config {
     pub initial_cluster: Vec<(String, Vec<String>)>,
     pub initial_cluster_token: String,
     pub initial_cluster_state_new: bool,
+    /// Entries applied past the durable backend commit between Raft log compactions.
     pub snapshot_count: u64,
+    /// Entries the Raft log keeps behind the durable backend commit when compacted.
     pub snapshot_catchup_entries: u64,
     pub strict_reconfig_check: bool,
     pub force_new_cluster: bool,

@@ -13,7 +13,8 @@
 //! - `apply`: committed entries to MVCC writes, one backend transaction per batch.
 //! - `waiters`, `alarm`, `membership`: requests waiting for their entry; active alarms;
 //!   the member set.
-//! - `peer`: Raft messages between members over gRPC on the peer URLs.
+//! - `peer`: Raft messages between members over gRPC on the peer URLs; `peer_snapshot`:
+//!   Raft snapshots streamed between them in chunks.
 //! - `rpc`: the gRPC services (KV, Maintenance, Cluster) and request validation.
 //! - `http`: `/health`, `/version`, `/metrics`.
 //! - [`logging`]: etcd-shaped JSON log lines.
@@ -28,6 +29,7 @@ pub mod logging;
 mod membership;
 pub mod metrics;
 mod peer;
+mod peer_snapshot;
 mod rpc;
 mod run;
 mod server;

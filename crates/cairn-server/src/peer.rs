@@ -1,36 +1,60 @@
 //! Member-to-member Raft traffic over gRPC on the peer URLs.
 //!
-//! Sending: the Raft thread hands messages to [`PeerSet`]'s `send`, which never blocks: each
-//! message goes into the bounded queue of its destination. One task per peer drains its
-//! queue into batches and sends each batch as one `RaftPeer.Send` call. When a queue is full
-//! or a peer is unreachable, messages are dropped; Raft retransmits what matters.
+//! Sending: the Raft thread hands messages to [`PeerSet`]'s `send`, which never blocks.
+//! Every message but a snapshot goes into the bounded queue of its destination. One task
+//! per peer drains its queue into batches (at most [`BATCH_MAX`] messages, ended early
+//! past [`BATCH_MAX_BYTES`]) and sends each batch as one `RaftPeer.Send` call. When a
+//! queue is full or a peer is unreachable, messages are dropped; Raft retransmits what
+//! matters.
 //!
-//! Receiving: [`PeerService`] checks the batch is for this cluster and member, decodes each
-//! message and steps it into Raft.
+//! Snapshots: a `MsgSnapshot` gets a task of its own, which streams it in chunks over
+//! `RaftPeer.SendSnapshot` on a separate connection (`peer_snapshot`) and then tells
+//! Raft whether it arrived. Meanwhile the peer's queue keeps carrying heartbeats and
+//! appends. At most one snapshot per peer is in flight: one that comes while another is
+//! on its way is dropped and reported lost, and Raft sends a newer one later.
+//!
+//! Receiving: [`PeerService`] checks that a batch or snapshot is for this cluster and
+//! member. It steps a batch's messages into Raft as they are, and a snapshot once all its
+//! chunks are put back together.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use cairn_proto::cairnpb::raft_peer_client::RaftPeerClient;
 use cairn_proto::cairnpb::raft_peer_server::RaftPeer;
-use cairn_proto::cairnpb::{MembersRequest, MembersResponse, RaftBatch, RaftBatchResponse};
+use cairn_proto::cairnpb::{
+    MembersRequest, MembersResponse, RaftBatch, RaftBatchResponse, SnapshotChunk, SnapshotResponse,
+};
 use cairn_raft::eraftpb::{Message, MessageType};
 use cairn_raft::RaftHandle;
 use parking_lot::RwLock;
 use protobuf::Message as _;
 use tokio::sync::mpsc;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::peer_snapshot::Assembly;
 
 /// Messages queued for one peer before new ones are dropped.
 const QUEUE_DEPTH: usize = 8192;
 /// Messages sent in one batch at most.
 const BATCH_MAX: usize = 512;
+/// Encoded bytes that end a batch early; the message that crosses it is the batch's last.
+const BATCH_MAX_BYTES: usize = 16 << 20;
 /// Pause after a failed send before trying the peer again.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// A peer nothing was sent to for this long gets an empty batch, so every member knows
 /// which peers it can reach (strict reconfiguration asks), not only the leader.
 const PROBE_IDLE: Duration = Duration::from_secs(1);
+
+/// The largest gRPC message members send each other, for a cluster whose
+/// `--max-request-bytes` is `max_request_bytes`. A batch stops growing past
+/// [`BATCH_MAX_BYTES`], but its last message may be a follower's forwarded proposals (up to
+/// cairn-raft's 16 MiB proposal batch plus one request) or an append holding one request.
+pub fn message_limit(max_request_bytes: u64) -> usize {
+    (64 << 20) + 2 * (max_request_bytes as usize + crate::server::GRPC_OVERHEAD_BYTES)
+}
 
 /// The Raft handle, once Raft has started; senders report unreachable peers and snapshot
 /// delivery to it.
@@ -47,20 +71,41 @@ struct PeerSetInner {
     cluster_id: u64,
     from: u64,
     raft: RaftCell,
-    /// The send queue of each peer. Locked briefly by the Raft thread on every send and by
-    /// the applier when membership changes; never held across an await.
-    queues: RwLock<HashMap<u64, mpsc::Sender<Message>>>,
+    /// See [`message_limit`].
+    message_limit: usize,
+    /// Each peer's queue and snapshot state. Locked briefly by the Raft thread on every
+    /// send and by the applier when membership changes; never held across an await.
+    peers: RwLock<HashMap<u64, Peer>>,
     /// Since when each peer has answered every send, for the peers that do.
     active: Arc<RwLock<HashMap<u64, Instant>>>,
 }
 
+/// Where messages to one peer go.
+struct Peer {
+    queue: mpsc::Sender<Message>,
+    urls: Arc<[String]>,
+    /// Set while a snapshot to this peer is on its way; kept when the peer's URLs change.
+    snapshot_in_flight: Arc<AtomicBool>,
+}
+
+/// Clears a peer's snapshot-in-flight flag when the sending task ends, however it ends.
+struct InFlight(Arc<AtomicBool>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 impl PeerSet {
-    /// An empty set for member `from` of cluster `cluster_id`; sender tasks run on `runtime`.
+    /// An empty set for member `from` of cluster `cluster_id`; sender tasks run on
+    /// `runtime` and send gRPC messages of at most `message_limit` bytes.
     pub fn new(
         runtime: tokio::runtime::Handle,
         cluster_id: u64,
         from: u64,
         raft: RaftCell,
+        message_limit: usize,
     ) -> PeerSet {
         PeerSet {
             inner: Arc::new(PeerSetInner {
@@ -68,7 +113,8 @@ impl PeerSet {
                 cluster_id,
                 from,
                 raft,
-                queues: RwLock::new(HashMap::new()),
+                message_limit,
+                peers: RwLock::new(HashMap::new()),
                 active: Arc::default(),
             }),
         }
@@ -87,18 +133,29 @@ impl PeerSet {
             to: id,
             urls: urls.to_vec(),
             raft: i.raft.clone(),
+            message_limit: i.message_limit,
             active: i.active.clone(),
         };
         i.runtime.spawn(sender.run(rx));
+        let mut peers = i.peers.write();
+        let snapshot_in_flight = peers
+            .get(&id)
+            .map(|p| p.snapshot_in_flight.clone())
+            .unwrap_or_default();
         // The old sender, if any, ends when its queue's last handle drops here.
-        i.queues.write().insert(id, tx);
+        peers.insert(
+            id,
+            Peer {
+                queue: tx,
+                urls: urls.into(),
+                snapshot_in_flight,
+            },
+        );
     }
-}
 
-impl PeerSet {
     /// Stops sending to member `id`.
     pub fn remove_peer(&self, id: u64) {
-        self.inner.queues.write().remove(&id);
+        self.inner.peers.write().remove(&id);
         self.inner.active.write().remove(&id);
     }
 
@@ -108,19 +165,66 @@ impl PeerSet {
     }
 }
 
+impl PeerSetInner {
+    /// Starts streaming snapshot message `m` to `peer`, unless one is on its way to it
+    /// already; Raft hears whether it was delivered either way.
+    fn send_snapshot(&self, peer: &Peer, m: Message) {
+        let to = m.to;
+        if peer.snapshot_in_flight.swap(true, Ordering::AcqRel) {
+            tracing::debug!(remote_peer_id = %format!("{to:x}"), "a snapshot to the peer is in flight; dropping a newer one");
+            if let Some(raft) = self.raft.get() {
+                raft.report_snapshot(to, false);
+            }
+            return;
+        }
+        let in_flight = InFlight(peer.snapshot_in_flight.clone());
+        let urls = peer.urls.clone();
+        let (raft, cluster_id, from, limit) = (
+            self.raft.clone(),
+            self.cluster_id,
+            self.from,
+            self.message_limit,
+        );
+        self.runtime.spawn(async move {
+            let sent = crate::peer_snapshot::send(&urls, limit, cluster_id, from, m).await;
+            // Cleared before reporting, so Raft's next attempt is not taken for a duplicate.
+            drop(in_flight);
+            if let Err(e) = &sent {
+                tracing::warn!(remote_peer_id = %format!("{to:x}"), error = %e, "failed to send raft snapshot");
+            }
+            if let Some(raft) = raft.get() {
+                raft.report_snapshot(to, sent.is_ok());
+                if sent.is_err() {
+                    raft.report_unreachable(to);
+                }
+            }
+        });
+    }
+}
+
 impl cairn_raft::Transport for PeerSet {
     fn send(&mut self, msgs: Vec<Message>) {
-        let queues = self.inner.queues.read();
+        let peers = self.inner.peers.read();
         for m in msgs {
-            if let Some(q) = queues.get(&m.to) {
+            let Some(peer) = peers.get(&m.to) else {
+                continue;
+            };
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                self.inner.send_snapshot(peer, m);
+            } else {
                 // A full queue means the peer is far behind or away; Raft resends.
-                let _ = q.try_send(m);
+                let _ = peer.queue.try_send(m);
             }
         }
     }
 }
 
-async fn connect(urls: &[String]) -> Option<RaftPeerClient<tonic::transport::Channel>> {
+/// A client of the first member in `urls` that answers, sending messages of at most
+/// `message_limit` bytes.
+pub(crate) async fn connect(
+    urls: &[String],
+    message_limit: usize,
+) -> Option<RaftPeerClient<tonic::transport::Channel>> {
     for url in urls {
         let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone()) else {
             continue;
@@ -130,11 +234,7 @@ async fn connect(urls: &[String]) -> Option<RaftPeerClient<tonic::transport::Cha
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(5));
         if let Ok(ch) = endpoint.connect().await {
-            return Some(
-                RaftPeerClient::new(ch)
-                    .max_decoding_message_size(usize::MAX)
-                    .max_encoding_message_size(usize::MAX),
-            );
+            return Some(RaftPeerClient::new(ch).max_encoding_message_size(message_limit));
         }
     }
     None
@@ -147,29 +247,23 @@ struct Sender {
     to: u64,
     urls: Vec<String>,
     raft: RaftCell,
+    message_limit: usize,
     active: Arc<RwLock<HashMap<u64, Instant>>>,
 }
 
 impl Sender {
-    /// Tells Raft how a send went: an unreachable peer is probed less eagerly, and a
-    /// snapshot's delivery (or loss) moves the peer out of snapshot state.
-    fn report(&self, batch: &[Message], delivered: bool) {
-        if delivered {
-            self.active
-                .write()
-                .entry(self.to)
-                .or_insert_with(Instant::now);
-        } else {
-            self.active.write().remove(&self.to);
-        }
-        let Some(raft) = self.raft.get() else { return };
-        if batch
-            .iter()
-            .any(|m| m.get_msg_type() == MessageType::MsgSnapshot)
-        {
-            raft.report_snapshot(self.to, delivered);
-        }
-        if !delivered {
+    /// Records that the peer answered a send.
+    fn report_delivered(&self) {
+        self.active
+            .write()
+            .entry(self.to)
+            .or_insert_with(Instant::now);
+    }
+
+    /// Tells Raft that a send failed, so it probes the peer less eagerly.
+    fn report_failed(&self) {
+        self.active.write().remove(&self.to);
+        if let Some(raft) = self.raft.get() {
             raft.report_unreachable(self.to);
         }
     }
@@ -185,21 +279,25 @@ impl Sender {
                 Ok(None) => break,
                 Err(_) => Vec::new(),
             };
-            while !batch.is_empty() && batch.len() < BATCH_MAX {
+            let mut bytes: usize = batch.iter().map(|m| m.compute_size() as usize).sum();
+            while !batch.is_empty() && batch.len() < BATCH_MAX && bytes < BATCH_MAX_BYTES {
                 match rx.try_recv() {
-                    Ok(m) => batch.push(m),
+                    Ok(m) => {
+                        bytes += m.compute_size() as usize;
+                        batch.push(m);
+                    }
                     Err(_) => break,
                 }
             }
             if client.is_none() {
-                client = connect(&self.urls).await;
+                client = connect(&self.urls, self.message_limit).await;
             }
             let Some(c) = client.as_mut() else {
                 if !reported_down {
                     tracing::warn!(remote_peer_id = %format!("{to:x}"), "peer unreachable; dropping messages until it answers");
                     reported_down = true;
                 }
-                self.report(&batch, false);
+                self.report_failed();
                 tokio::time::sleep(RETRY_PAUSE).await;
                 continue;
             };
@@ -215,18 +313,18 @@ impl Sender {
             };
             match c.send(req).await {
                 Ok(_) => {
+                    self.report_delivered();
                     if reported_down {
                         tracing::info!(remote_peer_id = %format!("{to:x}"), "peer became active");
                         reported_down = false;
                     }
-                    self.report(&batch, true);
                 }
                 Err(status) => {
                     if !reported_down {
                         tracing::warn!(remote_peer_id = %format!("{to:x}"), error = %status.message(), "failed to send to peer");
                         reported_down = true;
                     }
-                    self.report(&batch, false);
+                    self.report_failed();
                     client = None;
                     tokio::time::sleep(RETRY_PAUSE).await;
                 }
@@ -242,24 +340,34 @@ pub struct PeerService {
     pub cluster_id: u64,
     pub member_id: u64,
     pub members: Arc<crate::membership::Members>,
+    /// Snapshot data bytes accepted at most.
+    pub max_snapshot_bytes: u64,
+}
+
+impl PeerService {
+    /// Refuses traffic meant for another cluster or member.
+    fn check_addressee(&self, cluster_id: u64, to: u64) -> Result<(), Status> {
+        if cluster_id != self.cluster_id {
+            return Err(Status::failed_precondition(format!(
+                "request cluster ID mismatch (got {:x} want {:x})",
+                cluster_id, self.cluster_id
+            )));
+        }
+        if to != self.member_id {
+            return Err(Status::failed_precondition(format!(
+                "request sent to member {:x}, this is member {:x}",
+                to, self.member_id
+            )));
+        }
+        Ok(())
+    }
 }
 
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
     async fn send(&self, r: Request<RaftBatch>) -> Result<Response<RaftBatchResponse>, Status> {
         let batch = r.into_inner();
-        if batch.cluster_id != self.cluster_id {
-            return Err(Status::failed_precondition(format!(
-                "request cluster ID mismatch (got {:x} want {:x})",
-                batch.cluster_id, self.cluster_id
-            )));
-        }
-        if batch.to != self.member_id {
-            return Err(Status::failed_precondition(format!(
-                "request sent to member {:x}, this is member {:x}",
-                batch.to, self.member_id
-            )));
-        }
+        self.check_addressee(batch.cluster_id, batch.to)?;
         let msgs = batch
             .messages
             .iter()
@@ -270,6 +378,39 @@ impl RaftPeer for PeerService {
             .step_many(msgs)
             .map_err(|e| Status::unavailable(format!("raft: {e}")))?;
         Ok(Response::new(RaftBatchResponse {}))
+    }
+
+    async fn send_snapshot(
+        &self,
+        r: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<SnapshotResponse>, Status> {
+        let mut chunks = r.into_inner();
+        let first = chunks
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        if let Some(h) = &first.header {
+            self.check_addressee(h.cluster_id, h.to)?;
+        }
+        let refused =
+            |e: crate::peer_snapshot::AssemblyError| Status::invalid_argument(e.to_string());
+        let mut assembly = Assembly::start(first, self.max_snapshot_bytes).map_err(refused)?;
+        while let Some(chunk) = chunks.message().await? {
+            assembly.push(chunk).map_err(refused)?;
+        }
+        let from = assembly.from();
+        let msg = assembly.finish().map_err(refused)?;
+        let snap = msg.get_snapshot();
+        tracing::info!(
+            remote_peer_id = %format!("{from:x}"),
+            index = snap.get_metadata().index,
+            bytes = snap.get_data().len(),
+            "received raft snapshot"
+        );
+        self.raft
+            .step(msg)
+            .map_err(|e| Status::unavailable(format!("raft: {e}")))?;
+        Ok(Response::new(SnapshotResponse {}))
     }
 
     async fn members(
@@ -287,7 +428,8 @@ impl RaftPeer for PeerService {
 /// existing cluster does this before it starts Raft).
 pub async fn fetch_members(urls: &[String]) -> Option<MembersResponse> {
     for url in urls {
-        let Some(mut client) = connect(std::slice::from_ref(url)).await else {
+        // The request is empty; the limit only bounds what this side sends.
+        let Some(mut client) = connect(std::slice::from_ref(url), 1 << 20).await else {
             continue;
         };
         if let Ok(r) = client.members(MembersRequest {}).await {

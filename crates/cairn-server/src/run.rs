@@ -126,13 +126,20 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             cluster_id: server.cluster_id,
             member_id: server.member.id,
             members: server.members.clone(),
+            // A snapshot is the backend file, which writes stop growing at the quota;
+            // twice that (and at least 1 GiB) leaves room for what deletes and compactions
+            // add above it, and for a leader with a larger quota.
+            max_snapshot_bytes: server
+                .cfg
+                .quota_backend_bytes
+                .saturating_mul(2)
+                .max(1 << 30),
         };
-        let router = tonic::service::Routes::new(
-            RaftPeerServer::new(peer)
-                .max_decoding_message_size(usize::MAX)
-                .max_encoding_message_size(usize::MAX),
-        )
-        .into_axum_router();
+        let router =
+            tonic::service::Routes::new(RaftPeerServer::new(peer).max_decoding_message_size(
+                crate::peer::message_limit(server.cfg.max_request_bytes),
+            ))
+            .into_axum_router();
         tokio::spawn(serve(listener, router, "peer"));
     }
     // A member of a larger cluster waits here until a quorum of its peers is up.

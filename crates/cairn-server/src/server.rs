@@ -264,6 +264,7 @@ impl Server {
             cluster_id,
             member_id,
             raft_cell.clone(),
+            crate::peer::message_limit(cfg.max_request_bytes),
         );
         for (id, urls) in &peers {
             peer_set.set_peer(*id, urls);
@@ -308,8 +309,11 @@ impl Server {
                 let h = metrics.wal_fsync_duration.clone();
                 cairn_raft::SyncObserver(Arc::new(move |d| h.observe(d.as_secs_f64())))
             }),
+            // The backend is durable by itself, so etcd's "snapshot" is the durable applied
+            // index; every --snapshot-count entries past it the log is compacted, keeping
+            // --experimental-snapshot-catchup-entries behind it for slow members.
             log_retain_entries: cfg.snapshot_catchup_entries,
-            log_compact_step: (cfg.snapshot_catchup_entries / 5).clamp(1, 1000),
+            log_compact_step: cfg.snapshot_count.max(1),
             force_new_cluster: cfg.force_new_cluster,
         };
         let raft = cairn_raft::start(raft_cfg, applier, peer_set.clone())?;
