@@ -10,8 +10,12 @@
 //!
 //! # Layout
 //!
-//! Everything lives here: [`ClientConfig`], [`Client`], [`Error`] and the
-//! [`TokenInterceptor`] that attaches the auth token.
+//! - `lib.rs`: [`ClientConfig`], [`Client`], [`Error`] and the [`TokenInterceptor`] that
+//!   attaches the auth token.
+//! - `concurrency.rs`: sessions, mutexes and elections as etcd's `concurrency` package
+//!   builds them from leases, transactions and watches.
+
+pub mod concurrency;
 
 use std::time::Duration;
 

@@ -15,7 +15,10 @@ use tokio::net::TcpListener;
 
 use crate::config::{host_port, AutoCompaction, Config};
 use crate::peer::PeerService;
+use crate::rpc::lock::{ElectionService, LockService};
 use crate::rpc::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService};
+use cairn_proto::v3electionpb::election_server::ElectionServer;
+use cairn_proto::v3lockpb::lock_server::LockServer;
 use crate::server::Server;
 
 /// The largest message gRPC decodes at all; [`Server::check_size`] applies etcd's limit
@@ -25,7 +28,7 @@ const DECODE_CAP_BYTES: usize = 64 * 1024 * 1024;
 const REQUIRE_LEADER_KEY: &str = "hasleader";
 
 /// The router serving gRPC and the HTTP endpoints on one client port.
-fn client_router(server: &Arc<Server>) -> axum::Router {
+fn client_router(server: &Arc<Server>, loopback: &cairn_client::Client) -> axum::Router {
     let max = (2 * (server.cfg.max_request_bytes as usize + crate::server::GRPC_OVERHEAD_BYTES))
         .max(DECODE_CAP_BYTES);
     let routes = tonic::service::Routes::new(
@@ -44,6 +47,12 @@ fn client_router(server: &Arc<Server>) -> axum::Router {
     )
     .add_service(ClusterServer::new(ClusterService {
         server: server.clone(),
+    }))
+    .add_service(LockServer::new(LockService {
+        client: loopback.clone(),
+    }))
+    .add_service(ElectionServer::new(ElectionService {
+        client: loopback.clone(),
     }));
     let leader_check = server.clone();
     routes
@@ -81,6 +90,22 @@ async fn serve(listener: TcpListener, router: axum::Router, what: &'static str) 
     if let Err(e) = axum::serve(listener, router).await {
         tracing::error!(error = %e, listener = what, "listener stopped");
     }
+}
+
+/// A client of this member itself, through its first client listener, for the services
+/// that run etcd's recipes on a client's behalf (lock, election).
+async fn loopback_client(
+    listeners: &[(String, TcpListener)],
+) -> anyhow::Result<cairn_client::Client> {
+    let (_, listener) = listeners
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no client URL to listen on"))?;
+    let mut addr = listener.local_addr()?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let config = cairn_client::ClientConfig::new([addr.to_string()]);
+    Ok(cairn_client::Client::connect_lazy(config).await?)
 }
 
 async fn bind(url: &str) -> anyhow::Result<TcpListener> {
@@ -161,8 +186,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         "published local member to cluster through raft"
     );
 
+    let loopback = loopback_client(&client_listeners).await?;
     for (url, listener) in client_listeners {
-        tokio::spawn(serve(listener, client_router(&server), "client"));
+        tokio::spawn(serve(listener, client_router(&server, &loopback), "client"));
         tracing::info!("ready to serve client requests");
         tracing::warn!(
             address = %host_port(&url).unwrap_or_default(),
