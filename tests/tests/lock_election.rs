@@ -92,7 +92,9 @@ async fn scenario(server: &ServerProc) -> Vec<String> {
     let mut c = clients(server).await;
     let mut out = Vec::new();
     for id in [0x1000, 0x2000, 0x3000] {
-        out.push(shown!(c.lease.lease_grant(LeaseGrantRequest { ttl: 60, id })));
+        out.push(shown!(c
+            .lease
+            .lease_grant(LeaseGrantRequest { ttl: 60, id })));
     }
 
     // Locks: the first asker holds it; the second waits until it is released.
@@ -111,7 +113,9 @@ async fn scenario(server: &ServerProc) -> Vec<String> {
     let mut waiter = c.lock.clone();
     let third = tokio::spawn(async move { shown!(waiter.lock(lock(0x3000))) });
     out.push(format!("third waits: {}", still_waiting(&third).await));
-    out.push(shown!(c.lease.lease_revoke(LeaseRevokeRequest { id: 0x2000 })));
+    out.push(shown!(c
+        .lease
+        .lease_revoke(LeaseRevokeRequest { id: 0x2000 })));
     out.push(third.await.unwrap());
     out.push(shown!(c.kv.range(RangeRequest {
         key: b"L/".to_vec(),
@@ -208,6 +212,9 @@ fn lock_and_election_services_answer_as_etcd() {
     }
     assert_eq!(got.len(), want.len());
     // The scenario saw what it was built to see.
-    assert!(want.contains(&"second waits: true".to_string()), "{want:#?}");
+    assert!(
+        want.contains(&"second waits: true".to_string()),
+        "{want:#?}"
+    );
     assert!(want.contains(&"b waits: true".to_string()), "{want:#?}");
 }

@@ -58,6 +58,16 @@ pub enum Workload {
     Range(RangeArgs),
     /// Txns that compare a key's mod revision and put it when the compare holds.
     Txn(TxnArgs),
+    /// Watch delivery latency: `--watchers` watch one prefix while `--clients` writers put
+    /// `--total` keys under it; each delivery's latency is from its put's start.
+    Watch(WatchArgs),
+    /// Opens `--watchers` watches on distinct keys over `--streams` streams, prints the
+    /// JSON line when all are created, then holds them for `--hold` (to measure the
+    /// server's memory per watcher meanwhile).
+    WatchHold(WatchHoldArgs),
+    /// Lease keep-alive throughput: `--clients` keep-alive streams renew `--leases`
+    /// leases round-robin, one request in flight each, `--total` requests in all.
+    LeaseKeepalive(LeaseKeepaliveArgs),
 }
 
 impl Workload {
@@ -70,6 +80,9 @@ impl Workload {
                 Consistency::S => "range-serializable",
             },
             Workload::Txn(_) => "txn",
+            Workload::Watch(_) => "watch",
+            Workload::WatchHold(_) => "watch-hold",
+            Workload::LeaseKeepalive(_) => "lease-keepalive",
         }
     }
 }
@@ -127,6 +140,39 @@ pub struct RangeArgs {
     pub consistency: Consistency,
 }
 
+/// `bench watch`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WatchArgs {
+    /// Watches on the prefix, spread over the connections, one stream each.
+    #[arg(long, default_value_t = 100)]
+    pub watchers: usize,
+    /// Value size in bytes of each put (at least 8: it carries the put's start time).
+    #[arg(long = "val-size", default_value_t = 64)]
+    pub val_size: usize,
+}
+
+/// `bench watch-hold`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WatchHoldArgs {
+    /// Watches to open, each on its own key.
+    #[arg(long, default_value_t = 100_000)]
+    pub watchers: usize,
+    /// Watch streams they are spread over.
+    #[arg(long, default_value_t = 100)]
+    pub streams: usize,
+    /// How long to keep them open after all are created.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub hold: Duration,
+}
+
+/// `bench lease-keepalive`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LeaseKeepaliveArgs {
+    /// Leases granted first (not measured) and renewed round-robin.
+    #[arg(long, default_value_t = 1000)]
+    pub leases: usize,
+}
+
 /// `bench txn`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TxnArgs {
@@ -154,6 +200,18 @@ impl Args {
             Workload::Put(p) => (p.keys.key_size, p.keys.key_space_size),
             Workload::Txn(t) => (t.keys.key_size, t.keys.key_space_size),
             Workload::Range(r) => (r.key_size, r.key_space_size),
+            Workload::Watch(w) if w.watchers == 0 || w.val_size < 8 => {
+                return bad("watch needs --watchers >= 1 and --val-size >= 8");
+            }
+            Workload::WatchHold(w) if w.watchers == 0 || w.streams == 0 => {
+                return bad("watch-hold needs --watchers >= 1 and --streams >= 1");
+            }
+            Workload::LeaseKeepalive(l) if l.leases == 0 => {
+                return bad("--leases must be at least 1");
+            }
+            Workload::Watch(_) | Workload::WatchHold(_) | Workload::LeaseKeepalive(_) => {
+                return Ok(());
+            }
         };
         if key_size == 0 {
             return bad("--key-size must be at least 1");

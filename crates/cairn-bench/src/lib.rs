@@ -15,12 +15,14 @@
 //! - [`args`]: the clap command line ([`Args`], one subcommand per workload).
 //! - `load`: connections, the closed loop, and the request of each workload.
 //! - [`report`]: latency statistics and their text and JSON forms.
+//! - `streams`: the watch and lease keep-alive workloads.
 //! - [`check`]: `check perf`'s paced writes and pass/fail verdict.
 
 pub mod args;
 pub mod check;
 mod load;
 pub mod report;
+mod streams;
 
 pub use args::{Args, Consistency, Workload};
 pub use check::{check_perf, perf_load, CheckPerfOptions, CheckPerfOutcome, PerfLoad};
@@ -88,6 +90,8 @@ where
         }
     };
     let json = args.json;
+    // watch-hold prints its report as soon as the watches are open, before holding them.
+    let printed_early = matches!(args.workload, Workload::WatchHold(_));
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -95,7 +99,8 @@ where
         .and_then(|rt| rt.block_on(run(args)));
     match result {
         Ok(report) => {
-            if json {
+            if printed_early {
+            } else if json {
                 println!("{}", report.to_json());
             } else {
                 print!("{report}");

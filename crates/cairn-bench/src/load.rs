@@ -311,7 +311,30 @@ pub(crate) async fn run(args: &Args) -> Result<Report, Error> {
     .await?;
     let mut rng = Rng::new(0xC0FFEE);
     let name = args.workload.name();
+    let bounds = Bounds {
+        clients: args.clients,
+        total: args.total,
+        deadline: Instant::now() + args.max_duration,
+        request_timeout: args.request_timeout,
+    };
     let op = match &args.workload {
+        Workload::Watch(w) => return crate::streams::watch_latency(&conns, w, bounds).await,
+        Workload::WatchHold(w) => {
+            let json = args.json;
+            let print = move |r: &Report| {
+                if json {
+                    println!("{}", r.to_json());
+                } else {
+                    print!("{r}");
+                }
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+            };
+            return crate::streams::watch_hold(&conns, w, print).await;
+        }
+        Workload::LeaseKeepalive(l) => {
+            return crate::streams::lease_keepalive(&conns, l, bounds).await
+        }
         Workload::Put(p) => Op::Put {
             keys: KeyGen::from_args(&p.keys),
             value: rng.bytes(p.keys.val_size),

@@ -127,7 +127,11 @@ impl Session {
                     _ => break,
                 }
                 tokio::time::sleep(every).await;
-                if req_tx.send(LeaseKeepAliveRequest { id: lease }).await.is_err() {
+                if req_tx
+                    .send(LeaseKeepAliveRequest { id: lease })
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -209,10 +213,12 @@ fn get_op(req: RangeRequest) -> RequestOp {
 
 fn delete_op(key: &[u8]) -> RequestOp {
     RequestOp {
-        request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
-            key: key.to_vec(),
-            ..Default::default()
-        })),
+        request: Some(request_op::Request::RequestDeleteRange(
+            DeleteRangeRequest {
+                key: key.to_vec(),
+                ..Default::default()
+            },
+        )),
     }
 }
 
@@ -248,8 +254,10 @@ async fn watch_from(
     key: &[u8],
     range_end: Vec<u8>,
     from: i64,
-) -> Result<Pin<Box<dyn Stream<Item = Result<cairn_proto::etcdserverpb::WatchResponse, Status>> + Send>>, Error>
-{
+) -> Result<
+    Pin<Box<dyn Stream<Item = Result<cairn_proto::etcdserverpb::WatchResponse, Status>> + Send>>,
+    Error,
+> {
     let create = WatchRequest {
         request_union: Some(watch_request::RequestUnion::CreateRequest(
             WatchCreateRequest {
@@ -567,7 +575,9 @@ impl Election {
                             return None;
                         }
                         let put = wr.events.into_iter().find_map(|e| {
-                            (e.r#type == EventType::Put as i32).then_some(e.kv).flatten()
+                            (e.r#type == EventType::Put as i32)
+                                .then_some(e.kv)
+                                .flatten()
                         });
                         if let Some(kv) = put {
                             let mut header = wr.header.unwrap_or_default();

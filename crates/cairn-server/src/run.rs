@@ -17,9 +17,9 @@ use crate::config::{host_port, AutoCompaction, Config};
 use crate::peer::PeerService;
 use crate::rpc::lock::{ElectionService, LockService};
 use crate::rpc::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService};
+use crate::server::Server;
 use cairn_proto::v3electionpb::election_server::ElectionServer;
 use cairn_proto::v3lockpb::lock_server::LockServer;
-use crate::server::Server;
 
 /// The largest message gRPC decodes at all; [`Server::check_size`] applies etcd's limit
 /// below it with etcd's error text.

@@ -11,10 +11,12 @@ use cairn_client::concurrency::{Election, Error, Mutex};
 use cairn_client::Client;
 use cairn_proto::etcdserverpb::{DeleteRangeRequest, LeaseGrantRequest};
 use cairn_proto::v3electionpb::{
-    election_server, CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest,
-    LeaderResponse, ProclaimRequest, ProclaimResponse, ResignRequest, ResignResponse,
+    election_server, CampaignRequest, CampaignResponse, LeaderKey, LeaderRequest, LeaderResponse,
+    ProclaimRequest, ProclaimResponse, ResignRequest, ResignResponse,
 };
-use cairn_proto::v3lockpb::{lock_server, LockRequest, LockResponse, UnlockRequest, UnlockResponse};
+use cairn_proto::v3lockpb::{
+    lock_server, LockRequest, LockResponse, UnlockRequest, UnlockResponse,
+};
 use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
