@@ -337,7 +337,7 @@ impl Lessor {
         let now = self.clock.now();
         let remaining = match lease.expiry {
             // etcd reports the largest duration for a lease without a deadline.
-            None => (i64::MAX / 1_000_000_000),
+            None => i64::MAX / 1_000_000_000,
             Some(e) if e >= now => e.duration_since(now).as_secs() as i64,
             Some(e) => -(now.duration_since(e).as_secs() as i64),
         };

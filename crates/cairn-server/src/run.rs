@@ -5,16 +5,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_proto::cairnpb::internal_request::Request;
+use cairn_proto::cairnpb::lease_peer_server::LeasePeerServer;
 use cairn_proto::cairnpb::raft_peer_server::RaftPeerServer;
 use cairn_proto::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
-    CompactionRequest,
+    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    maintenance_server::MaintenanceServer, CompactionRequest,
 };
 use tokio::net::TcpListener;
 
 use crate::config::{host_port, AutoCompaction, Config};
 use crate::peer::PeerService;
-use crate::rpc::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService};
+use crate::rpc::{
+    cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService,
+};
 use crate::server::Server;
 
 /// The largest message gRPC decodes at all; [`Server::check_size`] applies etcd's limit
@@ -40,6 +43,9 @@ fn client_router(server: &Arc<Server>) -> axum::Router {
         .max_encoding_message_size(usize::MAX),
     )
     .add_service(ClusterServer::new(ClusterService {
+        server: server.clone(),
+    }))
+    .add_service(LeaseServer::new(LeaseService {
         server: server.clone(),
     }));
     routes
@@ -111,6 +117,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 .max_decoding_message_size(usize::MAX)
                 .max_encoding_message_size(usize::MAX),
         )
+        .add_service(LeasePeerServer::new(crate::lease::LeasePeerService {
+            server: server.clone(),
+        }))
         .into_axum_router();
         tokio::spawn(serve(listener, router, "peer"));
     }
@@ -151,6 +160,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tracing::info!(address = %url, "serving metrics");
     }
     tokio::spawn(auto_compact(server.clone()));
+    tokio::spawn(crate::lease::run(server.clone()));
 
     shutdown_signal().await;
     tracing::info!(name = %server.member.name, "received signal; shutting down");
