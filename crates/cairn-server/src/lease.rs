@@ -404,6 +404,21 @@ pub async fn time_to_live(
     }
 }
 
+/// Promotes the lessor if this member leads, has applied an entry of its term, and has not
+/// promoted in this term yet.
+pub fn promote_if_due(server: &Server) {
+    let leases = &server.leases;
+    let st = server.raft.status();
+    if !st.is_leader || leases.promoted_term.load(Ordering::Acquire) == st.term {
+        return;
+    }
+    if leases.applied_term.load(Ordering::Acquire) == st.term {
+        leases.lessor.promote(leases.promote_extend);
+        leases.promoted_term.store(st.term, Ordering::Release);
+        tracing::debug!(term = st.term, "lessor promoted");
+    }
+}
+
 /// The leader's loop: promotes the lessor once the leader has applied an entry of its
 /// term, demotes it when leadership is lost, proposes the revocation of expired leases
 /// (at most etcd's revoke rate, [`MAX_PENDING_REVOKES`] at a time) and proposes due
@@ -416,16 +431,10 @@ pub async fn run(server: Arc<Server>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let st = server.raft.status();
         if !check_leadership(&server) {
             continue;
         }
-        let applied_term = leases.applied_term.load(Ordering::Acquire);
-        if applied_term == st.term && leases.promoted_term.load(Ordering::Acquire) != st.term {
-            leases.lessor.promote(leases.promote_extend);
-            leases.promoted_term.store(st.term, Ordering::Release);
-            tracing::debug!(term = st.term, "lessor promoted");
-        }
+        promote_if_due(&server);
         for id in leases.lessor.expired(per_tick(cairn_lease::REVOKE_RATE)) {
             let Ok(permit) = pending.clone().acquire_owned().await else {
                 return;

@@ -142,6 +142,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         "published local member to cluster through raft"
     );
 
+    // The publish entry is of the current term: a leader's lessor can take over now.
+    crate::lease::promote_if_due(&server);
     for (url, listener) in client_listeners {
         tokio::spawn(serve(listener, client_router(&server), "client"));
         tracing::info!("ready to serve client requests");
