@@ -351,6 +351,25 @@ fn mask_ids(text: &str, ids: &mut Vec<String>) -> String {
     out
 }
 
+/// Sorts the `sep`-separated items between the first `open` and the `close` after it.
+fn sort_between(text: &str, open: &str, close: &str, sep: char) -> String {
+    let Some(i) = text.find(open) else {
+        return text.to_string();
+    };
+    let start = i + open.len();
+    let Some(len) = text[start..].find(close) else {
+        return text.to_string();
+    };
+    let mut items: Vec<&str> = text[start..start + len].split(sep).collect();
+    items.sort();
+    format!(
+        "{}{}{}",
+        &text[..start],
+        items.join(&sep.to_string()),
+        &text[start + len..]
+    )
+}
+
 /// Runs the `lease` commands with `etcdctl` on `endpoint`; returns what each printed, with
 /// lease ids masked and etcdctl's own log lines dropped.
 fn lease_session(etcdctl: fn(&str, &[&str]) -> Run, endpoint: &str) -> Vec<String> {
@@ -369,11 +388,27 @@ fn lease_session(etcdctl: fn(&str, &[&str]) -> Run, endpoint: &str) -> Vec<Strin
             stderr.join("\n"),
             r.code
         );
+        // JSON output carries the ids in decimal.
+        for (n, hex) in ids.iter().enumerate() {
+            if let Ok(dec) = i64::from_str_radix(hex, 16) {
+                text = text.replace(&dec.to_string(), &format!("LEASE{n}"));
+            }
+        }
         text = mask_ids(&text, ids);
         if let Some(i) = text.find("remaining(") {
             let end = text[i..].find("s)").map(|e| i + e).unwrap_or(i);
             text.replace_range(i + "remaining(".len()..end, "N");
         }
+        if let Some(i) = text.find("\"ttl\":") {
+            let start = i + "\"ttl\":".len();
+            let end = text[start..]
+                .find(|c: char| !c.is_ascii_digit())
+                .map_or(text.len(), |e| start + e);
+            text.replace_range(start..end, "N");
+        }
+        // etcd lists a lease's keys in map order.
+        text = sort_between(&text, "attached keys([", "])", ' ');
+        text = sort_between(&text, "\"keys\":[", "]", ',');
         out.push(text);
     };
     let grant = etcdctl(endpoint, &["lease", "grant", "100"]);
