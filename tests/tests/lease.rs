@@ -146,8 +146,11 @@ impl Clients {
                 Ok(r) => {
                     let mut r = r.into_inner();
                     strip(&mut r.header);
-                    let mut ids: Vec<String> =
-                        r.leases.iter().map(|l| self.mask(l.id.to_string())).collect();
+                    let mut ids: Vec<String> = r
+                        .leases
+                        .iter()
+                        .map(|l| self.mask(l.id.to_string()))
+                        .collect();
                     ids.sort();
                     r.leases.clear();
                     format!("{r:?} {ids:?}")
@@ -533,7 +536,10 @@ async fn leases_expire_on_time_and_never_early() {
             let checked_at = Instant::now();
             if !exists(&mut kv, key).await {
                 let gone = sent.elapsed();
-                assert!(checked_at.duration_since(sent) >= ttl, "{key} expired early");
+                assert!(
+                    checked_at.duration_since(sent) >= ttl,
+                    "{key} expired early"
+                );
                 assert!(gone <= ttl + election, "{key} expired late: {gone:?}");
                 break;
             }

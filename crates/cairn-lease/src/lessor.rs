@@ -25,9 +25,7 @@ use cairn_proto::etcdserverpb::LeaseCheckpoint;
 use parking_lot::Mutex;
 use prost::Message;
 
-use crate::{
-    Clock, LeaseBackend, LeaseError, EXPIRED_RETRY, MAX_LEASE_TTL, REVOKE_RATE,
-};
+use crate::{Clock, LeaseBackend, LeaseError, EXPIRED_RETRY, MAX_LEASE_TTL, REVOKE_RATE};
 
 /// How the lessor behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

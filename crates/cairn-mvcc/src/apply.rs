@@ -274,7 +274,12 @@ impl<'a> ApplyBatch<'a> {
             .get(mark..)
             .unwrap_or_default()
             .iter()
-            .map(|c| (c.kv.key.as_slice(), if c.tombstone { 0 } else { c.kv.lease }))
+            .map(|c| {
+                (
+                    c.kv.key.as_slice(),
+                    if c.tombstone { 0 } else { c.kv.lease },
+                )
+            })
     }
 
     /// Records a lease's record (opaque bytes) under its id.

@@ -152,10 +152,11 @@ pub(crate) fn sync_parent(path: &Path) -> Result<(), MvccError> {
     Ok(())
 }
 
+/// A read-only view of a table keyed and valued by bytes.
+pub(crate) type BytesTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
 /// Opens the lease table of a read transaction; `None` when the backend predates it.
-pub(crate) fn lease_table(
-    txn: &redb::ReadTransaction,
-) -> Result<Option<redb::ReadOnlyTable<&'static [u8], &'static [u8]>>, MvccError> {
+pub(crate) fn lease_table(txn: &redb::ReadTransaction) -> Result<Option<BytesTable>, MvccError> {
     match txn.open_table(LEASE_TABLE) {
         Ok(t) => Ok(Some(t)),
         Err(TableError::TableDoesNotExist(_)) => Ok(None),

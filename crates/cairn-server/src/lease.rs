@@ -287,10 +287,13 @@ async fn renew_local(server: &Arc<Server>, id: i64) -> Result<i64, LeaseError> {
         match server.leases.lessor.renew(id) {
             Ok(r) => {
                 if r.clear_checkpoint {
-                    propose_checkpoints(server, vec![LeaseCheckpoint {
-                        id,
-                        remaining_ttl: 0,
-                    }]);
+                    propose_checkpoints(
+                        server,
+                        vec![LeaseCheckpoint {
+                            id,
+                            remaining_ttl: 0,
+                        }],
+                    );
                 }
                 return Ok(r.ttl);
             }
@@ -390,7 +393,7 @@ pub async fn time_to_live(
             return Ok(time_to_live_local(server, &req));
         }
         if let Some(mut client) = server.leases.leader_client(server) {
-            let call = client.time_to_live(req.clone());
+            let call = client.time_to_live(req);
             match tokio::time::timeout(server.request_timeout(), call).await {
                 Ok(Ok(r)) => return Ok(r.into_inner()),
                 Ok(Err(s)) if s.code() == tonic::Code::FailedPrecondition => {}
