@@ -560,6 +560,33 @@ async fn leases_expire_on_time_and_never_early() {
     assert!(leases.leases.is_empty(), "{leases:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_survive_a_restart_from_their_checkpoint() {
+    let mut cairn = ServerProc::start(
+        Kind::Cairn,
+        &["--experimental-lease-checkpoint-interval=1s"],
+    );
+    let (mut lease, mut kv) = lease_client(cairn.url()).await;
+    let (id, sent) = lease_with_key(&mut lease, &mut kv, 60, "k").await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    cairn.kill9();
+    let killed = sent.elapsed().as_secs() as i64;
+    cairn.spawn();
+    let (mut lease, mut kv) = lease_client(cairn.url()).await;
+    // Resumed from the last checkpoint (at most 56 s left) plus one election timeout, not
+    // from the full 60 s; its key is still attached.
+    let resp = lease
+        .lease_time_to_live(LeaseTimeToLiveRequest { id, keys: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.granted_ttl, 60);
+    assert!(resp.ttl <= 57 && resp.ttl >= 60 - killed - 3, "{resp:?}");
+    assert_eq!(resp.keys, vec![b"k".to_vec()]);
+    lease.lease_revoke(LeaseRevokeRequest { id }).await.unwrap();
+    assert!(!exists(&mut kv, "k").await);
+}
+
 /// Index of the member that leads.
 async fn leader_index(c: &Cluster) -> usize {
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -74,6 +74,9 @@ struct Lease {
     keys: BTreeSet<Vec<u8>>,
     /// A checkpoint clear was proposed and has not been applied yet.
     clearing: bool,
+    /// When the primary checkpoints this lease next, if it is queued; queue entries with
+    /// another time are stale. Keeps one entry per lease however often it is checkpointed.
+    checkpoint_at: Option<Instant>,
 }
 
 impl Lease {
@@ -84,6 +87,7 @@ impl Lease {
             expiry: None,
             keys: BTreeSet::new(),
             clearing: false,
+            checkpoint_at: None,
         }
     }
 
@@ -139,15 +143,18 @@ impl State {
         }
     }
 
-    /// Queues lease `id`'s next checkpoint if it lives longer than one interval.
+    /// Queues lease `id`'s next checkpoint if it lives longer than one interval and none
+    /// is queued.
     fn schedule_checkpoint(&mut self, id: i64, now: Instant, interval: Option<Duration>) {
-        let (Some(interval), Some(lease)) = (interval, self.leases.get(&id)) else {
+        let (Some(interval), Some(lease)) = (interval, self.leases.get_mut(&id)) else {
             return;
         };
-        if lease.effective_ttl() > interval.as_secs() as i64 {
-            if let Some(at) = now.checked_add(interval) {
-                self.checkpoint_queue.push(Reverse((at, id)));
-            }
+        if lease.checkpoint_at.is_some() || lease.effective_ttl() <= interval.as_secs() as i64 {
+            return;
+        }
+        if let Some(at) = now.checked_add(interval) {
+            lease.checkpoint_at = Some(at);
+            self.checkpoint_queue.push(Reverse((at, id)));
         }
     }
 }
@@ -379,6 +386,9 @@ impl Lessor {
         st.primary = true;
         st.expiry_queue.clear();
         st.checkpoint_queue.clear();
+        for lease in st.leases.values_mut() {
+            lease.checkpoint_at = None;
+        }
         let ids: Vec<i64> = st.leases.keys().copied().collect();
         for &id in &ids {
             st.refresh(id, now, extend);
@@ -425,6 +435,7 @@ impl Lessor {
         for lease in st.leases.values_mut() {
             lease.expiry = None;
             lease.clearing = false;
+            lease.checkpoint_at = None;
         }
         st.expiry_queue.clear();
         st.checkpoint_queue.clear();
@@ -479,14 +490,20 @@ impl Lessor {
                 break;
             }
             st.checkpoint_queue.pop();
-            let Some(lease) = st.leases.get(&id) else {
+            let Some(lease) = st.leases.get_mut(&id) else {
                 continue;
             };
+            if lease.checkpoint_at != Some(at) {
+                continue;
+            }
+            lease.checkpoint_at = None;
             let Some(expiry) = lease.expiry.filter(|e| *e > now) else {
                 continue;
             };
             let remaining = expiry.duration_since(now).as_secs_f64().ceil() as i64;
             if remaining >= lease.ttl {
+                // Just renewed: nothing to record; look again an interval later.
+                st.schedule_checkpoint(id, now, self.cfg.checkpoint_interval);
                 continue;
             }
             out.push(LeaseCheckpoint {
@@ -693,6 +710,33 @@ mod tests {
         )
         .unwrap();
         assert_eq!(b.records[&1].remaining_ttl, 0);
+    }
+
+    #[test]
+    fn each_lease_has_one_checkpoint_queued() {
+        let (l, clock, mut b) = setup(Some(secs(10)));
+        l.promote(Duration::ZERO);
+        l.grant(1, 100, &mut b).unwrap().unwrap();
+        // Checkpoints applied, and cleared by renewals, many times over.
+        for _ in 0..20 {
+            clock.advance(secs(10));
+            let cps = l.due_checkpoints(10);
+            assert_eq!(cps.len(), 1, "{cps:?}");
+            l.checkpoint(&cps, &mut b).unwrap();
+            assert!(l.renew(1).unwrap().clear_checkpoint);
+            let clear = [LeaseCheckpoint {
+                id: 1,
+                remaining_ttl: 0,
+            }];
+            l.checkpoint(&clear, &mut b).unwrap();
+        }
+        assert_eq!(l.state.lock().checkpoint_queue.len(), 1);
+        // A lease renewed just before its checkpoint stays scheduled.
+        clock.advance(secs(10));
+        l.renew(1).unwrap();
+        assert!(l.due_checkpoints(10).is_empty());
+        clock.advance(secs(10));
+        assert_eq!(l.due_checkpoints(10).len(), 1);
     }
 
     #[test]
