@@ -682,3 +682,102 @@ async fn cluster_keep_alives_leader_kill_and_checkpoints() {
     }
     assert_eq!(ttl_of(&mut lease2, kept).await, -1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_caught_up_by_snapshot_has_the_leases_and_their_keys() {
+    let mut c = tokio::task::block_in_place(|| {
+        Cluster::start(3, &["--experimental-snapshot-catchup-entries=100"])
+    });
+    let leader = leader_index(&c).await;
+    let lagging = (leader + 1) % 3;
+    c.members[lagging].kill9();
+    let (mut lease, mut kv) = lease_client(c.members[leader].url()).await;
+    lease
+        .lease_grant(LeaseGrantRequest { ttl: 600, id: 77 })
+        .await
+        .unwrap();
+    for k in ["l/a", "l/b"] {
+        kv.put(PutRequest {
+            key: k.as_bytes().to_vec(),
+            value: b"v".to_vec(),
+            lease: 77,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    // Far more entries than the log keeps while the member is away.
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let mut kv = kv.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..200 {
+                let req = PutRequest {
+                    key: format!("bulk/{w}/{i}").into_bytes(),
+                    value: b"v".to_vec(),
+                    ..Default::default()
+                };
+                kv.put(req).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    kv.put(PutRequest {
+        key: b"last".to_vec(),
+        value: b"1".to_vec(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    tokio::task::block_in_place(|| c.members[lagging].spawn());
+    let (mut lagging_lease, mut lagging_kv) = lease_client(c.members[lagging].url()).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !exists(&mut lagging_kv, "last").await {
+        assert!(Instant::now() < deadline, "the member never caught up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        c.members[lagging]
+            .log_text()
+            .contains("applied snapshot from the leader"),
+        "caught up without a snapshot"
+    );
+    let listed = lagging_lease
+        .lease_leases(LeaseLeasesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.leases.iter().map(|l| l.id).collect::<Vec<_>>(), [77]);
+    // Let it lead, so its own lessor answers, with the keys it rebuilt.
+    let status = |i: usize| {
+        let r = etcdctl35(
+            &c.members[i].endpoint(),
+            &["endpoint", "status", "-w", "json"],
+        );
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        v[0]["Status"]["header"]["member_id"].as_u64().unwrap()
+    };
+    let target = format!("{:x}", tokio::task::block_in_place(|| status(lagging)));
+    let r = tokio::task::block_in_place(|| {
+        etcdctl35(&c.members[leader].endpoint(), &["move-leader", &target])
+    });
+    assert_eq!(r.code, 0, "{r:?}");
+    let resp = lagging_lease
+        .lease_time_to_live(LeaseTimeToLiveRequest { id: 77, keys: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        resp.keys,
+        vec![b"l/a".to_vec(), b"l/b".to_vec()],
+        "{resp:?}"
+    );
+    lagging_lease
+        .lease_revoke(LeaseRevokeRequest { id: 77 })
+        .await
+        .unwrap();
+    assert!(!exists(&mut kv, "l/a").await);
+}
