@@ -106,7 +106,12 @@ impl Applier {
                 }
                 Ok(ApplyResult::Members(self.members.list()))
             }
-            Request::LeaseGrant(g) => self.leases.grant(batch, &g)?,
+            Request::LeaseGrant(g) => {
+                if self.alarms.no_space() {
+                    return Ok(Err(EtcdError::NoSpace));
+                }
+                self.leases.grant(batch, &g)?
+            }
             Request::LeaseRevoke(r) => self.leases.revoke(batch, &r)?,
             Request::LeaseCheckpoint(c) => self.leases.checkpoint(batch, &c)?,
             Request::Publish(attrs) => {
