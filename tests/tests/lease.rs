@@ -1,6 +1,7 @@
 //! Leases: the same lease requests against a fresh real etcd 3.5 and a fresh cairn answer
 //! alike (field by field, ids the servers chose and header ids and terms masked); the real
-//! etcdctl 3.5 and 3.4 print the same for the `lease` commands; leases expire on time, never
+//! etcdctl 3.5 and 3.4 print the same for the `lease` commands (and cairnctl on cairn
+//! prints what etcdctl prints on etcd); leases expire on time, never
 //! early; and in a 3-member cluster keep-alives through a follower, a leader kill and lease
 //! checkpoints keep leases alive as etcd does.
 
@@ -14,7 +15,7 @@ use cairn_proto::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest,
     PutRequest, RangeRequest, RequestOp, ResponseHeader, StatusRequest, TxnRequest,
 };
-use cairn_tests::{etcdctl34, etcdctl35, Cluster, Kind, Run, ServerProc};
+use cairn_tests::{cairnctl, etcdctl34, etcdctl35, Cluster, Kind, Run, ServerProc};
 use tonic::transport::Channel;
 
 /// A lease in the script: one the script names, or the n-th one a server chose.
@@ -479,6 +480,12 @@ fn etcdctl_lease_commands_print_the_same() {
         for (w, g) in want.iter().zip(&got) {
             assert_eq!(mask_json_header(g), mask_json_header(w), "{name}");
         }
+    }
+    // cairnctl on cairn prints what etcdctl 3.5 prints on etcd.
+    let want = lease_session(etcdctl35, &etcd.endpoint());
+    let got = lease_session(cairnctl, &cairn.endpoint());
+    for (w, g) in want.iter().zip(&got) {
+        assert_eq!(mask_json_header(g), mask_json_header(w), "cairnctl");
     }
 }
 
