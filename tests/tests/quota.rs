@@ -45,6 +45,8 @@ fn nospace_alarm_lifecycle() {
     // While it is active: small writes fail too, reads and deletes work.
     let r = etcdctl35(&ep, &["put", "small", "1"]);
     assert!(r.stderr.contains(NOSPACE), "{r:?}");
+    let r = etcdctl35(&ep, &["lease", "grant", "10"]);
+    assert!(r.stderr.contains(NOSPACE), "{r:?}");
     let r = etcdctl35(&ep, &["get", "big/0000", "--print-value-only"]);
     assert_eq!(r.stdout.trim_end().len(), value.len(), "{:?}", r.stderr);
     let r = etcdctl35(&ep, &["del", "big/", "--prefix"]);

@@ -4,7 +4,7 @@
 
 use crate::cli::Command;
 use crate::global::{CtlError, Ctx, GLOBAL_FLAGS};
-use crate::{check, endpoint, kv, maintenance, member, move_leader, txn, version};
+use crate::{check, endpoint, kv, lease, maintenance, member, move_leader, txn, version};
 
 fn not_implemented(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
     Err(CtlError::error(format!(
@@ -52,11 +52,11 @@ pub fn root() -> Command {
         Command::leaf("get", "get [options] <key> [range_end]", "Gets the key or a range of keys", kv::GET_FLAGS, kv::get),
         Command::leaf("help", "help [command]", "Help about any command", &[], help),
         Command::group("lease", "lease <subcommand>", "Lease related commands", vec![
-            stub("grant", "Creates leases"),
-            stub("keep-alive", "Keeps leases alive (renew)"),
-            stub("list", "List all active leases"),
-            stub("revoke", "Revokes leases"),
-            stub("timetolive", "Get lease information"),
+            Command::leaf("grant", "grant <ttl>", "Creates leases", &[], lease::grant),
+            Command::leaf("keep-alive", "keep-alive [options] <leaseID>", "Keeps leases alive (renew)", lease::KEEP_ALIVE_FLAGS, lease::keep_alive),
+            Command::leaf("list", "list", "List all active leases", &[], lease::list),
+            Command::leaf("revoke", "revoke <leaseID>", "Revokes leases", &[], lease::revoke),
+            Command::leaf("timetolive", "timetolive <leaseID> [options]", "Get lease information", lease::TIME_TO_LIVE_FLAGS, lease::time_to_live),
         ]),
         stub("lock", "Acquires a named lock"),
         stub("make-mirror", "Makes a mirror at the destination etcd cluster"),

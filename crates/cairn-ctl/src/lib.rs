@@ -13,7 +13,7 @@
 //!   they depend on.
 //! - One module per command group: [`kv`] (get, put, del), [`txn`], [`endpoint`],
 //!   [`maintenance`] (compaction, alarm, defrag, snapshot), [`member`], [`move_leader`],
-//!   [`version`]; [`urls`] checks peer URLs as the Go client does.
+//!   [`lease`], [`version`]; [`urls`] checks peer URLs as the Go client does.
 
 pub mod check;
 pub mod cli;
@@ -24,6 +24,7 @@ pub mod global;
 pub mod gofmt;
 pub mod json;
 pub mod kv;
+pub mod lease;
 pub mod maintenance;
 pub mod member;
 pub mod move_leader;

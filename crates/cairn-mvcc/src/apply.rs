@@ -20,7 +20,7 @@ use parking_lot::{MutexGuard, RwLockReadGuard};
 use prost::Message;
 use redb::{Database, Durability, ReadableDatabase};
 
-use crate::backend::{self, KEY_TABLE, META_TABLE};
+use crate::backend::{self, KEY_TABLE, LEASE_TABLE, META_TABLE};
 use crate::error::MvccError;
 use crate::key_index::KeyRange;
 use crate::kv_store::{fetch, KvTable, Store};
@@ -57,6 +57,8 @@ pub struct ApplyBatch<'a> {
     /// In revision order.
     changes: Vec<Change>,
     meta: Vec<(String, Vec<u8>)>,
+    /// Lease records to write (`Some`) or delete (`None`), in order.
+    leases: Vec<(i64, Option<Vec<u8>>)>,
     applied_index: Option<u64>,
     committed: bool,
 }
@@ -125,6 +127,7 @@ impl<'a> ApplyBatch<'a> {
             pending_compact: None,
             changes: Vec::new(),
             meta: Vec::new(),
+            leases: Vec::new(),
             applied_index: None,
             committed: false,
         })
@@ -234,6 +237,61 @@ impl<'a> ApplyBatch<'a> {
         Ok(resp)
     }
 
+    /// Deletes each of `keys` that is live, all in one revision (a lease revoke's deletes,
+    /// as etcd makes them: one delete per key, in the order given).
+    pub fn delete_keys(&mut self, keys: &[Vec<u8>]) -> Result<(), MvccError> {
+        let start = self.changes.len();
+        let mut op = self.op();
+        let mut result = Ok(());
+        for key in keys {
+            let req = DeleteRangeRequest {
+                key: key.clone(),
+                ..Default::default()
+            };
+            if let Err(e) = op.delete_range(&req) {
+                result = Err(e);
+                break;
+            }
+        }
+        let writes = op.writes;
+        self.finish(start, writes, result)
+    }
+
+    /// The revision after the operations applied so far.
+    pub fn revision(&self) -> i64 {
+        self.rev
+    }
+
+    /// A mark for [`ApplyBatch::key_leases_since`]: the number of changes so far.
+    pub fn change_mark(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// The keys written since `mark`, in revision order, each with the lease it carries now
+    /// (0 for a delete or a put without lease).
+    pub fn key_leases_since(&self, mark: usize) -> impl Iterator<Item = (&[u8], i64)> + '_ {
+        self.changes
+            .get(mark..)
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                (
+                    c.kv.key.as_slice(),
+                    if c.tombstone { 0 } else { c.kv.lease },
+                )
+            })
+    }
+
+    /// Records a lease's record (opaque bytes) under its id.
+    pub fn put_lease(&mut self, id: i64, record: Vec<u8>) {
+        self.leases.push((id, Some(record)));
+    }
+
+    /// Removes a lease's record.
+    pub fn delete_lease(&mut self, id: i64) {
+        self.leases.push((id, None));
+    }
+
     /// Serves a range request, seeing this batch's writes.
     pub fn range(&mut self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
         execute_range(
@@ -310,6 +368,16 @@ impl<'a> ApplyBatch<'a> {
             }
             for (k, v) in &self.meta {
                 meta.insert(k.as_str(), v.as_slice())?;
+            }
+            if !self.leases.is_empty() {
+                let mut leases = txn.open_table(LEASE_TABLE)?;
+                for (id, record) in &self.leases {
+                    let key = id.to_be_bytes();
+                    match record {
+                        Some(r) => leases.insert(key.as_slice(), r.as_slice())?,
+                        None => leases.remove(key.as_slice())?,
+                    };
+                }
             }
         }
         // Readers that pass the compaction check from here on must not begin a snapshot

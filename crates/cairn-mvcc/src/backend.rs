@@ -5,6 +5,9 @@
 //! - `key`: revision bytes (see [`crate::revision`]) to the protobuf encoding of a
 //!   `mvccpb::KeyValue`. A tombstone's value is a `KeyValue` with only `key` set, as etcd
 //!   writes it, so the table hashes as etcd's does.
+//! - `lease`: a lease id as eight big-endian bytes to the lease's record, opaque to the
+//!   store (the server's lessor writes a `cairnpb.LeaseRecord`). Backends made before the
+//!   table existed lack it until their first write; readers treat it as empty.
 //! - `meta`: string keys to bytes. The store's own records are listed in [`RESERVED`]; the
 //!   server keeps its small records (alarms, cluster and member ids) here too.
 //!
@@ -22,6 +25,7 @@ use crate::revision::Revision;
 
 pub(crate) const KEY_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key");
 pub(crate) const META_TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const LEASE_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("lease");
 
 /// Meta key of the on-disk format version (u64, big-endian).
 pub(crate) const FORMAT_KEY: &str = "cairn_format_version";
@@ -126,12 +130,13 @@ fn create(path: &Path) -> Result<(), MvccError> {
     sync_parent(path)
 }
 
-/// Creates both tables and writes the format record, durably.
+/// Creates the tables and writes the format record, durably.
 pub(crate) fn init_tables(db: &Database) -> Result<(), MvccError> {
     let mut txn = db.begin_write()?;
     txn.set_durability(Durability::Immediate)?;
     {
         txn.open_table(KEY_TABLE)?;
+        txn.open_table(LEASE_TABLE)?;
         let mut meta = txn.open_table(META_TABLE)?;
         meta.insert(FORMAT_KEY, FORMAT_VERSION.to_be_bytes().as_slice())?;
     }
@@ -145,6 +150,18 @@ pub(crate) fn sync_parent(path: &Path) -> Result<(), MvccError> {
         File::open(dir)?.sync_all()?;
     }
     Ok(())
+}
+
+/// A read-only view of a table keyed and valued by bytes.
+pub(crate) type BytesTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
+
+/// Opens the lease table of a read transaction; `None` when the backend predates it.
+pub(crate) fn lease_table(txn: &redb::ReadTransaction) -> Result<Option<BytesTable>, MvccError> {
+    match txn.open_table(LEASE_TABLE) {
+        Ok(t) => Ok(Some(t)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub(crate) fn decode_u64(b: &[u8]) -> Option<u64> {

@@ -30,7 +30,7 @@ use prost::Message;
 use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable};
 
 use crate::apply::ApplyBatch;
-use crate::backend::{self, KEY_TABLE, META_TABLE};
+use crate::backend::{self, KEY_TABLE, LEASE_TABLE, META_TABLE};
 use crate::crc32c::Crc32c;
 use crate::error::MvccError;
 use crate::key_index::{KeyRange, TreeIndex};
@@ -241,6 +241,7 @@ impl Store {
         txn.set_durability(Durability::Immediate)?;
         txn.delete_table(KEY_TABLE)?;
         txn.delete_table(META_TABLE)?;
+        txn.delete_table(LEASE_TABLE)?;
         {
             let mut keys = txn.open_table(KEY_TABLE)?;
             for entry in read.open_table(KEY_TABLE)?.iter()? {
@@ -251,6 +252,13 @@ impl Store {
             for entry in read.open_table(META_TABLE)?.iter()? {
                 let (k, v) = entry?;
                 meta.insert(k.value(), v.value())?;
+            }
+            let mut leases = txn.open_table(LEASE_TABLE)?;
+            if let Some(src) = backend::lease_table(&read)? {
+                for entry in src.iter()? {
+                    let (k, v) = entry?;
+                    leases.insert(k.value(), v.value())?;
+                }
             }
         }
         txn.commit()?;
@@ -339,6 +347,26 @@ impl Store {
         Ok(self.meta.read().get(key).cloned())
     }
 
+    /// Every lease record as last committed, in id byte order: (id, record).
+    pub fn leases(&self) -> Result<Vec<(i64, Vec<u8>)>, MvccError> {
+        let db = self.db.read_recursive();
+        let txn = db.begin_read()?;
+        let Some(table) = backend::lease_table(&txn)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let id = k
+                .value()
+                .try_into()
+                .map(i64::from_be_bytes)
+                .map_err(|_| MvccError::Corrupt("malformed lease id".into()))?;
+            out.push((id, v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     /// Begins the next apply batch; waits while another batch or a defragmentation runs.
     ///
     /// The thread holding a batch must not call [`Store::defragment`] (it would wait for
@@ -365,6 +393,15 @@ impl Store {
             let (k, v) = entry?;
             crc.update(k.value().as_bytes());
             crc.update(v.value());
+        }
+        // A backend that predates the lease table hashes as one whose table is empty.
+        crc.update(b"lease");
+        if let Some(table) = backend::lease_table(&txn)? {
+            for entry in table.iter()? {
+                let (k, v) = entry?;
+                crc.update(k.value());
+                crc.update(v.value());
+            }
         }
         Ok(crc.sum())
     }
@@ -469,6 +506,13 @@ impl Store {
             for entry in src.open_table(META_TABLE)?.iter()? {
                 let (k, v) = entry?;
                 meta.insert(k.value(), v.value())?;
+            }
+            let mut leases = txn.open_table(LEASE_TABLE)?;
+            if let Some(table) = backend::lease_table(&src)? {
+                for entry in table.iter()? {
+                    let (k, v) = entry?;
+                    leases.insert(k.value(), v.value())?;
+                }
             }
         }
         txn.commit()?;

@@ -6,7 +6,9 @@
 //! as etcd's, so HashKV agrees with a real etcd member.
 //!
 //! The store is synchronous and uses no async runtime. It depends only on `cairn-proto`;
-//! leases reach it through the small [`LeaseLookup`] trait it declares.
+//! leases reach it through the small [`LeaseLookup`] trait it declares. It also keeps the
+//! lessor's records (opaque bytes by lease id) in its `lease` table, written through apply
+//! batches, so they commit with the entry that changed them and travel in snapshots.
 //!
 //! One applier thread writes through [`ApplyBatch`]es ([`Store::begin_apply`]), each one
 //! redb write transaction that also records the Raft applied index. Any number of threads
@@ -16,7 +18,8 @@
 //!
 //! - `revision`: revisions and their byte encoding in the backend.
 //! - `key_index`: the in-memory index from keys to their revisions (generations).
-//! - `backend`: the redb file, its tables and meta records, and the open-time checks.
+//! - `backend`: the redb file, its tables (key, meta, lease) and meta records, and the
+//!   open-time checks.
 //! - `kv_store`: [`Store`]: open and rebuild, reads, hashes, defragment, snapshots, locks.
 //! - `apply`: [`ApplyBatch`]: puts, deletes, transactions, compaction, commit.
 //! - `range`: revisioned reads and the request-level range (filters, sort, limit).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use cairn_mvcc::{MvccError, NoLeases, Store};
 use cairn_proto::etcdserverpb::request_op::Request;
-use cairn_proto::etcdserverpb::{RangeRequest, RequestOp, TxnRequest};
+use cairn_proto::etcdserverpb::{PutRequest, RangeRequest, RequestOp, TxnRequest};
 use cairn_proto::mvccpb::KeyValue;
 use common::*;
 use prost::Message;
@@ -267,4 +267,79 @@ fn restore_from_a_snapshot_replaces_everything() {
         Err(MvccError::NotCairn(_))
     ));
     assert_eq!(follower.range(&all).unwrap(), before);
+}
+
+#[test]
+fn lease_records_persist_and_travel_in_snapshots() {
+    let (d, store) = open();
+    apply(&store, |b| {
+        b.put_lease(7, b"seven".to_vec());
+        b.put_lease(-1, b"minus one".to_vec());
+        b.put_lease(9, b"nine".to_vec());
+    });
+    apply(&store, |b| {
+        b.delete_lease(9);
+        b.put_lease(7, b"seven again".to_vec());
+    });
+    let want = vec![(7, b"seven again".to_vec()), (-1, b"minus one".to_vec())];
+    assert_eq!(store.leases().unwrap(), want);
+    let hash = store.hash().unwrap();
+    let store = reopen(&d, store);
+    assert_eq!(store.leases().unwrap(), want);
+    assert_eq!(store.hash().unwrap(), hash);
+    let snap = d.path().join("snap");
+    store.snapshot_to(&snap).unwrap();
+    let (_d2, other) = open();
+    apply(&other, |b| b.put_lease(1, b"stale".to_vec()));
+    other.restore_from(&snap).unwrap();
+    assert_eq!(other.leases().unwrap(), want);
+}
+
+#[test]
+fn delete_keys_takes_one_revision_and_reports_key_leases() {
+    let (_d, store) = open();
+    let leases = Leases(vec![5]);
+    let with_lease = |k: &str| PutRequest {
+        lease: 5,
+        ..put(k, "v")
+    };
+    let ((), _) = apply(&store, |b| {
+        let mark = b.change_mark();
+        for k in ["a", "b", "c"] {
+            b.put(&with_lease(k), &leases).unwrap();
+        }
+        b.put(&put("plain", "v"), &leases).unwrap();
+        let seen: Vec<(Vec<u8>, i64)> = b
+            .key_leases_since(mark)
+            .map(|(k, l)| (k.to_vec(), l))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (b"a".to_vec(), 5),
+                (b"b".to_vec(), 5),
+                (b"c".to_vec(), 5),
+                (b"plain".to_vec(), 0)
+            ]
+        );
+    });
+    let before = store.current_revision();
+    let (_, events) = apply(&store, |b| {
+        let mark = b.change_mark();
+        // "gone" is not live: nothing to delete for it.
+        let keys = [b"a".to_vec(), b"c".to_vec(), b"gone".to_vec()];
+        b.delete_keys(&keys).unwrap();
+        assert_eq!(b.revision(), before + 1);
+        let seen: Vec<i64> = b.key_leases_since(mark).map(|(_, l)| l).collect();
+        assert_eq!(seen, vec![0, 0]);
+        // Nothing live: no revision.
+        b.delete_keys(&[b"gone".to_vec()]).unwrap();
+        assert_eq!(b.revision(), before + 1);
+    });
+    let revs: Vec<i64> = events
+        .iter()
+        .map(|e| e.kv.as_ref().unwrap().mod_revision)
+        .collect();
+    assert_eq!(revs, vec![before + 1, before + 1]);
+    assert_eq!(store.range(&get("a", "d")).unwrap().count, 1);
 }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_mvcc::{LeaseLookup, NoLeases, Store};
+use cairn_mvcc::{LeaseLookup, Store};
 use cairn_proto::cairnpb::{internal_request::Request, InternalRequest, MemberChange};
 use cairn_proto::etcdserverpb::{
     alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, AlarmType,
@@ -37,6 +37,8 @@ pub struct Applier {
     pub members: Arc<Members>,
     /// Where Raft messages go; follows membership changes.
     pub peers: crate::peer::PeerSet,
+    /// The lessor: lease entries, the leases puts refer to, keys attached to leases.
+    pub leases: Arc<crate::lease::Leases>,
     pub metrics: Arc<Metrics>,
     pub applied_tx: watch::Sender<u64>,
     /// Raised to the applied index of each durable commit; the Raft log may be purged up to
@@ -104,6 +106,14 @@ impl Applier {
                 }
                 Ok(ApplyResult::Members(self.members.list()))
             }
+            Request::LeaseGrant(g) => {
+                if self.alarms.no_space() {
+                    return Ok(Err(EtcdError::NoSpace));
+                }
+                self.leases.grant(batch, &g)?
+            }
+            Request::LeaseRevoke(r) => self.leases.revoke(batch, &r)?,
+            Request::LeaseCheckpoint(c) => self.leases.checkpoint(batch, &c)?,
             Request::Publish(attrs) => {
                 if self.members.publish(&attrs) {
                     batch.put_meta(crate::membership::META_KEY, &self.members.encode())?;
@@ -224,6 +234,7 @@ impl Applier {
             .reload(self.store.meta(crate::alarm::META_KEY)?.as_deref());
         self.members
             .reload(self.store.meta(crate::membership::META_KEY)?.as_deref());
+        self.leases.reload(&self.store)?;
         for (id, urls) in self.members.peers() {
             self.peers.set_peer(id, &urls);
         }
@@ -275,7 +286,11 @@ impl cairn_raft::Applier for Applier {
         let mut answers: Vec<(u64, Outcome)> = Vec::with_capacity(entries.len());
         let applied_before = self.store.applied_index();
         for entry in entries {
-            if entry.index <= applied_before || entry.data.is_empty() {
+            if entry.index <= applied_before {
+                continue;
+            }
+            self.leases.applying(entry.term);
+            if entry.data.is_empty() {
                 continue;
             }
             if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
@@ -294,8 +309,10 @@ impl cairn_raft::Applier for Applier {
                 Err(e) => fatal("failed to decode a committed entry", &e),
             };
             let Some(inner) = req.request else { continue };
-            match self.apply_one(&mut batch, inner, &NoLeases) {
+            let mark = batch.change_mark();
+            match self.apply_one(&mut batch, inner, &self.leases.lookup()) {
                 Ok(outcome) => {
+                    self.leases.attach_since(&batch, mark);
                     if req.id != 0 {
                         answers.push((req.id, outcome));
                     }

@@ -76,6 +76,18 @@ pub struct Flags {
         default_value_t = 5000
     )]
     pub experimental_snapshot_catchup_entries: u64,
+    /// Checkpoint the remaining TTL of long leases through Raft, so a leader change or a
+    /// restart resumes them (on by default in cairn; off by default in etcd).
+    #[arg(long, env = "ETCD_EXPERIMENTAL_ENABLE_LEASE_CHECKPOINT", action = bool_flag!(), num_args = 0..=1,
+          default_value = "true", default_missing_value = "true", value_parser = go_bool)]
+    pub experimental_enable_lease_checkpoint: bool,
+    /// How often lease checkpoints are made (a Go duration).
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL",
+        default_value = "5m0s"
+    )]
+    pub experimental_lease_checkpoint_interval: String,
     /// List of URLs to listen on for peer traffic.
     #[arg(
         long,
@@ -268,6 +280,8 @@ pub struct Config {
     pub force_new_cluster: bool,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
+    /// How often lease remaining TTLs are checkpointed; `None` when checkpoints are off.
+    pub lease_checkpoint_interval: Option<Duration>,
     pub quota_backend_bytes: u64,
     pub max_request_bytes: u64,
     pub max_txn_ops: u64,
@@ -650,6 +664,14 @@ impl Flags {
                 "--max-request-bytes must be positive".into(),
             ));
         }
+        let checkpoint_every = parse_go_duration(&self.experimental_lease_checkpoint_interval)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "invalid value {:?} for flag -experimental-lease-checkpoint-interval: parse error",
+                    self.experimental_lease_checkpoint_interval
+                ))
+            })?;
         let auto_compaction =
             parse_retention(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
         let data_dir = self
@@ -673,6 +695,9 @@ impl Flags {
             force_new_cluster: self.force_new_cluster,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
             election_timeout: Duration::from_millis(self.election_timeout),
+            lease_checkpoint_interval: self
+                .experimental_enable_lease_checkpoint
+                .then_some(checkpoint_every),
             quota_backend_bytes: if self.quota_backend_bytes == 0 {
                 DEFAULT_QUOTA_BYTES
             } else {
@@ -726,6 +751,12 @@ mod tests {
             vec![("default".into(), vec!["http://localhost:2380".into()])]
         );
         assert_eq!(c.auto_compaction, AutoCompaction::Off);
+        assert_eq!(c.lease_checkpoint_interval, Some(Duration::from_secs(300)));
+        let c = parse(&["--experimental-lease-checkpoint-interval=2s"]).unwrap();
+        assert_eq!(c.lease_checkpoint_interval, Some(Duration::from_secs(2)));
+        let c = parse(&["--experimental-enable-lease-checkpoint=false"]).unwrap();
+        assert_eq!(c.lease_checkpoint_interval, None);
+        assert!(parse(&["--experimental-lease-checkpoint-interval=soon"]).is_err());
     }
 
     #[test]

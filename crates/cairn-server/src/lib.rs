@@ -11,11 +11,14 @@
 //! - `server`: opens the data directory, starts Raft and the applier; propose-and-wait,
 //!   the linearizable read barrier, response headers, the backend quota.
 //! - `apply`: committed entries to MVCC writes, one backend transaction per batch.
+//! - `lease`: the lessor's writes into apply batches, lease entries, the leader's expiry
+//!   and checkpoint loop, keep-alives and time-to-live forwarded to the leader (LeasePeer).
 //! - `waiters`, `alarm`, `membership`: requests waiting for their entry; active alarms;
 //!   the member set.
 //! - `peer`: Raft messages between members over gRPC on the peer URLs; `peer_snapshot`:
 //!   Raft snapshots streamed between them in chunks.
-//! - `rpc`: the gRPC services (KV, Maintenance, Cluster) and request validation.
+//! - `rpc`: the gRPC services (KV, Lease, Maintenance, Cluster, v3lock, v3election) and
+//!   request validation.
 //! - `http`: `/health`, `/version`, `/metrics`.
 //! - [`logging`]: etcd-shaped JSON log lines.
 //! - `run`: wires it together and serves until SIGTERM or SIGINT.
@@ -25,6 +28,7 @@ mod apply;
 pub mod config;
 mod http;
 pub mod ids;
+mod lease;
 pub mod logging;
 mod membership;
 pub mod metrics;

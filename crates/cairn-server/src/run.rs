@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_proto::cairnpb::internal_request::Request;
+use cairn_proto::cairnpb::lease_peer_server::LeasePeerServer;
 use cairn_proto::cairnpb::raft_peer_server::RaftPeerServer;
 use cairn_proto::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
-    CompactionRequest,
+    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    maintenance_server::MaintenanceServer, CompactionRequest,
 };
 use cairn_proto::EtcdError;
 use tokio::net::TcpListener;
@@ -16,7 +17,9 @@ use tokio::net::TcpListener;
 use crate::config::{host_port, AutoCompaction, Config};
 use crate::peer::PeerService;
 use crate::rpc::lock::{ElectionService, LockService};
-use crate::rpc::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService};
+use crate::rpc::{
+    cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService,
+};
 use crate::server::Server;
 use cairn_proto::v3electionpb::election_server::ElectionServer;
 use cairn_proto::v3lockpb::lock_server::LockServer;
@@ -53,6 +56,9 @@ fn client_router(server: &Arc<Server>, loopback: &cairn_client::Client) -> axum:
     }))
     .add_service(ElectionServer::new(ElectionService {
         client: loopback.clone(),
+    }))
+    .add_service(LeaseServer::new(LeaseService {
+        server: server.clone(),
     }));
     let leader_check = server.clone();
     routes
@@ -164,6 +170,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             tonic::service::Routes::new(RaftPeerServer::new(peer).max_decoding_message_size(
                 crate::peer::message_limit(server.cfg.max_request_bytes),
             ))
+            .add_service(LeasePeerServer::new(crate::lease::LeasePeerService {
+                server: server.clone(),
+            }))
             .into_axum_router();
         tokio::spawn(serve(listener, router, "peer"));
     }
@@ -186,6 +195,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         "published local member to cluster through raft"
     );
 
+    // The publish entry is of the current term: a leader's lessor can take over now.
+    crate::lease::promote_if_due(&server);
     let loopback = loopback_client(&client_listeners).await?;
     for (url, listener) in client_listeners {
         tokio::spawn(serve(listener, client_router(&server, &loopback), "client"));
@@ -205,6 +216,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tracing::info!(address = %url, "serving metrics");
     }
     tokio::spawn(auto_compact(server.clone()));
+    tokio::spawn(crate::lease::run(server.clone()));
 
     shutdown_signal().await;
     tracing::info!(name = %server.member.name, "received signal; shutting down");

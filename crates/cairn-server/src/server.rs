@@ -78,6 +78,7 @@ pub struct Server {
     /// The transport to the other members, and which of them answer.
     pub peers: PeerSet,
     pub metrics: Arc<Metrics>,
+    pub leases: Arc<crate::lease::Leases>,
     applied_rx: watch::Receiver<u64>,
     next_id: AtomicU64,
     pub started: Instant,
@@ -272,6 +273,19 @@ impl Server {
         let alarms = Arc::new(Alarms::decode(
             store.meta(crate::alarm::META_KEY)?.as_deref(),
         ));
+        let lessor = cairn_lease::Lessor::new(
+            cairn_lease::LessorConfig {
+                min_ttl: cairn_lease::min_ttl(cfg.heartbeat_interval, cfg.election_timeout),
+                checkpoint_interval: cfg.lease_checkpoint_interval,
+            },
+            Arc::new(cairn_lease::SystemClock),
+        );
+        let leases = Arc::new(crate::lease::Leases::new(
+            lessor,
+            member_id,
+            cfg.election_timeout,
+        ));
+        leases.reload(&store)?;
         let waiters = Arc::new(Waiters::default());
         let (applied_tx, applied_rx) = watch::channel(store.applied_index());
         let (durable_tx, mut durable_rx) = watch::channel(store.applied_index());
@@ -282,6 +296,7 @@ impl Server {
             metrics: metrics.clone(),
             members: members.clone(),
             peers: peer_set.clone(),
+            leases: leases.clone(),
             applied_tx,
             durable_tx,
             last_durable: Instant::now(),
@@ -361,6 +376,7 @@ impl Server {
             members,
             peers: peer_set,
             metrics,
+            leases,
             applied_rx,
             next_id: AtomicU64::new(seed),
             started,

@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use cairn_proto::etcdserverpb::{
-    AlarmResponse, CompactionResponse, DeleteRangeResponse, PutResponse, RangeResponse, TxnResponse,
+    AlarmResponse, CompactionResponse, DeleteRangeResponse, LeaseGrantResponse,
+    LeaseRevokeResponse, PutResponse, RangeResponse, TxnResponse,
 };
 use cairn_proto::EtcdError;
 use parking_lot::Mutex;
@@ -18,6 +19,10 @@ pub enum ApplyResult {
     Range(RangeResponse),
     Compact(CompactionResponse),
     Alarm(AlarmResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
+    /// Lease checkpoints were recorded.
+    LeaseCheckpoint,
     /// A member's attributes were recorded.
     Published,
     /// A membership change was applied; the members after it.

@@ -1,0 +1,184 @@
+//! The Lease service: grants and revokes go through Raft; keep-alives and time-to-live
+//! queries are answered by the leader's lessor (forwarded to it from a follower); the list
+//! of leases is this member's.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use cairn_proto::cairnpb::internal_request::Request;
+use cairn_proto::etcdserverpb::{
+    lease_server::Lease, LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+    ResponseHeader,
+};
+use futures::Stream;
+use tokio_stream::StreamExt;
+use tonic::{Request as GrpcRequest, Response, Status, Streaming};
+
+use super::Observed;
+use crate::server::Server;
+use crate::waiters::ApplyResult;
+
+const SERVICE: &str = "etcdserverpb.Lease";
+
+/// The Lease service of one member.
+pub struct LeaseService {
+    pub server: Arc<Server>,
+}
+
+fn unexpected() -> Status {
+    Status::internal("cairn: the applier answered with an unexpected response type")
+}
+
+impl LeaseService {
+    async fn grant_inner(&self, req: LeaseGrantRequest) -> Result<LeaseGrantResponse, Status> {
+        self.server.refuse_on_learner()?;
+        let mut req = self.server.check_size(req)?;
+        self.server.check_quota(crate::lease::GRANT_COST).await?;
+        if req.id == 0 {
+            req.id = self.server.leases.next_id();
+        }
+        match self.server.propose(Request::LeaseGrant(req)).await? {
+            ApplyResult::LeaseGrant(mut r) => {
+                self.server.fill(&mut r.header);
+                Ok(r)
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn revoke_inner(&self, req: LeaseRevokeRequest) -> Result<LeaseRevokeResponse, Status> {
+        self.server.refuse_on_learner()?;
+        let req = self.server.check_size(req)?;
+        match self.server.propose(Request::LeaseRevoke(req)).await? {
+            ApplyResult::LeaseRevoke(mut r) => {
+                self.server.fill(&mut r.header);
+                Ok(r)
+            }
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn time_to_live_inner(
+        &self,
+        req: LeaseTimeToLiveRequest,
+    ) -> Result<LeaseTimeToLiveResponse, Status> {
+        self.server.refuse_on_learner()?;
+        let req = self.server.check_size(req)?;
+        let mut resp = crate::lease::time_to_live(&self.server, req).await?;
+        // The header is this member's, as etcd fills it after the leader answered.
+        resp.header = Some(ResponseHeader::default());
+        self.server.fill(&mut resp.header);
+        Ok(resp)
+    }
+
+    async fn leases_inner(&self, _: LeaseLeasesRequest) -> Result<LeaseLeasesResponse, Status> {
+        self.server.refuse_on_learner()?;
+        let leases = self
+            .server
+            .leases
+            .lessor
+            .leases()
+            .into_iter()
+            .map(|id| LeaseStatus { id })
+            .collect();
+        let mut resp = LeaseLeasesResponse {
+            header: Some(ResponseHeader::default()),
+            leases,
+        };
+        self.server.fill(&mut resp.header);
+        Ok(resp)
+    }
+}
+
+/// Answers one keep-alive: the header is taken before the renewal, so its revision is never
+/// newer than the renewal (as etcd does); a lease that does not exist gets TTL 0.
+async fn keep_alive_once(
+    server: &Arc<Server>,
+    req: LeaseKeepAliveRequest,
+) -> Result<LeaseKeepAliveResponse, Status> {
+    let mut header = Some(ResponseHeader::default());
+    server.fill(&mut header);
+    let ttl = crate::lease::renew(server, req.id).await?;
+    Ok(LeaseKeepAliveResponse {
+        header,
+        id: req.id,
+        ttl,
+    })
+}
+
+type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        r: GrpcRequest<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let m = &self.server.metrics;
+        self.grant_inner(r.into_inner())
+            .await
+            .observed(m, SERVICE, "LeaseGrant")
+    }
+
+    async fn lease_revoke(
+        &self,
+        r: GrpcRequest<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let m = &self.server.metrics;
+        self.revoke_inner(r.into_inner())
+            .await
+            .observed(m, SERVICE, "LeaseRevoke")
+    }
+
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_keep_alive(
+        &self,
+        r: GrpcRequest<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        if let Err(e) = self.server.refuse_on_learner() {
+            return Err(e.into());
+        }
+        let mut inbound = r.into_inner();
+        let server = self.server.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            while let Some(next) = inbound.next().await {
+                let req = match next {
+                    Ok(req) => req,
+                    // The client went away or broke the stream: nothing to answer.
+                    Err(_) => return,
+                };
+                let resp = keep_alive_once(&server, req).await;
+                let failed = resp.is_err();
+                if tx.send(resp).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let out = tokio_stream::wrappers::ReceiverStream::new(rx);
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        r: GrpcRequest<LeaseTimeToLiveRequest>,
+    ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        let m = &self.server.metrics;
+        self.time_to_live_inner(r.into_inner())
+            .await
+            .observed(m, SERVICE, "LeaseTimeToLive")
+    }
+
+    async fn lease_leases(
+        &self,
+        r: GrpcRequest<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
+        let m = &self.server.metrics;
+        self.leases_inner(r.into_inner())
+            .await
+            .observed(m, SERVICE, "LeaseLeases")
+    }
+}
