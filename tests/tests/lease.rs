@@ -693,7 +693,13 @@ async fn cluster_keep_alives_leader_kill_and_checkpoints() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_caught_up_by_snapshot_has_the_leases_and_their_keys() {
     let mut c = tokio::task::block_in_place(|| {
-        Cluster::start(3, &["--experimental-snapshot-catchup-entries=100"])
+        Cluster::start(
+            3,
+            &[
+                "--experimental-snapshot-catchup-entries=100",
+                "--snapshot-count=100",
+            ],
+        )
     });
     let leader = leader_index(&c).await;
     let lagging = (leader + 1) % 3;
