@@ -38,6 +38,8 @@ pub struct Applier {
     /// Where Raft messages go; follows membership changes.
     pub peers: crate::peer::PeerSet,
     pub metrics: Arc<Metrics>,
+    /// Told of each batch's events once they are committed.
+    pub watch: Arc<crate::watch::WatchHub>,
     pub applied_tx: watch::Sender<u64>,
     /// Raised to the applied index of each durable commit; the Raft log may be purged up to
     /// it.
@@ -224,6 +226,7 @@ impl Applier {
             .reload(self.store.meta(crate::alarm::META_KEY)?.as_deref());
         self.members
             .reload(self.store.meta(crate::membership::META_KEY)?.as_deref());
+        self.watch.restored(self.store.current_revision());
         for (id, urls) in self.members.peers() {
             self.peers.set_peer(id, &urls);
         }
@@ -305,9 +308,12 @@ impl cairn_raft::Applier for Applier {
         }
         batch.set_applied_index(last);
         let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
-        if let Err(e) = batch.commit(durable) {
-            fatal("failed to commit to the backend", &e);
-        }
+        let events = match batch.commit(durable) {
+            Ok(events) => events,
+            Err(e) => fatal("failed to commit to the backend", &e),
+        };
+        // Readers see the batch now; the hub hands its events on without waiting.
+        self.watch.publish(events, self.store.current_revision());
         self.metrics
             .backend_commit_duration
             .observe(started.elapsed().as_secs_f64());

@@ -14,7 +14,9 @@
 //! - `waiters`, `alarm`, `membership`: requests waiting for their entry; active alarms;
 //!   the member set.
 //! - `peer`: Raft messages between members over gRPC on the peer URLs.
-//! - `rpc`: the gRPC services (KV, Maintenance, Cluster) and request validation.
+//! - `watch`: the watch hub: watchers, their dispatch index, and the hand-off of applied
+//!   events without blocking the applier.
+//! - `rpc`: the gRPC services (KV, Watch, Maintenance, Cluster) and request validation.
 //! - `http`: `/health`, `/version`, `/metrics`.
 //! - [`logging`]: etcd-shaped JSON log lines.
 //! - `run`: wires it together and serves until SIGTERM or SIGINT.
@@ -32,6 +34,7 @@ mod rpc;
 mod run;
 mod server;
 mod waiters;
+mod watch;
 
 pub use run::run;
 pub use server::{Server, StartError};

@@ -8,13 +8,16 @@ use cairn_proto::cairnpb::internal_request::Request;
 use cairn_proto::cairnpb::raft_peer_server::RaftPeerServer;
 use cairn_proto::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
+    watch_server::WatchServer,
     CompactionRequest,
 };
 use tokio::net::TcpListener;
 
 use crate::config::{host_port, AutoCompaction, Config};
 use crate::peer::PeerService;
-use crate::rpc::{cluster::ClusterService, kv::KvService, maintenance::MaintenanceService};
+use crate::rpc::{
+    cluster::ClusterService, kv::KvService, maintenance::MaintenanceService, watch::WatchService,
+};
 use crate::server::Server;
 
 /// The largest message gRPC decodes at all; [`Server::check_size`] applies etcd's limit
@@ -41,7 +44,14 @@ fn client_router(server: &Arc<Server>) -> axum::Router {
     )
     .add_service(ClusterServer::new(ClusterService {
         server: server.clone(),
-    }));
+    }))
+    .add_service(
+        WatchServer::new(WatchService {
+            server: server.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(usize::MAX),
+    );
     routes
         .into_axum_router()
         .merge(crate::http::router(server.clone()))

@@ -74,6 +74,8 @@ pub struct Server {
     pub alarms: Arc<Alarms>,
     pub members: Arc<Members>,
     pub metrics: Arc<Metrics>,
+    /// The watchers of this member.
+    pub watch: Arc<crate::watch::WatchHub>,
     applied_rx: watch::Receiver<u64>,
     next_id: AtomicU64,
     pub started: Instant,
@@ -270,7 +272,9 @@ impl Server {
         let waiters = Arc::new(Waiters::default());
         let (applied_tx, applied_rx) = watch::channel(store.applied_index());
         let (durable_tx, mut durable_rx) = watch::channel(store.applied_index());
+        let watch = Arc::new(crate::watch::WatchHub::new(store.current_revision()));
         let applier = crate::apply::Applier {
+            watch: watch.clone(),
             store: store.clone(),
             waiters: waiters.clone(),
             alarms: alarms.clone(),
@@ -351,6 +355,7 @@ impl Server {
             alarms,
             members,
             metrics,
+            watch,
             applied_rx,
             next_id: AtomicU64::new(seed),
             started,

@@ -1,0 +1,533 @@
+//! The watch hub: which watchers exist, what each has been sent, and the hand-off of each
+//! applied batch's events to the watchers that want them.
+//!
+//! A watcher is *synced* when every event below its `next_rev` has been handed to its
+//! stream and the applier will hand it every later one; otherwise it is *unsynced* and its
+//! stream reads the history from `next_rev` on out of the backend (`rpc/watch.rs`), then
+//! asks to rejoin.
+//!
+//! The applier calls [`WatchHub::publish`] after each batch's commit is visible to readers.
+//! It never waits for a stream: it appends each matching event to the watcher's small buffer
+//! and wakes the stream. A watcher whose buffer would pass [`BUFFER_EVENTS`] events or
+//! [`BUFFER_BYTES`] bytes drops that revision's events, becomes unsynced at that revision,
+//! and catches up from the backend when its reader is ready for more.
+//!
+//! No event is lost or sent twice: the applier hands a synced watcher only events at or
+//! above its `next_rev` and raises `next_rev` past them; a catch-up read covers
+//! `[next_rev, through]` and raises `next_rev` to `through + 1`; a watcher rejoins only
+//! when `next_rev` is above every revision published so far (`published`), checked under
+//! the same lock the applier publishes under. Otherwise it reads again.
+//!
+//! For example: a watcher on `a` created at revision 10 with start 5 is unsynced with
+//! `next_rev` 5. Its stream reads 5..=12 (the store is at 12), sends them, and sets
+//! `next_rev` to 13. Meanwhile the applier committed 13 and published it, skipping the
+//! watcher; `published` is 13, so the watcher stays unsynced and reads 13..=13. Now
+//! `published` is still 13 < `next_rev` 14: it rejoins, and the applier hands it 14 on.
+//!
+//! Dispatch looks watchers up by key: single-key watchers in a hash map, so 100k watchers
+//! on distinct keys cost one lookup per event; range watchers (prefixes, from-key) in a
+//! list checked for each event.
+//!
+//! # Locks
+//!
+//! `state` protects every watcher, the indexes, the streams' ready lists and `published`.
+//! It is held only for in-memory work, never across a backend read or an await.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cairn_proto::mvccpb::{event::EventType, Event};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+/// The most events a watcher's buffer holds (one revision is always accepted into an
+/// empty buffer, however large).
+pub const BUFFER_EVENTS: usize = 256;
+/// The most key and value bytes a watcher's buffer holds, with the same exception.
+pub const BUFFER_BYTES: usize = 1 << 20;
+
+/// A watcher's handle in the hub, unique for the life of the process.
+pub type WatcherKey = u64;
+
+/// What a watcher watches; the stream keeps the rest (its watch id, prev_kv, fragment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchSpec {
+    pub key: Vec<u8>,
+    /// Empty for one key; `[0]` for every key from `key` on; else the exclusive end.
+    pub range_end: Vec<u8>,
+    pub no_put: bool,
+    pub no_delete: bool,
+}
+
+impl WatchSpec {
+    /// Whether `key` is in the watched range.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        match self.range_end.as_slice() {
+            [] => key == self.key.as_slice(),
+            [0] => key >= self.key.as_slice(),
+            end => key >= self.key.as_slice() && key < end,
+        }
+    }
+
+    /// Whether the watcher wants `ev`: in range and not filtered out.
+    pub fn wants(&self, ev: &Event) -> bool {
+        let Some(kv) = ev.kv.as_ref() else {
+            return false;
+        };
+        let put = ev.r#type == EventType::Put as i32;
+        !(put && self.no_put || !put && self.no_delete) && self.contains(&kv.key)
+    }
+}
+
+struct Watcher {
+    stream: u64,
+    spec: WatchSpec,
+    next_rev: i64,
+    synced: bool,
+    /// On its stream's ready list.
+    queued: bool,
+    /// Events handed over and not yet taken by the stream, in order.
+    buffer: Vec<Arc<Event>>,
+    buffer_bytes: usize,
+}
+
+struct StreamEntry {
+    notify: Arc<Notify>,
+    /// Watchers with buffered events or catch-up work.
+    ready: Vec<WatcherKey>,
+}
+
+#[derive(Default)]
+struct HubState {
+    watchers: HashMap<WatcherKey, Watcher>,
+    /// Single-key watchers by key.
+    exact: HashMap<Vec<u8>, Vec<WatcherKey>>,
+    /// Range watchers.
+    ranges: Vec<WatcherKey>,
+    streams: HashMap<u64, StreamEntry>,
+    next_key: u64,
+    /// Every event up to this revision has been published.
+    published: i64,
+    /// Raised when the store is replaced by a Raft snapshot; catch-up reads begun before
+    /// it are discarded.
+    epoch: u64,
+}
+
+/// The watchers of one member; see the module docs.
+pub struct WatchHub {
+    state: Mutex<HubState>,
+}
+
+/// A stream's share of the hub's work, taken by [`WatchHub::take`].
+#[derive(Default)]
+pub struct Work {
+    /// Buffered events of synced or just-overflowed watchers, in order.
+    pub live: Vec<(WatcherKey, Vec<Arc<Event>>)>,
+    /// Unsynced watchers and where each must read from.
+    pub unsynced: Vec<(WatcherKey, WatchSpec, i64)>,
+    /// The hub's epoch when taken, for [`WatchHub::advance`].
+    pub epoch: u64,
+}
+
+fn event_rev(ev: &Event) -> i64 {
+    ev.kv.as_ref().map_or(0, |kv| kv.mod_revision)
+}
+
+fn event_bytes(ev: &Event) -> usize {
+    ev.kv
+        .as_ref()
+        .map_or(0, |kv| kv.key.len() + kv.value.len())
+        + ev.prev_kv
+            .as_ref()
+            .map_or(0, |kv| kv.key.len() + kv.value.len())
+}
+
+impl HubState {
+    fn queue(&mut self, key: WatcherKey) {
+        let Some(w) = self.watchers.get_mut(&key) else {
+            return;
+        };
+        if w.queued {
+            return;
+        }
+        w.queued = true;
+        if let Some(s) = self.streams.get_mut(&w.stream) {
+            s.ready.push(key);
+            s.notify.notify_one();
+        }
+    }
+
+    fn unindex(&mut self, key: WatcherKey, spec: &WatchSpec) {
+        if spec.range_end.is_empty() {
+            if let Some(list) = self.exact.get_mut(&spec.key) {
+                list.retain(|k| *k != key);
+                if list.is_empty() {
+                    self.exact.remove(&spec.key);
+                }
+            }
+        } else {
+            self.ranges.retain(|k| *k != key);
+        }
+    }
+
+    /// Hands one revision's events to the watchers that want them.
+    fn publish_revision(&mut self, rev: i64, events: &[Arc<Event>]) {
+        let mut matches: Vec<(WatcherKey, usize)> = Vec::new();
+        for (i, ev) in events.iter().enumerate() {
+            let Some(kv) = ev.kv.as_ref() else { continue };
+            if let Some(list) = self.exact.get(&kv.key) {
+                matches.extend(list.iter().map(|k| (*k, i)));
+            }
+            for k in &self.ranges {
+                if self.watchers.get(k).is_some_and(|w| w.spec.contains(&kv.key)) {
+                    matches.push((*k, i));
+                }
+            }
+        }
+        if matches.is_empty() {
+            return;
+        }
+        matches.sort_by_key(|(k, i)| (*k, *i));
+        let mut start = 0;
+        while start < matches.len() {
+            let key = matches[start].0;
+            let end = start + matches[start..].partition_point(|(k, _)| *k == key);
+            let group = &matches[start..end];
+            start = end;
+            let Some(w) = self.watchers.get_mut(&key) else {
+                continue;
+            };
+            if !w.synced || rev < w.next_rev {
+                continue;
+            }
+            let wanted: Vec<&Arc<Event>> = group
+                .iter()
+                .map(|(_, i)| &events[*i])
+                .filter(|ev| w.spec.wants(ev))
+                .collect();
+            w.next_rev = rev + 1;
+            if wanted.is_empty() {
+                continue;
+            }
+            let bytes: usize = wanted.iter().map(|ev| event_bytes(ev)).sum();
+            let fits = w.buffer.is_empty()
+                || (w.buffer.len() + wanted.len() <= BUFFER_EVENTS
+                    && w.buffer_bytes + bytes <= BUFFER_BYTES);
+            if fits {
+                w.buffer.extend(wanted.into_iter().cloned());
+                w.buffer_bytes += bytes;
+            } else {
+                // The reader is behind: it reads this revision and what follows from the
+                // backend once it has taken what is buffered.
+                w.synced = false;
+                w.next_rev = rev;
+            }
+            self.queue(key);
+        }
+    }
+}
+
+impl WatchHub {
+    /// A hub with no watchers, for a store at revision `current`.
+    pub fn new(current: i64) -> WatchHub {
+        WatchHub {
+            state: Mutex::new(HubState {
+                published: current,
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// The newest revision whose events every synced watcher has been handed.
+    pub fn published(&self) -> i64 {
+        self.state.lock().published
+    }
+
+    /// Hands the events of a committed batch to the watchers; `current` is the store's
+    /// revision after the batch. Never waits for a reader.
+    pub fn publish(&self, events: Vec<Event>, current: i64) {
+        let mut st = self.state.lock();
+        if !events.is_empty() && !st.watchers.is_empty() {
+            let events: Vec<Arc<Event>> = events.into_iter().map(Arc::new).collect();
+            let mut start = 0;
+            while start < events.len() {
+                let rev = event_rev(&events[start]);
+                let end =
+                    start + events[start..].partition_point(|ev| event_rev(ev) == rev);
+                st.publish_revision(rev, &events[start..end]);
+                start = end;
+            }
+        }
+        st.published = st.published.max(current);
+    }
+
+    /// Replaces what the hub knows after the store was replaced by a snapshot at revision
+    /// `current`: every watcher reads the new store from where it stood.
+    pub fn restored(&self, current: i64) {
+        let mut st = self.state.lock();
+        let published = st.published;
+        st.epoch += 1;
+        let keys: Vec<WatcherKey> = st.watchers.keys().copied().collect();
+        for key in keys {
+            if let Some(w) = st.watchers.get_mut(&key) {
+                if w.synced {
+                    w.next_rev = w.next_rev.max(published + 1);
+                    w.synced = false;
+                }
+            }
+            st.queue(key);
+        }
+        st.published = current;
+    }
+
+    /// Registers a stream; its notify is woken whenever it has work.
+    pub fn open_stream(&self) -> (u64, Arc<Notify>) {
+        let mut st = self.state.lock();
+        st.next_key += 1;
+        let id = st.next_key;
+        let notify = Arc::new(Notify::new());
+        st.streams.insert(
+            id,
+            StreamEntry {
+                notify: notify.clone(),
+                ready: Vec::new(),
+            },
+        );
+        (id, notify)
+    }
+
+    /// Removes a stream and all its watchers.
+    pub fn close_stream(&self, stream: u64) {
+        let mut st = self.state.lock();
+        st.streams.remove(&stream);
+        let keys: Vec<WatcherKey> = st
+            .watchers
+            .iter()
+            .filter(|(_, w)| w.stream == stream)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            if let Some(w) = st.watchers.remove(&key) {
+                st.unindex(key, &w.spec);
+            }
+        }
+    }
+
+    /// Adds a watcher to `stream` that wants events from `start` on (0: after the
+    /// published revision). Returns its key and the revision its created response reports.
+    pub fn add(&self, stream: u64, spec: WatchSpec, start: i64) -> (WatcherKey, i64) {
+        let mut st = self.state.lock();
+        st.next_key += 1;
+        let key = st.next_key;
+        let published = st.published;
+        let next_rev = if start <= 0 { published + 1 } else { start };
+        let synced = next_rev > published;
+        if spec.range_end.is_empty() {
+            st.exact.entry(spec.key.clone()).or_default().push(key);
+        } else {
+            st.ranges.push(key);
+        }
+        st.watchers.insert(
+            key,
+            Watcher {
+                stream,
+                spec,
+                next_rev,
+                synced,
+                queued: false,
+                buffer: Vec::new(),
+                buffer_bytes: 0,
+            },
+        );
+        if !synced {
+            st.queue(key);
+        }
+        (key, published)
+    }
+
+    /// Removes a watcher.
+    pub fn remove(&self, key: WatcherKey) {
+        let mut st = self.state.lock();
+        if let Some(w) = st.watchers.remove(&key) {
+            st.unindex(key, &w.spec);
+        }
+    }
+
+    /// Takes a stream's pending work: buffered events and unsynced watchers.
+    pub fn take(&self, stream: u64) -> Work {
+        let mut st = self.state.lock();
+        let mut work = Work {
+            epoch: st.epoch,
+            ..Default::default()
+        };
+        let ready = match st.streams.get_mut(&stream) {
+            Some(s) => std::mem::take(&mut s.ready),
+            None => return work,
+        };
+        for key in ready {
+            let Some(w) = st.watchers.get_mut(&key) else {
+                continue;
+            };
+            w.queued = false;
+            if !w.buffer.is_empty() {
+                work.live.push((key, std::mem::take(&mut w.buffer)));
+                w.buffer_bytes = 0;
+            }
+            if !w.synced {
+                work.unsynced.push((key, w.spec.clone(), w.next_rev));
+            }
+        }
+        work
+    }
+
+    /// Records that an unsynced watcher has been sent every event through `through` and
+    /// rejoins it to the live stream if nothing newer has been published; otherwise it stays
+    /// queued for another read. Returns whether it is synced.
+    pub fn advance(&self, key: WatcherKey, through: i64, epoch: u64) -> bool {
+        let mut st = self.state.lock();
+        let published = st.published;
+        let stale = st.epoch != epoch;
+        let Some(w) = st.watchers.get_mut(&key) else {
+            return false;
+        };
+        if w.synced {
+            return true;
+        }
+        if !stale {
+            w.next_rev = w.next_rev.max(through + 1);
+        }
+        if w.next_rev > published && !stale {
+            w.synced = true;
+            return true;
+        }
+        st.queue(key);
+        false
+    }
+
+    /// Which of the given watchers are synced with nothing buffered, and the revision a
+    /// progress notification for them reports.
+    pub fn synced(&self, keys: &[WatcherKey]) -> (Vec<bool>, i64) {
+        let st = self.state.lock();
+        let flags = keys
+            .iter()
+            .map(|k| {
+                st.watchers
+                    .get(k)
+                    .is_some_and(|w| w.synced && w.buffer.is_empty())
+            })
+            .collect();
+        (flags, st.published)
+    }
+
+    /// The number of watchers, for metrics.
+    pub fn watcher_count(&self) -> usize {
+        self.state.lock().watchers.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use cairn_proto::mvccpb::KeyValue;
+
+    fn put(key: &str, rev: i64) -> Event {
+        Event {
+            r#type: EventType::Put as i32,
+            kv: Some(KeyValue {
+                key: key.into(),
+                mod_revision: rev,
+                value: vec![b'v'; 10],
+                ..Default::default()
+            }),
+            prev_kv: None,
+        }
+    }
+
+    fn spec(key: &str, end: &str) -> WatchSpec {
+        WatchSpec {
+            key: key.into(),
+            range_end: end.into(),
+            no_put: false,
+            no_delete: false,
+        }
+    }
+
+    fn revs(work: &Work) -> Vec<Vec<i64>> {
+        work.live
+            .iter()
+            .map(|(_, evs)| evs.iter().map(|e| event_rev(e)).collect())
+            .collect()
+    }
+
+    #[test]
+    fn dispatches_by_key_and_range_from_next_rev() {
+        let hub = WatchHub::new(1);
+        let (s, _) = hub.open_stream();
+        let (a, _) = hub.add(s, spec("a", ""), 0);
+        let (p, _) = hub.add(s, spec("p/", "p0"), 3);
+        let (all, _) = hub.add(s, spec("", "\0"), 0);
+        hub.publish(vec![put("a", 2), put("p/1", 2), put("b", 2)], 2);
+        hub.publish(vec![put("p/2", 3), put("a", 3)], 3);
+        let work = hub.take(s);
+        let mut got: Vec<(WatcherKey, Vec<i64>)> = work
+            .live
+            .iter()
+            .map(|(k, evs)| (*k, evs.iter().map(|e| event_rev(e)).collect()))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![(a, vec![2, 3]), (p, vec![3]), (all, vec![2, 2, 2, 3, 3])]
+        );
+        assert!(work.unsynced.is_empty());
+    }
+
+    #[test]
+    fn overflow_unsyncs_at_the_revision_and_rejoins_only_when_caught_up() {
+        let hub = WatchHub::new(1);
+        let (s, _) = hub.open_stream();
+        let (w, _) = hub.add(s, spec("k", ""), 0);
+        for rev in 2..(2 + BUFFER_EVENTS as i64 + 5) {
+            hub.publish(vec![put("k", rev)], rev);
+        }
+        let work = hub.take(s);
+        assert_eq!(revs(&work), vec![(2..2 + BUFFER_EVENTS as i64).collect::<Vec<_>>()]);
+        let next = 2 + BUFFER_EVENTS as i64;
+        assert_eq!(work.unsynced, vec![(w, spec("k", ""), next)]);
+        // A catch-up read that ends before the published revision does not rejoin.
+        assert!(!hub.advance(w, next + 2, work.epoch));
+        let work = hub.take(s);
+        assert_eq!(work.unsynced[0].2, next + 3);
+        let published = hub.published();
+        assert!(hub.advance(w, published, work.epoch));
+        hub.publish(vec![put("k", published)], published);
+        hub.publish(vec![put("k", published + 1)], published + 1);
+        assert_eq!(revs(&hub.take(s)), vec![vec![published + 1]]);
+    }
+
+    #[test]
+    fn a_restore_unsyncs_everyone_and_discards_reads_begun_before() {
+        let hub = WatchHub::new(5);
+        let (s, _) = hub.open_stream();
+        let (w, _) = hub.add(s, spec("k", ""), 2);
+        let work = hub.take(s);
+        hub.restored(9);
+        assert!(!hub.advance(w, 5, work.epoch));
+        let work = hub.take(s);
+        assert_eq!(work.unsynced[0].2, 2);
+        assert!(hub.advance(w, 9, work.epoch));
+    }
+
+    #[test]
+    fn closing_a_stream_removes_its_watchers_from_the_indexes() {
+        let hub = WatchHub::new(1);
+        let (s, _) = hub.open_stream();
+        hub.add(s, spec("a", ""), 0);
+        hub.add(s, spec("a", "b"), 0);
+        hub.close_stream(s);
+        assert_eq!(hub.watcher_count(), 0);
+        let st = hub.state.lock();
+        assert!(st.exact.is_empty() && st.ranges.is_empty());
+    }
+}
