@@ -364,7 +364,7 @@ impl StreamTask {
     }
 
     /// Queues a response carrying `events` for a watch, split into fragments if the watch
-    /// asked for that and the response reaches `--max-request-bytes`.
+    /// asked for that and the response reaches `--max-request-bytes` plus 512 KiB.
     fn push_events(&mut self, watch_id: i64, rev: i64, mut events: Vec<Event>) {
         let Some(opts) = self.watches.get_mut(&watch_id) else {
             return;
@@ -382,7 +382,8 @@ impl StreamTask {
             events,
             ..Default::default()
         };
-        let max = self.server.cfg.max_request_bytes as usize;
+        // As etcd's: the request limit plus gRPC's framing room.
+        let max = self.server.cfg.max_request_bytes as usize + crate::server::GRPC_OVERHEAD_BYTES;
         if !fragment || resp.events.len() < 2 || resp.encoded_len() < max {
             self.out.push_back(resp);
             return;
