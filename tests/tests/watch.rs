@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use cairn_proto::etcdserverpb::{
     kv_client::KvClient, request_op::Request as Op, watch_client::WatchClient,
     watch_create_request::FilterType, watch_request::RequestUnion, CompactionRequest,
-    DeleteRangeRequest, PutRequest, RequestOp, TxnRequest, WatchCancelRequest,
-    WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
+    DeleteRangeRequest, PutRequest, RequestOp, TxnRequest, WatchCancelRequest, WatchCreateRequest,
+    WatchProgressRequest, WatchRequest, WatchResponse,
 };
 use cairn_proto::mvccpb::event::EventType;
 use cairn_tests::{tool, Kind, ServerProc};
@@ -132,7 +132,11 @@ fn render(mut rs: Vec<WatchResponse>) -> Vec<String> {
                 .map(|e| {
                     format!(
                         "{} {} prev[{}]",
-                        if e.r#type == EventType::Put as i32 { "PUT" } else { "DELETE" },
+                        if e.r#type == EventType::Put as i32 {
+                            "PUT"
+                        } else {
+                            "DELETE"
+                        },
                         e.kv.as_ref().map(kv_text).unwrap_or_default(),
                         e.prev_kv.as_ref().map(kv_text).unwrap_or_default()
                     )
@@ -319,7 +323,10 @@ async fn scenario(url: String) -> Vec<(String, Vec<String>)> {
         .await;
         let rs = f.collect(quiet).await;
         let sizes: Vec<usize> = rs.iter().map(|r| r.events.len()).collect();
-        out.push((format!("fragment={fragment} sizes"), vec![format!("{sizes:?}")]));
+        out.push((
+            format!("fragment={fragment} sizes"),
+            vec![format!("{sizes:?}")],
+        ));
         out.push((format!("fragment={fragment}"), render(rs)));
     }
 
@@ -390,6 +397,9 @@ async fn etcdctl_watch(
     )
 }
 
+/// etcdctl watch's arguments and the writes (key, value; empty value deletes) made meanwhile.
+type WatchCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+
 async fn etcdctl_transcript(proc_: &ServerProc, ctl: &str) -> Vec<String> {
     let ch = channel(proc_.url()).await;
     let mut kv = KvClient::new(ch);
@@ -399,7 +409,7 @@ async fn etcdctl_transcript(proc_: &ServerProc, ctl: &str) -> Vec<String> {
     kv.delete_range(del("k2", "")).await.unwrap(); // 5
     let ep = proc_.endpoint();
     let mut out = Vec::new();
-    let cases: [(&[&str], &[(&str, &str)]); 5] = [
+    let cases: [WatchCase; 5] = [
         (&["--rev=1", "--prefix", "k"], &[]),
         (&["--rev=2", "--prev-kv", "k1"], &[]),
         (&["k1"], &[("k1", "d"), ("k1", "")]),
@@ -421,6 +431,21 @@ async fn etcdctl_watch_prints_as_against_etcd() {
         let got = etcdctl_transcript(&cairn, ctl).await;
         assert_eq!(got, want, "{ctl}: cairn (left) differs from etcd (right)");
     }
+}
+
+/// The server's /metrics page.
+fn metrics_text(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
 }
 
 /// Checks that `events` are exactly puts of `prefix` keys at revisions `from..=to`.
@@ -499,7 +524,16 @@ async fn a_reader_that_stops_reading_blocks_no_one_and_misses_nothing() {
         .await
         .expect("the reading watcher fell behind the writes")
         .unwrap();
-    eprintln!("{} writes in {wrote:?} with a stalled watcher", WRITERS * PER_WRITER);
+    eprintln!(
+        "{} writes in {wrote:?} with a stalled watcher",
+        WRITERS * PER_WRITER
+    );
+    // The stalled watcher overflowed its buffer and is waiting to catch up from the backend.
+    let metrics = metrics_text(cairn.client_port);
+    assert!(
+        metrics.contains("etcd_debugging_mvcc_slow_watcher_total 1\n"),
+        "the stalled watcher is not counted as slow:\n{metrics}"
+    );
     let to = start + (WRITERS * PER_WRITER) as i64 - 1;
     let events = read_until(&mut slow, to).await;
     check_contiguous(&events, start, to);

@@ -196,10 +196,15 @@ mod tests {
         b.put(&put("a", "2"), &NoLeases).unwrap(); // 5
         let live = b.commit(false).unwrap();
         let all = s.history(2, 100, 100, false).unwrap();
-        assert_eq!(all.events, live.into_iter().map(|mut e| {
-            e.prev_kv = None;
-            e
-        }).collect::<Vec<_>>());
+        assert_eq!(
+            all.events,
+            live.into_iter()
+                .map(|mut e| {
+                    e.prev_kv = None;
+                    e
+                })
+                .collect::<Vec<_>>()
+        );
         assert_eq!((all.through, all.current), (5, 5));
 
         let h = s.history(3, 2, 100, true).unwrap();
@@ -221,13 +226,19 @@ mod tests {
         let mut b = s.begin_apply().unwrap();
         b.compact(4).unwrap();
         b.commit(false).unwrap();
-        assert!(matches!(s.history(3, 10, 10, false), Err(MvccError::Compacted)));
+        assert!(matches!(
+            s.history(3, 10, 10, false),
+            Err(MvccError::Compacted)
+        ));
         // As in etcd, the compaction dropped the tombstone at 4 (the key's last record at
         // or below it). The put of a at 5 has its prev at 4, which a range at 4 can read.
         let h = s.history(4, 10, 10, true).unwrap();
         assert_eq!(
             summary(&h),
-            vec![(0, "c".into(), 4, None), (0, "a".into(), 5, Some("1".into()))]
+            vec![
+                (0, "c".into(), 4, None),
+                (0, "a".into(), 5, Some("1".into()))
+            ]
         );
     }
 }

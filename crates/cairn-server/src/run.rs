@@ -8,8 +8,7 @@ use cairn_proto::cairnpb::internal_request::Request;
 use cairn_proto::cairnpb::raft_peer_server::RaftPeerServer;
 use cairn_proto::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, maintenance_server::MaintenanceServer,
-    watch_server::WatchServer,
-    CompactionRequest,
+    watch_server::WatchServer, CompactionRequest,
 };
 use tokio::net::TcpListener;
 

@@ -663,6 +663,10 @@ impl Server {
         self.metrics
             .db_total_size_in_use
             .set(self.store.db_size_in_use() as i64);
+        let w = self.watch.stats();
+        self.metrics.watch_streams.set(w.streams as i64);
+        self.metrics.watchers.set(w.watchers as i64);
+        self.metrics.slow_watchers.set(w.unsynced as i64);
     }
 
     /// Stops Raft and the applier.

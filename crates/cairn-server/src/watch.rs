@@ -33,7 +33,7 @@
 //! `state` protects every watcher, the indexes, the streams' ready lists and `published`.
 //! It is held only for in-memory work, never across a backend read or an await.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use cairn_proto::mvccpb::{event::EventType, Event};
@@ -95,6 +95,8 @@ struct StreamEntry {
     notify: Arc<Notify>,
     /// Watchers with buffered events or catch-up work.
     ready: Vec<WatcherKey>,
+    /// Every watcher of the stream.
+    watchers: HashSet<WatcherKey>,
 }
 
 #[derive(Default)]
@@ -118,6 +120,14 @@ pub struct WatchHub {
     state: Mutex<HubState>,
 }
 
+/// Counts for the metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct HubStats {
+    pub streams: usize,
+    pub watchers: usize,
+    pub unsynced: usize,
+}
+
 /// A stream's share of the hub's work, taken by [`WatchHub::take`].
 #[derive(Default)]
 pub struct Work {
@@ -134,9 +144,7 @@ fn event_rev(ev: &Event) -> i64 {
 }
 
 fn event_bytes(ev: &Event) -> usize {
-    ev.kv
-        .as_ref()
-        .map_or(0, |kv| kv.key.len() + kv.value.len())
+    ev.kv.as_ref().map_or(0, |kv| kv.key.len() + kv.value.len())
         + ev.prev_kv
             .as_ref()
             .map_or(0, |kv| kv.key.len() + kv.value.len())
@@ -179,7 +187,11 @@ impl HubState {
                 matches.extend(list.iter().map(|k| (*k, i)));
             }
             for k in &self.ranges {
-                if self.watchers.get(k).is_some_and(|w| w.spec.contains(&kv.key)) {
+                if self
+                    .watchers
+                    .get(k)
+                    .is_some_and(|w| w.spec.contains(&kv.key))
+                {
                     matches.push((*k, i));
                 }
             }
@@ -252,8 +264,7 @@ impl WatchHub {
             let mut start = 0;
             while start < events.len() {
                 let rev = event_rev(&events[start]);
-                let end =
-                    start + events[start..].partition_point(|ev| event_rev(ev) == rev);
+                let end = start + events[start..].partition_point(|ev| event_rev(ev) == rev);
                 st.publish_revision(rev, &events[start..end]);
                 start = end;
             }
@@ -291,6 +302,7 @@ impl WatchHub {
             StreamEntry {
                 notify: notify.clone(),
                 ready: Vec::new(),
+                watchers: HashSet::new(),
             },
         );
         (id, notify)
@@ -299,14 +311,10 @@ impl WatchHub {
     /// Removes a stream and all its watchers.
     pub fn close_stream(&self, stream: u64) {
         let mut st = self.state.lock();
-        st.streams.remove(&stream);
-        let keys: Vec<WatcherKey> = st
-            .watchers
-            .iter()
-            .filter(|(_, w)| w.stream == stream)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in keys {
+        let Some(entry) = st.streams.remove(&stream) else {
+            return;
+        };
+        for key in entry.watchers {
             if let Some(w) = st.watchers.remove(&key) {
                 st.unindex(key, &w.spec);
             }
@@ -339,6 +347,9 @@ impl WatchHub {
                 buffer_bytes: 0,
             },
         );
+        if let Some(s) = st.streams.get_mut(&stream) {
+            s.watchers.insert(key);
+        }
         if !synced {
             st.queue(key);
         }
@@ -350,6 +361,9 @@ impl WatchHub {
         let mut st = self.state.lock();
         if let Some(w) = st.watchers.remove(&key) {
             st.unindex(key, &w.spec);
+            if let Some(s) = st.streams.get_mut(&w.stream) {
+                s.watchers.remove(&key);
+            }
         }
     }
 
@@ -419,9 +433,20 @@ impl WatchHub {
         (flags, st.published)
     }
 
-    /// The number of watchers, for metrics.
+    /// The number of watchers, for tests.
+    #[cfg(test)]
     pub fn watcher_count(&self) -> usize {
         self.state.lock().watchers.len()
+    }
+
+    /// Counts of streams, watchers and unsynced watchers, for metrics.
+    pub fn stats(&self) -> HubStats {
+        let st = self.state.lock();
+        HubStats {
+            streams: st.streams.len(),
+            watchers: st.watchers.len(),
+            unsynced: st.watchers.values().filter(|w| !w.synced).count(),
+        }
     }
 }
 
@@ -492,7 +517,10 @@ mod tests {
             hub.publish(vec![put("k", rev)], rev);
         }
         let work = hub.take(s);
-        assert_eq!(revs(&work), vec![(2..2 + BUFFER_EVENTS as i64).collect::<Vec<_>>()]);
+        assert_eq!(
+            revs(&work),
+            vec![(2..2 + BUFFER_EVENTS as i64).collect::<Vec<_>>()]
+        );
         let next = 2 + BUFFER_EVENTS as i64;
         assert_eq!(work.unsynced, vec![(w, spec("k", ""), next)]);
         // A catch-up read that ends before the published revision does not rejoin.
