@@ -16,13 +16,16 @@
 //! above its `next_rev` and raises `next_rev` past them; a catch-up read covers
 //! `[next_rev, through]` and raises `next_rev` to `through + 1`; a watcher rejoins only
 //! when `next_rev` is above every revision published so far (`published`), checked under
-//! the same lock the applier publishes under. Otherwise it reads again.
+//! the same lock the applier publishes under, or when the revisions in between are still in
+//! the hub's short list of recent events, which it is handed at once. Otherwise it reads
+//! again. (Without the recent events, a steady stream of writes could keep a watcher
+//! reading one revision behind for ever.)
 //!
 //! For example: a watcher on `a` created at revision 10 with start 5 is unsynced with
 //! `next_rev` 5. Its stream reads 5..=12 (the store is at 12), sends them, and sets
 //! `next_rev` to 13. Meanwhile the applier committed 13 and published it, skipping the
-//! watcher; `published` is 13, so the watcher stays unsynced and reads 13..=13. Now
-//! `published` is still 13 < `next_rev` 14: it rejoins, and the applier hands it 14 on.
+//! watcher; `published` is 13, so the watcher takes revision 13's events on `a` from the
+//! recent events, `next_rev` becomes 14, and the applier hands it 14 on.
 //!
 //! Dispatch looks watchers up by key: single-key watchers in a hash map, so 100k watchers
 //! on distinct keys cost one lookup per event; range watchers (prefixes, from-key) in a
@@ -33,7 +36,7 @@
 //! `state` protects every watcher, the indexes, the streams' ready lists and `published`.
 //! It is held only for in-memory work, never across a backend read or an await.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use cairn_proto::mvccpb::{event::EventType, Event};
@@ -45,6 +48,11 @@ use tokio::sync::Notify;
 pub const BUFFER_EVENTS: usize = 256;
 /// The most key and value bytes a watcher's buffer holds, with the same exception.
 pub const BUFFER_BYTES: usize = 1 << 20;
+
+/// The most recent events the hub keeps for watchers rejoining the live stream.
+pub const RECENT_EVENTS: usize = 4096;
+/// The most key and value bytes of those.
+pub const RECENT_BYTES: usize = 4 << 20;
 
 /// A watcher's handle in the hub, unique for the life of the process.
 pub type WatcherKey = u64;
@@ -113,6 +121,12 @@ struct HubState {
     /// Raised when the store is replaced by a Raft snapshot; catch-up reads begun before
     /// it are discarded.
     epoch: u64,
+    /// The latest published events, oldest first: a watcher whose catch-up read ended a
+    /// little behind `published` takes the rest from here instead of reading again.
+    recent: VecDeque<Arc<Event>>,
+    recent_bytes: usize,
+    /// Every event from this revision through `published` is in `recent`.
+    recent_from: i64,
 }
 
 /// The watchers of one member; see the module docs.
@@ -245,6 +259,7 @@ impl WatchHub {
         WatchHub {
             state: Mutex::new(HubState {
                 published: current,
+                recent_from: current + 1,
                 ..Default::default()
             }),
         }
@@ -259,7 +274,11 @@ impl WatchHub {
     /// revision after the batch. Never waits for a reader.
     pub fn publish(&self, events: Vec<Event>, current: i64) {
         let mut st = self.state.lock();
-        if !events.is_empty() && !st.watchers.is_empty() {
+        if st.watchers.is_empty() {
+            st.recent.clear();
+            st.recent_bytes = 0;
+            st.recent_from = current + 1;
+        } else if !events.is_empty() {
             let events: Vec<Arc<Event>> = events.into_iter().map(Arc::new).collect();
             let mut start = 0;
             while start < events.len() {
@@ -267,6 +286,17 @@ impl WatchHub {
                 let end = start + events[start..].partition_point(|ev| event_rev(ev) == rev);
                 st.publish_revision(rev, &events[start..end]);
                 start = end;
+            }
+            for ev in events {
+                st.recent_bytes += event_bytes(&ev);
+                st.recent.push_back(ev);
+            }
+            while st.recent.len() > RECENT_EVENTS || st.recent_bytes > RECENT_BYTES {
+                let Some(old) = st.recent.pop_front() else {
+                    break;
+                };
+                st.recent_bytes -= event_bytes(&old);
+                st.recent_from = st.recent_from.max(event_rev(&old) + 1);
             }
         }
         st.published = st.published.max(current);
@@ -289,6 +319,9 @@ impl WatchHub {
             st.queue(key);
         }
         st.published = current;
+        st.recent.clear();
+        st.recent_bytes = 0;
+        st.recent_from = current + 1;
     }
 
     /// Registers a stream; its notify is woken whenever it has work.
@@ -395,11 +428,12 @@ impl WatchHub {
     }
 
     /// Records that an unsynced watcher has been sent every event through `through` and
-    /// rejoins it to the live stream if nothing newer has been published; otherwise it stays
-    /// queued for another read. Returns whether it is synced.
+    /// rejoins it to the live stream if nothing newer has been published, or if what was
+    /// published since is still among the recent events (handed to it now); otherwise it
+    /// stays queued for another read. Returns whether it is synced.
     pub fn advance(&self, key: WatcherKey, through: i64, epoch: u64) -> bool {
-        let mut st = self.state.lock();
-        let published = st.published;
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
         let stale = st.epoch != epoch;
         let Some(w) = st.watchers.get_mut(&key) else {
             return false;
@@ -409,10 +443,32 @@ impl WatchHub {
         }
         if !stale {
             w.next_rev = w.next_rev.max(through + 1);
-        }
-        if w.next_rev > published && !stale {
-            w.synced = true;
-            return true;
+            if w.next_rev > st.published {
+                w.synced = true;
+                return true;
+            }
+            if w.next_rev >= st.recent_from {
+                let from = w.next_rev;
+                let missed: Vec<&Arc<Event>> = st
+                    .recent
+                    .iter()
+                    .filter(|ev| event_rev(ev) >= from && w.spec.wants(ev))
+                    .collect();
+                let bytes: usize = missed.iter().map(|ev| event_bytes(ev)).sum();
+                let fits = w.buffer.is_empty()
+                    || (w.buffer.len() + missed.len() <= BUFFER_EVENTS
+                        && w.buffer_bytes + bytes <= BUFFER_BYTES);
+                if fits {
+                    w.buffer.extend(missed.into_iter().cloned());
+                    w.buffer_bytes += bytes;
+                    w.next_rev = st.published + 1;
+                    w.synced = true;
+                    if !w.buffer.is_empty() {
+                        st.queue(key);
+                    }
+                    return true;
+                }
+            }
         }
         st.queue(key);
         false
@@ -523,15 +579,37 @@ mod tests {
         );
         let next = 2 + BUFFER_EVENTS as i64;
         assert_eq!(work.unsynced, vec![(w, spec("k", ""), next)]);
-        // A catch-up read that ends before the published revision does not rejoin.
-        assert!(!hub.advance(w, next + 2, work.epoch));
-        let work = hub.take(s);
-        assert_eq!(work.unsynced[0].2, next + 3);
+        // A catch-up read that ends before the published revision rejoins with the rest
+        // from the recent events.
         let published = hub.published();
-        assert!(hub.advance(w, published, work.epoch));
+        assert!(hub.advance(w, next + 2, work.epoch));
+        let work = hub.take(s);
+        assert_eq!(
+            revs(&work),
+            vec![((next + 3)..=published).collect::<Vec<_>>()]
+        );
+        assert!(work.unsynced.is_empty());
         hub.publish(vec![put("k", published)], published);
         hub.publish(vec![put("k", published + 1)], published + 1);
         assert_eq!(revs(&hub.take(s)), vec![vec![published + 1]]);
+    }
+
+    #[test]
+    fn a_catch_up_behind_the_recent_events_reads_again() {
+        let hub = WatchHub::new(3);
+        let (s, _) = hub.open_stream();
+        let (w, _) = hub.add(s, spec("k", ""), 2);
+        let work = hub.take(s);
+        assert_eq!(work.unsynced.len(), 1);
+        let last = 4 + RECENT_EVENTS as i64 + 10;
+        for rev in 4..=last {
+            hub.publish(vec![put("other", rev)], rev);
+        }
+        assert!(!hub.advance(w, 3, work.epoch));
+        let work = hub.take(s);
+        assert_eq!(work.unsynced[0].2, 4);
+        assert!(hub.advance(w, last - 1, work.epoch), "the rest is recent");
+        assert!(hub.take(s).live.is_empty(), "no event of k to hand over");
     }
 
     #[test]
