@@ -103,6 +103,7 @@ impl StreamTask {
     ) {
         let interval = self.server.cfg.watch_progress_notify_interval;
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut inbound_open = true;
         loop {
             if self.out.is_empty() {
