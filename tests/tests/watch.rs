@@ -587,3 +587,62 @@ async fn a_watch_resumed_after_kill_9_sees_exactly_the_rest() {
         "nothing after the last write"
     );
 }
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> i64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Creates `n` watchers on distinct keys over one stream and returns the growth of the
+/// server's resident memory per watcher, in bytes.
+async fn bytes_per_watcher(server: &ServerProc, n: usize) -> i64 {
+    let ch = channel(server.url()).await;
+    let pid = server.pid().unwrap();
+    let mut s = Stream::open(&ch).await;
+    // Warm up the stream and the server's allocations first.
+    s.create(watch("warm", "", 0)).await;
+    s.next().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(pid);
+    let tx = s.tx.clone();
+    let sender = tokio::spawn(async move {
+        for i in 0..n {
+            let req = WatchRequest {
+                request_union: Some(RequestUnion::CreateRequest(watch(
+                    &format!("/registry/pods/default/pod-{i:06}"),
+                    "",
+                    0,
+                ))),
+            };
+            tx.send(req).await.unwrap();
+        }
+    });
+    for _ in 0..n {
+        assert!(s.next().await.created);
+    }
+    sender.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (rss_kib(pid) - before) * 1024 / n as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_costs_less_than_half_of_what_it_costs_in_etcd() {
+    const N: usize = 50_000;
+    let etcd = ServerProc::start(Kind::Etcd35, &[]);
+    let etcd_cost = bytes_per_watcher(&etcd, N).await;
+    drop(etcd);
+    let cairn = ServerProc::start(Kind::Cairn, &[]);
+    let cairn_cost = bytes_per_watcher(&cairn, N).await;
+    eprintln!("bytes per watcher: etcd {etcd_cost}, cairn {cairn_cost}");
+    assert!(
+        cairn_cost * 2 < etcd_cost,
+        "a watcher costs {cairn_cost} bytes in cairn and {etcd_cost} in etcd"
+    );
+}

@@ -36,7 +36,7 @@
 //! `state` protects every watcher, the indexes, the streams' ready lists and `published`.
 //! It is held only for in-memory work, never across a backend read or an await.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use cairn_proto::mvccpb::{event::EventType, Event};
@@ -67,51 +67,128 @@ pub struct WatchSpec {
     pub no_delete: bool,
 }
 
+/// Whether `k` is in `[key, end)` read as etcd reads a watch's `key` and `range_end`.
+fn in_range(key: &[u8], end: &[u8], k: &[u8]) -> bool {
+    match end {
+        [] => k == key,
+        [0] => k >= key,
+        end => k >= key && k < end,
+    }
+}
+
+/// Whether an event passes the NOPUT/NODELETE filters.
+fn passes(no_put: bool, no_delete: bool, ev: &Event) -> bool {
+    let put = ev.r#type == EventType::Put as i32;
+    !(put && no_put || !put && no_delete)
+}
+
 impl WatchSpec {
     /// Whether `key` is in the watched range.
     pub fn contains(&self, key: &[u8]) -> bool {
-        match self.range_end.as_slice() {
-            [] => key == self.key.as_slice(),
-            [0] => key >= self.key.as_slice(),
-            end => key >= self.key.as_slice() && key < end,
-        }
+        in_range(&self.key, &self.range_end, key)
     }
 
     /// Whether the watcher wants `ev`: in range and not filtered out.
     pub fn wants(&self, ev: &Event) -> bool {
-        let Some(kv) = ev.kv.as_ref() else {
-            return false;
-        };
-        let put = ev.r#type == EventType::Put as i32;
-        !(put && self.no_put || !put && self.no_delete) && self.contains(&kv.key)
+        ev.kv
+            .as_ref()
+            .is_some_and(|kv| passes(self.no_put, self.no_delete, ev) && self.contains(&kv.key))
     }
 }
 
+/// One watcher, kept small: there may be hundreds of thousands.
 struct Watcher {
     stream: u64,
-    spec: WatchSpec,
+    /// Its id on its stream.
+    watch_id: i64,
+    /// Shared with the single-key index.
+    key: Arc<[u8]>,
+    range_end: Box<[u8]>,
     next_rev: i64,
     synced: bool,
     /// On its stream's ready list.
     queued: bool,
+    no_put: bool,
+    no_delete: bool,
     /// Events handed over and not yet taken by the stream, in order.
-    buffer: Vec<Arc<Event>>,
-    buffer_bytes: usize,
+    buffer: Option<Box<Buffer>>,
+}
+
+#[derive(Default)]
+struct Buffer {
+    events: Vec<Arc<Event>>,
+    /// Their key and value bytes.
+    bytes: usize,
+}
+
+impl Watcher {
+    fn contains(&self, k: &[u8]) -> bool {
+        in_range(&self.key, &self.range_end, k)
+    }
+
+    fn wants(&self, ev: &Event) -> bool {
+        ev.kv
+            .as_ref()
+            .is_some_and(|kv| passes(self.no_put, self.no_delete, ev) && self.contains(&kv.key))
+    }
+
+    fn spec(&self) -> WatchSpec {
+        WatchSpec {
+            key: self.key.to_vec(),
+            range_end: self.range_end.to_vec(),
+            no_put: self.no_put,
+            no_delete: self.no_delete,
+        }
+    }
+
+    fn buffered(&self) -> (usize, usize) {
+        self.buffer
+            .as_ref()
+            .map_or((0, 0), |b| (b.events.len(), b.bytes))
+    }
+
+    /// Appends events if they fit the buffer's limits (always into an empty buffer).
+    fn offer(&mut self, events: Vec<&Arc<Event>>) -> bool {
+        let bytes: usize = events.iter().map(|ev| event_bytes(ev)).sum();
+        let (len, held) = self.buffered();
+        let fits =
+            len == 0 || (len + events.len() <= BUFFER_EVENTS && held + bytes <= BUFFER_BYTES);
+        if fits && !events.is_empty() {
+            let b = self.buffer.get_or_insert_with(Box::default);
+            b.events.extend(events.into_iter().cloned());
+            b.bytes += bytes;
+        }
+        fits
+    }
+}
+
+/// The watchers of one key: nearly always one.
+enum Slot {
+    One(WatcherKey),
+    #[allow(clippy::box_collection)] // Boxed so the common `One` stays two words.
+    Many(Box<Vec<WatcherKey>>),
+}
+
+impl Slot {
+    fn keys(&self) -> &[WatcherKey] {
+        match self {
+            Slot::One(k) => std::slice::from_ref(k),
+            Slot::Many(v) => v,
+        }
+    }
 }
 
 struct StreamEntry {
     notify: Arc<Notify>,
     /// Watchers with buffered events or catch-up work.
     ready: Vec<WatcherKey>,
-    /// Every watcher of the stream.
-    watchers: HashSet<WatcherKey>,
 }
 
 #[derive(Default)]
 struct HubState {
     watchers: HashMap<WatcherKey, Watcher>,
     /// Single-key watchers by key.
-    exact: HashMap<Vec<u8>, Vec<WatcherKey>>,
+    exact: HashMap<Arc<[u8]>, Slot>,
     /// Range watchers.
     ranges: Vec<WatcherKey>,
     streams: HashMap<u64, StreamEntry>,
@@ -145,10 +222,10 @@ pub struct HubStats {
 /// A stream's share of the hub's work, taken by [`WatchHub::take`].
 #[derive(Default)]
 pub struct Work {
-    /// Buffered events of synced or just-overflowed watchers, in order.
-    pub live: Vec<(WatcherKey, Vec<Arc<Event>>)>,
-    /// Unsynced watchers and where each must read from.
-    pub unsynced: Vec<(WatcherKey, WatchSpec, i64)>,
+    /// Buffered events of synced or just-overflowed watchers by watch id, in order.
+    pub live: Vec<(i64, Vec<Arc<Event>>)>,
+    /// Unsynced watchers (key, watch id, what it watches) and where each must read from.
+    pub unsynced: Vec<(WatcherKey, i64, WatchSpec, i64)>,
     /// The hub's epoch when taken, for [`WatchHub::advance`].
     pub epoch: u64,
 }
@@ -179,16 +256,42 @@ impl HubState {
         }
     }
 
-    fn unindex(&mut self, key: WatcherKey, spec: &WatchSpec) {
-        if spec.range_end.is_empty() {
-            if let Some(list) = self.exact.get_mut(&spec.key) {
-                list.retain(|k| *k != key);
-                if list.is_empty() {
-                    self.exact.remove(&spec.key);
-                }
-            }
-        } else {
+    fn unindex(&mut self, key: WatcherKey, w: &Watcher) {
+        if !w.range_end.is_empty() {
             self.ranges.retain(|k| *k != key);
+            return;
+        }
+        let emptied = match self.exact.get_mut(&w.key) {
+            Some(Slot::One(k)) => *k == key,
+            Some(Slot::Many(list)) => {
+                list.retain(|k| *k != key);
+                if let [one] = list.as_slice() {
+                    let one = *one;
+                    self.exact.insert(w.key.clone(), Slot::One(one));
+                }
+                false
+            }
+            None => false,
+        };
+        if emptied {
+            self.exact.remove(&w.key);
+        }
+    }
+
+    fn index(&mut self, key: WatcherKey, w: &Watcher) {
+        if !w.range_end.is_empty() {
+            self.ranges.push(key);
+            return;
+        }
+        match self.exact.get_mut(&w.key) {
+            Some(Slot::Many(list)) => list.push(key),
+            Some(slot @ Slot::One(_)) => {
+                let first = slot.keys()[0];
+                *slot = Slot::Many(Box::new(vec![first, key]));
+            }
+            None => {
+                self.exact.insert(w.key.clone(), Slot::One(key));
+            }
         }
     }
 
@@ -197,15 +300,11 @@ impl HubState {
         let mut matches: Vec<(WatcherKey, usize)> = Vec::new();
         for (i, ev) in events.iter().enumerate() {
             let Some(kv) = ev.kv.as_ref() else { continue };
-            if let Some(list) = self.exact.get(&kv.key) {
-                matches.extend(list.iter().map(|k| (*k, i)));
+            if let Some(slot) = self.exact.get(kv.key.as_slice()) {
+                matches.extend(slot.keys().iter().map(|k| (*k, i)));
             }
             for k in &self.ranges {
-                if self
-                    .watchers
-                    .get(k)
-                    .is_some_and(|w| w.spec.contains(&kv.key))
-                {
+                if self.watchers.get(k).is_some_and(|w| w.contains(&kv.key)) {
                     matches.push((*k, i));
                 }
             }
@@ -229,20 +328,13 @@ impl HubState {
             let wanted: Vec<&Arc<Event>> = group
                 .iter()
                 .map(|(_, i)| &events[*i])
-                .filter(|ev| w.spec.wants(ev))
+                .filter(|ev| w.wants(ev))
                 .collect();
             w.next_rev = rev + 1;
             if wanted.is_empty() {
                 continue;
             }
-            let bytes: usize = wanted.iter().map(|ev| event_bytes(ev)).sum();
-            let fits = w.buffer.is_empty()
-                || (w.buffer.len() + wanted.len() <= BUFFER_EVENTS
-                    && w.buffer_bytes + bytes <= BUFFER_BYTES);
-            if fits {
-                w.buffer.extend(wanted.into_iter().cloned());
-                w.buffer_bytes += bytes;
-            } else {
+            if !w.offer(wanted) {
                 // The reader is behind: it reads this revision and what follows from the
                 // backend once it has taken what is buffered.
                 w.synced = false;
@@ -335,54 +427,51 @@ impl WatchHub {
             StreamEntry {
                 notify: notify.clone(),
                 ready: Vec::new(),
-                watchers: HashSet::new(),
             },
         );
         (id, notify)
     }
 
-    /// Removes a stream and all its watchers.
-    pub fn close_stream(&self, stream: u64) {
+    /// Removes a stream and its watchers, `keys`.
+    pub fn close_stream(&self, stream: u64, keys: impl IntoIterator<Item = WatcherKey>) {
         let mut st = self.state.lock();
-        let Some(entry) = st.streams.remove(&stream) else {
-            return;
-        };
-        for key in entry.watchers {
+        st.streams.remove(&stream);
+        for key in keys {
             if let Some(w) = st.watchers.remove(&key) {
-                st.unindex(key, &w.spec);
+                st.unindex(key, &w);
             }
         }
     }
 
-    /// Adds a watcher to `stream` that wants events from `start` on (0: after the
+    /// Adds watch `watch_id` to `stream`, wanting events from `start` on (0: after the
     /// published revision). Returns its key and the revision its created response reports.
-    pub fn add(&self, stream: u64, spec: WatchSpec, start: i64) -> (WatcherKey, i64) {
+    pub fn add(
+        &self,
+        stream: u64,
+        watch_id: i64,
+        spec: WatchSpec,
+        start: i64,
+    ) -> (WatcherKey, i64) {
         let mut st = self.state.lock();
         st.next_key += 1;
         let key = st.next_key;
         let published = st.published;
         let next_rev = if start <= 0 { published + 1 } else { start };
         let synced = next_rev > published;
-        if spec.range_end.is_empty() {
-            st.exact.entry(spec.key.clone()).or_default().push(key);
-        } else {
-            st.ranges.push(key);
-        }
-        st.watchers.insert(
-            key,
-            Watcher {
-                stream,
-                spec,
-                next_rev,
-                synced,
-                queued: false,
-                buffer: Vec::new(),
-                buffer_bytes: 0,
-            },
-        );
-        if let Some(s) = st.streams.get_mut(&stream) {
-            s.watchers.insert(key);
-        }
+        let w = Watcher {
+            stream,
+            watch_id,
+            key: spec.key.into(),
+            range_end: spec.range_end.into(),
+            next_rev,
+            synced,
+            queued: false,
+            no_put: spec.no_put,
+            no_delete: spec.no_delete,
+            buffer: None,
+        };
+        st.index(key, &w);
+        st.watchers.insert(key, w);
         if !synced {
             st.queue(key);
         }
@@ -393,10 +482,7 @@ impl WatchHub {
     pub fn remove(&self, key: WatcherKey) {
         let mut st = self.state.lock();
         if let Some(w) = st.watchers.remove(&key) {
-            st.unindex(key, &w.spec);
-            if let Some(s) = st.streams.get_mut(&w.stream) {
-                s.watchers.remove(&key);
-            }
+            st.unindex(key, &w);
         }
     }
 
@@ -416,12 +502,11 @@ impl WatchHub {
                 continue;
             };
             w.queued = false;
-            if !w.buffer.is_empty() {
-                work.live.push((key, std::mem::take(&mut w.buffer)));
-                w.buffer_bytes = 0;
+            if let Some(b) = w.buffer.take() {
+                work.live.push((w.watch_id, b.events));
             }
             if !w.synced {
-                work.unsynced.push((key, w.spec.clone(), w.next_rev));
+                work.unsynced.push((key, w.watch_id, w.spec(), w.next_rev));
             }
         }
         work
@@ -452,18 +537,12 @@ impl WatchHub {
                 let missed: Vec<&Arc<Event>> = st
                     .recent
                     .iter()
-                    .filter(|ev| event_rev(ev) >= from && w.spec.wants(ev))
+                    .filter(|ev| event_rev(ev) >= from && w.wants(ev))
                     .collect();
-                let bytes: usize = missed.iter().map(|ev| event_bytes(ev)).sum();
-                let fits = w.buffer.is_empty()
-                    || (w.buffer.len() + missed.len() <= BUFFER_EVENTS
-                        && w.buffer_bytes + bytes <= BUFFER_BYTES);
-                if fits {
-                    w.buffer.extend(missed.into_iter().cloned());
-                    w.buffer_bytes += bytes;
+                if w.offer(missed) {
                     w.next_rev = st.published + 1;
                     w.synced = true;
-                    if !w.buffer.is_empty() {
+                    if w.buffer.is_some() {
                         st.queue(key);
                     }
                     return true;
@@ -483,7 +562,7 @@ impl WatchHub {
             .map(|k| {
                 st.watchers
                     .get(k)
-                    .is_some_and(|w| w.synced && w.buffer.is_empty())
+                    .is_some_and(|w| w.synced && w.buffer.is_none())
             })
             .collect();
         (flags, st.published)
@@ -545,22 +624,16 @@ mod tests {
     fn dispatches_by_key_and_range_from_next_rev() {
         let hub = WatchHub::new(1);
         let (s, _) = hub.open_stream();
-        let (a, _) = hub.add(s, spec("a", ""), 0);
-        let (p, _) = hub.add(s, spec("p/", "p0"), 3);
-        let (all, _) = hub.add(s, spec("", "\0"), 0);
+        let (a, _) = hub.add(s, 0, spec("a", ""), 0);
+        let (p, _) = hub.add(s, 0, spec("p/", "p0"), 3);
+        let (all, _) = hub.add(s, 0, spec("", "\0"), 0);
         hub.publish(vec![put("a", 2), put("p/1", 2), put("b", 2)], 2);
         hub.publish(vec![put("p/2", 3), put("a", 3)], 3);
         let work = hub.take(s);
-        let mut got: Vec<(WatcherKey, Vec<i64>)> = work
-            .live
-            .iter()
-            .map(|(k, evs)| (*k, evs.iter().map(|e| event_rev(e)).collect()))
-            .collect();
+        let mut got: Vec<Vec<i64>> = revs(&work);
         got.sort();
-        assert_eq!(
-            got,
-            vec![(a, vec![2, 3]), (p, vec![3]), (all, vec![2, 2, 2, 3, 3])]
-        );
+        assert_eq!(got, vec![vec![2, 2, 2, 3, 3], vec![2, 3], vec![3]]);
+        let _ = (a, p, all);
         assert!(work.unsynced.is_empty());
     }
 
@@ -568,7 +641,7 @@ mod tests {
     fn overflow_unsyncs_at_the_revision_and_rejoins_only_when_caught_up() {
         let hub = WatchHub::new(1);
         let (s, _) = hub.open_stream();
-        let (w, _) = hub.add(s, spec("k", ""), 0);
+        let (w, _) = hub.add(s, 0, spec("k", ""), 0);
         for rev in 2..(2 + BUFFER_EVENTS as i64 + 5) {
             hub.publish(vec![put("k", rev)], rev);
         }
@@ -578,7 +651,7 @@ mod tests {
             vec![(2..2 + BUFFER_EVENTS as i64).collect::<Vec<_>>()]
         );
         let next = 2 + BUFFER_EVENTS as i64;
-        assert_eq!(work.unsynced, vec![(w, spec("k", ""), next)]);
+        assert_eq!(work.unsynced, vec![(w, 0, spec("k", ""), next)]);
         // A catch-up read that ends before the published revision rejoins with the rest
         // from the recent events.
         let published = hub.published();
@@ -598,7 +671,7 @@ mod tests {
     fn a_catch_up_behind_the_recent_events_reads_again() {
         let hub = WatchHub::new(3);
         let (s, _) = hub.open_stream();
-        let (w, _) = hub.add(s, spec("k", ""), 2);
+        let (w, _) = hub.add(s, 0, spec("k", ""), 2);
         let work = hub.take(s);
         assert_eq!(work.unsynced.len(), 1);
         let last = 4 + RECENT_EVENTS as i64 + 10;
@@ -607,7 +680,7 @@ mod tests {
         }
         assert!(!hub.advance(w, 3, work.epoch));
         let work = hub.take(s);
-        assert_eq!(work.unsynced[0].2, 4);
+        assert_eq!(work.unsynced[0].3, 4);
         assert!(hub.advance(w, last - 1, work.epoch), "the rest is recent");
         assert!(hub.take(s).live.is_empty(), "no event of k to hand over");
     }
@@ -616,12 +689,12 @@ mod tests {
     fn a_restore_unsyncs_everyone_and_discards_reads_begun_before() {
         let hub = WatchHub::new(5);
         let (s, _) = hub.open_stream();
-        let (w, _) = hub.add(s, spec("k", ""), 2);
+        let (w, _) = hub.add(s, 0, spec("k", ""), 2);
         let work = hub.take(s);
         hub.restored(9);
         assert!(!hub.advance(w, 5, work.epoch));
         let work = hub.take(s);
-        assert_eq!(work.unsynced[0].2, 2);
+        assert_eq!(work.unsynced[0].3, 2);
         assert!(hub.advance(w, 9, work.epoch));
     }
 
@@ -629,9 +702,12 @@ mod tests {
     fn closing_a_stream_removes_its_watchers_from_the_indexes() {
         let hub = WatchHub::new(1);
         let (s, _) = hub.open_stream();
-        hub.add(s, spec("a", ""), 0);
-        hub.add(s, spec("a", "b"), 0);
-        hub.close_stream(s);
+        let (k1, _) = hub.add(s, 0, spec("a", ""), 0);
+        let (k2, _) = hub.add(s, 1, spec("a", ""), 0);
+        let (k3, _) = hub.add(s, 2, spec("a", "b"), 0);
+        hub.remove(k1);
+        assert!(matches!(hub.state.lock().exact.get(&b"a"[..]), Some(Slot::One(k)) if *k == k2));
+        hub.close_stream(s, [k2, k3]);
         assert_eq!(hub.watcher_count(), 0);
         let st = hub.state.lock();
         assert!(st.exact.is_empty() && st.ranges.is_empty());

@@ -27,6 +27,9 @@ use crate::watch::{WatchHub, WatchSpec, WatcherKey, Work};
 
 /// Responses buffered between the stream task and gRPC.
 const SEND_QUEUE: usize = 16;
+/// Requests are read only while fewer responses than this wait in the task's queue, so a
+/// client that sends without reading is held back (etcd's control queue is as short).
+const QUEUE_FOR_REQUESTS: usize = 16;
 /// The most events one catch-up read takes (more when one revision has more).
 const CATCHUP_EVENTS: usize = 1000;
 /// The most revisions one catch-up response covers, as etcd's.
@@ -61,7 +64,6 @@ impl Watch for WatchService {
             id,
             notify,
             watches: HashMap::new(),
-            by_key: HashMap::new(),
             next_id: 0,
             out: VecDeque::new(),
             progress_pending: false,
@@ -87,7 +89,6 @@ struct StreamTask {
     id: u64,
     notify: Arc<Notify>,
     watches: HashMap<i64, WatchOpts>,
-    by_key: HashMap<WatcherKey, i64>,
     /// The next watch id to try for a create without one (etcd counts from 0 per stream).
     next_id: i64,
     out: VecDeque<WatchResponse>,
@@ -114,7 +115,7 @@ impl StreamTask {
             }
             tokio::select! {
                 biased;
-                msg = inbound.message(), if inbound_open => match msg {
+                msg = inbound.message(), if inbound_open && self.out.len() < QUEUE_FOR_REQUESTS => match msg {
                     Ok(Some(req)) => self.handle(req),
                     // A client that stops sending still gets its events.
                     Ok(None) => inbound_open = false,
@@ -133,7 +134,8 @@ impl StreamTask {
                 _ = ticker.tick() => self.progress_tick(),
             }
         }
-        self.hub.close_stream(self.id);
+        self.hub
+            .close_stream(self.id, self.watches.values().map(|o| o.key));
     }
 
     fn handle(&mut self, req: WatchRequest) {
@@ -185,7 +187,7 @@ impl StreamTask {
         } else {
             c.watch_id
         };
-        let (key, rev) = self.hub.add(self.id, spec, c.start_revision);
+        let (key, rev) = self.hub.add(self.id, watch_id, spec, c.start_revision);
         self.watches.insert(
             watch_id,
             WatchOpts {
@@ -196,7 +198,6 @@ impl StreamTask {
                 quiet: true,
             },
         );
-        self.by_key.insert(key, watch_id);
         self.out.push_back(WatchResponse {
             header: Some(self.server.header(rev)),
             watch_id,
@@ -209,7 +210,6 @@ impl StreamTask {
         let Some(opts) = self.watches.remove(&watch_id) else {
             return false;
         };
-        self.by_key.remove(&opts.key);
         self.hub.remove(opts.key);
         true
     }
@@ -282,10 +282,7 @@ impl StreamTask {
             unsynced,
             epoch,
         } = self.hub.take(self.id);
-        for (key, events) in live {
-            let Some(&watch_id) = self.by_key.get(&key) else {
-                continue;
-            };
+        for (watch_id, events) in live {
             let mut start = 0;
             while start < events.len() {
                 let rev = rev_of(&events[start]);
@@ -305,16 +302,13 @@ impl StreamTask {
     /// Reads one round of history for the unsynced watchers and queues what each wants.
     async fn catch_up(
         &mut self,
-        unsynced: Vec<(WatcherKey, WatchSpec, i64)>,
+        unsynced: Vec<(WatcherKey, i64, WatchSpec, i64)>,
         epoch: u64,
     ) -> Result<(), Status> {
-        let from = unsynced.iter().map(|(_, _, n)| *n).min().unwrap_or(0);
-        let with_prev = unsynced.iter().any(|(k, _, _)| {
-            self.by_key
-                .get(k)
-                .and_then(|id| self.watches.get(id))
-                .is_some_and(|o| o.prev_kv)
-        });
+        let from = unsynced.iter().map(|(_, _, _, n)| *n).min().unwrap_or(0);
+        let with_prev = unsynced
+            .iter()
+            .any(|(_, id, _, _)| self.watches.get(id).is_some_and(|o| o.prev_kv));
         let store = self.server.store.clone();
         let read = tokio::task::spawn_blocking(move || {
             store.history(from, CATCHUP_EVENTS, CATCHUP_REVS, with_prev)
@@ -325,10 +319,10 @@ impl StreamTask {
             Ok(h) => h,
             Err(cairn_mvcc::MvccError::Compacted) => {
                 let compacted = self.server.store.compact_revision();
-                for (key, _, next) in unsynced {
-                    let Some(&watch_id) = self.by_key.get(&key) else {
+                for (key, watch_id, _, next) in unsynced {
+                    if self.watches.get(&watch_id).is_none_or(|o| o.key != key) {
                         continue;
-                    };
+                    }
                     if next < compacted {
                         self.forget(watch_id);
                         self.out.push_back(WatchResponse {
@@ -346,10 +340,10 @@ impl StreamTask {
             }
             Err(e) => return Err(super::mvcc_status(e)),
         };
-        for (key, spec, next) in unsynced {
-            let Some(&watch_id) = self.by_key.get(&key) else {
+        for (key, watch_id, spec, next) in unsynced {
+            if self.watches.get(&watch_id).is_none_or(|o| o.key != key) {
                 continue;
-            };
+            }
             let evs: Vec<Event> = history
                 .events
                 .iter()
