@@ -8,10 +8,10 @@
 use std::time::{Duration, Instant};
 
 use cairn_proto::etcdserverpb::{
-    kv_client::KvClient, request_op::Request as Op, watch_client::WatchClient,
-    watch_create_request::FilterType, watch_request::RequestUnion, CompactionRequest,
-    DeleteRangeRequest, PutRequest, RequestOp, TxnRequest, WatchCancelRequest, WatchCreateRequest,
-    WatchProgressRequest, WatchRequest, WatchResponse,
+    kv_client::KvClient, maintenance_client::MaintenanceClient, request_op::Request as Op,
+    watch_client::WatchClient, watch_create_request::FilterType, watch_request::RequestUnion,
+    CompactionRequest, DeleteRangeRequest, PutRequest, RequestOp, StatusRequest, TxnRequest,
+    WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
 };
 use cairn_proto::mvccpb::event::EventType;
 use cairn_tests::{tool, Kind, ServerProc};
@@ -644,5 +644,77 @@ async fn a_watcher_costs_less_than_half_of_what_it_costs_in_etcd() {
     assert!(
         cairn_cost * 2 < etcd_cost,
         "a watcher costs {cairn_cost} bytes in cairn and {etcd_cost} in etcd"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_on_every_member_see_the_same_history_across_a_snapshot_install() {
+    // A short log, so a member paused through 300 writes is sent a snapshot of the backend.
+    let cluster = cairn_tests::Cluster::start(3, &["--experimental-snapshot-catchup-entries=20"]);
+    let mut streams = Vec::new();
+    let mut start = 0;
+    for m in &cluster.members {
+        let ch = channel(m.url()).await;
+        let mut s = Stream::open(&ch).await;
+        s.create(watch("c/", "c0", 0)).await;
+        let created = s.next().await;
+        assert!(created.created);
+        start = start.max(created.header.unwrap().revision + 1);
+        streams.push((ch, s));
+    }
+    // Members in the order: a follower, the others.
+    let mut order = Vec::new();
+    for (i, m) in cluster.members.iter().enumerate() {
+        let st = MaintenanceClient::new(channel(m.url()).await)
+            .status(StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        if st.leader == st.header.unwrap().member_id {
+            order.push(i);
+        } else {
+            order.insert(0, i);
+        }
+    }
+    let mut writers = Vec::new();
+    for i in &order {
+        writers.push(KvClient::new(channel(cluster.members[*i].url()).await));
+    }
+    let mut n = 0;
+    for i in 0..60 {
+        writers[i % 3]
+            .put(put(&format!("c/{i}"), "v"))
+            .await
+            .unwrap();
+        n += 1;
+    }
+    // The paused follower keeps its client connections; its watcher is behind the leader's
+    // log when it wakes, and the member installs a snapshot.
+    let paused = &cluster.members[order[0]];
+    paused.signal("STOP");
+    for i in 0..300 {
+        writers[1 + i % 2]
+            .put(put(&format!("c/p{i}"), "v"))
+            .await
+            .unwrap();
+        n += 1;
+    }
+    // Give the leader a durable commit to purge its log behind.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    writers[1].put(put("c/purge", "v")).await.unwrap();
+    n += 1;
+    paused.signal("CONT");
+    writers[0].put(put("c/last", "v")).await.unwrap();
+    n += 1;
+    let to = start + n - 1;
+    for (i, (_, s)) in streams.iter_mut().enumerate() {
+        let events = read_until(s, to).await;
+        check_contiguous(&events, start, to);
+        eprintln!("member {i}: {} events in order", events.len());
+    }
+    let log = cluster.members[order[0]].log_text();
+    assert!(
+        log.contains("applied snapshot from the leader"),
+        "the paused member caught up without a snapshot"
     );
 }
