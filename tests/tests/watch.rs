@@ -718,3 +718,51 @@ async fn watchers_on_every_member_see_the_same_history_across_a_snapshot_install
         "the paused member caught up without a snapshot"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_etcd_client_crate_watches_cairn() {
+    use etcd_client::{Client, EventType as ClientEventType, WatchOptions};
+    let cairn = ServerProc::start(Kind::Cairn, &[]);
+    let mut c = Client::connect([cairn.url()], None).await.unwrap();
+    c.put("svc/a", "1", None).await.unwrap(); // 2
+    let mut stream = c
+        .watch(
+            "svc/",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_prev_key()
+                    .with_start_revision(2),
+            ),
+        )
+        .await
+        .unwrap();
+    let created = stream.message().await.unwrap().unwrap();
+    assert!(created.created());
+    let id = created.watch_id();
+    c.put("svc/a", "2", None).await.unwrap(); // 3
+    c.delete("svc/a", None).await.unwrap(); // 4
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let r = stream.message().await.unwrap().unwrap();
+        for e in r.events() {
+            let kv = e.kv().unwrap();
+            seen.push((
+                e.event_type() == ClientEventType::Put,
+                kv.mod_revision(),
+                e.prev_kv().map(|p| p.value().to_vec()),
+            ));
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (true, 2, None),
+            (true, 3, Some(b"1".to_vec())),
+            (false, 4, Some(b"2".to_vec())),
+        ]
+    );
+    stream.cancel(id).await.unwrap();
+    let r = stream.message().await.unwrap().unwrap();
+    assert!(r.canceled() && r.watch_id() == id);
+}
