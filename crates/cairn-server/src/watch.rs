@@ -195,9 +195,6 @@ struct HubState {
     next_key: u64,
     /// Every event up to this revision has been published.
     published: i64,
-    /// Raised when the store is replaced by a Raft snapshot; catch-up reads begun before
-    /// it are discarded.
-    epoch: u64,
     /// The latest published events, oldest first: a watcher whose catch-up read ended a
     /// little behind `published` takes the rest from here instead of reading again.
     recent: VecDeque<Arc<Event>>,
@@ -226,8 +223,6 @@ pub struct Work {
     pub live: Vec<(i64, Vec<Arc<Event>>)>,
     /// Unsynced watchers (key, watch id, what it watches) and where each must read from.
     pub unsynced: Vec<(WatcherKey, i64, WatchSpec, i64)>,
-    /// The hub's epoch when taken, for [`WatchHub::advance`].
-    pub epoch: u64,
 }
 
 fn event_rev(ev: &Event) -> i64 {
@@ -395,11 +390,12 @@ impl WatchHub {
     }
 
     /// Replaces what the hub knows after the store was replaced by a snapshot at revision
-    /// `current`: every watcher reads the new store from where it stood.
+    /// `current`: every watcher reads the new store from where it stood. (A catch-up read
+    /// of the old store that finishes later still counts: both stores hold the same
+    /// history, Raft's, up to the older one's revision.)
     pub fn restored(&self, current: i64) {
         let mut st = self.state.lock();
         let published = st.published;
-        st.epoch += 1;
         let keys: Vec<WatcherKey> = st.watchers.keys().copied().collect();
         for key in keys {
             if let Some(w) = st.watchers.get_mut(&key) {
@@ -489,10 +485,7 @@ impl WatchHub {
     /// Takes a stream's pending work: buffered events and unsynced watchers.
     pub fn take(&self, stream: u64) -> Work {
         let mut st = self.state.lock();
-        let mut work = Work {
-            epoch: st.epoch,
-            ..Default::default()
-        };
+        let mut work = Work::default();
         let ready = match st.streams.get_mut(&stream) {
             Some(s) => std::mem::take(&mut s.ready),
             None => return work,
@@ -516,17 +509,16 @@ impl WatchHub {
     /// rejoins it to the live stream if nothing newer has been published, or if what was
     /// published since is still among the recent events (handed to it now); otherwise it
     /// stays queued for another read. Returns whether it is synced.
-    pub fn advance(&self, key: WatcherKey, through: i64, epoch: u64) -> bool {
+    pub fn advance(&self, key: WatcherKey, through: i64) -> bool {
         let mut guard = self.state.lock();
         let st = &mut *guard;
-        let stale = st.epoch != epoch;
         let Some(w) = st.watchers.get_mut(&key) else {
             return false;
         };
         if w.synced {
             return true;
         }
-        if !stale {
+        {
             w.next_rev = w.next_rev.max(through + 1);
             if w.next_rev > st.published {
                 w.synced = true;
@@ -655,7 +647,7 @@ mod tests {
         // A catch-up read that ends before the published revision rejoins with the rest
         // from the recent events.
         let published = hub.published();
-        assert!(hub.advance(w, next + 2, work.epoch));
+        assert!(hub.advance(w, next + 2));
         let work = hub.take(s);
         assert_eq!(
             revs(&work),
@@ -678,24 +670,30 @@ mod tests {
         for rev in 4..=last {
             hub.publish(vec![put("other", rev)], rev);
         }
-        assert!(!hub.advance(w, 3, work.epoch));
+        assert!(!hub.advance(w, 3));
         let work = hub.take(s);
         assert_eq!(work.unsynced[0].3, 4);
-        assert!(hub.advance(w, last - 1, work.epoch), "the rest is recent");
+        assert!(hub.advance(w, last - 1), "the rest is recent");
         assert!(hub.take(s).live.is_empty(), "no event of k to hand over");
     }
 
     #[test]
-    fn a_restore_unsyncs_everyone_and_discards_reads_begun_before() {
+    fn a_restore_unsyncs_everyone_and_a_read_begun_before_still_counts() {
         let hub = WatchHub::new(5);
         let (s, _) = hub.open_stream();
         let (w, _) = hub.add(s, 0, spec("k", ""), 2);
-        let work = hub.take(s);
+        let (live, _) = hub.add(s, 1, spec("k", ""), 0);
+        assert_eq!(hub.take(s).unsynced.len(), 1);
         hub.restored(9);
-        assert!(!hub.advance(w, 5, work.epoch));
+        let mut work = hub.take(s);
+        work.unsynced.sort_by_key(|u| u.1);
+        assert_eq!(work.unsynced[1], (live, 1, spec("k", ""), 6));
+        assert!(!hub.advance(w, 5), "6..=9 are not among the recent events");
+        assert!(!hub.advance(live, 5));
         let work = hub.take(s);
-        assert_eq!(work.unsynced[0].3, 2);
-        assert!(hub.advance(w, 9, work.epoch));
+        assert_eq!(work.unsynced[0].3, 6);
+        assert!(hub.advance(w, 9));
+        assert!(hub.advance(live, 9));
     }
 
     #[test]

@@ -277,11 +277,7 @@ impl StreamTask {
 
     /// Takes the hub's work for this stream and queues the responses it makes.
     async fn fill(&mut self) -> Result<(), Status> {
-        let Work {
-            live,
-            unsynced,
-            epoch,
-        } = self.hub.take(self.id);
+        let Work { live, unsynced } = self.hub.take(self.id);
         for (watch_id, events) in live {
             let mut start = 0;
             while start < events.len() {
@@ -293,7 +289,7 @@ impl StreamTask {
             }
         }
         if !unsynced.is_empty() {
-            self.catch_up(unsynced, epoch).await?;
+            self.catch_up(unsynced).await?;
         }
         self.try_progress();
         Ok(())
@@ -303,7 +299,6 @@ impl StreamTask {
     async fn catch_up(
         &mut self,
         unsynced: Vec<(WatcherKey, i64, WatchSpec, i64)>,
-        epoch: u64,
     ) -> Result<(), Status> {
         let from = unsynced.iter().map(|(_, _, _, n)| *n).min().unwrap_or(0);
         let with_prev = unsynced
@@ -333,7 +328,7 @@ impl StreamTask {
                             ..Default::default()
                         });
                     } else {
-                        self.hub.advance(key, next - 1, epoch);
+                        self.hub.advance(key, next - 1);
                     }
                 }
                 return Ok(());
@@ -353,7 +348,7 @@ impl StreamTask {
             if !evs.is_empty() {
                 self.push_events(watch_id, history.current, evs);
             }
-            self.hub.advance(key, history.through, epoch);
+            self.hub.advance(key, history.through);
         }
         Ok(())
     }
