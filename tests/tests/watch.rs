@@ -534,6 +534,18 @@ async fn a_reader_that_stops_reading_blocks_no_one_and_misses_nothing() {
         metrics.contains("etcd_debugging_mvcc_slow_watcher_total 1\n"),
         "the stalled watcher is not counted as slow:\n{metrics}"
     );
+    assert!(metrics.contains("etcd_debugging_mvcc_watch_stream_total 2\n"));
+    assert!(metrics.contains("etcd_debugging_mvcc_watcher_total 2\n"));
+    // The dashboards count open watch streams as started minus handled.
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("grpc_server_started_total{")
+                && l.contains("grpc_service=\"etcdserverpb.Watch\"")
+                && l.contains("grpc_type=\"bidi_stream\"")
+                && l.ends_with(" 2")),
+        "watch streams are not counted as started:\n{metrics}"
+    );
     let to = start + (WRITERS * PER_WRITER) as i64 - 1;
     let events = read_until(&mut slow, to).await;
     check_contiguous(&events, start, to);

@@ -185,6 +185,25 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a bidirectional stream as started.
+    pub fn grpc_stream_started(&self, service: &str, method: &str) {
+        self.grpc_started
+            .with_label_values(&["bidi_stream", service, method])
+            .inc();
+    }
+
+    /// Counts a bidirectional stream as ended with `code`.
+    pub fn grpc_stream_handled(&self, service: &str, method: &str, code: tonic::Code) {
+        self.grpc_handled
+            .with_label_values(&[
+                "bidi_stream",
+                service,
+                method,
+                cairn_proto::grpc_code_name(code),
+            ])
+            .inc();
+    }
+
     /// Renders every metric in Prometheus's text format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -35,6 +35,9 @@ const CATCHUP_EVENTS: usize = 1000;
 /// The most revisions one catch-up response covers, as etcd's.
 const CATCHUP_REVS: usize = 1000;
 
+const SERVICE: &str = "etcdserverpb.Watch";
+const METHOD: &str = "Watch";
+
 const ERR_DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
 const ERR_EMPTY_RANGE: &str = "mvcc: watcher range is empty";
 
@@ -53,7 +56,13 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
-        self.server.refuse_on_learner()?;
+        let m = &self.server.metrics;
+        m.grpc_stream_started(SERVICE, METHOD);
+        if let Err(e) = self.server.refuse_on_learner() {
+            let status = e.status();
+            m.grpc_stream_handled(SERVICE, METHOD, status.code());
+            return Err(status);
+        }
         let inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(SEND_QUEUE);
         let hub = self.server.watch.clone();
@@ -106,9 +115,13 @@ impl StreamTask {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut inbound_open = true;
+        // How the stream ended, for grpc_server_handled_total: a client that goes away
+        // cancels it.
+        let mut code = tonic::Code::Cancelled;
         loop {
             if self.out.is_empty() {
                 if let Err(status) = self.fill().await {
+                    code = status.code();
                     let _ = tx.send(Err(status)).await;
                     break;
                 }
@@ -119,7 +132,10 @@ impl StreamTask {
                     Ok(Some(req)) => self.handle(req),
                     // A client that stops sending still gets its events.
                     Ok(None) => inbound_open = false,
-                    Err(_) => break,
+                    Err(status) => {
+                        code = status.code();
+                        break;
+                    }
                 },
                 permit = tx.reserve(), if !self.out.is_empty() => match permit {
                     Ok(permit) => {
@@ -136,6 +152,9 @@ impl StreamTask {
         }
         self.hub
             .close_stream(self.id, self.watches.values().map(|o| o.key));
+        self.server
+            .metrics
+            .grpc_stream_handled(SERVICE, METHOD, code);
     }
 
     fn handle(&mut self, req: WatchRequest) {
