@@ -4,7 +4,7 @@
 
 use crate::cli::Command;
 use crate::global::{CtlError, Ctx, GLOBAL_FLAGS};
-use crate::{check, endpoint, kv, lease, maintenance, member, move_leader, txn, version};
+use crate::{check, endpoint, kv, lease, maintenance, member, move_leader, txn, version, watch};
 
 fn not_implemented(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
     Err(CtlError::error(format!(
@@ -96,7 +96,7 @@ pub fn root() -> Command {
             stub("revoke-role", "Revokes a role from a user"),
         ]),
         Command::leaf("version", "version", "Prints the version of etcdctl", &[], version::run),
-        stub("watch", "Watches events stream on keys or prefixes"),
+        Command::leaf("watch", "watch [options] [key or prefix] [range_end] [--] [exec-command arg1 arg2 ...]", "Watches events stream on keys or prefixes", watch::FLAGS, watch::run),
     ];
     Command::group(
         "etcdctl",

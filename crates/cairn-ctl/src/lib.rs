@@ -13,7 +13,7 @@
 //!   they depend on.
 //! - One module per command group: [`kv`] (get, put, del), [`txn`], [`endpoint`],
 //!   [`maintenance`] (compaction, alarm, defrag, snapshot), [`member`], [`move_leader`],
-//!   [`lease`], [`version`]; [`urls`] checks peer URLs as the Go client does.
+//!   [`lease`], [`version`], [`watch`]; [`urls`] checks peer URLs as the Go client does.
 
 pub mod check;
 pub mod cli;
@@ -34,6 +34,7 @@ pub mod tabwriter;
 pub mod txn;
 pub mod urls;
 pub mod version;
+pub mod watch;
 
 /// Runs cairnctl with the process arguments (without the program name); returns the
 /// exit code.

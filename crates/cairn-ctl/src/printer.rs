@@ -102,7 +102,8 @@ pub mod fields {
         s.push_str(&format!("\"RaftTerm\" : {}\n", h.raft_term));
     }
 
-    fn kv(s: &mut String, pfx: &str, kv: &KeyValue) {
+    /// A key-value's six lines, their names prefixed with `pfx`.
+    pub fn kv(s: &mut String, pfx: &str, kv: &KeyValue) {
         s.push_str(&format!("\"{pfx}Key\" : {}\n", gofmt::quote(&kv.key)));
         s.push_str(&format!(
             "\"{pfx}CreateRevision\" : {}\n",

@@ -22,6 +22,7 @@
 //!   open-time checks.
 //! - `kv_store`: [`Store`]: open and rebuild, reads, hashes, defragment, snapshots, locks.
 //! - `apply`: [`ApplyBatch`]: puts, deletes, transactions, compaction, commit.
+//! - `history`: [`History`]: the events of a run of revisions read back, for watchers.
 //! - `range`: revisioned reads and the request-level range (filters, sort, limit).
 //! - `txn`: compares, pre-apply checks, running a transaction's branch.
 //! - `go_sort`: Go's unstable `sort.Sort`, so sorted ranges tie-break as etcd's do.
@@ -32,6 +33,7 @@ mod backend;
 mod crc32c;
 mod error;
 mod go_sort;
+mod history;
 mod key_index;
 mod kv_store;
 mod range;
@@ -40,6 +42,7 @@ mod txn;
 
 pub use apply::ApplyBatch;
 pub use error::MvccError;
+pub use history::History;
 pub use kv_store::{HashKv, Store};
 
 /// Tells the store whether a lease exists, so puts can refuse unknown leases.

@@ -40,6 +40,8 @@ pub struct Applier {
     /// The lessor: lease entries, the leases puts refer to, keys attached to leases.
     pub leases: Arc<crate::lease::Leases>,
     pub metrics: Arc<Metrics>,
+    /// Told of each batch's events once they are committed.
+    pub watch: Arc<crate::watch::WatchHub>,
     pub applied_tx: watch::Sender<u64>,
     /// Raised to the applied index of each durable commit; the Raft log may be purged up to
     /// it.
@@ -235,6 +237,7 @@ impl Applier {
         self.members
             .reload(self.store.meta(crate::membership::META_KEY)?.as_deref());
         self.leases.reload(&self.store)?;
+        self.watch.restored(self.store.current_revision());
         for (id, urls) in self.members.peers() {
             self.peers.set_peer(id, &urls);
         }
@@ -322,9 +325,12 @@ impl cairn_raft::Applier for Applier {
         }
         batch.set_applied_index(last);
         let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
-        if let Err(e) = batch.commit(durable) {
-            fatal("failed to commit to the backend", &e);
-        }
+        let events = match batch.commit(durable) {
+            Ok(events) => events,
+            Err(e) => fatal("failed to commit to the backend", &e),
+        };
+        // Readers see the batch now; the hub hands its events on without waiting.
+        self.watch.publish(events, self.store.current_revision());
         self.metrics
             .backend_commit_duration
             .observe(started.elapsed().as_secs_f64());

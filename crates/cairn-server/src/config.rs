@@ -88,6 +88,13 @@ pub struct Flags {
         default_value = "5m0s"
     )]
     pub experimental_lease_checkpoint_interval: String,
+    /// Duration of periodic watch progress notifications.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL",
+        default_value = "10m0s"
+    )]
+    pub experimental_watch_progress_notify_interval: String,
     /// List of URLs to listen on for peer traffic.
     #[arg(
         long,
@@ -276,6 +283,9 @@ pub struct Config {
     pub snapshot_count: u64,
     /// Entries the Raft log keeps behind the durable backend commit when compacted.
     pub snapshot_catchup_entries: u64,
+    /// How often a watcher that asked for progress notifications and got no events is told
+    /// the current revision.
+    pub watch_progress_notify_interval: Duration,
     pub strict_reconfig_check: bool,
     pub force_new_cluster: bool,
     pub heartbeat_interval: Duration,
@@ -672,6 +682,15 @@ impl Flags {
                     self.experimental_lease_checkpoint_interval
                 ))
             })?;
+        let watch_progress_notify_interval =
+            parse_go_duration(&self.experimental_watch_progress_notify_interval)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "invalid --experimental-watch-progress-notify-interval {:?}",
+                        self.experimental_watch_progress_notify_interval
+                    ))
+                })?;
         let auto_compaction =
             parse_retention(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
         let data_dir = self
@@ -691,6 +710,7 @@ impl Flags {
             initial_cluster_state_new,
             snapshot_count: self.snapshot_count,
             snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
+            watch_progress_notify_interval,
             strict_reconfig_check: self.strict_reconfig_check,
             force_new_cluster: self.force_new_cluster,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval),

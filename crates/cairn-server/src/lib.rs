@@ -17,8 +17,10 @@
 //!   the member set.
 //! - `peer`: Raft messages between members over gRPC on the peer URLs; `peer_snapshot`:
 //!   Raft snapshots streamed between them in chunks.
-//! - `rpc`: the gRPC services (KV, Lease, Maintenance, Cluster, v3lock, v3election) and
-//!   request validation.
+//! - `watch`: the watch hub: watchers, their dispatch index, and the hand-off of applied
+//!   events without blocking the applier.
+//! - `rpc`: the gRPC services (KV, Watch, Lease, Maintenance, Cluster, v3lock, v3election)
+//!   and request validation.
 //! - `http`: `/health`, `/version`, `/metrics`.
 //! - [`logging`]: etcd-shaped JSON log lines.
 //! - `run`: wires it together and serves until SIGTERM or SIGINT.
@@ -38,6 +40,7 @@ mod rpc;
 mod run;
 mod server;
 mod waiters;
+mod watch;
 
 pub use run::run;
 pub use server::{Server, StartError};

@@ -28,6 +28,9 @@ pub struct Metrics {
     pub server_version: IntGaugeVec,
     pub cluster_version: IntGaugeVec,
     pub db_open_seconds: Gauge,
+    pub watch_streams: IntGauge,
+    pub watchers: IntGauge,
+    pub slow_watchers: IntGauge,
 }
 
 fn disk_buckets() -> Vec<f64> {
@@ -90,6 +93,18 @@ impl Metrics {
         )?;
         registry.register(Box::new(db_open_seconds.clone()))?;
         Ok(Metrics {
+            watch_streams: gauge(
+                "etcd_debugging_mvcc_watch_stream_total",
+                "Total number of watch streams.",
+            )?,
+            watchers: gauge(
+                "etcd_debugging_mvcc_watcher_total",
+                "Total number of watchers.",
+            )?,
+            slow_watchers: gauge(
+                "etcd_debugging_mvcc_slow_watcher_total",
+                "Total number of unsynced slow watchers.",
+            )?,
             has_leader: gauge(
                 "etcd_server_has_leader",
                 "Whether or not a leader exists. 1 is existence, 0 is not.",
@@ -167,6 +182,25 @@ impl Metrics {
             .inc();
         self.grpc_handled
             .with_label_values(&[ty, service, method, cairn_proto::grpc_code_name(code)])
+            .inc();
+    }
+
+    /// Counts a bidirectional stream as started.
+    pub fn grpc_stream_started(&self, service: &str, method: &str) {
+        self.grpc_started
+            .with_label_values(&["bidi_stream", service, method])
+            .inc();
+    }
+
+    /// Counts a bidirectional stream as ended with `code`.
+    pub fn grpc_stream_handled(&self, service: &str, method: &str, code: tonic::Code) {
+        self.grpc_handled
+            .with_label_values(&[
+                "bidi_stream",
+                service,
+                method,
+                cairn_proto::grpc_code_name(code),
+            ])
             .inc();
     }
 

@@ -9,7 +9,7 @@ use cairn_proto::cairnpb::lease_peer_server::LeasePeerServer;
 use cairn_proto::cairnpb::raft_peer_server::RaftPeerServer;
 use cairn_proto::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
-    maintenance_server::MaintenanceServer, CompactionRequest,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer, CompactionRequest,
 };
 use cairn_proto::EtcdError;
 use tokio::net::TcpListener;
@@ -19,6 +19,7 @@ use crate::peer::PeerService;
 use crate::rpc::lock::{ElectionService, LockService};
 use crate::rpc::{
     cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService,
+    watch::WatchService,
 };
 use crate::server::Server;
 use cairn_proto::v3electionpb::election_server::ElectionServer;
@@ -59,7 +60,14 @@ fn client_router(server: &Arc<Server>, loopback: &cairn_client::Client) -> axum:
     }))
     .add_service(LeaseServer::new(LeaseService {
         server: server.clone(),
-    }));
+    }))
+    .add_service(
+        WatchServer::new(WatchService {
+            server: server.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(usize::MAX),
+    );
     let leader_check = server.clone();
     routes
         .into_axum_router()

@@ -79,6 +79,8 @@ pub struct Server {
     pub peers: PeerSet,
     pub metrics: Arc<Metrics>,
     pub leases: Arc<crate::lease::Leases>,
+    /// The watchers of this member.
+    pub watch: Arc<crate::watch::WatchHub>,
     applied_rx: watch::Receiver<u64>,
     next_id: AtomicU64,
     pub started: Instant,
@@ -289,7 +291,9 @@ impl Server {
         let waiters = Arc::new(Waiters::default());
         let (applied_tx, applied_rx) = watch::channel(store.applied_index());
         let (durable_tx, mut durable_rx) = watch::channel(store.applied_index());
+        let watch = Arc::new(crate::watch::WatchHub::new(store.current_revision()));
         let applier = crate::apply::Applier {
+            watch: watch.clone(),
             store: store.clone(),
             waiters: waiters.clone(),
             alarms: alarms.clone(),
@@ -377,6 +381,7 @@ impl Server {
             peers: peer_set,
             metrics,
             leases,
+            watch,
             applied_rx,
             next_id: AtomicU64::new(seed),
             started,
@@ -716,6 +721,10 @@ impl Server {
         self.metrics
             .db_total_size_in_use
             .set(self.store.db_size_in_use() as i64);
+        let w = self.watch.stats();
+        self.metrics.watch_streams.set(w.streams as i64);
+        self.metrics.watchers.set(w.watchers as i64);
+        self.metrics.slow_watchers.set(w.unsynced as i64);
     }
 
     /// Stops Raft and the applier.

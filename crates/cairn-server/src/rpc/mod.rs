@@ -7,6 +7,7 @@ pub mod lease;
 pub mod lock;
 pub mod maintenance;
 pub mod validate;
+pub mod watch;
 
 use tonic::{Response, Status};
 

@@ -1,0 +1,172 @@
+//! `cairnctl watch` against `etcdctl watch` 3.5.1, byte for byte.
+//!
+//! Both run at the same time against one real etcd 3.5.1 (they run until stopped, so each
+//! is bounded by `timeout`), while the test writes; stdout, stderr and the exit code must
+//! be identical. The cases cover every `-w` format, `--hex`, `--prev-kv`, `--prefix`,
+//! `--rev` (also below the compaction), argument errors, a command run per event after
+//! `--`, `ETCDCTL_WATCH_KEY`/`ETCDCTL_WATCH_RANGE_END`, and interactive mode.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::Etcd;
+
+/// One case: watch arguments, environment, interactive input script (shell), and
+/// whether the test writes while it runs.
+struct Case {
+    args: &'static str,
+    env: &'static [(&'static str, &'static str)],
+    input: Option<&'static str>,
+    writes: bool,
+}
+
+const fn case(args: &'static str) -> Case {
+    Case {
+        args,
+        env: &[],
+        input: None,
+        writes: true,
+    }
+}
+
+fn spawn(bin: &Path, endpoint: &str, c: &Case) -> Child {
+    let input = c.input.unwrap_or("true");
+    // The shell gives `--` and quoted exec commands to the binary exactly as typed.
+    let script = format!(
+        "({input}) | timeout -s TERM 3 {} --endpoints={endpoint} watch {}",
+        bin.display(),
+        c.args
+    );
+    let mut cmd = Command::new("sh");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ETCDCTL_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.arg("-c")
+        .arg(script)
+        .envs(c.env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn ctl(bin: &Path, endpoint: &str, args: &[&str]) {
+    let st = Command::new(bin)
+        .arg(format!("--endpoints={endpoint}"))
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "etcdctl {args:?} failed");
+}
+
+fn finish(child: Child) -> (String, String, i32) {
+    let out = child.wait_with_output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+#[test]
+fn cairnctl_watch_prints_what_etcdctl_watch_prints() {
+    let etcd_bin = common::etcd_bin().unwrap();
+    let etcdctl = common::etcdctl_bin().unwrap();
+    let cairnctl = PathBuf::from(env!("CARGO_BIN_EXE_cairnctl"));
+    let etcd = Etcd::start(&etcd_bin, "watch");
+    let ep = etcd.endpoint.clone();
+    // Revisions 2..=5, then a compaction at 3.
+    for args in [
+        &["put", "k", "v1"][..],
+        &["put", "k2", "x"],
+        &["put", "k", "v2"],
+        &["del", "k2"],
+        &["compaction", "3"],
+    ] {
+        ctl(&etcdctl, &ep, args);
+    }
+    let interactive = "echo 'watch k --prev-kv'; sleep 1; echo progress; sleep 0.3; \
+                       echo 'bogus cmd'; echo ''; echo watch; echo 'watch --rev 1 k'; \
+                       echo 'watch k k3 --prefix'; sleep 1.2";
+    let cases = [
+        case("--rev=3 --prev-kv k"),
+        case("-w json --rev=3 --prev-kv k"),
+        case("-w fields --prev-kv --prefix k"),
+        case("-w protobuf --rev=3 k"),
+        case("-w table k"),
+        case("--hex --prefix k"),
+        case("--rev=1 k"),
+        case("-w json --rev=1 k"),
+        case("k k3"),
+        case("''"),
+        case("--prefix ''"),
+        case(""),
+        case("k k3 --prefix"),
+        case("k --"),
+        case("--rev=x k"),
+        case("--help"),
+        case("--rev=3 k -- sh -c 'echo \"$ETCD_WATCH_REVISION $ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY $ETCD_WATCH_VALUE\"'"),
+        case("--rev=3 k -- false"),
+        case("--rev=3 k -- no-such-command x"),
+        Case {
+            env: &[("ETCDCTL_WATCH_KEY", "k")],
+            ..case("--rev=3")
+        },
+        Case {
+            env: &[("ETCDCTL_WATCH_KEY", "k")],
+            ..case("--rev=3 k")
+        },
+        Case {
+            env: &[("ETCDCTL_WATCH_KEY", "k")],
+            ..case("--rev=3 -- echo event")
+        },
+        Case {
+            env: &[("ETCDCTL_WATCH_KEY", "k")],
+            ..case("--rev=3 k -- echo event")
+        },
+        Case {
+            env: &[("ETCDCTL_WATCH_KEY", "k"), ("ETCDCTL_WATCH_RANGE_END", "k3")],
+            ..case("--rev=3")
+        },
+        Case {
+            env: &[("ETCDCTL_WATCH_RANGE_END", "k3")],
+            ..case("--rev=3")
+        },
+        Case {
+            input: Some(interactive),
+            ..case("-i")
+        },
+        Case {
+            input: Some(interactive),
+            ..case("-i -w json")
+        },
+    ];
+    let mut failures = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let want = spawn(&etcdctl, &ep, c);
+        let got = spawn(&cairnctl, &ep, c);
+        if c.writes {
+            std::thread::sleep(Duration::from_millis(700));
+            ctl(&etcdctl, &ep, &["put", "k", &format!("case{i}")]);
+            ctl(&etcdctl, &ep, &["put", "k2", "y"]);
+            ctl(&etcdctl, &ep, &["del", "k"]);
+        }
+        let (want, got) = (finish(want), finish(got));
+        if want != got {
+            failures.push(format!(
+                "watch {} (env {:?}):\n etcdctl: {want:?}\n cairnctl: {got:?}",
+                c.args, c.env
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,0 +1,425 @@
+//! The Watch service: one task per stream creates and cancels its watchers in the hub
+//! (`crate::watch`), turns the events the hub hands it into responses, reads the history
+//! for its unsynced watchers, and answers progress requests.
+//!
+//! The task keeps a small queue of responses ready to send. It takes more work from the
+//! hub only when that queue is empty, so a client that does not read holds at most one
+//! round of responses here; meanwhile its watchers' hub buffers fill, they fall out of
+//! sync, and they catch up from the backend when the client reads again.
+
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use cairn_proto::etcdserverpb::{
+    watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch,
+    WatchCreateRequest, WatchRequest, WatchResponse,
+};
+use cairn_proto::mvccpb::Event;
+use futures::Stream;
+use prost::Message;
+use tokio::sync::{mpsc, Notify};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::server::Server;
+use crate::watch::{WatchHub, WatchSpec, WatcherKey, Work};
+
+/// Responses buffered between the stream task and gRPC.
+const SEND_QUEUE: usize = 16;
+/// Requests are read only while fewer responses than this wait in the task's queue, so a
+/// client that sends without reading is held back (etcd's control queue is as short).
+const QUEUE_FOR_REQUESTS: usize = 16;
+/// The most events one catch-up read takes (more when one revision has more).
+const CATCHUP_EVENTS: usize = 1000;
+/// The most revisions one catch-up response covers, as etcd's.
+const CATCHUP_REVS: usize = 1000;
+
+const SERVICE: &str = "etcdserverpb.Watch";
+const METHOD: &str = "Watch";
+
+const ERR_DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
+const ERR_EMPTY_RANGE: &str = "mvcc: watcher range is empty";
+
+/// The Watch service of one member.
+pub struct WatchService {
+    pub server: Arc<Server>,
+}
+
+type ResponseStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = ResponseStream;
+
+    async fn watch(
+        &self,
+        req: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<ResponseStream>, Status> {
+        let m = &self.server.metrics;
+        m.grpc_stream_started(SERVICE, METHOD);
+        if let Err(e) = self.server.refuse_on_learner() {
+            let status = e.status();
+            m.grpc_stream_handled(SERVICE, METHOD, status.code());
+            return Err(status);
+        }
+        let inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel(SEND_QUEUE);
+        let hub = self.server.watch.clone();
+        let (id, notify) = hub.open_stream();
+        let task = StreamTask {
+            server: self.server.clone(),
+            hub,
+            id,
+            notify,
+            watches: HashMap::new(),
+            next_id: 0,
+            out: VecDeque::new(),
+            progress_pending: false,
+        };
+        tokio::spawn(task.run(inbound, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// What the stream remembers of one of its watches.
+struct WatchOpts {
+    key: WatcherKey,
+    prev_kv: bool,
+    fragment: bool,
+    progress_notify: bool,
+    /// No events were sent since the last progress tick.
+    quiet: bool,
+}
+
+struct StreamTask {
+    server: Arc<Server>,
+    hub: Arc<WatchHub>,
+    id: u64,
+    notify: Arc<Notify>,
+    watches: HashMap<i64, WatchOpts>,
+    /// The next watch id to try for a create without one (etcd counts from 0 per stream).
+    next_id: i64,
+    out: VecDeque<WatchResponse>,
+    /// A progress request waits for every watcher of the stream to be synced.
+    progress_pending: bool,
+}
+
+impl StreamTask {
+    async fn run(
+        mut self,
+        mut inbound: Streaming<WatchRequest>,
+        tx: mpsc::Sender<Result<WatchResponse, Status>>,
+    ) {
+        let interval = self.server.cfg.watch_progress_notify_interval;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut inbound_open = true;
+        // How the stream ended, for grpc_server_handled_total: a client that goes away
+        // cancels it.
+        let mut code = tonic::Code::Cancelled;
+        loop {
+            if self.out.is_empty() {
+                if let Err(status) = self.fill().await {
+                    code = status.code();
+                    let _ = tx.send(Err(status)).await;
+                    break;
+                }
+            }
+            tokio::select! {
+                biased;
+                msg = inbound.message(), if inbound_open && self.out.len() < QUEUE_FOR_REQUESTS => match msg {
+                    Ok(Some(req)) => self.handle(req),
+                    // A client that stops sending still gets its events.
+                    Ok(None) => inbound_open = false,
+                    Err(status) => {
+                        code = status.code();
+                        break;
+                    }
+                },
+                permit = tx.reserve(), if !self.out.is_empty() => match permit {
+                    Ok(permit) => {
+                        if let Some(resp) = self.out.pop_front() {
+                            permit.send(Ok(resp));
+                        }
+                    }
+                    Err(_) => break,
+                },
+                () = self.notify.notified(), if self.out.is_empty() => {}
+                () = tx.closed() => break,
+                _ = ticker.tick() => self.progress_tick(),
+            }
+        }
+        self.hub
+            .close_stream(self.id, self.watches.values().map(|o| o.key));
+        self.server
+            .metrics
+            .grpc_stream_handled(SERVICE, METHOD, code);
+    }
+
+    fn handle(&mut self, req: WatchRequest) {
+        match req.request_union {
+            Some(RequestUnion::CreateRequest(c)) => self.create(c),
+            Some(RequestUnion::CancelRequest(c)) => self.cancel(c.watch_id),
+            Some(RequestUnion::ProgressRequest(_)) => {
+                self.progress_pending = true;
+                self.try_progress();
+            }
+            // etcd ignores a request it does not understand rather than ending the stream.
+            None => {}
+        }
+    }
+
+    fn create(&mut self, c: WatchCreateRequest) {
+        let filters = |f: FilterType| c.filters.contains(&(f as i32));
+        let spec = WatchSpec {
+            no_put: filters(FilterType::Noput),
+            no_delete: filters(FilterType::Nodelete),
+            key: c.key,
+            range_end: c.range_end,
+        };
+        let refuse = |reason: &str, rev: i64| WatchResponse {
+            header: Some(self.server.header(rev)),
+            watch_id: -1,
+            created: true,
+            canceled: true,
+            cancel_reason: reason.to_string(),
+            ..Default::default()
+        };
+        let empty_range = !matches!(spec.range_end.as_slice(), [] | [0])
+            && spec.key.as_slice() >= spec.range_end.as_slice();
+        if empty_range {
+            let resp = refuse(ERR_EMPTY_RANGE, self.hub.published());
+            self.out.push_back(resp);
+            return;
+        }
+        let watch_id = if c.watch_id == 0 {
+            while self.watches.contains_key(&self.next_id) {
+                self.next_id += 1;
+            }
+            self.next_id += 1;
+            self.next_id - 1
+        } else if self.watches.contains_key(&c.watch_id) {
+            let resp = refuse(ERR_DUPLICATE_ID, self.hub.published());
+            self.out.push_back(resp);
+            return;
+        } else {
+            c.watch_id
+        };
+        let (key, rev) = self.hub.add(self.id, watch_id, spec, c.start_revision);
+        self.watches.insert(
+            watch_id,
+            WatchOpts {
+                key,
+                prev_kv: c.prev_kv,
+                fragment: c.fragment,
+                progress_notify: c.progress_notify,
+                quiet: true,
+            },
+        );
+        self.out.push_back(WatchResponse {
+            header: Some(self.server.header(rev)),
+            watch_id,
+            created: true,
+            ..Default::default()
+        });
+    }
+
+    fn forget(&mut self, watch_id: i64) -> bool {
+        let Some(opts) = self.watches.remove(&watch_id) else {
+            return false;
+        };
+        self.hub.remove(opts.key);
+        true
+    }
+
+    fn cancel(&mut self, watch_id: i64) {
+        if !self.forget(watch_id) {
+            return;
+        }
+        // Events not yet sent for it are not sent at all.
+        self.out
+            .retain(|r| r.watch_id != watch_id || r.created || r.canceled);
+        let rev = self.hub.published();
+        self.out.push_back(WatchResponse {
+            header: Some(self.server.header(rev)),
+            watch_id,
+            canceled: true,
+            ..Default::default()
+        });
+    }
+
+    /// Sends the stream's progress response once every watcher is synced.
+    fn try_progress(&mut self) {
+        if !self.progress_pending {
+            return;
+        }
+        let keys: Vec<WatcherKey> = self.watches.values().map(|o| o.key).collect();
+        let (synced, rev) = self.hub.synced(&keys);
+        if synced.iter().all(|s| *s) {
+            self.progress_pending = false;
+            self.out.push_back(WatchResponse {
+                header: Some(self.server.header(rev)),
+                watch_id: -1,
+                ..Default::default()
+            });
+        }
+    }
+
+    /// Tells each synced watcher that asked for progress notifications and got no events
+    /// since the last tick the current revision.
+    fn progress_tick(&mut self) {
+        let mut due = Vec::new();
+        for (id, opts) in &mut self.watches {
+            if opts.progress_notify {
+                if opts.quiet {
+                    due.push((*id, opts.key));
+                }
+                opts.quiet = true;
+            }
+        }
+        if due.is_empty() {
+            return;
+        }
+        let keys: Vec<WatcherKey> = due.iter().map(|(_, k)| *k).collect();
+        let (synced, rev) = self.hub.synced(&keys);
+        for ((watch_id, _), synced) in due.into_iter().zip(synced) {
+            if synced {
+                self.out.push_back(WatchResponse {
+                    header: Some(self.server.header(rev)),
+                    watch_id,
+                    ..Default::default()
+                });
+            }
+        }
+    }
+
+    /// Takes the hub's work for this stream and queues the responses it makes.
+    async fn fill(&mut self) -> Result<(), Status> {
+        let Work { live, unsynced } = self.hub.take(self.id);
+        for (watch_id, events) in live {
+            let mut start = 0;
+            while start < events.len() {
+                let rev = rev_of(&events[start]);
+                let end = start + events[start..].partition_point(|ev| rev_of(ev) == rev);
+                let evs = events[start..end].iter().map(|ev| (**ev).clone()).collect();
+                self.push_events(watch_id, rev, evs);
+                start = end;
+            }
+        }
+        if !unsynced.is_empty() {
+            self.catch_up(unsynced).await?;
+        }
+        self.try_progress();
+        Ok(())
+    }
+
+    /// Reads one round of history for the unsynced watchers and queues what each wants.
+    async fn catch_up(
+        &mut self,
+        unsynced: Vec<(WatcherKey, i64, WatchSpec, i64)>,
+    ) -> Result<(), Status> {
+        let from = unsynced.iter().map(|(_, _, _, n)| *n).min().unwrap_or(0);
+        let with_prev = unsynced
+            .iter()
+            .any(|(_, id, _, _)| self.watches.get(id).is_some_and(|o| o.prev_kv));
+        let store = self.server.store.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            store.history(from, CATCHUP_EVENTS, CATCHUP_REVS, with_prev)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        let history = match read {
+            Ok(h) => h,
+            Err(cairn_mvcc::MvccError::Compacted) => {
+                let compacted = self.server.store.compact_revision();
+                for (key, watch_id, _, next) in unsynced {
+                    if self.watches.get(&watch_id).is_none_or(|o| o.key != key) {
+                        continue;
+                    }
+                    if next < compacted {
+                        self.forget(watch_id);
+                        self.out.push_back(WatchResponse {
+                            header: Some(self.server.header(0)),
+                            watch_id,
+                            canceled: true,
+                            compact_revision: compacted,
+                            ..Default::default()
+                        });
+                    } else {
+                        self.hub.advance(key, next - 1);
+                    }
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(super::mvcc_status(e)),
+        };
+        for (key, watch_id, spec, next) in unsynced {
+            if self.watches.get(&watch_id).is_none_or(|o| o.key != key) {
+                continue;
+            }
+            let evs: Vec<Event> = history
+                .events
+                .iter()
+                .filter(|ev| rev_of(ev) >= next && spec.wants(ev))
+                .cloned()
+                .collect();
+            if !evs.is_empty() {
+                self.push_events(watch_id, history.current, evs);
+            }
+            self.hub.advance(key, history.through);
+        }
+        Ok(())
+    }
+
+    /// Queues a response carrying `events` for a watch, split into fragments if the watch
+    /// asked for that and the response reaches `--max-request-bytes` plus 512 KiB.
+    fn push_events(&mut self, watch_id: i64, rev: i64, mut events: Vec<Event>) {
+        let Some(opts) = self.watches.get_mut(&watch_id) else {
+            return;
+        };
+        opts.quiet = false;
+        if !opts.prev_kv {
+            for ev in &mut events {
+                ev.prev_kv = None;
+            }
+        }
+        let fragment = opts.fragment;
+        let mut resp = WatchResponse {
+            header: Some(self.server.header(rev)),
+            watch_id,
+            events,
+            ..Default::default()
+        };
+        // As etcd's: the request limit plus gRPC's framing room.
+        let max = self.server.cfg.max_request_bytes as usize + crate::server::GRPC_OVERHEAD_BYTES;
+        if !fragment || resp.events.len() < 2 || resp.encoded_len() < max {
+            self.out.push_back(resp);
+            return;
+        }
+        let events = std::mem::take(&mut resp.events);
+        resp.fragment = true;
+        let base = resp.encoded_len();
+        let mut cur = resp.clone();
+        let mut size = base;
+        for ev in events {
+            let len = prost::encoding::message::encoded_len(11, &ev);
+            if !cur.events.is_empty() && size + len >= max {
+                let next = WatchResponse {
+                    events: Vec::new(),
+                    ..resp.clone()
+                };
+                self.out.push_back(std::mem::replace(&mut cur, next));
+                size = base;
+            }
+            cur.events.push(ev);
+            size += len;
+        }
+        cur.fragment = false;
+        self.out.push_back(cur);
+    }
+}
+
+fn rev_of(ev: &Event) -> i64 {
+    ev.kv.as_ref().map_or(0, |kv| kv.mod_revision)
+}
