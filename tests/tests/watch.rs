@@ -505,6 +505,8 @@ async fn a_reader_that_stops_reading_blocks_no_one_and_misses_nothing() {
         let to = start + (WRITERS * PER_WRITER) as i64 - 1;
         let events = read_until(&mut fast, to).await;
         check_contiguous(&events, start, to);
+        // Kept open: the metrics below count it.
+        fast
     });
     let mut writers = Vec::new();
     for w in 0..WRITERS {
@@ -520,7 +522,7 @@ async fn a_reader_that_stops_reading_blocks_no_one_and_misses_nothing() {
         w.await.unwrap();
     }
     let wrote = began.elapsed();
-    tokio::time::timeout(Duration::from_secs(60), reader)
+    let _fast = tokio::time::timeout(Duration::from_secs(60), reader)
         .await
         .expect("the reading watcher fell behind the writes")
         .unwrap();
@@ -534,7 +536,10 @@ async fn a_reader_that_stops_reading_blocks_no_one_and_misses_nothing() {
         metrics.contains("etcd_debugging_mvcc_slow_watcher_total 1\n"),
         "the stalled watcher is not counted as slow:\n{metrics}"
     );
-    assert!(metrics.contains("etcd_debugging_mvcc_watch_stream_total 2\n"));
+    assert!(
+        metrics.contains("etcd_debugging_mvcc_watch_stream_total 2\n"),
+        "{metrics}"
+    );
     assert!(metrics.contains("etcd_debugging_mvcc_watcher_total 2\n"));
     // The dashboards count open watch streams as started minus handled.
     assert!(
@@ -662,7 +667,13 @@ async fn a_watcher_costs_less_than_half_of_what_it_costs_in_etcd() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_on_every_member_see_the_same_history_across_a_snapshot_install() {
     // A short log, so a member paused through 300 writes is sent a snapshot of the backend.
-    let cluster = cairn_tests::Cluster::start(3, &["--experimental-snapshot-catchup-entries=20"]);
+    let cluster = cairn_tests::Cluster::start(
+        3,
+        &[
+            "--experimental-snapshot-catchup-entries=20",
+            "--snapshot-count=20",
+        ],
+    );
     let mut streams = Vec::new();
     let mut start = 0;
     for m in &cluster.members {
@@ -716,7 +727,9 @@ async fn watchers_on_every_member_see_the_same_history_across_a_snapshot_install
     writers[1].put(put("c/purge", "v")).await.unwrap();
     n += 1;
     paused.signal("CONT");
-    writers[0].put(put("c/last", "v")).await.unwrap();
+    if let Err(e) = writers[0].put(put("c/last", "v")).await {
+        panic!("put on the resumed member: {e:?}\n{}", paused.log_text());
+    }
     n += 1;
     let to = start + n - 1;
     for (i, (_, s)) in streams.iter_mut().enumerate() {
@@ -727,7 +740,7 @@ async fn watchers_on_every_member_see_the_same_history_across_a_snapshot_install
     let log = cluster.members[order[0]].log_text();
     assert!(
         log.contains("applied snapshot from the leader"),
-        "the paused member caught up without a snapshot"
+        "the paused member caught up without a snapshot:\n{log}"
     );
 }
 
