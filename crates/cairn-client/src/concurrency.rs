@@ -127,7 +127,11 @@ impl Session {
                     _ => break,
                 }
                 tokio::time::sleep(every).await;
-                if req_tx.send(LeaseKeepAliveRequest { id: lease }).await.is_err() {
+                if req_tx
+                    .send(LeaseKeepAliveRequest { id: lease })
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -209,10 +213,12 @@ fn get_op(req: RangeRequest) -> RequestOp {
 
 fn delete_op(key: &[u8]) -> RequestOp {
     RequestOp {
-        request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
-            key: key.to_vec(),
-            ..Default::default()
-        })),
+        request: Some(request_op::Request::RequestDeleteRange(
+            DeleteRangeRequest {
+                key: key.to_vec(),
+                ..Default::default()
+            },
+        )),
     }
 }
 
@@ -248,8 +254,10 @@ async fn watch_from(
     key: &[u8],
     range_end: Vec<u8>,
     from: i64,
-) -> Result<Pin<Box<dyn Stream<Item = Result<cairn_proto::etcdserverpb::WatchResponse, Status>> + Send>>, Error>
-{
+) -> Result<
+    Pin<Box<dyn Stream<Item = Result<cairn_proto::etcdserverpb::WatchResponse, Status>> + Send>>,
+    Error,
+> {
     let create = WatchRequest {
         request_union: Some(watch_request::RequestUnion::CreateRequest(
             WatchCreateRequest {
@@ -537,23 +545,45 @@ impl Election {
     /// Follows the leader: sends the current leader, then every change of its value, then
     /// the next leader when it goes, until `out` is closed or a watch fails.
     pub async fn observe(&self, out: mpsc::Sender<(ResponseHeader, KeyValue)>) {
+        let (tx, mut rx) = mpsc::channel(1);
+        let forward = async {
+            while let Some(r) = rx.recv().await {
+                let RangeResponse { header, kvs, .. } = r;
+                let Some(kv) = kvs.into_iter().next() else {
+                    continue;
+                };
+                if out.send((header.unwrap_or_default(), kv)).await.is_err() {
+                    break;
+                }
+            }
+            // Dropping `rx` here ends `observe_ranges` too.
+            drop(rx);
+        };
+        tokio::join!(self.observe_ranges(tx), forward);
+    }
+
+    /// [`Election::observe`] as etcd's Go client delivers it: one range response per
+    /// leader or value, holding the leader key. A new leader comes in a fresh response
+    /// (count 0); a changed value reuses the range response that found the leader, with
+    /// its count and more, and the watch response's header.
+    pub async fn observe_ranges(&self, out: mpsc::Sender<RangeResponse>) {
         tokio::select! {
             _ = self.observe_inner(&out) => {}
             _ = out.closed() => {}
         }
     }
 
-    async fn observe_inner(&self, out: &mpsc::Sender<(ResponseHeader, KeyValue)>) -> Option<()> {
+    async fn observe_inner(&self, out: &mpsc::Sender<RangeResponse>) -> Option<()> {
         loop {
-            let resp = self
+            let mut resp = self
                 .client
                 .kv()
                 .range(first_or_last_created(&self.prefix, true, 0))
                 .await
                 .ok()?
                 .into_inner();
-            let (mut header, kv) = match resp.kvs.into_iter().next() {
-                Some(kv) => (resp.header.unwrap_or_default(), kv),
+            let (mut header, kv) = match resp.kvs.first() {
+                Some(kv) => (resp.header.unwrap_or_default(), kv.clone()),
                 None => {
                     // Nobody leads: wait for the first key put under the prefix.
                     let from = resp.header.as_ref().map_or(0, |h| h.revision);
@@ -567,7 +597,9 @@ impl Election {
                             return None;
                         }
                         let put = wr.events.into_iter().find_map(|e| {
-                            (e.r#type == EventType::Put as i32).then_some(e.kv).flatten()
+                            (e.r#type == EventType::Put as i32)
+                                .then_some(e.kv)
+                                .flatten()
                         });
                         if let Some(kv) = put {
                             let mut header = wr.header.unwrap_or_default();
@@ -578,7 +610,12 @@ impl Election {
                 }
             };
             let key = kv.key.clone();
-            out.send((header, kv)).await.ok()?;
+            let leader = RangeResponse {
+                header: Some(header),
+                kvs: vec![kv],
+                ..Default::default()
+            };
+            out.send(leader).await.ok()?;
             // Follow the leader key until it is deleted.
             header.revision += 1;
             let mut events = watch_from(&self.client, &key, vec![], header.revision)
@@ -589,13 +626,14 @@ impl Election {
                 if wr.canceled {
                     return None;
                 }
-                let h = wr.header.unwrap_or_default();
                 for e in wr.events {
                     if e.r#type == EventType::Delete as i32 {
                         break 'leader;
                     }
                     if let Some(kv) = e.kv {
-                        out.send((h, kv)).await.ok()?;
+                        resp.header = wr.header;
+                        resp.kvs = vec![kv];
+                        out.send(resp.clone()).await.ok()?;
                     }
                 }
             }

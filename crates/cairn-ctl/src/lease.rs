@@ -1,0 +1,385 @@
+//! `lease grant`, `revoke`, `timetolive`, `list` and `keep-alive`, printed as etcdctl 3.5
+//! prints clientv3's lease responses.
+//!
+//! clientv3 wraps most lease responses in its own structs that embed the response header,
+//! which shapes etcdctl's output: their JSON has the header's fields at the top level, and
+//! their "protobuf" output is the header's encoding alone (the only `Marshal` the struct
+//! has). `lease revoke` returns a struct with no `Marshal` at all, so `-w protobuf` fails.
+//! No lease command prints a table.
+
+use std::time::Duration;
+
+use cairn_proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
+    LeaseRevokeRequest, LeaseTimeToLiveRequest, ResponseHeader,
+};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::flags::{self, Kind, Spec};
+use crate::global::{status_message, CtlError, Ctx, ExitCode, Format};
+use crate::gofmt;
+use crate::json::{self, Obj};
+use crate::printer::{fields, out, protobuf};
+
+/// `lease timetolive`'s flags.
+pub const TIMETOLIVE_FLAGS: &[Spec] = &[Spec::new(
+    "keys",
+    Kind::Bool,
+    "false",
+    "Get keys attached to this lease",
+)];
+
+/// `lease keep-alive`'s flags.
+pub const KEEPALIVE_FLAGS: &[Spec] = &[Spec::new(
+    "once",
+    Kind::Bool,
+    "false",
+    "Resets the keep-alive time to its original value and cobrautl.Exits immediately",
+)];
+
+/// A lease ID argument: hexadecimal, as etcdctl's `leaseFromArgs` reads it.
+pub fn lease_from_arg(arg: &str) -> Result<i64, CtlError> {
+    flags::parse_int_base(arg, 16)
+        .map_err(|e| CtlError::bad_args(format!("bad lease ID arg ({e}), expecting ID in Hex")))
+}
+
+/// The header's fields at the top level of a JSON object, as Go encodes a struct that
+/// embeds `*pb.ResponseHeader`.
+fn header_fields(o: Obj, h: &Option<ResponseHeader>) -> Obj {
+    let h = h.unwrap_or_default();
+    o.num("cluster_id", h.cluster_id)
+        .num("member_id", h.member_id)
+        .num("revision", h.revision)
+        .num("raft_term", h.raft_term)
+}
+
+/// The "protobuf" output of a clientv3 struct embedding the header: the header alone.
+fn header_pb(h: &Option<ResponseHeader>) {
+    protobuf(&h.unwrap_or_default());
+}
+
+/// The header as gogo's compact text format writes it (`%v` of a header pointer).
+fn header_text(h: &Option<ResponseHeader>) -> String {
+    let Some(h) = h else {
+        return "<nil>".to_string();
+    };
+    let fields = [
+        ("cluster_id", h.cluster_id.to_string(), h.cluster_id == 0),
+        ("member_id", h.member_id.to_string(), h.member_id == 0),
+        ("revision", h.revision.to_string(), h.revision == 0),
+        ("raft_term", h.raft_term.to_string(), h.raft_term == 0),
+    ];
+    fields
+        .iter()
+        .filter(|(_, _, zero)| !zero)
+        .map(|(name, v, _)| format!("{name}:{v} "))
+        .collect()
+}
+
+/// `etcdctl lease grant <ttl>`.
+pub fn grant(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
+    if args.len() != 1 {
+        return Err(CtlError::bad_args("lease grant command needs TTL argument"));
+    }
+    let ttl = flags::parse_int_base(&args[0], 10)
+        .map_err(|e| CtlError::bad_args(format!("bad TTL ({e})")))?;
+    let client = ctx.client()?;
+    let resp = ctx
+        .unary(|| {
+            let mut c = client.lease();
+            async move { c.lease_grant(LeaseGrantRequest { ttl, id: 0 }).await }
+        })
+        .map_err(|e| CtlError::error(format!("failed to grant lease ({})", e.msg)))?;
+    match ctx.format()? {
+        Format::Simple => {
+            out(format!("lease {:016x} granted with TTL({}s)\n", resp.id, resp.ttl).as_bytes())
+        }
+        Format::Json => {
+            let s = header_fields(Obj::new(), &resp.header)
+                .num_always("ID", resp.id)
+                .num_always("TTL", resp.ttl)
+                .raw("Error", &json::string(&resp.error))
+                .end();
+            out(format!("{s}\n").as_bytes());
+        }
+        Format::Fields => {
+            let mut s = String::new();
+            fields::hdr(&mut s, &resp.header);
+            s.push_str(&format!("\"ID\" : {}\n\"TTL\" : {}\n", resp.id, resp.ttl));
+            out(s.as_bytes());
+        }
+        Format::Protobuf => header_pb(&resp.header),
+        f @ Format::Table => return Err(f.unsupported()),
+    }
+    Ok(())
+}
+
+/// `etcdctl lease revoke <leaseID>`.
+pub fn revoke(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
+    if args.len() != 1 {
+        return Err(CtlError::bad_args("lease revoke command needs 1 argument"));
+    }
+    let id = lease_from_arg(&args[0])?;
+    let client = ctx.client()?;
+    let resp = ctx
+        .unary(|| {
+            let mut c = client.lease();
+            async move { c.lease_revoke(LeaseRevokeRequest { id }).await }
+        })
+        .map_err(|e| CtlError::error(format!("failed to revoke lease ({})", e.msg)))?;
+    match ctx.format()? {
+        Format::Simple => out(format!("lease {id:016x} revoked\n").as_bytes()),
+        Format::Json => {
+            let s = Obj::new().obj("header", json::header(&resp.header)).end();
+            out(format!("{s}\n").as_bytes());
+        }
+        Format::Fields => {
+            let mut s = String::new();
+            fields::hdr(&mut s, &resp.header);
+            out(s.as_bytes());
+        }
+        Format::Protobuf => {
+            return Err(CtlError::new(
+                ExitCode::BadFeature,
+                format!(
+                    "marshal unsupported for type clientv3.LeaseRevokeResponse ({{{} {{}} [] 0}})",
+                    header_text(&resp.header)
+                ),
+            ))
+        }
+        f @ Format::Table => return Err(f.unsupported()),
+    }
+    Ok(())
+}
+
+/// `etcdctl lease timetolive <leaseID> [--keys]`.
+pub fn timetolive(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
+    if args.len() != 1 {
+        return Err(CtlError::bad_args(
+            "lease timetolive command needs lease ID as argument",
+        ));
+    }
+    let id = lease_from_arg(&args[0])?;
+    let keys = ctx.flags.bool("keys");
+    let client = ctx.client()?;
+    let resp = ctx
+        .unary(|| {
+            let mut c = client.lease();
+            async move {
+                c.lease_time_to_live(LeaseTimeToLiveRequest { id, keys })
+                    .await
+            }
+        })
+        .map_err(|e| CtlError::new(ExitCode::BadConnection, e.msg))?;
+    match ctx.format()? {
+        Format::Simple => {
+            if resp.granted_ttl == 0 && resp.ttl == -1 {
+                out(format!("lease {:016x} already expired\n", resp.id).as_bytes());
+                return Ok(());
+            }
+            let mut s = format!(
+                "lease {:016x} granted with TTL({}s), remaining({}s)",
+                resp.id, resp.granted_ttl, resp.ttl
+            );
+            if keys {
+                let names: Vec<String> = resp
+                    .keys
+                    .iter()
+                    .map(|k| String::from_utf8_lossy(k).into_owned())
+                    .collect();
+                s.push_str(&format!(", attached keys([{}])", names.join(" ")));
+            }
+            out(format!("{s}\n").as_bytes());
+        }
+        Format::Json => {
+            let keys = if resp.keys.is_empty() {
+                "null".to_string()
+            } else {
+                let items: Vec<String> = resp
+                    .keys
+                    .iter()
+                    .map(|k| format!("\"{}\"", gofmt::base64(k)))
+                    .collect();
+                format!("[{}]", items.join(","))
+            };
+            let s = header_fields(Obj::new(), &resp.header)
+                .num_always("id", resp.id)
+                .num_always("ttl", resp.ttl)
+                .num_always("granted-ttl", resp.granted_ttl)
+                .raw("keys", &keys)
+                .end();
+            out(format!("{s}\n").as_bytes());
+        }
+        Format::Fields => {
+            let mut s = String::new();
+            fields::hdr(&mut s, &resp.header);
+            s.push_str(&format!(
+                "\"ID\" : {}\n\"TTL\" : {}\n\"GrantedTTL\" : {}\n",
+                resp.id, resp.ttl, resp.granted_ttl
+            ));
+            for k in &resp.keys {
+                s.push_str(&format!("\"Key\" : {}\n", gofmt::quote(k)));
+            }
+            out(s.as_bytes());
+        }
+        Format::Protobuf => header_pb(&resp.header),
+        f @ Format::Table => return Err(f.unsupported()),
+    }
+    Ok(())
+}
+
+/// `etcdctl lease list`.
+pub fn list(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
+    let client = ctx.client()?;
+    let resp = ctx
+        .unary(|| {
+            let mut c = client.lease();
+            async move { c.lease_leases(LeaseLeasesRequest {}).await }
+        })
+        .map_err(|e| CtlError::new(ExitCode::BadConnection, e.msg))?;
+    match ctx.format()? {
+        Format::Simple => {
+            let mut s = format!("found {} leases\n", resp.leases.len());
+            for l in &resp.leases {
+                s.push_str(&format!("{:016x}\n", l.id));
+            }
+            out(s.as_bytes());
+        }
+        Format::Json => {
+            let items: Vec<String> = resp
+                .leases
+                .iter()
+                .map(|l| format!("{{\"id\":{}}}", l.id))
+                .collect();
+            let s = header_fields(Obj::new(), &resp.header)
+                .raw("leases", &format!("[{}]", items.join(",")))
+                .end();
+            out(format!("{s}\n").as_bytes());
+        }
+        Format::Fields => {
+            let mut s = String::new();
+            fields::hdr(&mut s, &resp.header);
+            for l in &resp.leases {
+                s.push_str(&format!("\"ID\" : {}\n", l.id));
+            }
+            out(s.as_bytes());
+        }
+        Format::Protobuf => header_pb(&resp.header),
+        f @ Format::Table => return Err(f.unsupported()),
+    }
+    Ok(())
+}
+
+/// Prints one keep-alive response in `format`.
+fn print_keep_alive(format: Format, r: &LeaseKeepAliveResponse) -> Result<(), CtlError> {
+    match format {
+        Format::Simple => {
+            out(format!("lease {:016x} keepalived with TTL({})\n", r.id, r.ttl).as_bytes())
+        }
+        Format::Json => {
+            let s = header_fields(Obj::new(), &r.header)
+                .num_always("ID", r.id)
+                .num_always("TTL", r.ttl)
+                .end();
+            out(format!("{s}\n").as_bytes());
+        }
+        Format::Fields => {
+            let mut s = String::new();
+            fields::hdr(&mut s, &r.header);
+            s.push_str(&format!("\"ID\" : {}\n\"TTL\" : {}\n", r.id, r.ttl));
+            out(s.as_bytes());
+        }
+        Format::Protobuf => header_pb(&r.header),
+        Format::Table => return Err(format.unsupported()),
+    }
+    Ok(())
+}
+
+/// `etcdctl lease keep-alive [--once] <leaseID>`.
+pub fn keep_alive(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
+    if args.len() != 1 {
+        return Err(CtlError::bad_args(
+            "lease keep-alive command needs lease ID as argument",
+        ));
+    }
+    let id = lease_from_arg(&args[0])?;
+    let client = ctx.client()?;
+    let format = ctx.format()?;
+    if ctx.flags.bool("once") {
+        let timeout = ctx.command_timeout();
+        let resp = ctx.block_on(async move {
+            let once = async {
+                let (tx, rx) = tokio::sync::mpsc::channel(1);
+                let _ = tx.send(LeaseKeepAliveRequest { id }).await;
+                let mut stream = client
+                    .lease()
+                    .lease_keep_alive(ReceiverStream::new(rx))
+                    .await
+                    .map_err(|s| status_message(&s).msg)?
+                    .into_inner();
+                match stream.message().await {
+                    Ok(Some(r)) if r.ttl > 0 => Ok(r),
+                    Ok(Some(_)) => Err("etcdserver: requested lease not found".to_string()),
+                    Ok(None) => Err("context canceled".to_string()),
+                    Err(s) => Err(status_message(&s).msg),
+                }
+            };
+            tokio::time::timeout(timeout, once)
+                .await
+                .unwrap_or_else(|_| Err("context deadline exceeded".to_string()))
+        })?;
+        let resp = resp.map_err(|e| CtlError::new(ExitCode::BadConnection, e))?;
+        return print_keep_alive(format, &resp);
+    }
+    let result: Result<(), CtlError> = ctx.block_on(async move {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let mut stream = client
+            .lease()
+            .lease_keep_alive(ReceiverStream::new(rx))
+            .await
+            .map_err(|s| CtlError::new(ExitCode::BadConnection, status_message(&s).msg))?
+            .into_inner();
+        let mut ttl = 60;
+        loop {
+            if tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
+                break;
+            }
+            // Like clientv3, give up when no answer comes within the lease's TTL.
+            let wait = Duration::from_secs(ttl as u64);
+            let resp = match tokio::time::timeout(wait, stream.message()).await {
+                Ok(Ok(Some(r))) => r,
+                _ => break,
+            };
+            if resp.ttl <= 0 {
+                break;
+            }
+            ttl = resp.ttl;
+            print_keep_alive(format, &resp)?;
+            // clientv3 renews a third of the TTL after each answer, checking twice a second.
+            tokio::time::sleep(Duration::from_millis(resp.ttl as u64 * 1000 / 3 + 250)).await;
+        }
+        Ok(())
+    })?;
+    result?;
+    if format == Format::Simple {
+        out(format!("lease {id:016x} expired or revoked.\n").as_bytes());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_text_is_gogo_compact() {
+        let h = Some(ResponseHeader {
+            cluster_id: 1,
+            member_id: 2,
+            revision: 3,
+            raft_term: 0,
+        });
+        assert_eq!(header_text(&h), "cluster_id:1 member_id:2 revision:3 ");
+        assert_eq!(header_text(&None), "<nil>");
+    }
+}
