@@ -278,6 +278,12 @@ impl Ctx {
             if used.iter().any(|u| u == k) {
                 continue;
             }
+            // `watch` reads these itself; etcdctl unsets them before this check.
+            if self.command_path == "etcdctl watch"
+                && (k == "ETCDCTL_WATCH_KEY" || k == "ETCDCTL_WATCH_RANGE_END")
+            {
+                continue;
+            }
             if already.iter().any(|a| a == k) {
                 let stack = caller_frames
                     .map(|frames| format!(",\"stacktrace\":{}", zap_string(&go_stack(frames))))

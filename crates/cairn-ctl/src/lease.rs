@@ -332,7 +332,10 @@ pub fn keep_alive(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
         return print_keep_alive(format, &resp);
     }
     let result: Result<(), CtlError> = ctx.block_on(async move {
+        // The first request goes out before the call: etcd answers the call's headers
+        // only with its first response.
         let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let _ = tx.send(LeaseKeepAliveRequest { id }).await;
         let mut stream = client
             .lease()
             .lease_keep_alive(ReceiverStream::new(rx))
@@ -341,9 +344,6 @@ pub fn keep_alive(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
             .into_inner();
         let mut ttl = 60;
         loop {
-            if tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
-                break;
-            }
             // Like clientv3, give up when no answer comes within the lease's TTL.
             let wait = Duration::from_secs(ttl as u64);
             let resp = match tokio::time::timeout(wait, stream.message()).await {
@@ -357,6 +357,9 @@ pub fn keep_alive(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
             print_keep_alive(format, &resp)?;
             // clientv3 renews a third of the TTL after each answer, checking twice a second.
             tokio::time::sleep(Duration::from_millis(resp.ttl as u64 * 1000 / 3 + 250)).await;
+            if tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
+                break;
+            }
         }
         Ok(())
     })?;

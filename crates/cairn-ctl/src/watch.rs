@@ -262,6 +262,15 @@ async fn stream_task(client: Client, mut requests: mpsc::UnboundedReceiver<Reque
     let mut active: HashMap<i64, Watcher> = HashMap::new();
     let mut progress_wanted = false;
     loop {
+        // etcd sends the call's headers with its first response: connect only once there
+        // is something to ask.
+        if pending.is_empty() && active.is_empty() && !progress_wanted {
+            match requests.recv().await {
+                None => return,
+                Some(Request::Watch(req, out)) => pending.push_back(Watcher { req, tx: out }),
+                Some(Request::Progress) => progress_wanted = true,
+            }
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let mut call = tonic::Request::new(UnboundedReceiverStream::new(rx));
         call.metadata_mut().insert(
@@ -490,6 +499,10 @@ fn display(
     Ok(())
 }
 
+/// Held while a watcher prints one response, so that the responses of watchers printing
+/// at once do not interleave.
+static PRINTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// How a watcher prints.
 #[derive(Clone)]
 struct Printer {
@@ -519,11 +532,15 @@ impl Printer {
             if resp.canceled {
                 eprintln!("watch was canceled ({})", cancel_error(&resp));
             }
-            if is_progress(&resp) {
-                let rev = resp.header.as_ref().map_or(0, |h| h.revision);
-                out(format!("progress notify: {rev}\n").as_bytes());
+            {
+                // One watcher's progress line and response are printed together.
+                let _printing = PRINTING.lock();
+                if is_progress(&resp) {
+                    let rev = resp.header.as_ref().map_or(0, |h| h.revision);
+                    out(format!("progress notify: {rev}\n").as_bytes());
+                }
+                self.show(&resp, events_null);
             }
-            self.show(&resp, events_null);
             if self.exec.is_empty() {
                 continue;
             }
