@@ -622,6 +622,8 @@ fn lock_scenario(s: &mut Side) {
     let first = s.spawn(&["lock", "lock-wait"]);
     first.wait_any();
     let second = s.spawn(&["lock", "lock-wait"]);
+    // The second queues before the third.
+    std::thread::sleep(Duration::from_millis(700));
     let third = s.spawn(&[
         "lock",
         "lock-wait",
@@ -928,7 +930,7 @@ fn cairnctl_and_etcdctl_share_locks_and_elections() {
     assert!(got.stdout.starts_with(b"shared/"), "{got:?}");
     assert_ne!(got.stdout, held.stdout);
 
-    e.bin = PathBuf::from(common::etcdctl_bin().unwrap());
+    e.bin = common::etcdctl_bin().unwrap();
     let observer = e.spawn(&["elect", "-l", "shared-e"]);
     std::thread::sleep(Duration::from_millis(500));
     e.bin = c_bin;
