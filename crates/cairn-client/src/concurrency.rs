@@ -547,8 +547,14 @@ impl Election {
     pub async fn observe(&self, out: mpsc::Sender<(ResponseHeader, KeyValue)>) {
         let (tx, mut rx) = mpsc::channel(1);
         let forward = async {
-            while let Some(r) = rx.recv().await {
-                let RangeResponse { header, kvs, .. } = r;
+            loop {
+                let r = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = out.closed() => None,
+                };
+                let Some(RangeResponse { header, kvs, .. }) = r else {
+                    break;
+                };
                 let Some(kv) = kvs.into_iter().next() else {
                     continue;
                 };

@@ -49,9 +49,7 @@ pub fn run(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     let name = args[0].clone();
     let proposal = args.get(1).cloned();
     ctx.block_on(async move {
-        let session = Session::new(client.clone(), DEFAULT_TTL)
-            .await
-            .map_err(recipe_error)?;
+        let session = crate::lock::session(&client, DEFAULT_TTL).await?;
         let mut election = Election::new(client.clone(), name.as_bytes());
         let mut interrupts = Interrupts::new().map_err(|e| CtlError::error(e.to_string()))?;
         match proposal {

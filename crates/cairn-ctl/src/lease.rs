@@ -295,6 +295,40 @@ fn print_keep_alive(format: Format, r: &LeaseKeepAliveResponse) -> Result<(), Ct
     Ok(())
 }
 
+/// A keep-alive stream for lease `id` with its first request sent (etcd answers the call
+/// only with its first response). Like clientv3, an unreachable cluster is waited for.
+async fn open_keep_alive(
+    client: &cairn_client::Client,
+    id: i64,
+) -> Result<
+    (
+        tokio::sync::mpsc::Sender<LeaseKeepAliveRequest>,
+        tonic::Streaming<LeaseKeepAliveResponse>,
+    ),
+    CtlError,
+> {
+    loop {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let _ = tx.send(LeaseKeepAliveRequest { id }).await;
+        match client
+            .lease()
+            .lease_keep_alive(ReceiverStream::new(rx))
+            .await
+        {
+            Ok(s) => return Ok((tx, s.into_inner())),
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(s) => {
+                return Err(CtlError::new(
+                    ExitCode::BadConnection,
+                    status_message(&s).msg,
+                ))
+            }
+        }
+    }
+}
+
 /// `etcdctl lease keep-alive [--once] <leaseID>`.
 pub fn keep_alive(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     if args.len() != 1 {
@@ -306,42 +340,20 @@ pub fn keep_alive(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     let client = ctx.client()?;
     let format = ctx.format()?;
     if ctx.flags.bool("once") {
-        let timeout = ctx.command_timeout();
         let resp = ctx.block_on(async move {
-            let once = async {
-                let (tx, rx) = tokio::sync::mpsc::channel(1);
-                let _ = tx.send(LeaseKeepAliveRequest { id }).await;
-                let mut stream = client
-                    .lease()
-                    .lease_keep_alive(ReceiverStream::new(rx))
-                    .await
-                    .map_err(|s| status_message(&s).msg)?
-                    .into_inner();
-                match stream.message().await {
-                    Ok(Some(r)) if r.ttl > 0 => Ok(r),
-                    Ok(Some(_)) => Err("etcdserver: requested lease not found".to_string()),
-                    Ok(None) => Err("context canceled".to_string()),
-                    Err(s) => Err(status_message(&s).msg),
-                }
-            };
-            tokio::time::timeout(timeout, once)
-                .await
-                .unwrap_or_else(|_| Err("context deadline exceeded".to_string()))
-        })?;
-        let resp = resp.map_err(|e| CtlError::new(ExitCode::BadConnection, e))?;
+            let (_tx, mut stream) = open_keep_alive(&client, id).await?;
+            match stream.message().await {
+                Ok(Some(r)) if r.ttl > 0 => Ok(r),
+                Ok(Some(_)) => Err("etcdserver: requested lease not found".to_string()),
+                Ok(None) => Err("context canceled".to_string()),
+                Err(s) => Err(status_message(&s).msg),
+            }
+            .map_err(|e| CtlError::new(ExitCode::BadConnection, e))
+        })??;
         return print_keep_alive(format, &resp);
     }
     let result: Result<(), CtlError> = ctx.block_on(async move {
-        // The first request goes out before the call: etcd answers the call's headers
-        // only with its first response.
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let _ = tx.send(LeaseKeepAliveRequest { id }).await;
-        let mut stream = client
-            .lease()
-            .lease_keep_alive(ReceiverStream::new(rx))
-            .await
-            .map_err(|s| CtlError::new(ExitCode::BadConnection, status_message(&s).msg))?
-            .into_inner();
+        let (tx, mut stream) = open_keep_alive(&client, id).await?;
         let mut ttl = 60;
         loop {
             // Like clientv3, give up when no answer comes within the lease's TTL.

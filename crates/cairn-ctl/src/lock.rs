@@ -34,6 +34,19 @@ pub fn session_ttl(ttl: i64) -> i64 {
     }
 }
 
+/// A session with a lease of `ttl` seconds. Like clientv3, whose calls wait for a
+/// connection, an unreachable cluster is waited for rather than reported.
+pub async fn session(client: &cairn_client::Client, ttl: i64) -> Result<Session, CtlError> {
+    loop {
+        match Session::new(client.clone(), ttl).await {
+            Err(concurrency::Error::Status(s)) if s.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            other => return other.map_err(recipe_error),
+        }
+    }
+}
+
 /// `etcdctl lock <lockname> [exec-command arg1 arg2 ...]`.
 pub fn run(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     if args.is_empty() {
@@ -51,9 +64,7 @@ pub fn run(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     let name = args[0].clone();
     let command = args[1..].to_vec();
     ctx.block_on(async move {
-        let session = Session::new(client.clone(), ttl)
-            .await
-            .map_err(recipe_error)?;
+        let session = session(&client, ttl).await?;
         let mut interrupts = Interrupts::new().map_err(|e| CtlError::error(e.to_string()))?;
         let mut mutex = Mutex::new(client.clone(), name.as_bytes());
         tokio::select! {
