@@ -817,11 +817,16 @@ fn watch_scenario(s: &mut Side) {
 
 /// Starts the twin servers, runs `scenario` on both and fails on any difference.
 fn check(name: &str, scenario: fn(&mut Side)) {
+    check_with(name, scenario, &[]);
+}
+
+/// [`check`] with `etcd_args` added to both servers' flags.
+fn check_with(name: &str, scenario: fn(&mut Side), etcd_args: &[&str]) {
     let (Some(etcd), Some(etcdctl)) = (common::etcd_bin(), common::etcdctl_bin()) else {
         panic!("etcd/etcdctl 3.5.1 not found: run scripts/setup");
     };
     let side = |bin: PathBuf| {
-        let etcd = Etcd::start(&etcd, "t");
+        let etcd = Etcd::start_with_args(&etcd, "t", etcd_args);
         let ids = etcd.ids();
         Side {
             bin,
@@ -894,6 +899,26 @@ fn elect_matches_etcdctl() {
 #[test]
 fn watch_matches_etcdctl() {
     check("watch", watch_scenario);
+}
+
+fn progress_scenario(s: &mut Side) {
+    s.case(&["put", "pn", "1"]);
+    let rev = s.revision().to_string();
+    for w in ["simple", "json"] {
+        let bg = s.spawn(&["watch", "--progress-notify", "--rev", &rev, "pn", "-w", w]);
+        bg.wait_for(b"progress notify", 1);
+        s.ended(&format!("watch --progress-notify -w {w}"), bg, Some("INT"));
+    }
+}
+
+/// The server's periodic progress notifications, with etcd asked to send one a second.
+#[test]
+fn watch_progress_notify_matches_etcdctl() {
+    check_with(
+        "progress",
+        progress_scenario,
+        &["--experimental-watch-progress-notify-interval=1s"],
+    );
 }
 
 /// Same-server interplay: a lock held by etcdctl keeps cairnctl waiting until released,
