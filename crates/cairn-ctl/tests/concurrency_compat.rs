@@ -744,8 +744,10 @@ fn watch_scenario(s: &mut Side) {
     s.ended("watch --rev from history", bg, Some("INT"));
     let bg = s.spawn(&["watch", "--rev", "1", "hist", "-w", "table"]);
     s.ended("watch -w table", bg, None);
-    // Exec mode.
+    // Exec mode: a PUT and a DELETE from history (one response), then a live PUT.
     let rev = (s.revision() + 1).to_string();
+    s.case(&["put", "ex", "va\"l\\1"]);
+    s.case(&["del", "ex"]);
     let bg = s.spawn(&[
         "watch",
         "--rev",
@@ -756,9 +758,9 @@ fn watch_scenario(s: &mut Side) {
         "-c",
         "echo \"$ETCD_WATCH_REVISION $ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY $ETCD_WATCH_VALUE\"",
     ]);
-    s.case(&["put", "ex", "va\"l\\1"]);
-    s.case(&["del", "ex"]);
     bg.wait_for(b"\"DELETE\"", 1);
+    s.case(&["put", "ex", "live"]);
+    bg.wait_for(b"\"live\"", 1);
     s.ended("watch exec", bg, Some("INT"));
     let bg = s.spawn(&["watch", "--rev", &rev, "ex", "--", "false"]);
     s.ended("watch exec failing", bg, None);
@@ -766,7 +768,7 @@ fn watch_scenario(s: &mut Side) {
         &[("ETCDCTL_WATCH_KEY", "ex")],
         &["watch", "--rev", &rev, "--", "echo", "hi"],
     );
-    bg.wait_for(b"hi\n", 2);
+    bg.wait_for(b"hi\n", 3);
     s.ended("watch ETCDCTL_WATCH_KEY exec", bg, Some("INT"));
     let bg = s.spawn_env(
         &[
