@@ -159,9 +159,10 @@ pub fn timetolive(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
             "lease timetolive command needs lease ID as argument",
         ));
     }
+    // etcdctl builds its client (checking the output format) before reading the ID.
+    let client = ctx.client()?;
     let id = lease_from_arg(&args[0])?;
     let keys = ctx.flags.bool("keys");
-    let client = ctx.client()?;
     let resp = ctx
         .unary(|| {
             let mut c = client.lease();

@@ -539,6 +539,17 @@ fn lease_scenario(s: &mut Side) {
         &["lease", "keep-alive", "--once", "1234"],
         &["lease", "revoke", "1234"],
         &["lease", "grant", "99999999999999"],
+        // Which check comes first: the output format or the arguments.
+        &["-w", "xx", "lease", "timetolive", "zz"],
+        &["-w", "xx", "lease", "revoke", "zz"],
+        &["-w", "xx", "lease", "keep-alive", "zz"],
+        &["-w", "xx", "lease", "grant", "x"],
+        &["-w", "xx", "lease", "list"],
+        &["-w", "xx", "watch"],
+        &["-w", "xx", "watch", "-i"],
+        &["-w", "xx", "lock"],
+        &["-w", "xx", "elect", "a"],
+        &["-w", "xx", "elect"],
     ] {
         s.case(args);
     }
