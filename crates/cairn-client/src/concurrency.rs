@@ -666,6 +666,15 @@ impl Election {
 mod tests {
     use super::*;
 
+    /// The election service spawns `observe` on the runtime: its future must be `Send`.
+    #[allow(dead_code)]
+    fn observe_is_send(e: &Election, tx: mpsc::Sender<(ResponseHeader, KeyValue)>) {
+        fn is_send<T: Send>(_: &T) {}
+        is_send(&e.observe(tx));
+        let (ranges, _) = mpsc::channel(1);
+        is_send(&e.observe_ranges(ranges));
+    }
+
     #[test]
     fn prefix_ends() {
         assert_eq!(prefix_end(b"a/"), b"a0".to_vec());
