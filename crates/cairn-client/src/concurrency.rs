@@ -545,23 +545,51 @@ impl Election {
     /// Follows the leader: sends the current leader, then every change of its value, then
     /// the next leader when it goes, until `out` is closed or a watch fails.
     pub async fn observe(&self, out: mpsc::Sender<(ResponseHeader, KeyValue)>) {
+        let (tx, mut rx) = mpsc::channel(1);
+        let forward = async {
+            loop {
+                let r = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = out.closed() => None,
+                };
+                let Some(RangeResponse { header, kvs, .. }) = r else {
+                    break;
+                };
+                let Some(kv) = kvs.into_iter().next() else {
+                    continue;
+                };
+                if out.send((header.unwrap_or_default(), kv)).await.is_err() {
+                    break;
+                }
+            }
+            // Dropping `rx` here ends `observe_ranges` too.
+            drop(rx);
+        };
+        tokio::join!(self.observe_ranges(tx), forward);
+    }
+
+    /// [`Election::observe`] as etcd's Go client delivers it: one range response per
+    /// leader or value, holding the leader key. A new leader comes in a fresh response
+    /// (count 0); a changed value reuses the range response that found the leader, with
+    /// its count and more, and the watch response's header.
+    pub async fn observe_ranges(&self, out: mpsc::Sender<RangeResponse>) {
         tokio::select! {
             _ = self.observe_inner(&out) => {}
             _ = out.closed() => {}
         }
     }
 
-    async fn observe_inner(&self, out: &mpsc::Sender<(ResponseHeader, KeyValue)>) -> Option<()> {
+    async fn observe_inner(&self, out: &mpsc::Sender<RangeResponse>) -> Option<()> {
         loop {
-            let resp = self
+            let mut resp = self
                 .client
                 .kv()
                 .range(first_or_last_created(&self.prefix, true, 0))
                 .await
                 .ok()?
                 .into_inner();
-            let (mut header, kv) = match resp.kvs.into_iter().next() {
-                Some(kv) => (resp.header.unwrap_or_default(), kv),
+            let (mut header, kv) = match resp.kvs.first() {
+                Some(kv) => (resp.header.unwrap_or_default(), kv.clone()),
                 None => {
                     // Nobody leads: wait for the first key put under the prefix.
                     let from = resp.header.as_ref().map_or(0, |h| h.revision);
@@ -588,7 +616,12 @@ impl Election {
                 }
             };
             let key = kv.key.clone();
-            out.send((header, kv)).await.ok()?;
+            let leader = RangeResponse {
+                header: Some(header),
+                kvs: vec![kv],
+                ..Default::default()
+            };
+            out.send(leader).await.ok()?;
             // Follow the leader key until it is deleted.
             header.revision += 1;
             let mut events = watch_from(&self.client, &key, vec![], header.revision)
@@ -599,13 +632,14 @@ impl Election {
                 if wr.canceled {
                     return None;
                 }
-                let h = wr.header.unwrap_or_default();
                 for e in wr.events {
                     if e.r#type == EventType::Delete as i32 {
                         break 'leader;
                     }
                     if let Some(kv) = e.kv {
-                        out.send((h, kv)).await.ok()?;
+                        resp.header = wr.header;
+                        resp.kvs = vec![kv];
+                        out.send(resp.clone()).await.ok()?;
                     }
                 }
             }
@@ -631,6 +665,15 @@ impl Election {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The election service spawns `observe` on the runtime: its future must be `Send`.
+    #[allow(dead_code)]
+    fn observe_is_send(e: &Election, tx: mpsc::Sender<(ResponseHeader, KeyValue)>) {
+        fn is_send<T: Send>(_: &T) {}
+        is_send(&e.observe(tx));
+        let (ranges, _) = mpsc::channel(1);
+        is_send(&e.observe_ranges(ranges));
+    }
 
     #[test]
     fn prefix_ends() {

@@ -341,6 +341,7 @@ pub fn run(root: &Command, args: &[String]) -> i32 {
         return 0;
     };
     let mut ctx = Ctx::new(parsed.values, path.inherited_flags(), path.command_path());
+    ctx.raw_args = args.to_vec();
     match run(&mut ctx, &parsed.args) {
         Ok(()) => 0,
         Err(e) => e.report(),

@@ -4,7 +4,9 @@
 
 use crate::cli::Command;
 use crate::global::{CtlError, Ctx, GLOBAL_FLAGS};
-use crate::{check, endpoint, kv, lease, maintenance, member, move_leader, txn, version, watch};
+use crate::{
+    check, elect, endpoint, kv, lease, lock, maintenance, member, move_leader, txn, version, watch,
+};
 
 fn not_implemented(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
     Err(CtlError::error(format!(
@@ -41,7 +43,7 @@ pub fn root() -> Command {
         Command::leaf("compaction", "compaction [options] <revision>", "Compacts the event history in etcd", maintenance::COMPACTION_FLAGS, maintenance::compaction),
         Command::leaf("defrag", "defrag", "Defragments the storage of the etcd members with given endpoints", maintenance::DEFRAG_FLAGS, maintenance::defrag),
         Command::leaf("del", "del [options] <key> [range_end]", "Removes the specified key or range of keys [key, range_end)", kv::DEL_FLAGS, kv::del),
-        stub("elect", "Observes and participates in leader election"),
+        Command::leaf("elect", "elect <election-name> [proposal]", "Observes and participates in leader election", elect::FLAGS, elect::run),
         Command::group("endpoint", "endpoint <subcommand>", "Endpoint related commands", vec![
             Command::leaf("hashkv", "hashkv", "Prints the KV history hash for each endpoint in --endpoints", endpoint::HASHKV_FLAGS, endpoint::hashkv),
             Command::leaf("health", "health", "Checks the healthiness of endpoints specified in `--endpoints` flag", &[], endpoint::health),
@@ -53,12 +55,12 @@ pub fn root() -> Command {
         Command::leaf("help", "help [command]", "Help about any command", &[], help),
         Command::group("lease", "lease <subcommand>", "Lease related commands", vec![
             Command::leaf("grant", "grant <ttl>", "Creates leases", &[], lease::grant),
-            Command::leaf("keep-alive", "keep-alive [options] <leaseID>", "Keeps leases alive (renew)", lease::KEEP_ALIVE_FLAGS, lease::keep_alive),
+            Command::leaf("keep-alive", "keep-alive [options] <leaseID>", "Keeps leases alive (renew)", lease::KEEPALIVE_FLAGS, lease::keep_alive),
             Command::leaf("list", "list", "List all active leases", &[], lease::list),
             Command::leaf("revoke", "revoke <leaseID>", "Revokes leases", &[], lease::revoke),
-            Command::leaf("timetolive", "timetolive <leaseID> [options]", "Get lease information", lease::TIME_TO_LIVE_FLAGS, lease::time_to_live),
+            Command::leaf("timetolive", "timetolive <leaseID> [options]", "Get lease information", lease::TIMETOLIVE_FLAGS, lease::timetolive),
         ]),
-        stub("lock", "Acquires a named lock"),
+        Command::leaf("lock", "lock <lockname> [exec-command arg1 arg2 ...]", "Acquires a named lock", lock::FLAGS, lock::run),
         stub("make-mirror", "Makes a mirror at the destination etcd cluster"),
         Command::group("member", "member <subcommand>", "Membership related commands", vec![
             Command::leaf("add", "add <memberName> [options]", "Adds a member into the cluster", member::ADD_FLAGS, member::add),

@@ -41,6 +41,8 @@ pub struct CtlError {
     pub code: ExitCode,
     /// Message after `Error: `.
     pub msg: String,
+    /// An exit status other than `code`'s: a user command's, which `lock` passes on.
+    pub status: Option<u8>,
 }
 
 impl CtlError {
@@ -49,6 +51,15 @@ impl CtlError {
         CtlError {
             code,
             msg: msg.into(),
+            status: None,
+        }
+    }
+
+    /// An error (exit code 1 in kind) that exits with `status` instead.
+    pub fn exit_with(status: u8, msg: impl Into<String>) -> CtlError {
+        CtlError {
+            status: Some(status),
+            ..CtlError::error(msg)
         }
     }
 
@@ -65,7 +76,7 @@ impl CtlError {
     /// Prints the error and returns the exit code.
     pub fn report(&self) -> i32 {
         eprintln!("Error: {}", self.msg);
-        self.code as i32
+        self.status.map_or(self.code as i32, i32::from)
     }
 }
 
@@ -179,6 +190,9 @@ pub struct Ctx {
     globals: Vec<Spec>,
     /// e.g. `etcdctl endpoint status`.
     pub command_path: String,
+    /// The command line as given (without the program name), which `watch` reads as
+    /// etcdctl reads `os.Args`.
+    pub raw_args: Vec<String>,
     rt: Option<tokio::runtime::Runtime>,
     client: Option<Client>,
     env_applied: bool,
@@ -192,6 +206,7 @@ impl Ctx {
             flags,
             globals,
             command_path,
+            raw_args: Vec::new(),
             rt: None,
             client: None,
             env_applied: false,
@@ -261,6 +276,12 @@ impl Ctx {
                 continue;
             };
             if used.iter().any(|u| u == k) {
+                continue;
+            }
+            // `watch` reads these itself; etcdctl unsets them before this check.
+            if self.command_path == "etcdctl watch"
+                && (k == "ETCDCTL_WATCH_KEY" || k == "ETCDCTL_WATCH_RANGE_END")
+            {
                 continue;
             }
             if already.iter().any(|a| a == k) {

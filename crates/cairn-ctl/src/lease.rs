@@ -1,76 +1,79 @@
-//! `lease grant`, `revoke`, `timetolive`, `list` and `keep-alive`, printed as etcdctl 3.5's
-//! printers do: the Go client's response types are flat (the header's fields first), so
-//! JSON output is too, and the protobuf printer writes only the header.
+//! `lease grant`, `revoke`, `timetolive`, `list` and `keep-alive`, printed as etcdctl 3.5
+//! prints clientv3's lease responses.
+//!
+//! clientv3 wraps most lease responses in its own structs that embed the response header,
+//! which shapes etcdctl's output: their JSON has the header's fields at the top level, and
+//! their "protobuf" output is the header's encoding alone (the only `Marshal` the struct
+//! has). `lease revoke` returns a struct with no `Marshal` at all, so `-w protobuf` fails.
+//! No lease command prints a table.
 
 use std::time::Duration;
 
 use cairn_proto::etcdserverpb::{
-    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest,
-    LeaseTimeToLiveRequest, ResponseHeader,
+    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
+    LeaseRevokeRequest, LeaseTimeToLiveRequest, ResponseHeader,
 };
-use prost::Message;
+use tokio_stream::wrappers::ReceiverStream;
 
 use crate::flags::{self, Kind, Spec};
 use crate::global::{status_message, CtlError, Ctx, ExitCode, Format};
 use crate::gofmt;
 use crate::json::{self, Obj};
-use crate::printer::{fields, out};
+use crate::printer::{fields, out, protobuf};
 
 /// `lease timetolive`'s flags.
-pub const TIME_TO_LIVE_FLAGS: &[Spec] = &[Spec::new(
+pub const TIMETOLIVE_FLAGS: &[Spec] = &[Spec::new(
     "keys",
     Kind::Bool,
     "false",
     "Get keys attached to this lease",
 )];
 
-/// `lease keep-alive`'s flags (etcdctl's help text, with its typo).
-pub const KEEP_ALIVE_FLAGS: &[Spec] = &[Spec::new(
+/// `lease keep-alive`'s flags.
+pub const KEEPALIVE_FLAGS: &[Spec] = &[Spec::new(
     "once",
     Kind::Bool,
     "false",
     "Resets the keep-alive time to its original value and cobrautl.Exits immediately",
 )];
 
-/// Go's `%016x` of an int64: a negative id keeps its sign inside the width.
-fn hex16(id: i64) -> String {
-    if id < 0 {
-        format!("-{:015x}", id.unsigned_abs())
-    } else {
-        format!("{id:016x}")
-    }
-}
-
-/// A lease id argument, as etcdctl's `leaseFromArgs` parses it.
-fn lease_arg(arg: &str) -> Result<i64, CtlError> {
+/// A lease ID argument: hexadecimal, as etcdctl's `leaseFromArgs` reads it.
+pub fn lease_from_arg(arg: &str) -> Result<i64, CtlError> {
     flags::parse_int_base(arg, 16)
         .map_err(|e| CtlError::bad_args(format!("bad lease ID arg ({e}), expecting ID in Hex")))
 }
 
-/// The Go client's flat response: the header's fields, then the response's own.
-fn flat(h: &Option<ResponseHeader>) -> Obj {
-    let h = (*h).unwrap_or_default();
-    Obj::new()
-        .num("cluster_id", h.cluster_id)
+/// The header's fields at the top level of a JSON object, as Go encodes a struct that
+/// embeds `*pb.ResponseHeader`.
+fn header_fields(o: Obj, h: &Option<ResponseHeader>) -> Obj {
+    let h = h.unwrap_or_default();
+    o.num("cluster_id", h.cluster_id)
         .num("member_id", h.member_id)
         .num("revision", h.revision)
         .num("raft_term", h.raft_term)
 }
 
-/// The protobuf printer's output for a lease response: its header alone.
+/// The "protobuf" output of a clientv3 struct embedding the header: the header alone.
 fn header_pb(h: &Option<ResponseHeader>) {
-    out(&(*h).unwrap_or_default().encode_to_vec());
+    protobuf(&h.unwrap_or_default());
 }
 
-/// Runs a unary call; any failure exits with "bad connection", as etcdctl's lease
-/// timetolive and list do.
-fn unary_bad_connection<T, F, Fut>(ctx: &mut Ctx, call: F) -> Result<T, CtlError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-{
-    ctx.unary(call)
-        .map_err(|e| CtlError::new(ExitCode::BadConnection, e.msg))
+/// The header as gogo's compact text format writes it (`%v` of a header pointer).
+fn header_text(h: &Option<ResponseHeader>) -> String {
+    let Some(h) = h else {
+        return "<nil>".to_string();
+    };
+    let fields = [
+        ("cluster_id", h.cluster_id.to_string(), h.cluster_id == 0),
+        ("member_id", h.member_id.to_string(), h.member_id == 0),
+        ("revision", h.revision.to_string(), h.revision == 0),
+        ("raft_term", h.raft_term.to_string(), h.raft_term == 0),
+    ];
+    fields
+        .iter()
+        .filter(|(_, _, zero)| !zero)
+        .map(|(name, v, _)| format!("{name}:{v} "))
+        .collect()
 }
 
 /// `etcdctl lease grant <ttl>`.
@@ -83,16 +86,16 @@ pub fn grant(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     let client = ctx.client()?;
     let resp = ctx
         .unary(|| {
-            let mut l = client.lease();
-            async move { l.lease_grant(LeaseGrantRequest { ttl, id: 0 }).await }
+            let mut c = client.lease();
+            async move { c.lease_grant(LeaseGrantRequest { ttl, id: 0 }).await }
         })
         .map_err(|e| CtlError::error(format!("failed to grant lease ({})", e.msg)))?;
     match ctx.format()? {
         Format::Simple => {
-            out(format!("lease {} granted with TTL({}s)\n", hex16(resp.id), resp.ttl).as_bytes())
+            out(format!("lease {:016x} granted with TTL({}s)\n", resp.id, resp.ttl).as_bytes())
         }
         Format::Json => {
-            let s = flat(&resp.header)
+            let s = header_fields(Obj::new(), &resp.header)
                 .num_always("ID", resp.id)
                 .num_always("TTL", resp.ttl)
                 .raw("Error", &json::string(&resp.error))
@@ -116,16 +119,16 @@ pub fn revoke(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     if args.len() != 1 {
         return Err(CtlError::bad_args("lease revoke command needs 1 argument"));
     }
-    let id = lease_arg(&args[0])?;
+    let id = lease_from_arg(&args[0])?;
     let client = ctx.client()?;
     let resp = ctx
         .unary(|| {
-            let mut l = client.lease();
-            async move { l.lease_revoke(LeaseRevokeRequest { id }).await }
+            let mut c = client.lease();
+            async move { c.lease_revoke(LeaseRevokeRequest { id }).await }
         })
         .map_err(|e| CtlError::error(format!("failed to revoke lease ({})", e.msg)))?;
     match ctx.format()? {
-        Format::Simple => out(format!("lease {} revoked\n", hex16(id)).as_bytes()),
+        Format::Simple => out(format!("lease {id:016x} revoked\n").as_bytes()),
         Format::Json => {
             let s = Obj::new().obj("header", json::header(&resp.header)).end();
             out(format!("{s}\n").as_bytes());
@@ -136,16 +139,13 @@ pub fn revoke(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
             out(s.as_bytes());
         }
         Format::Protobuf => {
-            // The Go client's revoke response is not a protobuf message; etcdctl says so
-            // with Go's %v of it.
-            let h = resp.header.unwrap_or_default();
             return Err(CtlError::new(
                 ExitCode::BadFeature,
                 format!(
-                    "marshal unsupported for type clientv3.LeaseRevokeResponse ({{cluster_id:{} member_id:{} revision:{} raft_term:{}  {{}} [] 0}})",
-                    h.cluster_id, h.member_id, h.revision, h.raft_term
+                    "marshal unsupported for type clientv3.LeaseRevokeResponse ({{{} {{}} [] 0}})",
+                    header_text(&resp.header)
                 ),
-            ));
+            ))
         }
         f @ Format::Table => return Err(f.unsupported()),
     }
@@ -153,44 +153,44 @@ pub fn revoke(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
 }
 
 /// `etcdctl lease timetolive <leaseID> [--keys]`.
-pub fn time_to_live(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
+pub fn timetolive(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     if args.len() != 1 {
         return Err(CtlError::bad_args(
             "lease timetolive command needs lease ID as argument",
         ));
     }
-    let id = lease_arg(&args[0])?;
-    let keys = ctx.flags.bool("keys");
+    // etcdctl builds its client (checking the output format) before reading the ID.
     let client = ctx.client()?;
-    let resp = unary_bad_connection(ctx, || {
-        let mut l = client.lease();
-        async move {
-            l.lease_time_to_live(LeaseTimeToLiveRequest { id, keys })
-                .await
-        }
-    })?;
+    let id = lease_from_arg(&args[0])?;
+    let keys = ctx.flags.bool("keys");
+    let resp = ctx
+        .unary(|| {
+            let mut c = client.lease();
+            async move {
+                c.lease_time_to_live(LeaseTimeToLiveRequest { id, keys })
+                    .await
+            }
+        })
+        .map_err(|e| CtlError::new(ExitCode::BadConnection, e.msg))?;
     match ctx.format()? {
         Format::Simple => {
             if resp.granted_ttl == 0 && resp.ttl == -1 {
-                out(format!("lease {} already expired\n", hex16(resp.id)).as_bytes());
+                out(format!("lease {:016x} already expired\n", resp.id).as_bytes());
                 return Ok(());
             }
             let mut s = format!(
-                "lease {} granted with TTL({}s), remaining({}s)",
-                hex16(resp.id),
-                resp.granted_ttl,
-                resp.ttl
+                "lease {:016x} granted with TTL({}s), remaining({}s)",
+                resp.id, resp.granted_ttl, resp.ttl
             );
             if keys {
-                let ks: Vec<String> = resp
+                let names: Vec<String> = resp
                     .keys
                     .iter()
                     .map(|k| String::from_utf8_lossy(k).into_owned())
                     .collect();
-                s.push_str(&format!(", attached keys([{}])", ks.join(" ")));
+                s.push_str(&format!(", attached keys([{}])", names.join(" ")));
             }
-            s.push('\n');
-            out(s.as_bytes());
+            out(format!("{s}\n").as_bytes());
         }
         Format::Json => {
             let keys = if resp.keys.is_empty() {
@@ -203,7 +203,7 @@ pub fn time_to_live(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
                     .collect();
                 format!("[{}]", items.join(","))
             };
-            let s = flat(&resp.header)
+            let s = header_fields(Obj::new(), &resp.header)
                 .num_always("id", resp.id)
                 .num_always("ttl", resp.ttl)
                 .num_always("granted-ttl", resp.granted_ttl)
@@ -232,15 +232,17 @@ pub fn time_to_live(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
 /// `etcdctl lease list`.
 pub fn list(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
     let client = ctx.client()?;
-    let resp = unary_bad_connection(ctx, || {
-        let mut l = client.lease();
-        async move { l.lease_leases(LeaseLeasesRequest {}).await }
-    })?;
+    let resp = ctx
+        .unary(|| {
+            let mut c = client.lease();
+            async move { c.lease_leases(LeaseLeasesRequest {}).await }
+        })
+        .map_err(|e| CtlError::new(ExitCode::BadConnection, e.msg))?;
     match ctx.format()? {
         Format::Simple => {
             let mut s = format!("found {} leases\n", resp.leases.len());
             for l in &resp.leases {
-                s.push_str(&format!("{}\n", hex16(l.id)));
+                s.push_str(&format!("{:016x}\n", l.id));
             }
             out(s.as_bytes());
         }
@@ -248,9 +250,9 @@ pub fn list(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
             let items: Vec<String> = resp
                 .leases
                 .iter()
-                .map(|l| Obj::new().num_always("id", l.id).end())
+                .map(|l| format!("{{\"id\":{}}}", l.id))
                 .collect();
-            let s = flat(&resp.header)
+            let s = header_fields(Obj::new(), &resp.header)
                 .raw("leases", &format!("[{}]", items.join(",")))
                 .end();
             out(format!("{s}\n").as_bytes());
@@ -269,17 +271,14 @@ pub fn list(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
     Ok(())
 }
 
-/// Prints one keep-alive answer.
-fn print_keep_alive(
-    format: Format,
-    r: &cairn_proto::etcdserverpb::LeaseKeepAliveResponse,
-) -> Result<(), CtlError> {
+/// Prints one keep-alive response in `format`.
+fn print_keep_alive(format: Format, r: &LeaseKeepAliveResponse) -> Result<(), CtlError> {
     match format {
         Format::Simple => {
-            out(format!("lease {} keepalived with TTL({})\n", hex16(r.id), r.ttl).as_bytes())
+            out(format!("lease {:016x} keepalived with TTL({})\n", r.id, r.ttl).as_bytes())
         }
         Format::Json => {
-            let s = flat(&r.header)
+            let s = header_fields(Obj::new(), &r.header)
                 .num_always("ID", r.id)
                 .num_always("TTL", r.ttl)
                 .end();
@@ -292,95 +291,111 @@ fn print_keep_alive(
             out(s.as_bytes());
         }
         Format::Protobuf => header_pb(&r.header),
-        f @ Format::Table => return Err(f.unsupported()),
+        Format::Table => return Err(format.unsupported()),
     }
     Ok(())
 }
 
-/// `etcdctl lease keep-alive [--once] <leaseID>`: renews until the lease is gone (the Go
-/// client renews every third of the TTL), or once.
+/// A keep-alive stream for lease `id` with its first request sent (etcd answers the call
+/// only with its first response). Like clientv3, an unreachable cluster is waited for.
+async fn open_keep_alive(
+    client: &cairn_client::Client,
+    id: i64,
+) -> Result<
+    (
+        tokio::sync::mpsc::Sender<LeaseKeepAliveRequest>,
+        tonic::Streaming<LeaseKeepAliveResponse>,
+    ),
+    CtlError,
+> {
+    loop {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let _ = tx.send(LeaseKeepAliveRequest { id }).await;
+        match client
+            .lease()
+            .lease_keep_alive(ReceiverStream::new(rx))
+            .await
+        {
+            Ok(s) => return Ok((tx, s.into_inner())),
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(s) => {
+                return Err(CtlError::new(
+                    ExitCode::BadConnection,
+                    status_message(&s).msg,
+                ))
+            }
+        }
+    }
+}
+
+/// `etcdctl lease keep-alive [--once] <leaseID>`.
 pub fn keep_alive(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     if args.len() != 1 {
         return Err(CtlError::bad_args(
             "lease keep-alive command needs lease ID as argument",
         ));
     }
-    let id = lease_arg(&args[0])?;
-    let once = ctx.flags.bool("once");
+    let id = lease_from_arg(&args[0])?;
     let client = ctx.client()?;
     let format = ctx.format()?;
-    let timeout = ctx.command_timeout();
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let mut lease = client.lease();
+    if ctx.flags.bool("once") {
+        let resp = ctx.block_on(async move {
+            let (_tx, mut stream) = open_keep_alive(&client, id).await?;
+            match stream.message().await {
+                Ok(Some(r)) if r.ttl > 0 => Ok(r),
+                Ok(Some(_)) => Err("etcdserver: requested lease not found".to_string()),
+                Ok(None) => Err("context canceled".to_string()),
+                Err(s) => Err(status_message(&s).msg),
+            }
+            .map_err(|e| CtlError::new(ExitCode::BadConnection, e))
+        })??;
+        return print_keep_alive(format, &resp);
+    }
     let result: Result<(), CtlError> = ctx.block_on(async move {
-        let not_found = || {
-            CtlError::new(
-                ExitCode::BadConnection,
-                "etcdserver: requested lease not found",
-            )
-        };
-        let start = async {
-            let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-            lease.lease_keep_alive(stream).await
-        };
-        let _ = tx.send(LeaseKeepAliveRequest { id }).await;
-        let mut inbound = match tokio::time::timeout(timeout, start).await {
-            Ok(Ok(r)) => r.into_inner(),
-            Ok(Err(s)) => {
-                return Err(CtlError::new(
-                    ExitCode::BadConnection,
-                    status_message(&s).msg,
-                ))
-            }
-            Err(_) => {
-                return Err(CtlError::new(
-                    ExitCode::BadConnection,
-                    "context deadline exceeded",
-                ))
-            }
-        };
+        let (tx, mut stream) = open_keep_alive(&client, id).await?;
+        let mut ttl = 60;
         loop {
-            let next = if once {
-                match tokio::time::timeout(timeout, inbound.message()).await {
-                    Ok(n) => n,
-                    Err(_) => {
-                        return Err(CtlError::new(
-                            ExitCode::BadConnection,
-                            "context deadline exceeded",
-                        ))
-                    }
-                }
-            } else {
-                inbound.message().await
-            };
-            let resp = match next {
-                Ok(Some(r)) => r,
-                Ok(None) => return Err(not_found()),
-                Err(s) => {
-                    return Err(CtlError::new(
-                        ExitCode::BadConnection,
-                        status_message(&s).msg,
-                    ))
-                }
+            // Like clientv3, give up when no answer comes within the lease's TTL.
+            let wait = Duration::from_secs(ttl as u64);
+            let resp = match tokio::time::timeout(wait, stream.message()).await {
+                Ok(Ok(Some(r))) => r,
+                _ => break,
             };
             if resp.ttl <= 0 {
-                if once {
-                    return Err(not_found());
-                }
-                if format == Format::Simple {
-                    out(format!("lease {} expired or revoked.\n", hex16(id)).as_bytes());
-                }
-                return Ok(());
+                break;
             }
+            ttl = resp.ttl;
             print_keep_alive(format, &resp)?;
-            if once {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_secs(resp.ttl as u64) / 3).await;
+            // clientv3 renews a third of the TTL after each answer, checking twice a second.
+            tokio::time::sleep(Duration::from_millis(resp.ttl as u64 * 1000 / 3 + 250)).await;
             if tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
-                return Ok(());
+                break;
             }
         }
+        Ok(())
     })?;
-    result
+    result?;
+    if format == Format::Simple {
+        out(format!("lease {id:016x} expired or revoked.\n").as_bytes());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_text_is_gogo_compact() {
+        let h = Some(ResponseHeader {
+            cluster_id: 1,
+            member_id: 2,
+            revision: 3,
+            raft_term: 0,
+        });
+        assert_eq!(header_text(&h), "cluster_id:1 member_id:2 revision:3 ");
+        assert_eq!(header_text(&None), "<nil>");
+    }
 }

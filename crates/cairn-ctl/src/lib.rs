@@ -13,11 +13,14 @@
 //!   they depend on.
 //! - One module per command group: [`kv`] (get, put, del), [`txn`], [`endpoint`],
 //!   [`maintenance`] (compaction, alarm, defrag, snapshot), [`member`], [`move_leader`],
-//!   [`lease`], [`version`], [`watch`]; [`urls`] checks peer URLs as the Go client does.
+//!   [`version`], [`lease`], [`lock`], [`elect`], [`watch`]; [`urls`] checks peer URLs as
+//!   the Go client does; [`process`] runs user commands and catches SIGINT/SIGTERM for the
+//!   long-running commands.
 
 pub mod check;
 pub mod cli;
 pub mod commands;
+pub mod elect;
 pub mod endpoint;
 pub mod flags;
 pub mod global;
@@ -25,10 +28,12 @@ pub mod gofmt;
 pub mod json;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod member;
 pub mod move_leader;
 pub mod printer;
+pub mod process;
 pub mod table;
 pub mod tabwriter;
 pub mod txn;

@@ -35,7 +35,8 @@ pub struct Simple {
 }
 
 impl Simple {
-    fn kv(&self, buf: &mut Vec<u8>, kv: &KeyValue) {
+    /// A key-value: its key (unless value-only), then its value, a line each.
+    pub fn kv(&self, buf: &mut Vec<u8>, kv: &KeyValue) {
         if !self.value_only {
             self.bytes(buf, &kv.key);
         }
@@ -102,7 +103,7 @@ pub mod fields {
         s.push_str(&format!("\"RaftTerm\" : {}\n", h.raft_term));
     }
 
-    /// A key-value's six lines, their names prefixed with `pfx`.
+    /// A key-value, each field name prefixed by `pfx`.
     pub fn kv(s: &mut String, pfx: &str, kv: &KeyValue) {
         s.push_str(&format!("\"{pfx}Key\" : {}\n", gofmt::quote(&kv.key)));
         s.push_str(&format!(

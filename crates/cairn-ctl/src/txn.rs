@@ -29,7 +29,7 @@ fn invalid(msg: String) -> CtlError {
 
 /// Reads one line as Go's `ReadString('\n')` does: a line without its newline at the
 /// end of input is an `EOF` error.
-fn read_line(r: &mut dyn BufRead) -> Result<String, CtlError> {
+pub(crate) fn read_line(r: &mut dyn BufRead) -> Result<String, CtlError> {
     let mut buf = Vec::new();
     match r.read_until(b'\n', &mut buf) {
         Ok(_) if buf.last() == Some(&b'\n') => Ok(String::from_utf8_lossy(&buf).into_owned()),

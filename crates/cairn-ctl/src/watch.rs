@@ -1,27 +1,35 @@
-//! `watch`: etcdctl's argument rules (key and range end from the arguments or
-//! `ETCDCTL_WATCH_KEY`/`ETCDCTL_WATCH_RANGE_END`, a command to run per event after `--`,
-//! interactive mode), the Go client's handling of the stream (created responses are not
-//! shown, fragments are joined, progress notifications are announced, a canceled watch ends
-//! the command) and the printers of every `-w` format.
+//! `watch [options] [key or prefix] [range_end] [--] [exec-command arg1 arg2 ...]`, and its
+//! interactive mode (`-i`: `watch ...` and `progress` lines on stdin), as etcdctl 3.5 runs
+//! them over one Watch stream.
+//!
+//! # Layout
+//!
+//! - Arguments: [`parse_args`] and [`parse_line`] follow etcdctl's `parseWatchArgs`, which
+//!   reads the raw command line to find `--` (cobra drops it) and the
+//!   `ETCDCTL_WATCH_KEY`/`ETCDCTL_WATCH_RANGE_END` variables.
+//! - The stream: one task owns the gRPC stream, creates watches in order, sends progress
+//!   requests, hands each watcher its responses as clientv3 does (created responses kept
+//!   back, broadcast progress fanned out, a compaction delivered before the close) and
+//!   resumes the watches on a new stream when the cluster is unreachable.
+//! - Each watcher prints on its own thread, like etcdctl's `printWatchCh` goroutine, and
+//!   runs the exec command per event with the `ETCD_WATCH_*` variables.
 
-use std::io::BufRead;
+use std::collections::{HashMap, VecDeque};
 
 use cairn_client::Client;
 use cairn_proto::etcdserverpb::{
-    watch_request::RequestUnion, WatchCreateRequest, WatchProgressRequest, WatchRequest,
-    WatchResponse,
+    watch_request, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
 };
-use cairn_proto::mvccpb::{event::EventType, Event};
-use prost::Message;
+use cairn_proto::mvccpb::event::EventType;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 
-use crate::flags::{Kind, Spec, Values};
+use crate::flags::{self, Kind, Spec};
 use crate::global::{CtlError, Ctx, ExitCode, Format};
-use crate::gofmt;
 use crate::json::{self, Obj};
 use crate::kv::prefix_end;
-use crate::printer::{fields, out};
+use crate::printer::{fields, out, protobuf, Simple};
+use crate::{gofmt, process};
 
 /// `watch`'s flags.
 pub const FLAGS: &[Spec] = &[
@@ -47,22 +55,26 @@ pub const FLAGS: &[Spec] = &[
     Spec::new("rev", Kind::Int, "0", "Revision to start watching"),
 ];
 
-const BAD_ARGS_NUM: &str = "bad number of arguments";
-const BAD_ARGS_CONFLICT_ENV: &str = "bad number of arguments (found conflicting environment key)";
-const BAD_ARGS_SEPARATOR: &str = "bad number of arguments (found separator --, but no commands)";
+const ERR_NUM: &str = "bad number of arguments";
+const ERR_CONFLICT_ENV: &str = "bad number of arguments (found conflicting environment key)";
+const ERR_SEPARATOR: &str = "bad number of arguments (found separator --, but no commands)";
 
-/// The watch options from the flags.
-#[derive(Debug, Clone, Copy)]
-struct Opts {
-    prefix: bool,
-    rev: i64,
-    prev_kv: bool,
-    progress_notify: bool,
+/// The watch options of one watch.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Options {
+    /// `--prefix`.
+    pub prefix: bool,
+    /// `--rev`.
+    pub rev: i64,
+    /// `--prev-kv`.
+    pub prev_kv: bool,
+    /// `--progress-notify`.
+    pub progress_notify: bool,
 }
 
-impl Opts {
-    fn from(f: &Values) -> Opts {
-        Opts {
+impl Options {
+    fn from_flags(f: &flags::Values) -> Options {
+        Options {
             prefix: f.bool("prefix"),
             rev: f.int("rev"),
             prev_kv: f.bool("prev-kv"),
@@ -71,118 +83,141 @@ impl Opts {
     }
 }
 
-/// How responses are printed.
-#[derive(Debug, Clone, Copy)]
-struct Display {
-    format: Format,
-    hex: bool,
+/// The `ETCDCTL_WATCH_*` variables.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    key: String,
+    range_end: String,
 }
 
-/// Runs `watch`.
-pub fn run(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
-    let env_key = std::env::var("ETCDCTL_WATCH_KEY").unwrap_or_default();
-    let env_range = std::env::var("ETCDCTL_WATCH_RANGE_END").unwrap_or_default();
-    if env_key.is_empty() && !env_range.is_empty() {
-        return Err(CtlError::bad_args(format!(
-            "ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END={}",
-            gofmt::quote(env_range.as_bytes())
-        )));
+impl Env {
+    fn prepend(&self, args: Vec<String>) -> Vec<String> {
+        if self.key.is_empty() {
+            return args;
+        }
+        let mut all = vec![self.key.clone()];
+        if !self.range_end.is_empty() {
+            all.push(self.range_end.clone());
+        }
+        all.extend(args);
+        all
     }
-    let opts = Opts::from(&ctx.flags);
-    if ctx.flags.bool("interactive") {
-        return interactive(ctx, opts, &env_key, &env_range);
-    }
-    let raw: Vec<String> = std::env::args().collect();
-    let (watch_args, exec_args) = parse_args(&raw, args, &env_key, &env_range)?;
-    let client = ctx.client()?;
-    let display = Display {
-        format: ctx.format()?,
-        hex: ctx.hex(),
-    };
-    let req = create_request(opts, &watch_args).map_err(CtlError::bad_args)?;
-    ctx.block_on(watch_and_print(client, req, display, exec_args, None))??;
-    Err(CtlError::new(
-        ExitCode::Interrupted,
-        "watch is canceled by the server",
-    ))
 }
 
-/// Splits the arguments into the key (and range end) and the command after `--`, with
-/// etcdctl's checks. `raw` is the whole command line; `args` what flag parsing left.
-fn parse_args(
+fn position(args: &[String], word: &str) -> Option<usize> {
+    args.iter().position(|a| a == word)
+}
+
+/// Drops the words that belong to the exec command from `watch_args`: everything from the
+/// last occurrence of the command's first word.
+fn trim_exec(watch_args: Vec<String>, first_exec: &str) -> Vec<String> {
+    match watch_args.iter().rposition(|a| a == first_exec) {
+        Some(end) => watch_args[..end].to_vec(),
+        None => Vec::new(),
+    }
+}
+
+/// Splits the command line into the watch's words and the exec command, as etcdctl's
+/// `parseWatchArgs` does outside interactive mode. `raw` is the whole command line,
+/// `args` what is left after flags are parsed.
+pub fn parse_args(
     raw: &[String],
     args: &[String],
-    env_key: &str,
-    env_range: &str,
-) -> Result<(Vec<String>, Vec<String>), CtlError> {
-    let raw: Vec<String> = match raw.iter().position(|a| a == "watch") {
-        Some(i) => raw[i + 1..].to_vec(),
-        None => raw.to_vec(),
+    env: &Env,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let raw = match position(raw, "watch") {
+        Some(i) => &raw[i + 1..],
+        None => raw,
     };
-    let sep = raw.iter().position(|a| a == "--");
-    if sep.is_some_and(|i| i == raw.len() - 1) {
-        return Err(CtlError::bad_args(BAD_ARGS_SEPARATOR));
+    let sep = position(raw, "--");
+    if sep == Some(raw.len().wrapping_sub(1)) {
+        return Err(ERR_SEPARATOR.into());
     }
-    if sep.is_none() && raw.is_empty() && env_key.is_empty() {
-        return Err(CtlError::bad_args(BAD_ARGS_NUM));
+    if sep.is_none() && raw.is_empty() && env.key.is_empty() {
+        return Err(ERR_NUM.into());
     }
-    if let (Some(sep), false) = (sep, env_key.is_empty()) {
-        // With the key from the environment, an argument before `--` conflicts with it.
-        let mut r = raw.len() as isize - 1;
+    if let (Some(exec_idx), false) = (sep, env.key.is_empty()) {
+        // "ETCDCTL_WATCH_KEY=foo watch foo -- echo 1" names the key twice.
+        let mut ridx = raw.len() as isize - 1;
         for w in args.iter().rev() {
-            if r >= 0 && *w == raw[r as usize] {
-                r -= 1;
+            if ridx >= 0 && *w == raw[ridx as usize] {
+                ridx -= 1;
                 continue;
             }
-            if r == sep as isize {
-                return Err(CtlError::bad_args(BAD_ARGS_CONFLICT_ENV));
+            if ridx == exec_idx as isize {
+                return Err(ERR_CONFLICT_ENV.into());
             }
         }
     }
-    if sep.is_none() && !args.is_empty() && !env_key.is_empty() {
-        return Err(CtlError::bad_args(BAD_ARGS_CONFLICT_ENV));
+    if sep.is_none() && !args.is_empty() && !env.key.is_empty() {
+        return Err(ERR_CONFLICT_ENV.into());
     }
-    let mut watch_args = Vec::new();
-    if !env_key.is_empty() {
-        watch_args.push(env_key.to_string());
-        if !env_range.is_empty() {
-            watch_args.push(env_range.to_string());
-        }
-    }
-    watch_args.extend(args.iter().cloned());
-    let Some(sep) = sep else {
+    let watch_args = env.prepend(args.to_vec());
+    let Some(idx) = sep else {
         return Ok((watch_args, Vec::new()));
     };
-    let exec_args = raw[sep + 1..].to_vec();
-    // Flag parsing put the command's words among the arguments: cut them off at the
-    // command's first word.
-    let end = watch_args
-        .iter()
-        .rposition(|a| *a == exec_args[0])
-        .unwrap_or(0);
-    watch_args.truncate(end);
-    Ok((watch_args, exec_args))
+    let exec = raw[idx + 1..].to_vec();
+    Ok((trim_exec(watch_args, &raw[idx + 1]), exec))
 }
 
-/// The create request for `watch <key> [range_end]`, or etcdctl's complaint.
-fn create_request(opts: Opts, args: &[String]) -> Result<WatchCreateRequest, String> {
+/// Parses a line's words with a fresh set of `watch` flags; pflag refuses `-h`/`--help`
+/// there since no help flag is declared.
+fn parse_line_flags(words: &[String]) -> Result<flags::Parsed, String> {
+    flags::parse(FLAGS, words).map_err(|e| {
+        if e == "unknown flag: --help" || e.starts_with("unknown shorthand flag: 'h' in") {
+            "pflag: help requested".to_string()
+        } else {
+            e
+        }
+    })
+}
+
+/// Splits an interactive `watch ...` line (its words, the first being `watch`) into the
+/// watch's words, the exec command and the options, which come from the line alone.
+pub fn parse_line(
+    line_args: &[String],
+    env: &Env,
+) -> Result<(Vec<String>, Vec<String>, Options), String> {
+    let words = &line_args[1..];
+    let sep = position(words, "--");
+    if sep.is_some() && sep == Some(words.len().wrapping_sub(1)) {
+        return Err(ERR_SEPARATOR.into());
+    }
+    let parsed = parse_line_flags(words)?;
+    if sep.is_none() && env.key.is_empty() && parsed.args.is_empty() {
+        return Err(ERR_NUM.into());
+    }
+    if sep.is_none() && !parsed.args.is_empty() && !env.key.is_empty() {
+        return Err(ERR_CONFLICT_ENV.into());
+    }
+    let opts = Options::from_flags(&parsed.values);
+    let watch_args = env.prepend(parsed.args);
+    let Some(idx) = sep else {
+        return Ok((watch_args, Vec::new(), opts));
+    };
+    let exec = words[idx + 1..].to_vec();
+    Ok((trim_exec(watch_args, &words[idx + 1]), exec, opts))
+}
+
+/// The create request for the watch's words, as etcdctl's `getWatchChan` builds it.
+pub fn create_request(args: &[String], o: &Options) -> Result<WatchCreateRequest, String> {
     let Some(key) = args.first() else {
-        return Err(BAD_ARGS_NUM.to_string());
+        return Err(ERR_NUM.into());
     };
     let mut req = WatchCreateRequest {
         key: key.as_bytes().to_vec(),
-        start_revision: opts.rev,
-        prev_kv: opts.prev_kv,
-        progress_notify: opts.progress_notify,
+        start_revision: o.rev,
+        prev_kv: o.prev_kv,
+        progress_notify: o.progress_notify,
         ..Default::default()
     };
     if args.len() == 2 {
-        if opts.prefix {
-            return Err("`range_end` and `--prefix` are mutually exclusive".to_string());
+        if o.prefix {
+            return Err("`range_end` and `--prefix` are mutually exclusive".into());
         }
         req.range_end = args[1].as_bytes().to_vec();
     }
-    if opts.prefix {
+    if o.prefix {
         if req.key.is_empty() {
             req.key = vec![0];
             req.range_end = vec![0];
@@ -193,165 +228,233 @@ fn create_request(opts: Opts, args: &[String]) -> Result<WatchCreateRequest, Str
     Ok(req)
 }
 
-fn create(req: WatchCreateRequest) -> WatchRequest {
-    WatchRequest {
-        request_union: Some(RequestUnion::CreateRequest(req)),
-    }
+/// What a watcher gets from the stream.
+enum Delivery {
+    /// A response to print.
+    Resp(WatchResponse),
+    /// The stream failed for good: clientv3's closing response with this error.
+    Failed(String),
 }
 
-/// Watches until the server cancels the watch, printing every response as etcdctl does.
-/// `progress` (interactive mode) passes on progress requests to the stream.
-async fn watch_and_print(
-    client: Client,
-    mut req: WatchCreateRequest,
-    display: Display,
-    exec_args: Vec<String>,
-    mut progress: Option<tokio::sync::broadcast::Receiver<()>>,
-) -> Result<(), CtlError> {
+/// A request to the stream's task.
+enum Request {
+    Watch(WatchCreateRequest, std::sync::mpsc::Sender<Delivery>),
+    Progress,
+}
+
+/// clientv3's `IsProgressNotify`.
+fn is_progress(r: &WatchResponse) -> bool {
+    r.events.is_empty()
+        && !r.canceled
+        && !r.created
+        && r.compact_revision == 0
+        && r.header.as_ref().is_some_and(|h| h.revision != 0)
+}
+
+struct Watcher {
+    req: WatchCreateRequest,
+    tx: std::sync::mpsc::Sender<Delivery>,
+}
+
+/// Owns the Watch stream until every request sender is gone.
+async fn stream_task(client: Client, mut requests: mpsc::UnboundedReceiver<Request>) {
+    let mut pending: VecDeque<Watcher> = VecDeque::new();
+    let mut active: HashMap<i64, Watcher> = HashMap::new();
+    let mut progress_wanted = false;
     loop {
-        let (tx, rx) = mpsc::channel(4);
-        // grpc-go servers send the response headers with the first response, so the
-        // create request goes out before the call is awaited.
-        let _ = tx.send(create(req.clone())).await;
-        let stream = client.watch().watch(ReceiverStream::new(rx)).await;
-        let mut stream = match stream {
+        // etcd sends the call's headers with its first response: connect only once there
+        // is something to ask.
+        if pending.is_empty() && active.is_empty() && !progress_wanted {
+            match requests.recv().await {
+                None => return,
+                Some(Request::Watch(req, out)) => pending.push_back(Watcher { req, tx: out }),
+                Some(Request::Progress) => progress_wanted = true,
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut call = tonic::Request::new(UnboundedReceiverStream::new(rx));
+        call.metadata_mut().insert(
+            "hasleader",
+            tonic::metadata::MetadataValue::from_static("true"),
+        );
+        // Watches not yet created, then the ones to resume, are (re)created in order.
+        let mut resume: Vec<Watcher> = active.drain().map(|(_, w)| w).collect();
+        resume.sort_by_key(|w| w.req.start_revision);
+        pending.extend(resume);
+        for w in &pending {
+            let _ = tx.send(create(w.req.clone()));
+        }
+        if std::mem::take(&mut progress_wanted) {
+            let _ = tx.send(progress());
+        }
+        let mut stream = match client.watch().watch(call).await {
             Ok(s) => s.into_inner(),
-            Err(_) => {
+            Err(s) if s.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+            Err(s) => {
+                fail_all(
+                    &mut pending,
+                    &mut active,
+                    &crate::global::status_message(&s).msg,
+                );
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 continue;
             }
         };
-        let mut joined: Option<WatchResponse> = None;
         loop {
-            let msg = match progress.as_mut() {
-                Some(p) => tokio::select! {
-                    m = stream.message() => m,
-                    _ = p.recv() => {
-                        let _ = tx.send(WatchRequest {
-                            request_union: Some(RequestUnion::ProgressRequest(
-                                WatchProgressRequest {},
-                            )),
-                        }).await;
-                        continue;
+            tokio::select! {
+                r = requests.recv() => match r {
+                    None => return,
+                    Some(Request::Watch(req, out)) => {
+                        let _ = tx.send(create(req.clone()));
+                        pending.push_back(Watcher { req, tx: out });
+                    }
+                    Some(Request::Progress) => {
+                        let _ = tx.send(progress());
                     }
                 },
-                None => stream.message().await,
-            };
-            let mut resp = match msg {
-                Ok(Some(r)) => r,
-                // The Go client resumes a broken stream after the last revision it saw.
-                Ok(None) | Err(_) => break,
-            };
-            if resp.created && !resp.canceled {
-                continue;
-            }
-            if let Some(mut first) = joined.take() {
-                first.events.append(&mut resp.events);
-                first.fragment = resp.fragment;
-                resp = first;
-            }
-            if resp.fragment {
-                joined = Some(resp);
-                continue;
-            }
-            if let Some(last) = resp.events.last().and_then(|e| e.kv.as_ref()) {
-                req.start_revision = last.mod_revision + 1;
-            }
-            if print_response(&resp, display, &exec_args)? {
-                return Ok(());
+                m = stream.message() => match m {
+                    Ok(Some(resp)) => dispatch(resp, &mut pending, &mut active),
+                    Ok(None) => break,
+                    Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Internal) => break,
+                    Err(s) => {
+                        fail_all(&mut pending, &mut active, &crate::global::status_message(&s).msg);
+                        break;
+                    }
+                },
             }
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
 
-/// Prints one response; true when it ends the watch.
-fn print_response(
-    resp: &WatchResponse,
-    display: Display,
-    exec_args: &[String],
-) -> Result<bool, CtlError> {
-    let header = resp.header.unwrap_or_default();
-    if resp.canceled {
-        let why = if resp.compact_revision != 0 {
-            "etcdserver: mvcc: required revision has been compacted".to_string()
-        } else if !resp.cancel_reason.is_empty() {
-            resp.cancel_reason.clone()
-        } else {
-            "etcdserver: mvcc: required revision is a future revision".to_string()
-        };
-        eprintln!("watch was canceled ({why})");
+fn create(req: WatchCreateRequest) -> WatchRequest {
+    WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(req)),
     }
-    let progress = resp.events.is_empty()
-        && !resp.canceled
-        && !resp.created
-        && resp.compact_revision == 0
-        && header.revision != 0;
-    if progress {
-        out(format!("progress notify: {}\n", header.revision).as_bytes());
-    }
-    print_events(resp, display)?;
-    for ev in &resp.events {
-        run_exec(exec_args, header.revision, ev);
-    }
-    Ok(resp.canceled)
 }
 
-fn type_name(ev: &Event) -> &'static str {
-    if ev.r#type == EventType::Delete as i32 {
+fn progress() -> WatchRequest {
+    WatchRequest {
+        request_union: Some(watch_request::RequestUnion::ProgressRequest(
+            WatchProgressRequest {},
+        )),
+    }
+}
+
+fn fail_all(pending: &mut VecDeque<Watcher>, active: &mut HashMap<i64, Watcher>, msg: &str) {
+    for w in pending.drain(..).chain(active.drain().map(|(_, w)| w)) {
+        let _ = w.tx.send(Delivery::Failed(msg.to_string()));
+    }
+}
+
+/// Hands one response to its watcher(s), as clientv3's `dispatchEvent` does.
+fn dispatch(
+    resp: WatchResponse,
+    pending: &mut VecDeque<Watcher>,
+    active: &mut HashMap<i64, Watcher>,
+) {
+    let rev = resp.header.as_ref().map_or(0, |h| h.revision);
+    if resp.created {
+        let Some(mut w) = pending.pop_front() else {
+            return;
+        };
+        if resp.canceled {
+            return;
+        }
+        if w.req.start_revision == 0 {
+            w.req.start_revision = rev + 1;
+        }
+        active.insert(resp.watch_id, w);
+        return;
+    }
+    if resp.watch_id == -1 && is_progress(&resp) {
+        for w in active.values() {
+            let _ = w.tx.send(Delivery::Resp(resp.clone()));
+        }
+        return;
+    }
+    if resp.canceled {
+        // Only a compaction reaches the watcher; either way its channel closes.
+        if let Some(w) = active.remove(&resp.watch_id) {
+            if resp.compact_revision != 0 {
+                let _ = w.tx.send(Delivery::Resp(resp));
+            }
+        }
+        return;
+    }
+    if let Some(w) = active.get_mut(&resp.watch_id) {
+        w.req.start_revision = match resp.events.last().and_then(|e| e.kv.as_ref()) {
+            Some(kv) => kv.mod_revision + 1,
+            None => rev + 1,
+        };
+        let _ = w.tx.send(Delivery::Resp(resp));
+    }
+}
+
+fn event_name(t: i32) -> &'static str {
+    if t == EventType::Delete as i32 {
         "DELETE"
     } else {
         "PUT"
     }
 }
 
-fn print_events(resp: &WatchResponse, display: Display) -> Result<(), CtlError> {
-    let header = resp.header.unwrap_or_default();
-    match display.format {
+/// The error clientv3's `WatchResponse.Err` gives for a canceled watch.
+fn cancel_error(r: &WatchResponse) -> String {
+    if r.compact_revision != 0 {
+        return "etcdserver: mvcc: required revision has been compacted".into();
+    }
+    if r.cancel_reason.is_empty() {
+        return "etcdserver: mvcc: required revision is a future revision".into();
+    }
+    if cairn_proto::EtcdError::from_message(&r.cancel_reason).is_some() {
+        r.cancel_reason.clone()
+    } else {
+        format!(
+            "rpc error: code = FailedPrecondition desc = {}",
+            r.cancel_reason
+        )
+    }
+}
+
+/// Prints a watch response as etcdctl's `display.Watch`; `events_null` prints JSON's
+/// `Events` as null (clientv3's closing response has no slice).
+fn display(
+    format: Format,
+    simple: Simple,
+    r: &WatchResponse,
+    events_null: bool,
+) -> Result<(), CtlError> {
+    match format {
         Format::Simple => {
             let mut buf = Vec::new();
-            let line = |buf: &mut Vec<u8>, b: &[u8]| {
-                if display.hex {
-                    buf.extend_from_slice(gofmt::hex_prefixed(b).as_bytes());
-                } else {
-                    buf.extend_from_slice(b);
-                }
+            for e in &r.events {
+                buf.extend_from_slice(event_name(e.r#type).as_bytes());
                 buf.push(b'\n');
-            };
-            for ev in &resp.events {
-                // The event type is printed as is, even with --hex.
-                buf.extend_from_slice(type_name(ev).as_bytes());
-                buf.push(b'\n');
-                for kv in ev.prev_kv.iter().chain(ev.kv.iter()) {
-                    line(&mut buf, &kv.key);
-                    line(&mut buf, &kv.value);
+                if let Some(p) = &e.prev_kv {
+                    simple.kv(&mut buf, p);
                 }
+                simple.kv(&mut buf, &e.kv.clone().unwrap_or_default());
             }
-            out(&buf);
-        }
-        Format::Fields => {
-            let mut s = String::new();
-            fields::hdr(&mut s, &Some(header));
-            for ev in &resp.events {
-                s.push_str(&format!("\"Type\" : {}\n", type_name(ev)));
-                if let Some(prev) = &ev.prev_kv {
-                    fields::kv(&mut s, "Prev", prev);
-                }
-                fields::kv(&mut s, "", &ev.kv.clone().unwrap_or_default());
+            if !buf.is_empty() {
+                out(&buf);
             }
-            out(s.as_bytes());
         }
         Format::Json => {
-            // The Go client makes the event list for every response: `[]`, never `null`.
-            let events = {
-                let items: Vec<String> = resp
+            let events = if events_null {
+                "null".to_string()
+            } else {
+                let items: Vec<String> = r
                     .events
                     .iter()
-                    .map(|ev| {
+                    .map(|e| {
                         Obj::new()
-                            .num("type", ev.r#type)
-                            .obj("kv", ev.kv.as_ref().map(json::kv))
-                            .obj("prev_kv", ev.prev_kv.as_ref().map(json::kv))
+                            .num("type", e.r#type)
+                            .obj("kv", e.kv.as_ref().map(json::kv))
+                            .obj("prev_kv", e.prev_kv.as_ref().map(json::kv))
                             .end()
                     })
                     .collect();
@@ -360,219 +463,241 @@ fn print_events(resp: &WatchResponse, display: Display) -> Result<(), CtlError> 
             let s = Obj::new()
                 .raw(
                     "Header",
-                    &json::header(&Some(header)).unwrap_or_else(|| "{}".into()),
+                    &json::header(&r.header).unwrap_or_else(|| "{}".into()),
                 )
                 .raw("Events", &events)
-                .num_always("CompactRevision", resp.compact_revision)
-                .raw("Canceled", if resp.canceled { "true" } else { "false" })
-                .raw("Created", if resp.created { "true" } else { "false" })
+                .num_always("CompactRevision", r.compact_revision)
+                .raw("Canceled", &r.canceled.to_string())
+                .raw("Created", &r.created.to_string())
                 .end();
             out(format!("{s}\n").as_bytes());
         }
-        Format::Protobuf => {
-            let pb = WatchResponse {
-                header: Some(header),
-                events: resp.events.clone(),
-                compact_revision: resp.compact_revision,
-                canceled: resp.canceled,
-                created: resp.created,
-                ..Default::default()
-            };
-            out(&pb.encode_to_vec());
+        Format::Fields => {
+            let mut s = String::new();
+            fields::hdr(&mut s, &r.header);
+            for e in &r.events {
+                s.push_str(&format!("\"Type\" : {}\n", event_name(e.r#type)));
+                if let Some(p) = &e.prev_kv {
+                    fields::kv(&mut s, "Prev", p);
+                }
+                fields::kv(&mut s, "", &e.kv.clone().unwrap_or_default());
+            }
+            out(s.as_bytes());
         }
-        Format::Table => return Err(display.format.unsupported()),
+        Format::Protobuf => protobuf(&WatchResponse {
+            header: Some(r.header.unwrap_or_default()),
+            watch_id: 0,
+            created: r.created,
+            canceled: r.canceled,
+            compact_revision: r.compact_revision,
+            cancel_reason: String::new(),
+            fragment: false,
+            events: r.events.clone(),
+        }),
+        Format::Table => return Err(format.unsupported()),
     }
     Ok(())
 }
 
-/// Runs the command given after `--` for one event, with the event in its environment.
-fn run_exec(exec_args: &[String], revision: i64, ev: &Event) {
-    let Some((prog, rest)) = exec_args.split_first() else {
-        return;
-    };
-    let kv = ev.kv.clone().unwrap_or_default();
-    let status = std::process::Command::new(prog)
-        .args(rest)
-        .env("ETCD_WATCH_REVISION", revision.to_string())
-        .env(
-            "ETCD_WATCH_EVENT_TYPE",
-            gofmt::quote(type_name(ev).as_bytes()),
-        )
-        .env("ETCD_WATCH_KEY", gofmt::quote(&kv.key))
-        .env("ETCD_WATCH_VALUE", gofmt::quote(&kv.value))
-        .status();
-    let err = match status {
-        Ok(s) if s.success() => return,
-        Ok(s) => match s.code() {
-            Some(code) => format!("exit status {code}"),
-            None => "signal: killed".to_string(),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            format!(
-                "exec: {}: executable file not found in $PATH",
-                gofmt::quote(prog.as_bytes())
-            )
-        }
-        Err(e) => e.to_string(),
-    };
-    let quoted: Vec<String> = exec_args
-        .iter()
-        .map(|a| gofmt::quote(a.as_bytes()))
-        .collect();
-    eprintln!("command [{}] error ({err})", quoted.join(" "));
-    std::process::exit(1);
+/// Held while a watcher prints one response, so that the responses of watchers printing
+/// at once do not interleave.
+static PRINTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// How a watcher prints.
+#[derive(Clone)]
+struct Printer {
+    format: Format,
+    simple: Simple,
+    exec: Vec<String>,
 }
 
-/// Splits an interactive line into words as etcdctl's `argify` does: spaces separate,
-/// double or single quotes group.
-fn argify(line: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut quote: Option<char> = None;
-    let mut has = false;
-    for c in line.chars() {
-        match quote {
-            Some(q) if c == q => quote = None,
-            Some(_) => cur.push(c),
-            None if c == '"' || c == '\'' => {
-                quote = Some(c);
-                has = true;
+impl Printer {
+    /// Prints every delivery until the watch ends, as etcdctl's `printWatchCh`. A
+    /// format that cannot print, or a failing exec command, ends the process.
+    fn run(&self, rx: std::sync::mpsc::Receiver<Delivery>) {
+        for d in rx {
+            let (resp, events_null) = match d {
+                Delivery::Resp(r) => (r, false),
+                Delivery::Failed(msg) => {
+                    eprintln!("watch was canceled ({msg})");
+                    let r = WatchResponse {
+                        header: Some(Default::default()),
+                        canceled: true,
+                        ..Default::default()
+                    };
+                    self.show(&r, true);
+                    return;
+                }
+            };
+            if resp.canceled {
+                eprintln!("watch was canceled ({})", cancel_error(&resp));
             }
-            None if c.is_whitespace() => {
-                if has || !cur.is_empty() {
-                    words.push(std::mem::take(&mut cur));
-                    has = false;
+            {
+                // One watcher's progress line and response are printed together.
+                let _printing = PRINTING.lock();
+                if is_progress(&resp) {
+                    let rev = resp.header.as_ref().map_or(0, |h| h.revision);
+                    out(format!("progress notify: {rev}\n").as_bytes());
+                }
+                self.show(&resp, events_null);
+            }
+            if self.exec.is_empty() {
+                continue;
+            }
+            let rev = resp.header.as_ref().map_or(0, |h| h.revision);
+            for e in &resp.events {
+                let kv = e.kv.clone().unwrap_or_default();
+                let env = [
+                    ("ETCD_WATCH_REVISION".to_string(), rev.to_string()),
+                    (
+                        "ETCD_WATCH_EVENT_TYPE".to_string(),
+                        format!("\"{}\"", event_name(e.r#type)),
+                    ),
+                    ("ETCD_WATCH_KEY".to_string(), gofmt::quote(&kv.key)),
+                    ("ETCD_WATCH_VALUE".to_string(), gofmt::quote(&kv.value)),
+                ];
+                if let Err(err) = process::run(&self.exec, &env, false) {
+                    eprintln!(
+                        "command {} error ({})",
+                        process::quote_list(&self.exec),
+                        err.msg
+                    );
+                    std::process::exit(1);
                 }
             }
-            None => cur.push(c),
         }
     }
-    if has || !cur.is_empty() {
-        words.push(cur);
+
+    fn show(&self, r: &WatchResponse, events_null: bool) {
+        if let Err(e) = display(self.format, self.simple, r, events_null) {
+            std::process::exit(e.report());
+        }
     }
-    words
 }
 
-/// `watch -i`: reads `watch ...` and `progress` lines from stdin.
-fn interactive(ctx: &mut Ctx, opts: Opts, env_key: &str, env_range: &str) -> Result<(), CtlError> {
+/// Starts a watch on the stream task and its printer thread.
+fn start(
+    requests: &mpsc::UnboundedSender<Request>,
+    req: WatchCreateRequest,
+    printer: Printer,
+) -> std::thread::JoinHandle<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _ = requests.send(Request::Watch(req, tx));
+    std::thread::spawn(move || printer.run(rx))
+}
+
+/// `etcdctl watch`.
+pub fn run(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
+    let env = Env {
+        key: std::env::var("ETCDCTL_WATCH_KEY").unwrap_or_default(),
+        range_end: std::env::var("ETCDCTL_WATCH_RANGE_END").unwrap_or_default(),
+    };
+    if env.key.is_empty() && !env.range_end.is_empty() {
+        return Err(CtlError::bad_args(format!(
+            "ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END={}",
+            gofmt::quote(env.range_end.as_bytes())
+        )));
+    }
+    if ctx.flags.bool("interactive") {
+        return interactive(ctx, &env);
+    }
+    let (watch_args, exec) = parse_args(&ctx.raw_args, args, &env).map_err(CtlError::bad_args)?;
     let client = ctx.client()?;
-    let display = Display {
+    let opts = Options::from_flags(&ctx.flags);
+    let req = create_request(&watch_args, &opts).map_err(CtlError::bad_args)?;
+    let printer = Printer {
         format: ctx.format()?,
-        hex: ctx.hex(),
+        simple: Simple {
+            hex: ctx.hex(),
+            value_only: false,
+        },
+        exec,
     };
-    let (progress_tx, _) = tokio::sync::broadcast::channel::<()>(16);
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock();
-    loop {
-        let mut l = String::new();
-        match lines.read_line(&mut l) {
-            Ok(n) if n > 0 && l.ends_with('\n') => {}
-            Ok(_) => {
-                return Err(CtlError::new(
-                    ExitCode::InvalidInput,
-                    "error reading watch request line: EOF",
-                ))
-            }
-            Err(e) => {
-                return Err(CtlError::new(
-                    ExitCode::InvalidInput,
-                    format!("error reading watch request line: {e}"),
-                ))
-            }
-        }
-        let l = l.trim_end_matches('\n').to_string();
-        let args = argify(&l);
-        let Some(first) = args.first() else {
-            eprintln!("Invalid command: {l} (watch and progress supported)");
-            continue;
-        };
-        match first.as_str() {
-            "watch" => {
-                if args.len() < 2 && env_key.is_empty() {
-                    eprintln!("Invalid command {l} (command type or key is not provided)");
-                    continue;
+    ctx.block_on(async move {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(stream_task(client, rx));
+        let printing = start(&tx, req, printer);
+        let _ = tokio::task::spawn_blocking(move || printing.join()).await;
+        drop(tx);
+        let _ = task.await;
+    })?;
+    Err(CtlError::new(
+        ExitCode::Interrupted,
+        "watch is canceled by the server",
+    ))
+}
+
+/// `etcdctl watch -i`: reads `watch ...` and `progress` lines until stdin ends.
+fn interactive(ctx: &mut Ctx, env: &Env) -> Result<(), CtlError> {
+    let client = ctx.client()?;
+    let printer = Printer {
+        format: ctx.format()?,
+        simple: Simple {
+            hex: ctx.hex(),
+            value_only: false,
+        },
+        exec: Vec::new(),
+    };
+    let env = env.clone();
+    ctx.block_on(async move {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(stream_task(client, rx));
+        let (line_tx, mut lines) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                let line = crate::txn::read_line(&mut stdin);
+                let end = line.is_err();
+                if line_tx.send(line).is_err() || end {
+                    return;
                 }
-                let Line {
-                    opts: line_opts,
-                    watch_args,
-                    exec_args,
-                } = interactive_args(&args, env_key, env_range)?;
-                // A line sets prefix, rev and prev-kv; progress notifications follow the
-                // command line's flag, as in etcdctl.
-                let line_opts = Opts {
-                    progress_notify: opts.progress_notify,
-                    ..line_opts
-                };
-                let req = match create_request(line_opts, &watch_args) {
-                    Ok(r) => r,
-                    Err(why) => {
-                        eprintln!("Invalid command {l} ({why})");
+            }
+        });
+        loop {
+            let line = match lines.recv().await {
+                Some(Ok(l)) => l,
+                Some(Err(e)) => {
+                    return Err(CtlError::new(
+                        ExitCode::InvalidInput,
+                        format!("error reading watch request line: {}", e.msg),
+                    ))
+                }
+                None => {
+                    return Err(CtlError::new(
+                        ExitCode::InvalidInput,
+                        "error reading watch request line: EOF",
+                    ))
+                }
+            };
+            let l = line.strip_suffix('\n').unwrap_or(&line);
+            let words = crate::txn::argify(l)?;
+            match words.first().map(String::as_str) {
+                None => eprintln!("Invalid command: {l} (watch and progress supported)"),
+                Some("watch") => {
+                    if words.len() < 2 && env.key.is_empty() {
+                        eprintln!("Invalid command {l} (command type or key is not provided)");
                         continue;
                     }
-                };
-                let client = client.clone();
-                let progress = progress_tx.subscribe();
-                ctx.block_on(async move {
-                    tokio::spawn(async move {
-                        let _ =
-                            watch_and_print(client, req, display, exec_args, Some(progress)).await;
-                    });
-                })?;
-            }
-            "progress" => {
-                let _ = progress_tx.send(());
-            }
-            _ => {
-                eprintln!("Invalid command {l} (only support watch)");
+                    let (watch_args, exec, opts) =
+                        parse_line(&words, &env).map_err(CtlError::bad_args)?;
+                    match create_request(&watch_args, &opts) {
+                        Ok(req) => {
+                            let printer = Printer {
+                                exec,
+                                ..printer.clone()
+                            };
+                            start(&tx, req, printer);
+                        }
+                        Err(e) => eprintln!("Invalid command {l} ({e})"),
+                    }
+                }
+                Some("progress") => {
+                    let _ = tx.send(Request::Progress);
+                }
+                Some(_) => eprintln!("Invalid command {l} (only support watch)"),
             }
         }
-    }
-}
-
-/// An interactive `watch ...` line, parsed.
-struct Line {
-    opts: Opts,
-    /// The key and range end.
-    watch_args: Vec<String>,
-    /// The command after `--`.
-    exec_args: Vec<String>,
-}
-
-/// An interactive `watch ...` line's options, key and command, as etcdctl parses it.
-fn interactive_args(args: &[String], env_key: &str, env_range: &str) -> Result<Line, CtlError> {
-    let words = &args[1..];
-    let sep = words.iter().position(|a| a == "--");
-    if sep.is_some_and(|i| i == words.len() - 1) {
-        return Err(CtlError::bad_args(BAD_ARGS_SEPARATOR));
-    }
-    let specs: Vec<Spec> = FLAGS.to_vec();
-    let parsed = crate::flags::parse(&specs, words).map_err(CtlError::bad_args)?;
-    let positional = parsed.args.clone();
-    if sep.is_none() && env_key.is_empty() && positional.is_empty() {
-        return Err(CtlError::bad_args(BAD_ARGS_NUM));
-    }
-    if sep.is_none() && !positional.is_empty() && !env_key.is_empty() {
-        return Err(CtlError::bad_args(BAD_ARGS_CONFLICT_ENV));
-    }
-    let opts = Opts::from(&parsed.values);
-    let exec_args = sep.map(|i| words[i + 1..].to_vec()).unwrap_or_default();
-    let mut watch_args = Vec::new();
-    if !env_key.is_empty() {
-        watch_args.push(env_key.to_string());
-        if !env_range.is_empty() {
-            watch_args.push(env_range.to_string());
-        }
-    }
-    watch_args.extend(positional);
-    if let Some(first) = exec_args.first() {
-        let end = watch_args.iter().rposition(|a| a == first).unwrap_or(0);
-        watch_args.truncate(end);
-    }
-    Ok(Line {
-        opts,
-        watch_args,
-        exec_args,
-    })
+    })?
 }
 
 #[cfg(test)]
@@ -580,43 +705,58 @@ mod tests {
     use super::*;
 
     fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
+        v.iter().map(|a| a.to_string()).collect()
     }
 
     #[test]
-    fn arguments_and_command_split_as_etcdctl() {
-        let raw = s(&[
-            "etcdctl", "watch", "foo", "--rev", "1", "bar", "--", "echo", "hi",
-        ]);
-        let args = s(&["foo", "bar", "echo", "hi"]);
+    fn splits_exec_commands() {
+        let env = Env::default();
+        let (w, e) = parse_args(
+            &s(&["watch", "foo", "--", "echo", "hi"]),
+            &s(&["foo", "echo", "hi"]),
+            &env,
+        )
+        .unwrap();
+        assert_eq!((w, e), (s(&["foo"]), s(&["echo", "hi"])));
         assert_eq!(
-            parse_args(&raw, &args, "", "").unwrap(),
-            (s(&["foo", "bar"]), s(&["echo", "hi"]))
+            parse_args(&s(&["watch", "foo", "--"]), &s(&["foo"]), &env).unwrap_err(),
+            ERR_SEPARATOR
         );
-        let raw = s(&["etcdctl", "watch", "foo", "--"]);
+        assert_eq!(parse_args(&s(&["watch"]), &[], &env).unwrap_err(), ERR_NUM);
+        let env = Env {
+            key: "k".into(),
+            range_end: String::new(),
+        };
         assert_eq!(
-            parse_args(&raw, &s(&["foo"]), "", "").unwrap_err().msg,
-            BAD_ARGS_SEPARATOR
+            parse_args(&s(&["watch", "foo"]), &s(&["foo"]), &env).unwrap_err(),
+            ERR_CONFLICT_ENV
         );
-        let raw = s(&["etcdctl", "watch", "--", "echo"]);
         assert_eq!(
-            parse_args(&raw, &s(&["echo"]), "k", "").unwrap(),
-            (s(&["k"]), s(&["echo"]))
+            parse_args(
+                &s(&["watch", "foo", "--", "echo"]),
+                &s(&["foo", "echo"]),
+                &env
+            )
+            .unwrap_err(),
+            ERR_CONFLICT_ENV
         );
-        let raw = s(&["etcdctl", "watch", "foo", "--", "echo"]);
-        assert_eq!(
-            parse_args(&raw, &s(&["foo", "echo"]), "k", "")
-                .unwrap_err()
-                .msg,
-            BAD_ARGS_CONFLICT_ENV
-        );
+        let (w, e) = parse_args(&s(&["watch", "--", "echo"]), &s(&["echo"]), &env).unwrap();
+        assert_eq!((w, e), (s(&["k"]), s(&["echo"])));
     }
 
     #[test]
-    fn argify_groups_quotes() {
+    fn interactive_lines_carry_their_own_options() {
+        let env = Env::default();
+        let (w, e, o) = parse_line(&s(&["watch", "--prefix", "a", "--", "echo"]), &env).unwrap();
+        assert_eq!((w, e), (s(&["a"]), s(&["echo"])));
+        assert!(o.prefix);
         assert_eq!(
-            argify("watch 'a b' \"c\" d"),
-            s(&["watch", "a b", "c", "d"])
+            parse_line(&s(&["watch", "--prefix"]), &env).unwrap_err(),
+            ERR_NUM
+        );
+        assert_eq!(
+            parse_line(&s(&["watch", "-h"]), &env).unwrap_err(),
+            "pflag: help requested"
         );
     }
 }

@@ -61,9 +61,14 @@ pub struct Etcd {
 impl Etcd {
     /// Starts etcd on free ports and waits (at most 30 s) until it answers a read.
     pub fn start(bin: &PathBuf, name: &str) -> Etcd {
+        Etcd::start_with_args(bin, name, &[])
+    }
+
+    /// Starts etcd with `extra` flags added, like [`Etcd::start`].
+    pub fn start_with_args(bin: &PathBuf, name: &str, extra: &[&str]) -> Etcd {
         let (client_port, peer_port) = (free_port(), free_port());
         let initial = format!("{name}=http://127.0.0.1:{peer_port}");
-        let etcd = Etcd::spawn(bin, name, client_port, peer_port, &initial);
+        let etcd = Etcd::spawn(bin, name, client_port, peer_port, &initial, extra);
         etcd.wait_ready();
         etcd
     }
@@ -75,6 +80,7 @@ impl Etcd {
         client_port: u16,
         peer_port: u16,
         initial_cluster: &str,
+        extra: &[&str],
     ) -> Etcd {
         let dir = tempfile::tempdir().unwrap();
         let client = format!("http://127.0.0.1:{client_port}");
@@ -96,6 +102,7 @@ impl Etcd {
                 &peer,
             ])
             .args(["--initial-cluster", initial_cluster])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -191,7 +198,7 @@ impl Cluster {
         let members: Vec<Etcd> = names
             .iter()
             .zip(&ports)
-            .map(|(name, (client, peer))| Etcd::spawn(bin, name, *client, *peer, &initial))
+            .map(|(name, (client, peer))| Etcd::spawn(bin, name, *client, *peer, &initial, &[]))
             .collect();
         for m in &members {
             m.wait_ready();
