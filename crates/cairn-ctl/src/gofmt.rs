@@ -262,3 +262,23 @@ mod tests {
         assert_eq!(civil_from_days(19_000), (2022, 1, 8));
     }
 }
+
+/// Go's `%016x` of a signed integer: a negative one is a minus sign and the magnitude,
+/// zero-padded to 16 characters in all (Rust's `{:016x}` prints two's complement).
+pub fn hex016(v: i64) -> String {
+    if v < 0 {
+        format!("-{:015x}", v.unsigned_abs())
+    } else {
+        format!("{v:016x}")
+    }
+}
+
+#[cfg(test)]
+mod hex_tests {
+    #[test]
+    fn signed_hex_as_go_prints_it() {
+        assert_eq!(super::hex016(-1), "-000000000000001");
+        assert_eq!(super::hex016(0x694d), "000000000000694d");
+        assert_eq!(super::hex016(i64::MIN), "-8000000000000000");
+    }
+}

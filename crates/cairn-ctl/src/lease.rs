@@ -17,7 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::flags::{self, Kind, Spec};
 use crate::global::{status_message, CtlError, Ctx, ExitCode, Format};
-use crate::gofmt;
+use crate::gofmt::{self, hex016};
 use crate::json::{self, Obj};
 use crate::printer::{fields, out, protobuf};
 
@@ -91,9 +91,12 @@ pub fn grant(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
         })
         .map_err(|e| CtlError::error(format!("failed to grant lease ({})", e.msg)))?;
     match ctx.format()? {
-        Format::Simple => {
-            out(format!("lease {:016x} granted with TTL({}s)\n", resp.id, resp.ttl).as_bytes())
-        }
+        Format::Simple => out(format!(
+            "lease {} granted with TTL({}s)\n",
+            hex016(resp.id),
+            resp.ttl
+        )
+        .as_bytes()),
         Format::Json => {
             let s = header_fields(Obj::new(), &resp.header)
                 .num_always("ID", resp.id)
@@ -128,7 +131,7 @@ pub fn revoke(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
         })
         .map_err(|e| CtlError::error(format!("failed to revoke lease ({})", e.msg)))?;
     match ctx.format()? {
-        Format::Simple => out(format!("lease {id:016x} revoked\n").as_bytes()),
+        Format::Simple => out(format!("lease {} revoked\n", hex016(id)).as_bytes()),
         Format::Json => {
             let s = Obj::new().obj("header", json::header(&resp.header)).end();
             out(format!("{s}\n").as_bytes());
@@ -175,12 +178,14 @@ pub fn timetolive(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     match ctx.format()? {
         Format::Simple => {
             if resp.granted_ttl == 0 && resp.ttl == -1 {
-                out(format!("lease {:016x} already expired\n", resp.id).as_bytes());
+                out(format!("lease {} already expired\n", hex016(resp.id)).as_bytes());
                 return Ok(());
             }
             let mut s = format!(
-                "lease {:016x} granted with TTL({}s), remaining({}s)",
-                resp.id, resp.granted_ttl, resp.ttl
+                "lease {} granted with TTL({}s), remaining({}s)",
+                hex016(resp.id),
+                resp.granted_ttl,
+                resp.ttl
             );
             if keys {
                 let names: Vec<String> = resp
@@ -242,7 +247,7 @@ pub fn list(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
         Format::Simple => {
             let mut s = format!("found {} leases\n", resp.leases.len());
             for l in &resp.leases {
-                s.push_str(&format!("{:016x}\n", l.id));
+                s.push_str(&format!("{}\n", hex016(l.id)));
             }
             out(s.as_bytes());
         }
@@ -275,7 +280,7 @@ pub fn list(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
 fn print_keep_alive(format: Format, r: &LeaseKeepAliveResponse) -> Result<(), CtlError> {
     match format {
         Format::Simple => {
-            out(format!("lease {:016x} keepalived with TTL({})\n", r.id, r.ttl).as_bytes())
+            out(format!("lease {} keepalived with TTL({})\n", hex016(r.id), r.ttl).as_bytes())
         }
         Format::Json => {
             let s = header_fields(Obj::new(), &r.header)
@@ -378,7 +383,7 @@ pub fn keep_alive(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     })?;
     result?;
     if format == Format::Simple {
-        out(format!("lease {id:016x} expired or revoked.\n").as_bytes());
+        out(format!("lease {} expired or revoked.\n", hex016(id)).as_bytes());
     }
     Ok(())
 }
