@@ -218,3 +218,146 @@ fn lock_and_election_services_answer_as_etcd() {
     );
     assert!(want.contains(&"b waits: true".to_string()), "{want:#?}");
 }
+
+/// A long-running etcdctl (lock, elect) whose stdout lines arrive on a channel.
+struct Running {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Running {
+    fn start(etcdctl: &str, endpoints: &str, args: &[&str]) -> Running {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(cairn_tests::tool(etcdctl))
+            .arg(format!("--endpoints={endpoints}"))
+            .args(args)
+            .env_remove("ETCDCTL_API")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        Running { child, lines }
+    }
+
+    /// The next line, within 10 s.
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("no line within 10 s")
+    }
+
+    /// Nothing printed for a while: it is waiting.
+    fn waits(&self) -> bool {
+        self.lines.recv_timeout(Duration::from_millis(800)).is_err()
+    }
+
+    /// SIGINT, then its exit code.
+    fn interrupt(mut self) -> i32 {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+}
+
+/// etcdctl's lock and elect (which run etcd's recipes client-side over KV, Lease and Watch)
+/// against `endpoints`.
+fn etcdctl_locks_and_elects(etcdctl: &str, endpoints: &str) {
+    let first = Running::start(etcdctl, endpoints, &["lock", "L"]);
+    let key = first.line();
+    assert!(key.starts_with("L/"), "{etcdctl}: {key}");
+    let second = Running::start(etcdctl, endpoints, &["lock", "L"]);
+    assert!(second.waits(), "{etcdctl}: the second lock did not wait");
+    assert_eq!(first.interrupt(), 0);
+    let key2 = second.line();
+    assert!(key2.starts_with("L/") && key2 != key, "{etcdctl}: {key2}");
+    assert_eq!(second.interrupt(), 0);
+    let with_command = cairn_tests::run_client(
+        &cairn_tests::tool(etcdctl),
+        endpoints,
+        &[
+            "lock",
+            "L",
+            "--",
+            "sh",
+            "-c",
+            "echo $ETCD_LOCK_KEY $ETCD_LOCK_REV",
+        ],
+        None,
+    );
+    assert_eq!(with_command.code, 0, "{with_command:?}");
+    assert!(with_command.stdout.starts_with("L/"), "{with_command:?}");
+
+    let leader = Running::start(etcdctl, endpoints, &["elect", "E", "v1"]);
+    let leader_key = leader.line();
+    assert!(leader_key.starts_with("E/"), "{etcdctl}: {leader_key}");
+    assert_eq!(leader.line(), "v1");
+    let observer = Running::start(etcdctl, endpoints, &["elect", "-l", "E"]);
+    assert_eq!(observer.line(), leader_key);
+    assert_eq!(observer.line(), "v1");
+    let candidate = Running::start(etcdctl, endpoints, &["elect", "E", "v2"]);
+    assert!(
+        candidate.waits(),
+        "{etcdctl}: the second candidate did not wait"
+    );
+    // The leader resigns on SIGINT; the candidate leads and the observer sees it.
+    assert_eq!(leader.interrupt(), 0);
+    let next_key = candidate.line();
+    assert_eq!(candidate.line(), "v2");
+    assert_eq!(observer.line(), next_key);
+    assert_eq!(observer.line(), "v2");
+    assert_eq!(candidate.interrupt(), 0);
+    observer.interrupt();
+}
+
+#[test]
+fn real_etcdctl_locks_and_elects_on_cairn_single_and_three_members() {
+    let single = ServerProc::start(Kind::Cairn, &[]);
+    let cluster = cairn_tests::Cluster::start(3, &[]);
+    for etcdctl in ["etcdctl-3.5", "etcdctl-3.4"] {
+        etcdctl_locks_and_elects(etcdctl, &single.endpoint());
+        etcdctl_locks_and_elects(etcdctl, &cluster.endpoints());
+    }
+}
+
+#[test]
+fn the_etcd_client_crate_locks_and_campaigns_through_every_member() {
+    let cluster = cairn_tests::Cluster::start(3, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // Each call through a different member: the services run the recipes on the member
+        // the client reaches.
+        let mut clients = Vec::new();
+        for m in &cluster.members {
+            clients.push(etcd_client::Client::connect([m.url()], None).await.unwrap());
+        }
+        let lease = clients[0].lease_grant(30, None).await.unwrap().id();
+        let opts = etcd_client::LockOptions::new().with_lease(lease);
+        let lock = clients[1].lock("crate-lock", Some(opts)).await.unwrap();
+        let key = lock.key().to_vec();
+        assert!(key.starts_with(b"crate-lock/"));
+        let got = clients[2].get(key.clone(), None).await.unwrap();
+        assert_eq!(got.kvs()[0].lease(), lease);
+        clients[2].unlock(key.clone()).await.unwrap();
+        assert!(clients[0].get(key, None).await.unwrap().kvs().is_empty());
+
+        let c = clients[1]
+            .campaign("crate-elect", "me", lease)
+            .await
+            .unwrap();
+        let leader_key = c.leader().unwrap().clone();
+        let seen = clients[2].leader("crate-elect").await.unwrap();
+        assert_eq!(seen.kv().unwrap().value(), b"me");
+        let opts = etcd_client::ResignOptions::new().with_leader(leader_key);
+        clients[0].resign(Some(opts)).await.unwrap();
+        let err = clients[2].leader("crate-elect").await.unwrap_err();
+        assert!(err.to_string().contains("election: no leader"), "{err}");
+    });
+}
