@@ -86,6 +86,12 @@ const MANUAL_CLOCK_WAIT: Duration = Duration::from_secs(3600);
 /// Proposal bytes that end a drain early, bounding one log write.
 pub(crate) const MAX_BATCH_BYTES: usize = 16 << 20;
 
+/// ReadIndex rounds this member has in flight at most. Readers that arrive while they are
+/// all out wait and share the next round, so a steady stream of reads costs one round
+/// (a heartbeat to every peer, and on a follower a forward to the leader) per round trip
+/// instead of one per loop iteration.
+pub(crate) const READS_IN_FLIGHT: usize = 1;
+
 /// Default of [`crate::RaftConfig::log_retain_entries`].
 pub const LOG_RETAIN_ENTRIES: u64 = 10_000;
 
@@ -247,8 +253,9 @@ impl<T: Transport> Node<T> {
         self.issue_reads();
         self.handle_ready()?;
         if !self.unissued_reads.is_empty() {
-            // This Ready may have committed the leader's first entry of its term, which is
-            // what held the reads back; issue them now rather than on the next wake-up.
+            // This Ready may have committed the leader's first entry of its term or
+            // answered a round in flight, either of which held the reads back; issue them
+            // now rather than on the next wake-up.
             self.issue_reads();
             self.handle_ready()?;
         }
@@ -364,8 +371,9 @@ impl<T: Transport> Node<T> {
         }
     }
 
-    /// Hands queued reads to raft-rs once it can answer them, and re-issues reads that
-    /// went unanswered for an election timeout (lost messages, leader changes).
+    /// Hands queued reads to raft-rs once it can answer them, as one round when fewer
+    /// than [`READS_IN_FLIGHT`] are out, and re-issues rounds that went unanswered for an
+    /// election timeout (lost messages, leader changes).
     fn issue_reads(&mut self) {
         let raft = &self.raw.raft;
         let ready = match raft.state {
@@ -375,7 +383,7 @@ impl<T: Transport> Node<T> {
         if !ready {
             return;
         }
-        if !self.unissued_reads.is_empty() {
+        if !self.unissued_reads.is_empty() && self.pending_reads.len() < READS_IN_FLIGHT {
             let ctx = self.next_read_ctx;
             self.next_read_ctx += 1;
             let waiters = std::mem::take(&mut self.unissued_reads);
