@@ -52,7 +52,9 @@ pub(crate) enum Msg {
     Step(Message),
     /// Several peer messages at once (one channel send for a whole batch).
     StepMany(Vec<Message>),
-    ReadIndex(oneshot::Sender<Result<u64, RaftError>>),
+    /// Readers are waiting in `Shared::read_waiters`; sent by the reader that found the
+    /// list empty, so one wake-up serves every reader that joins before the next round.
+    ReadIndex,
     /// The apply thread finished everything up to this index.
     Applied(u64),
     /// The state machine's changes up to this index are durable.
@@ -125,9 +127,6 @@ pub(crate) struct Node<T: Transport> {
     /// Data bytes in `proposals`.
     proposal_bytes: usize,
     pub(crate) conf_change_proposals: Vec<ConfChangeV2>,
-    /// Read requests not yet handed to raft-rs (it drops them until the leader has
-    /// committed an entry in its term).
-    pub(crate) unissued_reads: Vec<oneshot::Sender<Result<u64, RaftError>>>,
     pending_reads: HashMap<u64, PendingRead>,
     next_read_ctx: u64,
     /// Committed conf-change entries to apply to raft-rs after the current `Ready`.
@@ -186,7 +185,6 @@ impl<T: Transport> Node<T> {
             proposals: Vec::new(),
             proposal_bytes: 0,
             conf_change_proposals: Vec::new(),
-            unissued_reads: Vec::new(),
             pending_reads: HashMap::new(),
             next_read_ctx: 1,
             conf_changes: Vec::new(),
@@ -252,7 +250,8 @@ impl<T: Transport> Node<T> {
         }
         self.issue_reads();
         self.handle_ready()?;
-        if !self.unissued_reads.is_empty() {
+        if self.pending_reads.len() < READS_IN_FLIGHT && !self.shared.read_waiters.lock().is_empty()
+        {
             // This Ready may have committed the leader's first entry of its term or
             // answered a round in flight, either of which held the reads back; issue them
             // now rather than on the next wake-up.
@@ -281,7 +280,8 @@ impl<T: Transport> Node<T> {
             Msg::ProposeConfChange(cc) => self.conf_change_proposals.push(cc),
             Msg::Step(m) => self.step(m),
             Msg::StepMany(ms) => ms.into_iter().for_each(|m| self.step(m)),
-            Msg::ReadIndex(tx) => self.unissued_reads.push(tx),
+            // The waiters are taken from the shared list when a round can start.
+            Msg::ReadIndex => {}
             Msg::Applied(index) => {
                 if index > self.applied {
                     self.applied = index;
@@ -383,10 +383,14 @@ impl<T: Transport> Node<T> {
         if !ready {
             return;
         }
-        if !self.unissued_reads.is_empty() && self.pending_reads.len() < READS_IN_FLIGHT {
+        let waiters = if self.pending_reads.len() < READS_IN_FLIGHT {
+            std::mem::take(&mut *self.shared.read_waiters.lock())
+        } else {
+            Vec::new()
+        };
+        if !waiters.is_empty() {
             let ctx = self.next_read_ctx;
             self.next_read_ctx += 1;
-            let waiters = std::mem::take(&mut self.unissued_reads);
             self.pending_reads.insert(
                 ctx,
                 PendingRead {
@@ -662,7 +666,8 @@ impl<T: Transport> Node<T> {
         }
         // Readers still waiting see their sender dropped and get `Stopped`.
         self.pending_reads.clear();
-        self.unissued_reads.clear();
+        // After `stopped` is set: a reader that queues later sees it and gives up.
+        self.shared.read_waiters.lock().clear();
         self.apply_tx = None;
         self.purge_tx = None;
         self.publish();
