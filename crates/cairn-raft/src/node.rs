@@ -104,6 +104,9 @@ pub const COMPACT_STEP: u64 = 1_000;
 #[derive(Debug)]
 struct PendingRead {
     waiters: Vec<oneshot::Sender<Result<u64, RaftError>>>,
+    /// On the leader, followers' forwarded `MsgReadIndex` requests that joined the round;
+    /// each gets a `MsgReadIndexResp` with the round's index.
+    remote: Vec<Message>,
     /// Tick count when it was last handed to raft-rs.
     issued_at: u64,
 }
@@ -128,6 +131,8 @@ pub(crate) struct Node<T: Transport> {
     proposal_bytes: usize,
     pub(crate) conf_change_proposals: Vec<ConfChangeV2>,
     pending_reads: HashMap<u64, PendingRead>,
+    /// On the leader, followers' `MsgReadIndex` requests waiting for the next round.
+    remote_reads: Vec<Message>,
     next_read_ctx: u64,
     /// Committed conf-change entries to apply to raft-rs after the current `Ready`.
     conf_changes: Vec<Entry>,
@@ -186,6 +191,7 @@ impl<T: Transport> Node<T> {
             proposal_bytes: 0,
             conf_change_proposals: Vec::new(),
             pending_reads: HashMap::new(),
+            remote_reads: Vec::new(),
             next_read_ctx: 1,
             conf_changes: Vec::new(),
             last_conf_change: 0,
@@ -250,7 +256,8 @@ impl<T: Transport> Node<T> {
         }
         self.issue_reads();
         self.handle_ready()?;
-        if self.pending_reads.len() < READS_IN_FLIGHT && !self.shared.read_waiters.lock().is_empty()
+        if self.pending_reads.len() < READS_IN_FLIGHT
+            && (!self.remote_reads.is_empty() || !self.shared.read_waiters.lock().is_empty())
         {
             // This Ready may have committed the leader's first entry of its term or
             // answered a round in flight, either of which held the reads back; issue them
@@ -321,6 +328,18 @@ impl<T: Transport> Node<T> {
     }
 
     fn step(&mut self, m: Message) {
+        let raft = &self.raw.raft;
+        if m.get_msg_type() == MessageType::MsgReadIndex
+            && raft.state == StateRole::Leader
+            && m.from != 0
+            && m.from != raft.id
+            && m.entries.len() == 1
+        {
+            // A follower's read joins this leader's next round instead of starting one of
+            // its own in raft-rs, so one heartbeat round serves the readers of every member.
+            self.remote_reads.push(m);
+            return;
+        }
         if let Err(e) = self.raw.step(m) {
             tracing::debug!(error = %e, "dropped raft message");
         }
@@ -383,18 +402,22 @@ impl<T: Transport> Node<T> {
         if !ready {
             return;
         }
-        let waiters = if self.pending_reads.len() < READS_IN_FLIGHT {
-            std::mem::take(&mut *self.shared.read_waiters.lock())
+        let (waiters, remote) = if self.pending_reads.len() < READS_IN_FLIGHT {
+            (
+                std::mem::take(&mut *self.shared.read_waiters.lock()),
+                std::mem::take(&mut self.remote_reads),
+            )
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
-        if !waiters.is_empty() {
+        if !waiters.is_empty() || !remote.is_empty() {
             let ctx = self.next_read_ctx;
             self.next_read_ctx += 1;
             self.pending_reads.insert(
                 ctx,
                 PendingRead {
                     waiters,
+                    remote,
                     issued_at: self.ticks,
                 },
             );
@@ -436,8 +459,36 @@ impl<T: Transport> Node<T> {
                 for w in p.waiters {
                     let _ = w.send(Ok(rs.index));
                 }
+                self.answer_remote_reads(p.remote, rs.index);
             }
         }
+    }
+
+    /// Answers followers' reads that joined a round this leader completed with `index`,
+    /// as raft-rs answers them itself: the index (a commit index of this term, taken after
+    /// the request arrived) and the request's context, in a `MsgReadIndexResp` of this term.
+    fn answer_remote_reads(&mut self, requests: Vec<Message>, index: u64) {
+        if requests.is_empty() {
+            return;
+        }
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader {
+            return;
+        }
+        let answers = requests
+            .into_iter()
+            .map(|mut req| {
+                let mut m = Message::default();
+                m.set_msg_type(MessageType::MsgReadIndexResp);
+                m.from = raft.id;
+                m.to = req.from;
+                m.term = raft.term;
+                m.index = index;
+                m.set_entries(req.take_entries());
+                m
+            })
+            .collect();
+        self.transport.send(answers);
     }
 
     /// Hands committed entries to the apply thread and remembers conf changes among them.
@@ -555,10 +606,13 @@ impl<T: Transport> Node<T> {
             }
             let mut rd = self.raw.ready();
             if rd.ss().is_some() {
-                // Leadership changed: reads in flight may have been dropped.
+                // Leadership changed: reads in flight may have been dropped. Followers'
+                // reads are theirs to retry (with the new leader).
                 for p in self.pending_reads.values_mut() {
                     p.issued_at = 0;
+                    p.remote.clear();
                 }
+                self.remote_reads.clear();
             }
             let msgs = rd.take_messages();
             if !msgs.is_empty() {
