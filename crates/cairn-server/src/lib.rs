@@ -18,10 +18,12 @@
 //! - `rpc`: the gRPC services (KV, Maintenance, Cluster) and request validation.
 //! - `http`: `/health`, `/version`, `/metrics`.
 //! - [`logging`]: etcd-shaped JSON log lines.
-//! - `run`: wires it together and serves until SIGTERM or SIGINT.
+//! - `run`: wires it together and serves until SIGTERM or SIGINT; `coalesce`: accepted
+//!   connections whose writes are gathered into fewer system calls.
 
 mod alarm;
 mod apply;
+mod coalesce;
 pub mod config;
 mod http;
 pub mod ids;
