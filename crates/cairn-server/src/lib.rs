@@ -9,7 +9,8 @@
 //! - [`config`]: etcd's flags, `ETCD_*` variables and YAML config file, validated.
 //! - [`ids`]: member and cluster IDs as etcd derives them.
 //! - `server`: opens the data directory, starts Raft and the applier; propose-and-wait,
-//!   the linearizable read barrier, response headers, the backend quota.
+//!   the linearizable read barrier, response headers, the backend quota; `read_barrier`:
+//!   linearizable reads sharing ReadIndex rounds.
 //! - `apply`: committed entries to MVCC writes, one backend transaction per batch.
 //! - `waiters`, `alarm`, `membership`: requests waiting for their entry; active alarms;
 //!   the member set.
@@ -32,6 +33,7 @@ mod membership;
 pub mod metrics;
 mod peer;
 mod peer_snapshot;
+mod read_barrier;
 mod rpc;
 mod run;
 mod server;
