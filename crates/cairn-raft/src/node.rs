@@ -7,7 +7,10 @@
 //!    proposals); proposals are collected into one
 //!    `MsgPropose`, so everything that queued up during the previous fsync is appended,
 //!    written and synced together (group commit).
-//! 3. Tick if due; issue pending ReadIndex requests.
+//! 3. Tick if due; issue the waiting reads as one ReadIndex round, unless
+//!    [`READS_IN_FLIGHT`] rounds are out already. On the leader, followers' forwarded
+//!    reads join its next round rather than starting rounds of their own in raft-rs, and
+//!    are answered with that round's index.
 //! 4. Handle the `Ready` in raft-rs's order: send messages, (install snapshot), resolve
 //!    read states, hand committed entries to the apply thread, write entries and hard state
 //!    in one raft-engine batch (synced when raft-rs requires it), send persisted messages,

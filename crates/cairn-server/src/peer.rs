@@ -2,10 +2,16 @@
 //!
 //! Sending: the Raft thread hands messages to [`PeerSet`]'s `send`, which never blocks.
 //! Every message but a snapshot goes into the bounded queue of its destination. One task
-//! per peer drains its queue into batches (at most [`BATCH_MAX`] messages, ended early
-//! past [`BATCH_MAX_BYTES`]) and sends each batch as one `RaftPeer.Send` call. When a
-//! queue is full or a peer is unreachable, messages are dropped; Raft retransmits what
-//! matters.
+//! per peer keeps a `RaftPeer.Stream` open to it and drains its queue into batches on that
+//! stream (at most [`BATCH_MAX`] messages, ended early past [`BATCH_MAX_BYTES`]), never
+//! waiting for an answer. The stream opens with an empty batch that the receiver checks
+//! (cluster and addressee) before it answers with its headers; from then on the peer
+//! counts as active until the stream breaks. HTTP/2 pings ([`PING_INTERVAL`],
+//! [`PING_TIMEOUT`]) tell a paused or cut-off peer; a killed one closes its socket. When
+//! the stream breaks, Raft hears that the peer is unreachable, what queued up meanwhile is
+//! dropped, and the task reconnects. A peer that does not serve `Stream` (an older cairn)
+//! gets a unary `RaftPeer.Send` per batch instead. When a queue is full, messages are
+//! dropped; Raft retransmits what matters.
 //!
 //! Snapshots: a `MsgSnapshot` gets a task of its own, which streams it in chunks over
 //! `RaftPeer.SendSnapshot` on a separate connection (`peer_snapshot`) and then tells
@@ -13,9 +19,10 @@
 //! appends. At most one snapshot per peer is in flight: one that comes while another is
 //! on its way is dropped and reported lost, and Raft sends a newer one later.
 //!
-//! Receiving: [`PeerService`] checks that a batch or snapshot is for this cluster and
-//! member. It steps a batch's messages into Raft as they are, and a snapshot once all its
-//! chunks are put back together.
+//! Receiving: [`PeerService`] checks that a stream, batch or snapshot is for this cluster
+//! and member. It steps a batch's messages into Raft as they are, and a snapshot once all
+//! its chunks are put back together. It ends a stream that stays silent for
+//! [`STREAM_SILENCE`] (idle senders send an empty batch every [`PROBE_IDLE`]).
 
 use std::collections::HashMap;
 use std::pin::Pin;
