@@ -171,6 +171,11 @@ impl RaftHandle {
         rx.await.map_err(|_| RaftError::Stopped)?
     }
 
+    /// Whether the driver has stopped (or is stopping) and takes no more requests.
+    pub fn is_stopped(&self) -> bool {
+        self.shared().stopped.load(Ordering::Acquire)
+    }
+
     /// The member's current Raft state, from atomics.
     pub fn status(&self) -> RaftStatus {
         let s = self.shared();

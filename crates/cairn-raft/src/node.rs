@@ -405,6 +405,10 @@ impl<T: Transport> Node<T> {
         if !ready {
             return;
         }
+        if raft.state != StateRole::Leader {
+            // Followers' reads that came while this member led; theirs to retry.
+            self.remote_reads.clear();
+        }
         let (waiters, remote) = if self.pending_reads.len() < READS_IN_FLIGHT {
             (
                 std::mem::take(&mut *self.shared.read_waiters.lock()),

@@ -527,6 +527,11 @@ impl RaftPeer for PeerService {
             .await?
             .ok_or_else(|| Status::invalid_argument("raft stream ended before its first batch"))?;
         self.check_addressee(opening.cluster_id, opening.to)?;
+        if self.raft.is_stopped() {
+            // Refused before the headers, so a member on its way out does not count as
+            // active for a moment each time its peers reconnect.
+            return Err(Status::unavailable("raft: stopped"));
+        }
         step_batch(&self.raft, &opening)?;
         let (end_tx, end_rx) = mpsc::channel(1);
         let (raft, cluster_id, me) = (self.raft.clone(), self.cluster_id, self.member_id);
