@@ -147,3 +147,54 @@ impl AsyncWrite for CoalescingIo {
         Pin::new(&mut self.tcp).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A connected pair: the gathering end and a plain one.
+    async fn pair() -> (CoalescingIo, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (plain, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (CoalescingIo::new(accepted.unwrap().0), plain.unwrap())
+    }
+
+    #[tokio::test]
+    async fn writes_wait_for_a_flush_and_arrive_in_order() {
+        let (mut io, mut peer) = pair().await;
+        io.write_all(b"headers|").await.unwrap();
+        let bufs = [io::IoSlice::new(b"data|"), io::IoSlice::new(b"trailers")];
+        let n = io.write_vectored(&bufs).await.unwrap();
+        assert_eq!(n, 13);
+        // Nothing is sent before the flush.
+        let mut probe = [0u8; 1];
+        let early =
+            tokio::time::timeout(std::time::Duration::from_millis(50), peer.read(&mut probe)).await;
+        assert!(early.is_err(), "bytes went out before the flush");
+        io.flush().await.unwrap();
+        let mut got = vec![0u8; 21];
+        peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, b"headers|data|trailers");
+    }
+
+    #[tokio::test]
+    async fn large_writes_and_shutdown_send_everything() {
+        let (mut io, mut peer) = pair().await;
+        let big: Vec<u8> = (0..3 * HIGH_WATER).map(|i| i as u8).collect();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        io.write_all(&big).await.unwrap();
+        io.write_all(b"tail").await.unwrap();
+        io.shutdown().await.unwrap();
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), big.len() + 4);
+        assert_eq!(&got[..big.len()], &big[..]);
+        assert_eq!(&got[big.len()..], b"tail");
+    }
+}
