@@ -650,14 +650,13 @@ fn a_paused_member_stops_counting_as_connected_and_counts_again_when_resumed() {
     std::thread::sleep(Duration::from_secs(6));
     let url = format!("--peer-urls=http://127.0.0.1:{}", free_port());
     c.members[2].signal("STOP");
-    // Pings every second, each answered within a second, and a new leader if m2 led.
-    std::thread::sleep(Duration::from_secs(4));
+    // A ping after a second of silence, unanswered for 2 s; a new leader if m2 led.
+    std::thread::sleep(Duration::from_secs(5));
     let refused = etcdctl35(&c.members[0].endpoint(), &["member", "add", "new", &url]);
     c.members[2].signal("CONT");
     assert!(
         refused.stderr.contains("etcdserver: unhealthy cluster"),
-        "{refused:?}\n{}",
-        c.members[0].log_text()
+        "{refused:?}"
     );
     // Reconnected, and answering for 5 s again.
     std::thread::sleep(Duration::from_secs(7));

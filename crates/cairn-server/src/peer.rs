@@ -61,9 +61,10 @@ const PROBE_IDLE: Duration = Duration::from_secs(1);
 /// long...
 const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// ...and the connection, with its stream, counts as broken when the ping is not answered
-/// this soon: a paused or cut-off peer stops counting as active within about 2 s. (A
-/// killed one at once: its socket closes.)
-const PING_TIMEOUT: Duration = Duration::from_secs(1);
+/// this soon: a paused or cut-off peer stops counting as active within about 3 s. (A
+/// killed one at once: its socket closes.) Not shorter: a member starved of CPU for a
+/// moment must not be taken for gone.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest wait for a peer to take a new stream.
 const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Batches handed to an open stream that gRPC has not written yet, at most; past it the
