@@ -638,3 +638,28 @@ fn cairnctl_fails_over_to_live_endpoints() {
         assert_eq!(r.stdout, "OK\n", "put {i} through {eps}: {r:?}");
     }
 }
+
+/// Guards against a peer stream that outlives its peer. Each member keeps one long-lived
+/// stream to every peer, and a paused member closes no socket: only its unanswered HTTP/2
+/// pings tell. If they did not, strict reconfiguration would let a member join while a
+/// voter is gone, and a member that came back would not count again until reconnected.
+#[test]
+fn a_paused_member_stops_counting_as_connected_and_counts_again_when_resumed() {
+    let c = Cluster::start(3, &[]);
+    // Every member counts its peers as connected once they answered for 5 s.
+    std::thread::sleep(Duration::from_secs(6));
+    let url = format!("--peer-urls=http://127.0.0.1:{}", free_port());
+    c.members[2].signal("STOP");
+    // A ping after a second of silence, unanswered for 2 s; a new leader if m2 led.
+    std::thread::sleep(Duration::from_secs(5));
+    let refused = etcdctl35(&c.members[0].endpoint(), &["member", "add", "new", &url]);
+    c.members[2].signal("CONT");
+    assert!(
+        refused.stderr.contains("etcdserver: unhealthy cluster"),
+        "{refused:?}"
+    );
+    // Reconnected, and answering for 5 s again.
+    std::thread::sleep(Duration::from_secs(7));
+    let added = etcdctl35(&c.members[0].endpoint(), &["member", "add", "new", &url]);
+    assert_eq!(added.code, 0, "{added:?}");
+}

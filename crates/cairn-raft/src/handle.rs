@@ -72,6 +72,10 @@ pub(crate) struct Shared {
     /// On a leader, each member's matched log index as last published; empty elsewhere.
     /// Protects only the value.
     pub(crate) matched: parking_lot::Mutex<Vec<(u64, u64)>>,
+    /// Readers waiting for the next ReadIndex round, in the order they came; the Raft
+    /// thread takes them all when it starts one (at most `node::READS_IN_FLIGHT` rounds
+    /// are out). Protects only the list; never held while sending to the Raft thread.
+    pub(crate) read_waiters: parking_lot::Mutex<Vec<oneshot::Sender<Result<u64, RaftError>>>>,
     /// The driver's threads, joined by the first `stop`. Protects only the list.
     pub(crate) threads: parking_lot::Mutex<Vec<JoinHandle<()>>>,
 }
@@ -153,8 +157,23 @@ impl RaftHandle {
         }
         self.check_leader()?;
         let (tx, rx) = oneshot::channel();
-        self.send(Msg::ReadIndex(tx))?;
+        let first = {
+            let mut waiters = self.shared().read_waiters.lock();
+            waiters.push(tx);
+            waiters.len() == 1
+        };
+        if first {
+            self.send(Msg::ReadIndex)?;
+        } else if self.shared().stopped.load(Ordering::Acquire) {
+            // The Raft thread may have dropped the list's senders before this one joined.
+            return Err(RaftError::Stopped);
+        }
         rx.await.map_err(|_| RaftError::Stopped)?
+    }
+
+    /// Whether the driver has stopped (or is stopping) and takes no more requests.
+    pub fn is_stopped(&self) -> bool {
+        self.shared().stopped.load(Ordering::Acquire)
     }
 
     /// The member's current Raft state, from atomics.

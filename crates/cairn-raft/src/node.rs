@@ -7,7 +7,10 @@
 //!    proposals); proposals are collected into one
 //!    `MsgPropose`, so everything that queued up during the previous fsync is appended,
 //!    written and synced together (group commit).
-//! 3. Tick if due; issue pending ReadIndex requests.
+//! 3. Tick if due; issue the waiting reads as one ReadIndex round, unless
+//!    [`READS_IN_FLIGHT`] rounds are out already. On the leader, followers' forwarded
+//!    reads join its next round rather than starting rounds of their own in raft-rs, and
+//!    are answered with that round's index.
 //! 4. Handle the `Ready` in raft-rs's order: send messages, (install snapshot), resolve
 //!    read states, hand committed entries to the apply thread, write entries and hard state
 //!    in one raft-engine batch (synced when raft-rs requires it), send persisted messages,
@@ -52,7 +55,9 @@ pub(crate) enum Msg {
     Step(Message),
     /// Several peer messages at once (one channel send for a whole batch).
     StepMany(Vec<Message>),
-    ReadIndex(oneshot::Sender<Result<u64, RaftError>>),
+    /// Readers are waiting in `Shared::read_waiters`; sent by the reader that found the
+    /// list empty, so one wake-up serves every reader that joins before the next round.
+    ReadIndex,
     /// The apply thread finished everything up to this index.
     Applied(u64),
     /// The state machine's changes up to this index are durable.
@@ -86,6 +91,12 @@ const MANUAL_CLOCK_WAIT: Duration = Duration::from_secs(3600);
 /// Proposal bytes that end a drain early, bounding one log write.
 pub(crate) const MAX_BATCH_BYTES: usize = 16 << 20;
 
+/// ReadIndex rounds this member has in flight at most. Readers that arrive while they are
+/// all out wait and share the next round, so a steady stream of reads costs one round
+/// (a heartbeat to every peer, and on a follower a forward to the leader) per round trip
+/// instead of one per loop iteration.
+pub(crate) const READS_IN_FLIGHT: usize = 1;
+
 /// Default of [`crate::RaftConfig::log_retain_entries`].
 pub const LOG_RETAIN_ENTRIES: u64 = 10_000;
 
@@ -96,6 +107,9 @@ pub const COMPACT_STEP: u64 = 1_000;
 #[derive(Debug)]
 struct PendingRead {
     waiters: Vec<oneshot::Sender<Result<u64, RaftError>>>,
+    /// On the leader, followers' forwarded `MsgReadIndex` requests that joined the round;
+    /// each gets a `MsgReadIndexResp` with the round's index.
+    remote: Vec<Message>,
     /// Tick count when it was last handed to raft-rs.
     issued_at: u64,
 }
@@ -119,10 +133,9 @@ pub(crate) struct Node<T: Transport> {
     /// Data bytes in `proposals`.
     proposal_bytes: usize,
     pub(crate) conf_change_proposals: Vec<ConfChangeV2>,
-    /// Read requests not yet handed to raft-rs (it drops them until the leader has
-    /// committed an entry in its term).
-    pub(crate) unissued_reads: Vec<oneshot::Sender<Result<u64, RaftError>>>,
     pending_reads: HashMap<u64, PendingRead>,
+    /// On the leader, followers' `MsgReadIndex` requests waiting for the next round.
+    remote_reads: Vec<Message>,
     next_read_ctx: u64,
     /// Committed conf-change entries to apply to raft-rs after the current `Ready`.
     conf_changes: Vec<Entry>,
@@ -180,8 +193,8 @@ impl<T: Transport> Node<T> {
             proposals: Vec::new(),
             proposal_bytes: 0,
             conf_change_proposals: Vec::new(),
-            unissued_reads: Vec::new(),
             pending_reads: HashMap::new(),
+            remote_reads: Vec::new(),
             next_read_ctx: 1,
             conf_changes: Vec::new(),
             last_conf_change: 0,
@@ -246,9 +259,12 @@ impl<T: Transport> Node<T> {
         }
         self.issue_reads();
         self.handle_ready()?;
-        if !self.unissued_reads.is_empty() {
-            // This Ready may have committed the leader's first entry of its term, which is
-            // what held the reads back; issue them now rather than on the next wake-up.
+        if self.pending_reads.len() < READS_IN_FLIGHT
+            && (!self.remote_reads.is_empty() || !self.shared.read_waiters.lock().is_empty())
+        {
+            // This Ready may have committed the leader's first entry of its term or
+            // answered a round in flight, either of which held the reads back; issue them
+            // now rather than on the next wake-up.
             self.issue_reads();
             self.handle_ready()?;
         }
@@ -274,7 +290,8 @@ impl<T: Transport> Node<T> {
             Msg::ProposeConfChange(cc) => self.conf_change_proposals.push(cc),
             Msg::Step(m) => self.step(m),
             Msg::StepMany(ms) => ms.into_iter().for_each(|m| self.step(m)),
-            Msg::ReadIndex(tx) => self.unissued_reads.push(tx),
+            // The waiters are taken from the shared list when a round can start.
+            Msg::ReadIndex => {}
             Msg::Applied(index) => {
                 if index > self.applied {
                     self.applied = index;
@@ -314,6 +331,18 @@ impl<T: Transport> Node<T> {
     }
 
     fn step(&mut self, m: Message) {
+        let raft = &self.raw.raft;
+        if m.get_msg_type() == MessageType::MsgReadIndex
+            && raft.state == StateRole::Leader
+            && m.from != 0
+            && m.from != raft.id
+            && m.entries.len() == 1
+        {
+            // A follower's read joins this leader's next round instead of starting one of
+            // its own in raft-rs, so one heartbeat round serves the readers of every member.
+            self.remote_reads.push(m);
+            return;
+        }
         if let Err(e) = self.raw.step(m) {
             tracing::debug!(error = %e, "dropped raft message");
         }
@@ -364,8 +393,9 @@ impl<T: Transport> Node<T> {
         }
     }
 
-    /// Hands queued reads to raft-rs once it can answer them, and re-issues reads that
-    /// went unanswered for an election timeout (lost messages, leader changes).
+    /// Hands queued reads to raft-rs once it can answer them, as one round when fewer
+    /// than [`READS_IN_FLIGHT`] are out, and re-issues rounds that went unanswered for an
+    /// election timeout (lost messages, leader changes).
     fn issue_reads(&mut self) {
         let raft = &self.raw.raft;
         let ready = match raft.state {
@@ -375,14 +405,26 @@ impl<T: Transport> Node<T> {
         if !ready {
             return;
         }
-        if !self.unissued_reads.is_empty() {
+        if raft.state != StateRole::Leader {
+            // Followers' reads that came while this member led; theirs to retry.
+            self.remote_reads.clear();
+        }
+        let (waiters, remote) = if self.pending_reads.len() < READS_IN_FLIGHT {
+            (
+                std::mem::take(&mut *self.shared.read_waiters.lock()),
+                std::mem::take(&mut self.remote_reads),
+            )
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        if !waiters.is_empty() || !remote.is_empty() {
             let ctx = self.next_read_ctx;
             self.next_read_ctx += 1;
-            let waiters = std::mem::take(&mut self.unissued_reads);
             self.pending_reads.insert(
                 ctx,
                 PendingRead {
                     waiters,
+                    remote,
                     issued_at: self.ticks,
                 },
             );
@@ -424,8 +466,36 @@ impl<T: Transport> Node<T> {
                 for w in p.waiters {
                     let _ = w.send(Ok(rs.index));
                 }
+                self.answer_remote_reads(p.remote, rs.index);
             }
         }
+    }
+
+    /// Answers followers' reads that joined a round this leader completed with `index`,
+    /// as raft-rs answers them itself: the index (a commit index of this term, taken after
+    /// the request arrived) and the request's context, in a `MsgReadIndexResp` of this term.
+    fn answer_remote_reads(&mut self, requests: Vec<Message>, index: u64) {
+        if requests.is_empty() {
+            return;
+        }
+        let raft = &self.raw.raft;
+        if raft.state != StateRole::Leader {
+            return;
+        }
+        let answers = requests
+            .into_iter()
+            .map(|mut req| {
+                let mut m = Message::default();
+                m.set_msg_type(MessageType::MsgReadIndexResp);
+                m.from = raft.id;
+                m.to = req.from;
+                m.term = raft.term;
+                m.index = index;
+                m.set_entries(req.take_entries());
+                m
+            })
+            .collect();
+        self.transport.send(answers);
     }
 
     /// Hands committed entries to the apply thread and remembers conf changes among them.
@@ -543,10 +613,13 @@ impl<T: Transport> Node<T> {
             }
             let mut rd = self.raw.ready();
             if rd.ss().is_some() {
-                // Leadership changed: reads in flight may have been dropped.
+                // Leadership changed: reads in flight may have been dropped. Followers'
+                // reads are theirs to retry (with the new leader).
                 for p in self.pending_reads.values_mut() {
                     p.issued_at = 0;
+                    p.remote.clear();
                 }
+                self.remote_reads.clear();
             }
             let msgs = rd.take_messages();
             if !msgs.is_empty() {
@@ -654,7 +727,8 @@ impl<T: Transport> Node<T> {
         }
         // Readers still waiting see their sender dropped and get `Stopped`.
         self.pending_reads.clear();
-        self.unissued_reads.clear();
+        // After `stopped` is set: a reader that queues later sees it and gives up.
+        self.shared.read_waiters.lock().clear();
         self.apply_tx = None;
         self.purge_tx = None;
         self.publish();

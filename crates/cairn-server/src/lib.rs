@@ -9,7 +9,8 @@
 //! - [`config`]: etcd's flags, `ETCD_*` variables and YAML config file, validated.
 //! - [`ids`]: member and cluster IDs as etcd derives them.
 //! - `server`: opens the data directory, starts Raft and the applier; propose-and-wait,
-//!   the linearizable read barrier, response headers, the backend quota.
+//!   the linearizable read barrier, response headers, the backend quota; `read_barrier`:
+//!   linearizable reads sharing ReadIndex rounds.
 //! - `apply`: committed entries to MVCC writes, one backend transaction per batch.
 //! - `lease`: the lessor's writes into apply batches, lease entries, the leader's expiry
 //!   and checkpoint loop, keep-alives and time-to-live forwarded to the leader (LeasePeer).
@@ -23,10 +24,12 @@
 //!   and request validation.
 //! - `http`: `/health`, `/version`, `/metrics`.
 //! - [`logging`]: etcd-shaped JSON log lines.
-//! - `run`: wires it together and serves until SIGTERM or SIGINT.
+//! - `run`: wires it together and serves until SIGTERM or SIGINT; `coalesce`: accepted
+//!   connections whose writes are gathered into fewer system calls.
 
 mod alarm;
 mod apply;
+mod coalesce;
 pub mod config;
 mod http;
 pub mod ids;
@@ -36,6 +39,7 @@ mod membership;
 pub mod metrics;
 mod peer;
 mod peer_snapshot;
+mod read_barrier;
 mod rpc;
 mod run;
 mod server;

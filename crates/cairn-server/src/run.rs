@@ -92,15 +92,10 @@ async fn require_leader(
 }
 
 /// Serves `router` on `listener` until it fails. Every accepted connection gets
-/// TCP_NODELAY: a gRPC response goes out as headers and data, then trailers in a second
-/// write, and Nagle would hold that write until the client's delayed ACK (about 40 ms).
+/// TCP_NODELAY and gathered writes ([`crate::coalesce`]): a gRPC response is headers, data
+/// and trailers, which otherwise often go out in two writes.
 async fn serve(listener: TcpListener, router: axum::Router, what: &'static str) {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "failed to set TCP_NODELAY");
-        }
-    });
+    let listener = crate::coalesce::CoalescingListener(listener);
     if let Err(e) = axum::serve(listener, router).await {
         tracing::error!(error = %e, listener = what, "listener stopped");
     }

@@ -82,6 +82,8 @@ pub struct Server {
     /// The watchers of this member.
     pub watch: Arc<crate::watch::WatchHub>,
     applied_rx: watch::Receiver<u64>,
+    /// Linearizable readers waiting for a ReadIndex round.
+    reads: Arc<crate::read_barrier::ReadBarrier>,
     next_id: AtomicU64,
     pub started: Instant,
 }
@@ -372,6 +374,7 @@ impl Server {
         Ok(Arc::new(Server {
             cfg,
             store,
+            reads: crate::read_barrier::ReadBarrier::new(raft.clone()),
             raft,
             member,
             cluster_id,
@@ -525,12 +528,13 @@ impl Server {
     }
 
     /// Waits until a read started now may be served locally and see every write
-    /// acknowledged before it (ReadIndex, then wait for the applier to catch up).
+    /// acknowledged before it (ReadIndex, shared with the reads around it, then wait for
+    /// the applier to catch up).
     pub async fn linearizable_read(&self) -> Result<(), EtcdError> {
         let timeout = self.request_timeout();
         let deadline = Instant::now() + timeout;
         let index = loop {
-            match tokio::time::timeout_at(deadline.into(), self.raft.read_index()).await {
+            match tokio::time::timeout_at(deadline.into(), self.reads.index()).await {
                 Ok(Ok(i)) => break i,
                 // As etcd, the read waits for a leader until its time is up.
                 Ok(Err(cairn_raft::RaftError::NoLeader))
