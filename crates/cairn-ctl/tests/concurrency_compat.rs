@@ -25,7 +25,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Etcd;
+use common::{replace, varint, Etcd};
 
 /// How long a step waits for the output it expects, or for a process to end.
 const BOUND: Duration = Duration::from_secs(15);
@@ -294,36 +294,6 @@ impl Side {
     /// The top 16 bits of the lease IDs this server hands out (its member ID's low bits).
     fn lease_prefix(&self) -> u64 {
         (self.ids.1 & 0xffff) & 0x7fff
-    }
-}
-
-fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    if from.is_empty() {
-        return hay.to_vec();
-    }
-    let mut out = Vec::with_capacity(hay.len());
-    let mut i = 0;
-    while i < hay.len() {
-        if hay[i..].starts_with(from) {
-            out.extend_from_slice(to);
-            i += from.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-fn varint(mut v: u64) -> Vec<u8> {
-    let mut b = Vec::new();
-    loop {
-        if v < 0x80 {
-            b.push(v as u8);
-            return b;
-        }
-        b.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
     }
 }
 

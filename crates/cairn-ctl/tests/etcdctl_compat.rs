@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::Etcd;
+use common::{replace, varint, Etcd};
 
 struct Run {
     stdout: Vec<u8>,
@@ -55,36 +55,6 @@ fn run(
         stdout: out.stdout,
         stderr: out.stderr,
         code: out.status.code().unwrap_or(-1),
-    }
-}
-
-fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    if from.is_empty() {
-        return hay.to_vec();
-    }
-    let mut out = Vec::with_capacity(hay.len());
-    let mut i = 0;
-    while i < hay.len() {
-        if hay[i..].starts_with(from) {
-            out.extend_from_slice(to);
-            i += from.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-fn varint(mut v: u64) -> Vec<u8> {
-    let mut b = Vec::new();
-    loop {
-        if v < 0x80 {
-            b.push(v as u8);
-            return b;
-        }
-        b.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
     }
 }
 

@@ -14,7 +14,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::Etcd;
+use common::{replace, varint, Etcd};
 
 struct Side {
     etcd: Etcd,
@@ -23,36 +23,6 @@ struct Side {
     etcdctl: PathBuf,
     ids: (u64, u64),
     leases: Vec<i64>,
-}
-
-fn varint(mut v: u64) -> Vec<u8> {
-    let mut b = Vec::new();
-    loop {
-        if v < 0x80 {
-            b.push(v as u8);
-            return b;
-        }
-        b.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-}
-
-fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    if from.is_empty() {
-        return hay.to_vec();
-    }
-    let mut out = Vec::with_capacity(hay.len());
-    let mut i = 0;
-    while i < hay.len() {
-        if hay[i..].starts_with(from) {
-            out.extend_from_slice(to);
-            i += from.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// Replaces the digits after each occurrence of `key` with `N`.

@@ -21,7 +21,7 @@ use cairn_proto::etcdserverpb::{
     Member, MemberAddRequest, MemberListRequest, MemberRemoveRequest, MemberUpdateRequest,
     MoveLeaderRequest, StatusRequest,
 };
-use common::Cluster;
+use common::{replace, varint, Cluster};
 
 const FORMATS: [&str; 5] = ["simple", "json", "fields", "table", "protobuf"];
 
@@ -48,31 +48,6 @@ fn run(bin: &Path, endpoints: &str, args: &[String]) -> Run {
         stderr: out.stderr,
         code: out.status.code().unwrap_or(-1),
     }
-}
-
-fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(hay.len());
-    let mut i = 0;
-    while i < hay.len() {
-        if !from.is_empty() && hay[i..].starts_with(from) {
-            out.extend_from_slice(to);
-            i += from.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-fn varint(mut v: u64) -> Vec<u8> {
-    let mut b = Vec::new();
-    while v >= 0x80 {
-        b.push((v as u8 & 0x7f) | 0x80);
-        v >>= 7;
-    }
-    b.push(v as u8);
-    b
 }
 
 /// Masks log timestamps and Go pointers.
@@ -135,13 +110,17 @@ impl Api {
             peer_ur_ls: vec![peer_url.to_string()],
             is_learner: true,
         };
-        self.rt
-            .block_on(c.cluster().member_add(req))
-            .unwrap()
-            .into_inner()
-            .member
-            .unwrap()
-            .id
+        // Right after a removal etcd may briefly answer "member not found": try again.
+        for _ in 0..50 {
+            match self.rt.block_on(c.cluster().member_add(req.clone())) {
+                Ok(r) => return r.into_inner().member.unwrap().id,
+                Err(e) if e.message() == "etcdserver: member not found" => {
+                    std::thread::sleep(std::time::Duration::from_millis(100))
+                }
+                Err(e) => panic!("member add: {e:?}"),
+            }
+        }
+        panic!("member add kept failing with member not found");
     }
 
     fn remove(&self, id: u64) {

@@ -215,3 +215,30 @@ impl Cluster {
             .join(",")
     }
 }
+
+/// `hay` with every `from` replaced by `to` (bytes; an empty `from` changes nothing).
+pub fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if !from.is_empty() && hay[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The protobuf varint encoding of `v` (to find and mask ids in `-w protobuf` output).
+pub fn varint(mut v: u64) -> Vec<u8> {
+    let mut b = Vec::new();
+    while v >= 0x80 {
+        b.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    b.push(v as u8);
+    b
+}
