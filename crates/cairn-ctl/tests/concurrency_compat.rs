@@ -466,19 +466,7 @@ impl Compat {
                 mask(&want.stderr),
                 mask(&self.normalize(&got.stderr, &leases)),
             );
-            let mut problems = Vec::new();
-            if wo != go {
-                problems.push(format!("stdout:\n  etcdctl:  {wo:?}\n  cairnctl: {go:?}"));
-            }
-            if we != ge {
-                problems.push(format!("stderr:\n  etcdctl:  {we:?}\n  cairnctl: {ge:?}"));
-            }
-            if want.code != got.code {
-                problems.push(format!(
-                    "exit code: etcdctl {} cairnctl {}",
-                    want.code, got.code
-                ));
-            }
+            let problems = common::differences((&wo, &we, want.code), (&go, &ge, got.code));
             if !problems.is_empty() {
                 self.failures
                     .push(format!("{name}: {label}\n{}", problems.join("\n")));

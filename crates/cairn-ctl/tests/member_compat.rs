@@ -190,19 +190,7 @@ impl Compat {
         };
         let (wo, go) = (mask(&want.stdout), mask(&norm(&got.stdout)));
         let (we, ge) = (mask(&want.stderr), mask(&norm(&got.stderr)));
-        let mut problems = Vec::new();
-        if wo != go {
-            problems.push(format!("stdout:\n  etcdctl:  {wo:?}\n  cairnctl: {go:?}"));
-        }
-        if we != ge {
-            problems.push(format!("stderr:\n  etcdctl:  {we:?}\n  cairnctl: {ge:?}"));
-        }
-        if want.code != got.code {
-            problems.push(format!(
-                "exit code: etcdctl {} cairnctl {}",
-                want.code, got.code
-            ));
-        }
+        let problems = common::differences((&wo, &we, want.code), (&go, &ge, got.code));
         if !problems.is_empty() {
             self.failures
                 .push(format!("{args:?}\n{}", problems.join("\n")));

@@ -242,3 +242,25 @@ pub fn varint(mut v: u64) -> Vec<u8> {
     b.push(v as u8);
     b
 }
+
+/// How a cairnctl run (`got`: stdout, stderr, exit code, masked) differs from etcdctl's
+/// (`want`), one line group per stream; empty when they agree.
+pub fn differences(want: (&str, &str, i32), got: (&str, &str, i32)) -> Vec<String> {
+    let mut problems = Vec::new();
+    if want.0 != got.0 {
+        problems.push(format!(
+            "stdout:\n  etcdctl:  {:?}\n  cairnctl: {:?}",
+            want.0, got.0
+        ));
+    }
+    if want.1 != got.1 {
+        problems.push(format!(
+            "stderr:\n  etcdctl:  {:?}\n  cairnctl: {:?}",
+            want.1, got.1
+        ));
+    }
+    if want.2 != got.2 {
+        problems.push(format!("exit code: etcdctl {} cairnctl {}", want.2, got.2));
+    }
+    problems
+}
