@@ -12,9 +12,12 @@
 //!
 //! - `lib.rs`: [`ClientConfig`], [`Client`], [`Error`] and the [`TokenInterceptor`] that
 //!   attaches the auth token.
+//! - `coalesce.rs`: connections whose writes are gathered into fewer system calls, dialled
+//!   by [`Client`] and accepted by the server.
 //! - `concurrency.rs`: sessions, mutexes and elections as etcd's `concurrency` package
 //!   builds them from leases, transactions and watches.
 
+pub mod coalesce;
 pub mod concurrency;
 
 use std::time::Duration;
@@ -165,7 +168,8 @@ impl Client {
             0 => return Err(Error::NoEndpoints),
             1 => {
                 let ep = endpoints.remove(0);
-                tokio::time::timeout(config.dial_timeout, ep.connect())
+                let connect = ep.connect_with_connector(tower::service_fn(coalesce::dial));
+                tokio::time::timeout(config.dial_timeout, connect)
                     .await
                     .map_err(|_| Error::DialTimeout)??
             }
@@ -186,7 +190,9 @@ impl Client {
         let mut endpoints = endpoints(&config)?;
         let channel = match endpoints.len() {
             0 => return Err(Error::NoEndpoints),
-            1 => endpoints.remove(0).connect_lazy(),
+            1 => endpoints
+                .remove(0)
+                .connect_with_connector_lazy(tower::service_fn(coalesce::dial)),
             _ => Channel::balance_list(endpoints.into_iter()),
         };
         let mut client = Client {

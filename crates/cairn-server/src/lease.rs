@@ -253,9 +253,9 @@ impl Leases {
         let url = server.members.get(leader)?.peer_ur_ls.first()?.clone();
         let endpoint = tonic::transport::Endpoint::from_shared(url)
             .ok()?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true);
-        let client = LeasePeerClient::new(endpoint.connect_lazy());
+            .connect_timeout(Duration::from_secs(1));
+        let connector = tower::service_fn(cairn_client::coalesce::dial);
+        let client = LeasePeerClient::new(endpoint.connect_with_connector_lazy(connector));
         *cached = Some((leader, client.clone()));
         Some(client)
     }

@@ -24,12 +24,11 @@
 //!   and request validation.
 //! - `http`: `/health`, `/version`, `/metrics`.
 //! - [`logging`]: etcd-shaped JSON log lines.
-//! - `run`: wires it together and serves until SIGTERM or SIGINT; `coalesce`: accepted
-//!   connections whose writes are gathered into fewer system calls.
+//! - `run`: wires it together and serves until SIGTERM or SIGINT, on listeners whose
+//!   connections gather their writes (`cairn_client::coalesce`).
 
 mod alarm;
 mod apply;
-mod coalesce;
 pub mod config;
 mod http;
 pub mod ids;

@@ -281,12 +281,9 @@ async fn connect_with(
         let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone()) else {
             continue;
         };
-        let endpoint = keep_alive(
-            endpoint
-                .connect_timeout(Duration::from_secs(1))
-                .tcp_nodelay(true),
-        );
-        if let Ok(ch) = endpoint.connect().await {
+        let endpoint = keep_alive(endpoint.connect_timeout(Duration::from_secs(1)));
+        let connector = tower::service_fn(cairn_client::coalesce::dial);
+        if let Ok(ch) = endpoint.connect_with_connector(connector).await {
             return Some(RaftPeerClient::new(ch).max_encoding_message_size(message_limit));
         }
     }

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cairn_client::coalesce::CoalescingIo;
 use cairn_proto::cairnpb::internal_request::Request;
 use cairn_proto::cairnpb::lease_peer_server::LeasePeerServer;
 use cairn_proto::cairnpb::raft_peer_server::RaftPeerServer;
@@ -92,12 +93,34 @@ async fn require_leader(
 }
 
 /// Serves `router` on `listener` until it fails. Every accepted connection gets
-/// TCP_NODELAY and gathered writes ([`crate::coalesce`]): a gRPC response is headers, data
-/// and trailers, which otherwise often go out in two writes.
+/// TCP_NODELAY and gathered writes ([`cairn_client::coalesce`]): a gRPC response is
+/// headers, data and trailers, which otherwise often go out in two writes.
 async fn serve(listener: TcpListener, router: axum::Router, what: &'static str) {
-    let listener = crate::coalesce::CoalescingListener(listener);
+    let listener = CoalescingListener(listener);
     if let Err(e) = axum::serve(listener, router).await {
         tracing::error!(error = %e, listener = what, "listener stopped");
+    }
+}
+
+/// A TCP listener whose connections have TCP_NODELAY and gathered writes.
+struct CoalescingListener(TcpListener);
+
+impl axum::serve::Listener for CoalescingListener {
+    type Io = CoalescingIo;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (CoalescingIo, std::net::SocketAddr) {
+        let (tcp, addr) = axum::serve::Listener::accept(&mut self.0).await;
+        // Without it a write that follows an unacknowledged one waits for the peer's
+        // delayed ACK (about 40 ms).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "failed to set TCP_NODELAY");
+        }
+        (CoalescingIo::new(tcp), addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.local_addr()
     }
 }
 

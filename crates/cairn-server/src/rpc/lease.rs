@@ -141,24 +141,17 @@ impl Lease for LeaseService {
         if let Err(e) = self.server.refuse_on_learner() {
             return Err(e.into());
         }
-        let mut inbound = r.into_inner();
-        let server = self.server.clone();
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(async move {
-            while let Some(next) = inbound.next().await {
-                let req = match next {
-                    Ok(req) => req,
-                    // The client went away or broke the stream: nothing to answer.
-                    Err(_) => return,
-                };
-                let resp = keep_alive_once(&server, req).await;
-                let failed = resp.is_err();
-                if tx.send(resp).await.is_err() || failed {
-                    return;
-                }
-            }
+        // Each request is answered in turn as the response stream is polled: no task or
+        // channel per stream. A broken or finished inbound stream ends it quietly; a
+        // failed keep-alive ends it with the error.
+        let state = Some((r.into_inner(), self.server.clone()));
+        let out = futures::stream::unfold(state, |state| async move {
+            let (mut inbound, server) = state?;
+            let req = inbound.next().await?.ok()?;
+            let resp = keep_alive_once(&server, req).await;
+            let rest = resp.is_ok().then_some((inbound, server));
+            Some((resp, rest))
         });
-        let out = tokio_stream::wrappers::ReceiverStream::new(rx);
         Ok(Response::new(Box::pin(out)))
     }
 

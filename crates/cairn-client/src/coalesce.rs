@@ -1,4 +1,4 @@
-//! Accepted connections whose writes are gathered into fewer system calls.
+//! Connections whose writes are gathered into fewer system calls.
 //!
 //! hyper's HTTP/2 connection task writes whatever frames are queued each time it runs, and
 //! under load it runs on one worker while the request handlers that queue the frames run
@@ -8,40 +8,22 @@
 //! time it is asked to flush, lets the connection task yield once: the handlers running
 //! meanwhile add their frames, and the next flush sends all of it in one call.
 //!
+//! The client side is the same: a channel's connection task sends what every stream queued
+//! since its last flush, so closed-loop clients on one connection share their writes.
+//!
 //! A connection serving one request at a time sees one extra trip through the scheduler
-//! per flush, not an extra system call. Reads pass straight through.
+//! per flush, not an extra system call. Reads pass straight through. The server wraps the
+//! connections it accepts; [`crate::Client`] wraps the ones it dials.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// Bytes buffered before a write waits for the socket instead of adding to the buffer.
 const HIGH_WATER: usize = 256 << 10;
-
-/// A TCP listener whose connections have TCP_NODELAY and gathered writes.
-pub struct CoalescingListener(pub TcpListener);
-
-impl axum::serve::Listener for CoalescingListener {
-    type Io = CoalescingIo;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (CoalescingIo, std::net::SocketAddr) {
-        let (tcp, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        // Without it a write that follows an unacknowledged one waits for the peer's
-        // delayed ACK (about 40 ms).
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "failed to set TCP_NODELAY");
-        }
-        (CoalescingIo::new(tcp), addr)
-    }
-
-    fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.0.local_addr()
-    }
-}
 
 /// A TCP stream that buffers writes and yields once before each flush that sends them.
 ///
@@ -55,7 +37,8 @@ pub struct CoalescingIo {
 }
 
 impl CoalescingIo {
-    fn new(tcp: TcpStream) -> CoalescingIo {
+    /// Wraps a connected stream.
+    pub fn new(tcp: TcpStream) -> CoalescingIo {
         CoalescingIo {
             tcp,
             buf: Vec::new(),
@@ -148,9 +131,31 @@ impl AsyncWrite for CoalescingIo {
     }
 }
 
+/// Dials one connection for a tonic channel (`Endpoint::connect_with_connector`):
+/// TCP_NODELAY, and writes gathered by [`CoalescingIo`], so the requests of the streams
+/// sharing the connection leave together.
+pub async fn dial(
+    uri: tonic::transport::Uri,
+) -> std::io::Result<hyper_util::rt::TokioIo<CoalescingIo>> {
+    let Some(host) = uri.host() else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("no host in {uri}"),
+        ));
+    };
+    let port = uri.port_u16().unwrap_or(80);
+    // A bracketed IPv6 literal is dialled without its brackets.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+    tcp.set_nodelay(true)?;
+    Ok(hyper_util::rt::TokioIo::new(CoalescingIo::new(tcp)))
+}
+
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use tokio::net::TcpListener;
 
     use super::*;
 
