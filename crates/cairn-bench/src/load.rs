@@ -199,7 +199,7 @@ pub(crate) async fn connect(
         cfg.dial_timeout = dial_timeout;
         cfg.user = user.clone();
         cfg.password = password.clone();
-        out.push(Client::connect(cfg).await?);
+        out.push(Client::connect_direct(cfg).await?);
     }
     Ok(out)
 }
