@@ -96,12 +96,42 @@ impl Api {
             .members
     }
 
-    fn id_of(&self, peer_url: &str) -> u64 {
+    fn find(&self, peer_url: &str) -> Option<u64> {
         self.members()
             .iter()
             .find(|m| m.peer_ur_ls.iter().any(|u| u == peer_url))
             .map(|m| m.id)
+    }
+
+    fn id_of(&self, peer_url: &str) -> u64 {
+        self.find(peer_url)
             .unwrap_or_else(|| panic!("no member with peer URL {peer_url}"))
+    }
+
+    /// Runs a `member add` of `peer_url` with `bin` until the member is listed, and returns
+    /// the last run and the member's ID. Right after a removal, and more so on a loaded
+    /// machine, etcd may refuse an add for a moment ("member not found", "unhealthy
+    /// cluster"); that refusal is not what the comparison is about.
+    fn add_listed(
+        &self,
+        bin: &Path,
+        endpoints: &str,
+        args: &[String],
+        peer_url: &str,
+    ) -> (Run, u64) {
+        let mut stderr = Vec::new();
+        for _ in 0..20 {
+            let r = run(bin, endpoints, args);
+            if let Some(id) = self.find(peer_url) {
+                return (r, id);
+            }
+            stderr = r.stderr;
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!(
+            "member add {peer_url} never listed: {}",
+            String::from_utf8_lossy(&stderr)
+        );
     }
 
     fn add_learner(&self, peer_url: &str) -> u64 {
@@ -361,13 +391,12 @@ fn member_commands_match_etcdctl() {
             .map(|s| s.to_string())
             .collect()
         };
-        let want = run(&c.etcdctl, &c.endpoints, &args(&ua));
+        let (want, ia) = api.add_listed(&c.etcdctl, &c.endpoints, &args(&ua), &ua);
         assert!(
             want.stdout.starts_with(b"Member") || w != "simple",
             "{}",
             String::from_utf8_lossy(&want.stderr)
         );
-        let ia = api.id_of(&ua);
         let want_pos = {
             let others: Vec<Member> = api.members().into_iter().filter(|m| m.id != ia).collect();
             (ia, rank(&others, ia))
@@ -376,8 +405,7 @@ fn member_commands_match_etcdctl() {
         let mut got = None;
         for _ in 0..300 {
             let ub = url(common::free_port());
-            let r = run(&c.cairnctl, &c.endpoints, &args(&ub));
-            let ib = api.id_of(&ub);
+            let (r, ib) = api.add_listed(&c.cairnctl, &c.endpoints, &args(&ub), &ub);
             if comparable(&api, want_pos, ib) {
                 got = Some((r, ub, ib));
                 break;
@@ -432,16 +460,14 @@ fn member_commands_match_etcdctl() {
                 .map(|s| s.to_string())
                 .collect()
         };
-        let want = run(&c.etcdctl, &c.endpoints, &args(&ua));
-        let ia = api.id_of(&ua);
+        let (want, ia) = api.add_listed(&c.etcdctl, &c.endpoints, &args(&ua), &ua);
         let others: Vec<Member> = api.members().into_iter().filter(|m| m.id != ia).collect();
         let want_pos = (ia, rank(&others, ia));
         api.remove(ia);
         let mut got = None;
         for _ in 0..300 {
             let ub = url(common::free_port());
-            let r = run(&c.cairnctl, &c.endpoints, &args(&ub));
-            let ib = api.id_of(&ub);
+            let (r, ib) = api.add_listed(&c.cairnctl, &c.endpoints, &args(&ub), &ub);
             if comparable(&api, want_pos, ib) {
                 got = Some((r, ub, ib));
                 break;
