@@ -321,6 +321,36 @@ async fn same_lease_responses_as_etcd() {
         let got = c.run(step).await;
         assert_eq!(got, want, "step {i} differs: {step:?}");
     }
+    // The lease metrics counted the same grants (and their TTLs), renewals and revokes.
+    assert_eq!(
+        lease_metrics(cairn.client_port),
+        lease_metrics(etcd.client_port)
+    );
+}
+
+/// The lease lines of a server's /metrics (etcd's names, values and buckets), with every
+/// number written as Rust writes an f64: Go's client writes 1048576 as 1.048576e+06.
+fn lease_metrics(port: u16) -> Vec<String> {
+    let (_, body) = cairn_tests::http_get(port, "/metrics");
+    let number = |t: &str| t.parse::<f64>().map_or(t.to_string(), |f| f.to_string());
+    let lines: Vec<String> = body
+        .lines()
+        .filter(|l| {
+            l.starts_with("etcd_debugging_lease_") || l.starts_with("etcd_debugging_server_lease_")
+        })
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap_or((l, ""));
+            let series = match series.split_once("{le=\"") {
+                Some((name, le)) => {
+                    format!("{name}{{le=\"{}\"}}", number(le.trim_end_matches("\"}")))
+                }
+                None => series.to_string(),
+            };
+            format!("{series} {}", number(value))
+        })
+        .collect();
+    assert!(lines.len() > 20, "lease metrics missing: {lines:?}");
+    lines
 }
 
 /// Masks the 16-hex-digit lease ids in etcdctl's output, numbering them in order of
@@ -557,6 +587,18 @@ async fn leases_expire_on_time_and_never_early() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+    // Both expiries were counted, as revokes and as expiries.
+    let metrics = lease_metrics(cairn.client_port);
+    for line in [
+        "etcd_debugging_lease_granted_total 2",
+        "etcd_debugging_lease_revoked_total 2",
+        "etcd_debugging_server_lease_expired_total 2",
+    ] {
+        assert!(
+            metrics.iter().any(|l| l == line),
+            "{line} not in {metrics:#?}"
+        );
     }
     // The keys' lease is gone too.
     let leases = lease

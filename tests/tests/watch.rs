@@ -433,21 +433,6 @@ async fn etcdctl_watch_prints_as_against_etcd() {
     }
 }
 
-/// The server's /metrics page.
-fn metrics_text(port: u16) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text
-}
-
 /// Checks that `events` are exactly puts of `prefix` keys at revisions `from..=to`.
 fn check_contiguous(events: &[(i64, Vec<u8>)], from: i64, to: i64) {
     let revs: Vec<i64> = events.iter().map(|(r, _)| *r).collect();
@@ -531,7 +516,7 @@ async fn a_reader_that_stops_reading_blocks_no_one_and_misses_nothing() {
         WRITERS * PER_WRITER
     );
     // The stalled watcher overflowed its buffer and is waiting to catch up from the backend.
-    let metrics = metrics_text(cairn.client_port);
+    let (_, metrics) = cairn_tests::http_get(cairn.client_port, "/metrics");
     assert!(
         metrics.contains("etcd_debugging_mvcc_slow_watcher_total 1\n"),
         "the stalled watcher is not counted as slow:\n{metrics}"

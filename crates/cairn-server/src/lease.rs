@@ -22,6 +22,7 @@ use cairn_proto::EtcdError;
 use parking_lot::Mutex;
 use tonic::transport::Channel;
 
+use crate::metrics::LeaseMetrics;
 use crate::server::Server;
 use crate::waiters::ApplyResult;
 
@@ -118,10 +119,16 @@ pub struct Leases {
     ids: IdGen,
     /// The leader's lease peer client, cached by leader id. Protects only the value.
     leader: Mutex<Option<(u64, LeasePeerClient<Channel>)>>,
+    pub metrics: LeaseMetrics,
 }
 
 impl Leases {
-    pub fn new(lessor: Lessor, member_id: u64, promote_extend: Duration) -> Leases {
+    pub fn new(
+        lessor: Lessor,
+        member_id: u64,
+        promote_extend: Duration,
+        metrics: LeaseMetrics,
+    ) -> Leases {
         Leases {
             lessor,
             applied_term: AtomicU64::new(0),
@@ -129,6 +136,7 @@ impl Leases {
             promote_extend,
             ids: IdGen::new(member_id),
             leader: Mutex::new(None),
+            metrics,
         }
     }
 
@@ -167,6 +175,8 @@ impl Leases {
             .lessor
             .grant(req.id, req.ttl, &mut BatchBackend(batch))?;
         Ok(granted.map_err(etcd_error).map(|g| {
+            self.metrics.granted.inc();
+            self.metrics.ttl.observe(g.ttl as f64);
             ApplyResult::LeaseGrant(LeaseGrantResponse {
                 header: Some(ResponseHeader {
                     revision: batch.revision(),
@@ -186,6 +196,7 @@ impl Leases {
     ) -> Result<Outcome, MvccError> {
         let revoked = self.lessor.revoke(req.id, &mut BatchBackend(batch))?;
         Ok(revoked.map_err(etcd_error).map(|()| {
+            self.metrics.revoked.inc();
             ApplyResult::LeaseRevoke(LeaseRevokeResponse {
                 header: Some(ResponseHeader {
                     revision: batch.revision(),
@@ -286,6 +297,7 @@ async fn renew_local(server: &Arc<Server>, id: i64) -> Result<i64, LeaseError> {
     loop {
         match server.leases.lessor.renew(id) {
             Ok(r) => {
+                server.leases.metrics.renewed.inc();
                 if r.clear_checkpoint {
                     propose_checkpoints(
                         server,
@@ -446,7 +458,8 @@ pub async fn run(server: Arc<Server>) {
             tokio::spawn(async move {
                 let req = Request::LeaseRevoke(LeaseRevokeRequest { id });
                 match server.propose(req).await {
-                    Ok(_) | Err(EtcdError::LeaseNotFound) => {}
+                    Ok(_) => server.leases.metrics.expired.inc(),
+                    Err(EtcdError::LeaseNotFound) => {}
                     Err(e) => {
                         tracing::warn!(lease_id = %format!("{id:016x}"), error = %e, "failed to revoke an expired lease")
                     }

@@ -5,6 +5,18 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+/// etcd's lease counters. Grants and revokes are counted as each member applies them;
+/// renewals and expiries by the leader that saw them.
+#[derive(Clone)]
+pub struct LeaseMetrics {
+    pub granted: IntCounter,
+    pub revoked: IntCounter,
+    pub renewed: IntCounter,
+    pub expired: IntCounter,
+    /// The TTL each lease was granted with (after the minimum TTL was applied).
+    pub ttl: Histogram,
+}
+
 /// Every metric the server exports.
 pub struct Metrics {
     registry: Registry,
@@ -31,6 +43,7 @@ pub struct Metrics {
     pub watch_streams: IntGauge,
     pub watchers: IntGauge,
     pub slow_watchers: IntGauge,
+    pub lease: LeaseMetrics,
 }
 
 fn disk_buckets() -> Vec<f64> {
@@ -92,7 +105,36 @@ impl Metrics {
             "Seconds the backend took to open at start-up.",
         )?;
         registry.register(Box::new(db_open_seconds.clone()))?;
+        let lease_ttl = Histogram::with_opts(
+            HistogramOpts::new(
+                "etcd_debugging_lease_ttl_total",
+                "Bucketed histogram of lease TTLs.",
+            )
+            // etcd's: 1 s doubling to 8388608 s.
+            .buckets(prometheus::exponential_buckets(1.0, 2.0, 24).unwrap_or_default()),
+        )?;
+        registry.register(Box::new(lease_ttl.clone()))?;
+        let lease = LeaseMetrics {
+            granted: counter(
+                "etcd_debugging_lease_granted_total",
+                "The total number of granted leases.",
+            )?,
+            revoked: counter(
+                "etcd_debugging_lease_revoked_total",
+                "The total number of revoked leases.",
+            )?,
+            renewed: counter(
+                "etcd_debugging_lease_renewed_total",
+                "The number of renewed leases seen by the leader.",
+            )?,
+            expired: counter(
+                "etcd_debugging_server_lease_expired_total",
+                "The total number of expired leases.",
+            )?,
+            ttl: lease_ttl,
+        };
         Ok(Metrics {
+            lease,
             watch_streams: gauge(
                 "etcd_debugging_mvcc_watch_stream_total",
                 "Total number of watch streams.",

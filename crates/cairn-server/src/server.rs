@@ -288,6 +288,7 @@ impl Server {
             lessor,
             member_id,
             cfg.election_timeout,
+            metrics.lease.clone(),
         ));
         leases.reload(&store)?;
         let waiters = Arc::new(Waiters::default());
