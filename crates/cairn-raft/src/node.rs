@@ -29,7 +29,7 @@
 //! Applying is asynchronous: the apply thread reports each finished batch with
 //! [`Msg::Applied`], and the loop passes it to raft-rs with `advance_apply_to`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -136,6 +136,9 @@ pub(crate) struct Node<T: Transport> {
     pending_reads: HashMap<u64, PendingRead>,
     /// On the leader, followers' `MsgReadIndex` requests waiting for the next round.
     remote_reads: Vec<Message>,
+    /// On the leader, when each peer last answered an append or a heartbeat: a read
+    /// round's heartbeats go to the peers that answered last (see [`Self::trim_read_heartbeats`]).
+    last_heard: HashMap<u64, Instant>,
     next_read_ctx: u64,
     /// Committed conf-change entries to apply to raft-rs after the current `Ready`.
     conf_changes: Vec<Entry>,
@@ -195,6 +198,7 @@ impl<T: Transport> Node<T> {
             conf_change_proposals: Vec::new(),
             pending_reads: HashMap::new(),
             remote_reads: Vec::new(),
+            last_heard: HashMap::new(),
             next_read_ctx: 1,
             conf_changes: Vec::new(),
             last_conf_change: 0,
@@ -331,6 +335,12 @@ impl<T: Transport> Node<T> {
     }
 
     fn step(&mut self, m: Message) {
+        if matches!(
+            m.get_msg_type(),
+            MessageType::MsgHeartbeatResponse | MessageType::MsgAppendResponse
+        ) {
+            self.last_heard.insert(m.from, Instant::now());
+        }
         let raft = &self.raw.raft;
         if m.get_msg_type() == MessageType::MsgReadIndex
             && raft.state == StateRole::Leader
@@ -428,7 +438,9 @@ impl<T: Transport> Node<T> {
                     issued_at: self.ticks,
                 },
             );
+            let sent = self.raw.raft.msgs.len();
             self.raw.read_index(self.read_ctx(ctx));
+            self.trim_read_heartbeats(sent);
         }
         let stale: Vec<u64> = self
             .pending_reads
@@ -441,6 +453,52 @@ impl<T: Transport> Node<T> {
                 p.issued_at = self.ticks;
             }
             self.raw.read_index(self.read_ctx(ctx));
+        }
+    }
+
+    /// Keeps a new read round's heartbeats (those queued from `from` on) only for the
+    /// fewest peers that make a quorum with this leader, those that answered last.
+    ///
+    /// A round needs acknowledgements from a quorum only, so in a 3-member cluster it asks
+    /// one follower instead of two: half the messages per round. Dropping a message is
+    /// always safe in Raft. Nor does a skipped peer lose touch: the heartbeats of ticks
+    /// still go to every peer, and they carry the latest pending read's context, so a
+    /// round whose chosen peer does not answer is acknowledged by the others within one
+    /// heartbeat interval (and re-issued to everyone after an election timeout).
+    fn trim_read_heartbeats(&mut self, from: usize) {
+        let raft = &mut self.raw.raft;
+        if raft.state != StateRole::Leader || raft.msgs.len() <= from {
+            return;
+        }
+        let me = raft.id;
+        let mut peers: Vec<u64> = raft
+            .prs()
+            .iter()
+            .map(|(&id, _)| id)
+            .filter(|&id| id != me)
+            .collect();
+        // Most recently heard first; never heard last.
+        peers.sort_by_key(|id| std::cmp::Reverse(self.last_heard.get(id).copied()));
+        // raft-rs's own hasher, inferred from `has_quorum`.
+        let mut asked: HashSet<u64, _> = HashSet::default();
+        asked.insert(me);
+        for id in peers {
+            if raft.prs().has_quorum(&asked) {
+                break;
+            }
+            asked.insert(id);
+        }
+        if !raft.prs().has_quorum(&asked) {
+            return;
+        }
+        let mut i = from;
+        while i < raft.msgs.len() {
+            let m = &raft.msgs[i];
+            if m.get_msg_type() == MessageType::MsgHeartbeat && !asked.contains(&m.to) {
+                raft.msgs.remove(i);
+            } else {
+                i += 1;
+            }
         }
     }
 

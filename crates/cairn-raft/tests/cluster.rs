@@ -524,6 +524,57 @@ fn read_index_on_follower_covers_acknowledged_writes() {
     assert_eq!(got.len(), 50);
 }
 
+/// Starts a read on `h` in a thread of its own; the receiver gets its outcome.
+fn read_in_background(h: RaftHandle) -> std::sync::mpsc::Receiver<Result<u64, RaftError>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(block_on(h.read_index()));
+    });
+    rx
+}
+
+#[test]
+fn read_rounds_ask_one_follower_and_go_on_without_it() {
+    let c = Cluster::new(3);
+    let all = c.running();
+    let l = c.wait_leader(&all);
+    c.propose(l, b"w");
+    c.wait_value(&all, b"w");
+    // With the clock standing still, a leader's read is one heartbeat to one follower and
+    // its answer: a quorum of three is the leader and one follower.
+    for _ in 0..3 {
+        let (before, _) = c.net.counts();
+        let read = read_in_background(c.h(l).clone());
+        let got = read.recv_timeout(Duration::from_secs(10));
+        assert!(matches!(got, Ok(Ok(_))), "read without ticks: {got:?}");
+        let (after, _) = c.net.counts();
+        assert_eq!(after - before, 2, "messages for one read round");
+    }
+    // Whichever follower a round asks, losing it costs at most a heartbeat interval (two
+    // ticks here), not an election timeout (ten): the tick's heartbeats to every peer
+    // carry the round's context.
+    for f in all.iter().copied().filter(|&id| id != l) {
+        c.net.isolate(f);
+        for _ in 0..3 {
+            let read = read_in_background(c.h(l).clone());
+            let mut ticks = 0;
+            let got = loop {
+                if let Ok(got) = read.recv_timeout(Duration::from_millis(200)) {
+                    break got;
+                }
+                assert!(
+                    ticks < 4,
+                    "read still waiting after {ticks} ticks without {f:x}"
+                );
+                c.net.advance(1);
+                ticks += 1;
+            };
+            assert!(got.is_ok(), "{got:?}");
+        }
+        c.net.heal();
+    }
+}
+
 #[test]
 fn simultaneous_reads_on_every_member_resolve_without_retry() {
     // Regression: read contexts were a per-member counter, so members that issued the
