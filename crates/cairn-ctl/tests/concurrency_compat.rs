@@ -393,6 +393,22 @@ fn mask(b: &[u8]) -> String {
     out
 }
 
+/// In interactive watch output, the lines from the first progress notification on, sorted.
+/// Every watcher of the stream answers a progress request, and etcdctl prints each
+/// watcher's answer (a `progress notify` line, then the response) from a goroutine of its
+/// own, so the answers of two watchers may interleave in any order.
+fn progress_tail_sorted(label: &str, out: String) -> String {
+    if !label.starts_with("watch -i") {
+        return out;
+    }
+    let Some(at) = out.find("progress notify") else {
+        return out;
+    };
+    let mut tail: Vec<&str> = out[at..].lines().collect();
+    tail.sort_unstable();
+    format!("{}{}\n", &out[..at], tail.join("\n"))
+}
+
 struct Compat {
     a: Side,
     b: Side,
@@ -459,8 +475,11 @@ impl Compat {
         for ((label, want), (_, got)) in ra.iter().zip(rb.iter()) {
             self.cases += 1;
             let (wo, go) = (
-                mask(&decode_json_keys(&want.stdout)),
-                mask(&self.normalize(&decode_json_keys(&got.stdout), &leases)),
+                progress_tail_sorted(label, mask(&decode_json_keys(&want.stdout))),
+                progress_tail_sorted(
+                    label,
+                    mask(&self.normalize(&decode_json_keys(&got.stdout), &leases)),
+                ),
             );
             let (we, ge) = (
                 mask(&want.stderr),
