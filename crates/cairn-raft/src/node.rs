@@ -136,6 +136,8 @@ pub(crate) struct Node<T: Transport> {
     pending_reads: HashMap<u64, PendingRead>,
     /// On the leader, followers' `MsgReadIndex` requests waiting for the next round.
     remote_reads: Vec<Message>,
+    /// Tick count since which drained proposals have been held for want of a leader.
+    held_since: Option<u64>,
     /// On the leader, when each peer last answered an append or a heartbeat: a read
     /// round's heartbeats go to the peers that answered last (see [`Self::trim_read_heartbeats`]).
     last_heard: HashMap<u64, Instant>,
@@ -199,6 +201,7 @@ impl<T: Transport> Node<T> {
             pending_reads: HashMap::new(),
             remote_reads: Vec::new(),
             last_heard: HashMap::new(),
+            held_since: None,
             next_read_ctx: 1,
             conf_changes: Vec::new(),
             last_conf_change: 0,
@@ -376,6 +379,10 @@ impl<T: Transport> Node<T> {
     }
 
     fn flush_proposals(&mut self) {
+        if !self.proposals.is_empty() && self.hold_proposals() {
+            return self.flush_conf_changes();
+        }
+        self.held_since = None;
         if !self.proposals.is_empty() {
             let entries = std::mem::take(&mut self.proposals);
             self.proposal_bytes = 0;
@@ -392,6 +399,27 @@ impl<T: Transport> Node<T> {
                     .fetch_add(count, Ordering::Relaxed);
             }
         }
+        self.flush_conf_changes();
+    }
+
+    /// Whether to keep the drained proposals for a leader instead of stepping them now.
+    ///
+    /// A member that knows no leader for a moment (a pre-vote when it wakes from a pause, an
+    /// election) would have raft-rs drop them, and their writers would wait out the request
+    /// timeout for nothing. They are held instead, for two election timeouts at most and
+    /// below [`MAX_BATCH_BYTES`], and go out as soon as a leader is known. Nothing held was
+    /// ever appended anywhere, so nothing can be applied twice.
+    fn hold_proposals(&mut self) -> bool {
+        let raft = &self.raw.raft;
+        if raft.state == StateRole::Leader || raft.leader_id != raft::INVALID_ID {
+            return false;
+        }
+        let since = *self.held_since.get_or_insert(self.ticks);
+        self.ticks.saturating_sub(since) < 2 * self.election_tick
+            && self.proposal_bytes < MAX_BATCH_BYTES
+    }
+
+    fn flush_conf_changes(&mut self) {
         for cc in std::mem::take(&mut self.conf_change_proposals) {
             if let Err(e) = self.raw.propose_conf_change(Vec::new(), cc) {
                 tracing::warn!(error = %e, "conf change proposal dropped");
