@@ -372,25 +372,10 @@ fn lease_ids(b: &[u8], prefix: u64) -> Vec<u64> {
 
 /// Masks what differs from run to run whatever the server: timestamps, Go pointers.
 fn mask(b: &[u8]) -> String {
-    let s = String::from_utf8_lossy(b).into_owned();
-    let mut out = String::with_capacity(s.len());
-    for line in s.split_inclusive('\n') {
-        let mut l = line.to_string();
-        while let Some(i) = l.find("\"ts\":") {
-            let rest = &l[i + 5..];
-            let end = rest.find(',').unwrap_or(rest.len());
-            l = format!("{}\"TS\":X{}", &l[..i], &rest[end..]);
-        }
-        while let Some(i) = l.find("0xc0") {
-            let rest = &l[i..];
-            let end = rest
-                .find(|c: char| !c.is_ascii_hexdigit() && c != 'x')
-                .unwrap_or(rest.len());
-            l = format!("{}PTR{}", &l[..i], &rest[end..]);
-        }
-        out.push_str(&l);
-    }
-    out
+    String::from_utf8_lossy(b)
+        .split_inclusive('\n')
+        .map(common::mask_line)
+        .collect()
 }
 
 /// In interactive watch output, the lines from the first progress notification on, sorted.

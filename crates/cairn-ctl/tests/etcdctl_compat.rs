@@ -63,20 +63,7 @@ fn mask(b: &[u8]) -> String {
     let s = String::from_utf8_lossy(b).into_owned();
     let mut out = String::with_capacity(s.len());
     for line in s.split_inclusive('\n') {
-        let mut l = line.to_string();
-        // "ts":<anything up to the next comma>
-        while let Some(i) = l.find("\"ts\":") {
-            let rest = &l[i + 5..];
-            let end = rest.find(',').unwrap_or(rest.len());
-            l = format!("{}\"TS\":X{}", &l[..i], &rest[end..]);
-        }
-        while let Some(i) = l.find("0xc0") {
-            let rest = &l[i..];
-            let end = rest
-                .find(|c: char| !c.is_ascii_hexdigit() && c != 'x')
-                .unwrap_or(rest.len());
-            l = format!("{}PTR{}", &l[..i], &rest[end..]);
-        }
+        let mut l = common::mask_line(line);
         if let Some(i) = l.find("true | ") {
             let start = i + "true | ".len();
             let rest = &l[start..];
