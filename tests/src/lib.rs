@@ -47,12 +47,25 @@ pub fn workspace_bin(name: &str) -> PathBuf {
 }
 
 /// A TCP port that was free a moment ago on 127.0.0.1.
+///
+/// Taken below Linux's ephemeral range (32768 and up): a port the kernel hands out for
+/// `bind(0)` may be given to some outgoing connection's local end before the server this
+/// is for binds it. Each test process starts at its own place in the range (from its
+/// pid) and walks on, skipping ports in use.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7_919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (start + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN);
 }
 
 /// Which server to run.

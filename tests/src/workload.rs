@@ -93,6 +93,36 @@ pub fn put(key: &str, value: &str) -> PutRequest {
     }
 }
 
+/// Puts keys `{prefix}{w}/{i}` for `w` below `writers` and `i` below `per_writer`, one
+/// concurrent writer per `w` through clones of `kv`, each key with the value `value(w, i)`;
+/// panics on any failure.
+pub async fn bulk_put(
+    kv: &KvClient<Channel>,
+    prefix: &str,
+    writers: usize,
+    per_writer: usize,
+    value: fn(usize, usize) -> Vec<u8>,
+) {
+    let mut tasks = Vec::with_capacity(writers);
+    for w in 0..writers {
+        let mut kv = kv.clone();
+        let prefix = prefix.to_string();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_writer {
+                let req = PutRequest {
+                    key: format!("{prefix}{w}/{i}").into_bytes(),
+                    value: value(w, i),
+                    ..Default::default()
+                };
+                kv.put(req).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
 /// The value and mod_revision in a range response (`None` and 0 for a missing key).
 pub fn first_kv(kvs: &[cairn_proto::mvccpb::KeyValue]) -> (Option<String>, i64) {
     match kvs.first() {

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use cairn_tests::workload::bulk_put;
 use cairn_tests::{etcdctl35, free_port, Cluster, Kind, ServerProc};
 
 /// (member id, leader id, revision, raft index) of each listed endpoint.
@@ -233,7 +234,7 @@ fn move_leader_and_graceful_stop_hand_over_leadership() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_behind_the_log_catches_up_by_snapshot() {
-    use cairn_proto::etcdserverpb::{kv_client::KvClient, PutRequest};
+    use cairn_proto::etcdserverpb::kv_client::KvClient;
     let mut c = tokio::task::block_in_place(|| {
         Cluster::start(
             3,
@@ -252,23 +253,7 @@ async fn member_behind_the_log_catches_up_by_snapshot() {
         .connect()
         .await
         .unwrap();
-    let mut tasks = Vec::new();
-    for w in 0..8 {
-        let mut kv = KvClient::new(ch.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in 0..400 {
-                let req = PutRequest {
-                    key: format!("bulk/{w}/{i}").into_bytes(),
-                    value: b"v".to_vec(),
-                    ..Default::default()
-                };
-                kv.put(req).await.unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    bulk_put(&KvClient::new(ch), "bulk/", 8, 400, |_, _| b"v".to_vec()).await;
     // Give the leader a durable commit to purge its log behind.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     tokio::task::block_in_place(|| {
@@ -323,23 +308,8 @@ async fn large_snapshot_streams_in_chunks_while_writes_go_on() {
         .await
         .unwrap();
     // 6 MiB of values while the member is away: 4 writers of 48 values of 32 KiB.
-    let mut tasks = Vec::new();
-    for w in 0..4u8 {
-        let mut kv = KvClient::new(ch.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in 0..48u8 {
-                let req = PutRequest {
-                    key: format!("big/{w}/{i}").into_bytes(),
-                    value: vec![w.wrapping_mul(48).wrapping_add(i); 32 << 10],
-                    ..Default::default()
-                };
-                kv.put(req).await.unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let big = |w: usize, i: usize| vec![(w * 48 + i) as u8; 32 << 10];
+    bulk_put(&KvClient::new(ch.clone()), "big/", 4, 48, big).await;
     // Give the leader a durable commit to compact its log behind.
     tokio::time::sleep(Duration::from_millis(1200)).await;
 

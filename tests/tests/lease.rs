@@ -762,23 +762,7 @@ async fn a_member_caught_up_by_snapshot_has_the_leases_and_their_keys() {
         .unwrap();
     }
     // Far more entries than the log keeps while the member is away.
-    let mut tasks = Vec::new();
-    for w in 0..4 {
-        let mut kv = kv.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..200 {
-                let req = PutRequest {
-                    key: format!("bulk/{w}/{i}").into_bytes(),
-                    value: b"v".to_vec(),
-                    ..Default::default()
-                };
-                kv.put(req).await.unwrap();
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    cairn_tests::workload::bulk_put(&kv, "bulk/", 4, 200, |_, _| b"v".to_vec()).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     kv.put(PutRequest {
         key: b"last".to_vec(),
