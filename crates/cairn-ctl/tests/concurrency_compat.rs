@@ -25,7 +25,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{replace, varint, Etcd};
+use common::{replace, replace_id, varint, Etcd};
 
 /// How long a step waits for the output it expects, or for a process to end.
 const BOUND: Duration = Duration::from_secs(15);
@@ -237,18 +237,11 @@ impl Side {
 
     /// The store's current revision (not recorded).
     fn revision(&self) -> i64 {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let c = cairn_client::Client::connect(cairn_client::ClientConfig::new([self
+        common::block_on(async {
+            let r = self
                 .etcd
-                .endpoint
-                .clone()]))
-            .await
-            .unwrap();
-            let r = c
+                .client()
+                .await
                 .kv()
                 .range(cairn_proto::etcdserverpb::RangeRequest {
                     key: b"x".to_vec(),
@@ -264,17 +257,8 @@ impl Side {
     /// Revokes every lease (not recorded), so that sessions etcdctl leaves behind do not
     /// expire, deleting keys, in the middle of a later scenario.
     fn revoke_all(&self) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let c = cairn_client::Client::connect(cairn_client::ClientConfig::new([self
-                .etcd
-                .endpoint
-                .clone()]))
-            .await
-            .unwrap();
+        common::block_on(async {
+            let c = self.etcd.client().await;
             let leases = c
                 .lease()
                 .lease_leases(cairn_proto::etcdserverpb::LeaseLeasesRequest {})
@@ -413,13 +397,7 @@ impl Compat {
         let mut pairs = vec![(self.b.ids.0, self.a.ids.0), (self.b.ids.1, self.a.ids.1)];
         pairs.extend_from_slice(leases);
         for (from, to) in pairs {
-            v = replace(&v, from.to_string().as_bytes(), to.to_string().as_bytes());
-            v = replace(
-                &v,
-                format!("{from:x}").as_bytes(),
-                format!("{to:x}").as_bytes(),
-            );
-            v = replace(&v, &varint(from), &varint(to));
+            v = replace_id(&v, from, to);
         }
         v
     }

@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{replace, varint, Etcd};
+use common::{replace, replace_id, varint, Etcd};
 
 struct Run {
     stdout: Vec<u8>,
@@ -145,13 +145,7 @@ impl Compat {
             );
         }
         for (from, to) in [(self.b.ids.0, self.a.ids.0), (self.b.ids.1, self.a.ids.1)] {
-            v = replace(&v, from.to_string().as_bytes(), to.to_string().as_bytes());
-            v = replace(
-                &v,
-                format!("{from:x}").as_bytes(),
-                format!("{to:x}").as_bytes(),
-            );
-            v = replace(&v, &varint(from), &varint(to));
+            v = replace_id(&v, from, to);
         }
         v
     }

@@ -147,17 +147,10 @@ impl Etcd {
 
     /// Cluster and member ID, from `member list`.
     pub fn ids(&self) -> (u64, u64) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let c = cairn_client::Client::connect(cairn_client::ClientConfig::new([self
-                .endpoint
-                .clone()]))
-            .await
-            .unwrap();
-            let r = c
+        block_on(async {
+            let r = self
+                .client()
+                .await
                 .cluster()
                 .member_list(cairn_proto::etcdserverpb::MemberListRequest { linearizable: true })
                 .await
@@ -167,6 +160,21 @@ impl Etcd {
             (h.cluster_id, h.member_id)
         })
     }
+
+    /// A cairn-client connected to this etcd.
+    pub async fn client(&self) -> cairn_client::Client {
+        let cfg = cairn_client::ClientConfig::new([self.endpoint.clone()]);
+        cairn_client::Client::connect(cfg).await.unwrap()
+    }
+}
+
+/// Runs `f` to its end on a runtime of its own, for the tests' synchronous helpers.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
 impl Drop for Etcd {
@@ -233,6 +241,18 @@ pub fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 }
 
 /// The protobuf varint encoding of `v` (to find and mask ids in `-w protobuf` output).
+/// `hay` with the ID `from` replaced by `to` in each form output shows it in: decimal
+/// (JSON, fields), hex (simple, table) and a protobuf varint (`-w protobuf`).
+pub fn replace_id(hay: &[u8], from: u64, to: u64) -> Vec<u8> {
+    let v = replace(hay, from.to_string().as_bytes(), to.to_string().as_bytes());
+    let v = replace(
+        &v,
+        format!("{from:x}").as_bytes(),
+        format!("{to:x}").as_bytes(),
+    );
+    replace(&v, &varint(from), &varint(to))
+}
+
 pub fn varint(mut v: u64) -> Vec<u8> {
     let mut b = Vec::new();
     while v >= 0x80 {
