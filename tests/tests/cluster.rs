@@ -610,8 +610,8 @@ fn cairnctl_fails_over_to_live_endpoints() {
 }
 
 /// Guards against a peer stream that outlives its peer. Each member keeps one long-lived
-/// stream to every peer, and a paused member closes no socket: only its unanswered HTTP/2
-/// pings tell. If they did not, strict reconfiguration would let a member join while a
+/// raft stream to every peer, and a paused member closes no socket: only the silence of a
+/// stream whose receiver answers every second tells. If they did not, strict reconfiguration would let a member join while a
 /// voter is gone, and a member that came back would not count again until reconnected.
 #[test]
 fn a_paused_member_stops_counting_as_connected_and_counts_again_when_resumed() {
@@ -620,7 +620,7 @@ fn a_paused_member_stops_counting_as_connected_and_counts_again_when_resumed() {
     std::thread::sleep(Duration::from_secs(6));
     let url = format!("--peer-urls=http://127.0.0.1:{}", free_port());
     c.members[2].signal("STOP");
-    // A ping after a second of silence, unanswered for 2 s; a new leader if m2 led.
+    // Three seconds without an alive byte from it; a new leader if m2 led.
     std::thread::sleep(Duration::from_secs(5));
     let refused = etcdctl35(&c.members[0].endpoint(), &["member", "add", "new", &url]);
     c.members[2].signal("CONT");
@@ -632,4 +632,53 @@ fn a_paused_member_stops_counting_as_connected_and_counts_again_when_resumed() {
     std::thread::sleep(Duration::from_secs(7));
     let added = etcdctl35(&c.members[0].endpoint(), &["member", "add", "new", &url]);
     assert_eq!(added.code, 0, "{added:?}");
+}
+
+/// The raft stream's opening names the cluster, the sender and the addressee, and a member
+/// refuses a stream meant for another cluster or member, says why, and goes on serving.
+#[test]
+fn a_raft_stream_for_another_cluster_or_member_is_refused() {
+    use std::io::{Read, Write};
+    let m = ServerProc::start(Kind::Cairn, &[]);
+    let r = etcdctl35(&m.endpoint(), &["endpoint", "status", "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let header = &v[0]["Status"]["header"];
+    let (cluster, me) = (
+        header["cluster_id"].as_u64().unwrap(),
+        header["member_id"].as_u64().unwrap(),
+    );
+    let other = me.wrapping_add(1);
+    let cases = [
+        (
+            cluster ^ 1,
+            me,
+            format!(
+                "request cluster ID mismatch (got {:x} want {cluster:x})",
+                cluster ^ 1
+            ),
+        ),
+        (
+            cluster,
+            other,
+            format!("request sent to member {other:x}, this is member {me:x}"),
+        ),
+    ];
+    for (cluster_id, to, want) in cases {
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", m.peer_port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut hello = b"cairn-raft/1".to_vec();
+        for word in [cluster_id, 7, to] {
+            hello.extend_from_slice(&word.to_be_bytes());
+        }
+        tcp.write_all(&hello).unwrap();
+        let mut answer = Vec::new();
+        tcp.read_to_end(&mut answer).unwrap();
+        assert_eq!(answer.first(), Some(&b'-'), "{answer:?}");
+        let len = u32::from_be_bytes(answer[1..5].try_into().unwrap()) as usize;
+        assert_eq!(String::from_utf8_lossy(&answer[5..]), want);
+        assert_eq!(answer.len(), 5 + len);
+    }
+    assert!(m.log_text().contains("refused a raft stream"));
+    let put = etcdctl35(&m.endpoint(), &["put", "k", "v"]);
+    assert_eq!(put.stdout, "OK\n", "{put:?}");
 }

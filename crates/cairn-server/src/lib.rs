@@ -16,8 +16,9 @@
 //!   and checkpoint loop, keep-alives and time-to-live forwarded to the leader (LeasePeer).
 //! - `waiters`, `alarm`, `membership`: requests waiting for their entry; active alarms;
 //!   the member set.
-//! - `peer`: Raft messages between members over gRPC on the peer URLs; `peer_snapshot`:
-//!   Raft snapshots streamed between them in chunks.
+//! - `peer`: the peer set Raft sends to, and the gRPC side of the peer URLs;
+//!   `peer_stream`: Raft messages between members on raft streams (plain TCP on the peer
+//!   URLs); `peer_snapshot`: Raft snapshots streamed between them in chunks over gRPC.
 //! - `watch`: the watch hub: watchers, their dispatch index, and the hand-off of applied
 //!   events without blocking the applier.
 //! - `rpc`: the gRPC services (KV, Watch, Lease, Maintenance, Cluster, v3lock, v3election)
@@ -38,6 +39,7 @@ mod membership;
 pub mod metrics;
 mod peer;
 mod peer_snapshot;
+mod peer_stream;
 mod read_barrier;
 mod rpc;
 mod run;

@@ -102,20 +102,88 @@ async fn serve(listener: TcpListener, router: axum::Router, what: &'static str) 
     }
 }
 
-/// A TCP listener whose connections have TCP_NODELAY and gathered writes.
-struct CoalescingListener(TcpListener);
+/// Serves the peer URL on `listener`: raft streams (`peer_stream`) to `streams`, and
+/// HTTP/2 connections to `router` as [`serve`] does. The first byte a connection sends
+/// tells which it is.
+async fn serve_peer(
+    mut listener: TcpListener,
+    router: axum::Router,
+    streams: crate::peer_stream::Receiver,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let Ok(local) = listener.local_addr() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let grpc = CoalescingListener(HandedOver { rx, local });
+        if let Err(e) = axum::serve(grpc, router).await {
+            tracing::error!(error = %e, listener = "peer", "listener stopped");
+        }
+    });
+    loop {
+        let (tcp, addr) = axum::serve::Listener::accept(&mut listener).await;
+        set_nodelay(&tcp);
+        let (tx, streams) = (tx.clone(), streams.clone());
+        tokio::spawn(async move {
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(crate::peer_stream::OPEN_TIMEOUT, tcp.peek(&mut first)).await
+            {
+                Ok(Ok(1)) if first[0] == crate::peer_stream::MAGIC[0] => {
+                    crate::peer_stream::receive(tcp, streams).await;
+                }
+                Ok(Ok(1)) => {
+                    let _ = tx.send((tcp, addr)).await;
+                }
+                // Closed, failed or silent before its first byte.
+                _ => {}
+            }
+        });
+    }
+}
 
-impl axum::serve::Listener for CoalescingListener {
+/// Without it a write that follows an unacknowledged one waits for the peer's delayed ACK
+/// (about 40 ms).
+fn set_nodelay(tcp: &tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::warn!(error = %e, "failed to set TCP_NODELAY");
+    }
+}
+
+/// Connections accepted elsewhere and handed over one by one.
+struct HandedOver {
+    rx: tokio::sync::mpsc::Receiver<(tokio::net::TcpStream, std::net::SocketAddr)>,
+    local: std::net::SocketAddr,
+}
+
+impl axum::serve::Listener for HandedOver {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(conn) => conn,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+/// A TCP listener whose connections have TCP_NODELAY and gathered writes.
+struct CoalescingListener<L>(L);
+
+impl<L> axum::serve::Listener for CoalescingListener<L>
+where
+    L: axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr>,
+{
     type Io = CoalescingIo;
     type Addr = std::net::SocketAddr;
 
     async fn accept(&mut self) -> (CoalescingIo, std::net::SocketAddr) {
-        let (tcp, addr) = axum::serve::Listener::accept(&mut self.0).await;
-        // Without it a write that follows an unacknowledged one waits for the peer's
-        // delayed ACK (about 40 ms).
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "failed to set TCP_NODELAY");
-        }
+        let (tcp, addr) = self.0.accept().await;
+        set_nodelay(&tcp);
         (CoalescingIo::new(tcp), addr)
     }
 
@@ -200,7 +268,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 server: server.clone(),
             }))
             .into_axum_router();
-        tokio::spawn(serve(listener, router, "peer"));
+        let streams = crate::peer_stream::Receiver {
+            raft: server.raft.clone(),
+            cluster_id: server.cluster_id,
+            member_id: server.member.id,
+            message_limit: crate::peer::message_limit(server.cfg.max_request_bytes),
+        };
+        tokio::spawn(serve_peer(listener, router, streams));
     }
     // A member of a larger cluster waits here until a quorum of its peers is up.
     while !server.wait_ready(Duration::from_secs(5)).await {

@@ -1,0 +1,531 @@
+//! The Raft message stream from one member to another: a plain TCP connection to the
+//! peer URL, which also serves the members' gRPC (snapshots, leases, the member list). The
+//! first byte of a connection tells which it is: a stream opens with [`MAGIC`], HTTP/2
+//! with its preface ("PRI * HTTP/2.0...").
+//!
+//! ```text
+//! sender   -> "cairn-raft/1" cluster_id from to          (u64 big-endian each)
+//! receiver <- "+"                                         (taken), or
+//!             "-" len message                             (refused: u32 length, UTF-8)
+//! sender   -> len message, len message, ...               (u32 length, eraftpb.Message;
+//!                                                          a length of 0 is a probe)
+//! receiver <- ".", ".", ...                               (one every ALIVE_INTERVAL)
+//! ```
+//!
+//! Both ends send something every second whatever else they send: the sender a probe,
+//! the receiver an alive byte. So each can tell a peer that is paused or cut off (the
+//! socket stays open and silent) from one that merely has nothing to say.
+//!
+//! The sending end of a stream is a [`Link`]. The Raft thread encodes its messages into
+//! the link's outbox and writes them to the socket itself, without waking any task;
+//! [`run_link`], the link's task, connects, keeps the stream alive, and writes whatever
+//! the socket did not take at once. The receiving end is [`receive`], a task that steps
+//! each read's messages into Raft together.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BytesMut};
+use cairn_raft::eraftpb::Message;
+use cairn_raft::RaftHandle;
+use parking_lot::Mutex;
+use protobuf::Message as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+/// What a Raft stream opens with.
+pub(crate) const MAGIC: &[u8; 12] = b"cairn-raft/1";
+/// The opening: [`MAGIC`], then the cluster, the sender and the addressee.
+const HELLO_LEN: usize = MAGIC.len() + 24;
+/// The receiver took the stream.
+const TAKEN: u8 = b'+';
+/// The receiver refused the stream; the reason follows.
+const REFUSED: u8 = b'-';
+/// What the receiver sends every [`ALIVE_INTERVAL`].
+const ALIVE: u8 = b'.';
+
+/// How often each end sends something even when it has nothing to say.
+const ALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// A sender that hears nothing from its receiver for this long takes the peer for paused
+/// or cut off and reconnects: Raft hears within about 3 s that the peer is unreachable. (A
+/// killed peer at once: its socket closes.) Not shorter: a member starved of CPU for a
+/// moment must not be taken for gone.
+const SENDER_SILENCE: Duration = Duration::from_secs(3);
+/// A receiver that gets nothing for this long (not even a probe) ends the stream: its
+/// sender is gone without closing it (a cut-off network).
+const RECEIVER_SILENCE: Duration = Duration::from_secs(10);
+/// Longest wait for a peer to connect and take a stream, or for an accepted connection to
+/// say what it is.
+pub(crate) const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause after a failed stream before trying the peer again.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Bytes queued for a peer whose socket takes no more; messages that come meanwhile are
+/// dropped, and Raft resends what matters. (At least one message is always queued, however
+/// large.)
+const OUTBOX_MAX: usize = 64 << 20;
+/// An outbox emptied with more capacity than this gives it back.
+const OUTBOX_KEEP: usize = 1 << 20;
+
+/// Who a stream is from and for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hello {
+    pub cluster_id: u64,
+    pub from: u64,
+    pub to: u64,
+}
+
+impl Hello {
+    fn encode(&self) -> [u8; HELLO_LEN] {
+        let mut out = [0; HELLO_LEN];
+        out[..MAGIC.len()].copy_from_slice(MAGIC);
+        for (i, v) in [self.cluster_id, self.from, self.to]
+            .into_iter()
+            .enumerate()
+        {
+            let at = MAGIC.len() + 8 * i;
+            out[at..at + 8].copy_from_slice(&v.to_be_bytes());
+        }
+        out
+    }
+
+    fn decode(b: &[u8; HELLO_LEN]) -> Result<Hello, String> {
+        if &b[..MAGIC.len()] != MAGIC {
+            return Err("not a raft stream".into());
+        }
+        let word = |i: usize| {
+            let at = MAGIC.len() + 8 * i;
+            let mut w = [0; 8];
+            w.copy_from_slice(&b[at..at + 8]);
+            u64::from_be_bytes(w)
+        };
+        Ok(Hello {
+            cluster_id: word(0),
+            from: word(1),
+            to: word(2),
+        })
+    }
+}
+
+/// Appends `m` to `out` as a frame.
+fn push_frame(out: &mut Vec<u8>, m: &Message) {
+    let len = m.compute_size();
+    out.extend_from_slice(&len.to_be_bytes());
+    let start = out.len();
+    if m.write_to_vec(out).is_err() {
+        // Cannot happen for a message raft-rs made; send nothing rather than half of it.
+        out.truncate(start - 4);
+    }
+}
+
+/// Takes the whole frames at the front of `buf` and decodes their messages (probes carry
+/// none).
+fn take_frames(buf: &mut BytesMut, limit: usize, out: &mut Vec<Message>) -> Result<(), String> {
+    while buf.len() >= 4 {
+        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if len > limit {
+            return Err(format!(
+                "raft message of {len} bytes exceeds the limit of {limit}"
+            ));
+        }
+        if buf.len() < 4 + len {
+            buf.reserve(4 + len - buf.len());
+            break;
+        }
+        buf.advance(4);
+        let frame = buf.split_to(len);
+        if len > 0 {
+            let m = Message::parse_from_bytes(&frame)
+                .map_err(|e| format!("undecodable raft message: {e}"))?;
+            out.push(m);
+        }
+    }
+    Ok(())
+}
+
+/// Writes what the socket takes of `outbox` without waiting, and removes it from the
+/// outbox; true once the outbox is empty.
+fn write_some(stream: &TcpStream, outbox: &mut Vec<u8>) -> io::Result<bool> {
+    let mut written = 0;
+    let result = loop {
+        if written == outbox.len() {
+            break Ok(true);
+        }
+        match stream.try_write(&outbox[written..]) {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
+            Err(e) => break Err(e),
+        }
+    };
+    outbox.drain(..written);
+    if outbox.is_empty() && outbox.capacity() > OUTBOX_KEEP {
+        *outbox = Vec::new();
+    }
+    result
+}
+
+/// The sending end of the stream to one peer. Shared by the Raft thread, which queues and
+/// writes messages, and the link's task ([`run_link`]).
+pub(crate) struct Link {
+    state: Mutex<LinkState>,
+    /// Wakes the task: the outbox needs flushing, or the link was closed.
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct LinkState {
+    /// The stream, from when the peer took it until it breaks.
+    stream: Option<Arc<TcpStream>>,
+    /// Set in the pause after a broken stream: messages are dropped, not queued.
+    down: bool,
+    /// Frames the socket has not taken yet. While a stream is being opened, they wait here
+    /// for it.
+    outbox: Vec<u8>,
+    /// The task is writing the outbox as the socket takes it; the Raft thread only appends.
+    flushing: bool,
+    /// The peer was removed or its URLs changed: the task ends.
+    closed: bool,
+}
+
+impl Link {
+    pub(crate) fn new() -> Arc<Link> {
+        Arc::new(Link {
+            state: Mutex::new(LinkState::default()),
+            wake: Notify::new(),
+        })
+    }
+
+    /// Queues `msgs` and writes what the socket takes now. Never blocks: called on the
+    /// Raft thread.
+    pub(crate) fn send<'a>(&self, msgs: impl IntoIterator<Item = &'a Message>) {
+        let mut s = self.state.lock();
+        if s.down || s.closed {
+            return;
+        }
+        for m in msgs {
+            if s.outbox.len() >= OUTBOX_MAX {
+                break;
+            }
+            push_frame(&mut s.outbox, m);
+        }
+        if s.flushing {
+            return;
+        }
+        let Some(stream) = s.stream.clone() else {
+            return;
+        };
+        // An error is the task's to see and report, when it next reads or writes.
+        if !matches!(write_some(&stream, &mut s.outbox), Ok(true)) {
+            s.flushing = true;
+            drop(s);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Ends the link's task and closes its stream.
+    pub(crate) fn close(&self) {
+        self.state.lock().closed = true;
+        self.wake.notify_one();
+    }
+
+    /// Forgets the stream and what was queued for it; until [`Self::reopening`], messages
+    /// are dropped.
+    fn broken(&self) {
+        let mut s = self.state.lock();
+        s.stream = None;
+        s.outbox = Vec::new();
+        s.flushing = false;
+        s.down = true;
+    }
+
+    /// Queues messages again, for the stream about to be opened.
+    fn reopening(&self) {
+        self.state.lock().down = false;
+    }
+}
+
+/// What the task of a [`Link`] reports to.
+pub(crate) trait LinkEvents: Send + Sync + 'static {
+    /// The peer took a stream.
+    fn up(&self);
+    /// A stream to the peer broke or could not be opened, for `why`.
+    fn down(&self, why: &str);
+}
+
+/// The task of `link`: opens a stream to the first of `urls` that takes it, keeps it
+/// alive and flushes the outbox into it; after a failure, pauses and opens another. Ends
+/// when the link is closed.
+pub(crate) async fn run_link(
+    link: Arc<Link>,
+    hello: Hello,
+    urls: Arc<[String]>,
+    events: impl LinkEvents,
+) {
+    loop {
+        let carried = match open(&urls, hello).await {
+            Ok(stream) => {
+                let stream = Arc::new(stream);
+                {
+                    let mut s = link.state.lock();
+                    s.stream = Some(stream.clone());
+                    s.flushing = !s.outbox.is_empty();
+                }
+                events.up();
+                carry(&link, &stream).await
+            }
+            Err(e) => Err(e),
+        };
+        link.broken();
+        match carried {
+            Ok(()) => return,
+            Err(why) => {
+                if link.state.lock().closed {
+                    return;
+                }
+                events.down(&why);
+            }
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
+        if link.state.lock().closed {
+            return;
+        }
+        link.reopening();
+    }
+}
+
+/// Connects to the first of `urls` that answers and has it take a stream.
+async fn open(urls: &[String], hello: Hello) -> Result<TcpStream, String> {
+    let mut last = "no peer URL".to_string();
+    for url in urls {
+        let Some(addr) = crate::config::host_port(url) else {
+            last = format!("bad peer URL {url}");
+            continue;
+        };
+        match tokio::time::timeout(OPEN_TIMEOUT, open_one(addr, hello)).await {
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) => last = e,
+            Err(_) => last = format!("timed out opening a raft stream to {addr}"),
+        }
+    }
+    Err(last)
+}
+
+async fn open_one(addr: &str, hello: Hello) -> Result<TcpStream, String> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("dial tcp {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let failed = |e: io::Error| format!("raft stream to {addr}: {e}");
+    stream.write_all(&hello.encode()).await.map_err(failed)?;
+    match stream.read_u8().await.map_err(failed)? {
+        TAKEN => Ok(stream),
+        REFUSED => {
+            let len = stream.read_u32().await.map_err(failed)?;
+            let mut why = vec![0; len.min(4096) as usize];
+            stream.read_exact(&mut why).await.map_err(failed)?;
+            Err(String::from_utf8_lossy(&why).into_owned())
+        }
+        other => Err(format!(
+            "raft stream to {addr}: unexpected answer byte {other:#x}"
+        )),
+    }
+}
+
+/// Carries the link's outbox on `stream` until the stream breaks (an error) or the link is
+/// closed.
+async fn carry(link: &Link, stream: &TcpStream) -> Result<(), String> {
+    let mut heard = Instant::now();
+    let mut probe = tokio::time::interval(ALIVE_INTERVAL);
+    let mut scratch = [0u8; 256];
+    loop {
+        let flushing = {
+            let s = link.state.lock();
+            if s.closed {
+                return Ok(());
+            }
+            s.flushing
+        };
+        tokio::select! {
+            ready = stream.readable() => {
+                ready.map_err(|e| e.to_string())?;
+                match stream.try_read(&mut scratch) {
+                    Ok(0) => return Err("the peer closed the stream".into()),
+                    Ok(_) => heard = Instant::now(),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            ready = stream.writable(), if flushing => {
+                ready.map_err(|e| e.to_string())?;
+                let mut s = link.state.lock();
+                if write_some(stream, &mut s.outbox).map_err(|e| e.to_string())? {
+                    s.flushing = false;
+                }
+            }
+            _ = link.wake.notified() => {}
+            _ = tokio::time::sleep_until((heard + SENDER_SILENCE).into()) => {
+                return Err("the peer stopped answering".into());
+            }
+            _ = probe.tick() => {
+                let mut s = link.state.lock();
+                s.outbox.extend_from_slice(&0u32.to_be_bytes());
+                s.flushing = true;
+            }
+        }
+    }
+}
+
+/// What the receiving end of streams checks and steps messages into.
+#[derive(Clone)]
+pub(crate) struct Receiver {
+    pub raft: RaftHandle,
+    pub cluster_id: u64,
+    pub member_id: u64,
+    /// Largest message taken, in bytes.
+    pub message_limit: usize,
+}
+
+/// Serves a raft stream on `tcp`, an accepted connection whose first byte is
+/// [`MAGIC`]'s: checks who it is from and for, then steps its messages into Raft until
+/// it ends.
+pub(crate) async fn receive(mut tcp: TcpStream, r: Receiver) {
+    let mut opening = [0; HELLO_LEN];
+    let Ok(Ok(_)) = tokio::time::timeout(OPEN_TIMEOUT, tcp.read_exact(&mut opening)).await else {
+        return;
+    };
+    let hello = match Hello::decode(&opening) {
+        Ok(h) => h,
+        Err(why) => return refuse(tcp, &why).await,
+    };
+    if let Err(why) =
+        crate::peer::check_addressee(r.cluster_id, r.member_id, hello.cluster_id, hello.to)
+    {
+        tracing::warn!(remote_peer_id = %format!("{:x}", hello.from), error = %why, "refused a raft stream");
+        return refuse(tcp, &why).await;
+    }
+    if r.raft.is_stopped() {
+        // Refused, so a member on its way out does not count as active for a moment each
+        // time its peers reconnect.
+        return refuse(tcp, "raft: stopped").await;
+    }
+    if tcp.write_all(&[TAKEN]).await.is_err() {
+        return;
+    }
+    if let Err(why) = receive_messages(tcp, &r).await {
+        tracing::debug!(remote_peer_id = %format!("{:x}", hello.from), error = %why, "raft stream from peer ended");
+    }
+}
+
+async fn refuse(mut tcp: TcpStream, why: &str) {
+    let mut answer = vec![REFUSED];
+    answer.extend_from_slice(&(why.len() as u32).to_be_bytes());
+    answer.extend_from_slice(why.as_bytes());
+    let _ = tcp.write_all(&answer).await;
+}
+
+/// Steps the messages arriving on `tcp` into Raft, and answers with an alive byte every
+/// [`ALIVE_INTERVAL`], until the stream ends (`Ok`) or breaks.
+async fn receive_messages(tcp: TcpStream, r: &Receiver) -> Result<(), String> {
+    let (mut rd, wr) = tcp.into_split();
+    let mut buf = BytesMut::with_capacity(64 << 10);
+    let mut msgs = Vec::new();
+    let mut heard = Instant::now();
+    let mut alive = tokio::time::interval(ALIVE_INTERVAL);
+    loop {
+        tokio::select! {
+            read = rd.read_buf(&mut buf) => {
+                if read.map_err(|e| e.to_string())? == 0 {
+                    return Ok(());
+                }
+                heard = Instant::now();
+                take_frames(&mut buf, r.message_limit, &mut msgs)?;
+                if !msgs.is_empty() {
+                    r.raft
+                        .step_many(std::mem::take(&mut msgs))
+                        .map_err(|e| format!("raft: {e}"))?;
+                }
+            }
+            _ = alive.tick() => {
+                // A sender that reads nothing has a full socket, and will time out.
+                match wr.try_write(&[ALIVE]) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            _ = tokio::time::sleep_until((heard + RECEIVER_SILENCE).into()) => {
+                return Err("no raft message for too long".into());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use cairn_raft::eraftpb::MessageType;
+
+    fn message(index: u64, data: usize) -> Message {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgAppend);
+        m.to = 2;
+        m.from = 1;
+        m.index = index;
+        m.mut_entries().push(cairn_raft::eraftpb::Entry {
+            data: vec![7u8; data].into(),
+            ..Default::default()
+        });
+        m
+    }
+
+    #[test]
+    fn hello_round_trips_and_rejects_other_protocols() {
+        let h = Hello {
+            cluster_id: 0xdead_beef_0102_0304,
+            from: 1,
+            to: u64::MAX,
+        };
+        assert_eq!(Hello::decode(&h.encode()), Ok(h));
+        let mut http2 = [0u8; HELLO_LEN];
+        http2[..MAGIC.len()].copy_from_slice(b"PRI * HTTP/2");
+        assert_eq!(Hello::decode(&http2), Err("not a raft stream".to_string()));
+        // The first byte alone tells a stream from HTTP/2.
+        assert_ne!(MAGIC[0], b'P');
+    }
+
+    #[test]
+    fn frames_split_anywhere_come_out_whole_and_in_order() {
+        let sent = [message(1, 0), message(2, 300), message(3, 70_000)];
+        let mut wire = Vec::new();
+        for m in &sent {
+            push_frame(&mut wire, m);
+        }
+        wire.extend_from_slice(&0u32.to_be_bytes()); // a probe
+        push_frame(&mut wire, &sent[0]);
+        for cut in [1, 3, 4, 5, 100, 70_000, wire.len() - 1] {
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            buf.extend_from_slice(&wire[..cut]);
+            take_frames(&mut buf, 1 << 20, &mut got).unwrap();
+            buf.extend_from_slice(&wire[cut..]);
+            take_frames(&mut buf, 1 << 20, &mut got).unwrap();
+            assert!(buf.is_empty(), "cut at {cut}");
+            let indexes: Vec<u64> = got.iter().map(|m| m.index).collect();
+            assert_eq!(indexes, [1, 2, 3, 1], "cut at {cut}");
+            assert_eq!(got[2], sent[2]);
+        }
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_is_refused() {
+        let mut wire = Vec::new();
+        push_frame(&mut wire, &message(1, 2000));
+        let mut buf = BytesMut::from(&wire[..8]);
+        let err = take_frames(&mut buf, 1000, &mut Vec::new()).unwrap_err();
+        assert!(err.contains("exceeds the limit of 1000"), "{err}");
+    }
+}
