@@ -9,15 +9,32 @@
 //!
 //! Raft's thread thus wakes one task per round, and the task wakes the readers from a
 //! worker of this runtime, which is much cheaper than waking each of them from outside.
+//!
+//! Each reader brings its deadline, and the round keeps them: it gives up at the earliest
+//! deadline among its readers, fails those whose time is up, and takes the others into
+//! the next round. So a read arms no timer of its own.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use cairn_raft::{RaftError, RaftHandle};
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, Notify};
 
-type Reader = oneshot::Sender<Result<u64, RaftError>>;
+/// Why a read got no index.
+#[derive(Debug, Clone)]
+pub(crate) enum ReadFailure {
+    Raft(RaftError),
+    /// The reader's deadline passed first.
+    TimedOut,
+}
+
+/// A reader waiting for a round, and until when it waits.
+struct Reader {
+    answer: oneshot::Sender<Result<u64, ReadFailure>>,
+    deadline: Instant,
+}
 
 /// The queue of readers waiting for a ReadIndex round. Shared with [`run`] through a weak
 /// reference: the task ends when the barrier is dropped.
@@ -43,21 +60,23 @@ impl ReadBarrier {
     }
 
     /// A commit index that a read started now may be served at once the state machine has
-    /// applied it: the answer of the next ReadIndex round that starts after this call.
-    pub(crate) async fn index(self: &Arc<Self>) -> Result<u64, RaftError> {
+    /// applied it: the answer of the next ReadIndex round that starts after this call, if
+    /// one answers by `deadline`.
+    pub(crate) async fn index(self: &Arc<Self>, deadline: Instant) -> Result<u64, ReadFailure> {
         if !self.running.swap(true, Ordering::AcqRel) {
             tokio::spawn(run(Arc::downgrade(self), self.wake.clone()));
         }
-        let (tx, rx) = oneshot::channel();
+        let (answer, rx) = oneshot::channel();
         let first = {
             let mut queue = self.queue.lock();
-            queue.push(tx);
+            queue.push(Reader { answer, deadline });
             queue.len() == 1
         };
         if first {
             self.wake.notify_one();
         }
-        rx.await.map_err(|_| RaftError::Stopped)?
+        rx.await
+            .map_err(|_| ReadFailure::Raft(RaftError::Stopped))?
     }
 }
 
@@ -81,10 +100,28 @@ async fn run(barrier: Weak<ReadBarrier>, wake: Arc<Notify>) {
             }
             let raft = b.raft.clone();
             drop(b);
-            let index = raft.read_index().await;
+            let Some(until) = readers.iter().map(|r| r.deadline).min() else {
+                break;
+            };
+            let index = match tokio::time::timeout_at(until.into(), raft.read_index()).await {
+                Ok(index) => index.map_err(ReadFailure::Raft),
+                Err(_) => {
+                    let now = Instant::now();
+                    let (late, waiting): (Vec<_>, Vec<_>) =
+                        readers.into_iter().partition(|r| r.deadline <= now);
+                    for r in late {
+                        let _ = r.answer.send(Err(ReadFailure::TimedOut));
+                    }
+                    if let Some(b) = barrier.upgrade() {
+                        // Ahead of those that came meanwhile: they are older.
+                        b.queue.lock().splice(0..0, waiting);
+                    }
+                    continue;
+                }
+            };
             for r in readers {
                 // A reader that gave up has dropped its receiver.
-                let _ = r.send(index.clone());
+                let _ = r.answer.send(index.clone());
             }
         }
     }

@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::membership::Members;
 use crate::metrics::Metrics;
 use crate::peer::PeerSet;
+use crate::read_barrier::ReadFailure;
 use crate::waiters::{ApplyResult, Waiters};
 
 /// The first line of the marker file that makes a directory cairn's.
@@ -535,15 +536,15 @@ impl Server {
         let timeout = self.request_timeout();
         let deadline = Instant::now() + timeout;
         let index = loop {
-            match tokio::time::timeout_at(deadline.into(), self.reads.index()).await {
-                Ok(Ok(i)) => break i,
+            match self.reads.index(deadline).await {
+                Ok(i) => break i,
                 // As etcd, the read waits for a leader until its time is up.
-                Ok(Err(cairn_raft::RaftError::NoLeader))
+                Err(ReadFailure::Raft(cairn_raft::RaftError::NoLeader))
                     if self.wait_for_leader(deadline).await => {}
-                Ok(Err(cairn_raft::RaftError::NoLeader)) | Err(_) => {
+                Err(ReadFailure::Raft(cairn_raft::RaftError::NoLeader) | ReadFailure::TimedOut) => {
                     return Err(EtcdError::Timeout)
                 }
-                Ok(Err(_)) => return Err(EtcdError::Stopped),
+                Err(ReadFailure::Raft(_)) => return Err(EtcdError::Stopped),
             }
         };
         if self.applied_index() >= index {
