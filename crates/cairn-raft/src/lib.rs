@@ -57,6 +57,7 @@ mod error;
 mod handle;
 mod logger;
 mod node;
+mod queue;
 mod storage;
 mod term_runs;
 #[cfg(any(test, feature = "testing"))]
@@ -182,8 +183,8 @@ pub fn start(
         .stats
         .first_index
         .store(first_index, std::sync::atomic::Ordering::Relaxed);
-    let (tx, rx) = crossbeam_channel::unbounded::<Msg>();
-    let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
+    let (tx, rx) = queue::unbounded::<Msg>();
+    let (apply_tx, apply_rx) = queue::unbounded();
     if let Some(snap) = restore {
         apply_tx
             .send(apply::ApplyTask::Restore(snap))

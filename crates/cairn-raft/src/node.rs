@@ -34,7 +34,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{RecvTimeoutError, Sender, TryRecvError};
 use protobuf::Message as _;
 use raft::eraftpb::{
     ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType, Snapshot,
@@ -44,6 +44,7 @@ use tokio::sync::oneshot;
 
 use crate::apply::ApplyTask;
 use crate::handle::Shared;
+use crate::queue::{QueueReceiver, QueueSender};
 use crate::storage::EngineStorage;
 use crate::{RaftError, Transport};
 
@@ -117,9 +118,9 @@ struct PendingRead {
 pub(crate) struct Node<T: Transport> {
     pub(crate) raw: RawNode<EngineStorage>,
     pub(crate) transport: T,
-    pub(crate) rx: Receiver<Msg>,
+    pub(crate) rx: QueueReceiver<Msg>,
     /// Committed entries to the apply thread; dropped on exit so that thread ends.
-    pub(crate) apply_tx: Option<Sender<ApplyTask>>,
+    pub(crate) apply_tx: Option<QueueSender<ApplyTask>>,
     /// Nudges the purge thread after a compaction.
     pub(crate) purge_tx: Option<Sender<()>>,
     pub(crate) shared: Arc<Shared>,
@@ -167,8 +168,8 @@ impl<T: Transport> Node<T> {
     pub(crate) fn new(
         raw: RawNode<EngineStorage>,
         transport: T,
-        rx: Receiver<Msg>,
-        apply_tx: Sender<ApplyTask>,
+        rx: QueueReceiver<Msg>,
+        apply_tx: QueueSender<ApplyTask>,
         purge_tx: Sender<()>,
         shared: Arc<Shared>,
         tick_interval: Option<Duration>,
