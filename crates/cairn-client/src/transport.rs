@@ -1,18 +1,21 @@
 //! What a [`crate::Client`]'s requests travel on: a tonic `Channel` (balancing, failover,
-//! reconnection), or one HTTP/2 connection driven by hyper directly.
+//! reconnection), or one HTTP/2 connection driven through h2 directly.
 //!
 //! A `Channel` passes every request through a queue to a worker task and through a stack
-//! of layers (origin, user agent, timeout, concurrency limit), each boxing its future. A
-//! load generator pays for all of it on every request, on the same cores as the server
-//! it measures. [`Transport::Direct`] hands the request straight to hyper's connection:
-//! nothing is queued in between, and a broken connection stays broken (no reconnection),
-//! which is what a benchmark wants to see.
+//! of layers (origin, user agent, timeout, concurrency limit), each boxing its future, and
+//! then through hyper's HTTP/2 client, which hands each request to the connection's task
+//! and spawns a task per request to wait for its response. A load generator pays for all
+//! of it on every request, on the same cores as the server it measures.
+//! [`Transport::Direct`] opens the HTTP/2 stream from the caller's task and awaits the
+//! response there: the connection's task only reads and writes the socket. A broken
+//! connection stays broken (no reconnection), which is what a benchmark wants to see.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
-use hyper::client::conn::http2::SendRequest;
+use bytes::Bytes;
+use http_body::{Body as _, Frame};
 use tonic::body::Body;
 use tonic::codegen::http::uri::{Authority, Scheme};
 use tonic::codegen::http::{Request, Response, Uri};
@@ -33,7 +36,7 @@ pub enum Transport {
 /// One HTTP/2 connection to `authority`.
 #[derive(Debug, Clone)]
 pub struct Direct {
-    send: SendRequest<Body>,
+    send: h2::client::SendRequest<Bytes>,
     authority: Authority,
 }
 
@@ -45,17 +48,121 @@ impl Direct {
             .authority()
             .cloned()
             .ok_or_else(|| format!("no host in {uri}"))?;
-        let io = crate::coalesce::dial(uri).await?;
-        let (send, conn) =
-            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .handshake(io)
-                .await?;
+        let io = crate::coalesce::dial(uri).await?.into_inner();
+        let (send, conn) = h2::client::handshake(io).await?;
         tokio::spawn(async move {
             // The connection ends when every sender is dropped or the peer closes it;
             // requests in flight see the error.
             let _ = conn.await;
         });
         Ok(Direct { send, authority })
+    }
+
+    /// Opens a stream for `req` and sends its body; the response comes on the caller's
+    /// task. A body that is not over at once (a client stream) goes on in a task of its
+    /// own.
+    fn call(&mut self, req: Request<Body>) -> ResponseFuture {
+        let (mut head, body) = req.into_parts();
+        // tonic gives the path only; HTTP/2 wants the scheme and authority too.
+        let mut uri = head.uri.clone().into_parts();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(self.authority.clone());
+        match Uri::from_parts(uri) {
+            Ok(uri) => head.uri = uri,
+            Err(e) => return Box::pin(std::future::ready(Err(e.into()))),
+        }
+        let opened = self.send.send_request(Request::from_parts(head, ()), false);
+        Box::pin(async move {
+            let (response, stream) = opened?;
+            let mut pipe = Box::pin(send_body(body, stream));
+            if futures::poll!(pipe.as_mut()).is_pending() {
+                tokio::spawn(pipe);
+            }
+            let response = response.await?;
+            Ok(response.map(|recv| {
+                Body::new(ResponseBody {
+                    recv,
+                    data_done: false,
+                })
+            }))
+        })
+    }
+}
+
+/// Sends `body` on `stream`. Each data frame waits for the next one (or for the body to
+/// have nothing more for now), so that the last one carries the end of the stream.
+async fn send_body(mut body: Body, mut stream: h2::SendStream<Bytes>) -> Result<(), BoxError> {
+    let mut held: Option<Bytes> = None;
+    std::future::poll_fn(|cx| loop {
+        match Pin::new(&mut body).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => {
+                    if let Some(earlier) = held.replace(data) {
+                        stream.send_data(earlier, false)?;
+                    }
+                }
+                Err(frame) => {
+                    if let Some(earlier) = held.take() {
+                        stream.send_data(earlier, false)?;
+                    }
+                    let trailers = frame.into_trailers().unwrap_or_default();
+                    stream.send_trailers(trailers)?;
+                    return Poll::Ready(Ok(()));
+                }
+            },
+            Poll::Ready(Some(Err(e))) => {
+                stream.send_reset(h2::Reason::CANCEL);
+                return Poll::Ready(Err(e.into()));
+            }
+            Poll::Ready(None) => {
+                stream.send_data(held.take().unwrap_or_default(), true)?;
+                return Poll::Ready(Ok(()));
+            }
+            Poll::Pending => {
+                if let Some(earlier) = held.take() {
+                    stream.send_data(earlier, false)?;
+                }
+                return Poll::Pending;
+            }
+        }
+    })
+    .await
+}
+
+/// A response body read straight from its HTTP/2 stream: data, then trailers.
+struct ResponseBody {
+    recv: h2::RecvStream,
+    data_done: bool,
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        if !self.data_done {
+            match ready!(self.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // Read means consumed: the peer may send as much again.
+                    let _ = self.recv.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => self.data_done = true,
+            }
+        }
+        match ready!(self.recv.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
     }
 }
 
@@ -73,24 +180,13 @@ impl tower::Service<Request<Body>> for Transport {
         }
     }
 
-    fn call(&mut self, mut req: Request<Body>) -> ResponseFuture {
+    fn call(&mut self, req: Request<Body>) -> ResponseFuture {
         match self {
             Transport::Channel(c) => {
                 let fut = c.call(req);
                 Box::pin(async move { fut.await.map_err(Into::into) })
             }
-            Transport::Direct(d) => {
-                // tonic gives the path only; HTTP/2 wants the scheme and authority too.
-                let mut parts = req.uri().clone().into_parts();
-                parts.scheme = Some(Scheme::HTTP);
-                parts.authority = Some(d.authority.clone());
-                match Uri::from_parts(parts) {
-                    Ok(uri) => *req.uri_mut() = uri,
-                    Err(e) => return Box::pin(std::future::ready(Err(e.into()))),
-                }
-                let fut = d.send.send_request(req);
-                Box::pin(async move { Ok(fut.await?.map(Body::new)) })
-            }
+            Transport::Direct(d) => d.call(req),
         }
     }
 }

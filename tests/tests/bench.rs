@@ -1,0 +1,74 @@
+//! `cairnctl bench`, the load generator `scripts/bench-vs-etcd` runs, against real etcd
+//! 3.5.1 and against cairn: every workload makes all its requests without an error on both
+//! (its one HTTP/2 connection per `--conns`, driven through h2 directly, carries unary calls
+//! and client streams alike), and the put workload writes within its key space.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+use cairn_tests::{etcdctl35, workspace_bin, Kind, ServerProc};
+
+/// Runs `cairnctl bench <args> --json` against `endpoint` and returns its JSON summary.
+fn bench(endpoint: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(workspace_bin("cairnctl"))
+        .arg("bench")
+        .args(args)
+        .args(["--clients=8", "--conns=2", "--json"])
+        .arg(format!("--endpoints={endpoint}"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("bench {args:?} printed no JSON summary ({e}): {stdout}"))
+}
+
+#[test]
+fn every_bench_workload_runs_clean_against_etcd_and_cairn() {
+    for kind in [Kind::Etcd35, Kind::Cairn] {
+        let m = ServerProc::start(kind, &[]);
+        let ep = m.endpoint();
+        let workloads: [(&[&str], u64); 6] = [
+            (&["put", "--total=400", "--key-space-size=50"], 400),
+            (&["range", "--total=400", "--consistency=l"], 400),
+            (&["range", "--total=400", "--consistency=s"], 400),
+            (&["txn", "--total=400"], 400),
+            (&["lease-keepalive", "--total=400", "--leases=10"], 400),
+            // Every watcher sees every put: 4 x 100 deliveries.
+            (&["watch", "--total=100", "--watchers=4"], 400),
+        ];
+        for (args, ok) in workloads {
+            let summary = bench(&ep, args);
+            assert_eq!(summary["failed"], 0, "{kind:?} {args:?}: {summary}");
+            assert_eq!(
+                summary["errors"],
+                serde_json::json!({}),
+                "{kind:?} {args:?}"
+            );
+            assert_eq!(summary["ok"], ok, "{kind:?} {args:?}: {summary}");
+            assert_eq!(summary["cut_short"], false, "{kind:?} {args:?}");
+            if args[0] == "put" {
+                let count = key_count(&ep);
+                assert!((1..=50).contains(&count), "{kind:?}: {count} keys");
+            }
+        }
+    }
+}
+
+/// How many keys the member at `ep` holds, as etcdctl counts them.
+fn key_count(ep: &str) -> u64 {
+    let r = etcdctl35(
+        ep,
+        &["get", "", "--from-key", "--count-only", "-w", "fields"],
+    );
+    r.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("\"Count\" : "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count in {r:?}"))
+}
