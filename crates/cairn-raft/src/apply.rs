@@ -4,11 +4,11 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crossbeam_channel::{Receiver, Sender};
 use raft::eraftpb::{Entry, Snapshot};
 
 use crate::handle::Shared;
 use crate::node::Msg;
-use crate::queue::{QueueReceiver, QueueSender};
 
 /// The state machine side of the driver.
 pub trait Applier: Send + 'static {
@@ -57,8 +57,8 @@ const MAX_MERGED_ENTRIES: usize = 64 * 1024;
 /// Runs until the Raft thread drops its sender, applying everything queued before that.
 pub(crate) fn run(
     mut applier: impl Applier,
-    rx: QueueReceiver<ApplyTask>,
-    raft_tx: QueueSender<Msg>,
+    rx: Receiver<ApplyTask>,
+    raft_tx: Sender<Msg>,
     shared: Arc<Shared>,
 ) {
     let mut next: Option<ApplyTask> = None;

@@ -4,11 +4,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crossbeam_channel::Sender;
 use raft::eraftpb::{ConfChangeV2, ConfState, Message};
 use tokio::sync::oneshot;
 
 use crate::node::Msg;
-use crate::queue::QueueSender;
 use crate::RaftError;
 
 /// A snapshot of the member's Raft state. Fields are read one by one without a lock, so
@@ -83,7 +83,7 @@ pub(crate) struct Shared {
 /// Sends `Stop` when the last handle goes away without `stop` having been called.
 #[derive(Debug)]
 struct Inner {
-    tx: QueueSender<Msg>,
+    tx: Sender<Msg>,
     shared: Arc<Shared>,
 }
 
@@ -103,7 +103,7 @@ pub struct RaftHandle {
 }
 
 impl RaftHandle {
-    pub(crate) fn new(tx: QueueSender<Msg>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(tx: Sender<Msg>, shared: Arc<Shared>) -> Self {
         RaftHandle {
             inner: Arc::new(Inner { tx, shared }),
         }

@@ -57,7 +57,6 @@ mod error;
 mod handle;
 mod logger;
 mod node;
-mod queue;
 mod storage;
 mod term_runs;
 #[cfg(any(test, feature = "testing"))]
@@ -183,8 +182,8 @@ pub fn start(
         .stats
         .first_index
         .store(first_index, std::sync::atomic::Ordering::Relaxed);
-    let (tx, rx) = queue::unbounded::<Msg>();
-    let (apply_tx, apply_rx) = queue::unbounded();
+    let (tx, rx) = crossbeam_channel::unbounded::<Msg>();
+    let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
     if let Some(snap) = restore {
         apply_tx
             .send(apply::ApplyTask::Restore(snap))

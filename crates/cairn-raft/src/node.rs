@@ -34,7 +34,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use protobuf::Message as _;
 use raft::eraftpb::{
     ConfChange, ConfChangeV2, ConfState, Entry, EntryType, Message, MessageType, Snapshot,
@@ -44,7 +44,6 @@ use tokio::sync::oneshot;
 
 use crate::apply::ApplyTask;
 use crate::handle::Shared;
-use crate::queue::{QueueReceiver, QueueSender};
 use crate::storage::EngineStorage;
 use crate::{RaftError, Transport};
 
@@ -118,9 +117,9 @@ struct PendingRead {
 pub(crate) struct Node<T: Transport> {
     pub(crate) raw: RawNode<EngineStorage>,
     pub(crate) transport: T,
-    pub(crate) rx: QueueReceiver<Msg>,
+    pub(crate) rx: Receiver<Msg>,
     /// Committed entries to the apply thread; dropped on exit so that thread ends.
-    pub(crate) apply_tx: Option<QueueSender<ApplyTask>>,
+    pub(crate) apply_tx: Option<Sender<ApplyTask>>,
     /// Nudges the purge thread after a compaction.
     pub(crate) purge_tx: Option<Sender<()>>,
     pub(crate) shared: Arc<Shared>,
@@ -168,8 +167,8 @@ impl<T: Transport> Node<T> {
     pub(crate) fn new(
         raw: RawNode<EngineStorage>,
         transport: T,
-        rx: QueueReceiver<Msg>,
-        apply_tx: QueueSender<ApplyTask>,
+        rx: Receiver<Msg>,
+        apply_tx: Sender<ApplyTask>,
         purge_tx: Sender<()>,
         shared: Arc<Shared>,
         tick_interval: Option<Duration>,
