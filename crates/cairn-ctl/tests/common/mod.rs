@@ -8,7 +8,6 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,13 +36,8 @@ pub fn etcdctl_bin() -> Option<PathBuf> {
     find_binary("CAIRN_ETCDCTL_BIN", "etcdctl")
 }
 
-/// A free TCP port on 127.0.0.1 (the listener is closed before returning).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
+/// A free loopback port, below the kernel's ephemeral range (see the harness).
+pub use cairn_tests::free_port;
 
 /// A running single-member etcd; killed and its data removed on drop.
 pub struct Etcd {
