@@ -33,14 +33,25 @@ fn every_bench_workload_runs_clean_against_etcd_and_cairn() {
     for kind in [Kind::Etcd35, Kind::Cairn] {
         let m = ServerProc::start(kind, &[]);
         let ep = m.endpoint();
-        let workloads: [(&[&str], u64); 6] = [
+        let workloads: [(&[&str], u64); 7] = [
             (&["put", "--total=400", "--key-space-size=50"], 400),
             (&["range", "--total=400", "--consistency=l"], 400),
             (&["range", "--total=400", "--consistency=s"], 400),
             (&["txn", "--total=400"], 400),
             (&["lease-keepalive", "--total=400", "--leases=10"], 400),
-            // Every watcher sees every put: 4 x 100 deliveries.
-            (&["watch", "--total=100", "--watchers=4"], 400),
+            // Every watcher sees every put: 200 x 500 deliveries, in many small frames
+            // from etcd.
+            (&["watch", "--total=500", "--watchers=200"], 100_000),
+            // All created, then held: one report for all.
+            (
+                &[
+                    "watch-hold",
+                    "--watchers=20000",
+                    "--streams=20",
+                    "--hold=1s",
+                ],
+                20_000,
+            ),
         ];
         for (args, ok) in workloads {
             let summary = bench(&ep, args);

@@ -21,6 +21,14 @@ use tonic::codegen::http::uri::{Authority, Scheme};
 use tonic::codegen::http::{Request, Response, Uri};
 use tonic::transport::Channel;
 
+/// Flow-control windows and frame limits of a direct connection: hyper's, which tonic's
+/// channels use. With h2's own (64 KiB windows) a watch stream's many small frames soon
+/// exceed what h2 lets a peer buffer ("too_many_data_frames").
+const STREAM_WINDOW: u32 = 2 << 20;
+const CONNECTION_WINDOW: u32 = 5 << 20;
+const MAX_FRAME_SIZE: u32 = 16 << 10;
+const MAX_SEND_BUFFER: usize = 1 << 20;
+
 /// Any error of the transport, as tonic takes it.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -49,7 +57,14 @@ impl Direct {
             .cloned()
             .ok_or_else(|| format!("no host in {uri}"))?;
         let io = crate::coalesce::dial(uri).await?.into_inner();
-        let (send, conn) = h2::client::handshake(io).await?;
+        let (send, conn) = h2::client::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME_SIZE)
+            .max_send_buffer_size(MAX_SEND_BUFFER)
+            .enable_push(false)
+            .handshake(io)
+            .await?;
         tokio::spawn(async move {
             // The connection ends when every sender is dropped or the peer closes it;
             // requests in flight see the error.
