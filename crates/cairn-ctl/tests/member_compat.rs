@@ -77,23 +77,37 @@ struct Api {
     endpoints: Vec<String>,
 }
 
+/// Longest an API call may take: a call to a cluster that lost its quorum would otherwise
+/// wait forever (etcd sets no deadline of its own on a linearizable read).
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+
 impl Api {
-    fn client(&self, endpoint: &str) -> Client {
+    /// Runs `call` on the test's runtime, failing the test if it takes over
+    /// [`CALL_TIMEOUT`].
+    fn block_on<T>(&self, what: &str, call: impl std::future::Future<Output = T>) -> T {
         self.rt
-            .block_on(Client::connect(ClientConfig::new([endpoint.to_string()])))
-            .unwrap()
+            .block_on(async { tokio::time::timeout(CALL_TIMEOUT, call).await })
+            .unwrap_or_else(|_| panic!("{what} took over {CALL_TIMEOUT:?}"))
+    }
+
+    fn client(&self, endpoint: &str) -> Client {
+        self.block_on(
+            "connect",
+            Client::connect(ClientConfig::new([endpoint.to_string()])),
+        )
+        .unwrap()
     }
 
     fn members(&self) -> Vec<Member> {
         let c = self.client(&self.endpoints[0]);
-        self.rt
-            .block_on(
-                c.cluster()
-                    .member_list(MemberListRequest { linearizable: true }),
-            )
-            .unwrap()
-            .into_inner()
-            .members
+        self.block_on(
+            "member list",
+            c.cluster()
+                .member_list(MemberListRequest { linearizable: true }),
+        )
+        .unwrap()
+        .into_inner()
+        .members
     }
 
     fn find(&self, peer_url: &str) -> Option<u64> {
@@ -142,7 +156,7 @@ impl Api {
         };
         // Right after a removal etcd may briefly answer "member not found": try again.
         for _ in 0..50 {
-            match self.rt.block_on(c.cluster().member_add(req.clone())) {
+            match self.block_on("member add", c.cluster().member_add(req.clone())) {
                 Ok(r) => return r.into_inner().member.unwrap().id,
                 Err(e) if e.message() == "etcdserver: member not found" => {
                     std::thread::sleep(std::time::Duration::from_millis(100))
@@ -155,9 +169,11 @@ impl Api {
 
     fn remove(&self, id: u64) {
         let c = self.client(&self.endpoints[0]);
-        self.rt
-            .block_on(c.cluster().member_remove(MemberRemoveRequest { id }))
-            .unwrap();
+        self.block_on(
+            "member remove",
+            c.cluster().member_remove(MemberRemoveRequest { id }),
+        )
+        .unwrap();
     }
 
     fn update(&self, id: u64, peer_url: &str) {
@@ -166,7 +182,8 @@ impl Api {
             id,
             peer_ur_ls: vec![peer_url.to_string()],
         };
-        self.rt.block_on(c.cluster().member_update(req)).unwrap();
+        self.block_on("member update", c.cluster().member_update(req))
+            .unwrap();
     }
 
     /// The leader's ID and client endpoint.
@@ -174,8 +191,7 @@ impl Api {
         for ep in &self.endpoints {
             let c = self.client(ep);
             let s = self
-                .rt
-                .block_on(c.maintenance().status(StatusRequest {}))
+                .block_on("status", c.maintenance().status(StatusRequest {}))
                 .unwrap()
                 .into_inner();
             if s.header.unwrap().member_id == s.leader {
@@ -189,12 +205,12 @@ impl Api {
         let (id, ep) = self.leader();
         if id != target {
             let c = self.client(&ep);
-            self.rt
-                .block_on(
-                    c.maintenance()
-                        .move_leader(MoveLeaderRequest { target_id: target }),
-                )
-                .unwrap();
+            self.block_on(
+                "move leader",
+                c.maintenance()
+                    .move_leader(MoveLeaderRequest { target_id: target }),
+            )
+            .unwrap();
         }
         std::thread::sleep(Duration::from_millis(300));
     }
