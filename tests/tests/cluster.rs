@@ -173,15 +173,6 @@ fn five_members_need_a_majority() {
         &["put", "k", "3-down", "--command-timeout=3s"],
     );
     assert_ne!(r.code, 0, "a write succeeded without a majority: {r:?}");
-    // Nor a linearizable read: it waits out the request timeout (7 s) and says so.
-    let r = etcdctl35(
-        &c.members[up[2]].endpoint(),
-        &["get", "k", "--command-timeout=15s"],
-    );
-    assert!(
-        r.code != 0 && r.stderr.contains("etcdserver: request timed out"),
-        "{r:?}"
-    );
     let r = etcdctl35(
         &c.members[up[2]].endpoint(),
         &["get", "k", "--print-value-only", "--consistency=s"],
