@@ -4,9 +4,12 @@
 //! under load it runs on one worker while the request handlers that queue the frames run
 //! on another. A gRPC response is three frames (headers, data, trailers) queued one after
 //! the other, so it often went out in two `writev`s, each of which costs the whole TCP
-//! path on both ends. [`CoalescingIo`] accepts every write into a buffer and, the first
-//! time it is asked to flush, lets the connection task yield once: the handlers running
-//! meanwhile add their frames, and the next flush sends all of it in one call.
+//! path on both ends. [`CoalescingIo`] accepts every write into a buffer and, when it is
+//! asked to flush, lets the connection task yield: the handlers running meanwhile add their
+//! frames, and a later flush sends all of it in one call. It yields again as long as the
+//! last yield brought more frames, up to [`MAX_YIELDS`] times: under load each write
+//! carries the responses of many streams (which also spares the peer's reads), and a
+//! connection with nothing else coming still yields only once.
 //!
 //! The client side is the same: a channel's connection task sends what every stream queued
 //! since its last flush, so closed-loop clients on one connection share their writes.
@@ -24,16 +27,20 @@ use tokio::net::TcpStream;
 
 /// Bytes buffered before a write waits for the socket instead of adding to the buffer.
 const HIGH_WATER: usize = 256 << 10;
+/// Yields one flush may make at most; it stops early after a yield that added nothing.
+const MAX_YIELDS: u8 = 4;
 
 /// A TCP stream that buffers writes and yields once before each flush that sends them.
 ///
-/// The buffer holds `buf[sent..]` still to go; `yielded` says the current flush has
-/// already let the task yield.
+/// The buffer holds `buf[sent..]` still to go.
 pub struct CoalescingIo {
     tcp: TcpStream,
     buf: Vec<u8>,
     sent: usize,
-    yielded: bool,
+    /// Times the current flush has let the task yield.
+    yields: u8,
+    /// The buffer's length at the last yield.
+    len_at_yield: usize,
 }
 
 impl CoalescingIo {
@@ -43,7 +50,8 @@ impl CoalescingIo {
             tcp,
             buf: Vec::new(),
             sent: 0,
-            yielded: false,
+            yields: 0,
+            len_at_yield: 0,
         }
     }
 
@@ -114,14 +122,16 @@ impl AsyncWrite for CoalescingIo {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.sent < self.buf.len() && !self.yielded {
+        let grew = self.buf.len() > self.len_at_yield;
+        if self.sent < self.buf.len() && (self.yields == 0 || (grew && self.yields < MAX_YIELDS)) {
             // Tokio runs a task that wakes itself after the others that are ready.
-            self.yielded = true;
+            self.yields += 1;
+            self.len_at_yield = self.buf.len();
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }
         ready!(self.poll_drain(cx))?;
-        self.yielded = false;
+        self.yields = 0;
         Pin::new(&mut self.tcp).poll_flush(cx)
     }
 
