@@ -269,6 +269,10 @@ pub(crate) async fn run_link(
                 let stream = Arc::new(stream);
                 {
                     let mut s = link.state.lock();
+                    if s.closed {
+                        // Closed while it opened: the peer is gone or has a new link.
+                        return;
+                    }
                     s.stream = Some(stream.clone());
                     s.flushing = !s.outbox.is_empty();
                 }
