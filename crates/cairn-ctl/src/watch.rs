@@ -499,6 +499,13 @@ fn display(
     Ok(())
 }
 
+/// Ends an interactive watch whose input failed: the error, then exit at once, as
+/// etcdctl does. Returning would tear the watches down first, and their watchers would
+/// print the connection's end ("watch was canceled ...") before the process exits.
+fn end_interactive(msg: String) -> ! {
+    std::process::exit(CtlError::new(ExitCode::InvalidInput, msg).report())
+}
+
 /// Held while a watcher prints one response, so that the responses of watchers printing
 /// at once do not interleave.
 static PRINTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -657,17 +664,9 @@ fn interactive(ctx: &mut Ctx, env: &Env) -> Result<(), CtlError> {
             let line = match lines.recv().await {
                 Some(Ok(l)) => l,
                 Some(Err(e)) => {
-                    return Err(CtlError::new(
-                        ExitCode::InvalidInput,
-                        format!("error reading watch request line: {}", e.msg),
-                    ))
+                    end_interactive(format!("error reading watch request line: {}", e.msg))
                 }
-                None => {
-                    return Err(CtlError::new(
-                        ExitCode::InvalidInput,
-                        "error reading watch request line: EOF",
-                    ))
-                }
+                None => end_interactive("error reading watch request line: EOF".to_string()),
             };
             let l = line.strip_suffix('\n').unwrap_or(&line);
             let words = crate::txn::argify(l)?;
