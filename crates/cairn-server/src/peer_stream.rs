@@ -351,7 +351,10 @@ async fn carry(link: &Link, stream: &TcpStream) -> Result<(), String> {
             }
             s.flushing
         };
+        // Biased, the socket first: a member that was itself paused wakes with its peer's
+        // alive bytes waiting and its silence deadline long past; they must count first.
         tokio::select! {
+            biased;
             ready = stream.readable() => {
                 ready.map_err(|e| e.to_string())?;
                 match stream.try_read(&mut scratch) {
@@ -370,7 +373,10 @@ async fn carry(link: &Link, stream: &TcpStream) -> Result<(), String> {
             }
             _ = link.wake.notified() => {}
             _ = tokio::time::sleep_until((heard + SENDER_SILENCE).into()) => {
-                return Err("the peer stopped answering".into());
+                match stream.try_read(&mut scratch) {
+                    Ok(n) if n > 0 => heard = Instant::now(),
+                    _ => return Err("the peer stopped answering".into()),
+                }
             }
             _ = probe.tick() => {
                 let mut s = link.state.lock();
@@ -438,7 +444,9 @@ async fn receive_messages(tcp: TcpStream, r: &Receiver) -> Result<(), String> {
     let mut heard = Instant::now();
     let mut alive = tokio::time::interval(ALIVE_INTERVAL);
     loop {
+        // Biased, the socket first, for the reason `carry` gives.
         tokio::select! {
+            biased;
             read = rd.read_buf(&mut buf) => {
                 if read.map_err(|e| e.to_string())? == 0 {
                     return Ok(());
