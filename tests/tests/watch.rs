@@ -687,6 +687,15 @@ async fn watchers_on_every_member_see_the_same_history_across_a_snapshot_install
     writers[1].put(put("c/purge", "v")).await.unwrap();
     n += 1;
     paused.signal("CONT");
+    // The put goes through the resumed member once it has installed the snapshot. Sooner,
+    // the leader may fold the put's entry into the snapshot it sends; the member then
+    // never applies that entry itself, and its waiter times out (as etcd's would).
+    let woke = std::time::Instant::now();
+    while !paused.log_text().contains("restored raft snapshot")
+        && woke.elapsed() < Duration::from_secs(20)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     if let Err(e) = writers[0].put(put("c/last", "v")).await {
         panic!("put on the resumed member: {e:?}\n{}", paused.log_text());
     }
