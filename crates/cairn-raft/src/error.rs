@@ -15,6 +15,10 @@ pub enum RaftError {
     /// The durable log failed or holds something this driver cannot use.
     #[error("raft: storage: {0}")]
     Storage(String),
+    /// The state machine failed to apply or restore what was committed; the message says
+    /// what and why.
+    #[error("raft: state machine failed: {0}")]
+    StateMachine(String),
     /// raft-rs refused an operation.
     #[error("raft: {0}")]
     Raft(String),

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
-use raft::eraftpb::{ConfChangeV2, ConfState, Message};
-use tokio::sync::oneshot;
+use raft::eraftpb::ConfState;
+use tokio::sync::{oneshot, watch};
 
 use crate::node::Msg;
-use crate::RaftError;
+use crate::{Change, PeerMessage, RaftError};
 
 /// A snapshot of the member's Raft state. Fields are read one by one without a lock, so
 /// they may be from slightly different moments.
@@ -23,6 +23,17 @@ pub struct RaftStatus {
     /// Index of the last entry the applier has returned from.
     pub applied_index: u64,
     pub last_index: u64,
+    pub is_leader: bool,
+}
+
+/// Who leads, as this member knows it; handles watch it through
+/// [`RaftHandle::leadership`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Leadership {
+    /// The known leader, 0 when there is none.
+    pub leader_id: u64,
+    pub term: u64,
+    /// Whether this member leads.
     pub is_leader: bool,
 }
 
@@ -54,7 +65,7 @@ pub(crate) struct AtomicStats {
 }
 
 /// State published by the Raft and apply threads for handles to read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) id: u64,
     pub(crate) leader_id: AtomicU64,
@@ -78,6 +89,70 @@ pub(crate) struct Shared {
     pub(crate) read_waiters: parking_lot::Mutex<Vec<oneshot::Sender<Result<u64, RaftError>>>>,
     /// The driver's threads, joined by the first `stop`. Protects only the list.
     pub(crate) threads: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+    /// The applied index, for handles that wait for it (see `applied_index`).
+    applied_tx: watch::Sender<u64>,
+    /// Changes of leader or term, sent by the Raft thread when they happen.
+    leadership_tx: watch::Sender<Leadership>,
+    /// Set once when the Raft thread exits: `Ok` after `stop`, the cause after a failure.
+    stopped_tx: watch::Sender<Option<Result<(), RaftError>>>,
+}
+
+impl Shared {
+    pub(crate) fn new(id: u64, conf_state: ConfState, applied: u64, first_index: u64) -> Shared {
+        let shared = Shared {
+            id,
+            leader_id: AtomicU64::new(0),
+            term: AtomicU64::new(0),
+            commit_index: AtomicU64::new(0),
+            applied_index: AtomicU64::new(applied),
+            last_index: AtomicU64::new(0),
+            is_leader: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            stats: AtomicStats::default(),
+            conf_state: parking_lot::Mutex::new(conf_state),
+            matched: parking_lot::Mutex::new(Vec::new()),
+            read_waiters: parking_lot::Mutex::new(Vec::new()),
+            threads: parking_lot::Mutex::new(Vec::new()),
+            applied_tx: watch::channel(applied).0,
+            leadership_tx: watch::channel(Leadership::default()).0,
+            stopped_tx: watch::channel(None).0,
+        };
+        shared
+            .stats
+            .first_index
+            .store(first_index, Ordering::Relaxed);
+        shared
+    }
+
+    /// Records that the state machine has applied everything up to `index`.
+    pub(crate) fn set_applied(&self, index: u64) {
+        self.applied_index.store(index, Ordering::Release);
+        self.applied_tx.send_replace(index);
+    }
+
+    /// Publishes the leader and term; wakes watchers only when either changed.
+    pub(crate) fn set_leadership(&self, now: Leadership) {
+        self.leader_id.store(now.leader_id, Ordering::Release);
+        self.term.store(now.term, Ordering::Release);
+        self.is_leader.store(now.is_leader, Ordering::Release);
+        self.leadership_tx.send_if_modified(|was| {
+            let changed = *was != now;
+            *was = now;
+            changed
+        });
+    }
+
+    /// Records why the Raft thread exited (the first reason counts).
+    pub(crate) fn set_stopped(&self, outcome: Result<(), RaftError>) {
+        self.stopped.store(true, Ordering::Release);
+        self.stopped_tx.send_if_modified(|was| {
+            if was.is_some() {
+                return false;
+            }
+            *was = Some(outcome);
+            true
+        });
+    }
 }
 
 /// Sends `Stop` when the last handle goes away without `stop` having been called.
@@ -138,13 +213,20 @@ impl RaftHandle {
         self.send(Msg::Propose(data))
     }
 
-    /// Queues a membership change. When committed, the driver applies it to Raft and
-    /// stores the new `ConfState`; the applier also receives the entry.
-    pub fn propose_conf_change(&self, cc: ConfChangeV2) -> Result<(), RaftError> {
+    /// Queues a membership change: `change` of member `id`, with `context` for the state
+    /// machine. When committed, the driver applies it to Raft and stores the new
+    /// membership; the applier then receives it as a [`crate::Payload::Membership`].
+    pub fn propose_membership(
+        &self,
+        change: Change,
+        id: u64,
+        context: Vec<u8>,
+    ) -> Result<(), RaftError> {
         if self.shared().stopped.load(Ordering::Acquire) {
             return Err(RaftError::Stopped);
         }
         self.check_leader()?;
+        let cc = crate::apply::conf_change(change, id, context);
         self.send(Msg::ProposeConfChange(cc))
     }
 
@@ -169,6 +251,29 @@ impl RaftHandle {
             return Err(RaftError::Stopped);
         }
         rx.await.map_err(|_| RaftError::Stopped)?
+    }
+
+    /// The state machine's applied index, to wait on: it changes after each applied batch
+    /// and each restored snapshot.
+    pub fn applied_index(&self) -> watch::Receiver<u64> {
+        self.shared().applied_tx.subscribe()
+    }
+
+    /// The leader and term, to wait on: it changes when either does.
+    pub fn leadership(&self) -> watch::Receiver<Leadership> {
+        self.shared().leadership_tx.subscribe()
+    }
+
+    /// Resolves when the driver has stopped: `Ok` after [`Self::stop`], or the failure that
+    /// stopped it (the log could not be written, the state machine failed).
+    pub async fn stopped(&self) -> Result<(), RaftError> {
+        let mut rx = self.shared().stopped_tx.subscribe();
+        let outcome = match rx.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone().unwrap_or(Ok(())),
+            // The sender lives in `Shared`, which this handle keeps alive.
+            Err(_) => Ok(()),
+        };
+        outcome
     }
 
     /// Whether the driver has stopped (or is stopping) and takes no more requests.
@@ -223,17 +328,19 @@ impl RaftHandle {
     }
 
     /// Feeds a message from a peer into Raft. Only queues it for the Raft thread.
-    pub fn step(&self, msg: Message) -> Result<(), RaftError> {
-        self.send(Msg::Step(msg))
+    pub fn step(&self, msg: PeerMessage) -> Result<(), RaftError> {
+        self.send(Msg::Step(msg.into_inner()))
     }
 
     /// Feeds several messages from peers into Raft with one queue operation; a transport
     /// that receives batches should prefer it over calling [`Self::step`] per message.
-    pub fn step_many(&self, msgs: Vec<Message>) -> Result<(), RaftError> {
+    pub fn step_many(&self, msgs: Vec<PeerMessage>) -> Result<(), RaftError> {
         if msgs.is_empty() {
             return Ok(());
         }
-        self.send(Msg::StepMany(msgs))
+        self.send(Msg::StepMany(
+            msgs.into_iter().map(PeerMessage::into_inner).collect(),
+        ))
     }
 
     /// Asks the leader to hand leadership to member `to`. Returns once queued; watch

@@ -1,15 +1,23 @@
 //! cairn-raft: drives raft-rs's `RawNode` over a durable raft-engine log.
 //!
 //! [`start`] opens (or bootstraps) the log and spawns the driver's threads; the returned
-//! [`RaftHandle`] proposes entries, takes ReadIndex barriers, steps peer messages and
-//! reports status. Committed entries reach the state machine through the [`Applier`] on
-//! a dedicated apply thread, in log order, only after they are durable in the log.
+//! [`RaftHandle`] proposes entries and membership changes, takes ReadIndex barriers,
+//! steps peer messages, reports status and announces the applied index, the leader and
+//! the driver's stop on watch channels. Committed entries reach the state machine through
+//! the [`Applier`] on a dedicated apply thread, in log order, only after they are durable
+//! in the log, decoded as [`Committed`] entries.
+//!
+//! raft-rs stays inside this crate: callers see [`Committed`], [`Change`],
+//! [`PeerMessage`] and [`RaftError`], never raft-rs's or protobuf's types (the `testing`
+//! feature re-exports raft-rs's `eraftpb` for tests that build messages by hand).
 //!
 //! Threads (plain `std::thread`s; nothing here blocks a tokio worker):
 //!
 //! - `cairn-raft`: owns the `RawNode`, batches every queued request into one `Ready`, so
 //!   many proposals share one log write and one fdatasync (group commit).
-//! - `cairn-apply`: calls [`Applier::apply`], merging queued committed batches.
+//! - `cairn-apply`: calls [`Applier::apply`], merging queued committed batches. An error
+//!   from the state machine stops the driver; [`RaftHandle::stopped`] says why, and the
+//!   program decides how to exit.
 //! - `cairn-raft-purge`: deletes log files holding only compacted entries.
 //!
 //! What it must not depend on: the server, MVCC, gRPC. Peers are reached only through the
@@ -23,7 +31,8 @@
 //! follower are forwarded to the leader by raft-rs; both fail at once with
 //! [`RaftError::NoLeader`] while no leader is known. Messages leave through
 //! [`Transport::send`], a batch per `Ready` stage, and come back through
-//! [`RaftHandle::step`] / [`RaftHandle::step_many`], which only queue them.
+//! [`RaftHandle::step`] / [`RaftHandle::step_many`], which only queue them. Members join,
+//! are promoted and leave through [`RaftHandle::propose_membership`].
 //!
 //! # Snapshots
 //!
@@ -42,12 +51,14 @@
 //! - `error.rs`: [`RaftError`].
 //! - `handle.rs`: [`RaftHandle`], [`RaftStatus`], [`RaftStats`], state shared by threads.
 //! - `node.rs`: the Raft thread's loop and `Ready` handling.
-//! - `apply.rs`: the [`Applier`] trait and the apply thread.
-//! - `storage.rs`: [`EngineStorage`], raft-rs `Storage` over raft-engine; on-disk keys.
+//! - `apply.rs`: the [`Applier`] trait, [`Committed`] entries and membership changes as
+//!   the state machine sees them, and the apply thread.
+//! - `message.rs`: [`PeerMessage`], a Raft message and its wire form.
+//! - `storage.rs`: `EngineStorage`, raft-rs `Storage` over raft-engine; on-disk keys.
 //! - `entry_cache.rs`, `term_runs.rs`: the in-memory tail of the log and term lookup.
 //! - `transport.rs`: [`Transport`] and [`NoPeers`].
 //! - `logger.rs`: raft-rs's slog records into `tracing`.
-//! - `testing.rs` (feature `testing`): [`testing::MemNetwork`], an in-memory transport
+//! - `testing.rs` (feature `testing`): `testing::MemNetwork`, an in-memory transport
 //!   with drop, delay, partition and isolate rules for in-process clusters.
 
 mod apply;
@@ -56,6 +67,7 @@ mod entry_cache;
 mod error;
 mod handle;
 mod logger;
+mod message;
 mod node;
 mod storage;
 mod term_runs;
@@ -65,15 +77,21 @@ mod transport;
 
 use std::sync::Arc;
 
-use raft::RawNode;
+use raft::{eraftpb, RawNode};
 
-pub use apply::Applier;
+pub use apply::{
+    Applier, ApplyError, Change, Committed, MembershipChange, Payload, SnapshotsUnsupported,
+    UndecodableEntry,
+};
 pub use config::{RaftConfig, SyncObserver};
 pub use error::RaftError;
-pub use handle::{RaftHandle, RaftStats, RaftStatus};
+pub use handle::{Leadership, RaftHandle, RaftStats, RaftStatus};
+pub use message::{PeerMessage, WireError};
 pub use node::{COMPACT_STEP, LOG_RETAIN_ENTRIES};
-pub use raft::eraftpb;
-pub use storage::{EngineStorage, REGION_ID};
+#[cfg(any(test, feature = "testing"))]
+pub use storage::EngineStorage;
+#[cfg(not(any(test, feature = "testing")))]
+use storage::EngineStorage;
 pub use transport::{NoPeers, Transport};
 
 use handle::Shared;
@@ -169,19 +187,12 @@ pub fn start(
     let engine = storage.engine();
     let raw = RawNode::new(&raft_cfg, storage, &logger::raft_logger(cfg.id))?;
 
-    let shared = Arc::new(Shared {
-        id: cfg.id,
-        conf_state: parking_lot::Mutex::new(raw.store().conf_state().clone()),
-        matched: parking_lot::Mutex::new(Vec::new()),
-        ..Default::default()
-    });
-    shared
-        .applied_index
-        .store(cfg.applied, std::sync::atomic::Ordering::Release);
-    shared
-        .stats
-        .first_index
-        .store(first_index, std::sync::atomic::Ordering::Relaxed);
+    let shared = Arc::new(Shared::new(
+        cfg.id,
+        raw.store().conf_state().clone(),
+        cfg.applied,
+        first_index,
+    ));
     let (tx, rx) = crossbeam_channel::unbounded::<Msg>();
     let (apply_tx, apply_rx) = crossbeam_channel::unbounded();
     if let Some(snap) = restore {

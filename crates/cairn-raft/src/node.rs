@@ -236,19 +236,20 @@ impl<T: Transport> Node<T> {
             }
             if let Err(e) = self.step_round() {
                 tracing::error!(error = %e, "raft loop failed; stopping");
-                break;
+                self.shutdown(Err(e));
+                return;
             }
             if stop {
                 break;
             }
         }
-        self.shutdown();
+        self.shutdown(Ok(()));
     }
 
     /// Everything after draining: proposals, tick, reads, `Ready`, compaction.
     pub(crate) fn step_round(&mut self) -> Result<(), RaftError> {
         if let Some(e) = self.failed.take() {
-            return Err(RaftError::Storage(format!("state machine failed: {e}")));
+            return Err(RaftError::StateMachine(e));
         }
         self.flush_proposals();
         let now = Instant::now();
@@ -581,7 +582,7 @@ impl<T: Transport> Node<T> {
                 m
             })
             .collect();
-        self.transport.send(answers);
+        self.transport.send(crate::message::wrap(answers));
     }
 
     /// Hands committed entries to the apply thread and remembers conf changes among them.
@@ -709,7 +710,7 @@ impl<T: Transport> Node<T> {
             }
             let msgs = rd.take_messages();
             if !msgs.is_empty() {
-                self.transport.send(msgs);
+                self.transport.send(crate::message::wrap(msgs));
             }
             if !rd.snapshot().is_empty() {
                 self.install_snapshot(rd.snapshot().clone())?;
@@ -726,12 +727,12 @@ impl<T: Transport> Node<T> {
 
             let persisted = rd.take_persisted_messages();
             if !persisted.is_empty() {
-                self.transport.send(persisted);
+                self.transport.send(crate::message::wrap(persisted));
             }
             let mut light = self.raw.advance_append(rd);
             let msgs = light.take_messages();
             if !msgs.is_empty() {
-                self.transport.send(msgs);
+                self.transport.send(crate::message::wrap(msgs));
             }
             self.dispatch(light.take_committed_entries())?;
             self.apply_conf_changes()?;
@@ -745,13 +746,15 @@ impl<T: Transport> Node<T> {
         let raft = &self.raw.raft;
         let s = &self.shared;
         let is_leader = raft.state == StateRole::Leader;
-        s.leader_id.store(raft.leader_id, Ordering::Release);
-        s.term.store(raft.term, Ordering::Release);
+        s.set_leadership(crate::Leadership {
+            leader_id: raft.leader_id,
+            term: raft.term,
+            is_leader,
+        });
         s.commit_index
             .store(raft.raft_log.committed, Ordering::Release);
         s.last_index
             .store(raft.raft_log.last_index(), Ordering::Release);
-        s.is_leader.store(is_leader, Ordering::Release);
         {
             let mut matched = s.matched.lock();
             matched.clear();
@@ -793,7 +796,8 @@ impl<T: Transport> Node<T> {
         Ok(())
     }
 
-    fn shutdown(mut self) {
+    /// Syncs the log and lets go of everything waiting; `outcome` is why it stops.
+    fn shutdown(mut self, outcome: Result<(), RaftError>) {
         self.shared.stopped.store(true, Ordering::Release);
         let mut hs = self.raw.raft.hard_state();
         let store = self.raw.mut_store();
@@ -818,5 +822,6 @@ impl<T: Transport> Node<T> {
         self.apply_tx = None;
         self.purge_tx = None;
         self.publish();
+        self.shared.set_stopped(outcome);
     }
 }

@@ -26,9 +26,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use raft::eraftpb::{Message, MessageType};
+pub use raft::eraftpb;
+use raft::eraftpb::MessageType;
 
-use crate::{RaftHandle, Transport};
+use crate::{PeerMessage, RaftHandle, Transport};
 
 /// How often [`MemNetwork::advance`] looks whether a tick's traffic has settled, and how
 /// long it waits at most.
@@ -64,7 +65,7 @@ struct Delayed {
     at: Instant,
     seq: u64,
     to: u64,
-    msgs: Vec<Message>,
+    msgs: Vec<PeerMessage>,
 }
 
 impl PartialEq for Delayed {
@@ -255,26 +256,26 @@ pub struct MemTransport {
 }
 
 impl Transport for MemTransport {
-    fn send(&mut self, msgs: Vec<Message>) {
-        let mut by_peer: HashMap<u64, Vec<Message>> = HashMap::new();
+    fn send(&mut self, msgs: Vec<PeerMessage>) {
+        let mut by_peer: HashMap<u64, Vec<PeerMessage>> = HashMap::new();
         let mut lost_snapshots = Vec::new();
         let (targets, sender) = {
             let mut s = self.net.state.lock();
             for m in msgs {
                 let rules = &s.rules;
-                let mut dropped =
-                    rules.cut(self.id, m.to) || rules.dropped_types.contains(&m.get_msg_type());
+                let mut dropped = rules.cut(self.id, m.recipient())
+                    || rules.dropped_types.contains(&m.0.get_msg_type());
                 if !dropped && rules.drop_rate > 0.0 {
                     dropped = next_f64(&mut s.rng) < s.rules.drop_rate;
                 }
                 if dropped {
                     s.dropped += 1;
-                    if m.get_msg_type() == MessageType::MsgSnapshot {
-                        lost_snapshots.push(m.to);
+                    if m.is_snapshot() {
+                        lost_snapshots.push(m.recipient());
                     }
                 } else {
                     s.delivered += 1;
-                    by_peer.entry(m.to).or_default().push(m);
+                    by_peer.entry(m.recipient()).or_default().push(m);
                 }
             }
             let delay = s.rules.delay;
@@ -287,7 +288,7 @@ impl Transport for MemTransport {
                 }
                 self.net.wake.notify_all();
             }
-            let targets: Vec<(RaftHandle, Vec<Message>)> = by_peer
+            let targets: Vec<(RaftHandle, Vec<PeerMessage>)> = by_peer
                 .drain()
                 .filter_map(|(to, msgs)| s.handles.get(&to).map(|h| (h.clone(), msgs)))
                 .collect();

@@ -13,9 +13,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cairn_raft::eraftpb::Entry;
 use cairn_raft::testing::MemNetwork;
-use cairn_raft::{start, Applier, RaftConfig, RaftError, RaftHandle};
+use cairn_raft::{
+    start, Applier, ApplyError, Change, Committed, RaftConfig, RaftError, RaftHandle,
+};
 
 /// The most ticks any wait may take before its test fails (an election takes 10 to 20).
 const MAX_TICKS: u64 = 20_000;
@@ -76,23 +77,24 @@ fn decode(b: &[u8]) -> Sm {
 }
 
 impl Applier for KvApplier {
-    fn apply(&mut self, entries: Vec<Entry>) {
+    fn apply(&mut self, entries: Vec<Committed>) -> Result<(), ApplyError> {
         let mut sm = self.sm.lock().unwrap();
         for e in entries {
             assert!(e.index > sm.applied, "entry {} applied twice", e.index);
-            if !e.data.is_empty() {
-                sm.entries.insert(e.index, e.data.to_vec());
+            if let Some(data) = e.data() {
+                sm.entries.insert(e.index, data.to_vec());
             }
             sm.applied = e.index;
         }
+        Ok(())
     }
 
-    fn snapshot(&mut self) -> Result<Vec<u8>, String> {
+    fn snapshot(&mut self) -> Result<Vec<u8>, ApplyError> {
         *self.built.lock().unwrap() += 1;
         Ok(encode(&self.sm.lock().unwrap()))
     }
 
-    fn restore(&mut self, data: &[u8], index: u64, _term: u64) -> Result<(), String> {
+    fn restore(&mut self, data: &[u8], index: u64, _term: u64) -> Result<(), ApplyError> {
         {
             let mut fail = self.fail_restores.lock().unwrap();
             if *fail > 0 {
@@ -773,21 +775,8 @@ fn leadership_transfers_to_the_chosen_member() {
     c.assert_same_state(&all);
 }
 
-fn conf_change(
-    t: cairn_raft::eraftpb::ConfChangeType,
-    id: u64,
-) -> cairn_raft::eraftpb::ConfChangeV2 {
-    let mut one = cairn_raft::eraftpb::ConfChangeSingle::default();
-    one.set_change_type(t);
-    one.node_id = id;
-    let mut cc = cairn_raft::eraftpb::ConfChangeV2::default();
-    cc.mut_changes().push(one);
-    cc
-}
-
 #[test]
 fn learner_joins_by_snapshot_is_promoted_and_a_voter_removed() {
-    use cairn_raft::eraftpb::ConfChangeType;
     let mut c = Cluster::with_log(3, (5, 10));
     let all = c.running();
     let l = c.wait_leader(&all);
@@ -796,7 +785,7 @@ fn learner_joins_by_snapshot_is_promoted_and_a_voter_removed() {
 
     c.add_member(4);
     c.h(l)
-        .propose_conf_change(conf_change(ConfChangeType::AddLearnerNode, 4))
+        .propose_membership(Change::AddLearner, 4, vec![])
         .unwrap();
     tick_until(&c.net, "4 is a learner", || {
         c.h(l).conf_state().learners == vec![4]
@@ -810,7 +799,7 @@ fn learner_joins_by_snapshot_is_promoted_and_a_voter_removed() {
 
     let l = c.wait_leader(&all);
     c.h(l)
-        .propose_conf_change(conf_change(ConfChangeType::AddNode, 4))
+        .propose_membership(Change::Promote, 4, vec![])
         .unwrap();
     tick_until(&c.net, "4 is a voter everywhere", || {
         four.iter().all(|&id| {
@@ -823,7 +812,7 @@ fn learner_joins_by_snapshot_is_promoted_and_a_voter_removed() {
     let l = c.wait_leader(&four);
     let gone = all.iter().copied().find(|&id| id != l).unwrap();
     c.h(l)
-        .propose_conf_change(conf_change(ConfChangeType::RemoveNode, gone))
+        .propose_membership(Change::Remove, gone, vec![])
         .unwrap();
     let rest: Vec<u64> = four.iter().copied().filter(|&id| id != gone).collect();
     tick_until(&c.net, "removed everywhere", || {

@@ -7,8 +7,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cairn_raft::eraftpb::Entry;
-use cairn_raft::{start, Applier, NoPeers, RaftConfig, RaftError, RaftHandle};
+use cairn_raft::{
+    start, Applier, ApplyError, Change, Committed, MembershipChange, NoPeers, Payload, RaftConfig,
+    RaftError, RaftHandle,
+};
 
 /// `(index, data)` of applied entries that carry data.
 type Applied = Vec<(u64, Vec<u8>)>;
@@ -21,14 +23,15 @@ struct Recorder {
 }
 
 impl Applier for Recorder {
-    fn apply(&mut self, entries: Vec<Entry>) {
+    fn apply(&mut self, entries: Vec<Committed>) -> Result<(), ApplyError> {
         *self.calls.lock().unwrap() += 1;
         let mut applied = self.applied.lock().unwrap();
         for e in entries {
-            if !e.data.is_empty() {
-                applied.push((e.index, e.data.to_vec()));
+            if let Some(data) = e.data() {
+                applied.push((e.index, data.to_vec()));
             }
         }
+        Ok(())
     }
 }
 
@@ -353,10 +356,11 @@ struct Notifying {
 }
 
 impl Applier for Notifying {
-    fn apply(&mut self, entries: Vec<Entry>) {
+    fn apply(&mut self, entries: Vec<Committed>) -> Result<(), ApplyError> {
         let (count, cv) = &*self.applied;
-        *count.lock().unwrap() += entries.iter().filter(|e| !e.data.is_empty()).count() as u64;
+        *count.lock().unwrap() += entries.iter().filter(|e| e.data().is_some()).count() as u64;
         cv.notify_all();
+        Ok(())
     }
 }
 
@@ -410,38 +414,37 @@ fn waiting_clients_are_group_committed() {
 
 #[test]
 fn committed_conf_change_is_applied_and_stored() {
-    use cairn_raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, EntryType};
-
     #[derive(Clone, Default)]
-    struct Types(Arc<Mutex<Vec<EntryType>>>);
-    impl Applier for Types {
-        fn apply(&mut self, entries: Vec<Entry>) {
-            self.0
-                .lock()
-                .unwrap()
-                .extend(entries.iter().map(|e| e.get_entry_type()));
+    struct Changes(Arc<Mutex<Vec<MembershipChange>>>);
+    impl Applier for Changes {
+        fn apply(&mut self, entries: Vec<Committed>) -> Result<(), ApplyError> {
+            let mut seen = self.0.lock().unwrap();
+            for e in entries {
+                if let Payload::Membership(m) = e.payload {
+                    seen.push(m);
+                }
+            }
+            Ok(())
         }
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let types = Types::default();
-    let h = start(config(dir.path(), 0), types.clone(), NoPeers).unwrap();
-    let mut add = ConfChangeSingle::default();
-    add.set_change_type(ConfChangeType::AddLearnerNode);
-    add.node_id = 9;
-    let mut cc = ConfChangeV2::default();
-    cc.mut_changes().push(add);
-    h.propose_conf_change(cc).unwrap();
+    let changes = Changes::default();
+    let h = start(config(dir.path(), 0), changes.clone(), NoPeers).unwrap();
+    h.propose_membership(Change::AddLearner, 9, b"ctx".to_vec())
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !types
-        .0
-        .lock()
-        .unwrap()
-        .contains(&EntryType::EntryConfChangeV2)
-    {
+    while changes.0.lock().unwrap().is_empty() {
         assert!(Instant::now() < deadline, "conf change never applied");
         std::thread::sleep(Duration::from_millis(1));
     }
+    assert_eq!(
+        changes.0.lock().unwrap()[0],
+        MembershipChange {
+            changes: vec![(Change::AddLearner, 9)],
+            context: b"ctx".to_vec().into(),
+        }
+    );
     h.stop();
     let s = cairn_raft::EngineStorage::open(dir.path()).unwrap();
     assert_eq!(s.conf_state().voters, vec![7]);
@@ -472,4 +475,75 @@ fn fresh_log_under_restored_state_machine_continues_after_applied() {
     let got = rec.wait_for(1);
     assert!(got[0].0 > 500, "{got:?}");
     h.stop();
+}
+
+#[test]
+fn a_failing_state_machine_stops_the_driver_and_says_why() {
+    // Before: the server's applier ended the process itself (`process::exit`) because
+    // `Applier::apply` could not return an error; now the driver stops and reports it.
+    #[derive(Clone, Default)]
+    struct Failing;
+    impl Applier for Failing {
+        fn apply(&mut self, entries: Vec<Committed>) -> Result<(), ApplyError> {
+            if entries
+                .iter()
+                .any(|e| e.data().is_some_and(|d| d == "poison"))
+            {
+                return Err("poison entry".into());
+            }
+            Ok(())
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(config(dir.path(), 0), Failing, NoPeers).unwrap();
+    h.propose(b"fine".to_vec()).unwrap();
+    h.propose(b"poison".to_vec()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let stopped = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(20), h.stopped()).await })
+        .expect("the driver did not stop");
+    match stopped {
+        Err(RaftError::StateMachine(why)) => assert!(why.contains("poison entry"), "{why}"),
+        other => panic!("stopped with {other:?}"),
+    }
+    assert!(h.is_stopped());
+    assert_eq!(h.propose(b"more".to_vec()), Err(RaftError::Stopped));
+    h.stop();
+}
+
+#[test]
+fn applied_index_and_leadership_are_announced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, _rec) = run(dir.path(), 0);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let leadership = *h.leadership().borrow();
+    assert_eq!((leadership.leader_id, leadership.is_leader), (7, true));
+    assert_eq!(leadership.term, h.status().term);
+
+    let mut applied = h.applied_index();
+    let before = *applied.borrow_and_update();
+    h.propose(b"x".to_vec()).unwrap();
+    let now = runtime
+        .block_on(async {
+            let reached = applied.wait_for(|&a| a > before);
+            tokio::time::timeout(Duration::from_secs(20), reached)
+                .await
+                .map(|r| r.map(|a| *a))
+        })
+        .expect("no applied index announced")
+        .unwrap();
+    assert_eq!(now, h.status().applied_index);
+
+    h.stop();
+    let stopped = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(5), h.stopped()).await })
+        .expect("no stop announced");
+    assert_eq!(stopped, Ok(()));
 }

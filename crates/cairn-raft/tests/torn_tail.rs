@@ -6,7 +6,7 @@
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
-use cairn_raft::eraftpb::{Entry, HardState};
+use cairn_raft::testing::eraftpb::{Entry, HardState};
 use cairn_raft::EngineStorage;
 use raft::{GetEntriesContext, Storage};
 
@@ -70,19 +70,16 @@ fn torn_tail_keeps_earlier_synced_entries() {
 
 #[test]
 fn driver_restarts_after_torn_tail() {
-    use cairn_raft::{start, Applier, NoPeers, RaftConfig};
+    use cairn_raft::{start, Applier, ApplyError, Committed, NoPeers, RaftConfig};
     use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]
     struct Rec(Arc<Mutex<Vec<Vec<u8>>>>);
     impl Applier for Rec {
-        fn apply(&mut self, es: Vec<Entry>) {
+        fn apply(&mut self, es: Vec<Committed>) -> Result<(), ApplyError> {
             let mut v = self.0.lock().unwrap();
-            v.extend(
-                es.into_iter()
-                    .filter(|e| !e.data.is_empty())
-                    .map(|e| e.data.to_vec()),
-            );
+            v.extend(es.iter().filter_map(|e| e.data()).map(|d| d.to_vec()));
+            Ok(())
         }
     }
     let wait = |rec: &Rec, n: usize| {

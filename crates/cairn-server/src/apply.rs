@@ -17,8 +17,8 @@ use cairn_proto::etcdserverpb::{
     CompactionResponse, ResponseHeader,
 };
 use cairn_proto::EtcdError;
+use cairn_raft::{ApplyError, Change, Committed, MembershipChange, Payload};
 use prost::Message;
-use raft::eraftpb::{Entry, EntryType};
 use tokio::sync::watch;
 
 use crate::alarm::Alarms;
@@ -42,7 +42,6 @@ pub struct Applier {
     pub metrics: Arc<Metrics>,
     /// Told of each batch's events once they are committed.
     pub watch: Arc<crate::watch::WatchHub>,
-    pub applied_tx: watch::Sender<u64>,
     /// Raised to the applied index of each durable commit; the Raft log may be purged up to
     /// it.
     pub durable_tx: watch::Sender<u64>,
@@ -162,20 +161,21 @@ impl Applier {
 impl Applier {
     /// Records a committed membership change (Raft itself has applied it already) and
     /// returns the answer for the request waiting on it.
-    fn apply_conf_change(
+    fn apply_membership(
         &self,
         batch: &mut cairn_mvcc::ApplyBatch<'_>,
-        entry: &Entry,
+        index: u64,
+        cc: &MembershipChange,
     ) -> Result<Option<(u64, Outcome)>, cairn_mvcc::MvccError> {
-        use protobuf::Message as _;
-        use raft::eraftpb::{ConfChangeType, ConfChangeV2};
-        let cc = ConfChangeV2::parse_from_bytes(&entry.data)
-            .map_err(|e| cairn_mvcc::MvccError::Corrupt(format!("undecodable conf change: {e}")))?;
-        let change = MemberChange::decode(cc.context.as_ref()).unwrap_or_default();
+        let change = MemberChange::decode(cc.context.as_ref()).map_err(|e| {
+            cairn_mvcc::MvccError::Corrupt(format!(
+                "undecodable membership change context at index {index}: {e}"
+            ))
+        })?;
         let mut changed = false;
-        for single in cc.changes.iter() {
-            match single.get_change_type() {
-                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+        for &(kind, id) in &cc.changes {
+            match kind {
+                Change::AddVoter | Change::AddLearner | Change::Promote => {
                     let Some(member) = change.member.clone() else {
                         continue;
                     };
@@ -190,12 +190,12 @@ impl Applier {
                         );
                     }
                 }
-                ConfChangeType::RemoveNode => {
-                    if self.members.remove(single.node_id) {
+                Change::Remove => {
+                    if self.members.remove(id) {
                         changed = true;
-                        self.peers.remove_peer(single.node_id);
-                        tracing::info!(removed_member_id = %format!("{:x}", single.node_id), "removed member");
-                        if single.node_id == self.member_id {
+                        self.peers.remove_peer(id);
+                        tracing::info!(removed_member_id = %format!("{id:x}"), "removed member");
+                        if id == self.member_id {
                             tracing::warn!(
                                 "the member has been permanently removed from the cluster"
                             );
@@ -246,9 +246,9 @@ impl Applier {
 }
 
 impl cairn_raft::Applier for Applier {
-    fn snapshot(&mut self) -> Result<Vec<u8>, String> {
+    fn snapshot(&mut self) -> Result<Vec<u8>, ApplyError> {
         let started = Instant::now();
-        let data = self.snapshot_bytes().map_err(|e| e.to_string())?;
+        let data = self.snapshot_bytes()?;
         tracing::info!(
             applied_index = self.store.applied_index(),
             size_bytes = data.len(),
@@ -258,12 +258,11 @@ impl cairn_raft::Applier for Applier {
         Ok(data)
     }
 
-    fn restore(&mut self, data: &[u8], index: u64, term: u64) -> Result<(), String> {
+    fn restore(&mut self, data: &[u8], index: u64, term: u64) -> Result<(), ApplyError> {
         let started = Instant::now();
-        self.restore_bytes(data, index).map_err(|e| e.to_string())?;
+        self.restore_bytes(data, index)?;
         self.last_durable = Instant::now();
         self.durable_tx.send_replace(index);
-        self.applied_tx.send_replace(index);
         tracing::info!(
             snapshot_index = index,
             snapshot_term = term,
@@ -274,18 +273,18 @@ impl cairn_raft::Applier for Applier {
         Ok(())
     }
 
-    fn apply(&mut self, entries: Vec<Entry>) {
+    fn apply(&mut self, entries: Vec<Committed>) -> Result<(), ApplyError> {
         let Some(last) = entries.last().map(|e| e.index) else {
-            return;
+            return Ok(());
         };
         if last <= self.store.applied_index() {
-            return;
+            return Ok(());
         }
         let started = Instant::now();
-        let mut batch = match self.store.begin_apply() {
-            Ok(b) => b,
-            Err(e) => fatal("failed to begin a backend transaction", &e),
-        };
+        let mut batch = self
+            .store
+            .begin_apply()
+            .map_err(|e| failed("begin a backend transaction", e))?;
         let mut answers: Vec<(u64, Outcome)> = Vec::with_capacity(entries.len());
         let applied_before = self.store.applied_index();
         for entry in entries {
@@ -293,42 +292,38 @@ impl cairn_raft::Applier for Applier {
                 continue;
             }
             self.leases.applying(entry.term);
-            if entry.data.is_empty() {
-                continue;
-            }
-            if entry.get_entry_type() == EntryType::EntryConfChangeV2 {
-                match self.apply_conf_change(&mut batch, &entry) {
-                    Ok(Some(answer)) => answers.push(answer),
-                    Ok(None) => {}
-                    Err(e) => fatal("failed to apply a membership change", &e),
+            let data = match &entry.payload {
+                Payload::Empty => continue,
+                Payload::Membership(cc) => {
+                    let answer = self
+                        .apply_membership(&mut batch, entry.index, cc)
+                        .map_err(|e| failed("apply a membership change", e))?;
+                    answers.extend(answer);
+                    continue;
                 }
-                continue;
-            }
-            if entry.get_entry_type() != EntryType::EntryNormal {
-                continue;
-            }
-            let req = match InternalRequest::decode(entry.data.as_ref()) {
-                Ok(r) => r,
-                Err(e) => fatal("failed to decode a committed entry", &e),
+                Payload::Data(data) => data,
             };
+            let req = InternalRequest::decode(data.as_ref()).map_err(|e| {
+                failed(
+                    &format!("decode the committed entry at index {}", entry.index),
+                    e,
+                )
+            })?;
             let Some(inner) = req.request else { continue };
             let mark = batch.change_mark();
-            match self.apply_one(&mut batch, inner, &self.leases.lookup()) {
-                Ok(outcome) => {
-                    self.leases.attach_since(&batch, mark);
-                    if req.id != 0 {
-                        answers.push((req.id, outcome));
-                    }
-                }
-                Err(e) => fatal("failed to apply a committed entry", &e),
+            let outcome = self
+                .apply_one(&mut batch, inner, &self.leases.lookup())
+                .map_err(|e| failed("apply a committed entry", e))?;
+            self.leases.attach_since(&batch, mark);
+            if req.id != 0 {
+                answers.push((req.id, outcome));
             }
         }
         batch.set_applied_index(last);
         let durable = self.last_durable.elapsed() >= DURABLE_EVERY;
-        let events = match batch.commit(durable) {
-            Ok(events) => events,
-            Err(e) => fatal("failed to commit to the backend", &e),
-        };
+        let events = batch
+            .commit(durable)
+            .map_err(|e| failed("commit to the backend", e))?;
         // Readers see the batch now; the hub hands its events on without waiting.
         self.watch.publish(events, self.store.current_revision());
         self.metrics
@@ -339,16 +334,25 @@ impl cairn_raft::Applier for Applier {
             self.durable_tx.send_replace(last);
         }
         self.metrics.proposals_applied.set(last as i64);
-        self.applied_tx.send_replace(last);
         for (id, outcome) in answers {
             self.waiters.fire(id, outcome);
         }
+        Ok(())
     }
 }
 
-/// Stops the process after an error that leaves the store unusable. The Raft log holds every
-/// acknowledged write, so a restart replays what the backend lost.
-fn fatal(what: &str, err: &dyn std::fmt::Display) -> ! {
-    tracing::error!(error = %err, "{}", what);
-    std::process::exit(1)
+/// An error that leaves the store unusable: the driver stops, and the member with it. The
+/// Raft log holds every acknowledged write, so a restart replays what the backend lost.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to {what}: {cause}")]
+pub struct ApplyFailed {
+    what: String,
+    cause: Box<dyn std::error::Error + Send + Sync>,
+}
+
+fn failed(what: &str, cause: impl std::error::Error + Send + Sync + 'static) -> ApplyFailed {
+    ApplyFailed {
+        what: what.to_string(),
+        cause: Box::new(cause),
+    }
 }

@@ -47,5 +47,5 @@ mod server;
 mod waiters;
 mod watch;
 
-pub use run::run;
+pub use run::{run, RunError};
 pub use server::{Server, StartError};

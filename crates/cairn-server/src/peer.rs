@@ -25,8 +25,7 @@ use std::time::{Duration, Instant};
 use cairn_proto::cairnpb::raft_peer_client::RaftPeerClient;
 use cairn_proto::cairnpb::raft_peer_server::RaftPeer;
 use cairn_proto::cairnpb::{MembersRequest, MembersResponse, SnapshotChunk, SnapshotResponse};
-use cairn_raft::eraftpb::{Message, MessageType};
-use cairn_raft::RaftHandle;
+use cairn_raft::{PeerMessage, RaftHandle};
 use parking_lot::RwLock;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -165,8 +164,8 @@ impl PeerSet {
 impl PeerSetInner {
     /// Starts streaming snapshot message `m` to `peer`, unless one is on its way to it
     /// already; Raft hears whether it was delivered either way.
-    fn send_snapshot(&self, peer: &Peer, m: Message) {
-        let to = m.to;
+    fn send_snapshot(&self, peer: &Peer, m: PeerMessage) {
+        let to = m.recipient();
         if peer.snapshot_in_flight.swap(true, Ordering::AcqRel) {
             tracing::debug!(remote_peer_id = %format!("{to:x}"), "a snapshot to the peer is in flight; dropping a newer one");
             if let Some(raft) = self.raft.get() {
@@ -200,20 +199,20 @@ impl PeerSetInner {
 }
 
 impl cairn_raft::Transport for PeerSet {
-    fn send(&mut self, mut msgs: Vec<Message>) {
+    fn send(&mut self, mut msgs: Vec<PeerMessage>) {
         let peers = self.inner.peers.read();
-        let is_snapshot = |m: &Message| m.get_msg_type() == MessageType::MsgSnapshot;
-        if msgs.iter().any(is_snapshot) {
-            let (snapshots, rest): (Vec<_>, _) = msgs.into_iter().partition(is_snapshot);
+        if msgs.iter().any(PeerMessage::is_snapshot) {
+            let (snapshots, rest): (Vec<_>, _) =
+                msgs.into_iter().partition(PeerMessage::is_snapshot);
             for m in snapshots {
-                if let Some(peer) = peers.get(&m.to) {
+                if let Some(peer) = peers.get(&m.recipient()) {
                     self.inner.send_snapshot(peer, m);
                 }
             }
             msgs = rest;
         }
         for (id, peer) in peers.iter() {
-            let mut mine = msgs.iter().filter(|m| m.to == *id).peekable();
+            let mut mine = msgs.iter().filter(|m| m.recipient() == *id).peekable();
             if mine.peek().is_some() {
                 peer.link.send(mine);
             }
@@ -329,11 +328,10 @@ impl RaftPeer for PeerService {
         }
         let from = assembly.from();
         let msg = assembly.finish().map_err(refused)?;
-        let snap = msg.get_snapshot();
         tracing::info!(
             remote_peer_id = %format!("{from:x}"),
-            index = snap.get_metadata().index,
-            bytes = snap.get_data().len(),
+            index = msg.snapshot_index(),
+            bytes = msg.snapshot_len(),
             "received raft snapshot"
         );
         self.raft

@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use cairn_proto::cairnpb::{SnapshotChunk, SnapshotHeader};
-use cairn_raft::eraftpb::{Message, MessageType};
-use protobuf::Message as _;
+use cairn_raft::{PeerMessage, WireError};
 
 /// Data bytes in one chunk at most.
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -38,10 +37,10 @@ pub enum AssemblyError {
     MissingHeader,
     #[error("snapshot stream has a second header")]
     SecondHeader,
-    #[error("undecodable raft message: {0}")]
-    Undecodable(String),
-    #[error("snapshot stream carries a {0:?}, not a MsgSnapshot")]
-    NotASnapshot(MessageType),
+    #[error("{0}")]
+    Undecodable(WireError),
+    #[error("snapshot stream carries a {0}, not a MsgSnapshot")]
+    NotASnapshot(&'static str),
     #[error("snapshot of {len} bytes exceeds the limit of {limit} bytes")]
     TooLarge { len: u64, limit: u64 },
     #[error("snapshot stream carries more than the {want} bytes announced")]
@@ -56,16 +55,16 @@ pub fn chunks(
     cluster_id: u64,
     from: u64,
     to: u64,
-    mut msg: Message,
+    mut msg: PeerMessage,
     chunk_bytes: usize,
-) -> Result<impl Iterator<Item = SnapshotChunk> + Send + 'static, protobuf::ProtobufError> {
-    let data = msg.mut_snapshot().take_data();
+) -> Result<impl Iterator<Item = SnapshotChunk> + Send + 'static, WireError> {
+    let data = msg.take_snapshot_data();
     let header = SnapshotChunk {
         header: Some(SnapshotHeader {
             cluster_id,
             from,
             to,
-            message: msg.write_to_bytes()?,
+            message: msg.encode()?,
             data_len: data.len() as u64,
         }),
         data: Bytes::new(),
@@ -88,11 +87,11 @@ pub async fn send(
     message_limit: usize,
     cluster_id: u64,
     from: u64,
-    msg: Message,
+    msg: PeerMessage,
 ) -> Result<(), String> {
-    let to = msg.to;
-    let len = msg.get_snapshot().get_data().len() as u64;
-    let index = msg.get_snapshot().get_metadata().index;
+    let to = msg.recipient();
+    let len = msg.snapshot_len() as u64;
+    let index = msg.snapshot_index();
     let started = Instant::now();
     let mut client = crate::peer::connect(urls, message_limit)
         .await
@@ -119,7 +118,7 @@ pub async fn send(
 /// A snapshot message being put back together from its chunks.
 #[derive(Debug)]
 pub struct Assembly {
-    msg: Message,
+    msg: PeerMessage,
     data: BytesMut,
     want: u64,
 }
@@ -128,10 +127,9 @@ impl Assembly {
     /// Starts from the stream's first chunk, accepting at most `limit` bytes of data.
     pub fn start(first: SnapshotChunk, limit: u64) -> Result<Assembly, AssemblyError> {
         let header = first.header.ok_or(AssemblyError::MissingHeader)?;
-        let msg = Message::parse_from_bytes(&header.message)
-            .map_err(|e| AssemblyError::Undecodable(e.to_string()))?;
-        if msg.get_msg_type() != MessageType::MsgSnapshot {
-            return Err(AssemblyError::NotASnapshot(msg.get_msg_type()));
+        let msg = PeerMessage::decode(&header.message).map_err(AssemblyError::Undecodable)?;
+        if !msg.is_snapshot() {
+            return Err(AssemblyError::NotASnapshot(msg.kind()));
         }
         let want = header.data_len;
         if want > limit {
@@ -165,11 +163,11 @@ impl Assembly {
 
     /// The sender's member id, as the message says.
     pub fn from(&self) -> u64 {
-        self.msg.from
+        self.msg.sender()
     }
 
     /// The message with its snapshot's data, once all of it has arrived.
-    pub fn finish(mut self) -> Result<Message, AssemblyError> {
+    pub fn finish(mut self) -> Result<PeerMessage, AssemblyError> {
         let got = self.data.len() as u64;
         if got != self.want {
             return Err(AssemblyError::TooShort {
@@ -177,7 +175,7 @@ impl Assembly {
                 want: self.want,
             });
         }
-        self.msg.mut_snapshot().data = self.data.freeze();
+        self.msg.set_snapshot_data(self.data.freeze());
         Ok(self.msg)
     }
 }
@@ -187,8 +185,13 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use cairn_raft::testing::eraftpb::{Message, MessageType};
 
-    fn snapshot_msg(len: usize) -> Message {
+    fn snapshot_msg(len: usize) -> PeerMessage {
+        snapshot_raw(len).into()
+    }
+
+    fn snapshot_raw(len: usize) -> Message {
         let mut m = Message::default();
         m.set_msg_type(MessageType::MsgSnapshot);
         m.from = 1;
@@ -202,7 +205,7 @@ mod tests {
         m
     }
 
-    fn assemble(chunks: Vec<SnapshotChunk>, limit: u64) -> Result<Message, AssemblyError> {
+    fn assemble(chunks: Vec<SnapshotChunk>, limit: u64) -> Result<PeerMessage, AssemblyError> {
         let mut it = chunks.into_iter();
         let mut a = Assembly::start(it.next().unwrap(), limit)?;
         for c in it {
@@ -232,8 +235,9 @@ mod tests {
 
     #[test]
     fn data_chunks_share_the_snapshot_buffer() {
-        let msg = snapshot_msg(10);
+        let msg = snapshot_raw(10);
         let start = msg.get_snapshot().data.as_ptr();
+        let msg = PeerMessage::from(msg);
         let cs: Vec<_> = chunks(9, 1, 2, msg, 4).unwrap().collect();
         assert_eq!(cs[1].data.as_ptr(), start);
         assert_eq!(cs[2].data.as_ptr(), start.wrapping_add(4));
@@ -246,8 +250,9 @@ mod tests {
                 .unwrap()
                 .collect::<Vec<_>>()
         };
-        let mut not_snapshot = snapshot_msg(0);
+        let mut not_snapshot = snapshot_raw(0);
         not_snapshot.set_msg_type(MessageType::MsgAppend);
+        let not_snapshot = PeerMessage::from(not_snapshot);
         let cases: Vec<(&str, Vec<SnapshotChunk>, AssemblyError)> = vec![
             (
                 "no header",
@@ -266,12 +271,12 @@ mod tests {
                     cs[0].header.as_mut().unwrap().message = vec![0xff; 3];
                     cs
                 },
-                AssemblyError::Undecodable(String::new()),
+                AssemblyError::Undecodable(WireError::Undecodable(String::new())),
             ),
             (
                 "not a snapshot",
                 chunks(9, 1, 2, not_snapshot, 4).unwrap().collect(),
-                AssemblyError::NotASnapshot(MessageType::MsgAppend),
+                AssemblyError::NotASnapshot("MsgAppend"),
             ),
             (
                 "over the limit",

@@ -192,32 +192,58 @@ where
     }
 }
 
+/// Why a member stopped serving other than by a signal, or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("bad URL {0}")]
+    BadUrl(String),
+    #[error("listen tcp {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("no client URL to listen on")]
+    NoClientUrl,
+    #[error("client of this member: {0}")]
+    Loopback(String),
+    #[error(transparent)]
+    Start(#[from] crate::server::StartError),
+    #[error("{0}")]
+    Raft(#[from] cairn_raft::RaftError),
+    #[error("start-up task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// A client of this member itself, through its first client listener, for the services
 /// that run etcd's recipes on a client's behalf (lock, election).
 async fn loopback_client(
     listeners: &[(String, TcpListener)],
-) -> anyhow::Result<cairn_client::Client> {
-    let (_, listener) = listeners
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("no client URL to listen on"))?;
+) -> Result<cairn_client::Client, RunError> {
+    let (_, listener) = listeners.first().ok_or(RunError::NoClientUrl)?;
     let mut addr = listener.local_addr()?;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
     let config = cairn_client::ClientConfig::new([addr.to_string()]);
-    Ok(cairn_client::Client::connect_lazy(config).await?)
+    cairn_client::Client::connect_lazy(config)
+        .await
+        .map_err(|e| RunError::Loopback(e.to_string()))
 }
 
-async fn bind(url: &str) -> anyhow::Result<TcpListener> {
-    let addr = host_port(url).ok_or_else(|| anyhow::anyhow!("bad URL {url}"))?;
+async fn bind(url: &str) -> Result<TcpListener, RunError> {
+    let addr = host_port(url).ok_or_else(|| RunError::BadUrl(url.to_string()))?;
     let addr = addr.replace("localhost", "127.0.0.1");
     TcpListener::bind(&addr)
         .await
-        .map_err(|e| anyhow::anyhow!("listen tcp {addr}: {e}"))
+        .map_err(|source| RunError::Listen { addr, source })
 }
 
-/// Starts the member described by `cfg` and serves it until a signal stops it.
-pub async fn run(cfg: Config) -> anyhow::Result<()> {
+/// Starts the member described by `cfg` and serves it until a signal stops it (`Ok`), or
+/// until its Raft driver stops by itself: its log or its state machine failed, and the
+/// member must not go on answering (the error says why).
+pub async fn run(cfg: Config) -> Result<(), RunError> {
     tracing::info!(
         name = %cfg.name,
         data_dir = %cfg.data_dir.display(),
@@ -245,6 +271,30 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
 
     let server = tokio::task::spawn_blocking(move || Server::start(cfg)).await??;
+    let raft = server.raft.clone();
+    tokio::select! {
+        served = serve_member(&server, client_listeners, peer_listeners, metrics_listeners) => served?,
+        stopped = raft.stopped() => {
+            let e = stopped.err().unwrap_or(cairn_raft::RaftError::Stopped);
+            tracing::error!(error = %e, "raft stopped; the member stops too");
+            return Err(e.into());
+        }
+    }
+    tracing::info!(name = %server.member.name, "received signal; shutting down");
+    server.transfer_leadership_for_stop().await;
+    let stopping = server.clone();
+    tokio::task::spawn_blocking(move || stopping.stop()).await?;
+    tracing::info!("stopped serving client traffic");
+    Ok(())
+}
+
+/// Serves a started member on its listeners until SIGTERM or SIGINT.
+async fn serve_member(
+    server: &Arc<Server>,
+    client_listeners: Vec<(String, TcpListener)>,
+    peer_listeners: Vec<TcpListener>,
+    metrics_listeners: Vec<(String, TcpListener)>,
+) -> Result<(), RunError> {
     for listener in peer_listeners {
         let peer = PeerService {
             raft: server.raft.clone(),
@@ -296,10 +346,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     );
 
     // The publish entry is of the current term: a leader's lessor can take over now.
-    crate::lease::promote_if_due(&server);
+    crate::lease::promote_if_due(server);
     let loopback = loopback_client(&client_listeners).await?;
     for (url, listener) in client_listeners {
-        tokio::spawn(serve(listener, client_router(&server, &loopback), "client"));
+        tokio::spawn(serve(listener, client_router(server, &loopback), "client"));
         tracing::info!("ready to serve client requests");
         tracing::warn!(
             address = %host_port(&url).unwrap_or_default(),
@@ -319,11 +369,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     tokio::spawn(crate::lease::run(server.clone()));
 
     shutdown_signal().await;
-    tracing::info!(name = %server.member.name, "received signal; shutting down");
-    server.transfer_leadership_for_stop().await;
-    let stopping = server.clone();
-    tokio::task::spawn_blocking(move || stopping.stop()).await?;
-    tracing::info!("stopped serving client traffic");
     Ok(())
 }
 

@@ -293,7 +293,6 @@ impl Server {
         ));
         leases.reload(&store)?;
         let waiters = Arc::new(Waiters::default());
-        let (applied_tx, applied_rx) = watch::channel(store.applied_index());
         let (durable_tx, mut durable_rx) = watch::channel(store.applied_index());
         let watch = Arc::new(crate::watch::WatchHub::new(store.current_revision()));
         let applier = crate::apply::Applier {
@@ -305,7 +304,6 @@ impl Server {
             members: members.clone(),
             peers: peer_set.clone(),
             leases: leases.clone(),
-            applied_tx,
             durable_tx,
             last_durable: Instant::now(),
             member_id,
@@ -340,6 +338,7 @@ impl Server {
             force_new_cluster: cfg.force_new_cluster,
         };
         let raft = cairn_raft::start(raft_cfg, applier, peer_set.clone())?;
+        let applied_rx = raft.applied_index();
         let _ = raft_cell.set(raft.clone());
         {
             // Let the Raft log be purged behind each durable backend commit.
@@ -566,28 +565,25 @@ impl Server {
     /// is applied; returns the members after it.
     pub async fn change_membership(
         &self,
-        kind: raft::eraftpb::ConfChangeType,
+        change: cairn_raft::Change,
         member: cairn_proto::etcdserverpb::Member,
     ) -> Result<Vec<cairn_proto::etcdserverpb::Member>, EtcdError> {
-        use raft::eraftpb::{ConfChangeSingle, ConfChangeV2};
         let waiter = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut single = ConfChangeSingle::default();
-        single.set_change_type(kind);
-        single.node_id = member.id;
-        let mut cc = ConfChangeV2::default();
-        cc.mut_changes().push(single);
+        let id = member.id;
         let context = cairn_proto::cairnpb::MemberChange {
             waiter,
             member: Some(member),
         };
-        cc.context = context.encode_to_vec().into();
         let deadline = Instant::now() + self.request_timeout();
         if !self.wait_for_leader(deadline).await {
             self.metrics.proposals_failed.inc();
             return Err(EtcdError::ProposalDeadline);
         }
         let rx = self.waiters.register(waiter);
-        if let Err(e) = self.raft.propose_conf_change(cc) {
+        if let Err(e) = self
+            .raft
+            .propose_membership(change, id, context.encode_to_vec())
+        {
             return Err(self.proposal_failed(waiter, e));
         }
         match self.await_applied(waiter, rx, deadline).await? {

@@ -30,7 +30,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(cairn_server::run(cfg)) {
+    let result = runtime.block_on(cairn_server::run(cfg));
+    // What still runs on the runtime (connections, a stopped member's tasks) ends with the
+    // process; nothing there holds data that is not already in the Raft log.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             cairn_server::logging::fatal(&e.to_string());

@@ -11,7 +11,7 @@ use cairn_proto::etcdserverpb::{
     MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
 };
 use cairn_proto::EtcdError;
-use raft::eraftpb::ConfChangeType;
+use cairn_raft::Change;
 use tonic::{Request, Response, Status};
 
 use super::Observed;
@@ -139,9 +139,9 @@ impl ClusterService {
             is_learner: req.is_learner,
         };
         let kind = if req.is_learner {
-            ConfChangeType::AddLearnerNode
+            Change::AddLearner
         } else {
-            ConfChangeType::AddNode
+            Change::AddVoter
         };
         let list = s.change_membership(kind, member.clone()).await?;
         Ok(MemberAddResponse {
@@ -166,9 +166,7 @@ impl ClusterService {
                 return Err(EtcdError::Unhealthy);
             }
         }
-        let list = s
-            .change_membership(ConfChangeType::RemoveNode, member)
-            .await?;
+        let list = s.change_membership(Change::Remove, member).await?;
         Ok(MemberRemoveResponse {
             header: Some(s.header(0)),
             members: list,
@@ -192,7 +190,7 @@ impl ClusterService {
             }
         }
         member.is_learner = false;
-        let list = s.change_membership(ConfChangeType::AddNode, member).await?;
+        let list = s.change_membership(Change::Promote, member).await?;
         Ok(MemberPromoteResponse {
             header: Some(s.header(0)),
             members: list,
