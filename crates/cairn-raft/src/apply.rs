@@ -9,8 +9,8 @@ use crossbeam_channel::{Receiver, Sender};
 use protobuf::Message as _;
 use raft::eraftpb::{ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Snapshot};
 
-use crate::handle::Shared;
-use crate::node::Msg;
+use crate::msg::Msg;
+use crate::shared::Shared;
 
 /// What a state machine may fail with; the driver stops on it (see [`Applier`]).
 pub type ApplyError = Box<dyn std::error::Error + Send + Sync>;

@@ -49,7 +49,9 @@
 //!
 //! - `config.rs`: [`RaftConfig`] and its validation.
 //! - `error.rs`: [`RaftError`].
-//! - `handle.rs`: [`RaftHandle`], [`RaftStatus`], [`RaftStats`], state shared by threads.
+//! - `handle.rs`: [`RaftHandle`], [`RaftStatus`], [`Leadership`], [`RaftStats`].
+//! - `shared.rs`: the state the Raft and apply threads publish for handles, and its watch
+//!   channels; `msg.rs`: the requests the Raft thread takes.
 //! - `node.rs`: the Raft thread's loop and `Ready` handling.
 //! - `apply.rs`: the [`Applier`] trait, [`Committed`] entries and membership changes as
 //!   the state machine sees them, and the apply thread.
@@ -68,7 +70,9 @@ mod error;
 mod handle;
 mod logger;
 mod message;
+mod msg;
 mod node;
+mod shared;
 mod storage;
 mod term_runs;
 #[cfg(any(test, feature = "testing"))]
@@ -94,8 +98,9 @@ pub use storage::EngineStorage;
 use storage::EngineStorage;
 pub use transport::{NoPeers, Transport};
 
-use handle::Shared;
-use node::{Msg, Node};
+use msg::Msg;
+use node::Node;
+use shared::Shared;
 
 /// Upper bound on one append message to a peer.
 const MAX_SIZE_PER_MSG: u64 = 1 << 20;
