@@ -7,7 +7,7 @@
 //! path on both ends. [`CoalescingIo`] accepts every write into a buffer and, when it is
 //! asked to flush, lets the connection task yield: the handlers running meanwhile add their
 //! frames, and a later flush sends all of it in one call. It yields again as long as the
-//! last yield brought more frames, up to [`MAX_YIELDS`] times: under load each write
+//! last yield brought more frames, up to `MAX_YIELDS` times: under load each write
 //! carries the responses of many streams (which also spares the peer's reads), and a
 //! connection with nothing else coming still yields only once.
 //!

@@ -242,6 +242,12 @@ impl MemNetwork {
         self.inner.state.lock().rules = Rules::default();
     }
 
+    /// Whether the rules let `from` reach `to` now and `to` is registered.
+    pub fn reachable(&self, from: u64, to: u64) -> bool {
+        let s = self.inner.state.lock();
+        !s.rules.cut(from, to) && s.handles.contains_key(&to)
+    }
+
     /// Messages delivered and dropped so far.
     pub fn counts(&self) -> (u64, u64) {
         let s = self.inner.state.lock();

@@ -10,6 +10,12 @@ pub trait Transport: Send + 'static {
     fn send(&mut self, msgs: Vec<PeerMessage>);
 }
 
+impl<T: Transport + ?Sized> Transport for Box<T> {
+    fn send(&mut self, msgs: Vec<PeerMessage>) {
+        (**self).send(msgs)
+    }
+}
+
 /// The transport of a single-member cluster: there is nobody to talk to.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoPeers;

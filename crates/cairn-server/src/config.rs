@@ -1,5 +1,5 @@
 //! The server's configuration: etcd's flags, `ETCD_*` environment variables and etcd's YAML
-//! `--config-file` keys, filled into one [`Config`] and checked by [`Config::validate`].
+//! `--config-file` keys, filled into one [`Config`] and checked by [`Flags::validate`].
 //!
 //! As in etcd, a config file replaces the command line and the environment entirely: its
 //! keys are turned into the same flags and parsed by the same parser, so a key means exactly
@@ -18,6 +18,9 @@ pub const ETCD_API_VERSION: &str = "3.5.0";
 
 /// The cluster version reported alongside it.
 pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
+
+/// Extra room gRPC allows above `--max-request-bytes` for framing, as etcd does.
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// Parses a Go-style boolean flag value (`--flag`, `--flag=true`, `--flag=false`).
 fn go_bool(s: &str) -> Result<bool, String> {
@@ -531,6 +534,16 @@ impl Flags {
         Flags::from_arg_matches(&matches)
     }
 
+    /// The configuration `args` give (flags only, no environment), for tests.
+    #[cfg(test)]
+    pub(crate) fn test_config(args: &[String]) -> Result<Config, ConfigError> {
+        let mut all = vec!["cairn".to_string()];
+        all.extend_from_slice(args);
+        Flags::try_parse_from_file_args(&all)
+            .map_err(|e| ConfigError::Usage(e.to_string()))?
+            .validate()
+    }
+
     /// Checks the flags and turns them into a [`Config`].
     pub fn validate(self) -> Result<Config, ConfigError> {
         let unsupported = [
@@ -552,7 +565,7 @@ impl Flags {
                     || self.peer_client_cert_auth
                     || self.peer_auto_tls,
                 "peer TLS (--peer-cert-file, --peer-key-file, --peer-trusted-ca-file, --peer-client-cert-auth, --peer-auto-tls)",
-                "peer TLS arrives with clustering",
+                "peer TLS arrives with the security work",
             ),
             (
                 self.auth_token != "simple",

@@ -35,7 +35,7 @@ fn json(status: StatusCode, body: serde_json::Value) -> axum::response::Response
 /// Reports whether this member can serve: no alarm, a known leader, and a linearizable read
 /// that completes in time. Answers 503 when it cannot, as etcd does.
 async fn health(State(s): State<Arc<Server>>) -> axum::response::Response {
-    let alarms = s.alarms.names();
+    let alarms = s.alarms().names();
     let reason = if !alarms.is_empty() {
         Some(
             alarms
@@ -44,7 +44,7 @@ async fn health(State(s): State<Arc<Server>>) -> axum::response::Response {
                 .collect::<Vec<_>>()
                 .join(", "),
         )
-    } else if s.raft.status().leader_id == 0 {
+    } else if s.raft_status().leader_id == 0 {
         Some("RAFT NO LEADER".to_string())
     } else {
         match tokio::time::timeout(Duration::from_secs(1), s.linearizable_read()).await {
@@ -89,7 +89,7 @@ async fn metrics(State(s): State<Arc<Server>>) -> axum::response::Response {
     (
         StatusCode::OK,
         [("content-type", "text/plain; version=0.0.4")],
-        s.metrics.render(),
+        s.metrics().render(),
     )
         .into_response()
 }

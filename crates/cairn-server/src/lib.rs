@@ -1,50 +1,58 @@
 //! The cairn server: configuration, bootstrap, the apply loop, the gRPC services and the
 //! HTTP endpoints of one member.
 //!
-//! Depends on `cairn-proto`, `cairn-mvcc` and `cairn-raft`; nothing depends on it but the
-//! `cairn` binary and tests.
+//! Depends on `cairn-proto`, `cairn-mvcc`, `cairn-lease` and `cairn-raft` (never on raft-rs
+//! or protobuf: cairn-raft keeps them); nothing depends on it but the `cairn` binary and
+//! tests.
 //!
 //! # Layout
 //!
-//! - [`config`]: etcd's flags, `ETCD_*` variables and YAML config file, validated.
-//! - [`ids`]: member and cluster IDs as etcd derives them.
-//! - `server`: opens the data directory, starts Raft and the applier; propose-and-wait,
-//!   the linearizable read barrier, response headers, the backend quota; `read_barrier`:
-//!   linearizable reads sharing ReadIndex rounds.
-//! - `apply`: committed entries to MVCC writes, one backend transaction per batch.
-//! - `lease`: the lessor's writes into apply batches, lease entries, the leader's expiry
-//!   and checkpoint loop, keep-alives and time-to-live forwarded to the leader (LeasePeer).
-//! - `waiters`, `alarm`, `membership`: requests waiting for their entry; active alarms;
-//!   the member set.
-//! - `peer`: the peer set Raft sends to, and the gRPC side of the peer URLs;
-//!   `peer_stream`: Raft messages between members on raft streams (plain TCP on the peer
-//!   URLs); `peer_snapshot`: Raft snapshots streamed between them in chunks over gRPC.
-//! - `watch`: the watch hub: watchers, their dispatch index, and the hand-off of applied
+//! Rooms from the bottom up; each uses only rooms above it in this list, never one below
+//! (`tests/layering.rs` checks that no cycle forms and that nothing calls into `rpc`).
+//!
+//! - [`config`], [`ids`], [`logging`], [`metrics`], `validate`: etcd's flags and config
+//!   file; member and cluster ids as etcd derives them; etcd-shaped JSON logs; etcd's
+//!   metric names; etcd's checks on client requests and what they cost the quota.
+//! - `proposal/`: a request into the Raft log, and its proposer waiting for the applier's
+//!   answer (request ids, the waiter table, membership changes with their context).
+//! - `cluster/`: the member set as applied, the peer directory trait the transport
+//!   implements, and `policy.rs`, etcd's rules for membership changes (strict
+//!   reconfiguration).
+//! - `watch/`: the watch hub: watchers, their dispatch index, the hand-off of applied
 //!   events without blocking the applier.
-//! - `rpc`: the gRPC services (KV, Watch, Lease, Maintenance, Cluster, v3lock, v3election)
-//!   and request validation.
+//! - `lease/`: the lessor as the applier uses it; `keeper.rs`, keep-alives and
+//!   time-to-live answered by the leader (forwarded to it over the peer URLs) and the
+//!   leader's expiry and checkpoint loop; `service.rs`, the leader's side (LeasePeer).
+//! - `peer/`: the peer set Raft sends through, raft streams (plain TCP on the peer URLs),
+//!   Raft snapshots in chunks over gRPC, the gRPC side of the peer URLs.
+//! - `apply/`: committed entries to MVCC writes, one backend transaction per batch, and
+//!   the alarms they raise.
+//! - `server/`: one running member: start-up, the data directory, propose and wait,
+//!   linearizable reads, headers, the quota, membership changes, leadership transfer.
+//! - `rpc/`: the gRPC services (KV, Watch, Lease, Maintenance, Cluster, v3lock,
+//!   v3election): decode, call the server, encode.
 //! - `http`: `/health`, `/version`, `/metrics`.
-//! - [`logging`]: etcd-shaped JSON log lines.
-//! - `run`: wires it together and serves until SIGTERM or SIGINT, on listeners whose
-//!   connections gather their writes (`cairn_client::coalesce`).
+//! - `run/`: wires it together and serves until SIGTERM or SIGINT, or until Raft stops by
+//!   itself; the listeners and automatic compaction.
+//! - `testing/` (tests only): members in one process over an in-memory network, on a
+//!   clock the test moves, and the multi-member scenarios run on them.
 
-mod alarm;
 mod apply;
+mod cluster;
 pub mod config;
 mod http;
 pub mod ids;
 mod lease;
 pub mod logging;
-mod membership;
 pub mod metrics;
 mod peer;
-mod peer_snapshot;
-mod peer_stream;
-mod read_barrier;
+mod proposal;
 mod rpc;
 mod run;
 mod server;
-mod waiters;
+#[cfg(test)]
+mod testing;
+mod validate;
 mod watch;
 
 pub use run::{run, RunError};

@@ -10,9 +10,10 @@ use cairn_proto::etcdserverpb::{
 };
 use tonic::{Request as GrpcRequest, Response, Status};
 
-use super::{validate, Observed};
+use super::Observed;
+use crate::proposal::ApplyResult;
 use crate::server::Server;
-use crate::waiters::ApplyResult;
+use crate::validate;
 
 /// The KV service of one member.
 pub struct KvService {
@@ -33,8 +34,12 @@ impl KvService {
         if !req.serializable {
             self.server.linearizable_read().await?;
         }
-        self.server.metrics.range_total.inc();
-        let mut resp = self.server.store.range(&req).map_err(super::mvcc_status)?;
+        self.server.metrics().range_total.inc();
+        let mut resp = self
+            .server
+            .store()
+            .range(&req)
+            .map_err(super::mvcc_status)?;
         self.server.fill(&mut resp.header);
         Ok(resp)
     }
@@ -69,16 +74,16 @@ impl KvService {
     async fn txn_inner(&self, req: TxnRequest) -> Result<TxnResponse, Status> {
         self.server.refuse_on_learner()?;
         let req = self.server.check_size(req)?;
-        validate::txn(&req, self.server.cfg.max_txn_ops as usize)?;
+        validate::txn(&req, self.server.config().max_txn_ops as usize)?;
         if validate::txn_is_read_only(&req) {
             // etcd serves a txn that writes nothing as a read, without a Raft entry.
             if !validate::txn_is_serializable(&req) {
                 self.server.linearizable_read().await?;
             }
-            self.server.metrics.txn_total.inc();
+            self.server.metrics().txn_total.inc();
             let mut resp = self
                 .server
-                .store
+                .store()
                 .txn_read_only(&req)
                 .map_err(super::mvcc_status)?;
             self.server.fill(&mut resp.header);
@@ -112,14 +117,14 @@ impl KvService {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, r: GrpcRequest<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
-        let m = &self.server.metrics;
+        let m = &self.server.metrics();
         self.range_inner(r.into_inner())
             .await
             .observed(m, "etcdserverpb.KV", "Range")
     }
 
     async fn put(&self, r: GrpcRequest<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let m = &self.server.metrics;
+        let m = &self.server.metrics();
         self.put_inner(r.into_inner())
             .await
             .observed(m, "etcdserverpb.KV", "Put")
@@ -129,14 +134,14 @@ impl Kv for KvService {
         &self,
         r: GrpcRequest<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        let m = &self.server.metrics;
+        let m = &self.server.metrics();
         self.delete_inner(r.into_inner())
             .await
             .observed(m, "etcdserverpb.KV", "DeleteRange")
     }
 
     async fn txn(&self, r: GrpcRequest<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let m = &self.server.metrics;
+        let m = &self.server.metrics();
         self.txn_inner(r.into_inner())
             .await
             .observed(m, "etcdserverpb.KV", "Txn")
@@ -146,7 +151,7 @@ impl Kv for KvService {
         &self,
         r: GrpcRequest<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        let m = &self.server.metrics;
+        let m = &self.server.metrics();
         self.compact_inner(r.into_inner())
             .await
             .observed(m, "etcdserverpb.KV", "Compact")

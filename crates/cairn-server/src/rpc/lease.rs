@@ -17,8 +17,8 @@ use tokio_stream::StreamExt;
 use tonic::{Request as GrpcRequest, Response, Status, Streaming};
 
 use super::Observed;
+use crate::proposal::ApplyResult;
 use crate::server::Server;
-use crate::waiters::ApplyResult;
 
 const SERVICE: &str = "etcdserverpb.Lease";
 
@@ -37,7 +37,7 @@ impl LeaseService {
         let mut req = self.server.check_size(req)?;
         self.server.check_quota(crate::lease::GRANT_COST).await?;
         if req.id == 0 {
-            req.id = self.server.leases.next_id();
+            req.id = self.server.leases().leases().next_id();
         }
         match self.server.propose(Request::LeaseGrant(req)).await? {
             ApplyResult::LeaseGrant(mut r) => {
@@ -66,7 +66,7 @@ impl LeaseService {
     ) -> Result<LeaseTimeToLiveResponse, Status> {
         self.server.refuse_on_learner()?;
         let req = self.server.check_size(req)?;
-        let mut resp = crate::lease::time_to_live(&self.server, req).await?;
+        let mut resp = self.server.leases().time_to_live(req).await?;
         // The header is this member's, as etcd fills it after the leader answered.
         resp.header = Some(ResponseHeader::default());
         self.server.fill(&mut resp.header);
@@ -77,7 +77,8 @@ impl LeaseService {
         self.server.refuse_on_learner()?;
         let leases = self
             .server
-            .leases
+            .leases()
+            .leases()
             .lessor
             .leases()
             .into_iter()
@@ -100,7 +101,7 @@ async fn keep_alive_once(
 ) -> Result<LeaseKeepAliveResponse, Status> {
     let mut header = Some(ResponseHeader::default());
     server.fill(&mut header);
-    let ttl = crate::lease::renew(server, req.id).await?;
+    let ttl = server.leases().renew(req.id).await?;
     Ok(LeaseKeepAliveResponse {
         header,
         id: req.id,
@@ -116,7 +117,7 @@ impl Lease for LeaseService {
         &self,
         r: GrpcRequest<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
-        let m = &self.server.metrics;
+        let m = &self.server.metrics();
         self.grant_inner(r.into_inner())
             .await
             .observed(m, SERVICE, "LeaseGrant")
@@ -126,7 +127,7 @@ impl Lease for LeaseService {
         &self,
         r: GrpcRequest<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        let m = &self.server.metrics;
+        let m = &self.server.metrics();
         self.revoke_inner(r.into_inner())
             .await
             .observed(m, SERVICE, "LeaseRevoke")
@@ -159,7 +160,7 @@ impl Lease for LeaseService {
         &self,
         r: GrpcRequest<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        let m = &self.server.metrics;
+        let m = &self.server.metrics();
         self.time_to_live_inner(r.into_inner())
             .await
             .observed(m, SERVICE, "LeaseTimeToLive")
@@ -169,7 +170,7 @@ impl Lease for LeaseService {
         &self,
         r: GrpcRequest<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
-        let m = &self.server.metrics;
+        let m = &self.server.metrics();
         self.leases_inner(r.into_inner())
             .await
             .observed(m, SERVICE, "LeaseLeases")

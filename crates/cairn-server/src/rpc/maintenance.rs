@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
 use super::{mvcc_status, Observed};
+use crate::proposal::ApplyResult;
 use crate::server::Server;
-use crate::waiters::ApplyResult;
 
 /// Bytes per Snapshot message, as etcd sends them.
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
@@ -42,24 +42,24 @@ async fn blocking<T: Send + 'static>(
 impl MaintenanceService {
     fn status_inner(&self) -> StatusResponse {
         let s = &self.server;
-        let st = s.raft.status();
-        let mut errors = s.alarms.status_errors();
+        let st = s.raft_status();
+        let mut errors = s.alarms().status_errors();
         if st.leader_id == 0 {
             errors.push(EtcdError::NoLeader.message().to_string());
         }
         StatusResponse {
-            header: Some(s.header(s.store.current_revision())),
+            header: Some(s.header(s.store().current_revision())),
             version: crate::config::ETCD_API_VERSION.to_string(),
-            db_size: s.store.db_size() as i64,
+            db_size: s.store().db_size() as i64,
             leader: st.leader_id,
             raft_index: st.commit_index,
             raft_term: st.term,
             raft_applied_index: s.applied_index(),
             errors,
-            db_size_in_use: s.store.db_size_in_use() as i64,
+            db_size_in_use: s.store().db_size_in_use() as i64,
             is_learner: s.is_learner(),
             storage_version: crate::config::ETCD_CLUSTER_VERSION.to_string(),
-            db_size_quota: s.cfg.quota_backend_bytes as i64,
+            db_size_quota: s.config().quota_backend_bytes as i64,
             downgrade_info: None,
         }
     }
@@ -78,7 +78,7 @@ impl MaintenanceService {
 
     async fn hash_kv_inner(&self, req: HashKvRequest) -> Result<HashKvResponse, Status> {
         self.server.refuse_on_learner()?;
-        let store = self.server.store.clone();
+        let store = self.server.store().clone();
         let h = blocking(move || store.hash_kv(req.revision)).await?;
         Ok(HashKvResponse {
             header: Some(self.server.header(h.current_revision)),
@@ -91,8 +91,8 @@ impl MaintenanceService {
     /// Copies the backend into a fresh file under the data directory; the directory is
     /// removed when the returned guard drops.
     async fn snapshot_file(&self) -> Result<(tempfile::TempDir, std::fs::File, u64), Status> {
-        let store = self.server.store.clone();
-        let dir = self.server.data_dir();
+        let store = self.server.store().clone();
+        let dir = self.server.config().data_dir.clone();
         blocking(move || {
             let tmp = tempfile::Builder::new()
                 .prefix("snapshot-")
@@ -114,18 +114,18 @@ impl Maintenance for MaintenanceService {
     async fn alarm(&self, r: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         self.alarm_inner(r.into_inner())
             .await
-            .observed(&self.server.metrics, SERVICE, "Alarm")
+            .observed(self.server.metrics(), SERVICE, "Alarm")
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        Ok(self.status_inner()).observed(&self.server.metrics, SERVICE, "Status")
+        Ok(self.status_inner()).observed(self.server.metrics(), SERVICE, "Status")
     }
 
     async fn defragment(
         &self,
         _: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
-        let store = self.server.store.clone();
+        let store = self.server.store().clone();
         tracing::info!("starting defragment");
         let started = std::time::Instant::now();
         let result = blocking(move || store.defragment()).await;
@@ -135,27 +135,27 @@ impl Maintenance for MaintenanceService {
         let s = &self.server;
         result
             .map(|()| DefragmentResponse {
-                header: Some(s.header(s.store.current_revision())),
+                header: Some(s.header(s.store().current_revision())),
             })
-            .observed(&s.metrics, SERVICE, "Defragment")
+            .observed(s.metrics(), SERVICE, "Defragment")
     }
 
     async fn hash(&self, _: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        let store = self.server.store.clone();
+        let store = self.server.store().clone();
         let s = &self.server;
         blocking(move || store.hash())
             .await
             .map(|hash| HashResponse {
-                header: Some(s.header(s.store.current_revision())),
+                header: Some(s.header(s.store().current_revision())),
                 hash,
             })
-            .observed(&s.metrics, SERVICE, "Hash")
+            .observed(s.metrics(), SERVICE, "Hash")
     }
 
     async fn hash_kv(&self, r: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
         self.hash_kv_inner(r.into_inner())
             .await
-            .observed(&self.server.metrics, SERVICE, "HashKV")
+            .observed(self.server.metrics(), SERVICE, "HashKV")
     }
 
     type SnapshotStream = SnapshotStream;
@@ -167,7 +167,7 @@ impl Maintenance for MaintenanceService {
         let (tmp_dir, mut file, total) = self.snapshot_file().await?;
         tracing::info!(total_bytes = total, "sending database snapshot to client");
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<SnapshotResponse, Status>>(4);
-        let header = self.server.header(self.server.store.current_revision());
+        let header = self.server.header(self.server.store().current_revision());
         std::thread::Builder::new()
             .name("cairn-snapshot".into())
             .spawn(move || {
@@ -211,7 +211,7 @@ impl Maintenance for MaintenanceService {
             })
             .map_err(|e| Status::internal(e.to_string()))?;
         self.server
-            .metrics
+            .metrics()
             .grpc_done(SERVICE, "Snapshot", false, tonic::Code::Ok);
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
@@ -226,10 +226,10 @@ impl Maintenance for MaintenanceService {
         let result = s.move_leader(r.into_inner().target_id).await;
         result
             .map(|()| MoveLeaderResponse {
-                header: Some(s.header(s.store.current_revision())),
+                header: Some(s.header(s.store().current_revision())),
             })
             .map_err(|e| e.status())
-            .observed(&s.metrics, SERVICE, "MoveLeader")
+            .observed(s.metrics(), SERVICE, "MoveLeader")
     }
 
     async fn downgrade(
@@ -237,6 +237,6 @@ impl Maintenance for MaintenanceService {
         _: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
         Err::<DowngradeResponse, _>(Status::unimplemented("cairn: downgrade is not supported"))
-            .observed(&self.server.metrics, SERVICE, "Downgrade")
+            .observed(self.server.metrics(), SERVICE, "Downgrade")
     }
 }

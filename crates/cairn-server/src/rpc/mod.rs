@@ -6,7 +6,6 @@ pub mod kv;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;
-pub mod validate;
 pub mod watch;
 
 use tonic::{Response, Status};

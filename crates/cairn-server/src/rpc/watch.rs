@@ -56,7 +56,7 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
-        let m = &self.server.metrics;
+        let m = &self.server.metrics();
         m.grpc_stream_started(SERVICE, METHOD);
         if let Err(e) = self.server.refuse_on_learner() {
             let status = e.status();
@@ -65,7 +65,7 @@ impl Watch for WatchService {
         }
         let inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(SEND_QUEUE);
-        let hub = self.server.watch.clone();
+        let hub = self.server.watch_hub().clone();
         let (id, notify) = hub.open_stream();
         let task = StreamTask {
             server: self.server.clone(),
@@ -111,7 +111,7 @@ impl StreamTask {
         mut inbound: Streaming<WatchRequest>,
         tx: mpsc::Sender<Result<WatchResponse, Status>>,
     ) {
-        let interval = self.server.cfg.watch_progress_notify_interval;
+        let interval = self.server.config().watch_progress_notify_interval;
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut inbound_open = true;
@@ -153,7 +153,7 @@ impl StreamTask {
         self.hub
             .close_stream(self.id, self.watches.values().map(|o| o.key));
         self.server
-            .metrics
+            .metrics()
             .grpc_stream_handled(SERVICE, METHOD, code);
     }
 
@@ -323,7 +323,7 @@ impl StreamTask {
         let with_prev = unsynced
             .iter()
             .any(|(_, id, _, _)| self.watches.get(id).is_some_and(|o| o.prev_kv));
-        let store = self.server.store.clone();
+        let store = self.server.store().clone();
         let read = tokio::task::spawn_blocking(move || {
             store.history(from, CATCHUP_EVENTS, CATCHUP_REVS, with_prev)
         })
@@ -332,7 +332,7 @@ impl StreamTask {
         let history = match read {
             Ok(h) => h,
             Err(cairn_mvcc::MvccError::Compacted) => {
-                let compacted = self.server.store.compact_revision();
+                let compacted = self.server.store().compact_revision();
                 for (key, watch_id, _, next) in unsynced {
                     if self.watches.get(&watch_id).is_none_or(|o| o.key != key) {
                         continue;
@@ -392,7 +392,8 @@ impl StreamTask {
             ..Default::default()
         };
         // As etcd's: the request limit plus gRPC's framing room.
-        let max = self.server.cfg.max_request_bytes as usize + crate::server::GRPC_OVERHEAD_BYTES;
+        let max =
+            self.server.config().max_request_bytes as usize + crate::config::GRPC_OVERHEAD_BYTES;
         if !fragment || resp.events.len() < 2 || resp.encoded_len() < max {
             self.out.push_back(resp);
             return;

@@ -93,7 +93,7 @@ pub async fn send(
     let len = msg.snapshot_len() as u64;
     let index = msg.snapshot_index();
     let started = Instant::now();
-    let mut client = crate::peer::connect(urls, message_limit)
+    let mut client = super::service::connect(urls, message_limit)
         .await
         .ok_or_else(|| "peer unreachable".to_string())?;
     let stream = chunks(cluster_id, from, to, msg, CHUNK_BYTES)

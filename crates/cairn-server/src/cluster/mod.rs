@@ -3,11 +3,31 @@
 //!
 //! At bootstrap every member writes the set from `--initial-cluster` (names and peer URLs).
 //! Each member then publishes its name and client URLs through Raft, as etcd does.
+//!
+//! `policy.rs` decides which membership changes etcd would allow, and when.
+//!
+//! Owns the member set's record. Must not propose anything or reach peers: the server
+//! core does both.
+
+pub mod policy;
+
+use std::time::Instant;
 
 use cairn_proto::cairnpb::{MemberAttributes, MemberSet};
 use cairn_proto::etcdserverpb::Member;
 use parking_lot::RwLock;
 use prost::Message;
+
+/// Where members are reached: the transport's view of the member set. The applier keeps
+/// it in step with membership changes; the reconfiguration policy asks it who answers.
+pub trait PeerDirectory: Send + Sync + 'static {
+    /// Sends to member `id` at `urls` from now on (replacing its old URLs, if any).
+    fn set_peer(&self, id: u64, urls: &[String]);
+    /// Stops sending to member `id`.
+    fn remove_peer(&self, id: u64);
+    /// Since when member `id` has answered every send; `None` while it does not answer.
+    fn active_since(&self, id: u64) -> Option<Instant>;
+}
 
 /// The meta key the member set is stored under.
 pub const META_KEY: &str = "members";

@@ -406,7 +406,7 @@ pub(crate) async fn receive(mut tcp: TcpStream, r: Receiver) {
         Err(why) => return refuse(tcp, &why).await,
     };
     if let Err(why) =
-        crate::peer::check_addressee(r.cluster_id, r.member_id, hello.cluster_id, hello.to)
+        super::service::check_addressee(r.cluster_id, r.member_id, hello.cluster_id, hello.to)
     {
         tracing::warn!(remote_peer_id = %format!("{:x}", hello.from), error = %why, "refused a raft stream");
         return refuse(tcp, &why).await;

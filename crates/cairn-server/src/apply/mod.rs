@@ -21,35 +21,75 @@ use cairn_raft::{ApplyError, Change, Committed, MembershipChange, Payload};
 use prost::Message;
 use tokio::sync::watch;
 
-use crate::alarm::Alarms;
-use crate::membership::Members;
+use crate::cluster::{Members, PeerDirectory};
+use crate::lease::Leases;
 use crate::metrics::Metrics;
-use crate::waiters::{ApplyResult, Waiters};
+use crate::proposal::{ApplyResult, Waiters};
+use crate::watch::WatchHub;
+use alarm::Alarms;
+
+pub mod alarm;
 
 /// The longest a non-durable backend commit may stay the newest one.
 pub const DURABLE_EVERY: Duration = Duration::from_millis(500);
 
-/// Applies committed entries to the store.
-pub struct Applier {
+/// What the applier works on and tells.
+pub struct ApplierParts {
     pub store: Arc<Store>,
+    /// Where each proposal's result goes.
     pub waiters: Arc<Waiters>,
     pub alarms: Arc<Alarms>,
     pub members: Arc<Members>,
     /// Where Raft messages go; follows membership changes.
-    pub peers: crate::peer::PeerSet,
+    pub peers: Arc<dyn PeerDirectory>,
     /// The lessor: lease entries, the leases puts refer to, keys attached to leases.
-    pub leases: Arc<crate::lease::Leases>,
+    pub leases: Arc<Leases>,
     pub metrics: Arc<Metrics>,
     /// Told of each batch's events once they are committed.
-    pub watch: Arc<crate::watch::WatchHub>,
-    /// Raised to the applied index of each durable commit; the Raft log may be purged up to
-    /// it.
+    pub watch: Arc<WatchHub>,
+    /// Raised to the applied index of each durable commit; the Raft log may be purged up
+    /// to it.
     pub durable_tx: watch::Sender<u64>,
-    pub last_durable: Instant,
     /// This member's id, kept in the backend across snapshot restores.
     pub member_id: u64,
     /// Where snapshot files are staged.
     pub data_dir: std::path::PathBuf,
+}
+
+/// Applies committed entries to the store.
+pub struct Applier {
+    store: Arc<Store>,
+    waiters: Arc<Waiters>,
+    alarms: Arc<Alarms>,
+    members: Arc<Members>,
+    peers: Arc<dyn PeerDirectory>,
+    leases: Arc<Leases>,
+    metrics: Arc<Metrics>,
+    watch: Arc<WatchHub>,
+    durable_tx: watch::Sender<u64>,
+    member_id: u64,
+    data_dir: std::path::PathBuf,
+    /// When the last durable backend commit was made.
+    last_durable: Instant,
+}
+
+impl Applier {
+    pub fn new(p: ApplierParts) -> Applier {
+        Applier {
+            store: p.store,
+            waiters: p.waiters,
+            alarms: p.alarms,
+            members: p.members,
+            peers: p.peers,
+            leases: p.leases,
+            metrics: p.metrics,
+            watch: p.watch,
+            durable_tx: p.durable_tx,
+            member_id: p.member_id,
+            data_dir: p.data_dir,
+            last_durable: Instant::now(),
+        }
+    }
 }
 
 /// What applying one request produced.
@@ -84,7 +124,7 @@ impl Applier {
                 mvcc(batch.delete_range(&d).map(ApplyResult::Delete))?
             }
             Request::Txn(t) => {
-                if self.alarms.no_space() && crate::rpc::validate::txn_has_put(&t) {
+                if self.alarms.no_space() && crate::validate::txn_has_put(&t) {
                     return Ok(Err(EtcdError::NoSpace));
                 }
                 self.metrics.txn_total.inc();
@@ -103,7 +143,7 @@ impl Applier {
             Request::MemberUpdate(u) => {
                 if self.members.update_peer_urls(u.id, &u.peer_ur_ls) {
                     self.peers.set_peer(u.id, &u.peer_ur_ls);
-                    batch.put_meta(crate::membership::META_KEY, &self.members.encode())?;
+                    batch.put_meta(crate::cluster::META_KEY, &self.members.encode())?;
                 }
                 Ok(ApplyResult::Members(self.members.list()))
             }
@@ -117,7 +157,7 @@ impl Applier {
             Request::LeaseCheckpoint(c) => self.leases.checkpoint(batch, &c)?,
             Request::Publish(attrs) => {
                 if self.members.publish(&attrs) {
-                    batch.put_meta(crate::membership::META_KEY, &self.members.encode())?;
+                    batch.put_meta(crate::cluster::META_KEY, &self.members.encode())?;
                 }
                 Ok(ApplyResult::Published)
             }
@@ -143,13 +183,13 @@ impl Applier {
             Ok(AlarmAction::Activate) => {
                 if kind != AlarmType::None && self.alarms.activate(member) {
                     resp.alarms.push(member);
-                    batch.put_meta(crate::alarm::META_KEY, &self.alarms.encode())?;
+                    batch.put_meta(alarm::META_KEY, &self.alarms.encode())?;
                 }
             }
             Ok(AlarmAction::Deactivate) => {
                 if self.alarms.deactivate(&member) {
                     resp.alarms.push(member);
-                    batch.put_meta(crate::alarm::META_KEY, &self.alarms.encode())?;
+                    batch.put_meta(alarm::META_KEY, &self.alarms.encode())?;
                 }
             }
             Err(_) => {}
@@ -205,7 +245,7 @@ impl Applier {
             }
         }
         if changed {
-            batch.put_meta(crate::membership::META_KEY, &self.members.encode())?;
+            batch.put_meta(crate::cluster::META_KEY, &self.members.encode())?;
         }
         Ok((change.waiter != 0)
             .then(|| (change.waiter, Ok(ApplyResult::Members(self.members.list())))))
@@ -233,9 +273,9 @@ impl Applier {
         batch.set_applied_index(index);
         batch.commit(true)?;
         self.alarms
-            .reload(self.store.meta(crate::alarm::META_KEY)?.as_deref());
+            .reload(self.store.meta(alarm::META_KEY)?.as_deref());
         self.members
-            .reload(self.store.meta(crate::membership::META_KEY)?.as_deref());
+            .reload(self.store.meta(crate::cluster::META_KEY)?.as_deref());
         self.leases.reload(&self.store)?;
         self.watch.restored(self.store.current_revision());
         for (id, urls) in self.members.peers() {

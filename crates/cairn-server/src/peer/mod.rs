@@ -12,32 +12,44 @@
 //! appends. At most one snapshot per peer is in flight: one that comes while another is
 //! on its way is dropped and reported lost, and Raft sends a newer one later.
 //!
-//! Receiving: raft streams are served by `peer_stream::receive`; [`PeerService`] serves
+//! Receiving: raft streams are served by `stream::receive`; [`PeerService`] serves
 //! the gRPC side of the peer URLs: it checks that a snapshot is for this cluster and
 //! member and steps it into Raft once all its chunks are put back together, and it tells a
 //! joining member who is in the cluster.
+//!
+//! # Layout
+//!
+//! - This file: [`PeerSet`], the transport Raft sends through.
+//! - `stream.rs`: raft streams, plain TCP on the peer URLs.
+//! - `snapshot.rs`: Raft snapshots in chunks over `RaftPeer.SendSnapshot`.
+//! - `service.rs`: [`PeerService`] (gRPC on the peer URLs), dialling peers, and the member
+//!   list a joining member fetches.
+//!
+//! Owns the connections between members. Reaches Raft only through its handle, and the
+//! member set only to list it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use cairn_proto::cairnpb::raft_peer_client::RaftPeerClient;
-use cairn_proto::cairnpb::raft_peer_server::RaftPeer;
-use cairn_proto::cairnpb::{MembersRequest, MembersResponse, SnapshotChunk, SnapshotResponse};
 use cairn_raft::{PeerMessage, RaftHandle};
 use parking_lot::RwLock;
-use tonic::{Request, Response, Status, Streaming};
 
-use crate::peer_snapshot::Assembly;
-use crate::peer_stream::{Hello, Link, LinkEvents};
+use stream::{Hello, Link, LinkEvents};
+
+mod service;
+mod snapshot;
+pub(crate) mod stream;
+
+pub use service::{fetch_members, PeerService};
 
 /// The largest message members send each other, for a cluster whose
 /// `--max-request-bytes` is `max_request_bytes`: a follower's forwarded proposals (up to
 /// cairn-raft's 16 MiB proposal batch plus one request), an append (up to raft-rs's
 /// `max_size_per_msg` plus one request), or a snapshot chunk.
 pub fn message_limit(max_request_bytes: u64) -> usize {
-    (64 << 20) + 2 * (max_request_bytes as usize + crate::server::GRPC_OVERHEAD_BYTES)
+    (64 << 20) + 2 * (max_request_bytes as usize + crate::config::GRPC_OVERHEAD_BYTES)
 }
 
 /// The Raft handle, once Raft has started; senders report unreachable peers and snapshot
@@ -123,12 +135,8 @@ impl PeerSet {
             active: i.active.clone(),
             reported_down: AtomicBool::new(false),
         };
-        i.runtime.spawn(crate::peer_stream::run_link(
-            link.clone(),
-            hello,
-            urls.clone(),
-            events,
-        ));
+        i.runtime
+            .spawn(stream::run_link(link.clone(), hello, urls.clone(), events));
         let mut peers = i.peers.write();
         let snapshot_in_flight = peers
             .get(&id)
@@ -161,6 +169,20 @@ impl PeerSet {
     }
 }
 
+impl crate::cluster::PeerDirectory for PeerSet {
+    fn set_peer(&self, id: u64, urls: &[String]) {
+        PeerSet::set_peer(self, id, urls)
+    }
+
+    fn remove_peer(&self, id: u64) {
+        PeerSet::remove_peer(self, id)
+    }
+
+    fn active_since(&self, id: u64) -> Option<Instant> {
+        PeerSet::active_since(self, id)
+    }
+}
+
 impl PeerSetInner {
     /// Starts streaming snapshot message `m` to `peer`, unless one is on its way to it
     /// already; Raft hears whether it was delivered either way.
@@ -182,7 +204,7 @@ impl PeerSetInner {
             self.message_limit,
         );
         self.runtime.spawn(async move {
-            let sent = crate::peer_snapshot::send(&urls, limit, cluster_id, from, m).await;
+            let sent = snapshot::send(&urls, limit, cluster_id, from, m).await;
             // Cleared before reporting, so Raft's next attempt is not taken for a duplicate.
             drop(in_flight);
             if let Err(e) = &sent {
@@ -251,117 +273,4 @@ impl LinkEvents for Events {
             raft.report_unreachable(self.to);
         }
     }
-}
-
-/// A client of the first member in `urls` that answers, sending messages of at most
-/// `message_limit` bytes.
-pub(crate) async fn connect(
-    urls: &[String],
-    message_limit: usize,
-) -> Option<RaftPeerClient<tonic::transport::Channel>> {
-    for url in urls {
-        let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone()) else {
-            continue;
-        };
-        let endpoint = endpoint
-            .connect_timeout(Duration::from_secs(1))
-            .http2_keep_alive_interval(Duration::from_secs(5));
-        let connector = tower::service_fn(cairn_client::coalesce::dial);
-        if let Ok(ch) = endpoint.connect_with_connector(connector).await {
-            return Some(RaftPeerClient::new(ch).max_encoding_message_size(message_limit));
-        }
-    }
-    None
-}
-
-/// The gRPC side of the peer URLs: takes snapshots, and tells a joining member who is in
-/// the cluster.
-pub struct PeerService {
-    pub raft: RaftHandle,
-    pub cluster_id: u64,
-    pub member_id: u64,
-    pub members: Arc<crate::membership::Members>,
-    /// Snapshot data bytes accepted at most.
-    pub max_snapshot_bytes: u64,
-}
-
-/// Refuses traffic meant for another cluster than `cluster_id` or another member than `me`.
-pub(crate) fn check_addressee(
-    cluster_id: u64,
-    me: u64,
-    got_cluster_id: u64,
-    to: u64,
-) -> Result<(), String> {
-    if got_cluster_id != cluster_id {
-        return Err(format!(
-            "request cluster ID mismatch (got {got_cluster_id:x} want {cluster_id:x})"
-        ));
-    }
-    if to != me {
-        return Err(format!(
-            "request sent to member {to:x}, this is member {me:x}"
-        ));
-    }
-    Ok(())
-}
-
-#[tonic::async_trait]
-impl RaftPeer for PeerService {
-    async fn send_snapshot(
-        &self,
-        r: Request<Streaming<SnapshotChunk>>,
-    ) -> Result<Response<SnapshotResponse>, Status> {
-        let mut chunks = r.into_inner();
-        let first = chunks
-            .message()
-            .await?
-            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
-        if let Some(h) = &first.header {
-            check_addressee(self.cluster_id, self.member_id, h.cluster_id, h.to)
-                .map_err(Status::failed_precondition)?;
-        }
-        let refused =
-            |e: crate::peer_snapshot::AssemblyError| Status::invalid_argument(e.to_string());
-        let mut assembly = Assembly::start(first, self.max_snapshot_bytes).map_err(refused)?;
-        while let Some(chunk) = chunks.message().await? {
-            assembly.push(chunk).map_err(refused)?;
-        }
-        let from = assembly.from();
-        let msg = assembly.finish().map_err(refused)?;
-        tracing::info!(
-            remote_peer_id = %format!("{from:x}"),
-            index = msg.snapshot_index(),
-            bytes = msg.snapshot_len(),
-            "received raft snapshot"
-        );
-        self.raft
-            .step(msg)
-            .map_err(|e| Status::unavailable(format!("raft: {e}")))?;
-        Ok(Response::new(SnapshotResponse {}))
-    }
-
-    async fn members(
-        &self,
-        _: Request<MembersRequest>,
-    ) -> Result<Response<MembersResponse>, Status> {
-        Ok(Response::new(MembersResponse {
-            cluster_id: self.cluster_id,
-            members: self.members.list(),
-        }))
-    }
-}
-
-/// Asks the members at `urls` for the cluster's id and member set (a member joining an
-/// existing cluster does this before it starts Raft).
-pub async fn fetch_members(urls: &[String]) -> Option<MembersResponse> {
-    for url in urls {
-        // The request is empty; the limit only bounds what this side sends.
-        let Some(mut client) = connect(std::slice::from_ref(url), 1 << 20).await else {
-            continue;
-        };
-        if let Ok(r) = client.members(MembersRequest {}).await {
-            return Some(r.into_inner());
-        }
-    }
-    None
 }

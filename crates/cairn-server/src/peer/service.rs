@@ -1,0 +1,125 @@
+//! The gRPC side of the peer URLs ([`PeerService`]: snapshots in, the member list out),
+//! and dialling a peer's gRPC.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_proto::cairnpb::raft_peer_client::RaftPeerClient;
+use cairn_proto::cairnpb::raft_peer_server::RaftPeer;
+use cairn_proto::cairnpb::{MembersRequest, MembersResponse, SnapshotChunk, SnapshotResponse};
+use cairn_raft::RaftHandle;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::snapshot::{Assembly, AssemblyError};
+
+/// A client of the first member in `urls` that answers, sending messages of at most
+/// `message_limit` bytes.
+pub(crate) async fn connect(
+    urls: &[String],
+    message_limit: usize,
+) -> Option<RaftPeerClient<tonic::transport::Channel>> {
+    for url in urls {
+        let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone()) else {
+            continue;
+        };
+        let endpoint = endpoint
+            .connect_timeout(Duration::from_secs(1))
+            .http2_keep_alive_interval(Duration::from_secs(5));
+        let connector = tower::service_fn(cairn_client::coalesce::dial);
+        if let Ok(ch) = endpoint.connect_with_connector(connector).await {
+            return Some(RaftPeerClient::new(ch).max_encoding_message_size(message_limit));
+        }
+    }
+    None
+}
+
+/// The gRPC side of the peer URLs: takes snapshots, and tells a joining member who is in
+/// the cluster.
+pub struct PeerService {
+    pub raft: RaftHandle,
+    pub cluster_id: u64,
+    pub member_id: u64,
+    pub members: Arc<crate::cluster::Members>,
+    /// Snapshot data bytes accepted at most.
+    pub max_snapshot_bytes: u64,
+}
+
+/// Refuses traffic meant for another cluster than `cluster_id` or another member than `me`.
+pub(crate) fn check_addressee(
+    cluster_id: u64,
+    me: u64,
+    got_cluster_id: u64,
+    to: u64,
+) -> Result<(), String> {
+    if got_cluster_id != cluster_id {
+        return Err(format!(
+            "request cluster ID mismatch (got {got_cluster_id:x} want {cluster_id:x})"
+        ));
+    }
+    if to != me {
+        return Err(format!(
+            "request sent to member {to:x}, this is member {me:x}"
+        ));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn send_snapshot(
+        &self,
+        r: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<SnapshotResponse>, Status> {
+        let mut chunks = r.into_inner();
+        let first = chunks
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        if let Some(h) = &first.header {
+            check_addressee(self.cluster_id, self.member_id, h.cluster_id, h.to)
+                .map_err(Status::failed_precondition)?;
+        }
+        let refused = |e: AssemblyError| Status::invalid_argument(e.to_string());
+        let mut assembly = Assembly::start(first, self.max_snapshot_bytes).map_err(refused)?;
+        while let Some(chunk) = chunks.message().await? {
+            assembly.push(chunk).map_err(refused)?;
+        }
+        let from = assembly.from();
+        let msg = assembly.finish().map_err(refused)?;
+        tracing::info!(
+            remote_peer_id = %format!("{from:x}"),
+            index = msg.snapshot_index(),
+            bytes = msg.snapshot_len(),
+            "received raft snapshot"
+        );
+        self.raft
+            .step(msg)
+            .map_err(|e| Status::unavailable(format!("raft: {e}")))?;
+        Ok(Response::new(SnapshotResponse {}))
+    }
+
+    async fn members(
+        &self,
+        _: Request<MembersRequest>,
+    ) -> Result<Response<MembersResponse>, Status> {
+        Ok(Response::new(MembersResponse {
+            cluster_id: self.cluster_id,
+            members: self.members.list(),
+        }))
+    }
+}
+
+/// Asks the members at `urls` for the cluster's id and member set (a member joining an
+/// existing cluster does this before it starts Raft).
+pub async fn fetch_members(urls: &[String]) -> Option<MembersResponse> {
+    for url in urls {
+        // The request is empty; the limit only bounds what this side sends.
+        let Some(mut client) = connect(std::slice::from_ref(url), 1 << 20).await else {
+            continue;
+        };
+        if let Ok(r) = client.members(MembersRequest {}).await {
+            return Some(r.into_inner());
+        }
+    }
+    None
+}

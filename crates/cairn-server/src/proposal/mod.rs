@@ -1,0 +1,192 @@
+//! Proposals: a request goes into the Raft log, and whoever proposed it waits for the
+//! applier's answer.
+//!
+//! [`Proposer`] gives each proposal an id, registers a waiter under it ([`Waiters`]), hands
+//! the encoded request to Raft and waits, up to etcd's request timeout, for the applier to
+//! fire the waiter with what applying produced ([`ApplyResult`]). Membership changes go the
+//! same way, with the waiter's id in the change's context.
+//!
+//! Owns: request ids, the waiter table, the proposal metrics. Must not depend on the
+//! applier, the RPC layer or the server core: they depend on it.
+
+mod waiters;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cairn_proto::cairnpb::{internal_request::Request, InternalRequest, MemberChange};
+use cairn_proto::etcdserverpb::Member;
+use cairn_proto::EtcdError;
+use cairn_raft::{Change, RaftError, RaftHandle};
+use prost::Message;
+use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
+pub use waiters::{ApplyResult, Waiters};
+
+/// Committed entries the applier may lag behind before new proposals are refused with
+/// "too many requests", as etcd does.
+const MAX_APPLY_GAP: u64 = 5000;
+
+/// Proposes requests through Raft and waits for their results. Cloning shares it.
+#[derive(Clone)]
+pub struct Proposer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    raft: RaftHandle,
+    waiters: Arc<Waiters>,
+    metrics: Arc<Metrics>,
+    next_id: AtomicU64,
+    /// `--max-request-bytes`: the largest encoded proposal.
+    max_request_bytes: u64,
+    /// How long a proposal may wait for its result, as etcd computes it.
+    request_timeout: Duration,
+}
+
+impl Proposer {
+    /// A proposer into `raft`, whose applier answers through `waiters`.
+    pub fn new(
+        raft: RaftHandle,
+        waiters: Arc<Waiters>,
+        metrics: Arc<Metrics>,
+        max_request_bytes: u64,
+        election_timeout: Duration,
+    ) -> Proposer {
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        Proposer {
+            inner: Arc::new(Inner {
+                raft,
+                waiters,
+                metrics,
+                next_id: AtomicU64::new(seed),
+                max_request_bytes,
+                request_timeout: Duration::from_secs(5) + 2 * election_timeout,
+            }),
+        }
+    }
+
+    /// How long a proposal may wait for its result: 5 s plus two election timeouts, as
+    /// etcd computes it.
+    pub fn request_timeout(&self) -> Duration {
+        self.inner.request_timeout
+    }
+
+    /// Proposes a request through Raft and waits for the applier's answer.
+    pub async fn propose(&self, request: Request) -> Result<ApplyResult, EtcdError> {
+        let i = &self.inner;
+        let st = i.raft.status();
+        if st.commit_index > st.applied_index + MAX_APPLY_GAP {
+            return Err(EtcdError::TooManyRequests);
+        }
+        let id = i.next_id.fetch_add(1, Ordering::Relaxed);
+        let data = InternalRequest {
+            id,
+            request: Some(request),
+        }
+        .encode_to_vec();
+        if data.len() as u64 > i.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge);
+        }
+        let deadline = Instant::now() + i.request_timeout;
+        // As etcd, a proposal waits for a leader for as long as it may wait at all.
+        if !self.wait_for_leader(deadline).await {
+            i.metrics.proposals_failed.inc();
+            return Err(EtcdError::ProposalDeadline);
+        }
+        let rx = i.waiters.register(id);
+        if let Err(e) = i.raft.propose(data) {
+            return Err(self.failed(id, e));
+        }
+        self.await_applied(id, rx, deadline).await
+    }
+
+    /// Proposes `change` of `member` (add, promote or remove) and waits until it is
+    /// applied; returns the members after it.
+    pub async fn change_membership(
+        &self,
+        change: Change,
+        member: Member,
+    ) -> Result<Vec<Member>, EtcdError> {
+        let i = &self.inner;
+        let waiter = i.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = member.id;
+        let context = MemberChange {
+            waiter,
+            member: Some(member),
+        };
+        let deadline = Instant::now() + i.request_timeout;
+        if !self.wait_for_leader(deadline).await {
+            i.metrics.proposals_failed.inc();
+            return Err(EtcdError::ProposalDeadline);
+        }
+        let rx = i.waiters.register(waiter);
+        if let Err(e) = i
+            .raft
+            .propose_membership(change, id, context.encode_to_vec())
+        {
+            return Err(self.failed(waiter, e));
+        }
+        match self.await_applied(waiter, rx, deadline).await? {
+            ApplyResult::Members(list) => Ok(list),
+            _ => Err(EtcdError::Stopped),
+        }
+    }
+
+    /// Waits until some member leads, or `deadline` passes; says whether one does.
+    pub async fn wait_for_leader(&self, deadline: Instant) -> bool {
+        let raft = &self.inner.raft;
+        if raft.status().leader_id != 0 {
+            return true;
+        }
+        let mut leadership = raft.leadership();
+        let found = async move { leadership.wait_for(|l| l.leader_id != 0).await.is_ok() };
+        matches!(
+            tokio::time::timeout_at(deadline.into(), found).await,
+            Ok(true)
+        )
+    }
+
+    fn failed(&self, id: u64, e: RaftError) -> EtcdError {
+        self.inner.waiters.remove(id);
+        self.inner.metrics.proposals_failed.inc();
+        match e {
+            RaftError::NoLeader => EtcdError::NoLeader,
+            _ => EtcdError::Stopped,
+        }
+    }
+
+    /// Waits for the applier's answer to proposal `id`, up to `deadline`.
+    async fn await_applied(
+        &self,
+        id: u64,
+        rx: oneshot::Receiver<Result<ApplyResult, EtcdError>>,
+        deadline: Instant,
+    ) -> Result<ApplyResult, EtcdError> {
+        let i = &self.inner;
+        i.metrics.proposals_pending.inc();
+        let term_at_start = i.raft.status().term;
+        let outcome = tokio::time::timeout_at(deadline.into(), rx).await;
+        i.metrics.proposals_pending.dec();
+        match outcome {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(EtcdError::Stopped),
+            Err(_) => {
+                i.waiters.remove(id);
+                i.metrics.proposals_failed.inc();
+                // The write may or may not have been applied; say why it is unknown, as
+                // etcd does: a new term began while it waited, or nothing more is known.
+                if i.raft.status().term != term_at_start {
+                    Err(EtcdError::TimeoutDueToLeaderFail)
+                } else {
+                    Err(EtcdError::Timeout)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Wires a member together and serves it until SIGTERM or SIGINT, or until its Raft
+//! driver stops by itself.
+//!
+//! - This file: [`run`], the client router (gRPC services and HTTP endpoints on one port)
+//!   and the start-up sequence etcd logs.
+//! - `listen.rs`: the listeners and the peer port's protocol split.
+//! - `compaction.rs`: automatic compaction.
+//!
+//! The top of the crate: nothing depends on it.
+
+mod compaction;
+mod listen;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_proto::cairnpb::lease_peer_server::LeasePeerServer;
+use cairn_proto::cairnpb::raft_peer_server::RaftPeerServer;
+use cairn_proto::etcdserverpb::{
+    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
+    maintenance_server::MaintenanceServer, watch_server::WatchServer,
+};
+use cairn_proto::EtcdError;
+use tokio::net::TcpListener;
+
+use crate::config::{host_port, Config};
+use crate::rpc::lock::{ElectionService, LockService};
+use crate::rpc::{
+    cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService,
+    watch::WatchService,
+};
+use crate::server::Server;
+use cairn_proto::v3electionpb::election_server::ElectionServer;
+use cairn_proto::v3lockpb::lock_server::LockServer;
+
+/// The largest message gRPC decodes at all; [`Server::check_size`] applies etcd's limit
+/// below it with etcd's error text.
+const DECODE_CAP_BYTES: usize = 64 * 1024 * 1024;
+/// The gRPC metadata key etcd's clients set to require a leader.
+const REQUIRE_LEADER_KEY: &str = "hasleader";
+
+/// The router serving gRPC and the HTTP endpoints on one client port.
+fn client_router(server: &Arc<Server>, loopback: &cairn_client::Client) -> axum::Router {
+    let max = (2
+        * (server.config().max_request_bytes as usize + crate::config::GRPC_OVERHEAD_BYTES))
+        .max(DECODE_CAP_BYTES);
+    let routes = tonic::service::Routes::new(
+        KvServer::new(KvService {
+            server: server.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        MaintenanceServer::new(MaintenanceService {
+            server: server.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(ClusterServer::new(ClusterService {
+        server: server.clone(),
+    }))
+    .add_service(LockServer::new(LockService {
+        client: loopback.clone(),
+    }))
+    .add_service(ElectionServer::new(ElectionService {
+        client: loopback.clone(),
+    }))
+    .add_service(LeaseServer::new(LeaseService {
+        server: server.clone(),
+    }))
+    .add_service(
+        WatchServer::new(WatchService {
+            server: server.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(usize::MAX),
+    );
+    let leader_check = server.clone();
+    routes
+        .into_axum_router()
+        .layer(axum::middleware::from_fn(move |req, next| {
+            require_leader(leader_check.clone(), req, next)
+        }))
+        .merge(crate::http::router(server.clone()))
+}
+
+/// etcd clients mark requests that must not be served without a leader (watches, and any
+/// call made `WithRequireLeader`) with the `hasleader` metadata; such a request fails at
+/// once with "etcdserver: no leader" while this member knows of none.
+async fn require_leader(
+    server: Arc<Server>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req.headers().contains_key(REQUIRE_LEADER_KEY) && server.raft_status().leader_id == 0 {
+        return EtcdError::NoLeader.status().into_http();
+    }
+    next.run(req).await
+}
+
+/// Why a member stopped serving other than by a signal, or could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("bad URL {0}")]
+    BadUrl(String),
+    #[error("listen tcp {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("no client URL to listen on")]
+    NoClientUrl,
+    #[error("client of this member: {0}")]
+    Loopback(String),
+    #[error(transparent)]
+    Start(#[from] crate::server::StartError),
+    #[error("{0}")]
+    Raft(#[from] cairn_raft::RaftError),
+    #[error("start-up task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A client of this member itself, through its first client listener, for the services
+/// that run etcd's recipes on a client's behalf (lock, election).
+async fn loopback_client(
+    listeners: &[(String, TcpListener)],
+) -> Result<cairn_client::Client, RunError> {
+    let (_, listener) = listeners.first().ok_or(RunError::NoClientUrl)?;
+    let mut addr = listener.local_addr()?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let config = cairn_client::ClientConfig::new([addr.to_string()]);
+    cairn_client::Client::connect_lazy(config)
+        .await
+        .map_err(|e| RunError::Loopback(e.to_string()))
+}
+
+/// Starts the member described by `cfg` and serves it until a signal stops it (`Ok`), or
+/// until its Raft driver stops by itself: its log or its state machine failed, and the
+/// member must not go on answering (the error says why).
+pub async fn run(cfg: Config) -> Result<(), RunError> {
+    tracing::info!(
+        name = %cfg.name,
+        data_dir = %cfg.data_dir.display(),
+        advertise_client_urls = %cfg.advertise_client_urls.join(","),
+        listen_client_urls = %cfg.listen_client_urls.join(","),
+        initial_advertise_peer_urls = %cfg.initial_advertise_peer_urls.join(","),
+        quota_backend_bytes = cfg.quota_backend_bytes,
+        max_request_bytes = cfg.max_request_bytes,
+        max_txn_ops = cfg.max_txn_ops,
+        cairn_version = env!("CARGO_PKG_VERSION"),
+        "starting an etcd server"
+    );
+    // Bind first, so a port that is taken fails start-up before the data directory changes.
+    let mut client_listeners = Vec::new();
+    for url in &cfg.listen_client_urls {
+        client_listeners.push((url.clone(), listen::bind(url).await?));
+    }
+    let mut peer_listeners = Vec::new();
+    for url in &cfg.listen_peer_urls {
+        peer_listeners.push(listen::bind(url).await?);
+    }
+    let mut metrics_listeners = Vec::new();
+    for url in &cfg.listen_metrics_urls {
+        metrics_listeners.push((url.clone(), listen::bind(url).await?));
+    }
+
+    let server = tokio::task::spawn_blocking(move || Server::start(cfg)).await??;
+    tokio::select! {
+        served = serve_member(&server, client_listeners, peer_listeners, metrics_listeners) => served?,
+        stopped = server.raft_stopped() => {
+            let e = stopped.err().unwrap_or(cairn_raft::RaftError::Stopped);
+            tracing::error!(error = %e, "raft stopped; the member stops too");
+            return Err(e.into());
+        }
+    }
+    tracing::info!(name = %server.member().name, "received signal; shutting down");
+    server.transfer_leadership_for_stop().await;
+    let stopping = server.clone();
+    tokio::task::spawn_blocking(move || stopping.stop()).await?;
+    tracing::info!("stopped serving client traffic");
+    Ok(())
+}
+
+/// Serves a started member on its listeners until SIGTERM or SIGINT.
+async fn serve_member(
+    server: &Arc<Server>,
+    client_listeners: Vec<(String, TcpListener)>,
+    peer_listeners: Vec<TcpListener>,
+    metrics_listeners: Vec<(String, TcpListener)>,
+) -> Result<(), RunError> {
+    for listener in peer_listeners {
+        let endpoints = server.peer_endpoints();
+        let router = tonic::service::Routes::new(
+            RaftPeerServer::new(endpoints.service).max_decoding_message_size(
+                crate::peer::message_limit(server.config().max_request_bytes),
+            ),
+        )
+        .add_service(LeasePeerServer::new(endpoints.leases))
+        .into_axum_router();
+        tokio::spawn(listen::serve_peer(listener, router, endpoints.streams));
+    }
+    // A member of a larger cluster waits here until a quorum of its peers is up.
+    while !server.wait_ready(Duration::from_secs(5)).await {
+        tracing::warn!(local_member_id = %format!("{:x}", server.member().id), "waiting for a leader");
+    }
+    tracing::info!(cluster_version = "3.5", "enabled capabilities for version");
+    while let Err(e) = server.publish().await {
+        tracing::warn!(error = %e, "failed to publish local member to cluster through raft; retrying");
+    }
+    tracing::info!(
+        local_member_id = %format!("{:x}", server.member().id),
+        local_member_attributes = %format!(
+            "{{Name:{} ClientURLs:[{}]}}",
+            server.member().name,
+            server.member().client_urls.join(" ")
+        ),
+        cluster_id = %format!("{:x}", server.cluster_id()),
+        "published local member to cluster through raft"
+    );
+
+    // The publish entry is of the current term: a leader's lessor can take over now.
+    server.leases().promote_if_due();
+    let loopback = loopback_client(&client_listeners).await?;
+    for (url, listener) in client_listeners {
+        tokio::spawn(listen::serve(
+            listener,
+            client_router(server, &loopback),
+            "client",
+        ));
+        tracing::info!("ready to serve client requests");
+        tracing::warn!(
+            address = %host_port(&url).unwrap_or_default(),
+            "serving insecure client requests on {}, this is strongly discouraged!",
+            host_port(&url).unwrap_or_default()
+        );
+    }
+    for (url, listener) in metrics_listeners {
+        tokio::spawn(listen::serve(
+            listener,
+            crate::http::router(server.clone()),
+            "metrics",
+        ));
+        tracing::info!(address = %url, "serving metrics");
+    }
+    tokio::spawn(compaction::auto_compact(server.clone()));
+    tokio::spawn(server.leases().clone().run());
+
+    shutdown_signal().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Multi-member scenarios on the in-process cluster: apply, propose, linearizable reads,
+//! membership changes under strict reconfiguration, and leases across a leader change.
+//! Each runs in well under a second: no sockets, no processes, Raft on ticks.
+
+use std::time::Duration;
+
+use cairn_proto::cairnpb::internal_request::Request;
+use cairn_proto::cairnpb::LeaseRecord;
+use cairn_proto::etcdserverpb::{LeaseGrantRequest, LeaseTimeToLiveRequest, PutRequest};
+use cairn_proto::EtcdError;
+use cairn_raft::RaftError;
+use prost::Message;
+
+use super::{TestCluster, MAX_WAIT};
+use crate::proposal::ApplyResult;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_through_any_member_apply_everywhere_in_the_same_order() {
+    let c = TestCluster::start(3).await;
+    let mut revisions = Vec::new();
+    for round in 0..3 {
+        for i in c.running() {
+            revisions.push(
+                c.put(i, &format!("k{round}-{i}"), &format!("v{round}"))
+                    .await,
+            );
+        }
+    }
+    // One revision per put, in the order they were acknowledged.
+    assert!(
+        revisions.windows(2).all(|w| w[0] + 1 == w[1]),
+        "{revisions:?}"
+    );
+    let last = *revisions.last().unwrap_or(&0);
+    for i in c.running() {
+        assert_eq!(c.get(i, "k2-1").await.as_deref(), Some("v2"), "m{i}");
+        assert_eq!(c.server(i).store().current_revision(), last, "m{i}");
+    }
+    let hashes: Vec<u32> = c
+        .running()
+        .into_iter()
+        .map(|i| {
+            c.server(i)
+                .store()
+                .hash_kv(0)
+                .map(|h| h.hash)
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linearizable_read_waits_for_writes_its_member_has_not_seen() {
+    let c = TestCluster::start(3).await;
+    let leader = c.leader();
+    let cut = c.follower();
+    let other = c
+        .running()
+        .into_iter()
+        .find(|&i| i != leader && i != cut)
+        .unwrap_or_else(|| unreachable!());
+    c.net.partition(&[
+        &[c.members[leader].id, c.members[other].id],
+        &[c.members[cut].id],
+    ]);
+    c.put(leader, "k", "new").await;
+    // The cut-off member has not seen the write: a serializable read misses it...
+    assert_eq!(c.get_local(cut, "k"), None);
+    // ...and a linearizable read there waits rather than answer without it.
+    let server = c.server(cut).clone();
+    let read = tokio::spawn(async move { server.linearizable_read().await });
+    c.advance(3);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !read.is_finished(),
+        "a read answered without reaching the leader"
+    );
+    c.heal();
+    c.tick_until("the read is answered", || read.is_finished());
+    let answered = tokio::time::timeout(MAX_WAIT, read).await;
+    assert!(matches!(answered, Ok(Ok(Ok(())))), "{answered:?}");
+    assert_eq!(c.get_local(cut, "k").as_deref(), Some("new"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learner_joins_by_snapshot_is_promoted_and_a_voter_removed() {
+    let mut c = TestCluster::start(3).await;
+    for n in 0..20 {
+        c.put(c.leader(), &format!("before-{n}"), "x").await;
+    }
+    let leader = c.leader();
+    let url = super::peer_url(3);
+    let (added, members) = c
+        .server(leader)
+        .add_member(vec![url.clone()], true)
+        .await
+        .unwrap_or_else(|e| panic!("add learner: {e}"));
+    assert!(added.is_learner && members.len() == 4, "{members:?}");
+    // A second learner is refused while one is there, as etcd allows one.
+    let second = c
+        .server(leader)
+        .add_member(vec![super::peer_url(4)], true)
+        .await;
+    assert_eq!(second.err(), Some(EtcdError::TooManyLearners));
+
+    let new = c.join(3).await;
+    assert_eq!(c.members[new].id, added.id);
+    assert!(c.server(new).is_learner());
+    assert_eq!(c.get_local(new, "before-19").as_deref(), Some("x"));
+
+    let members = c
+        .server(c.leader())
+        .promote_member(added.id)
+        .await
+        .unwrap_or_else(|e| panic!("promote: {e}"));
+    assert!(members.iter().all(|m| !m.is_learner), "{members:?}");
+    c.put(new, "through-new", "y").await;
+
+    let leader = c.leader();
+    let gone = c.follower();
+    let gone_id = c.members[gone].id;
+    let members = c
+        .server(leader)
+        .remove_member(gone_id)
+        .await
+        .unwrap_or_else(|e| panic!("remove: {e}"));
+    assert!(!members.iter().any(|m| m.id == gone_id), "{members:?}");
+    c.stop(gone);
+    c.put(new, "after-removal", "z").await;
+    for i in c.running() {
+        let ids: Vec<u64> = c.server(i).member_list().iter().map(|m| m.id).collect();
+        assert_eq!(ids.len(), 3, "m{i}: {ids:?}");
+        assert_eq!(c.get(i, "after-removal").await.as_deref(), Some("z"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_reconfiguration_refuses_changes_that_risk_the_quorum() {
+    let c = TestCluster::start(3).await;
+    let leader = c.leader();
+    let down = c.follower();
+    let up = c
+        .running()
+        .into_iter()
+        .find(|&i| i != leader && i != down)
+        .unwrap_or_else(|| unreachable!());
+    c.isolate(down);
+    let s = c.server(leader);
+    // Adding a voter while one is unreachable: refused.
+    let add = s.add_member(vec![super::peer_url(7)], false).await;
+    assert_eq!(add.err(), Some(EtcdError::Unhealthy));
+    // Removing a reachable voter would leave one of two reachable: refused.
+    let remove_up = s.remove_member(c.members[up].id).await;
+    assert_eq!(remove_up.err(), Some(EtcdError::Unhealthy));
+    // The unreachable one may go.
+    let members = s
+        .remove_member(c.members[down].id)
+        .await
+        .unwrap_or_else(|e| panic!("remove the unreachable member: {e}"));
+    assert_eq!(members.len(), 2);
+
+    // Without the check, etcd's operator may do as they please.
+    let lax = TestCluster::start_with(3, &["--strict-reconfig-check=false"]).await;
+    let (l, f) = (lax.leader(), lax.follower());
+    lax.isolate(f);
+    let added = lax
+        .server(l)
+        .add_member(vec![super::peer_url(8)], false)
+        .await;
+    assert!(added.is_ok(), "{added:?}");
+}
+
+/// Grants lease `id` for `ttl` seconds through member `i`.
+async fn grant(c: &TestCluster, i: usize, id: i64, ttl: i64) {
+    let req = Request::LeaseGrant(LeaseGrantRequest { ttl, id });
+    match tokio::time::timeout(MAX_WAIT, c.server(i).propose(req)).await {
+        Ok(Ok(ApplyResult::LeaseGrant(r))) => assert_eq!(r.id, id),
+        other => panic!("grant: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_is_revoked_with_its_keys_on_every_member() {
+    let c = TestCluster::start(3).await;
+    let leader = c.leader();
+    grant(&c, leader, 7, 10).await;
+    let put = Request::Put(PutRequest {
+        key: b"leased".to_vec(),
+        value: b"v".to_vec(),
+        lease: 7,
+        ..Default::default()
+    });
+    assert!(c.server(c.follower()).propose(put).await.is_ok());
+    // Not yet: the clock has not passed the TTL.
+    c.advance_lease_clock(Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(c.get_local(leader, "leased").as_deref(), Some("v"));
+
+    c.advance_lease_clock(Duration::from_secs(10));
+    let deadline = tokio::time::Instant::now() + MAX_WAIT;
+    while c
+        .running()
+        .iter()
+        .any(|&i| c.get_local(i, "leased").is_some())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lease never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for i in c.running() {
+        assert!(!c.server(i).leases().leases().lessor.exists(7), "m{i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpointed_lease_keeps_its_remaining_ttl_across_a_leader_change() {
+    let c = TestCluster::start_with(
+        3,
+        &[
+            "--experimental-enable-lease-checkpoint=true",
+            "--experimental-lease-checkpoint-interval=1s",
+        ],
+    )
+    .await;
+    let leader = c.leader();
+    grant(&c, leader, 9, 60).await;
+    // 30 s pass on the leader, which checkpoints the remaining TTL through Raft.
+    c.advance_lease_clock(Duration::from_secs(30));
+    let follower = c.follower();
+    let deadline = tokio::time::Instant::now() + MAX_WAIT;
+    loop {
+        // The follower's record of the lease, as the checkpoint left it.
+        let records = c.server(follower).store().leases().unwrap_or_default();
+        let remaining = records
+            .iter()
+            .filter_map(|(_, r)| LeaseRecord::decode(r.as_slice()).ok())
+            .find(|r| r.id == 9)
+            .map(|r| r.remaining_ttl);
+        if remaining.is_some_and(|r| r > 0 && r <= 31) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no checkpoint reached m{follower}: {remaining:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let target = c.members[follower].id;
+    let moved = c.server(leader).move_leader(target).await;
+    assert!(moved.is_ok(), "{moved:?}");
+    let new = c.server(follower);
+    let deadline = tokio::time::Instant::now() + MAX_WAIT;
+    while !new.leases().leases().lessor.is_primary() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new leader never promoted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ttl = new
+        .leases()
+        .time_to_live(LeaseTimeToLiveRequest { id: 9, keys: false })
+        .await
+        .unwrap_or_else(|e| panic!("time to live: {e}"));
+    // The checkpointed 30 s plus the promotion's one election timeout; without the
+    // checkpoint the new leader would start the lease over at 60 s.
+    assert!((29..=32).contains(&ttl.ttl), "remaining TTL {}", ttl.ttl);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_committed_entry_stops_the_member_and_says_why() {
+    // Before: the applier ended the whole process from inside the library
+    // (`process::exit`); now the Raft driver stops and `run` decides what to do.
+    let c = TestCluster::start(1).await;
+    let s = c.server(0);
+    s.raft()
+        .propose(vec![0xff, 0xff, 0xff])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stopped = tokio::time::timeout(MAX_WAIT, s.raft_stopped()).await;
+    match stopped {
+        Ok(Err(RaftError::StateMachine(why))) => {
+            assert!(why.contains("decode the committed entry"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let put = s
+        .propose(Request::Put(PutRequest {
+            key: b"k".to_vec(),
+            ..Default::default()
+        }))
+        .await;
+    assert_eq!(put.err(), Some(EtcdError::Stopped));
+}
