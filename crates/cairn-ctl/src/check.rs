@@ -7,8 +7,8 @@
 
 use cairn_bench::{CheckPerfOptions, Error as BenchError};
 
-use crate::flags::{Kind, Spec};
 use crate::global::{CtlError, Ctx, ExitCode};
+use crate::go::flags::{Kind, Spec};
 
 /// `check perf`'s flags.
 pub const PERF_FLAGS: &[Spec] = &[

@@ -5,9 +5,9 @@
 //! etcdctl 3.5 configures it: help goes to stdout; a flag error prints `Error: ...` and a
 //! blank line to stderr, the command's usage to stdout, `Error: ...` again, and exits 1.
 
-use crate::flags::{self, Kind, Spec};
 use crate::global::{CtlError, Ctx, ExitCode};
-use crate::tabwriter;
+use crate::go::flags::{self, Kind, Spec};
+use crate::go::tabwriter;
 
 /// A command's body: gets the context (flags, client factory) and positional args.
 pub type RunFn = fn(&mut Ctx, &[String]) -> Result<(), CtlError>;

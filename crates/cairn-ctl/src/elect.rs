@@ -8,8 +8,8 @@
 use cairn_client::concurrency::{Election, Session};
 use cairn_proto::etcdserverpb::RangeRequest;
 
-use crate::flags::{Kind, Spec};
 use crate::global::{status_message, CtlError, Ctx, Format};
+use crate::go::flags::{Kind, Spec};
 use crate::lock::recipe_error;
 use crate::printer::{print_kv, KvResponse, Simple};
 use crate::process::Interrupts;

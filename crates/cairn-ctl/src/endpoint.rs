@@ -7,11 +7,12 @@ use cairn_proto::etcdserverpb::{
     AlarmRequest, HashKvRequest, HashKvResponse, RangeRequest, StatusRequest, StatusResponse,
 };
 
-use crate::flags::{Kind, Spec};
 use crate::global::{status_message, CtlError, Ctx, Format};
+use crate::go::flags::{Kind, Spec};
+use crate::go::gofmt;
 use crate::json::{self, Obj};
 use crate::printer::{fields, out};
-use crate::{gofmt, table};
+use crate::table;
 
 /// The `endpoint` group's flag, inherited by its subcommands.
 pub const CLUSTER_FLAG: &[Spec] = &[Spec::new(

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use cairn_client::{Client, ClientConfig};
 
-use crate::flags::{Kind, Spec, Values};
-use crate::gofmt;
+use crate::go::flags::{Kind, Spec, Values};
+use crate::go::gofmt;
 
 /// etcdctl's exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

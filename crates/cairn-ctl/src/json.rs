@@ -5,7 +5,7 @@
 use cairn_proto::etcdserverpb::ResponseHeader;
 use cairn_proto::mvccpb::KeyValue;
 
-use crate::gofmt;
+use crate::go::gofmt;
 
 /// Go's JSON string encoding.
 pub fn string(s: &str) -> String {

@@ -8,8 +8,8 @@ use cairn_proto::etcdserverpb::{
     DeleteRangeRequest, PutRequest, RangeRequest,
 };
 
-use crate::flags::{self, Kind, Spec, Values};
 use crate::global::{CtlError, Ctx, ExitCode, Format};
+use crate::go::flags::{self, Kind, Spec, Values};
 use crate::printer::{print_kv, KvResponse, Simple};
 
 /// `get`'s flags.
@@ -167,7 +167,7 @@ pub fn get_op(f: &Values, args: &[String]) -> Result<RangeRequest, CtlError> {
                 ExitCode::BadFeature,
                 format!(
                     "unknown consistency flag {}",
-                    crate::gofmt::quote(other.as_bytes())
+                    crate::go::gofmt::quote(other.as_bytes())
                 ),
             ))
         }

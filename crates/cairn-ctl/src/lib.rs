@@ -7,24 +7,22 @@
 //!
 //! - [`cli`]: the command tree type, cobra-style dispatch and etcdctl's help template;
 //!   [`commands`] declares the tree.
-//! - [`flags`]: pflag's parsing and messages; [`tabwriter`]: Go's tabwriter for help.
+//! - [`go`]: the Go behaviour etcdctl's output depends on: pflag's parsing and messages,
+//!   Go's tabwriter for help, Go's formatting, and the Go client's peer URL checks.
 //! - [`global`]: global flags, the environment, the client, exit codes, error reporting.
-//! - [`printer`], [`json`], [`table`], [`gofmt`]: etcdctl's printers and the Go formatting
-//!   they depend on.
+//! - [`printer`], [`json`], [`table`]: etcdctl's printers.
 //! - One module per command group: [`kv`] (get, put, del), [`txn`], [`endpoint`],
 //!   [`maintenance`] (compaction, alarm, defrag, snapshot), [`member`], [`move_leader`],
-//!   [`version`], [`lease`], [`lock`], [`elect`], [`watch`]; [`urls`] checks peer URLs as
-//!   the Go client does; [`process`] runs user commands and catches SIGINT/SIGTERM for the
-//!   long-running commands.
+//!   [`version`], [`lease`], [`lock`], [`elect`], [`watch`]; [`process`] runs user
+//!   commands and catches SIGINT/SIGTERM for the long-running commands.
 
 pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod elect;
 pub mod endpoint;
-pub mod flags;
 pub mod global;
-pub mod gofmt;
+pub mod go;
 pub mod json;
 pub mod kv;
 pub mod lease;
@@ -35,9 +33,7 @@ pub mod move_leader;
 pub mod printer;
 pub mod process;
 pub mod table;
-pub mod tabwriter;
 pub mod txn;
-pub mod urls;
 pub mod version;
 pub mod watch;
 

@@ -8,8 +8,8 @@
 use cairn_client::concurrency::{self, Mutex, Session};
 use cairn_proto::etcdserverpb::RangeRequest;
 
-use crate::flags::{Kind, Spec};
 use crate::global::{status_message, CtlError, Ctx, ExitCode};
+use crate::go::flags::{Kind, Spec};
 use crate::printer::{print_kv, KvResponse, Simple};
 use crate::process::{self, Interrupts};
 

@@ -8,9 +8,9 @@ use cairn_proto::etcdserverpb::{
     DefragmentRequest, SnapshotRequest,
 };
 
-use crate::flags::{self, Kind, Spec};
 use crate::global::{zap_string, CtlError, Ctx, ExitCode, Format};
-use crate::gofmt;
+use crate::go::flags::{self, Kind, Spec};
+use crate::go::gofmt;
 use crate::json::{self, Obj};
 use crate::printer::{fields, out, protobuf};
 

@@ -11,7 +11,8 @@ use cairn_proto::mvccpb::KeyValue;
 use prost::Message;
 
 use crate::global::{CtlError, Format};
-use crate::{gofmt, json};
+use crate::go::gofmt;
+use crate::json;
 
 /// Writes bytes to stdout.
 pub fn out(bytes: &[u8]) {

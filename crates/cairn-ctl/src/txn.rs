@@ -9,8 +9,8 @@ use cairn_proto::etcdserverpb::{
     request_op, Compare, RequestOp, TxnRequest,
 };
 
-use crate::flags::{self, Kind, Spec};
 use crate::global::{CtlError, Ctx, ExitCode};
+use crate::go::flags::{self, Kind, Spec};
 use crate::kv;
 use crate::printer::{print_kv, KvResponse, Simple};
 
@@ -141,8 +141,8 @@ pub fn parse_compare(line: &str) -> Result<Compare, CtlError> {
     if n != 3 {
         return Err(invalid(format!(
             "malformed comparison: {line}; got {target}({}) {op} {}",
-            crate::gofmt::quote(key.as_bytes()),
-            crate::gofmt::quote(val.as_bytes())
+            crate::go::gofmt::quote(key.as_bytes()),
+            crate::go::gofmt::quote(val.as_bytes())
         )));
     }
     let bad_number = || invalid(format!("invalid txn compare request: {line}"));

@@ -24,12 +24,13 @@ use cairn_proto::mvccpb::event::EventType;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
-use crate::flags::{self, Kind, Spec};
 use crate::global::{CtlError, Ctx, ExitCode, Format};
+use crate::go::flags::{self, Kind, Spec};
+use crate::go::gofmt;
 use crate::json::{self, Obj};
 use crate::kv::prefix_end;
 use crate::printer::{fields, out, protobuf, Simple};
-use crate::{gofmt, process};
+use crate::process;
 
 /// `watch`'s flags.
 pub const FLAGS: &[Spec] = &[

@@ -157,7 +157,7 @@ impl Values {
 fn invalid(spec: &Spec, text: &str, why: &str) -> String {
     format!(
         "invalid argument {} for \"{}\" flag: {why}",
-        crate::gofmt::quote(text.as_bytes()),
+        super::gofmt::quote(text.as_bytes()),
         flag_label(spec)
     )
 }
@@ -179,7 +179,7 @@ fn parse_value(
         Kind::Bool => parse_bool(text).map(Value::Bool).ok_or_else(|| {
             format!(
                 "strconv.ParseBool: parsing {}: invalid syntax",
-                crate::gofmt::quote(text.as_bytes())
+                super::gofmt::quote(text.as_bytes())
             )
         }),
         Kind::Str => Ok(Value::Str(text.to_string())),
@@ -219,7 +219,7 @@ pub fn parse_int(text: &str) -> Result<i64, String> {
 
 /// Go's `strconv.ParseInt(text, base, 64)` with its error text.
 pub fn parse_int_base(text: &str, base: u32) -> Result<i64, String> {
-    let q = crate::gofmt::quote(text.as_bytes());
+    let q = super::gofmt::quote(text.as_bytes());
     let syntax = || format!("strconv.ParseInt: parsing {q}: invalid syntax");
     let range = || format!("strconv.ParseInt: parsing {q}: value out of range");
     let (neg, body) = match text.as_bytes().first() {
@@ -273,7 +273,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || {
         format!(
             "time: invalid duration {}",
-            crate::gofmt::quote(text.as_bytes())
+            super::gofmt::quote(text.as_bytes())
         )
     };
     let mut rest = text;
@@ -311,14 +311,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "" => {
                 return Err(format!(
                     "time: missing unit in duration {}",
-                    crate::gofmt::quote(text.as_bytes())
+                    super::gofmt::quote(text.as_bytes())
                 ))
             }
             other => {
                 return Err(format!(
                     "time: unknown unit {} in duration {}",
-                    crate::gofmt::quote(other.as_bytes()),
-                    crate::gofmt::quote(text.as_bytes())
+                    super::gofmt::quote(other.as_bytes()),
+                    super::gofmt::quote(text.as_bytes())
                 ))
             }
         };
@@ -442,7 +442,7 @@ pub fn usages(specs: &[&Spec]) -> String {
             None => out.push_str(&format!("      --{}", spec.name)),
         }
         let default = match spec.kind {
-            Kind::Str => crate::gofmt::quote(spec.default.as_bytes()),
+            Kind::Str => super::gofmt::quote(spec.default.as_bytes()),
             _ => spec.default.to_string(),
         };
         if spec.kind == Kind::Bool {

@@ -1,0 +1,12 @@
+//! Go behaviour that etcdctl's output and errors depend on, reproduced byte for byte:
+//! pflag's parsing and messages ([`flags`]), `text/tabwriter` for help ([`tabwriter`]),
+//! Go's formatting of strings, durations, sizes and times ([`gofmt`]), and the Go
+//! client's peer URL checks over `net/url` ([`url`]).
+//!
+//! Nothing here knows about etcd's API, the client or the commands: this module uses
+//! nothing else in the crate, so the printers and commands can build on it freely.
+
+pub mod flags;
+pub mod gofmt;
+pub mod tabwriter;
+pub mod url;
