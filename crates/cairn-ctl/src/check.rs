@@ -55,7 +55,7 @@ pub fn perf(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
     };
     let mut text = outcome.lines.join("\n");
     text.push('\n');
-    crate::printer::out(text.as_bytes());
+    crate::output::printer::out(text.as_bytes());
     if !outcome.pass {
         std::process::exit(ExitCode::Error as i32);
     }

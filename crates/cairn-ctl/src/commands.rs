@@ -20,7 +20,7 @@ fn stub(name: &'static str, short: &'static str) -> Command {
 }
 
 fn help(_ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
-    crate::printer::out(crate::cli::help_for(&root(), args).as_bytes());
+    crate::output::printer::out(crate::cli::help_for(&root(), args).as_bytes());
     Ok(())
 }
 

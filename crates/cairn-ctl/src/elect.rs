@@ -11,7 +11,7 @@ use cairn_proto::etcdserverpb::RangeRequest;
 use crate::global::{status_message, CtlError, Ctx, Format};
 use crate::go::flags::{Kind, Spec};
 use crate::lock::recipe_error;
-use crate::printer::{print_kv, KvResponse, Simple};
+use crate::output::printer::{print_kv, KvResponse, Simple};
 use crate::process::Interrupts;
 
 /// `elect`'s flags.

@@ -10,9 +10,9 @@ use cairn_proto::etcdserverpb::{
 use crate::global::{status_message, CtlError, Ctx, Format};
 use crate::go::flags::{Kind, Spec};
 use crate::go::gofmt;
-use crate::json::{self, Obj};
-use crate::printer::{fields, out};
-use crate::table;
+use crate::output::json::{self, Obj};
+use crate::output::printer::{fields, out};
+use crate::output::table;
 
 /// The `endpoint` group's flag, inherited by its subcommands.
 pub const CLUSTER_FLAG: &[Spec] = &[Spec::new(

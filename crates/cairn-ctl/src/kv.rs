@@ -10,7 +10,7 @@ use cairn_proto::etcdserverpb::{
 
 use crate::global::{CtlError, Ctx, ExitCode, Format};
 use crate::go::flags::{self, Kind, Spec, Values};
-use crate::printer::{print_kv, KvResponse, Simple};
+use crate::output::printer::{print_kv, KvResponse, Simple};
 
 /// `get`'s flags.
 pub const GET_FLAGS: &[Spec] = &[

@@ -10,7 +10,7 @@
 //! - [`go`]: the Go behaviour etcdctl's output depends on: pflag's parsing and messages,
 //!   Go's tabwriter for help, Go's formatting, and the Go client's peer URL checks.
 //! - [`global`]: global flags, the environment, the client, exit codes, error reporting.
-//! - [`printer`], [`json`], [`table`]: etcdctl's printers.
+//! - [`output`]: etcdctl's printers, in every `-w` format.
 //! - One module per command group: [`kv`] (get, put, del), [`txn`], [`endpoint`],
 //!   [`maintenance`] (compaction, alarm, defrag, snapshot), [`member`], [`move_leader`],
 //!   [`version`], [`lease`], [`lock`], [`elect`], [`watch`]; [`process`] runs user
@@ -23,16 +23,14 @@ pub mod elect;
 pub mod endpoint;
 pub mod global;
 pub mod go;
-pub mod json;
 pub mod kv;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;
 pub mod member;
 pub mod move_leader;
-pub mod printer;
+pub mod output;
 pub mod process;
-pub mod table;
 pub mod txn;
 pub mod version;
 pub mod watch;

@@ -10,7 +10,7 @@ use cairn_proto::etcdserverpb::RangeRequest;
 
 use crate::global::{status_message, CtlError, Ctx, ExitCode};
 use crate::go::flags::{Kind, Spec};
-use crate::printer::{print_kv, KvResponse, Simple};
+use crate::output::printer::{print_kv, KvResponse, Simple};
 use crate::process::{self, Interrupts};
 
 /// `lock`'s flags.

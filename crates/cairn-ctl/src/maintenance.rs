@@ -11,8 +11,8 @@ use cairn_proto::etcdserverpb::{
 use crate::global::{zap_string, CtlError, Ctx, ExitCode, Format};
 use crate::go::flags::{self, Kind, Spec};
 use crate::go::gofmt;
-use crate::json::{self, Obj};
-use crate::printer::{fields, out, protobuf};
+use crate::output::json::{self, Obj};
+use crate::output::printer::{fields, out, protobuf};
 
 /// `compaction`'s flags.
 pub const COMPACTION_FLAGS: &[Spec] = &[Spec::new(

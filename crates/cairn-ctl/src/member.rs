@@ -9,9 +9,9 @@ use prost::Message;
 use crate::global::{CtlError, Ctx, Format};
 use crate::go::flags::{Kind, Spec};
 use crate::go::gofmt;
-use crate::json::{self, Obj};
-use crate::printer::{fields, out, protobuf};
-use crate::table;
+use crate::output::json::{self, Obj};
+use crate::output::printer::{fields, out, protobuf};
+use crate::output::table;
 
 /// `member list`'s long description.
 pub const LIST_LONG: &str = "When --write-out is set to simple, this command prints out comma-separated member lists for each endpoint.

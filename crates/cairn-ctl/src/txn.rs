@@ -12,7 +12,7 @@ use cairn_proto::etcdserverpb::{
 use crate::global::{CtlError, Ctx, ExitCode};
 use crate::go::flags::{self, Kind, Spec};
 use crate::kv;
-use crate::printer::{print_kv, KvResponse, Simple};
+use crate::output::printer::{print_kv, KvResponse, Simple};
 
 /// `txn`'s flags.
 pub const FLAGS: &[Spec] = &[Spec::short(
@@ -328,7 +328,7 @@ pub fn run(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     let interactive = ctx.flags.bool("interactive");
     let prompt = |s: &str| {
         if interactive {
-            crate::printer::out(format!("{s}\n").as_bytes());
+            crate::output::printer::out(format!("{s}\n").as_bytes());
         }
     };
     let stdin = std::io::stdin();

@@ -27,9 +27,9 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use crate::global::{CtlError, Ctx, ExitCode, Format};
 use crate::go::flags::{self, Kind, Spec};
 use crate::go::gofmt;
-use crate::json::{self, Obj};
 use crate::kv::prefix_end;
-use crate::printer::{fields, out, protobuf, Simple};
+use crate::output::json::{self, Obj};
+use crate::output::printer::{fields, out, protobuf, Simple};
 use crate::process;
 
 /// `watch`'s flags.
