@@ -1,39 +1,29 @@
 //! cairnctl: etcdctl 3.5's commands, flags, `ETCDCTL_*` variables and output, byte for
 //! byte, in every `-w` format, over [`cairn_client`].
 //!
-//! Depends on `cairn-client` and `cairn-proto` only.
+//! Depends on `cairn-client` and `cairn-proto`, and on `cairn-bench` for `cairnctl bench`
+//! and `check perf`.
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command tree type, cobra-style dispatch and etcdctl's help template;
-//!   [`commands`] declares the tree.
-//! - [`go`]: the Go behaviour etcdctl's output depends on: pflag's parsing and messages,
-//!   Go's tabwriter for help, Go's formatting, and the Go client's peer URL checks.
-//! - [`global`]: global flags, the environment, the client, exit codes, error reporting.
-//! - [`output`]: etcdctl's printers, in every `-w` format.
-//! - One module per command group: [`kv`] (get, put, del), [`txn`], [`endpoint`],
-//!   [`maintenance`] (compaction, alarm, defrag, snapshot), [`member`], [`move_leader`],
-//!   [`version`], [`lease`], [`lock`], [`elect`], [`watch`]; [`process`] runs user
-//!   commands and catches SIGINT/SIGTERM for the long-running commands.
+//! Three folders and a file, each using only those listed above it:
+//!
+//! - [`go`]: the Go behaviour etcdctl's output and errors depend on: `flags` (pflag),
+//!   `tabwriter` (help), `gofmt` (quoting, durations, sizes, times), `url` (the Go
+//!   client's peer URL checks).
+//! - [`global`]: what every command shares: global flags, `ETCDCTL_*` variables, the
+//!   client, exit codes and error reporting.
+//! - [`output`]: etcdctl's printers: `printer` (KV responses in every `-w` format, and the
+//!   helpers the other commands print with), `json` (Go's `encoding/json`), `table`
+//!   (`-w table`).
+//! - [`cmd`]: the command tree (`cmd/mod.rs`), `command` (cobra's dispatch and etcdctl's
+//!   help template), one file per command group, and `process` (user commands and
+//!   signals for `lock`, `elect` and `watch`).
 
-pub mod check;
-pub mod cli;
-pub mod commands;
-pub mod elect;
-pub mod endpoint;
+pub mod cmd;
 pub mod global;
 pub mod go;
-pub mod kv;
-pub mod lease;
-pub mod lock;
-pub mod maintenance;
-pub mod member;
-pub mod move_leader;
 pub mod output;
-pub mod process;
-pub mod txn;
-pub mod version;
-pub mod watch;
 
 /// Runs cairnctl with the process arguments (without the program name); returns the
 /// exit code.
@@ -45,5 +35,5 @@ pub fn run(args: &[String]) -> i32 {
             std::iter::once("cairnctl bench".to_string()).chain(args.iter().skip(1).cloned());
         return cairn_bench::cli_main(argv);
     }
-    cli::run(&commands::root(), args)
+    cmd::command::run(&cmd::root(), args)
 }

@@ -24,13 +24,13 @@ use cairn_proto::mvccpb::event::EventType;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
+use super::kv::prefix_end;
+use super::process;
 use crate::global::{CtlError, Ctx, ExitCode, Format};
 use crate::go::flags::{self, Kind, Spec};
 use crate::go::gofmt;
-use crate::kv::prefix_end;
 use crate::output::json::{self, Obj};
 use crate::output::printer::{fields, out, protobuf, Simple};
-use crate::process;
 
 /// `watch`'s flags.
 pub const FLAGS: &[Spec] = &[
@@ -654,7 +654,7 @@ fn interactive(ctx: &mut Ctx, env: &Env) -> Result<(), CtlError> {
         std::thread::spawn(move || {
             let mut stdin = std::io::stdin().lock();
             loop {
-                let line = crate::txn::read_line(&mut stdin);
+                let line = super::txn::read_line(&mut stdin);
                 let end = line.is_err();
                 if line_tx.send(line).is_err() || end {
                     return;
@@ -670,7 +670,7 @@ fn interactive(ctx: &mut Ctx, env: &Env) -> Result<(), CtlError> {
                 None => end_interactive("error reading watch request line: EOF".to_string()),
             };
             let l = line.strip_suffix('\n').unwrap_or(&line);
-            let words = crate::txn::argify(l)?;
+            let words = super::txn::argify(l)?;
             match words.first().map(String::as_str) {
                 None => eprintln!("Invalid command: {l} (watch and progress supported)"),
                 Some("watch") => {

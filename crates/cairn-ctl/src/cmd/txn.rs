@@ -9,9 +9,9 @@ use cairn_proto::etcdserverpb::{
     request_op, Compare, RequestOp, TxnRequest,
 };
 
+use super::kv;
 use crate::global::{CtlError, Ctx, ExitCode};
 use crate::go::flags::{self, Kind, Spec};
-use crate::kv;
 use crate::output::printer::{print_kv, KvResponse, Simple};
 
 /// `txn`'s flags.

@@ -3,8 +3,8 @@
 
 use cairn_proto::etcdserverpb::{MoveLeaderRequest, StatusRequest};
 
+use super::member::parse_hex_id;
 use crate::global::{CtlError, Ctx, Format};
-use crate::member::parse_hex_id;
 use crate::output::json::{self, Obj};
 use crate::output::printer::{out, protobuf};
 

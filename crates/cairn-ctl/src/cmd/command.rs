@@ -168,12 +168,12 @@ impl Path<'_> {
         }
         t.push_str(&format!("\nUSAGE:\n\t{use_line}\n"));
         if self.is_root() {
-            t.push_str(&format!("\nVERSION:\n\t{}\n", crate::version::VERSION));
+            t.push_str(&format!("\nVERSION:\n\t{}\n", super::version::VERSION));
         }
         if !cmd.children.is_empty() {
             t.push_str(&format!(
                 "\nAPI VERSION:\n\t{}\n",
-                crate::version::API_VERSION
+                super::version::API_VERSION
             ));
             t.push_str("\n\nCOMMANDS:\n");
             fn walk(cmd: &Command, prefix: &str, t: &mut String) {
@@ -360,7 +360,7 @@ mod tests {
 
     #[test]
     fn finds_nested_commands_around_flags() {
-        let root = crate::commands::root();
+        let root = super::super::root();
         let args: Vec<String> = ["-w", "json", "endpoint", "--cluster", "status", "x"]
             .iter()
             .map(|s| s.to_string())
