@@ -15,7 +15,7 @@ use cairn_client::{Client, ClientConfig};
 use crate::go::flags::{Kind, Spec, Values};
 use crate::go::gofmt;
 
-/// etcdctl's exit codes.
+/// etcdctl's exit codes (its `ExitIO`, 6, is one no cairnctl command exits with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
     /// A request failed.
@@ -28,8 +28,6 @@ pub enum ExitCode {
     BadFeature = 4,
     /// Interrupted.
     Interrupted = 5,
-    /// A local I/O failure.
-    Io = 6,
     /// Wrong arguments.
     BadArgs = 128,
 }

@@ -29,12 +29,6 @@ pub fn string(s: &str) -> String {
     out
 }
 
-/// Go's JSON string encoding of bytes converted to a string (invalid UTF-8 becomes
-/// U+FFFD).
-pub fn bytes_as_string(b: &[u8]) -> String {
-    string(&String::from_utf8_lossy(b))
-}
-
 /// Builds one JSON object field by field.
 #[derive(Default)]
 pub struct Obj {
