@@ -2,28 +2,28 @@
 //! byte, in every `-w` format, over [`cairn_client`].
 //!
 //! Depends on `cairn-client` and `cairn-proto`, and on `cairn-bench` for `cairnctl bench`
-//! and `check perf`.
+//! and `check perf`. Its only public item is [`run`], which the binary calls.
 //!
 //! # Layout
 //!
 //! Three folders and a file, each using only those listed above it:
 //!
-//! - [`go`]: the Go behaviour etcdctl's output and errors depend on: `flags` (pflag),
-//!   `tabwriter` (help), `gofmt` (quoting, durations, sizes, times), `url` (the Go
-//!   client's peer URL checks).
-//! - [`global`]: what every command shares: global flags, `ETCDCTL_*` variables, the
+//! - `go/`: the Go behaviour etcdctl's output and errors depend on: `flags.rs` (pflag),
+//!   `tabwriter.rs` (help), `gofmt.rs` (quoting, durations, sizes, times), `url.rs` (the
+//!   Go client's peer URL checks).
+//! - `global.rs`: what every command shares: global flags, `ETCDCTL_*` variables, the
 //!   client, exit codes and error reporting.
-//! - [`output`]: etcdctl's printers: `printer` (KV responses in every `-w` format, and the
-//!   helpers the other commands print with), `json` (Go's `encoding/json`), `table`
-//!   (`-w table`).
-//! - [`cmd`]: the command tree (`cmd/mod.rs`), `command` (cobra's dispatch and etcdctl's
-//!   help template), one file per command group, and `process` (user commands and
+//! - `output/`: etcdctl's printers: `printer.rs` (KV responses in every `-w` format, and
+//!   the helpers the other commands print with), `json.rs` (Go's `encoding/json`),
+//!   `table.rs` (`-w table`).
+//! - `cmd/`: the command tree (`mod.rs`), `command.rs` (cobra's dispatch and etcdctl's
+//!   help template), one file per command group, and `process.rs` (user commands and
 //!   signals for `lock`, `elect` and `watch`).
 
-pub mod cmd;
-pub mod global;
-pub mod go;
-pub mod output;
+mod cmd;
+mod global;
+mod go;
+mod output;
 
 /// Runs cairnctl with the process arguments (without the program name); returns the
 /// exit code.

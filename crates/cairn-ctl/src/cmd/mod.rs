@@ -14,20 +14,20 @@
 //! This is the top of the crate: commands use [`crate::go`], [`crate::global`] and
 //! [`crate::output`], and nothing but the crate root uses them.
 
-pub mod check;
-pub mod command;
-pub mod elect;
-pub mod endpoint;
-pub mod kv;
-pub mod lease;
-pub mod lock;
-pub mod maintenance;
-pub mod member;
-pub mod move_leader;
-pub mod process;
-pub mod txn;
-pub mod version;
-pub mod watch;
+mod check;
+pub(crate) mod command;
+mod elect;
+mod endpoint;
+mod kv;
+mod lease;
+mod lock;
+mod maintenance;
+mod member;
+mod move_leader;
+mod process;
+mod txn;
+mod version;
+mod watch;
 
 use crate::global::{CtlError, Ctx, GLOBAL_FLAGS};
 use command::Command;

@@ -6,7 +6,7 @@
 //! Nothing here knows about etcd's API, the client or the commands: this module uses
 //! nothing else in the crate, so the printers and commands can build on it freely.
 
-pub mod flags;
-pub mod gofmt;
-pub mod tabwriter;
-pub mod url;
+pub(crate) mod flags;
+pub(crate) mod gofmt;
+pub(crate) mod tabwriter;
+pub(crate) mod url;

@@ -6,6 +6,6 @@
 //! Printers use the Go layer ([`crate::go`]) and, for the output format and its errors,
 //! [`crate::global`]; they never use the commands, which call them.
 
-pub mod json;
-pub mod printer;
-pub mod table;
+pub(crate) mod json;
+pub(crate) mod printer;
+pub(crate) mod table;
