@@ -302,8 +302,8 @@ pub fn add(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     Ok(())
 }
 
-/// Prints a remove, update or promote response; the simple line is "Member ID <verb> cluster
-/// ID".
+/// Prints a remove, update or promote response; the simple line is
+/// `Member ID <verb> cluster ID`.
 fn print_verb<M: Message>(
     ctx: &mut Ctx,
     id: u64,
