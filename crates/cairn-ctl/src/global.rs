@@ -293,10 +293,7 @@ impl Ctx {
                 );
                 std::process::exit(1);
             }
-            // etcdctl's watch takes its key and range end from these, unannounced.
-            let watch_var = self.command_path == "etcdctl watch"
-                && (k == "ETCDCTL_WATCH_KEY" || k == "ETCDCTL_WATCH_RANGE_END");
-            if k.starts_with("ETCDCTL_") && k != "ETCDCTL_API" && !watch_var {
+            if k.starts_with("ETCDCTL_") && k != "ETCDCTL_API" {
                 eprintln!(
                     "{{\"level\":\"warn\",\"ts\":{},\"caller\":\"flags/flag.go:93\",\"msg\":\"unrecognized environment variable\",\"environment-variable\":{}}}",
                     gofmt::epoch_now(),
