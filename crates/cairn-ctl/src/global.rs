@@ -6,6 +6,8 @@
 //! given flag is fatal, and an unknown `ETCDCTL_*` variable is warned about. Each failed
 //! RPC logs the Go client's `retrying of unary invoker failed` warning before the
 //! `Error: ...` line.
+//!
+//! Uses only the Go layer ([`crate::go`]); the printers and the commands build on it.
 
 use std::future::Future;
 use std::time::{Duration, Instant};

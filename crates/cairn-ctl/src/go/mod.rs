@@ -3,8 +3,8 @@
 //! Go's formatting of strings, durations, sizes and times ([`gofmt`]), and the Go
 //! client's peer URL checks over `net/url` ([`url`]).
 //!
-//! Nothing here knows about etcd's API, the client or the commands: this module uses
-//! nothing else in the crate, so the printers and commands can build on it freely.
+//! Nothing here knows about the client, the printers or the commands: this module uses
+//! nothing else in the crate, so everything else can build on it.
 
 pub(crate) mod flags;
 pub(crate) mod gofmt;
