@@ -34,7 +34,8 @@ pub enum ExitCode {
     BadArgs = 128,
 }
 
-/// An error that ends the command: printed as `Error: msg`, then exit with `code`.
+/// An error that ends the command: shown on stderr (as `Error: msg` unless it says
+/// otherwise), then cairnctl exits with `code`.
 #[derive(Debug, Clone)]
 pub struct CtlError {
     /// Exit code.
@@ -43,6 +44,18 @@ pub struct CtlError {
     pub msg: String,
     /// An exit status other than `code`'s: a user command's, which `lock` passes on.
     pub status: Option<u8>,
+    /// How the error is shown.
+    shown: Shown,
+}
+
+/// What the user sees of a [`CtlError`] before cairnctl exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    /// `Error: msg`, as etcdctl's `ExitWithError` prints it.
+    Error,
+    /// Nothing more: the command has printed its failure, as etcdctl does before an
+    /// `os.Exit` of its own.
+    Nothing,
 }
 
 impl CtlError {
@@ -52,6 +65,7 @@ impl CtlError {
             code,
             msg: msg.into(),
             status: None,
+            shown: Shown::Error,
         }
     }
 
@@ -73,10 +87,32 @@ impl CtlError {
         CtlError::new(ExitCode::Error, msg)
     }
 
+    /// The end of a command that has printed its failure itself: exit with `code`,
+    /// printing nothing more.
+    pub fn printed(code: ExitCode) -> CtlError {
+        CtlError {
+            shown: Shown::Nothing,
+            ..CtlError::new(code, "")
+        }
+    }
+
+    /// What the error prints on stderr.
+    pub fn text(&self) -> String {
+        match self.shown {
+            Shown::Error => format!("Error: {}\n", self.msg),
+            Shown::Nothing => String::new(),
+        }
+    }
+
+    /// The exit code.
+    pub fn exit_code(&self) -> i32 {
+        self.status.map_or(self.code as i32, i32::from)
+    }
+
     /// Prints the error and returns the exit code.
     pub fn report(&self) -> i32 {
-        eprintln!("Error: {}", self.msg);
-        self.status.map_or(self.code as i32, i32::from)
+        eprint!("{}", self.text());
+        self.exit_code()
     }
 }
 
@@ -293,7 +329,8 @@ impl Ctx {
                     gofmt::epoch_now(),
                     zap_string(k)
                 );
-                std::process::exit(1);
+                // zap's Fatal exits 1 once the line is logged.
+                return Err(CtlError::printed(ExitCode::Error));
             }
             if k.starts_with("ETCDCTL_") && k != "ETCDCTL_API" {
                 eprintln!(

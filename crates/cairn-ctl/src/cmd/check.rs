@@ -57,7 +57,7 @@ pub fn perf(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
     text.push('\n');
     crate::output::printer::out(text.as_bytes());
     if !outcome.pass {
-        std::process::exit(ExitCode::Error as i32);
+        return Err(CtlError::printed(ExitCode::Error));
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use cairn_proto::etcdserverpb::{
     AlarmRequest, HashKvRequest, HashKvResponse, RangeRequest, StatusRequest, StatusResponse,
 };
 
-use crate::global::{status_message, CtlError, Ctx, Format};
+use crate::global::{status_message, CtlError, Ctx, ExitCode, Format};
 use crate::go::flags::{Kind, Spec};
 use crate::go::gofmt;
 use crate::output::json::{self, Obj};
@@ -146,7 +146,8 @@ pub fn status(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
         f @ Format::Protobuf => return Err(f.unsupported()),
     }
     if failed {
-        std::process::exit(1);
+        // The failures are printed above: etcdctl exits 1 without another word.
+        return Err(CtlError::printed(ExitCode::Error));
     }
     Ok(())
 }

@@ -186,7 +186,8 @@ pub fn defrag(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
         }
     }
     if failed {
-        std::process::exit(ExitCode::Error as i32);
+        // The failures are printed above: etcdctl exits 1 without another word.
+        return Err(CtlError::printed(ExitCode::Error));
     }
     Ok(())
 }
