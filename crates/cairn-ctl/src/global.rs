@@ -42,7 +42,8 @@ pub struct CtlError {
     pub code: ExitCode,
     /// Message after `Error: `.
     pub msg: String,
-    /// An exit status other than `code`'s: a user command's, which `lock` passes on.
+    /// An exit status other than `code`'s: a user command's, which `lock` passes on, or
+    /// Go's 2 for a panic.
     pub status: Option<u8>,
     /// How the error is shown.
     shown: Shown,
@@ -53,6 +54,9 @@ pub struct CtlError {
 enum Shown {
     /// `Error: msg`, as etcdctl's `ExitWithError` prints it.
     Error,
+    /// `panic: msg`: the start of the Go runtime's report of a panic etcdctl dies of (its
+    /// goroutine traces are not reproduced).
+    Panic,
     /// Nothing more: the command has printed its failure, as etcdctl does before an
     /// `os.Exit` of its own.
     Nothing,
@@ -96,10 +100,21 @@ impl CtlError {
         }
     }
 
+    /// A Go panic etcdctl dies of: `panic: msg` (`msg` as far as cairnctl reproduces
+    /// Go's report), exit status 2.
+    pub fn go_panic(msg: impl Into<String>) -> CtlError {
+        CtlError {
+            status: Some(2),
+            shown: Shown::Panic,
+            ..CtlError::error(msg)
+        }
+    }
+
     /// What the error prints on stderr.
     pub fn text(&self) -> String {
         match self.shown {
             Shown::Error => format!("Error: {}\n", self.msg),
+            Shown::Panic => format!("panic: {}\n", self.msg),
             Shown::Nothing => String::new(),
         }
     }

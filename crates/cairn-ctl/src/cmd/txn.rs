@@ -186,11 +186,9 @@ pub fn parse_compare(line: &str) -> Result<Compare, CtlError> {
         "!=" => CompareResult::NotEqual,
         ">" => CompareResult::Greater,
         "<" => CompareResult::Less,
-        _ => {
-            // etcd's client panics here; etcdctl dies with Go's panic exit code.
-            eprintln!("panic: Unknown result op\n");
-            std::process::exit(2);
-        }
+        // etcd's client panics here; Go's report goes on with a blank line and the
+        // goroutine trace.
+        _ => return Err(CtlError::go_panic("Unknown result op\n")),
     } as i32;
     Ok(cmp)
 }
@@ -249,8 +247,10 @@ pub fn argify(line: &str) -> Result<Vec<String>, CtlError> {
         if word.starts_with('\'') {
             let end = n.saturating_sub(1);
             if end < 1 || end > word.len() || !word.is_char_boundary(end) {
-                eprintln!("panic: runtime error: slice bounds out of range\n");
-                std::process::exit(2);
+                // Go's report goes on with a blank line and the goroutine trace.
+                return Err(CtlError::go_panic(
+                    "runtime error: slice bounds out of range\n",
+                ));
             }
             args.push(word[1..end].to_string());
         } else if word.starts_with('"') {
@@ -378,6 +378,23 @@ mod tests {
         );
         let e = parse_compare("bogus").unwrap_err();
         assert_eq!(e.msg, "malformed comparison: bogus");
+    }
+
+    /// etcdctl dies of a Go panic on a comparison operator it does not know and on a
+    /// single-quoted word it slices out of bounds. cairnctl used to print the panic and
+    /// exit from inside the parser; the panic now comes back as its error.
+    #[test]
+    fn go_panics_are_errors() {
+        let e = parse_compare("mod(\"k\") >= \"5\"").unwrap_err();
+        assert_eq!(
+            (e.text().as_str(), e.exit_code()),
+            ("panic: Unknown result op\n\n", 2)
+        );
+        let e = argify("'a b'").unwrap_err();
+        assert_eq!(
+            (e.text().as_str(), e.exit_code()),
+            ("panic: runtime error: slice bounds out of range\n\n", 2)
+        );
     }
 
     #[test]
