@@ -129,6 +129,16 @@ impl CtlError {
         eprint!("{}", self.text());
         self.exit_code()
     }
+
+    /// Prints the error now; returns it as printed, to end the command with its exit
+    /// code.
+    pub fn reported(self) -> CtlError {
+        eprint!("{}", self.text());
+        CtlError {
+            shown: Shown::Nothing,
+            ..self
+        }
+    }
 }
 
 /// The flags every command inherits from the root.
@@ -596,5 +606,36 @@ pub fn status_message(status: &tonic::Status) -> CtlError {
             cairn_proto::grpc_code_name(status.code()),
             status.message()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What each kind of error prints and exits with. Commands that printed their failure
+    /// or hit one of etcdctl's Go panics used to call `process::exit` themselves; they now
+    /// return these, and only the binary exits.
+    #[test]
+    fn errors_show_and_exit_as_etcdctl() {
+        let cases = [
+            (CtlError::error("boom"), "Error: boom\n", 1),
+            (CtlError::bad_args("bad"), "Error: bad\n", 128),
+            (
+                CtlError::exit_with(7, "exit status 7"),
+                "Error: exit status 7\n",
+                7,
+            ),
+            (CtlError::printed(ExitCode::Error), "", 1),
+            (
+                CtlError::go_panic("Unknown result op\n"),
+                "panic: Unknown result op\n\n",
+                2,
+            ),
+            (CtlError::go_panic("nil").reported(), "", 2),
+        ];
+        for (e, text, code) in cases {
+            assert_eq!((e.text().as_str(), e.exit_code()), (text, code), "{e:?}");
+        }
     }
 }
