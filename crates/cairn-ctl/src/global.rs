@@ -6,16 +6,18 @@
 //! given flag is fatal, and an unknown `ETCDCTL_*` variable is warned about. Each failed
 //! RPC logs the Go client's `retrying of unary invoker failed` warning before the
 //! `Error: ...` line.
+//!
+//! Uses only the Go layer ([`crate::go`]); the printers and the commands build on it.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use cairn_client::{Client, ClientConfig};
 
-use crate::flags::{Kind, Spec, Values};
-use crate::gofmt;
+use crate::go::flags::{Kind, Spec, Values};
+use crate::go::gofmt;
 
-/// etcdctl's exit codes.
+/// etcdctl's exit codes (its `ExitIO`, 6, is one no cairnctl command exits with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitCode {
     /// A request failed.
@@ -28,21 +30,36 @@ pub enum ExitCode {
     BadFeature = 4,
     /// Interrupted.
     Interrupted = 5,
-    /// A local I/O failure.
-    Io = 6,
     /// Wrong arguments.
     BadArgs = 128,
 }
 
-/// An error that ends the command: printed as `Error: msg`, then exit with `code`.
+/// An error that ends the command: shown on stderr (as `Error: msg` unless it says
+/// otherwise), then cairnctl exits with `code`.
 #[derive(Debug, Clone)]
 pub struct CtlError {
     /// Exit code.
     pub code: ExitCode,
     /// Message after `Error: `.
     pub msg: String,
-    /// An exit status other than `code`'s: a user command's, which `lock` passes on.
+    /// An exit status other than `code`'s: a user command's, which `lock` passes on, or
+    /// Go's 2 for a panic.
     pub status: Option<u8>,
+    /// How the error is shown.
+    shown: Shown,
+}
+
+/// What the user sees of a [`CtlError`] before cairnctl exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    /// `Error: msg`, as etcdctl's `ExitWithError` prints it.
+    Error,
+    /// `panic: msg`: the start of the Go runtime's report of a panic etcdctl dies of (its
+    /// goroutine traces are not reproduced).
+    Panic,
+    /// Nothing more: the command has printed its failure, as etcdctl does before an
+    /// `os.Exit` of its own.
+    Nothing,
 }
 
 impl CtlError {
@@ -52,6 +69,7 @@ impl CtlError {
             code,
             msg: msg.into(),
             status: None,
+            shown: Shown::Error,
         }
     }
 
@@ -73,10 +91,53 @@ impl CtlError {
         CtlError::new(ExitCode::Error, msg)
     }
 
+    /// The end of a command that has printed its failure itself: exit with `code`,
+    /// printing nothing more.
+    pub fn printed(code: ExitCode) -> CtlError {
+        CtlError {
+            shown: Shown::Nothing,
+            ..CtlError::new(code, "")
+        }
+    }
+
+    /// A Go panic etcdctl dies of: `panic: msg` (`msg` as far as cairnctl reproduces
+    /// Go's report), exit status 2.
+    pub fn go_panic(msg: impl Into<String>) -> CtlError {
+        CtlError {
+            status: Some(2),
+            shown: Shown::Panic,
+            ..CtlError::error(msg)
+        }
+    }
+
+    /// What the error prints on stderr.
+    pub fn text(&self) -> String {
+        match self.shown {
+            Shown::Error => format!("Error: {}\n", self.msg),
+            Shown::Panic => format!("panic: {}\n", self.msg),
+            Shown::Nothing => String::new(),
+        }
+    }
+
+    /// The exit code.
+    pub fn exit_code(&self) -> i32 {
+        self.status.map_or(self.code as i32, i32::from)
+    }
+
     /// Prints the error and returns the exit code.
     pub fn report(&self) -> i32 {
-        eprintln!("Error: {}", self.msg);
-        self.status.map_or(self.code as i32, i32::from)
+        eprint!("{}", self.text());
+        self.exit_code()
+    }
+
+    /// Prints the error now; returns it as printed, to end the command with its exit
+    /// code.
+    pub fn reported(self) -> CtlError {
+        eprint!("{}", self.text());
+        CtlError {
+            shown: Shown::Nothing,
+            ..self
+        }
     }
 }
 
@@ -293,12 +354,10 @@ impl Ctx {
                     gofmt::epoch_now(),
                     zap_string(k)
                 );
-                std::process::exit(1);
+                // zap's Fatal exits 1 once the line is logged.
+                return Err(CtlError::printed(ExitCode::Error));
             }
-            // etcdctl's watch takes its key and range end from these, unannounced.
-            let watch_var = self.command_path == "etcdctl watch"
-                && (k == "ETCDCTL_WATCH_KEY" || k == "ETCDCTL_WATCH_RANGE_END");
-            if k.starts_with("ETCDCTL_") && k != "ETCDCTL_API" && !watch_var {
+            if k.starts_with("ETCDCTL_") && k != "ETCDCTL_API" {
                 eprintln!(
                     "{{\"level\":\"warn\",\"ts\":{},\"caller\":\"flags/flag.go:93\",\"msg\":\"unrecognized environment variable\",\"environment-variable\":{}}}",
                     gofmt::epoch_now(),
@@ -547,5 +606,36 @@ pub fn status_message(status: &tonic::Status) -> CtlError {
             cairn_proto::grpc_code_name(status.code()),
             status.message()
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What each kind of error prints and exits with. Commands that printed their failure
+    /// or hit one of etcdctl's Go panics used to call `process::exit` themselves; they now
+    /// return these, and only the binary exits.
+    #[test]
+    fn errors_show_and_exit_as_etcdctl() {
+        let cases = [
+            (CtlError::error("boom"), "Error: boom\n", 1),
+            (CtlError::bad_args("bad"), "Error: bad\n", 128),
+            (
+                CtlError::exit_with(7, "exit status 7"),
+                "Error: exit status 7\n",
+                7,
+            ),
+            (CtlError::printed(ExitCode::Error), "", 1),
+            (
+                CtlError::go_panic("Unknown result op\n"),
+                "panic: Unknown result op\n\n",
+                2,
+            ),
+            (CtlError::go_panic("nil").reported(), "", 2),
+        ];
+        for (e, text, code) in cases {
+            assert_eq!((e.text().as_str(), e.exit_code()), (text, code), "{e:?}");
+        }
     }
 }

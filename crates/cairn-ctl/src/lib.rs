@@ -1,45 +1,29 @@
 //! cairnctl: etcdctl 3.5's commands, flags, `ETCDCTL_*` variables and output, byte for
 //! byte, in every `-w` format, over [`cairn_client`].
 //!
-//! Depends on `cairn-client` and `cairn-proto` only.
+//! Depends on `cairn-client` and `cairn-proto`, and on `cairn-bench` for `cairnctl bench`
+//! and `check perf`. Its only public item is [`run`], which the binary calls.
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command tree type, cobra-style dispatch and etcdctl's help template;
-//!   [`commands`] declares the tree.
-//! - [`flags`]: pflag's parsing and messages; [`tabwriter`]: Go's tabwriter for help.
-//! - [`global`]: global flags, the environment, the client, exit codes, error reporting.
-//! - [`printer`], [`json`], [`table`], [`gofmt`]: etcdctl's printers and the Go formatting
-//!   they depend on.
-//! - One module per command group: [`kv`] (get, put, del), [`txn`], [`endpoint`],
-//!   [`maintenance`] (compaction, alarm, defrag, snapshot), [`member`], [`move_leader`],
-//!   [`version`], [`lease`], [`lock`], [`elect`], [`watch`]; [`urls`] checks peer URLs as
-//!   the Go client does; [`process`] runs user commands and catches SIGINT/SIGTERM for the
-//!   long-running commands.
+//! Three folders and a file, each using only those listed above it:
+//!
+//! - `go/`: the Go behaviour etcdctl's output and errors depend on: `flags.rs` (pflag),
+//!   `tabwriter.rs` (help), `gofmt.rs` (quoting, durations, sizes, times), `url.rs` (the
+//!   Go client's peer URL checks).
+//! - `global.rs`: what every command shares: global flags, `ETCDCTL_*` variables, the
+//!   client, exit codes and error reporting.
+//! - `output/`: etcdctl's printers: `printer.rs` (KV responses in every `-w` format, and
+//!   the helpers the other commands print with), `json.rs` (Go's `encoding/json`),
+//!   `table.rs` (`-w table`).
+//! - `cmd/`: the command tree (`mod.rs`), `command.rs` (cobra's dispatch and etcdctl's
+//!   help template), one file per command group, and `process.rs` (user commands and
+//!   signals for `lock`, `elect` and `watch`).
 
-pub mod check;
-pub mod cli;
-pub mod commands;
-pub mod elect;
-pub mod endpoint;
-pub mod flags;
-pub mod global;
-pub mod gofmt;
-pub mod json;
-pub mod kv;
-pub mod lease;
-pub mod lock;
-pub mod maintenance;
-pub mod member;
-pub mod move_leader;
-pub mod printer;
-pub mod process;
-pub mod table;
-pub mod tabwriter;
-pub mod txn;
-pub mod urls;
-pub mod version;
-pub mod watch;
+mod cmd;
+mod global;
+mod go;
+mod output;
 
 /// Runs cairnctl with the process arguments (without the program name); returns the
 /// exit code.
@@ -51,5 +35,5 @@ pub fn run(args: &[String]) -> i32 {
             std::iter::once("cairnctl bench".to_string()).chain(args.iter().skip(1).cloned());
         return cairn_bench::cli_main(argv);
     }
-    cli::run(&commands::root(), args)
+    cmd::command::run(&cmd::root(), args)
 }

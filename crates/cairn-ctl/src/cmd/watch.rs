@@ -12,9 +12,13 @@
 //!   back, broadcast progress fanned out, a compaction delivered before the close) and
 //!   resumes the watches on a new stream when the cluster is unreachable.
 //! - Each watcher prints on its own thread, like etcdctl's `printWatchCh` goroutine, and
-//!   runs the exec command per event with the `ETCD_WATCH_*` variables.
+//!   runs the exec command per event with the `ETCD_WATCH_*` variables. A watcher that
+//!   cannot print or whose exec command fails ends the command: etcdctl exits from that
+//!   goroutine; cairnctl prints the error at once, stops every watcher printing, and sends
+//!   the exit code to the command's thread, which returns it.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use cairn_client::Client;
 use cairn_proto::etcdserverpb::{
@@ -24,12 +28,13 @@ use cairn_proto::mvccpb::event::EventType;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
-use crate::flags::{self, Kind, Spec};
+use super::kv::prefix_end;
+use super::process;
 use crate::global::{CtlError, Ctx, ExitCode, Format};
-use crate::json::{self, Obj};
-use crate::kv::prefix_end;
-use crate::printer::{fields, out, protobuf, Simple};
-use crate::{gofmt, process};
+use crate::go::flags::{self, Kind, Spec};
+use crate::go::gofmt;
+use crate::output::json::{self, Obj};
+use crate::output::printer::{fields, out, protobuf, Simple};
 
 /// `watch`'s flags.
 pub const FLAGS: &[Spec] = &[
@@ -499,16 +504,38 @@ fn display(
     Ok(())
 }
 
-/// Ends an interactive watch whose input failed: the error, then exit at once, as
-/// etcdctl does. Returning would tear the watches down first, and their watchers would
-/// print the connection's end ("watch was canceled ...") before the process exits.
-fn end_interactive(msg: String) -> ! {
-    std::process::exit(CtlError::new(ExitCode::InvalidInput, msg).report())
+/// Held while a watcher prints, so that the responses of watchers printing at once do
+/// not interleave. It guards whether the command has ended: etcdctl's process ends on the
+/// spot, cairnctl's error first travels up to [`run`], and no watcher prints meanwhile.
+static PRINTING: Mutex<bool> = Mutex::new(false);
+
+fn printing() -> MutexGuard<'static, bool> {
+    PRINTING.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Held while a watcher prints one response, so that the responses of watchers printing
-/// at once do not interleave.
-static PRINTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Whether the command has ended, for a watcher about to run its exec command.
+fn ended() -> bool {
+    *printing()
+}
+
+/// Runs `print` holding the printing lock; `false` if the command has ended, and nothing
+/// is printed. An error from `print` ends the command: it is printed at once, under the
+/// lock, and returned as printed.
+fn print_locked(print: impl FnOnce() -> Result<(), CtlError>) -> Result<bool, CtlError> {
+    let mut ended = printing();
+    if *ended {
+        return Ok(false);
+    }
+    print().map(|()| true).map_err(|e| {
+        *ended = true;
+        e.reported()
+    })
+}
+
+/// Ends the command for the watchers: none prints after this.
+fn end_printing() {
+    *printing() = true;
+}
 
 /// How a watcher prints.
 #[derive(Clone)]
@@ -520,39 +547,47 @@ struct Printer {
 
 impl Printer {
     /// Prints every delivery until the watch ends, as etcdctl's `printWatchCh`. A
-    /// format that cannot print, or a failing exec command, ends the process.
-    fn run(&self, rx: std::sync::mpsc::Receiver<Delivery>) {
+    /// format that cannot print, or a failing exec command, ends the command (etcdctl
+    /// exits from that goroutine): the error is printed at once and returned as printed.
+    fn run(&self, rx: std::sync::mpsc::Receiver<Delivery>) -> Result<(), CtlError> {
         for d in rx {
             let (resp, events_null) = match d {
                 Delivery::Resp(r) => (r, false),
                 Delivery::Failed(msg) => {
-                    eprintln!("watch was canceled ({msg})");
-                    let r = WatchResponse {
-                        header: Some(Default::default()),
-                        canceled: true,
-                        ..Default::default()
-                    };
-                    self.show(&r, true);
-                    return;
+                    print_locked(|| {
+                        eprintln!("watch was canceled ({msg})");
+                        let r = WatchResponse {
+                            header: Some(Default::default()),
+                            canceled: true,
+                            ..Default::default()
+                        };
+                        display(self.format, self.simple, &r, true)
+                    })?;
+                    return Ok(());
                 }
             };
-            if resp.canceled {
-                eprintln!("watch was canceled ({})", cancel_error(&resp));
-            }
-            {
-                // One watcher's progress line and response are printed together.
-                let _printing = PRINTING.lock();
+            // One watcher's progress line and response are printed together.
+            let printed = print_locked(|| {
+                if resp.canceled {
+                    eprintln!("watch was canceled ({})", cancel_error(&resp));
+                }
                 if is_progress(&resp) {
                     let rev = resp.header.as_ref().map_or(0, |h| h.revision);
                     out(format!("progress notify: {rev}\n").as_bytes());
                 }
-                self.show(&resp, events_null);
+                display(self.format, self.simple, &resp, events_null)
+            })?;
+            if !printed {
+                return Ok(());
             }
             if self.exec.is_empty() {
                 continue;
             }
             let rev = resp.header.as_ref().map_or(0, |h| h.revision);
             for e in &resp.events {
+                if ended() {
+                    return Ok(());
+                }
                 let kv = e.kv.clone().unwrap_or_default();
                 let env = [
                     ("ETCD_WATCH_REVISION".to_string(), rev.to_string()),
@@ -564,33 +599,35 @@ impl Printer {
                     ("ETCD_WATCH_VALUE".to_string(), gofmt::quote(&kv.value)),
                 ];
                 if let Err(err) = process::run(&self.exec, &env, false) {
-                    eprintln!(
-                        "command {} error ({})",
-                        process::quote_list(&self.exec),
-                        err.msg
-                    );
-                    std::process::exit(1);
+                    print_locked(|| {
+                        eprintln!(
+                            "command {} error ({})",
+                            process::quote_list(&self.exec),
+                            err.msg
+                        );
+                        Err(CtlError::printed(ExitCode::Error))
+                    })?;
+                    return Ok(());
                 }
             }
         }
-    }
-
-    fn show(&self, r: &WatchResponse, events_null: bool) {
-        if let Err(e) = display(self.format, self.simple, r, events_null) {
-            std::process::exit(e.report());
-        }
+        Ok(())
     }
 }
 
-/// Starts a watch on the stream task and its printer thread.
+/// Starts a watch on the stream task and its printer thread, which sends how it ended to
+/// `done`.
 fn start(
     requests: &mpsc::UnboundedSender<Request>,
     req: WatchCreateRequest,
     printer: Printer,
-) -> std::thread::JoinHandle<()> {
+    done: mpsc::UnboundedSender<Result<(), CtlError>>,
+) {
     let (tx, rx) = std::sync::mpsc::channel();
     let _ = requests.send(Request::Watch(req, tx));
-    std::thread::spawn(move || printer.run(rx))
+    std::thread::spawn(move || {
+        let _ = done.send(printer.run(rx));
+    });
 }
 
 /// `etcdctl watch`.
@@ -606,7 +643,10 @@ pub fn run(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
         )));
     }
     if ctx.flags.bool("interactive") {
-        return interactive(ctx, &env);
+        let result = interactive(ctx, &env);
+        // Interactive mode ends only on an error, after which no watcher prints.
+        end_printing();
+        return result;
     }
     let (watch_args, exec) = parse_args(&ctx.raw_args, args, &env).map_err(CtlError::bad_args)?;
     let client = ctx.client()?;
@@ -623,18 +663,22 @@ pub fn run(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     ctx.block_on(async move {
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(stream_task(client, rx));
-        let printing = start(&tx, req, printer);
-        let _ = tokio::task::spawn_blocking(move || printing.join()).await;
+        let (done_tx, mut done) = mpsc::unbounded_channel();
+        start(&tx, req, printer, done_tx);
+        // A printer that panicked ends the watch as one whose channel closed.
+        done.recv().await.unwrap_or(Ok(()))?;
         drop(tx);
         let _ = task.await;
-    })?;
+        Ok(())
+    })??;
     Err(CtlError::new(
         ExitCode::Interrupted,
         "watch is canceled by the server",
     ))
 }
 
-/// `etcdctl watch -i`: reads `watch ...` and `progress` lines until stdin ends.
+/// `etcdctl watch -i`: reads `watch ...` and `progress` lines until stdin ends, or a
+/// watcher ends the command.
 fn interactive(ctx: &mut Ctx, env: &Env) -> Result<(), CtlError> {
     let client = ctx.client()?;
     let printer = Printer {
@@ -649,11 +693,12 @@ fn interactive(ctx: &mut Ctx, env: &Env) -> Result<(), CtlError> {
     ctx.block_on(async move {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(stream_task(client, rx));
+        let (done_tx, mut done) = mpsc::unbounded_channel();
         let (line_tx, mut lines) = mpsc::unbounded_channel();
         std::thread::spawn(move || {
             let mut stdin = std::io::stdin().lock();
             loop {
-                let line = crate::txn::read_line(&mut stdin);
+                let line = super::txn::read_line(&mut stdin);
                 let end = line.is_err();
                 if line_tx.send(line).is_err() || end {
                     return;
@@ -661,15 +706,32 @@ fn interactive(ctx: &mut Ctx, env: &Env) -> Result<(), CtlError> {
             }
         });
         loop {
-            let line = match lines.recv().await {
+            // A watcher's error ends the command; a watcher whose watch closed just stops.
+            let line = tokio::select! {
+                biased;
+                Some(watcher) = done.recv() => {
+                    watcher?;
+                    continue;
+                }
+                line = lines.recv() => line,
+            };
+            let line = match line {
                 Some(Ok(l)) => l,
                 Some(Err(e)) => {
-                    end_interactive(format!("error reading watch request line: {}", e.msg))
+                    return Err(CtlError::new(
+                        ExitCode::InvalidInput,
+                        format!("error reading watch request line: {}", e.msg),
+                    ))
                 }
-                None => end_interactive("error reading watch request line: EOF".to_string()),
+                None => {
+                    return Err(CtlError::new(
+                        ExitCode::InvalidInput,
+                        "error reading watch request line: EOF",
+                    ))
+                }
             };
             let l = line.strip_suffix('\n').unwrap_or(&line);
-            let words = crate::txn::argify(l)?;
+            let words = super::txn::argify(l)?;
             match words.first().map(String::as_str) {
                 None => eprintln!("Invalid command: {l} (watch and progress supported)"),
                 Some("watch") => {
@@ -685,7 +747,7 @@ fn interactive(ctx: &mut Ctx, env: &Env) -> Result<(), CtlError> {
                                 exec,
                                 ..printer.clone()
                             };
-                            start(&tx, req, printer);
+                            start(&tx, req, printer, done_tx.clone());
                         }
                         Err(e) => eprintln!("Invalid command {l} ({e})"),
                     }
@@ -757,5 +819,48 @@ mod tests {
             parse_line(&s(&["watch", "-h"]), &env).unwrap_err(),
             "pflag: help requested"
         );
+    }
+
+    /// A watcher that could not print its response (or whose exec command failed) used
+    /// to exit the process from its thread. Its error now comes back, printed, with
+    /// etcdctl's exit code, and no other watcher prints or runs its command after it.
+    #[test]
+    fn a_watcher_error_ends_the_command() {
+        let resp = WatchResponse {
+            header: Some(cairn_proto::etcdserverpb::ResponseHeader {
+                revision: 2,
+                ..Default::default()
+            }),
+            events: vec![cairn_proto::mvccpb::Event {
+                kv: Some(cairn_proto::mvccpb::KeyValue {
+                    key: b"k".to_vec(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let deliver = |printer: Printer| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            tx.send(Delivery::Resp(resp.clone())).unwrap();
+            drop(tx);
+            printer.run(rx)
+        };
+        let table = Printer {
+            format: Format::Table,
+            simple: Simple::default(),
+            exec: Vec::new(),
+        };
+        let e = deliver(table).unwrap_err();
+        assert_eq!((e.text().as_str(), e.exit_code()), ("", 4));
+        // It would print the event and fail on `false`.
+        let exec = Printer {
+            format: Format::Simple,
+            simple: Simple::default(),
+            exec: s(&["false"]),
+        };
+        assert!(deliver(exec).is_ok());
+        // No other test prints watches; this one leaves the printing as it found it.
+        *printing() = false;
     }
 }

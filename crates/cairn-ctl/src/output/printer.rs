@@ -10,8 +10,9 @@ use cairn_proto::etcdserverpb::{
 use cairn_proto::mvccpb::KeyValue;
 use prost::Message;
 
+use super::json;
 use crate::global::{CtlError, Format};
-use crate::{gofmt, json};
+use crate::go::gofmt;
 
 /// Writes bytes to stdout.
 pub fn out(bytes: &[u8]) {
@@ -161,7 +162,7 @@ pub mod fields {
 /// Go's JSON of the KV responses.
 pub mod to_json {
     use super::*;
-    use crate::json::Obj;
+    use crate::output::json::Obj;
 
     /// A range response.
     pub fn get(r: &RangeResponse) -> String {

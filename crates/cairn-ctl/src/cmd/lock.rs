@@ -8,10 +8,10 @@
 use cairn_client::concurrency::{self, Mutex, Session};
 use cairn_proto::etcdserverpb::RangeRequest;
 
-use crate::flags::{Kind, Spec};
+use super::process::{self, Interrupts};
 use crate::global::{status_message, CtlError, Ctx, ExitCode};
-use crate::printer::{print_kv, KvResponse, Simple};
-use crate::process::{self, Interrupts};
+use crate::go::flags::{Kind, Spec};
+use crate::output::printer::{print_kv, KvResponse, Simple};
 
 /// `lock`'s flags.
 pub const FLAGS: &[Spec] = &[Spec::new("ttl", Kind::Int, "10", "timeout for session")];

@@ -9,10 +9,10 @@ use cairn_proto::etcdserverpb::{
     request_op, Compare, RequestOp, TxnRequest,
 };
 
-use crate::flags::{self, Kind, Spec};
+use super::kv;
 use crate::global::{CtlError, Ctx, ExitCode};
-use crate::kv;
-use crate::printer::{print_kv, KvResponse, Simple};
+use crate::go::flags::{self, Kind, Spec};
+use crate::output::printer::{print_kv, KvResponse, Simple};
 
 /// `txn`'s flags.
 pub const FLAGS: &[Spec] = &[Spec::short(
@@ -141,8 +141,8 @@ pub fn parse_compare(line: &str) -> Result<Compare, CtlError> {
     if n != 3 {
         return Err(invalid(format!(
             "malformed comparison: {line}; got {target}({}) {op} {}",
-            crate::gofmt::quote(key.as_bytes()),
-            crate::gofmt::quote(val.as_bytes())
+            crate::go::gofmt::quote(key.as_bytes()),
+            crate::go::gofmt::quote(val.as_bytes())
         )));
     }
     let bad_number = || invalid(format!("invalid txn compare request: {line}"));
@@ -186,11 +186,9 @@ pub fn parse_compare(line: &str) -> Result<Compare, CtlError> {
         "!=" => CompareResult::NotEqual,
         ">" => CompareResult::Greater,
         "<" => CompareResult::Less,
-        _ => {
-            // etcd's client panics here; etcdctl dies with Go's panic exit code.
-            eprintln!("panic: Unknown result op\n");
-            std::process::exit(2);
-        }
+        // etcd's client panics here; Go's report goes on with a blank line and the
+        // goroutine trace.
+        _ => return Err(CtlError::go_panic("Unknown result op\n")),
     } as i32;
     Ok(cmp)
 }
@@ -249,8 +247,10 @@ pub fn argify(line: &str) -> Result<Vec<String>, CtlError> {
         if word.starts_with('\'') {
             let end = n.saturating_sub(1);
             if end < 1 || end > word.len() || !word.is_char_boundary(end) {
-                eprintln!("panic: runtime error: slice bounds out of range\n");
-                std::process::exit(2);
+                // Go's report goes on with a blank line and the goroutine trace.
+                return Err(CtlError::go_panic(
+                    "runtime error: slice bounds out of range\n",
+                ));
             }
             args.push(word[1..end].to_string());
         } else if word.starts_with('"') {
@@ -328,7 +328,7 @@ pub fn run(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     let interactive = ctx.flags.bool("interactive");
     let prompt = |s: &str| {
         if interactive {
-            crate::printer::out(format!("{s}\n").as_bytes());
+            crate::output::printer::out(format!("{s}\n").as_bytes());
         }
     };
     let stdin = std::io::stdin();
@@ -378,6 +378,23 @@ mod tests {
         );
         let e = parse_compare("bogus").unwrap_err();
         assert_eq!(e.msg, "malformed comparison: bogus");
+    }
+
+    /// etcdctl dies of a Go panic on a comparison operator it does not know and on a
+    /// single-quoted word it slices out of bounds. cairnctl used to print the panic and
+    /// exit from inside the parser; the panic now comes back as its error.
+    #[test]
+    fn go_panics_are_errors() {
+        let e = parse_compare("mod(\"k\") >= \"5\"").unwrap_err();
+        assert_eq!(
+            (e.text().as_str(), e.exit_code()),
+            ("panic: Unknown result op\n\n", 2)
+        );
+        let e = argify("'a b'").unwrap_err();
+        assert_eq!(
+            (e.text().as_str(), e.exit_code()),
+            ("panic: runtime error: slice bounds out of range\n\n", 2)
+        );
     }
 
     #[test]

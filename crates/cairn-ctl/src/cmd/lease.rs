@@ -15,11 +15,11 @@ use cairn_proto::etcdserverpb::{
 };
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::flags::{self, Kind, Spec};
 use crate::global::{status_message, CtlError, Ctx, ExitCode, Format};
-use crate::gofmt::{self, hex016};
-use crate::json::{self, Obj};
-use crate::printer::{fields, out, protobuf};
+use crate::go::flags::{self, Kind, Spec};
+use crate::go::gofmt::{self, hex016};
+use crate::output::json::{self, Obj};
+use crate::output::printer::{fields, out, protobuf};
 
 /// `lease timetolive`'s flags.
 pub const TIMETOLIVE_FLAGS: &[Spec] = &[Spec::new(

@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::gofmt;
+
 /// The type of a flag's value, which decides parsing and how its default is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -157,7 +159,7 @@ impl Values {
 fn invalid(spec: &Spec, text: &str, why: &str) -> String {
     format!(
         "invalid argument {} for \"{}\" flag: {why}",
-        crate::gofmt::quote(text.as_bytes()),
+        gofmt::quote(text.as_bytes()),
         flag_label(spec)
     )
 }
@@ -179,7 +181,7 @@ fn parse_value(
         Kind::Bool => parse_bool(text).map(Value::Bool).ok_or_else(|| {
             format!(
                 "strconv.ParseBool: parsing {}: invalid syntax",
-                crate::gofmt::quote(text.as_bytes())
+                gofmt::quote(text.as_bytes())
             )
         }),
         Kind::Str => Ok(Value::Str(text.to_string())),
@@ -219,7 +221,7 @@ pub fn parse_int(text: &str) -> Result<i64, String> {
 
 /// Go's `strconv.ParseInt(text, base, 64)` with its error text.
 pub fn parse_int_base(text: &str, base: u32) -> Result<i64, String> {
-    let q = crate::gofmt::quote(text.as_bytes());
+    let q = gofmt::quote(text.as_bytes());
     let syntax = || format!("strconv.ParseInt: parsing {q}: invalid syntax");
     let range = || format!("strconv.ParseInt: parsing {q}: value out of range");
     let (neg, body) = match text.as_bytes().first() {
@@ -270,12 +272,7 @@ pub fn parse_int_base(text: &str, base: u32) -> Result<i64, String> {
 
 /// Go's `time.ParseDuration` for the forms people type, with its error text.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || {
-        format!(
-            "time: invalid duration {}",
-            crate::gofmt::quote(text.as_bytes())
-        )
-    };
+    let bad = || format!("time: invalid duration {}", gofmt::quote(text.as_bytes()));
     let mut rest = text;
     if let Some(r) = rest.strip_prefix('+') {
         rest = r;
@@ -311,14 +308,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "" => {
                 return Err(format!(
                     "time: missing unit in duration {}",
-                    crate::gofmt::quote(text.as_bytes())
+                    gofmt::quote(text.as_bytes())
                 ))
             }
             other => {
                 return Err(format!(
                     "time: unknown unit {} in duration {}",
-                    crate::gofmt::quote(other.as_bytes()),
-                    crate::gofmt::quote(text.as_bytes())
+                    gofmt::quote(other.as_bytes()),
+                    gofmt::quote(text.as_bytes())
                 ))
             }
         };
@@ -442,7 +439,7 @@ pub fn usages(specs: &[&Spec]) -> String {
             None => out.push_str(&format!("      --{}", spec.name)),
         }
         let default = match spec.kind {
-            Kind::Str => crate::gofmt::quote(spec.default.as_bytes()),
+            Kind::Str => gofmt::quote(spec.default.as_bytes()),
             _ => spec.default.to_string(),
         };
         if spec.kind == Kind::Bool {

@@ -6,11 +6,12 @@ use cairn_proto::etcdserverpb::{
 };
 use prost::Message;
 
-use crate::flags::{Kind, Spec};
 use crate::global::{CtlError, Ctx, Format};
-use crate::json::{self, Obj};
-use crate::printer::{fields, out, protobuf};
-use crate::{gofmt, table};
+use crate::go::flags::{Kind, Spec};
+use crate::go::gofmt;
+use crate::output::json::{self, Obj};
+use crate::output::printer::{fields, out, protobuf};
+use crate::output::table;
 
 /// `member list`'s long description.
 pub const LIST_LONG: &str = "When --write-out is set to simple, this command prints out comma-separated member lists for each endpoint.
@@ -274,7 +275,7 @@ pub fn add(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     let urls = peer_urls(ctx);
     let is_learner = ctx.flags.bool("learner");
     let client = ctx.client()?;
-    crate::urls::check(&urls).map_err(CtlError::error)?;
+    crate::go::url::check(&urls).map_err(CtlError::error)?;
     let resp = ctx.unary(|| {
         let mut c = client.cluster();
         let req = MemberAddRequest {
@@ -301,8 +302,8 @@ pub fn add(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     Ok(())
 }
 
-/// Prints a remove, update or promote response; the simple line is "Member ID <verb> cluster
-/// ID".
+/// Prints a remove, update or promote response; the simple line is
+/// `Member ID <verb> cluster ID`.
 fn print_verb<M: Message>(
     ctx: &mut Ctx,
     id: u64,
@@ -340,7 +341,7 @@ pub fn update(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     }
     let urls = peer_urls(ctx);
     let client = ctx.client()?;
-    crate::urls::check(&urls).map_err(CtlError::error)?;
+    crate::go::url::check(&urls).map_err(CtlError::error)?;
     let resp = ctx.unary(|| {
         let mut c = client.cluster();
         let req = MemberUpdateRequest {

@@ -1,6 +1,6 @@
 //! Go's formatting, reproduced where etcdctl's output depends on it: `%q` quoting,
 //! `time.Duration` strings, go-humanize's byte sizes and relative times, base64, the
-//! `\x`-prefixed hex of `--hex`, and zap's timestamps.
+//! `\x`-prefixed hex of `--hex`, `%016x` of signed integers, and zap's timestamps.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -177,6 +177,16 @@ pub fn hex_prefixed(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
 }
 
+/// Go's `%016x` of a signed integer: a negative one is a minus sign and the magnitude,
+/// zero-padded to 16 characters in all (Rust's `{:016x}` prints two's complement).
+pub fn hex016(v: i64) -> String {
+    if v < 0 {
+        format!("-{:015x}", v.unsigned_abs())
+    } else {
+        format!("{v:016x}")
+    }
+}
+
 /// Days since the epoch to a (year, month, day) civil date.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -257,28 +267,15 @@ mod tests {
     }
 
     #[test]
+    fn signed_hex_as_go_prints_it() {
+        assert_eq!(hex016(-1), "-000000000000001");
+        assert_eq!(hex016(0x694d), "000000000000694d");
+        assert_eq!(hex016(i64::MIN), "-8000000000000000");
+    }
+
+    #[test]
     fn civil_dates() {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(19_000), (2022, 1, 8));
-    }
-}
-
-/// Go's `%016x` of a signed integer: a negative one is a minus sign and the magnitude,
-/// zero-padded to 16 characters in all (Rust's `{:016x}` prints two's complement).
-pub fn hex016(v: i64) -> String {
-    if v < 0 {
-        format!("-{:015x}", v.unsigned_abs())
-    } else {
-        format!("{v:016x}")
-    }
-}
-
-#[cfg(test)]
-mod hex_tests {
-    #[test]
-    fn signed_hex_as_go_prints_it() {
-        assert_eq!(super::hex016(-1), "-000000000000001");
-        assert_eq!(super::hex016(0x694d), "000000000000694d");
-        assert_eq!(super::hex016(i64::MIN), "-8000000000000000");
     }
 }

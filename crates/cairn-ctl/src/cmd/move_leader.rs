@@ -3,10 +3,10 @@
 
 use cairn_proto::etcdserverpb::{MoveLeaderRequest, StatusRequest};
 
+use super::member::parse_hex_id;
 use crate::global::{CtlError, Ctx, Format};
-use crate::json::{self, Obj};
-use crate::member::parse_hex_id;
-use crate::printer::{out, protobuf};
+use crate::output::json::{self, Obj};
+use crate::output::printer::{out, protobuf};
 
 /// `etcdctl move-leader <transferee-member-id>`.
 pub fn run(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {

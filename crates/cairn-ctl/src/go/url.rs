@@ -12,7 +12,7 @@
 //! | `http://127.0.0.1:1/p`   | `URL must not contain a path: http://127.0.0.1:1/p`          |
 //! | `http://[::1`            | `parse "http://[::1": missing ']' in host`                   |
 
-use crate::gofmt;
+use super::gofmt;
 
 /// The parts of a parsed URL the checks look at.
 struct Parsed {

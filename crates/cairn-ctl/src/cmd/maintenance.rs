@@ -8,11 +8,11 @@ use cairn_proto::etcdserverpb::{
     DefragmentRequest, SnapshotRequest,
 };
 
-use crate::flags::{self, Kind, Spec};
 use crate::global::{zap_string, CtlError, Ctx, ExitCode, Format};
-use crate::gofmt;
-use crate::json::{self, Obj};
-use crate::printer::{fields, out, protobuf};
+use crate::go::flags::{self, Kind, Spec};
+use crate::go::gofmt;
+use crate::output::json::{self, Obj};
+use crate::output::printer::{fields, out, protobuf};
 
 /// `compaction`'s flags.
 pub const COMPACTION_FLAGS: &[Spec] = &[Spec::new(
@@ -108,10 +108,9 @@ fn print_alarms(format: Format, r: &AlarmResponse) -> Result<(), CtlError> {
             if r.header.is_none() {
                 // etcdctl dereferences the missing header of a disarm that found no
                 // alarm and dies with Go's nil-pointer panic.
-                eprintln!(
-                    "panic: runtime error: invalid memory address or nil pointer dereference"
-                );
-                std::process::exit(2);
+                return Err(CtlError::go_panic(
+                    "runtime error: invalid memory address or nil pointer dereference",
+                ));
             }
             let mut s = String::new();
             fields::hdr(&mut s, &r.header);
@@ -186,7 +185,8 @@ pub fn defrag(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
         }
     }
     if failed {
-        std::process::exit(ExitCode::Error as i32);
+        // The failures are printed above: etcdctl exits 1 without another word.
+        return Err(CtlError::printed(ExitCode::Error));
     }
     Ok(())
 }
@@ -293,4 +293,23 @@ pub fn snapshot_save(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     );
     out(format!("Snapshot saved at {path}\n").as_bytes());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `alarm disarm -w fields` with no alarm to disarm: etcdctl dies of a nil-pointer
+    /// panic, which cairnctl used to print before exiting on the spot.
+    #[test]
+    fn fields_of_a_headerless_alarm_response_are_go_panic() {
+        let e = print_alarms(Format::Fields, &AlarmResponse::default()).unwrap_err();
+        assert_eq!(
+            (e.text().as_str(), e.exit_code()),
+            (
+                "panic: runtime error: invalid memory address or nil pointer dereference\n",
+                2
+            )
+        );
+    }
 }

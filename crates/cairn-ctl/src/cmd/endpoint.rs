@@ -7,11 +7,12 @@ use cairn_proto::etcdserverpb::{
     AlarmRequest, HashKvRequest, HashKvResponse, RangeRequest, StatusRequest, StatusResponse,
 };
 
-use crate::flags::{Kind, Spec};
-use crate::global::{status_message, CtlError, Ctx, Format};
-use crate::json::{self, Obj};
-use crate::printer::{fields, out};
-use crate::{gofmt, table};
+use crate::global::{status_message, CtlError, Ctx, ExitCode, Format};
+use crate::go::flags::{Kind, Spec};
+use crate::go::gofmt;
+use crate::output::json::{self, Obj};
+use crate::output::printer::{fields, out};
+use crate::output::table;
 
 /// The `endpoint` group's flag, inherited by its subcommands.
 pub const CLUSTER_FLAG: &[Spec] = &[Spec::new(
@@ -145,7 +146,8 @@ pub fn status(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
         f @ Format::Protobuf => return Err(f.unsupported()),
     }
     if failed {
-        std::process::exit(1);
+        // The failures are printed above: etcdctl exits 1 without another word.
+        return Err(CtlError::printed(ExitCode::Error));
     }
     Ok(())
 }

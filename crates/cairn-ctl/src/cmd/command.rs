@@ -5,9 +5,9 @@
 //! etcdctl 3.5 configures it: help goes to stdout; a flag error prints `Error: ...` and a
 //! blank line to stderr, the command's usage to stdout, `Error: ...` again, and exits 1.
 
-use crate::flags::{self, Kind, Spec};
 use crate::global::{CtlError, Ctx, ExitCode};
-use crate::tabwriter;
+use crate::go::flags::{self, Kind, Spec};
+use crate::go::tabwriter;
 
 /// A command's body: gets the context (flags, client factory) and positional args.
 pub type RunFn = fn(&mut Ctx, &[String]) -> Result<(), CtlError>;
@@ -168,12 +168,12 @@ impl Path<'_> {
         }
         t.push_str(&format!("\nUSAGE:\n\t{use_line}\n"));
         if self.is_root() {
-            t.push_str(&format!("\nVERSION:\n\t{}\n", crate::version::VERSION));
+            t.push_str(&format!("\nVERSION:\n\t{}\n", super::version::VERSION));
         }
         if !cmd.children.is_empty() {
             t.push_str(&format!(
                 "\nAPI VERSION:\n\t{}\n",
-                crate::version::API_VERSION
+                super::version::API_VERSION
             ));
             t.push_str("\n\nCOMMANDS:\n");
             fn walk(cmd: &Command, prefix: &str, t: &mut String) {
@@ -360,7 +360,7 @@ mod tests {
 
     #[test]
     fn finds_nested_commands_around_flags() {
-        let root = crate::commands::root();
+        let root = super::super::root();
         let args: Vec<String> = ["-w", "json", "endpoint", "--cluster", "status", "x"]
             .iter()
             .map(|s| s.to_string())

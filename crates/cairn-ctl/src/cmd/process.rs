@@ -7,7 +7,7 @@ use std::process::Command;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use crate::gofmt;
+use crate::go::gofmt;
 
 /// A user's command that failed, as Go's `exec.Cmd.Run` reports it.
 #[derive(Debug)]

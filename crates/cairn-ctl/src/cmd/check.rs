@@ -7,8 +7,8 @@
 
 use cairn_bench::{CheckPerfOptions, Error as BenchError};
 
-use crate::flags::{Kind, Spec};
 use crate::global::{CtlError, Ctx, ExitCode};
+use crate::go::flags::{Kind, Spec};
 
 /// `check perf`'s flags.
 pub const PERF_FLAGS: &[Spec] = &[
@@ -55,9 +55,9 @@ pub fn perf(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
     };
     let mut text = outcome.lines.join("\n");
     text.push('\n');
-    crate::printer::out(text.as_bytes());
+    crate::output::printer::out(text.as_bytes());
     if !outcome.pass {
-        std::process::exit(ExitCode::Error as i32);
+        return Err(CtlError::printed(ExitCode::Error));
     }
     Ok(())
 }

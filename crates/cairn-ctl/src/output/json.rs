@@ -5,7 +5,7 @@
 use cairn_proto::etcdserverpb::ResponseHeader;
 use cairn_proto::mvccpb::KeyValue;
 
-use crate::gofmt;
+use crate::go::gofmt;
 
 /// Go's JSON string encoding.
 pub fn string(s: &str) -> String {
@@ -27,12 +27,6 @@ pub fn string(s: &str) -> String {
     }
     out.push('"');
     out
-}
-
-/// Go's JSON string encoding of bytes converted to a string (invalid UTF-8 becomes
-/// U+FFFD).
-pub fn bytes_as_string(b: &[u8]) -> String {
-    string(&String::from_utf8_lossy(b))
 }
 
 /// Builds one JSON object field by field.

@@ -8,11 +8,11 @@
 use cairn_client::concurrency::{Election, Session};
 use cairn_proto::etcdserverpb::RangeRequest;
 
-use crate::flags::{Kind, Spec};
+use super::lock::recipe_error;
+use super::process::Interrupts;
 use crate::global::{status_message, CtlError, Ctx, Format};
-use crate::lock::recipe_error;
-use crate::printer::{print_kv, KvResponse, Simple};
-use crate::process::Interrupts;
+use crate::go::flags::{Kind, Spec};
+use crate::output::printer::{print_kv, KvResponse, Simple};
 
 /// `elect`'s flags.
 pub const FLAGS: &[Spec] = &[Spec::short(
@@ -49,7 +49,7 @@ pub fn run(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     let name = args[0].clone();
     let proposal = args.get(1).cloned();
     ctx.block_on(async move {
-        let session = crate::lock::session(&client, DEFAULT_TTL).await?;
+        let session = super::lock::session(&client, DEFAULT_TTL).await?;
         let mut election = Election::new(client.clone(), name.as_bytes());
         let mut interrupts = Interrupts::new().map_err(|e| CtlError::error(e.to_string()))?;
         match proposal {

@@ -8,9 +8,9 @@ use cairn_proto::etcdserverpb::{
     DeleteRangeRequest, PutRequest, RangeRequest,
 };
 
-use crate::flags::{self, Kind, Spec, Values};
 use crate::global::{CtlError, Ctx, ExitCode, Format};
-use crate::printer::{print_kv, KvResponse, Simple};
+use crate::go::flags::{self, Kind, Spec, Values};
+use crate::output::printer::{print_kv, KvResponse, Simple};
 
 /// `get`'s flags.
 pub const GET_FLAGS: &[Spec] = &[
@@ -167,7 +167,7 @@ pub fn get_op(f: &Values, args: &[String]) -> Result<RangeRequest, CtlError> {
                 ExitCode::BadFeature,
                 format!(
                     "unknown consistency flag {}",
-                    crate::gofmt::quote(other.as_bytes())
+                    crate::go::gofmt::quote(other.as_bytes())
                 ),
             ))
         }

@@ -10,7 +10,7 @@ pub const API_VERSION: &str = "3.5";
 
 /// `etcdctl version`.
 pub fn run(_ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
-    crate::printer::out(
+    crate::output::printer::out(
         format!("etcdctl version: {VERSION}\nAPI version: {API_VERSION}\n").as_bytes(),
     );
     Ok(())

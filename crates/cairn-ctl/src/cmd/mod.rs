@@ -1,12 +1,36 @@
-//! The command tree: etcdctl 3.5.1's commands with their names, usage lines and help
-//! texts. Commands cairnctl does not implement yet are listed (so help matches) and fail
-//! with a clear error when run.
+//! The commands: etcdctl 3.5.1's command tree, with every command's name, usage line and
+//! help texts ([`root`]), and the code that runs them.
+//!
+//! - [`command`]: the tree's type, cobra's dispatch and etcdctl's help template.
+//! - One module per command group: [`kv`] (get, put, del), [`txn`], [`watch`], [`lease`],
+//!   [`lock`], [`elect`], [`endpoint`], [`maintenance`] (compaction, alarm, defrag,
+//!   snapshot), [`member`], [`move_leader`], [`check`] (perf), [`version`].
+//! - [`process`]: what `lock`, `elect` and `watch` share: running a user's command and
+//!   catching SIGINT/SIGTERM.
+//!
+//! Commands cairnctl does not implement yet are listed (so help matches) and fail with a
+//! clear error when run.
+//!
+//! This is the top of the crate: commands use [`crate::go`], [`crate::global`] and
+//! [`crate::output`], and nothing but the crate root uses them.
 
-use crate::cli::Command;
+mod check;
+pub(crate) mod command;
+mod elect;
+mod endpoint;
+mod kv;
+mod lease;
+mod lock;
+mod maintenance;
+mod member;
+mod move_leader;
+mod process;
+mod txn;
+mod version;
+mod watch;
+
 use crate::global::{CtlError, Ctx, GLOBAL_FLAGS};
-use crate::{
-    check, elect, endpoint, kv, lease, lock, maintenance, member, move_leader, txn, version, watch,
-};
+use command::Command;
 
 fn not_implemented(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
     Err(CtlError::error(format!(
@@ -20,7 +44,7 @@ fn stub(name: &'static str, short: &'static str) -> Command {
 }
 
 fn help(_ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
-    crate::printer::out(crate::cli::help_for(&root(), args).as_bytes());
+    crate::output::printer::out(command::help_for(&root(), args).as_bytes());
     Ok(())
 }
 
