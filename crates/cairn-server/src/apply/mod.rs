@@ -6,6 +6,12 @@
 //! exactly where the last durable commit stopped. Most commits skip the fsync (the Raft log
 //! is the durability point); one in every [`DURABLE_EVERY`] is made durable, and only then
 //! may the Raft log be purged behind it.
+//!
+//! An error that leaves the store unusable is returned to the Raft driver, which stops;
+//! nothing here ends the process.
+//!
+//! Owns the order of effects after a commit (watch hub, then waiters). Must not propose
+//! anything or wait on the network: it runs on the apply thread, which Raft waits for.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

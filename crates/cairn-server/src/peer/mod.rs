@@ -36,7 +36,7 @@ use std::time::Instant;
 use cairn_raft::{PeerMessage, RaftHandle};
 use parking_lot::RwLock;
 
-use stream::{Hello, Link, LinkEvents};
+use stream::{Hello, Link, LinkEvents, StreamError};
 
 mod service;
 mod snapshot;
@@ -263,7 +263,7 @@ impl LinkEvents for Events {
         }
     }
 
-    fn down(&self, why: &str) {
+    fn down(&self, why: &StreamError) {
         if !self.reported_down.swap(true, Ordering::Relaxed) {
             tracing::warn!(remote_peer_id = %format!("{:x}", self.to), error = %why, "failed to send to peer; dropping messages until it answers");
         }

@@ -44,22 +44,30 @@ pub struct PeerService {
     pub max_snapshot_bytes: u64,
 }
 
+/// Traffic for another cluster or member than this one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Misaddressed {
+    #[error("request cluster ID mismatch (got {got:x} want {want:x})")]
+    Cluster { got: u64, want: u64 },
+    #[error("request sent to member {to:x}, this is member {me:x}")]
+    Member { to: u64, me: u64 },
+}
+
 /// Refuses traffic meant for another cluster than `cluster_id` or another member than `me`.
 pub(crate) fn check_addressee(
     cluster_id: u64,
     me: u64,
     got_cluster_id: u64,
     to: u64,
-) -> Result<(), String> {
+) -> Result<(), Misaddressed> {
     if got_cluster_id != cluster_id {
-        return Err(format!(
-            "request cluster ID mismatch (got {got_cluster_id:x} want {cluster_id:x})"
-        ));
+        return Err(Misaddressed::Cluster {
+            got: got_cluster_id,
+            want: cluster_id,
+        });
     }
     if to != me {
-        return Err(format!(
-            "request sent to member {to:x}, this is member {me:x}"
-        ));
+        return Err(Misaddressed::Member { to, me });
     }
     Ok(())
 }
@@ -77,7 +85,7 @@ impl RaftPeer for PeerService {
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
         if let Some(h) = &first.header {
             check_addressee(self.cluster_id, self.member_id, h.cluster_id, h.to)
-                .map_err(Status::failed_precondition)?;
+                .map_err(|e| Status::failed_precondition(e.to_string()))?;
         }
         let refused = |e: AssemblyError| Status::invalid_argument(e.to_string());
         let mut assembly = Assembly::start(first, self.max_snapshot_bytes).map_err(refused)?;

@@ -49,6 +49,19 @@ pub enum AssemblyError {
     TooShort { got: u64, want: u64 },
 }
 
+/// Why a snapshot did not reach its member.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("peer unreachable")]
+    Unreachable,
+    #[error("encode raft message: {0}")]
+    Encode(#[from] WireError),
+    #[error("{0}")]
+    Refused(String),
+    #[error("not delivered within {0:?}")]
+    TimedOut(Duration),
+}
+
 /// Splits snapshot message `msg` from member `from` to member `to` of cluster `cluster_id`
 /// into a header chunk and data chunks of at most `chunk_bytes`.
 pub fn chunks(
@@ -88,16 +101,15 @@ pub async fn send(
     cluster_id: u64,
     from: u64,
     msg: PeerMessage,
-) -> Result<(), String> {
+) -> Result<(), SendError> {
     let to = msg.recipient();
     let len = msg.snapshot_len() as u64;
     let index = msg.snapshot_index();
     let started = Instant::now();
     let mut client = super::service::connect(urls, message_limit)
         .await
-        .ok_or_else(|| "peer unreachable".to_string())?;
-    let stream = chunks(cluster_id, from, to, msg, CHUNK_BYTES)
-        .map_err(|e| format!("encode raft message: {e}"))?;
+        .ok_or(SendError::Unreachable)?;
+    let stream = chunks(cluster_id, from, to, msg, CHUNK_BYTES)?;
     let timeout = SEND_TIMEOUT_BASE + Duration::from_secs(len / SEND_MIN_RATE);
     match tokio::time::timeout(timeout, client.send_snapshot(futures::stream::iter(stream))).await {
         Ok(Ok(_)) => {
@@ -110,8 +122,8 @@ pub async fn send(
             );
             Ok(())
         }
-        Ok(Err(status)) => Err(status.message().to_string()),
-        Err(_) => Err(format!("not delivered within {timeout:?}")),
+        Ok(Err(status)) => Err(SendError::Refused(status.message().to_string())),
+        Err(_) => Err(SendError::TimedOut(timeout)),
     }
 }
 

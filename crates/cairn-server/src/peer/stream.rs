@@ -66,6 +66,42 @@ const OUTBOX_MAX: usize = 64 << 20;
 /// An outbox emptied with more capacity than this gives it back.
 const OUTBOX_KEEP: usize = 1 << 20;
 
+/// Why a raft stream could not be opened, or ended.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StreamError {
+    #[error("not a raft stream")]
+    NotARaftStream,
+    #[error("no peer URL")]
+    NoUrl,
+    #[error("bad peer URL {0}")]
+    BadUrl(String),
+    #[error("timed out opening a raft stream to {0}")]
+    OpenTimedOut(String),
+    #[error("dial tcp {addr}: {source}")]
+    Dial { addr: String, source: io::Error },
+    #[error("raft stream to {addr}: {source}")]
+    Opening { addr: String, source: io::Error },
+    #[error("raft stream to {addr}: unexpected answer byte {byte:#x}")]
+    UnexpectedAnswer { addr: String, byte: u8 },
+    /// The receiver refused the stream, with its reason.
+    #[error("{0}")]
+    Refused(String),
+    #[error("raft message of {len} bytes exceeds the limit of {limit}")]
+    TooLarge { len: usize, limit: usize },
+    #[error(transparent)]
+    Wire(#[from] cairn_raft::WireError),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("the peer closed the stream")]
+    Closed,
+    #[error("the peer stopped answering")]
+    PeerSilent,
+    #[error("no raft message for too long")]
+    SenderSilent,
+    #[error("raft: {0}")]
+    Raft(#[from] cairn_raft::RaftError),
+}
+
 /// Who a stream is from and for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Hello {
@@ -88,9 +124,9 @@ impl Hello {
         out
     }
 
-    fn decode(b: &[u8; HELLO_LEN]) -> Result<Hello, String> {
+    fn decode(b: &[u8; HELLO_LEN]) -> Result<Hello, StreamError> {
         if &b[..MAGIC.len()] != MAGIC {
-            return Err("not a raft stream".into());
+            return Err(StreamError::NotARaftStream);
         }
         let word = |i: usize| {
             let at = MAGIC.len() + 8 * i;
@@ -119,13 +155,15 @@ fn push_frame(out: &mut Vec<u8>, m: &PeerMessage) {
 
 /// Takes the whole frames at the front of `buf` and decodes their messages (probes carry
 /// none).
-fn take_frames(buf: &mut BytesMut, limit: usize, out: &mut Vec<PeerMessage>) -> Result<(), String> {
+fn take_frames(
+    buf: &mut BytesMut,
+    limit: usize,
+    out: &mut Vec<PeerMessage>,
+) -> Result<(), StreamError> {
     while buf.len() >= 4 {
         let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
         if len > limit {
-            return Err(format!(
-                "raft message of {len} bytes exceeds the limit of {limit}"
-            ));
+            return Err(StreamError::TooLarge { len, limit });
         }
         if buf.len() < 4 + len {
             buf.reserve(4 + len - buf.len());
@@ -134,7 +172,7 @@ fn take_frames(buf: &mut BytesMut, limit: usize, out: &mut Vec<PeerMessage>) -> 
         buf.advance(4);
         let frame = buf.split_to(len);
         if len > 0 {
-            out.push(PeerMessage::decode(&frame).map_err(|e| e.to_string())?);
+            out.push(PeerMessage::decode(&frame)?);
         }
     }
     Ok(())
@@ -247,7 +285,7 @@ pub(crate) trait LinkEvents: Send + Sync + 'static {
     /// The peer took a stream.
     fn up(&self);
     /// A stream to the peer broke or could not be opened, for `why`.
-    fn down(&self, why: &str);
+    fn down(&self, why: &StreamError);
 }
 
 /// The task of `link`: opens a stream to the first of `urls` that takes it, keeps it
@@ -296,28 +334,34 @@ pub(crate) async fn run_link(
 }
 
 /// Connects to the first of `urls` that answers and has it take a stream.
-async fn open(urls: &[String], hello: Hello) -> Result<TcpStream, String> {
-    let mut last = "no peer URL".to_string();
+async fn open(urls: &[String], hello: Hello) -> Result<TcpStream, StreamError> {
+    let mut last = StreamError::NoUrl;
     for url in urls {
         let Some(addr) = crate::config::host_port(url) else {
-            last = format!("bad peer URL {url}");
+            last = StreamError::BadUrl(url.clone());
             continue;
         };
         match tokio::time::timeout(OPEN_TIMEOUT, open_one(addr, hello)).await {
             Ok(Ok(stream)) => return Ok(stream),
             Ok(Err(e)) => last = e,
-            Err(_) => last = format!("timed out opening a raft stream to {addr}"),
+            Err(_) => last = StreamError::OpenTimedOut(addr.to_string()),
         }
     }
     Err(last)
 }
 
-async fn open_one(addr: &str, hello: Hello) -> Result<TcpStream, String> {
+async fn open_one(addr: &str, hello: Hello) -> Result<TcpStream, StreamError> {
     let mut stream = TcpStream::connect(addr)
         .await
-        .map_err(|e| format!("dial tcp {addr}: {e}"))?;
+        .map_err(|source| StreamError::Dial {
+            addr: addr.to_string(),
+            source,
+        })?;
     let _ = stream.set_nodelay(true);
-    let failed = |e: io::Error| format!("raft stream to {addr}: {e}");
+    let failed = |source: io::Error| StreamError::Opening {
+        addr: addr.to_string(),
+        source,
+    };
     stream.write_all(&hello.encode()).await.map_err(failed)?;
     match stream.read_u8().await.map_err(failed)? {
         TAKEN => Ok(stream),
@@ -325,17 +369,20 @@ async fn open_one(addr: &str, hello: Hello) -> Result<TcpStream, String> {
             let len = stream.read_u32().await.map_err(failed)?;
             let mut why = vec![0; len.min(4096) as usize];
             stream.read_exact(&mut why).await.map_err(failed)?;
-            Err(String::from_utf8_lossy(&why).into_owned())
+            Err(StreamError::Refused(
+                String::from_utf8_lossy(&why).into_owned(),
+            ))
         }
-        other => Err(format!(
-            "raft stream to {addr}: unexpected answer byte {other:#x}"
-        )),
+        byte => Err(StreamError::UnexpectedAnswer {
+            addr: addr.to_string(),
+            byte,
+        }),
     }
 }
 
 /// Carries the link's outbox on `stream` until the stream breaks (an error) or the link is
 /// closed.
-async fn carry(link: &Link, stream: &TcpStream) -> Result<(), String> {
+async fn carry(link: &Link, stream: &TcpStream) -> Result<(), StreamError> {
     let mut heard = Instant::now();
     let mut probe = tokio::time::interval(ALIVE_INTERVAL);
     let mut scratch = [0u8; 256];
@@ -352,18 +399,18 @@ async fn carry(link: &Link, stream: &TcpStream) -> Result<(), String> {
         tokio::select! {
             biased;
             ready = stream.readable() => {
-                ready.map_err(|e| e.to_string())?;
+                ready?;
                 match stream.try_read(&mut scratch) {
-                    Ok(0) => return Err("the peer closed the stream".into()),
+                    Ok(0) => return Err(StreamError::Closed),
                     Ok(_) => heard = Instant::now(),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(e.into()),
                 }
             }
             ready = stream.writable(), if flushing => {
-                ready.map_err(|e| e.to_string())?;
+                ready?;
                 let mut s = link.state.lock();
-                if write_some(stream, &mut s.outbox).map_err(|e| e.to_string())? {
+                if write_some(stream, &mut s.outbox)? {
                     s.flushing = false;
                 }
             }
@@ -371,7 +418,7 @@ async fn carry(link: &Link, stream: &TcpStream) -> Result<(), String> {
             _ = tokio::time::sleep_until((heard + SENDER_SILENCE).into()) => {
                 match stream.try_read(&mut scratch) {
                     Ok(n) if n > 0 => heard = Instant::now(),
-                    _ => return Err("the peer stopped answering".into()),
+                    _ => return Err(StreamError::PeerSilent),
                 }
             }
             _ = probe.tick() => {
@@ -403,13 +450,13 @@ pub(crate) async fn receive(mut tcp: TcpStream, r: Receiver) {
     };
     let hello = match Hello::decode(&opening) {
         Ok(h) => h,
-        Err(why) => return refuse(tcp, &why).await,
+        Err(why) => return refuse(tcp, &why.to_string()).await,
     };
     if let Err(why) =
         super::service::check_addressee(r.cluster_id, r.member_id, hello.cluster_id, hello.to)
     {
         tracing::warn!(remote_peer_id = %format!("{:x}", hello.from), error = %why, "refused a raft stream");
-        return refuse(tcp, &why).await;
+        return refuse(tcp, &why.to_string()).await;
     }
     if r.raft.is_stopped() {
         // Refused, so a member on its way out does not count as active for a moment each
@@ -433,7 +480,7 @@ async fn refuse(mut tcp: TcpStream, why: &str) {
 
 /// Steps the messages arriving on `tcp` into Raft, and answers with an alive byte every
 /// [`ALIVE_INTERVAL`], until the stream ends (`Ok`) or breaks.
-async fn receive_messages(tcp: TcpStream, r: &Receiver) -> Result<(), String> {
+async fn receive_messages(tcp: TcpStream, r: &Receiver) -> Result<(), StreamError> {
     let (mut rd, wr) = tcp.into_split();
     let mut buf = BytesMut::with_capacity(64 << 10);
     let mut msgs = Vec::new();
@@ -444,15 +491,14 @@ async fn receive_messages(tcp: TcpStream, r: &Receiver) -> Result<(), String> {
         tokio::select! {
             biased;
             read = rd.read_buf(&mut buf) => {
-                if read.map_err(|e| e.to_string())? == 0 {
+                if read? == 0 {
                     return Ok(());
                 }
                 heard = Instant::now();
                 take_frames(&mut buf, r.message_limit, &mut msgs)?;
                 if !msgs.is_empty() {
                     r.raft
-                        .step_many(std::mem::take(&mut msgs))
-                        .map_err(|e| format!("raft: {e}"))?;
+                        .step_many(std::mem::take(&mut msgs))?;
                 }
             }
             _ = alive.tick() => {
@@ -460,11 +506,11 @@ async fn receive_messages(tcp: TcpStream, r: &Receiver) -> Result<(), String> {
                 match wr.try_write(&[ALIVE]) {
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(e.into()),
                 }
             }
             _ = tokio::time::sleep_until((heard + RECEIVER_SILENCE).into()) => {
-                return Err("no raft message for too long".into());
+                return Err(StreamError::SenderSilent);
             }
         }
     }
@@ -497,10 +543,13 @@ mod tests {
             from: 1,
             to: u64::MAX,
         };
-        assert_eq!(Hello::decode(&h.encode()), Ok(h));
+        assert_eq!(Hello::decode(&h.encode()).ok(), Some(h));
         let mut http2 = [0u8; HELLO_LEN];
         http2[..MAGIC.len()].copy_from_slice(b"PRI * HTTP/2");
-        assert_eq!(Hello::decode(&http2), Err("not a raft stream".to_string()));
+        assert!(matches!(
+            Hello::decode(&http2),
+            Err(StreamError::NotARaftStream)
+        ));
         // The first byte alone tells a stream from HTTP/2.
         assert_ne!(MAGIC[0], b'P');
     }
@@ -533,6 +582,9 @@ mod tests {
         push_frame(&mut wire, &message(1, 2000));
         let mut buf = BytesMut::from(&wire[..8]);
         let err = take_frames(&mut buf, 1000, &mut Vec::new()).unwrap_err();
-        assert!(err.contains("exceeds the limit of 1000"), "{err}");
+        assert!(
+            err.to_string().contains("exceeds the limit of 1000"),
+            "{err}"
+        );
     }
 }

@@ -1,5 +1,10 @@
-//! The gRPC services, one file each, and what they share: request checks, the mapping of
-//! store errors to etcd's statuses, and per-RPC metrics.
+//! The gRPC services, one file each, and what they share: the mapping of store errors to
+//! etcd's statuses, and per-RPC metrics.
+//!
+//! Adapters: each decodes a request, calls the [`crate::server::Server`] (or the lease
+//! keeper and watch hub it hands out), and encodes the answer. Policy (membership rules,
+//! the quota, etcd's request checks in `validate.rs`) lives below; nothing below calls
+//! into this module.
 
 pub mod cluster;
 pub mod kv;

@@ -1,6 +1,9 @@
 //! The watch hub: which watchers exist, what each has been sent, and the hand-off of each
 //! applied batch's events to the watchers that want them.
 //!
+//! Depends on nothing else in the server: the applier publishes into it, and the Watch
+//! streams (`rpc/watch.rs`) read from it.
+//!
 //! A watcher is *synced* when every event below its `next_rev` has been handed to its
 //! stream and the applier will hand it every later one; otherwise it is *unsynced* and its
 //! stream reads the history from `next_rev` on out of the backend (`rpc/watch.rs`), then
