@@ -82,3 +82,28 @@ impl Waiters {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_waiter_gets_its_own_answer_once() {
+        let w = Waiters::default();
+        let mut a = w.register(1);
+        let mut b = w.register(17); // the same shard as 1
+        let mut c = w.register(2);
+        assert_eq!(w.len(), 3);
+        w.fire(17, Ok(ApplyResult::Published));
+        w.fire(17, Err(EtcdError::Stopped)); // nobody waits any more: dropped
+        w.remove(2); // the request gave up
+        w.fire(2, Ok(ApplyResult::Published));
+        assert!(matches!(b.try_recv(), Ok(Ok(ApplyResult::Published))));
+        assert!(a.try_recv().is_err(), "1 was never fired");
+        assert!(c.try_recv().is_err(), "2 was removed before it fired");
+        assert_eq!(w.len(), 1);
+        w.fire(1, Err(EtcdError::Timeout));
+        assert!(matches!(a.try_recv(), Ok(Err(EtcdError::Timeout))));
+        assert!(w.is_empty());
+    }
+}

@@ -126,3 +126,41 @@ async fn run(barrier: Weak<ReadBarrier>, wake: Arc<Notify>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::testing::TestCluster;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reader_past_its_deadline_fails_and_the_others_wait_for_the_round() {
+        let c = TestCluster::start(3).await;
+        let cut = c.follower();
+        // The member still knows its leader (no tick passes), but its ReadIndex request
+        // goes nowhere: no round can be answered until the network heals.
+        c.isolate(cut);
+        let reads = c.server(cut).reads.clone();
+        let patient = {
+            let reads = reads.clone();
+            tokio::spawn(async move { reads.index(Instant::now() + Duration::from_secs(20)).await })
+        };
+        let hasty = reads
+            .index(Instant::now() + Duration::from_millis(100))
+            .await;
+        assert!(matches!(hasty, Err(ReadFailure::TimedOut)), "{hasty:?}");
+        assert!(!patient.is_finished(), "a round was answered while cut off");
+
+        c.heal();
+        c.tick_until("the patient reader's round is answered", || {
+            patient.is_finished()
+        });
+        let index = patient.await.map_err(|e| e.to_string());
+        let leader_commit = c.server(c.leader()).raft_status().commit_index;
+        assert!(
+            matches!(index, Ok(Ok(i)) if i > 1 && i <= leader_commit),
+            "{index:?} (leader commit {leader_commit})"
+        );
+    }
+}

@@ -295,3 +295,45 @@ async fn an_undecodable_committed_entry_stops_the_member_and_says_why() {
         .await;
     assert_eq!(put.err(), Some(EtcdError::Stopped));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_expire_on_time_never_early_and_are_counted() {
+    // The leader's clock alone decides: a lease is there until its TTL (plus nothing) has
+    // passed on it, and gone soon after, with its key; both expiries count as revokes and
+    // as expiries in etcd's metrics.
+    let c = TestCluster::start(1).await;
+    let s = c.server(0);
+    for (id, ttl, key) in [(2, 2, "two"), (3, 3, "three")] {
+        grant(&c, 0, id, ttl).await;
+        let put = Request::Put(PutRequest {
+            key: key.as_bytes().to_vec(),
+            value: b"v".to_vec(),
+            lease: id,
+            ..Default::default()
+        });
+        assert!(s.propose(put).await.is_ok());
+        // Just short of the TTL, through several turns of the leader's loop: still there.
+        c.advance_lease_clock(Duration::from_secs(ttl as u64) - Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(
+            c.get_local(0, key).as_deref(),
+            Some("v"),
+            "{key} expired early"
+        );
+        c.advance_lease_clock(Duration::from_millis(100));
+        let deadline = tokio::time::Instant::now() + MAX_WAIT;
+        while c.get_local(0, key).is_some() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{key} never expired"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let m = &s.metrics().lease;
+    assert_eq!(
+        (m.granted.get(), m.revoked.get(), m.expired.get()),
+        (2, 2, 2)
+    );
+    assert!(s.leases().leases().lessor.leases().is_empty());
+}
