@@ -7,44 +7,7 @@
 use std::time::{Duration, Instant};
 
 use cairn_tests::workload::bulk_put;
-use cairn_tests::{etcdctl35, free_port, Cluster, Kind, ServerProc};
-
-/// (member id, leader id, revision, raft index) of each listed endpoint.
-fn statuses(endpoints: &str) -> Vec<(u64, u64, i64)> {
-    let r = etcdctl35(endpoints, &["endpoint", "status", "-w", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or(serde_json::Value::Null);
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| {
-                    let s = &e["Status"];
-                    (
-                        s["header"]["member_id"].as_u64().unwrap(),
-                        s["leader"].as_u64().unwrap_or(0),
-                        s["header"]["revision"].as_i64().unwrap(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Index of the member that leads, as the members see it.
-fn leader_index(c: &Cluster) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let st = statuses(&c.endpoints());
-        if let Some(&(_, leader, _)) = st.first() {
-            if leader != 0 {
-                if let Some(i) = st.iter().position(|(id, _, _)| *id == leader) {
-                    return i;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "no leader: {st:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use cairn_tests::{etcdctl35, free_port, leader, Cluster, Kind, ServerProc};
 
 /// Retries a put on `endpoint` until it succeeds (bounded), returning how long it took.
 fn put_until_ok(endpoint: &str, key: &str, value: &str) -> Duration {
@@ -134,7 +97,7 @@ fn three_members_replicate_and_survive_a_leader_kill() {
     assert_converged(&c);
 
     // Kill the leader: the other two elect a new one and take writes.
-    let leader = leader_index(&c);
+    let leader = leader(&c.members);
     c.members[leader].kill9();
     let survivor = c.members[(leader + 1) % 3].endpoint();
     put_until_ok(&survivor, "after/kill", "1");
@@ -159,7 +122,7 @@ fn five_members_need_a_majority() {
     let mut c = Cluster::start(5, &[]);
     put_until_ok(&c.members[0].endpoint(), "k", "0");
     // Two down: the other three still write.
-    let leader = leader_index(&c);
+    let leader = leader(&c.members);
     let down: Vec<usize> = [leader, (leader + 1) % 5].to_vec();
     for &i in &down {
         c.members[i].kill9();
@@ -191,24 +154,17 @@ fn five_members_need_a_majority() {
 #[test]
 fn move_leader_and_graceful_stop_hand_over_leadership() {
     let mut c = Cluster::start(3, &[]);
-    let leader = leader_index(&c);
-    let st = statuses(&c.endpoints());
-    let target = st
-        .iter()
-        .map(|(id, _, _)| *id)
-        .find(|id| *id != st[leader].0)
-        .unwrap();
+    let ids: Vec<u64> = c.members.iter().map(|m| m.ids().member).collect();
+    let from = ids[leader(&c.members)];
+    let target = ids.iter().copied().find(|id| *id != from).unwrap();
     let r = etcdctl35(&c.endpoints(), &["move-leader", &format!("{target:x}")]);
     assert_eq!(
         r.stdout,
-        format!(
-            "Leadership transferred from {:x} to {target:x}\n",
-            st[leader].0
-        ),
+        format!("Leadership transferred from {from:x} to {target:x}\n"),
         "{r:?}"
     );
-    let now = leader_index(&c);
-    assert_eq!(statuses(&c.endpoints())[now].0, target);
+    let now = leader(&c.members);
+    assert_eq!(ids[now], target);
     // A follower refuses, as etcd does.
     let follower = (now + 1) % 3;
     let r = etcdctl35(
@@ -244,15 +200,11 @@ async fn member_behind_the_log_catches_up_by_snapshot() {
             ],
         )
     });
-    let leader = tokio::task::block_in_place(|| leader_index(&c));
+    let leader = leader(&c.members);
     let lagging = (leader + 1) % 3;
     c.members[lagging].kill9();
     // Far more entries than the log keeps while the member is away.
-    let ch = tonic::transport::Channel::from_shared(c.members[leader].url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let ch = cairn_tests::channel(&c.members[leader].url());
     bulk_put(&KvClient::new(ch), "bulk/", 8, 400, |_, _| b"v".to_vec()).await;
     // Give the leader a durable commit to purge its log behind.
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -299,14 +251,10 @@ async fn large_snapshot_streams_in_chunks_while_writes_go_on() {
             ],
         )
     });
-    let leader = tokio::task::block_in_place(|| leader_index(&c));
+    let leader = leader(&c.members);
     let lagging = (leader + 1) % 3;
     c.members[lagging].kill9();
-    let ch = tonic::transport::Channel::from_shared(c.members[leader].url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let ch = cairn_tests::channel(&c.members[leader].url());
     // 6 MiB of values while the member is away: 4 writers of 48 values of 32 KiB.
     let big = |w: usize, i: usize| vec![(w * 48 + i) as u8; 32 << 10];
     bulk_put(&KvClient::new(ch.clone()), "big/", 4, 48, big).await;
@@ -507,7 +455,7 @@ fn members_join_get_promoted_and_leave() {
         "{r:?}"
     );
     // Not started yet, so far behind: the leader refuses to promote it.
-    let leader = c.members[leader_index(&c)].endpoint();
+    let leader = c.members[leader(&c.members)].endpoint();
     let r = etcdctl35(&leader, &["member", "promote", &format!("{lid:x}")]);
     assert!(
         r.stderr
@@ -598,7 +546,7 @@ fn cairnctl_fails_over_to_live_endpoints() {
     let r = cairn_tests::cairnctl(&eps, &["put", "k", "v"]);
     assert_eq!(r.stdout, "OK\n", "{r:?}");
     // Any one member down, leader or not: every command still succeeds.
-    let leader = leader_index(&c);
+    let leader = leader(&c.members);
     c.members[leader].kill9();
     put_until_ok(&c.members[(leader + 1) % 3].endpoint(), "k", "v2");
     for i in 0..10 {

@@ -9,25 +9,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use cairn_tests::{etcdctl35, free_port, Kind, Run, ServerProc};
+use cairn_tests::{etcdctl35, free_port, leader, Cluster, Kind, Run, ServerProc};
 
 /// Starts three members of `kind` named m0..m2 and waits until all serve.
 fn start_cluster(kind: Kind) -> Vec<ServerProc> {
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let initial: Vec<String> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("m{i}=http://127.0.0.1:{p}"))
-        .collect();
-    let flag = format!("--initial-cluster={}", initial.join(","));
-    let mut members: Vec<ServerProc> = (0..3)
-        .map(|i| ServerProc::new(kind, &format!("m{i}"), ports[i], &[&flag]))
-        .collect();
-    let waits: Vec<_> = members.iter_mut().map(|m| m.spawn_nowait()).collect();
-    for (m, w) in members.iter_mut().zip(waits) {
-        m.wait_ready(w);
-    }
-    members
+    Cluster::start_kind(kind, 3, &[]).members
 }
 
 /// Names for everything that legitimately differs between the two clusters.
@@ -138,18 +124,6 @@ fn wait_members(members: &[ServerProc], n: usize) {
     }
 }
 
-/// The leader's name, as the members report it.
-fn leader(members: &[ServerProc], ids: &BTreeMap<String, u64>) -> String {
-    let eps: Vec<String> = members.iter().map(|m| m.endpoint()).collect();
-    let r = etcdctl35(&eps.join(","), &["endpoint", "status", "-w", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let lead = v[0]["Status"]["leader"].as_u64().unwrap();
-    ids.iter()
-        .find(|(_, id)| **id == lead)
-        .map(|(n, _)| n.clone())
-        .unwrap()
-}
-
 #[test]
 fn etcdctl_sees_a_cairn_cluster_as_an_etcd_cluster() {
     let etcd = start_cluster(Kind::Etcd35);
@@ -220,7 +194,7 @@ fn etcdctl_sees_a_cairn_cluster_as_an_etcd_cluster() {
 
     // The learner never started, so neither promotes it.
     let promote = |members: &[ServerProc], id: u64| {
-        let lead = members.iter().find(|m| etcd35_status_is_leader(m)).unwrap();
+        let lead = &members[leader(members)];
         etcdctl35(&lead.endpoint(), &["member", "promote", &format!("{id:x}")])
     };
     assert_eq!(
@@ -290,7 +264,7 @@ fn etcdctl_sees_a_cairn_cluster_as_an_etcd_cluster() {
 
     // Move leadership to m2 (or m1 if m2 leads): the message names both members.
     let move_to = |members: &[ServerProc], ids: &BTreeMap<String, u64>, names: &Names| {
-        let from = leader(members, ids);
+        let from = members[leader(members)].name.as_str();
         let to = if from == "m2" { "m1" } else { "m2" };
         let eps: Vec<String> = members.iter().map(|m| m.endpoint()).collect();
         let r = etcdctl35(&eps.join(","), &["move-leader", &format!("{:x}", ids[to])]);
@@ -318,14 +292,6 @@ fn etcdctl_sees_a_cairn_cluster_as_an_etcd_cluster() {
 fn etcd35_at(members: &[ServerProc], args: &[&str]) -> Run {
     let eps: Vec<String> = members.iter().map(|m| m.endpoint()).collect();
     etcdctl35(&eps.join(","), args)
-}
-
-/// Whether `m` reports itself as the leader.
-fn etcd35_status_is_leader(m: &ServerProc) -> bool {
-    let r = etcdctl35(&m.endpoint(), &["endpoint", "status", "-w", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
-    let s = &v[0]["Status"];
-    s["leader"].as_u64().is_some() && s["leader"] == s["header"]["member_id"]
 }
 
 /// What etcdctl shows of a run: stdout, its `Error:` line, the gRPC errors its retry

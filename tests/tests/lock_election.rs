@@ -10,23 +10,15 @@ use std::time::Duration;
 
 use cairn_proto::etcdserverpb::{
     kv_client::KvClient, lease_client::LeaseClient, LeaseGrantRequest, LeaseRevokeRequest,
-    RangeRequest, ResponseHeader,
+    RangeRequest,
 };
 use cairn_proto::v3electionpb::{
     election_client::ElectionClient, CampaignRequest, LeaderKey, LeaderRequest, ProclaimRequest,
     ResignRequest,
 };
 use cairn_proto::v3lockpb::{lock_client::LockClient, LockRequest, UnlockRequest};
-use cairn_tests::{Kind, ServerProc};
+use cairn_tests::{channel, strip_header, Kind, ServerProc};
 use tonic::transport::Channel;
-
-fn strip(h: &mut Option<ResponseHeader>) {
-    if let Some(h) = h.as_mut() {
-        h.cluster_id = 0;
-        h.member_id = 0;
-        h.raft_term = 0;
-    }
-}
 
 fn err(s: tonic::Status) -> String {
     format!("ERR {:?} {}", s.code(), s.message())
@@ -38,7 +30,7 @@ macro_rules! shown {
         match $call.await {
             Ok(r) => {
                 let mut r = r.into_inner();
-                strip(&mut r.header);
+                strip_header(&mut r.header);
                 format!("{r:?}")
             }
             Err(s) => err(s),
@@ -54,11 +46,7 @@ struct Clients {
 }
 
 async fn clients(server: &ServerProc) -> Clients {
-    let ch = Channel::from_shared(server.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let ch = channel(&server.url());
     Clients {
         kv: KvClient::new(ch.clone()),
         lease: LeaseClient::new(ch.clone()),
@@ -82,7 +70,7 @@ async fn observed(
     let mut got = Vec::new();
     for _ in 0..n {
         let mut r = stream.message().await.unwrap().unwrap();
-        strip(&mut r.header);
+        strip_header(&mut r.header);
         got.push(format!("observed {r:?}"));
     }
     got
@@ -148,7 +136,7 @@ async fn scenario(server: &ServerProc) -> Vec<String> {
         .unwrap()
         .into_inner();
     let mut a_shown = a.clone();
-    strip(&mut a_shown.header);
+    strip_header(&mut a_shown.header);
     out.push(format!("{a_shown:?}"));
     let leader_a: LeaderKey = a.leader.unwrap();
     let mut observer = c
@@ -182,7 +170,7 @@ async fn scenario(server: &ServerProc) -> Vec<String> {
     })));
     let b = b.await.unwrap().unwrap();
     let mut b_shown = b.clone();
-    strip(&mut b_shown.header);
+    strip_header(&mut b_shown.header);
     out.push(format!("{b_shown:?}"));
     // The observer saw the proclamation, the old leader's key go, and the new leader.
     out.extend(observed(&mut observer, 2).await);

@@ -6,18 +6,12 @@
 use std::time::Duration;
 
 use cairn_proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
-use cairn_tests::{run_client, tool, Kind, ServerProc};
-use tonic::transport::Channel;
+use cairn_tests::{channel, run_client, tool, Kind, ServerProc};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_is_a_consistent_point_while_writes_go_on() {
     let cairn = ServerProc::start(Kind::Cairn, &[]);
-    let ch = Channel::from_shared(cairn.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut kv = KvClient::new(ch);
+    let mut kv = KvClient::new(channel(&cairn.url()));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let mut kv = kv.clone();

@@ -8,13 +8,13 @@
 use std::time::{Duration, Instant};
 
 use cairn_proto::etcdserverpb::{
-    kv_client::KvClient, maintenance_client::MaintenanceClient, request_op::Request as Op,
-    watch_client::WatchClient, watch_create_request::FilterType, watch_request::RequestUnion,
-    CompactionRequest, DeleteRangeRequest, PutRequest, RequestOp, StatusRequest, TxnRequest,
-    WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
+    kv_client::KvClient, request_op::Request as Op, watch_client::WatchClient,
+    watch_create_request::FilterType, watch_request::RequestUnion, CompactionRequest,
+    DeleteRangeRequest, PutRequest, RequestOp, TxnRequest, WatchCancelRequest, WatchCreateRequest,
+    WatchProgressRequest, WatchRequest, WatchResponse,
 };
 use cairn_proto::mvccpb::event::EventType;
-use cairn_tests::{tool, Kind, ServerProc};
+use cairn_tests::{channel, tool, Kind, ServerProc};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
@@ -23,10 +23,6 @@ use tonic::Streaming;
 /// Small enough that the fragment step splits a revision's events.
 const MAX_REQUEST_BYTES: &str = "--max-request-bytes=2048";
 const PROGRESS_INTERVAL: &str = "--experimental-watch-progress-notify-interval=1s";
-
-async fn channel(url: String) -> Channel {
-    Channel::from_shared(url).unwrap().connect().await.unwrap()
-}
 
 /// One watch stream.
 struct Stream {
@@ -195,7 +191,7 @@ fn watch(key: &str, end: &str, start: i64) -> WatchCreateRequest {
 
 /// Runs the scenario against one server and returns its transcript, step by step.
 async fn scenario(url: String) -> Vec<(String, Vec<String>)> {
-    let ch = channel(url).await;
+    let ch = channel(&url);
     let mut kv = KvClient::new(ch.clone());
     kv.put(put("a", "1")).await.unwrap(); // 2
     kv.put(put("b", "1")).await.unwrap(); // 3
@@ -401,7 +397,7 @@ async fn etcdctl_watch(
 type WatchCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
 
 async fn etcdctl_transcript(proc_: &ServerProc, ctl: &str) -> Vec<String> {
-    let ch = channel(proc_.url()).await;
+    let ch = channel(&proc_.url());
     let mut kv = KvClient::new(ch);
     for (k, v) in [("k1", "a"), ("k2", "b"), ("k1", "c")] {
         kv.put(put(k, v)).await.unwrap();
@@ -471,9 +467,9 @@ async fn read_until(s: &mut Stream, to: i64) -> Vec<(i64, Vec<u8>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_stops_reading_blocks_no_one_and_misses_nothing() {
     let cairn = ServerProc::start(Kind::Cairn, &[]);
-    let ch = channel(cairn.url()).await;
+    let ch = channel(&cairn.url());
     // A separate connection, so HTTP/2 flow control stalls only the slow reader.
-    let slow_ch = channel(cairn.url()).await;
+    let slow_ch = channel(&cairn.url());
     let mut slow = Stream::open(&slow_ch).await;
     slow.create(watch("s/", "s0", 0)).await;
     let created = slow.next().await;
@@ -551,7 +547,7 @@ async fn a_watch_resumed_after_kill_9_sees_exactly_the_rest() {
     let mut cairn = ServerProc::start(Kind::Cairn, &[]);
     let mut seen = Vec::new();
     {
-        let ch = channel(cairn.url()).await;
+        let ch = channel(&cairn.url());
         let mut kv = KvClient::new(ch.clone());
         let mut s = Stream::open(&ch).await;
         s.create(watch("r/", "r0", 0)).await;
@@ -564,7 +560,7 @@ async fn a_watch_resumed_after_kill_9_sees_exactly_the_rest() {
     cairn.kill9();
     // Writes go on after the crash, through the restarted member.
     cairn.spawn();
-    let ch = channel(cairn.url()).await;
+    let ch = channel(&cairn.url());
     let mut kv = KvClient::new(ch.clone());
     let last = seen.last().unwrap().0;
     for i in 50..80 {
@@ -595,7 +591,7 @@ async fn fifty_thousand_watchers_on_distinct_keys_each_see_only_their_key() {
     // Their memory against etcd's is measured by `scripts/bench-vs-etcd` (watch-mem).
     const N: usize = 50_000;
     let cairn = ServerProc::start(Kind::Cairn, &[]);
-    let ch = channel(cairn.url()).await;
+    let ch = channel(&cairn.url());
     let mut s = Stream::open(&ch).await;
     let key = |i: usize| format!("/registry/pods/default/pod-{i:06}");
     let tx = s.tx.clone();
@@ -637,7 +633,7 @@ async fn watchers_on_every_member_see_the_same_history_across_a_snapshot_install
     let mut streams = Vec::new();
     let mut start = 0;
     for m in &cluster.members {
-        let ch = channel(m.url()).await;
+        let ch = channel(&m.url());
         let mut s = Stream::open(&ch).await;
         s.create(watch("c/", "c0", 0)).await;
         let created = s.next().await;
@@ -645,24 +641,14 @@ async fn watchers_on_every_member_see_the_same_history_across_a_snapshot_install
         start = start.max(created.header.unwrap().revision + 1);
         streams.push((ch, s));
     }
-    // Members in the order: a follower, the others.
-    let mut order = Vec::new();
-    for (i, m) in cluster.members.iter().enumerate() {
-        let st = MaintenanceClient::new(channel(m.url()).await)
-            .status(StatusRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        if st.leader == st.header.unwrap().member_id {
-            order.push(i);
-        } else {
-            order.insert(0, i);
-        }
-    }
-    let mut writers = Vec::new();
-    for i in &order {
-        writers.push(KvClient::new(channel(cluster.members[*i].url()).await));
-    }
+    // Members in the order: a follower, the others (the leader last).
+    let leader = cairn_tests::leader(&cluster.members);
+    let mut order: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    order.push(leader);
+    let mut writers: Vec<_> = order
+        .iter()
+        .map(|&i| KvClient::new(channel(&cluster.members[i].url())))
+        .collect();
     let mut n = 0;
     for i in 0..60 {
         writers[i % 3]

@@ -17,7 +17,7 @@ use cairn_proto::etcdserverpb::{
     kv_client::KvClient, watch_client::WatchClient, watch_request, PutRequest, RangeRequest,
     WatchCreateRequest, WatchRequest,
 };
-use cairn_tests::Cluster;
+use cairn_tests::{channel, Cluster};
 use futures::StreamExt;
 use tonic::transport::Channel;
 
@@ -29,16 +29,6 @@ const WRITES_PER_WRITER: usize = 150;
 /// One event as a watcher saw it: (revision, key, value, is a delete).
 type Seen = (i64, Vec<u8>, Vec<u8>, bool);
 
-async fn channel(url: &str) -> Option<Channel> {
-    let ep = Channel::from_shared(url.to_string())
-        .ok()?
-        .connect_timeout(Duration::from_millis(500));
-    tokio::time::timeout(Duration::from_secs(2), ep.connect())
-        .await
-        .ok()?
-        .ok()
-}
-
 /// Follows the prefix from revision `from` on `url` until the stream breaks or `done` is
 /// set and the watcher has reached `target` (0: unknown yet); appends what it sees.
 async fn follow(
@@ -47,7 +37,6 @@ async fn follow(
     seen: &Mutex<Vec<Seen>>,
     target: &Mutex<i64>,
 ) -> Result<(), String> {
-    let ch = channel(url).await.ok_or("connect failed")?;
     let create = WatchRequest {
         request_union: Some(watch_request::RequestUnion::CreateRequest(
             WatchCreateRequest {
@@ -59,7 +48,7 @@ async fn follow(
         )),
     };
     let requests = futures::stream::iter([create]).chain(futures::stream::pending());
-    let mut stream = WatchClient::new(ch)
+    let mut stream = WatchClient::new(channel(url))
         .watch(requests)
         .await
         .map_err(|e| e.to_string())?
@@ -118,13 +107,7 @@ async fn writer(urls: Vec<String>, id: usize, stop: Arc<AtomicBool>) -> Vec<(Vec
         let mut attempts = 0;
         while !stop.load(Ordering::Relaxed) && attempts < 100 {
             attempts += 1;
-            if client.is_none() {
-                client = channel(&urls[i % urls.len()]).await.map(KvClient::new);
-            }
-            let Some(c) = client.as_mut() else {
-                i += 1;
-                continue;
-            };
+            let c = client.get_or_insert_with(|| KvClient::new(channel(&urls[i % urls.len()])));
             let put = c.put(PutRequest {
                 key: key.clone(),
                 value: value.clone(),
@@ -196,18 +179,16 @@ fn resuming_watchers_see_every_revision_once_across_kills_and_restarts() {
     // The final revision, read linearizably; every watcher must get to it.
     let final_rev = rt.block_on(async {
         for url in urls.iter().cycle().take(30) {
-            if let Some(ch) = channel(url).await {
-                let r = KvClient::new(ch)
-                    .range(RangeRequest {
-                        key: PREFIX.to_vec(),
-                        range_end: PREFIX_END.to_vec(),
-                        count_only: true,
-                        ..Default::default()
-                    })
-                    .await;
-                if let Ok(r) = r {
-                    return r.into_inner().header.unwrap().revision;
-                }
+            let r = KvClient::new(channel(url))
+                .range(RangeRequest {
+                    key: PREFIX.to_vec(),
+                    range_end: PREFIX_END.to_vec(),
+                    count_only: true,
+                    ..Default::default()
+                })
+                .await;
+            if let Ok(r) = r {
+                return r.into_inner().header.unwrap().revision;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

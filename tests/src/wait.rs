@@ -1,0 +1,61 @@
+//! Bounded waits for something a test can observe, instead of sleeping and hoping.
+//!
+//! A wait polls its check until the check returns `Ok`, and fails the test once its
+//! deadline passes, naming what it waited for and what the check saw last.
+
+use std::fmt::{Debug, Display};
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// How long a wait pauses between two checks.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Calls `check` until it returns `Ok` and returns that value; panics once `timeout` has
+/// passed, with `what` it waited for and the last `Err` (what it saw instead).
+pub fn wait_until<T, E: Debug>(
+    timeout: Duration,
+    what: impl Display,
+    mut check: impl FnMut() -> Result<T, E>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = match check() {
+            Ok(v) => return v,
+            Err(seen) => seen,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "waited {timeout:?} for {what}; last saw: {seen:?}"
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+/// [`wait_until`] for a check that is a future (build it afresh on each call).
+pub async fn wait_until_async<T, E: Debug, F: Future<Output = Result<T, E>>>(
+    timeout: Duration,
+    what: impl Display,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = match check().await {
+            Ok(v) => return v,
+            Err(seen) => seen,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "waited {timeout:?} for {what}; last saw: {seen:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `Ok(())` when `cond` holds, else `Err(seen)`: the usual shape of a check.
+pub fn holds<E>(cond: bool, seen: impl FnOnce() -> E) -> Result<(), E> {
+    if cond {
+        Ok(())
+    } else {
+        Err(seen())
+    }
+}
