@@ -21,29 +21,20 @@ mod common;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{replace, replace_id, varint, Etcd};
+use cairn_proto::etcdserverpb::{
+    kv_client::KvClient, lease_client::LeaseClient, LeaseLeasesRequest, LeaseRevokeRequest,
+    RangeRequest,
+};
+use cairn_tests::mask::mask;
+use cairn_tests::{block_on, channel, Ids, Kind, ServerProc};
+use common::{ctl_command, exit_code, replace, replace_id, Report, Run};
 
 /// How long a step waits for the output it expects, or for a process to end.
 const BOUND: Duration = Duration::from_secs(15);
-
-#[derive(Debug, Clone, PartialEq)]
-struct Run {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    /// The exit code, or 1000 + the signal that ended the process.
-    code: i32,
-}
-
-fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .unwrap_or_else(|| 1000 + status.signal().unwrap_or(0))
-}
 
 /// A spawned command whose output is collected as it comes.
 struct Bg {
@@ -156,27 +147,28 @@ impl Bg {
 /// One side: a tool and the etcd it talks to; records every run of a scenario.
 struct Side {
     bin: PathBuf,
-    etcd: Etcd,
-    ids: (u64, u64),
+    etcd: ServerProc,
+    ids: Ids,
     cwd: tempfile::TempDir,
     runs: Vec<(String, Run)>,
 }
 
 impl Side {
-    fn command(&self, env: &[(&str, &str)], args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.bin);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("ETCDCTL_") {
-                cmd.env_remove(k);
-            }
+    fn new(bin: PathBuf, (etcd, ids): (ServerProc, Ids)) -> Side {
+        Side {
+            bin,
+            etcd,
+            ids,
+            cwd: tempfile::tempdir().unwrap(),
+            runs: Vec::new(),
         }
-        cmd.env("ETCDCTL_ENDPOINTS", &self.etcd.endpoint)
-            .envs(env.iter().copied())
+    }
+
+    fn command(&self, env: &[(&str, &str)], args: &[&str]) -> Command {
+        let mut cmd = ctl_command(&self.bin, Some(&self.etcd.endpoint()));
+        cmd.envs(env.iter().copied())
             .args(args)
-            .current_dir(self.cwd.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .current_dir(self.cwd.path());
         cmd
     }
 
@@ -237,13 +229,9 @@ impl Side {
 
     /// The store's current revision (not recorded).
     fn revision(&self) -> i64 {
-        common::block_on(async {
-            let r = self
-                .etcd
-                .client()
-                .await
-                .kv()
-                .range(cairn_proto::etcdserverpb::RangeRequest {
+        block_on(async {
+            let r = KvClient::new(channel(&self.etcd.url()))
+                .range(RangeRequest {
                     key: b"x".to_vec(),
                     ..Default::default()
                 })
@@ -257,28 +245,29 @@ impl Side {
     /// Revokes every lease (not recorded), so that sessions etcdctl leaves behind do not
     /// expire, deleting keys, in the middle of a later scenario.
     fn revoke_all(&self) {
-        common::block_on(async {
-            let c = self.etcd.client().await;
-            let leases = c
-                .lease()
-                .lease_leases(cairn_proto::etcdserverpb::LeaseLeasesRequest {})
+        block_on(async {
+            let mut lease = LeaseClient::new(channel(&self.etcd.url()));
+            let leases = lease
+                .lease_leases(LeaseLeasesRequest {})
                 .await
                 .unwrap()
                 .into_inner()
                 .leases;
             for l in leases {
-                let _ = c
-                    .lease()
-                    .lease_revoke(cairn_proto::etcdserverpb::LeaseRevokeRequest { id: l.id })
-                    .await;
+                let _ = lease.lease_revoke(LeaseRevokeRequest { id: l.id }).await;
             }
         });
     }
 
     /// The top 16 bits of the lease IDs this server hands out (its member ID's low bits).
     fn lease_prefix(&self) -> u64 {
-        (self.ids.1 & 0xffff) & 0x7fff
+        lease_prefix(self.ids)
     }
+}
+
+/// The top 16 bits of the lease IDs a server with `ids` hands out (its member ID's low bits).
+fn lease_prefix(ids: Ids) -> u64 {
+    (ids.member & 0xffff) & 0x7fff
 }
 
 const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -354,14 +343,6 @@ fn lease_ids(b: &[u8], prefix: u64) -> Vec<u64> {
     ids
 }
 
-/// Masks what differs from run to run whatever the server: timestamps, Go pointers.
-fn mask(b: &[u8]) -> String {
-    String::from_utf8_lossy(b)
-        .split_inclusive('\n')
-        .map(common::mask_line)
-        .collect()
-}
-
 /// In interactive watch output, the lines from the first progress notification on, sorted.
 /// Every watcher of the stream answers a progress request, and etcdctl prints each
 /// watcher's answer (a `progress notify` line, then the response) from a goroutine of its
@@ -381,8 +362,7 @@ fn progress_tail_sorted(label: &str, out: String) -> String {
 struct Compat {
     a: Side,
     b: Side,
-    failures: Vec<String>,
-    cases: usize,
+    report: Report,
 }
 
 impl Compat {
@@ -394,7 +374,10 @@ impl Compat {
             format!("127.0.0.1:{}", eb.client_port).as_bytes(),
             format!("127.0.0.1:{}", ea.client_port).as_bytes(),
         );
-        let mut pairs = vec![(self.b.ids.0, self.a.ids.0), (self.b.ids.1, self.a.ids.1)];
+        let mut pairs = vec![
+            (self.b.ids.cluster, self.a.ids.cluster),
+            (self.b.ids.member, self.a.ids.member),
+        ];
         pairs.extend_from_slice(leases);
         for (from, to) in pairs {
             v = replace_id(&v, from, to);
@@ -422,7 +405,7 @@ impl Compat {
         let lb = lease_ids(&all(&self.b), self.b.lease_prefix());
         let leases: Vec<(u64, u64)> = lb.iter().copied().zip(la.iter().copied()).collect();
         if la.len() != lb.len() {
-            self.failures.push(format!(
+            self.report.problem(format!(
                 "{name}: {} lease IDs seen with etcdctl, {} with cairnctl",
                 la.len(),
                 lb.len()
@@ -433,10 +416,10 @@ impl Compat {
             std::mem::take(&mut self.b.runs),
         );
         if ra.len() != rb.len() {
-            self.failures.push(format!("{name}: runs differ in number"));
+            self.report
+                .problem(format!("{name}: runs differ in number"));
         }
         for ((label, want), (_, got)) in ra.iter().zip(rb.iter()) {
-            self.cases += 1;
             let (wo, go) = (
                 progress_tail_sorted(label, mask(&decode_json_keys(&want.stdout))),
                 progress_tail_sorted(
@@ -449,10 +432,7 @@ impl Compat {
                 mask(&self.normalize(&got.stderr, &leases)),
             );
             let problems = common::differences((&wo, &we, want.code), (&go, &ge, got.code));
-            if !problems.is_empty() {
-                self.failures
-                    .push(format!("{name}: {label}\n{}", problems.join("\n")));
-            }
+            self.report.case(&format!("{name}: {label}"), problems);
         }
     }
 }
@@ -810,68 +790,32 @@ type Scenario = (&'static str, fn(&mut Side));
 /// Starts the twin servers with `etcd_args` added to their flags, runs the scenarios in
 /// order on both and fails on any difference.
 fn check(scenarios: &[Scenario], etcd_args: &[&str]) {
-    let (Some(etcd), Some(etcdctl)) = (common::etcd_bin(), common::etcdctl_bin()) else {
-        panic!("etcd/etcdctl 3.5.1 not found: run scripts/setup");
-    };
-    let side = |bin: PathBuf| {
-        let etcd = Etcd::start_with_args(&etcd, "t", etcd_args);
-        let ids = etcd.ids();
-        Side {
-            bin,
-            etcd,
-            ids,
-            cwd: tempfile::tempdir().unwrap(),
-            runs: Vec::new(),
-        }
-    };
-    let cairnctl = PathBuf::from(env!("CARGO_BIN_EXE_cairnctl"));
     // Lease IDs with a 16-bit prefix of at least 0x1000 have 16 hex digits and 9-byte
     // varints on both sides.
-    let mut a = side(etcdctl.clone());
-    for _ in 0..30 {
-        if a.lease_prefix() >= 0x1000 {
-            break;
-        }
-        a = side(etcdctl.clone());
-    }
+    let a = common::etcd_where(etcd_args, |a| lease_prefix(a) >= 0x1000);
     // IDs are rewritten from B's to A's, also inside protobuf output and keys, where only
-    // IDs of the same varint and hex length keep lengths right: restart B until they match.
-    let same_len = |b: &Side| {
-        varint(b.ids.0).len() == varint(a.ids.0).len()
-            && varint(b.ids.1).len() == varint(a.ids.1).len()
-            && format!("{:x}", b.ids.1).len() == format!("{:x}", a.ids.1).len()
-            && b.lease_prefix() >= 0x1000
-    };
-    let mut b = side(cairnctl.clone());
-    for _ in 0..30 {
-        if same_len(&b) {
-            break;
-        }
-        b = side(cairnctl.clone());
-    }
+    // IDs of the same varint and hex length keep lengths right.
+    let b = common::etcd_where(etcd_args, |b| {
+        common::same_id_lengths(a.1, b) && lease_prefix(b) >= 0x1000
+    });
     let mut c = Compat {
-        a,
-        b,
-        failures: Vec::new(),
-        cases: 0,
+        a: Side::new(common::etcdctl(), a),
+        b: Side::new(common::cairnctl(), b),
+        report: Report::default(),
     };
     for (name, scenario) in scenarios {
         let started = Instant::now();
-        let (cases, failures) = (c.cases, c.failures.len());
+        let (cases, failures) = c.report.counts();
         c.scenario(name, scenario);
+        let (cases_now, failures_now) = c.report.counts();
         eprintln!(
             "{name}: {} cases compared in {:?}, {} differ",
-            c.cases - cases,
+            cases_now - cases,
             started.elapsed(),
-            c.failures.len() - failures
+            failures_now - failures
         );
     }
-    let n = c.failures.len();
-    for f in &c.failures {
-        eprintln!("MISMATCH {f}\n");
-    }
-    eprintln!("{} cases compared, {n} differ", c.cases);
-    assert_eq!(n, 0, "{n} cases differ from etcdctl");
+    c.report.finish();
 }
 
 fn progress_scenario(s: &mut Side) {
@@ -905,19 +849,10 @@ fn lease_lock_elect_watch_match_etcdctl() {
 /// and an election led by cairnctl is seen by etcdctl's observer.
 #[test]
 fn cairnctl_and_etcdctl_share_locks_and_elections() {
-    let (Some(etcd), Some(etcdctl)) = (common::etcd_bin(), common::etcdctl_bin()) else {
-        panic!("etcd/etcdctl 3.5.1 not found: run scripts/setup");
-    };
-    let server = Etcd::start(&etcd, "s");
+    let server = ServerProc::start(Kind::Etcd35, &[]);
     let ids = server.ids();
-    let mut e = Side {
-        bin: etcdctl,
-        etcd: server,
-        ids,
-        cwd: tempfile::tempdir().unwrap(),
-        runs: Vec::new(),
-    };
-    let c_bin = PathBuf::from(env!("CARGO_BIN_EXE_cairnctl"));
+    let mut e = Side::new(common::etcdctl(), (server, ids));
+    let c_bin = common::cairnctl();
     let holder = e.spawn(&["lock", "shared"]);
     holder.wait_any();
     e.bin = c_bin.clone();
@@ -935,7 +870,7 @@ fn cairnctl_and_etcdctl_share_locks_and_elections() {
     assert!(got.stdout.starts_with(b"shared/"), "{got:?}");
     assert_ne!(got.stdout, held.stdout);
 
-    e.bin = common::etcdctl_bin().unwrap();
+    e.bin = common::etcdctl();
     let observer = e.spawn(&["elect", "-l", "shared-e"]);
     std::thread::sleep(Duration::from_millis(500));
     e.bin = c_bin;

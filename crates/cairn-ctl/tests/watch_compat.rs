@@ -10,11 +10,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use common::Etcd;
+use cairn_tests::{etcdctl35, Kind, ServerProc};
 
 /// One case: watch arguments, environment, interactive input script (shell), and
 /// whether the test writes while it runs.
@@ -42,30 +42,19 @@ fn spawn(bin: &Path, endpoint: &str, c: &Case) -> Child {
         bin.display(),
         c.args
     );
-    let mut cmd = Command::new("sh");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ETCDCTL_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.arg("-c")
+    common::ctl_command("sh", None)
+        .arg("-c")
         .arg(script)
         .envs(c.env.iter().copied())
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap()
 }
 
-fn ctl(bin: &Path, endpoint: &str, args: &[&str]) {
-    let st = Command::new(bin)
-        .arg(format!("--endpoints={endpoint}"))
-        .args(args)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "etcdctl {args:?} failed");
+/// Runs the real etcdctl against `endpoint`; it must succeed.
+fn ctl(endpoint: &str, args: &[&str]) {
+    let r = etcdctl35(endpoint, args);
+    assert_eq!(r.code, 0, "etcdctl {args:?} failed: {r:?}");
 }
 
 fn finish(child: Child) -> (String, String, i32) {
@@ -79,11 +68,10 @@ fn finish(child: Child) -> (String, String, i32) {
 
 #[test]
 fn cairnctl_watch_prints_what_etcdctl_watch_prints() {
-    let etcd_bin = common::etcd_bin().unwrap();
-    let etcdctl = common::etcdctl_bin().unwrap();
-    let cairnctl = PathBuf::from(env!("CARGO_BIN_EXE_cairnctl"));
-    let etcd = Etcd::start(&etcd_bin, "watch");
-    let ep = etcd.endpoint.clone();
+    let etcdctl = common::etcdctl();
+    let cairnctl = common::cairnctl();
+    let etcd = ServerProc::start(Kind::Etcd35, &[]);
+    let ep = etcd.endpoint();
     // Revisions 2..=5, then a compaction at 3.
     for args in [
         &["put", "k", "v1"][..],
@@ -92,7 +80,7 @@ fn cairnctl_watch_prints_what_etcdctl_watch_prints() {
         &["del", "k2"],
         &["compaction", "3"],
     ] {
-        ctl(&etcdctl, &ep, args);
+        ctl(&ep, args);
     }
     let interactive = "echo 'watch k --prev-kv'; sleep 1; echo progress; sleep 0.3; \
                        echo 'bogus cmd'; echo ''; echo watch; echo 'watch --rev 1 k'; \
@@ -156,9 +144,9 @@ fn cairnctl_watch_prints_what_etcdctl_watch_prints() {
         let got = spawn(&cairnctl, &ep, c);
         if c.writes {
             std::thread::sleep(Duration::from_millis(700));
-            ctl(&etcdctl, &ep, &["put", "k", &format!("case{i}")]);
-            ctl(&etcdctl, &ep, &["put", "k2", "y"]);
-            ctl(&etcdctl, &ep, &["del", "k"]);
+            ctl(&ep, &["put", "k", &format!("case{i}")]);
+            ctl(&ep, &["put", "k2", "y"]);
+            ctl(&ep, &["del", "k"]);
         }
         let (want, got) = (finish(want), finish(got));
         if want != got {
