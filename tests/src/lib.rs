@@ -297,6 +297,23 @@ impl ServerProc {
         })
     }
 
+    /// Waits (up to 10 s) until the server, after its first `from` log lines, logged that it
+    /// lost peer `id` (etcd: "peer became inactive", cairn: "failed to send to peer"): it
+    /// logs so as it stops counting the peer as connected.
+    pub fn wait_peer_lost(&self, from: usize, id: u64) {
+        let quoted = format!("\"{id:x}\"");
+        self.wait_logged(
+            from,
+            Duration::from_secs(10),
+            &format!("that it lost peer {id:x}"),
+            |l| {
+                l.contains(&quoted)
+                    && (l.contains("\"peer became inactive")
+                        || l.contains("\"failed to send to peer"))
+            },
+        );
+    }
+
     /// The cluster and member ids in the header of the server's status.
     pub fn ids(&self) -> Ids {
         let r = etcdctl35(&self.endpoint(), &["endpoint", "status", "-w", "json"]);
@@ -441,6 +458,45 @@ pub fn etcdctl35(endpoint: &str, args: &[&str]) -> Run {
 /// Runs the real etcdctl 3.4 against `endpoint`.
 pub fn etcdctl34(endpoint: &str, args: &[&str]) -> Run {
     run_client(&tool("etcdctl-3.4"), endpoint, args, None)
+}
+
+/// Runs etcdctl 3.5's membership change `args` against `endpoints` until the cluster no
+/// longer refuses it as unhealthy (at most 15 s), and returns that run. Under strict
+/// reconfiguration a cluster takes a change only once its members have been connected to
+/// each other for etcd's 5 s health interval.
+pub fn etcdctl35_membership(endpoints: &str, args: &[&str]) -> Run {
+    wait_until(
+        Duration::from_secs(15),
+        format!("etcdctl {args:?} not to be refused as an unhealthy cluster"),
+        || {
+            let r = etcdctl35(endpoints, args);
+            if r.stderr.contains("etcdserver: unhealthy cluster") {
+                Err(r)
+            } else {
+                Ok(r)
+            }
+        },
+    )
+}
+
+/// Waits (up to 10 s) until `n` keys start with `prefix` on `endpoints` (a lock or election
+/// waiter has queued, for instance).
+pub fn wait_keys(endpoints: &str, prefix: &str, n: usize) {
+    let args = ["get", prefix, "--prefix", "--keys-only"];
+    wait_until(
+        Duration::from_secs(10),
+        format!("{n} keys under {prefix:?}"),
+        || {
+            let r = etcdctl35(endpoints, &args);
+            // Each key, then an empty line.
+            let keys = r.stdout.lines().filter(|l| !l.is_empty()).count();
+            if r.code == 0 && keys == n {
+                Ok(())
+            } else {
+                Err(r)
+            }
+        },
+    );
 }
 
 /// Runs cairnctl against `endpoint`.

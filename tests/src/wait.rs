@@ -50,12 +50,3 @@ pub async fn wait_until_async<T, E: Debug, F: Future<Output = Result<T, E>>>(
         tokio::time::sleep(POLL).await;
     }
 }
-
-/// `Ok(())` when `cond` holds, else `Err(seen)`: the usual shape of a check.
-pub fn holds<E>(cond: bool, seen: impl FnOnce() -> E) -> Result<(), E> {
-    if cond {
-        Ok(())
-    } else {
-        Err(seen())
-    }
-}
