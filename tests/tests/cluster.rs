@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use cairn_tests::workload::bulk_put;
-use cairn_tests::{etcdctl35, free_port, leader, Cluster, Kind, ServerProc};
+use cairn_tests::{etcdctl35, etcdctl35_membership, free_port, leader, Cluster, Kind, ServerProc};
 
 /// Retries a put on `endpoint` until it succeeds (bounded), returning how long it took.
 fn put_until_ok(endpoint: &str, key: &str, value: &str) -> Duration {
@@ -206,7 +206,9 @@ async fn member_behind_the_log_catches_up_by_snapshot() {
     // Far more entries than the log keeps while the member is away.
     let ch = cairn_tests::channel(&c.members[leader].url());
     bulk_put(&KvClient::new(ch), "bulk/", 8, 400, |_, _| b"v".to_vec()).await;
-    // Give the leader a durable commit to purge its log behind.
+    // The leader purges its log only behind a durable backend commit, and the backend makes
+    // a commit durable only once half a second has passed since the last one: let that time
+    // pass, so that the next write is durable.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     tokio::task::block_in_place(|| {
         etcdctl35(&c.members[leader].endpoint(), &["put", "last", "1"]);
@@ -258,7 +260,9 @@ async fn large_snapshot_streams_in_chunks_while_writes_go_on() {
     // 6 MiB of values while the member is away: 4 writers of 48 values of 32 KiB.
     let big = |w: usize, i: usize| vec![(w * 48 + i) as u8; 32 << 10];
     bulk_put(&KvClient::new(ch.clone()), "big/", 4, 48, big).await;
-    // Give the leader a durable commit to compact its log behind.
+    // The leader compacts its log only behind a durable backend commit, and the backend
+    // makes a commit durable only once half a second has passed since the last one: let that
+    // time pass, so that the next write is durable.
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
     // Small writes go on, each with a deadline, while the member restarts and catches up.
@@ -329,16 +333,7 @@ fn member_add(endpoints: &str, name: &str, peer_port: u16, learner: bool) -> (u6
     if learner {
         args.push("--learner");
     }
-    // Strict reconfiguration refuses the change until the members have been connected to
-    // each other for 5 s.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let r = loop {
-        let r = etcdctl35(endpoints, &args);
-        if !r.stderr.contains("etcdserver: unhealthy cluster") || Instant::now() > deadline {
-            break r;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let r = etcdctl35_membership(endpoints, &args);
     assert_eq!(r.code, 0, "{r:?}");
     let first = r.stdout.lines().next().unwrap();
     assert!(
@@ -564,21 +559,27 @@ fn cairnctl_fails_over_to_live_endpoints() {
 #[test]
 fn a_paused_member_stops_counting_as_connected_and_counts_again_when_resumed() {
     let c = Cluster::start(3, &[]);
-    // Every member counts its peers as connected once they answered for 5 s.
-    std::thread::sleep(Duration::from_secs(6));
+    let m0 = c.members[0].endpoint();
+    // Every member counts its peers as connected once they answered for 5 s: then it takes
+    // a new member (a learner, removed again).
+    let (id, _) = member_add(&m0, "probe", free_port(), true);
+    let r = etcdctl35(&m0, &["member", "remove", &format!("{id:x}")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let paused = c.members[2].ids().member;
     let url = format!("--peer-urls=http://127.0.0.1:{}", free_port());
+    let from = c.members[0].log_len();
     c.members[2].signal("STOP");
-    // Three seconds without an alive byte from it; a new leader if m2 led.
-    std::thread::sleep(Duration::from_secs(5));
-    let refused = etcdctl35(&c.members[0].endpoint(), &["member", "add", "new", &url]);
+    // After three seconds without an alive byte from m2, m0 drops it (and if m2 led, the
+    // others elect a new leader).
+    c.members[0].wait_peer_lost(from, paused);
+    let refused = etcdctl35(&m0, &["member", "add", "new", &url]);
     c.members[2].signal("CONT");
     assert!(
         refused.stderr.contains("etcdserver: unhealthy cluster"),
         "{refused:?}"
     );
-    // Reconnected, and answering for 5 s again.
-    std::thread::sleep(Duration::from_secs(7));
-    let added = etcdctl35(&c.members[0].endpoint(), &["member", "add", "new", &url]);
+    // Reconnected, and answering for 5 s again: the member is added.
+    let added = etcdctl35_membership(&m0, &["member", "add", "new", &url]);
     assert_eq!(added.code, 0, "{added:?}");
 }
 

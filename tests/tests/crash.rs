@@ -96,7 +96,8 @@ async fn acknowledged_writes_survive_kill_9() {
             acked.clone(),
             Duration::from_secs(3),
         ));
-        // Kill in the middle of the load, at a different moment each round.
+        // Kill in the middle of the load, at a different moment each round: when is the
+        // fault this test varies.
         tokio::time::sleep(Duration::from_millis(400 + 300 * round as u64)).await;
         cairn.kill9();
         load.await.unwrap();

@@ -611,6 +611,7 @@ async fn leases_survive_a_restart_from_their_checkpoint() {
     );
     let (mut lease, mut kv) = lease_client(cairn.url()).await;
     let (id, sent) = lease_with_key(&mut lease, &mut kv, 60, "k").await;
+    // The lease's time must run: five seconds of it, checkpointed every second.
     tokio::time::sleep(Duration::from_secs(5)).await;
     cairn.kill9();
     let killed = sent.elapsed().as_secs() as i64;
@@ -643,6 +644,7 @@ async fn keep_alive_for(lease: &mut LeaseClient<Channel>, id: i64, until: Instan
         tx.send(LeaseKeepAliveRequest { id }).await.unwrap();
         let r = inbound.message().await.unwrap().unwrap();
         assert!(r.ttl > 0, "lease {id:x} lost: {r:?}");
+        // The cadence of the keep-alives, as a client's.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -736,6 +738,9 @@ async fn a_member_caught_up_by_snapshot_has_the_leases_and_their_keys() {
     }
     // Far more entries than the log keeps while the member is away.
     cairn_tests::workload::bulk_put(&kv, "bulk/", 4, 200, |_, _| b"v".to_vec()).await;
+    // The leader purges its log only behind a durable backend commit, and the backend makes
+    // a commit durable only once half a second has passed since the last one: let that time
+    // pass, so that the next write is durable.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     kv.put(PutRequest {
         key: b"last".to_vec(),

@@ -397,6 +397,7 @@ fn isolated_leader_acknowledges_nothing_and_serves_no_stale_reads() {
     // The subnet exists and every member answers before the workload starts.
     let old = rt.block_on(leader_among(&urls, &all, None));
     let clients = WORKLOAD.start(&rt, &urls, clock, seed);
+    // The history has a stretch without faults: the workload runs for a while first.
     std::thread::sleep(Duration::from_millis(1500));
 
     let old = {
@@ -414,12 +415,14 @@ fn isolated_leader_acknowledges_nothing_and_serves_no_stale_reads() {
     let new = rt.block_on(leader_among(&urls, &majority, Some(old)));
     notes.push(format!("{:7.3}s the majority elected m{new}", clock.secs()));
     let mut probes = rt.block_on(probe_partition(&urls, old, new, clock, &mut notes));
+    // The partition lasts its time, whatever the probes took of it.
     std::thread::sleep(PARTITION.saturating_sub(isolated_at.elapsed()));
     let healed_ns = clock.now();
     net.heal(old);
     notes.push(format!("{:7.3}s healed m{old}", clock.secs()));
     rt.block_on(wait_serving(&urls[old]));
     notes.push(format!("{:7.3}s m{old} serves again", clock.secs()));
+    // And a stretch after healing, with the old leader back among the members.
     std::thread::sleep(Duration::from_millis(1500));
     let mut history: Vec<Operation> = clients.stop(&rt);
     history.append(&mut probes);

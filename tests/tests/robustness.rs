@@ -70,6 +70,10 @@ impl Faults {
 
     /// The schedule: kill -9 the leader and restart it, SIGSTOP/SIGCONT the leader, a
     /// rolling restart with SIGTERM, then a few random kills and pauses.
+    ///
+    /// Its pauses are the schedule's time, not waits for something to happen: how long a
+    /// member stays down or frozen, and how long the clients run between two faults, is what
+    /// the schedule (and its random part) varies.
     fn run(&mut self, c: &mut Cluster) {
         let pause = |ms| std::thread::sleep(Duration::from_millis(ms));
         pause(1500);

@@ -355,18 +355,21 @@ async fn same_watch_responses_as_etcd() {
     assert_eq!(want.len(), got.len());
 }
 
-/// Runs `etcdctl watch` with `args` for `secs` seconds, and `writes` meanwhile.
+/// Runs `etcdctl watch` with `args` against `server` for 3 seconds, and `writes` once it
+/// watches.
 async fn etcdctl_watch(
     ctl: &str,
-    endpoint: &str,
+    server: &ServerProc,
     args: &[&str],
     kv: &mut KvClient<Channel>,
     writes: &[(&str, &str)],
 ) -> String {
+    // The previous case's watcher is gone.
+    tokio::task::block_in_place(|| server.wait_watchers(0));
     let child = std::process::Command::new("timeout")
         .args(["-s", "TERM", "3"])
         .arg(tool(ctl))
-        .arg(format!("--endpoints={endpoint}"))
+        .arg(format!("--endpoints={}", server.endpoint()))
         .arg("watch")
         .args(args)
         .env_remove("ETCDCTL_API")
@@ -374,7 +377,7 @@ async fn etcdctl_watch(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::task::block_in_place(|| server.wait_watchers(1));
     for (k, v) in writes {
         if v.is_empty() {
             kv.delete_range(del(k, "")).await.unwrap();
@@ -403,7 +406,6 @@ async fn etcdctl_transcript(proc_: &ServerProc, ctl: &str) -> Vec<String> {
         kv.put(put(k, v)).await.unwrap();
     }
     kv.delete_range(del("k2", "")).await.unwrap(); // 5
-    let ep = proc_.endpoint();
     let mut out = Vec::new();
     let cases: [WatchCase; 5] = [
         (&["--rev=1", "--prefix", "k"], &[]),
@@ -413,7 +415,7 @@ async fn etcdctl_transcript(proc_: &ServerProc, ctl: &str) -> Vec<String> {
         (&["k", "k2"], &[("k1", "g")]),
     ];
     for (args, writes) in cases {
-        out.push(etcdctl_watch(ctl, &ep, args, &mut kv, writes).await);
+        out.push(etcdctl_watch(ctl, proc_, args, &mut kv, writes).await);
     }
     out
 }
@@ -668,7 +670,9 @@ async fn watchers_on_every_member_see_the_same_history_across_a_snapshot_install
             .unwrap();
         n += 1;
     }
-    // Give the leader a durable commit to purge its log behind.
+    // The leader purges its log only behind a durable backend commit, and the backend makes
+    // a commit durable only once half a second has passed since the last one: let that time
+    // pass, so that the next write is durable.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     writers[1].put(put("c/purge", "v")).await.unwrap();
     n += 1;
@@ -676,12 +680,11 @@ async fn watchers_on_every_member_see_the_same_history_across_a_snapshot_install
     // The put goes through the resumed member once it has installed the snapshot. Sooner,
     // the leader may fold the put's entry into the snapshot it sends; the member then
     // never applies that entry itself, and its waiter times out (as etcd's would).
-    let woke = std::time::Instant::now();
-    while !paused.log_text().contains("restored raft snapshot")
-        && woke.elapsed() < Duration::from_secs(20)
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tokio::task::block_in_place(|| {
+        paused.wait_logged(0, Duration::from_secs(20), "a restored snapshot", |l| {
+            l.contains("restored raft snapshot")
+        })
+    });
     if let Err(e) = writers[0].put(put("c/last", "v")).await {
         panic!("put on the resumed member: {e:?}\n{}", paused.log_text());
     }

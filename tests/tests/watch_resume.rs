@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use cairn_proto::etcdserverpb::{
     kv_client::KvClient, watch_client::WatchClient, watch_request, PutRequest, RangeRequest,
     WatchCreateRequest, WatchRequest,
 };
-use cairn_tests::{channel, Cluster};
+use cairn_tests::{channel, wait_until, Cluster};
 use futures::StreamExt;
 use tonic::transport::Channel;
 
@@ -25,6 +25,9 @@ const PREFIX: &[u8] = b"w/";
 const PREFIX_END: &[u8] = b"w0";
 const WRITERS: usize = 4;
 const WRITES_PER_WRITER: usize = 150;
+/// Acknowledged writes between two steps of the kill and restart schedule (six steps: well
+/// within the writers' total).
+const WRITES_PER_PHASE: usize = 40;
 
 /// One event as a watcher saw it: (revision, key, value, is a delete).
 type Seen = (i64, Vec<u8>, Vec<u8>, bool);
@@ -96,8 +99,14 @@ async fn resuming_watcher(
 }
 
 /// Puts `w/<writer>/<n>` with a unique value, trying each member in turn until one
-/// acknowledges; returns the acknowledged (key, value) pairs.
-async fn writer(urls: Vec<String>, id: usize, stop: Arc<AtomicBool>) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// acknowledges, and counts each acknowledgement in `acks`; returns the acknowledged
+/// (key, value) pairs.
+async fn writer(
+    urls: Vec<String>,
+    id: usize,
+    stop: Arc<AtomicBool>,
+    acks: Arc<AtomicUsize>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut acked = Vec::new();
     let mut i = id;
     let mut client: Option<KvClient<Channel>> = None;
@@ -116,6 +125,7 @@ async fn writer(urls: Vec<String>, id: usize, stop: Arc<AtomicBool>) -> Vec<(Vec
             match tokio::time::timeout(Duration::from_secs(3), put).await {
                 Ok(Ok(_)) => {
                     acked.push((key.clone(), value.clone()));
+                    acks.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
                 // Unknown outcome or refused: try another member (a retry of a write
@@ -151,15 +161,30 @@ fn resuming_watchers_see_every_revision_once_across_kills_and_restarts() {
             (seen, task)
         })
         .collect();
+    let acks = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..WRITERS)
-        .map(|id| rt.spawn(writer(urls.clone(), id, stop.clone())))
+        .map(|id| rt.spawn(writer(urls.clone(), id, stop.clone(), acks.clone())))
         .collect();
 
-    // Kill and restart each member in turn while the writes go on.
+    // Kill and restart each member in turn while the writes go on: each member is up for,
+    // then down for, another WRITES_PER_PHASE acknowledged writes.
+    let more_writes = |what: String| {
+        let until = acks.load(Ordering::Relaxed) + WRITES_PER_PHASE;
+        wait_until(Duration::from_secs(30), what, || {
+            let n = acks.load(Ordering::Relaxed);
+            if n >= until {
+                Ok(())
+            } else {
+                Err(format!("{n} writes acknowledged"))
+            }
+        });
+    };
     for i in 0..3 {
-        std::thread::sleep(Duration::from_millis(700));
+        more_writes(format!(
+            "{WRITES_PER_PHASE} more writes before m{i} is killed"
+        ));
         cluster.members[i].kill9();
-        std::thread::sleep(Duration::from_millis(700));
+        more_writes(format!("{WRITES_PER_PHASE} more writes while m{i} is down"));
         cluster.members[i].spawn();
     }
     let acked: Vec<(Vec<u8>, Vec<u8>)> = rt.block_on(async {
