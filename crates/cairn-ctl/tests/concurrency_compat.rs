@@ -30,14 +30,16 @@ use cairn_proto::etcdserverpb::{
     RangeRequest,
 };
 use cairn_tests::mask::mask;
-use cairn_tests::{block_on, channel, Ids, Kind, ServerProc};
+use cairn_tests::{block_on, channel, wait_keys, wait_until, Ids, Kind, ServerProc};
 use common::{ctl_command, exit_code, replace, replace_id, Report, Run};
 
 /// How long a step waits for the output it expects, or for a process to end.
 const BOUND: Duration = Duration::from_secs(15);
 
-/// A spawned command whose output is collected as it comes.
+/// A spawned command whose output is collected as it comes; killed if dropped running.
 struct Bg {
+    /// The command, for failure messages.
+    label: String,
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: Arc<Mutex<Vec<u8>>>,
@@ -60,6 +62,15 @@ fn collect(
     })
 }
 
+/// What a command printed so far, for failure messages.
+fn printed(stdout: &Mutex<Vec<u8>>, stderr: &Mutex<Vec<u8>>) -> String {
+    format!(
+        "stdout {:?}, stderr {:?}",
+        String::from_utf8_lossy(&stdout.lock().unwrap()),
+        String::from_utf8_lossy(&stderr.lock().unwrap())
+    )
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> usize {
     if needle.is_empty() || hay.len() < needle.len() {
         return 0;
@@ -68,33 +79,42 @@ fn contains(hay: &[u8], needle: &[u8]) -> usize {
 }
 
 impl Bg {
-    /// Waits (bounded) until stdout holds `needle` at least `times` times.
-    fn wait_for(&self, needle: &[u8], times: usize) {
-        let deadline = Instant::now() + BOUND;
-        while Instant::now() < deadline {
-            if contains(&self.stdout.lock().unwrap(), needle) >= times {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!(
-            "timed out waiting for {:?} in {:?}",
-            String::from_utf8_lossy(needle),
-            String::from_utf8_lossy(&self.stdout.lock().unwrap())
-        );
+    /// What the command printed so far, for failure messages.
+    fn printed(&self) -> String {
+        printed(&self.stdout, &self.stderr)
     }
 
-    /// Waits (bounded) until stdout or stderr has something.
-    fn wait_any(&self) {
-        let deadline = Instant::now() + BOUND;
-        while Instant::now() < deadline {
-            if !self.stdout.lock().unwrap().is_empty() || !self.stderr.lock().unwrap().is_empty() {
-                std::thread::sleep(Duration::from_millis(100));
-                return;
+    /// Waits (up to [`BOUND`]) until stdout satisfies `done`; fails the test if it does not.
+    fn wait_stdout(&self, what: &str, done: impl Fn(&[u8]) -> bool) {
+        let what = format!("{what} from {}", self.label);
+        wait_until(BOUND, what, || {
+            if done(&self.stdout.lock().unwrap()) {
+                Ok(())
+            } else {
+                Err(self.printed())
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("timed out waiting for output");
+        });
+    }
+
+    /// Waits (up to [`BOUND`]) until stdout holds `needle` at least `times` times.
+    fn wait_for(&self, needle: &[u8], times: usize) {
+        let what = format!("{times} × {:?}", String::from_utf8_lossy(needle));
+        self.wait_stdout(&what, |out| contains(out, needle) >= times);
+    }
+
+    /// Waits (up to [`BOUND`]) until stdout or stderr has something, and a moment more for
+    /// the rest of that first answer.
+    fn wait_any(&self) {
+        wait_until(BOUND, format!("output from {}", self.label), || {
+            let quiet =
+                self.stdout.lock().unwrap().is_empty() && self.stderr.lock().unwrap().is_empty();
+            if quiet {
+                Err(self.printed())
+            } else {
+                Ok(())
+            }
+        });
+        std::thread::sleep(Duration::from_millis(100));
     }
 
     fn write(&mut self, line: &str) {
@@ -110,21 +130,16 @@ impl Bg {
             .unwrap();
     }
 
-    /// Closes stdin and waits (bounded) for the process to end; killed if it does not.
+    /// Closes stdin and waits (up to [`BOUND`]) for the process to end; fails the test (and
+    /// kills the process) if it does not.
     fn finish(mut self) -> Run {
         drop(self.stdin.take());
-        let deadline = Instant::now() + BOUND;
-        let code = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break exit_code(status);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break -1;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let what = format!("{} to end", self.label);
+        let status = wait_until(BOUND, what, || match self.child.try_wait().unwrap() {
+            Some(status) => Ok(status),
+            None => Err(printed(&self.stdout, &self.stderr)),
+        });
+        let code = exit_code(status);
         for r in self.readers.drain(..) {
             r.join().unwrap();
         }
@@ -141,6 +156,13 @@ impl Bg {
     fn stop(self, sig: &str) -> Run {
         self.signal(sig);
         self.finish()
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -174,6 +196,7 @@ impl Side {
 
     fn spawn_env(&self, env: &[(&str, &str)], args: &[&str]) -> Bg {
         let mut child = self.command(env, args).spawn().unwrap();
+        let label = format!("{} {env:?} {args:?}", self.bin.display());
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let readers = vec![
@@ -181,6 +204,7 @@ impl Side {
             collect(child.stderr.take().unwrap(), stderr.clone()),
         ];
         Bg {
+            label,
             stdin: child.stdin.take(),
             child,
             stdout,
@@ -191,6 +215,31 @@ impl Side {
 
     fn spawn(&self, args: &[&str]) -> Bg {
         self.spawn_env(&[], args)
+    }
+
+    /// Spawns a command that watches (a watch, an election observer), once no watcher is
+    /// left from earlier commands, and waits until the server counts its watcher: from then
+    /// on it sees every write.
+    fn spawn_watching(&self, args: &[&str]) -> Bg {
+        self.etcd.wait_watchers(0);
+        let bg = self.spawn(args);
+        self.etcd.wait_watchers(1);
+        bg
+    }
+
+    /// Spawns a lock or election waiter behind the one holder under `prefix`, and waits
+    /// until it waits: its key is the second there and it watches the holder's.
+    fn spawn_waiter(&self, args: &[&str], prefix: &str) -> Bg {
+        self.etcd.wait_watchers(0);
+        let bg = self.spawn(args);
+        self.wait_keys(prefix, 2);
+        self.etcd.wait_watchers(1);
+        bg
+    }
+
+    /// Waits until `n` keys are under `prefix` (not recorded).
+    fn wait_keys(&self, prefix: &str, n: usize) {
+        wait_keys(&self.etcd.endpoint(), prefix, n);
     }
 
     fn record(&mut self, label: String, run: Run) {
@@ -586,8 +635,8 @@ fn lock_scenario(s: &mut Side) {
     let first = s.spawn(&["lock", "lock-wait"]);
     first.wait_any();
     let second = s.spawn(&["lock", "lock-wait"]);
-    // The second queues before the third.
-    std::thread::sleep(Duration::from_millis(700));
+    // The second queues (its key is there) before the third.
+    s.wait_keys("lock-wait/", 2);
     let third = s.spawn(&[
         "lock",
         "lock-wait",
@@ -596,7 +645,7 @@ fn lock_scenario(s: &mut Side) {
         "-c",
         "echo third $ETCD_LOCK_REV",
     ]);
-    std::thread::sleep(Duration::from_millis(700));
+    s.wait_keys("lock-wait/", 3);
     s.case(&[
         "get",
         "lock-wait",
@@ -611,8 +660,7 @@ fn lock_scenario(s: &mut Side) {
     s.ended("third lock runs its command", third, None);
     let holder = s.spawn(&["lock", "lock-cancel"]);
     holder.wait_any();
-    let waiter = s.spawn(&["lock", "lock-cancel"]);
-    std::thread::sleep(Duration::from_millis(700));
+    let waiter = s.spawn_waiter(&["lock", "lock-cancel"], "lock-cancel/");
     s.ended("lock waiter, SIGINT", waiter, Some("INT"));
     s.ended("lock holder, SIGINT", holder, Some("INT"));
     s.revoke_all();
@@ -625,13 +673,13 @@ fn elect_scenario(s: &mut Side) {
     s.case(&["elect", "a", "b", "c"]);
     for w in ["simple", "json", "fields", "protobuf"] {
         let name = format!("elect-{w}");
-        let observer = s.spawn(&["elect", "-l", &name, "-w", w]);
-        std::thread::sleep(Duration::from_millis(500));
+        let observer = s.spawn_watching(&["elect", "-l", &name, "-w", w]);
         let first = s.spawn(&["elect", &name, "p1", "-w", w]);
         first.wait_any();
         observer.wait_for(&value_marker(w, "p1"), 1);
         let second = s.spawn(&["elect", &name, "p2", "-w", w]);
-        std::thread::sleep(Duration::from_millis(700));
+        // The second campaigns (its key is there) before the first resigns.
+        s.wait_keys(&format!("{name}/"), 2);
         s.ended(
             &format!("elect -w {w}: first leader, SIGINT"),
             first,
@@ -650,8 +698,7 @@ fn elect_scenario(s: &mut Side) {
     s.ended("elect -w table", leader, None);
     let holder = s.spawn(&["elect", "elect-c", "one"]);
     holder.wait_any();
-    let waiter = s.spawn(&["elect", "elect-c", "two"]);
-    std::thread::sleep(Duration::from_millis(700));
+    let waiter = s.spawn_waiter(&["elect", "elect-c", "two"], "elect-c/");
     s.ended("elect waiter, SIGINT", waiter, Some("INT"));
     s.case(&["get", "elect-c", "--prefix", "--keys-only"]);
     s.ended("elect holder, SIGINT", holder, Some("INT"));
@@ -681,8 +728,7 @@ fn watch_scenario(s: &mut Side) {
         s.ended(&format!("watch --prev-kv -w {w}, SIGINT"), bg, Some("INT"));
     }
     // A watch from now: no revision given.
-    let bg = s.spawn(&["watch", "now"]);
-    std::thread::sleep(Duration::from_millis(1500));
+    let bg = s.spawn_watching(&["watch", "now"]);
     s.case(&["put", "now", "n1"]);
     bg.wait_for(b"n1\n", 1);
     s.ended("watch from now, SIGTERM", bg, Some("TERM"));
@@ -760,8 +806,17 @@ fn watch_scenario(s: &mut Side) {
         s.case(&["put", "ibx", "2"]);
         bg.wait_for(&value_marker(w, "2"), 1);
         bg.write("progress\n");
-        bg.wait_for(b"progress notify", 2);
-        std::thread::sleep(Duration::from_millis(300));
+        // Each of the two watchers answers with a `progress notify` line, in JSON followed
+        // by the response.
+        let lines = if w == "json" { 4 } else { 2 };
+        bg.wait_stdout(
+            &format!("{lines} lines from the first progress notify on"),
+            |out| {
+                let text = String::from_utf8_lossy(out);
+                text.find("progress notify")
+                    .is_some_and(|at| text[at..].matches('\n').count() >= lines)
+            },
+        );
         s.ended(&format!("watch -i -w {w}, stdin closed"), bg, None);
     }
     for line in [
@@ -856,8 +911,8 @@ fn cairnctl_and_etcdctl_share_locks_and_elections() {
     let holder = e.spawn(&["lock", "shared"]);
     holder.wait_any();
     e.bin = c_bin.clone();
-    let waiter = e.spawn(&["lock", "shared"]);
-    std::thread::sleep(Duration::from_millis(700));
+    // It queues, watches the holder's key, and prints nothing.
+    let waiter = e.spawn_waiter(&["lock", "shared"], "shared/");
     assert!(
         waiter.stdout.lock().unwrap().is_empty(),
         "cairnctl took a held lock"
@@ -871,8 +926,7 @@ fn cairnctl_and_etcdctl_share_locks_and_elections() {
     assert_ne!(got.stdout, held.stdout);
 
     e.bin = common::etcdctl();
-    let observer = e.spawn(&["elect", "-l", "shared-e"]);
-    std::thread::sleep(Duration::from_millis(500));
+    let observer = e.spawn_watching(&["elect", "-l", "shared-e"]);
     e.bin = c_bin;
     let leader = e.spawn(&["elect", "shared-e", "from-cairnctl"]);
     leader.wait_any();
