@@ -89,10 +89,11 @@ impl Api {
             .unwrap_or_else(|| panic!("no member with peer URL {peer_url}"))
     }
 
-    /// Runs a `member add` of `peer_url` with `bin` until the member is listed, and returns
-    /// the last run and the member's ID. Right after a removal, and more so on a loaded
-    /// machine, etcd may refuse an add for a moment ("member not found", "unhealthy
-    /// cluster"); that refusal is not what the comparison is about.
+    /// Runs a `member add` of `peer_url` with `bin` until the member is listed (at most
+    /// 15 s), and returns that run and the member's ID. etcd refuses an add until its peers
+    /// have been connected for 5 s ("unhealthy cluster"), and right after a removal, more so
+    /// on a loaded machine, may refuse one for a moment ("member not found"); those refusals
+    /// are not what the comparison is about.
     fn add_listed(
         &self,
         bin: &Path,
@@ -100,19 +101,17 @@ impl Api {
         args: &[String],
         peer_url: &str,
     ) -> (Run, u64) {
-        let mut stderr = Vec::new();
-        for _ in 0..20 {
-            let r = run(bin, endpoints, args);
-            if let Some(id) = self.find(peer_url) {
-                return (r, id);
-            }
-            stderr = r.stderr;
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        panic!(
-            "member add {peer_url} never listed: {}",
-            String::from_utf8_lossy(&stderr)
-        );
+        wait_until(
+            Duration::from_secs(15),
+            format!("member add {peer_url} to be listed"),
+            || {
+                let r = run(bin, endpoints, args);
+                match self.find(peer_url) {
+                    Some(id) => Ok((r, id)),
+                    None => Err(String::from_utf8_lossy(&r.stderr).into_owned()),
+                }
+            },
+        )
     }
 
     fn add_learner(&self, peer_url: &str) -> u64 {
@@ -122,16 +121,15 @@ impl Api {
             is_learner: true,
         };
         // Right after a removal etcd may briefly answer "member not found": try again.
-        for _ in 0..50 {
-            match self.block_on("member add", c.cluster().member_add(req.clone())) {
-                Ok(r) => return r.into_inner().member.unwrap().id,
-                Err(e) if e.message() == "etcdserver: member not found" => {
-                    std::thread::sleep(std::time::Duration::from_millis(100))
-                }
+        wait_until(
+            Duration::from_secs(10),
+            "member add to be taken",
+            || match self.block_on("member add", c.cluster().member_add(req.clone())) {
+                Ok(r) => Ok(r.into_inner().member.unwrap().id),
+                Err(e) if e.message() == "etcdserver: member not found" => Err(e),
                 Err(e) => panic!("member add: {e:?}"),
-            }
-        }
-        panic!("member add kept failing with member not found");
+            },
+        )
     }
 
     fn remove(&self, id: u64) {
@@ -279,8 +277,6 @@ fn member_commands_match_etcdctl() {
         endpoints: cluster.members[0].endpoint(),
         report: Report::default(),
     };
-    // etcd refuses reconfiguration until its peers have been connected for 5 s.
-    std::thread::sleep(Duration::from_secs(6));
     let members = api.members();
     let id_hex = |i: usize| {
         let port = cluster.members[i].peer_port;

@@ -14,7 +14,12 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use cairn_tests::{etcdctl35, Kind, ServerProc};
+use cairn_tests::{etcdctl35, wait_until, Kind, ServerProc};
+
+/// The server's count of watchers.
+const WATCHERS: &str = "etcd_debugging_mvcc_watcher_total";
+/// The server's count of watchers still catching up with history.
+const CATCHING_UP: &str = "etcd_debugging_mvcc_slow_watcher_total";
 
 /// One case: watch arguments, environment, interactive input script (shell), and
 /// whether the test writes while it runs.
@@ -49,6 +54,30 @@ fn spawn(bin: &Path, endpoint: &str, c: &Case) -> Child {
         .stdin(Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// Spawns case `c` with `bin` against `etcd` and waits until it has settled: it has ended
+/// (and its watcher, if it made one, is gone), or the server counts its watcher and has none
+/// left to catch up with history (it has been sent its history, and gets every later write
+/// live).
+fn spawn_settled(etcd: &ServerProc, bin: &Path, c: &Case) -> Child {
+    let watchers = || etcd.metric(WATCHERS).unwrap_or(0.0) as usize;
+    let before = watchers();
+    let mut child = spawn(bin, &etcd.endpoint(), c);
+    let what = format!("{} watch {} to watch or end", bin.display(), c.args);
+    wait_until(Duration::from_secs(10), what, || {
+        let (now, catching_up) = (watchers(), etcd.metric(CATCHING_UP).unwrap_or(0.0));
+        let settled = match child.try_wait().unwrap() {
+            Some(_) => now == before,
+            None => now > before && catching_up == 0.0,
+        };
+        if settled {
+            Ok(())
+        } else {
+            Err(format!("{now} watchers, {catching_up} catching up"))
+        }
+    });
+    child
 }
 
 /// Runs the real etcdctl against `endpoint`; it must succeed.
@@ -140,10 +169,12 @@ fn cairnctl_watch_prints_what_etcdctl_watch_prints() {
     ];
     let mut failures = Vec::new();
     for (i, c) in cases.iter().enumerate() {
-        let want = spawn(&etcdctl, &ep, c);
-        let got = spawn(&cairnctl, &ep, c);
+        // No watch is left from the last case. Then one tool and the other settle before
+        // the writes, so that both see the same writes alike.
+        etcd.wait_watchers(0);
+        let want = spawn_settled(&etcd, &etcdctl, c);
+        let got = spawn_settled(&etcd, &cairnctl, c);
         if c.writes {
-            std::thread::sleep(Duration::from_millis(700));
             ctl(&ep, &["put", "k", &format!("case{i}")]);
             ctl(&ep, &["put", "k2", "y"]);
             ctl(&ep, &["del", "k"]);
