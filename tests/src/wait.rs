@@ -19,14 +19,10 @@ pub fn wait_until<T, E: Debug>(
 ) -> T {
     let deadline = Instant::now() + timeout;
     loop {
-        let seen = match check() {
+        match check() {
             Ok(v) => return v,
-            Err(seen) => seen,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "waited {timeout:?} for {what}; last saw: {seen:?}"
-        );
+            Err(seen) => fail_after(deadline, timeout, &what, seen),
+        }
         std::thread::sleep(POLL);
     }
 }
@@ -39,14 +35,18 @@ pub async fn wait_until_async<T, E: Debug, F: Future<Output = Result<T, E>>>(
 ) -> T {
     let deadline = Instant::now() + timeout;
     loop {
-        let seen = match check().await {
+        match check().await {
             Ok(v) => return v,
-            Err(seen) => seen,
-        };
-        assert!(
-            Instant::now() < deadline,
-            "waited {timeout:?} for {what}; last saw: {seen:?}"
-        );
+            Err(seen) => fail_after(deadline, timeout, &what, seen),
+        }
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Fails the test once `deadline` has passed: it waited `timeout` for `what` and saw `seen`.
+fn fail_after(deadline: Instant, timeout: Duration, what: &impl Display, seen: impl Debug) {
+    assert!(
+        Instant::now() < deadline,
+        "waited {timeout:?} for {what}; last saw: {seen:?}"
+    );
 }

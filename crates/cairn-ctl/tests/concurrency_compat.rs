@@ -31,7 +31,7 @@ use cairn_proto::etcdserverpb::{
 };
 use cairn_tests::mask::mask;
 use cairn_tests::{block_on, channel, wait_keys, wait_until, Ids, Kind, ServerProc};
-use common::{ctl_command, exit_code, replace, replace_id, Report, Run};
+use common::{ctl_command, exit_code, rewrite_server, Report, Run};
 
 /// How long a step waits for the output it expects, or for a process to end.
 const BOUND: Duration = Duration::from_secs(15);
@@ -415,23 +415,10 @@ struct Compat {
 }
 
 impl Compat {
-    /// B's output with B's identity replaced by A's.
-    fn normalize(&self, b: &[u8], leases: &[(u64, u64)]) -> Vec<u8> {
-        let (ea, eb) = (&self.a.etcd, &self.b.etcd);
-        let mut v = replace(
-            b,
-            format!("127.0.0.1:{}", eb.client_port).as_bytes(),
-            format!("127.0.0.1:{}", ea.client_port).as_bytes(),
-        );
-        let mut pairs = vec![
-            (self.b.ids.cluster, self.a.ids.cluster),
-            (self.b.ids.member, self.a.ids.member),
-        ];
-        pairs.extend_from_slice(leases);
-        for (from, to) in pairs {
-            v = replace_id(&v, from, to);
-        }
-        v
+    /// B's output as if printed against A, B's lease IDs (`leases`) too.
+    fn normalize(&self, out: &[u8], leases: &[(u64, u64)]) -> Vec<u8> {
+        let (a, b) = (&self.a, &self.b);
+        rewrite_server(out, (&b.etcd, b.ids), (&a.etcd, a.ids), leases)
     }
 
     /// Runs `scenario` with etcdctl on A, then with cairnctl on B, and compares the runs.

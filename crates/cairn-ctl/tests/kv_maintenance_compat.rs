@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use cairn_tests::mask::{mask, mask_measured};
 use cairn_tests::{Ids, ServerProc};
-use common::{ctl_command, replace, replace_id, Report};
+use common::{ctl_command, rewrite_server, Report};
 
 struct Side {
     etcd: ServerProc,
@@ -59,26 +59,10 @@ struct Compat {
 }
 
 impl Compat {
+    /// B's output as if printed against A.
     fn normalize(&self, b: &[u8]) -> Vec<u8> {
-        let (ea, eb) = (&self.a.etcd, &self.b.etcd);
-        let mut v = b.to_vec();
-        for (from, to) in [
-            (eb.client_port, ea.client_port),
-            (eb.peer_port, ea.peer_port),
-        ] {
-            v = replace(
-                &v,
-                format!("127.0.0.1:{from}").as_bytes(),
-                format!("127.0.0.1:{to}").as_bytes(),
-            );
-        }
-        for (from, to) in [
-            (self.b.ids.cluster, self.a.ids.cluster),
-            (self.b.ids.member, self.a.ids.member),
-        ] {
-            v = replace_id(&v, from, to);
-        }
-        v
+        let (a, b_) = (&self.a, &self.b);
+        rewrite_server(b, (&b_.etcd, b_.ids), (&a.etcd, a.ids), &[])
     }
 
     fn case_env(&mut self, env: &[(&str, &str)], args: &[&str], stdin: &[u8]) {

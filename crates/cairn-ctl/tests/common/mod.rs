@@ -123,6 +123,33 @@ pub fn replace_id(hay: &[u8], from: u64, to: u64) -> Vec<u8> {
     replace(&v, &varint(from), &varint(to))
 }
 
+/// `out`, printed by a tool talking to server `from`, as if printed against server `to`: the
+/// client and peer addresses and the cluster and member ids of `from` (and then each id
+/// pair of `more_ids`) rewritten into `to`'s.
+pub fn rewrite_server(
+    out: &[u8],
+    from: (&ServerProc, Ids),
+    to: (&ServerProc, Ids),
+    more_ids: &[(u64, u64)],
+) -> Vec<u8> {
+    let mut v = out.to_vec();
+    for (f, t) in [
+        (from.0.client_port, to.0.client_port),
+        (from.0.peer_port, to.0.peer_port),
+    ] {
+        v = replace(
+            &v,
+            format!("127.0.0.1:{f}").as_bytes(),
+            format!("127.0.0.1:{t}").as_bytes(),
+        );
+    }
+    let ids = [(from.1.cluster, to.1.cluster), (from.1.member, to.1.member)];
+    for (f, t) in ids.iter().chain(more_ids) {
+        v = replace_id(&v, *f, *t);
+    }
+    v
+}
+
 /// The protobuf varint encoding of `v` (to find and mask ids in `-w protobuf` output).
 pub fn varint(mut v: u64) -> Vec<u8> {
     let mut b = Vec::new();
