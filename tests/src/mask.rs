@@ -33,8 +33,9 @@ pub fn mask_line(line: &str) -> String {
     l
 }
 
-/// Replaces the number (digits, maybe after a minus sign) after each `key` with `N`, keeping
-/// the spaces between them: `"raft_term": 7` becomes `"raft_term": N`.
+/// Replaces the digits after each `key` with `N`, keeping the spaces between them:
+/// `"raft_term": 7` becomes `"raft_term": N`. A negative number is left as it is (a TTL of
+/// -1 says the lease is gone, whenever it is read).
 pub fn mask_number_after(text: &str, key: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -43,16 +44,13 @@ pub fn mask_number_after(text: &str, key: &str) -> String {
         rest = &rest[i + key.len()..];
         let trimmed = rest.trim_start_matches(' ');
         out.push_str(&rest[..rest.len() - trimmed.len()]);
-        let unsigned = trimmed.strip_prefix('-').unwrap_or(trimmed);
-        let digits = unsigned
+        let digits = trimmed
             .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(unsigned.len());
+            .unwrap_or(trimmed.len());
         if digits > 0 {
             out.push('N');
-            rest = &unsigned[digits..];
-        } else {
-            rest = trimmed;
         }
+        rest = &trimmed[digits..];
     }
     out.push_str(rest);
     out
@@ -120,7 +118,7 @@ mod tests {
             (
                 "remaining(-1s) remaining(30s)",
                 "remaining(",
-                "remaining(Ns) remaining(Ns)",
+                "remaining(-1s) remaining(Ns)",
             ),
             ("\"ttl\":x", "\"ttl\":", "\"ttl\":x"),
             ("\"ttl\":-", "\"ttl\":", "\"ttl\":-"),

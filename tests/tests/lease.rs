@@ -15,6 +15,7 @@ use cairn_proto::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest,
     PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
+use cairn_tests::mask::mask_number_after;
 use cairn_tests::{
     cairnctl, channel, etcdctl34, etcdctl35, leader, strip_header, Cluster, Kind, Run, ServerProc,
 };
@@ -423,16 +424,8 @@ fn lease_session(etcdctl: fn(&str, &[&str]) -> Run, endpoint: &str) -> Vec<Strin
             }
         }
         text = mask_ids(&text, ids);
-        if let Some(i) = text.find("remaining(") {
-            let end = text[i..].find("s)").map(|e| i + e).unwrap_or(i);
-            text.replace_range(i + "remaining(".len()..end, "N");
-        }
-        if let Some(i) = text.find("\"ttl\":") {
-            let start = i + "\"ttl\":".len();
-            let end = text[start..]
-                .find(|c: char| !c.is_ascii_digit())
-                .map_or(text.len(), |e| start + e);
-            text.replace_range(start..end, "N");
+        for key in ["remaining(", "\"ttl\":"] {
+            text = mask_number_after(&text, key);
         }
         // etcd lists a lease's keys in map order.
         text = sort_between(&text, "attached keys([", "])", ' ');
@@ -474,18 +467,11 @@ fn lease_session(etcdctl: fn(&str, &[&str]) -> Run, endpoint: &str) -> Vec<Strin
     out
 }
 
-/// Masks member ids, cluster ids, raft terms and revisions' neighbours in JSON output.
+/// Masks member ids, cluster ids and raft terms in JSON output.
 fn mask_json_header(text: &str) -> String {
     let mut out = text.to_string();
     for key in ["\"cluster_id\":", "\"member_id\":", "\"raft_term\":"] {
-        while let Some(i) = out.find(key) {
-            let start = i + key.len();
-            let end = out[start..]
-                .find(|c: char| !c.is_ascii_digit())
-                .map(|e| start + e)
-                .unwrap_or(out.len());
-            out.replace_range(i..end, &key.replace(':', "=N").replace('"', ""));
-        }
+        out = mask_number_after(&out, key);
     }
     out
 }
