@@ -628,7 +628,11 @@ async fn keep_alive_for(lease: &mut LeaseClient<Channel>, id: i64, until: Instan
         .into_inner();
     while Instant::now() < until {
         tx.send(LeaseKeepAliveRequest { id }).await.unwrap();
-        let r = inbound.message().await.unwrap().unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+            .await
+            .unwrap_or_else(|_| panic!("no keep-alive answer for lease {id:x} in 10 s"))
+            .unwrap()
+            .unwrap();
         assert!(r.ttl > 0, "lease {id:x} lost: {r:?}");
         // The cadence of the keep-alives, as a client's.
         tokio::time::sleep(Duration::from_millis(500)).await;

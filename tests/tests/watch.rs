@@ -727,7 +727,11 @@ async fn the_etcd_client_crate_watches_cairn() {
     c.delete("svc/a", None).await.unwrap(); // 4
     let mut seen = Vec::new();
     while seen.len() < 3 {
-        let r = stream.message().await.unwrap().unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("no watch response in 10 s; seen {seen:?}"))
+            .unwrap()
+            .unwrap();
         for e in r.events() {
             let kv = e.kv().unwrap();
             seen.push((

@@ -24,21 +24,22 @@ use tonic::transport::Channel;
 const PREFIX: &[u8] = b"w/";
 const PREFIX_END: &[u8] = b"w0";
 const WRITERS: usize = 4;
-const WRITES_PER_WRITER: usize = 150;
-/// Acknowledged writes between two steps of the kill and restart schedule (six steps: well
-/// within the writers' total).
+/// Keys one writer writes at most; it stops once the kills and restarts are over.
+const MAX_WRITES_PER_WRITER: usize = 5000;
+/// Acknowledged writes between two steps of the kill and restart schedule.
 const WRITES_PER_PHASE: usize = 40;
 
 /// One event as a watcher saw it: (revision, key, value, is a delete).
 type Seen = (i64, Vec<u8>, Vec<u8>, bool);
 
-/// Follows the prefix from revision `from` on `url` until the stream breaks or `done` is
-/// set and the watcher has reached `target` (0: unknown yet); appends what it sees.
+/// Follows the prefix from revision `from` on `url` until the stream breaks, the watcher
+/// has reached `target` (0: unknown yet), or `deadline` passes; appends what it sees.
 async fn follow(
     url: &str,
     from: i64,
     seen: &Mutex<Vec<Seen>>,
     target: &Mutex<i64>,
+    deadline: Instant,
 ) -> Result<(), String> {
     let create = WatchRequest {
         request_union: Some(watch_request::RequestUnion::CreateRequest(
@@ -61,6 +62,9 @@ async fn follow(
         let want = *target.lock().unwrap();
         if want != 0 && last >= want {
             return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("at revision {last} of {want} when the time was up"));
         }
         let msg = tokio::time::timeout(Duration::from_millis(500), stream.message()).await;
         let Ok(msg) = msg else { continue };
@@ -87,7 +91,7 @@ async fn resuming_watcher(
     let mut i = first;
     while Instant::now() < deadline {
         let from = seen.lock().unwrap().last().map_or(1, |s| s.0 + 1);
-        if follow(&urls[i % urls.len()], from, &seen, &target)
+        if follow(&urls[i % urls.len()], from, &seen, &target, deadline)
             .await
             .is_ok()
         {
@@ -99,18 +103,23 @@ async fn resuming_watcher(
 }
 
 /// Puts `w/<writer>/<n>` with a unique value, trying each member in turn until one
-/// acknowledges, and counts each acknowledgement in `acks`; returns the acknowledged
-/// (key, value) pairs.
+/// acknowledges, and counts each acknowledgement in `acks`, until `stop`; returns the
+/// acknowledged (key, value) pairs and how many keys it tried.
 async fn writer(
     urls: Vec<String>,
     id: usize,
     stop: Arc<AtomicBool>,
     acks: Arc<AtomicUsize>,
-) -> Vec<(Vec<u8>, Vec<u8>)> {
+) -> (Vec<(Vec<u8>, Vec<u8>)>, usize) {
     let mut acked = Vec::new();
+    let mut tried = 0;
     let mut i = id;
     let mut client: Option<KvClient<Channel>> = None;
-    for n in 0..WRITES_PER_WRITER {
+    for n in 0..MAX_WRITES_PER_WRITER {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        tried += 1;
         let key = format!("w/{id}/{n:04}").into_bytes();
         let value = format!("v{id}-{n}").into_bytes();
         let mut attempts = 0;
@@ -137,7 +146,7 @@ async fn writer(
             }
         }
     }
-    acked
+    (acked, tried)
 }
 
 #[test]
@@ -167,7 +176,7 @@ fn resuming_watchers_see_every_revision_once_across_kills_and_restarts() {
         .collect();
 
     // Kill and restart each member in turn while the writes go on: each member is up for,
-    // then down for, another WRITES_PER_PHASE acknowledged writes.
+    // then down for, another WRITES_PER_PHASE acknowledged writes, and some more come after.
     let more_writes = |what: String| {
         let until = acks.load(Ordering::Relaxed) + WRITES_PER_PHASE;
         wait_until(Duration::from_secs(30), what, || {
@@ -187,17 +196,20 @@ fn resuming_watchers_see_every_revision_once_across_kills_and_restarts() {
         more_writes(format!("{WRITES_PER_PHASE} more writes while m{i} is down"));
         cluster.members[i].spawn();
     }
-    let acked: Vec<(Vec<u8>, Vec<u8>)> = rt.block_on(async {
-        let mut all = Vec::new();
-        for w in writers {
-            all.extend(w.await.unwrap());
-        }
-        all
-    });
+    more_writes(format!("{WRITES_PER_PHASE} more writes after the restarts"));
     stop.store(true, Ordering::Relaxed);
+    let (acked, tried) = rt.block_on(async {
+        let (mut all, mut tried) = (Vec::new(), 0);
+        for w in writers {
+            let (acked, n) = w.await.unwrap();
+            all.extend(acked);
+            tried += n;
+        }
+        (all, tried)
+    });
     assert!(
-        acked.len() > WRITERS * WRITES_PER_WRITER / 2,
-        "only {} writes acknowledged",
+        acked.len() * 2 > tried,
+        "only {} of {tried} writes acknowledged",
         acked.len()
     );
 
@@ -231,7 +243,8 @@ fn resuming_watchers_see_every_revision_once_across_kills_and_restarts() {
 
     // The reference: the whole history, watched once from revision 1 on a fresh stream.
     let reference = Arc::new(Mutex::new(Vec::new()));
-    rt.block_on(follow(&urls[0], 1, &reference, &target))
+    let deadline = Instant::now() + Duration::from_secs(60);
+    rt.block_on(follow(&urls[0], 1, &reference, &target, deadline))
         .unwrap();
     let reference = reference.lock().unwrap().clone();
     assert_eq!(reference.last().map(|s| s.0), Some(final_rev));
