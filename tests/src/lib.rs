@@ -4,11 +4,29 @@
 //! The binaries come from the workspace's target directory (the test command builds them
 //! first) and the reference tools from `.tools/bin` (made by `scripts/setup`). A missing tool
 //! is a failure, never a skip.
+//!
+//! # Layout
+//!
+//! - `lib.rs`: the processes ([`ServerProc`], [`Cluster`]) and the command-line clients
+//!   ([`run_client`], [`etcdctl35`], [`etcdctl34`], [`cairnctl`]).
+//! - `wait`: bounded waits for what a test can observe, failing the test at their deadline.
+//! - `grpc`: channels, a member's status, [`strip_header`], [`block_on`].
+//! - `leader`: which member leads.
+//! - `mask`: masks for comparing two outputs byte for byte.
+//! - `workload`, `linearizability`: the fault suites' clients and their checker.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod grpc;
+pub mod leader;
 pub mod linearizability;
+pub mod mask;
+pub mod wait;
 pub mod workload;
+
+pub use grpc::{block_on, channel, status, strip_header};
+pub use leader::{leader, leader_among};
+pub use wait::{wait_until, wait_until_async};
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -121,22 +139,11 @@ impl ServerProc {
 
     /// Like [`ServerProc::start`], with environment variables.
     pub fn start_with_env(kind: Kind, extra: &[&str], env: &[(&str, &str)]) -> ServerProc {
-        let mut p = ServerProc {
-            kind,
-            child: None,
-            dir: tempfile::tempdir().unwrap(),
-            name: "m1".into(),
-            client_port: free_port(),
-            peer_port: free_port(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            log: Default::default(),
-            host: "127.0.0.1".into(),
-            netns: None,
-        };
+        let mut p = ServerProc::new(kind, "m1", free_port(), extra);
+        p.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         p.spawn();
         p
     }
@@ -265,6 +272,82 @@ impl ServerProc {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// How many lines the server logged so far: pass it to [`ServerProc::wait_logged`] to
+    /// wait for a line logged from now on.
+    pub fn log_len(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+
+    /// Waits (up to `timeout`) until a line after the first `from` that the server logged
+    /// satisfies `is_it`, and returns that line; `what` names the line for the failure.
+    pub fn wait_logged(
+        &self,
+        from: usize,
+        timeout: Duration,
+        what: &str,
+        is_it: impl Fn(&str) -> bool,
+    ) -> String {
+        wait_until(timeout, format!("{} to log {what}", self.name), || {
+            let log = self.log.lock().unwrap();
+            let since = log.get(from..).unwrap_or_default();
+            match since.iter().find(|l| is_it(l)) {
+                Some(l) => Ok(l.clone()),
+                None => Err(since[since.len().saturating_sub(5)..].to_vec()),
+            }
+        })
+    }
+
+    /// Waits (up to 10 s) until the server, after its first `from` log lines, logged that it
+    /// lost peer `id` (etcd: "peer became inactive", cairn: "failed to send to peer"): it
+    /// logs so as it stops counting the peer as connected.
+    pub fn wait_peer_lost(&self, from: usize, id: u64) {
+        let quoted = format!("\"{id:x}\"");
+        self.wait_logged(
+            from,
+            Duration::from_secs(10),
+            &format!("that it lost peer {id:x}"),
+            |l| {
+                l.contains(&quoted)
+                    && (l.contains("\"peer became inactive")
+                        || l.contains("\"failed to send to peer"))
+            },
+        );
+    }
+
+    /// The cluster and member ids in the header of the server's status.
+    pub fn ids(&self) -> Ids {
+        let r = etcdctl35(&self.endpoint(), &["endpoint", "status", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("endpoint status of {}: {e}: {r:?}", self.name));
+        let h = &v[0]["Status"]["header"];
+        Ids {
+            cluster: h["cluster_id"].as_u64().unwrap(),
+            member: h["member_id"].as_u64().unwrap(),
+        }
+    }
+
+    /// The value of `name`, a metric without labels, on the server's `/metrics`.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let (_, body) = http_get(self.client_port, "/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Waits (up to 10 s) until the server counts `n` watchers
+    /// (`etcd_debugging_mvcc_watcher_total`). A counted watcher sees every later write; one
+    /// whose client went away is no longer counted.
+    pub fn wait_watchers(&self, n: usize) {
+        let name = "etcd_debugging_mvcc_watcher_total";
+        wait_until(
+            Duration::from_secs(10),
+            format!("{} to count {n} watchers", self.name),
+            || match self.metric(name) {
+                Some(v) if v == n as f64 => Ok(()),
+                seen => Err(seen),
+            },
+        );
+    }
+
     /// The process id while the process runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
@@ -312,6 +395,13 @@ impl Drop for ServerProc {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// A server's cluster and member ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ids {
+    pub cluster: u64,
+    pub member: u64,
 }
 
 /// What a command printed and how it exited.
@@ -370,44 +460,66 @@ pub fn etcdctl34(endpoint: &str, args: &[&str]) -> Run {
     run_client(&tool("etcdctl-3.4"), endpoint, args, None)
 }
 
+/// Runs etcdctl 3.5's membership change `args` against `endpoints` until the cluster no
+/// longer refuses it as unhealthy (at most 15 s), and returns that run. Under strict
+/// reconfiguration a cluster takes a change only once its members have been connected to
+/// each other for etcd's 5 s health interval.
+pub fn etcdctl35_membership(endpoints: &str, args: &[&str]) -> Run {
+    wait_until(
+        Duration::from_secs(15),
+        format!("etcdctl {args:?} not to be refused as an unhealthy cluster"),
+        || {
+            let r = etcdctl35(endpoints, args);
+            if r.stderr.contains("etcdserver: unhealthy cluster") {
+                Err(r)
+            } else {
+                Ok(r)
+            }
+        },
+    )
+}
+
+/// Waits (up to 10 s) until `n` keys start with `prefix` on `endpoints` (a lock or election
+/// waiter has queued, for instance).
+pub fn wait_keys(endpoints: &str, prefix: &str, n: usize) {
+    let args = ["get", prefix, "--prefix", "--keys-only"];
+    wait_until(
+        Duration::from_secs(10),
+        format!("{n} keys under {prefix:?}"),
+        || {
+            let r = etcdctl35(endpoints, &args);
+            // Each key, then an empty line.
+            let keys = r.stdout.lines().filter(|l| !l.is_empty()).count();
+            if r.code == 0 && keys == n {
+                Ok(())
+            } else {
+                Err(r)
+            }
+        },
+    );
+}
+
 /// Runs cairnctl against `endpoint`.
 pub fn cairnctl(endpoint: &str, args: &[&str]) -> Run {
     run_client(&workspace_bin("cairnctl"), endpoint, args, None)
 }
 
-/// Replaces every occurrence of each `(from, to)` pair, for masking ids and terms.
-pub fn mask(text: &str, pairs: &[(String, String)]) -> String {
-    let mut t = text.to_string();
-    for (from, to) in pairs {
-        if !from.is_empty() {
-            t = t.replace(from, to);
-        }
-    }
-    t
-}
-
-/// A cluster of cairn members on loopback, started together.
+/// A cluster of members on loopback, started together.
 pub struct Cluster {
     pub members: Vec<ServerProc>,
 }
 
 impl Cluster {
-    /// Starts `n` members named m0, m1, ... with `extra` flags and waits until all serve.
+    /// Starts `n` cairn members named m0, m1, ... with `extra` flags and waits until all
+    /// serve.
     pub fn start(n: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_kind(Kind::Cairn, n, extra)
+    }
+
+    /// Like [`Cluster::start`], with members of `kind`.
+    pub fn start_kind(kind: Kind, n: usize, extra: &[&str]) -> Cluster {
         let mut members: Vec<ServerProc> = (0..n)
-            .map(|i| ServerProc {
-                kind: Kind::Cairn,
-                child: None,
-                dir: tempfile::tempdir().unwrap(),
-                name: format!("m{i}"),
-                client_port: free_port(),
-                peer_port: free_port(),
-                extra: extra.iter().map(|s| s.to_string()).collect(),
-                env: Vec::new(),
-                log: Default::default(),
-                host: "127.0.0.1".into(),
-                netns: None,
-            })
+            .map(|i| ServerProc::new(kind, &format!("m{i}"), free_port(), extra))
             .collect();
         start_together(&mut members);
         Cluster { members }

@@ -18,14 +18,15 @@ use cairn_proto::etcdserverpb::{
     kv_client::KvClient,
     maintenance_client::MaintenanceClient,
     request_op, response_op, Compare, HashKvRequest, PutRequest, RangeRequest, RequestOp,
-    StatusRequest, StatusResponse, TxnRequest,
+    TxnRequest,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::runtime::Runtime;
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
+use crate::grpc::channel;
 use crate::linearizability::{Input, Operation, Outcome, Verdict};
 
 /// How long a client waits for one response before the outcome is unknown.
@@ -65,15 +66,6 @@ pub fn runtime() -> Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-/// A lazily connecting channel to `url` with short timeouts.
-pub fn channel(url: &str) -> Channel {
-    Endpoint::from_shared(url.to_string())
-        .unwrap()
-        .connect_timeout(Duration::from_millis(500))
-        .timeout(OP_TIMEOUT)
-        .connect_lazy()
 }
 
 /// A linearizable range of one key.
@@ -132,13 +124,6 @@ pub fn first_kv(kvs: &[cairn_proto::mvccpb::KeyValue]) -> (Option<String>, i64) 
         ),
         None => (None, 0),
     }
-}
-
-/// Member `url`'s status, if it answers within a second.
-pub async fn status(url: &str) -> Option<StatusResponse> {
-    let mut mc = MaintenanceClient::new(channel(url));
-    let r = tokio::time::timeout(Duration::from_secs(1), mc.status(StatusRequest {})).await;
-    r.ok()?.ok().map(|r| r.into_inner())
 }
 
 /// Whether member `url` answers a linearizable get of `key` within `wait`.

@@ -7,44 +7,7 @@
 use std::time::{Duration, Instant};
 
 use cairn_tests::workload::bulk_put;
-use cairn_tests::{etcdctl35, free_port, Cluster, Kind, ServerProc};
-
-/// (member id, leader id, revision, raft index) of each listed endpoint.
-fn statuses(endpoints: &str) -> Vec<(u64, u64, i64)> {
-    let r = etcdctl35(endpoints, &["endpoint", "status", "-w", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or(serde_json::Value::Null);
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| {
-                    let s = &e["Status"];
-                    (
-                        s["header"]["member_id"].as_u64().unwrap(),
-                        s["leader"].as_u64().unwrap_or(0),
-                        s["header"]["revision"].as_i64().unwrap(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Index of the member that leads, as the members see it.
-fn leader_index(c: &Cluster) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let st = statuses(&c.endpoints());
-        if let Some(&(_, leader, _)) = st.first() {
-            if leader != 0 {
-                if let Some(i) = st.iter().position(|(id, _, _)| *id == leader) {
-                    return i;
-                }
-            }
-        }
-        assert!(Instant::now() < deadline, "no leader: {st:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use cairn_tests::{etcdctl35, etcdctl35_membership, free_port, leader, Cluster, Kind, ServerProc};
 
 /// Retries a put on `endpoint` until it succeeds (bounded), returning how long it took.
 fn put_until_ok(endpoint: &str, key: &str, value: &str) -> Duration {
@@ -134,7 +97,7 @@ fn three_members_replicate_and_survive_a_leader_kill() {
     assert_converged(&c);
 
     // Kill the leader: the other two elect a new one and take writes.
-    let leader = leader_index(&c);
+    let leader = leader(&c.members);
     c.members[leader].kill9();
     let survivor = c.members[(leader + 1) % 3].endpoint();
     put_until_ok(&survivor, "after/kill", "1");
@@ -159,7 +122,7 @@ fn five_members_need_a_majority() {
     let mut c = Cluster::start(5, &[]);
     put_until_ok(&c.members[0].endpoint(), "k", "0");
     // Two down: the other three still write.
-    let leader = leader_index(&c);
+    let leader = leader(&c.members);
     let down: Vec<usize> = [leader, (leader + 1) % 5].to_vec();
     for &i in &down {
         c.members[i].kill9();
@@ -191,24 +154,17 @@ fn five_members_need_a_majority() {
 #[test]
 fn move_leader_and_graceful_stop_hand_over_leadership() {
     let mut c = Cluster::start(3, &[]);
-    let leader = leader_index(&c);
-    let st = statuses(&c.endpoints());
-    let target = st
-        .iter()
-        .map(|(id, _, _)| *id)
-        .find(|id| *id != st[leader].0)
-        .unwrap();
+    let ids: Vec<u64> = c.members.iter().map(|m| m.ids().member).collect();
+    let from = ids[leader(&c.members)];
+    let target = ids.iter().copied().find(|id| *id != from).unwrap();
     let r = etcdctl35(&c.endpoints(), &["move-leader", &format!("{target:x}")]);
     assert_eq!(
         r.stdout,
-        format!(
-            "Leadership transferred from {:x} to {target:x}\n",
-            st[leader].0
-        ),
+        format!("Leadership transferred from {from:x} to {target:x}\n"),
         "{r:?}"
     );
-    let now = leader_index(&c);
-    assert_eq!(statuses(&c.endpoints())[now].0, target);
+    let now = leader(&c.members);
+    assert_eq!(ids[now], target);
     // A follower refuses, as etcd does.
     let follower = (now + 1) % 3;
     let r = etcdctl35(
@@ -244,17 +200,15 @@ async fn member_behind_the_log_catches_up_by_snapshot() {
             ],
         )
     });
-    let leader = tokio::task::block_in_place(|| leader_index(&c));
+    let leader = leader(&c.members);
     let lagging = (leader + 1) % 3;
     c.members[lagging].kill9();
     // Far more entries than the log keeps while the member is away.
-    let ch = tonic::transport::Channel::from_shared(c.members[leader].url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let ch = cairn_tests::channel(&c.members[leader].url());
     bulk_put(&KvClient::new(ch), "bulk/", 8, 400, |_, _| b"v".to_vec()).await;
-    // Give the leader a durable commit to purge its log behind.
+    // The leader purges its log only behind a durable backend commit, and the backend makes
+    // a commit durable only once half a second has passed since the last one: let that time
+    // pass, so that the next write is durable.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     tokio::task::block_in_place(|| {
         etcdctl35(&c.members[leader].endpoint(), &["put", "last", "1"]);
@@ -299,18 +253,16 @@ async fn large_snapshot_streams_in_chunks_while_writes_go_on() {
             ],
         )
     });
-    let leader = tokio::task::block_in_place(|| leader_index(&c));
+    let leader = leader(&c.members);
     let lagging = (leader + 1) % 3;
     c.members[lagging].kill9();
-    let ch = tonic::transport::Channel::from_shared(c.members[leader].url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let ch = cairn_tests::channel(&c.members[leader].url());
     // 6 MiB of values while the member is away: 4 writers of 48 values of 32 KiB.
     let big = |w: usize, i: usize| vec![(w * 48 + i) as u8; 32 << 10];
     bulk_put(&KvClient::new(ch.clone()), "big/", 4, 48, big).await;
-    // Give the leader a durable commit to compact its log behind.
+    // The leader compacts its log only behind a durable backend commit, and the backend
+    // makes a commit durable only once half a second has passed since the last one: let that
+    // time pass, so that the next write is durable.
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
     // Small writes go on, each with a deadline, while the member restarts and catches up.
@@ -381,16 +333,7 @@ fn member_add(endpoints: &str, name: &str, peer_port: u16, learner: bool) -> (u6
     if learner {
         args.push("--learner");
     }
-    // Strict reconfiguration refuses the change until the members have been connected to
-    // each other for 5 s.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let r = loop {
-        let r = etcdctl35(endpoints, &args);
-        if !r.stderr.contains("etcdserver: unhealthy cluster") || Instant::now() > deadline {
-            break r;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let r = etcdctl35_membership(endpoints, &args);
     assert_eq!(r.code, 0, "{r:?}");
     let first = r.stdout.lines().next().unwrap();
     assert!(
@@ -507,7 +450,7 @@ fn members_join_get_promoted_and_leave() {
         "{r:?}"
     );
     // Not started yet, so far behind: the leader refuses to promote it.
-    let leader = c.members[leader_index(&c)].endpoint();
+    let leader = c.members[leader(&c.members)].endpoint();
     let r = etcdctl35(&leader, &["member", "promote", &format!("{lid:x}")]);
     assert!(
         r.stderr
@@ -598,7 +541,7 @@ fn cairnctl_fails_over_to_live_endpoints() {
     let r = cairn_tests::cairnctl(&eps, &["put", "k", "v"]);
     assert_eq!(r.stdout, "OK\n", "{r:?}");
     // Any one member down, leader or not: every command still succeeds.
-    let leader = leader_index(&c);
+    let leader = leader(&c.members);
     c.members[leader].kill9();
     put_until_ok(&c.members[(leader + 1) % 3].endpoint(), "k", "v2");
     for i in 0..10 {
@@ -616,21 +559,27 @@ fn cairnctl_fails_over_to_live_endpoints() {
 #[test]
 fn a_paused_member_stops_counting_as_connected_and_counts_again_when_resumed() {
     let c = Cluster::start(3, &[]);
-    // Every member counts its peers as connected once they answered for 5 s.
-    std::thread::sleep(Duration::from_secs(6));
+    let m0 = c.members[0].endpoint();
+    // Every member counts its peers as connected once they answered for 5 s: then it takes
+    // a new member (a learner, removed again).
+    let (id, _) = member_add(&m0, "probe", free_port(), true);
+    let r = etcdctl35(&m0, &["member", "remove", &format!("{id:x}")]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let paused = c.members[2].ids().member;
     let url = format!("--peer-urls=http://127.0.0.1:{}", free_port());
+    let from = c.members[0].log_len();
     c.members[2].signal("STOP");
-    // Three seconds without an alive byte from it; a new leader if m2 led.
-    std::thread::sleep(Duration::from_secs(5));
-    let refused = etcdctl35(&c.members[0].endpoint(), &["member", "add", "new", &url]);
+    // After three seconds without an alive byte from m2, m0 drops it (and if m2 led, the
+    // others elect a new leader).
+    c.members[0].wait_peer_lost(from, paused);
+    let refused = etcdctl35(&m0, &["member", "add", "new", &url]);
     c.members[2].signal("CONT");
     assert!(
         refused.stderr.contains("etcdserver: unhealthy cluster"),
         "{refused:?}"
     );
-    // Reconnected, and answering for 5 s again.
-    std::thread::sleep(Duration::from_secs(7));
-    let added = etcdctl35(&c.members[0].endpoint(), &["member", "add", "new", &url]);
+    // Reconnected, and answering for 5 s again: the member is added.
+    let added = etcdctl35_membership(&m0, &["member", "add", "new", &url]);
     assert_eq!(added.code, 0, "{added:?}");
 }
 

@@ -7,27 +7,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use cairn_tests::{etcdctl35, free_port, Kind, Run, ServerProc};
+use cairn_tests::{
+    block_on, etcdctl35, etcdctl35_membership, free_port, leader, leader_among, wait_until,
+    Cluster, Kind, Run, ServerProc,
+};
 
 /// Starts three members of `kind` named m0..m2 and waits until all serve.
 fn start_cluster(kind: Kind) -> Vec<ServerProc> {
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let initial: Vec<String> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("m{i}=http://127.0.0.1:{p}"))
-        .collect();
-    let flag = format!("--initial-cluster={}", initial.join(","));
-    let mut members: Vec<ServerProc> = (0..3)
-        .map(|i| ServerProc::new(kind, &format!("m{i}"), ports[i], &[&flag]))
-        .collect();
-    let waits: Vec<_> = members.iter_mut().map(|m| m.spawn_nowait()).collect();
-    for (m, w) in members.iter_mut().zip(waits) {
-        m.wait_ready(w);
-    }
-    members
+    Cluster::start_kind(kind, 3, &[]).members
 }
 
 /// Names for everything that legitimately differs between the two clusters.
@@ -126,36 +115,20 @@ fn normal(names: &Names, r: &Run, sorted: bool) -> (String, String, i32) {
 
 /// Waits until `member list` on the first member shows `n` members, all with names.
 fn wait_members(members: &[ServerProc], n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until(Duration::from_secs(20), format!("{n} members"), || {
         let r = etcdctl35(&members[0].endpoint(), &["member", "list"]);
-        let lines: Vec<&str> = r.stdout.lines().collect();
-        if lines.len() == n {
-            return;
+        if r.stdout.lines().count() == n {
+            Ok(())
+        } else {
+            Err(r)
         }
-        assert!(Instant::now() < deadline, "{r:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The leader's name, as the members report it.
-fn leader(members: &[ServerProc], ids: &BTreeMap<String, u64>) -> String {
-    let eps: Vec<String> = members.iter().map(|m| m.endpoint()).collect();
-    let r = etcdctl35(&eps.join(","), &["endpoint", "status", "-w", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-    let lead = v[0]["Status"]["leader"].as_u64().unwrap();
-    ids.iter()
-        .find(|(_, id)| **id == lead)
-        .map(|(n, _)| n.clone())
-        .unwrap()
+    });
 }
 
 #[test]
 fn etcdctl_sees_a_cairn_cluster_as_an_etcd_cluster() {
     let etcd = start_cluster(Kind::Etcd35);
     let cairn = start_cluster(Kind::Cairn);
-    // etcd refuses membership changes until its peers have been connected for 5 s.
-    std::thread::sleep(Duration::from_secs(6));
     let mut en = Names::new();
     let mut cn = Names::new();
     let eids = learn(&etcd, &mut en);
@@ -180,7 +153,8 @@ fn etcdctl_sees_a_cairn_cluster_as_an_etcd_cluster() {
         if learner {
             args.push("--learner");
         }
-        let r = etcdctl35(&members[0].endpoint(), &args);
+        // The first change waits until the peers have been connected for 5 s.
+        let r = etcdctl35_membership(&members[0].endpoint(), &args);
         let id = r
             .stdout
             .lines()
@@ -220,7 +194,7 @@ fn etcdctl_sees_a_cairn_cluster_as_an_etcd_cluster() {
 
     // The learner never started, so neither promotes it.
     let promote = |members: &[ServerProc], id: u64| {
-        let lead = members.iter().find(|m| etcd35_status_is_leader(m)).unwrap();
+        let lead = &members[leader(members)];
         etcdctl35(&lead.endpoint(), &["member", "promote", &format!("{id:x}")])
     };
     assert_eq!(
@@ -290,7 +264,7 @@ fn etcdctl_sees_a_cairn_cluster_as_an_etcd_cluster() {
 
     // Move leadership to m2 (or m1 if m2 leads): the message names both members.
     let move_to = |members: &[ServerProc], ids: &BTreeMap<String, u64>, names: &Names| {
-        let from = leader(members, ids);
+        let from = members[leader(members)].name.as_str();
         let to = if from == "m2" { "m1" } else { "m2" };
         let eps: Vec<String> = members.iter().map(|m| m.endpoint()).collect();
         let r = etcdctl35(&eps.join(","), &["move-leader", &format!("{:x}", ids[to])]);
@@ -318,14 +292,6 @@ fn etcdctl_sees_a_cairn_cluster_as_an_etcd_cluster() {
 fn etcd35_at(members: &[ServerProc], args: &[&str]) -> Run {
     let eps: Vec<String> = members.iter().map(|m| m.endpoint()).collect();
     etcdctl35(&eps.join(","), args)
-}
-
-/// Whether `m` reports itself as the leader.
-fn etcd35_status_is_leader(m: &ServerProc) -> bool {
-    let r = etcdctl35(&m.endpoint(), &["endpoint", "status", "-w", "json"]);
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
-    let s = &v[0]["Status"];
-    s["leader"].as_u64().is_some() && s["leader"] == s["header"]["member_id"]
 }
 
 /// What etcdctl shows of a run: stdout, its `Error:` line, the gRPC errors its retry
@@ -356,8 +322,22 @@ fn without_a_leader_requests_wait_and_fail_as_etcd() {
         members[1].kill9();
         members[2].kill9();
     }
-    // Long enough for a leader among the dead to lose the survivor (check-quorum).
-    std::thread::sleep(Duration::from_secs(3));
+    // A leader among the dead loses the survivor; a surviving leader steps down
+    // (check-quorum): the survivor's status names no leader.
+    for members in [&etcd, &cairn] {
+        wait_until(
+            Duration::from_secs(10),
+            format!("{:?} m0 to have no leader", members[0].kind),
+            || {
+                let r = etcdctl35(&members[0].endpoint(), &["endpoint", "status"]);
+                if r.stdout.trim_end().ends_with("etcdserver: no leader") {
+                    Ok(())
+                } else {
+                    Err(r)
+                }
+            },
+        );
+    }
     let cases: &[&[&str]] = &[
         // etcdctl gives up first (5 s), while the proposal still waits for a leader.
         &["put", "k", "v2"],
@@ -430,16 +410,26 @@ fn without_a_leader_requests_wait_and_fail_as_etcd() {
 fn strict_reconfiguration_refuses_changes_while_a_member_is_down() {
     let mut etcd = start_cluster(Kind::Etcd35);
     let mut cairn = start_cluster(Kind::Cairn);
-    // Both count a peer as connected only after 5 s of answering.
+    // Both count a peer as connected only after 5 s of answering, and the refusals below
+    // must come from the member that is down, not from a cluster too young. The time must
+    // pass: only a membership change would show it from outside, and this test starts from
+    // the membership it was started with.
     std::thread::sleep(Duration::from_secs(6));
     let mut en = Names::new();
     let mut cn = Names::new();
     let eids = learn(&etcd, &mut en);
     let cids = learn(&cairn, &mut cn);
-    etcd[2].kill9();
-    cairn[2].kill9();
-    // Long enough for every survivor to have tried to reach it.
-    std::thread::sleep(Duration::from_secs(2));
+    for (members, ids) in [(&mut etcd, &eids), (&mut cairn, &cids)] {
+        let from: Vec<usize> = members.iter().map(|m| m.log_len()).collect();
+        members[2].kill9();
+        // Every survivor stops counting it as connected, and they have a leader (a new one
+        // if it led).
+        for i in 0..2 {
+            members[i].wait_peer_lost(from[i], ids["m2"]);
+        }
+        let urls: Vec<String> = members.iter().map(|m| m.url()).collect();
+        block_on(leader_among(&urls, &[0, 1], None));
+    }
     let port = free_port();
     en.text(format!("127.0.0.1:{port}"), "PEER-new");
     cn.text(format!("127.0.0.1:{port}"), "PEER-new");

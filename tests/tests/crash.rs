@@ -8,15 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
-use cairn_tests::{Kind, ServerProc};
-use tonic::transport::Channel;
+use cairn_tests::{channel, Kind, ServerProc};
 
 type Acked = Arc<Mutex<BTreeMap<String, String>>>;
 
 /// Writes unique keys from `writers` tasks until told to stop or the bound is reached,
 /// recording each acknowledged write.
 async fn write_load(url: String, round: usize, writers: usize, acked: Acked, run_for: Duration) {
-    let ch = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    let ch = channel(&url);
     let deadline = Instant::now() + run_for;
     let mut tasks = Vec::new();
     for w in 0..writers {
@@ -50,7 +49,7 @@ async fn write_load(url: String, round: usize, writers: usize, acked: Acked, run
 
 /// Checks that every acknowledged write is readable with its value.
 async fn check_all(url: String, acked: &Acked) {
-    let ch = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    let ch = channel(&url);
     let mut kv = KvClient::new(ch);
     let all = kv
         .range(RangeRequest {
@@ -97,7 +96,8 @@ async fn acknowledged_writes_survive_kill_9() {
             acked.clone(),
             Duration::from_secs(3),
         ));
-        // Kill in the middle of the load, at a different moment each round.
+        // Kill in the middle of the load, at a different moment each round: when is the
+        // fault this test varies.
         tokio::time::sleep(Duration::from_millis(400 + 300 * round as u64)).await;
         cairn.kill9();
         load.await.unwrap();

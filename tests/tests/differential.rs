@@ -12,9 +12,9 @@ use cairn_proto::etcdserverpb::{
     request_op::Request as Op,
     response_op::Response as OpResp,
     CompactionRequest, Compare, DeleteRangeRequest, HashKvRequest, PutRequest, RangeRequest,
-    RequestOp, ResponseHeader, TxnRequest, TxnResponse,
+    RequestOp, TxnRequest, TxnResponse,
 };
-use cairn_tests::{Kind, ServerProc};
+use cairn_tests::{channel, strip_header, Kind, ServerProc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tonic::transport::Channel;
@@ -30,21 +30,13 @@ enum Req {
     HashKv(i64),
 }
 
-fn strip(h: &mut Option<ResponseHeader>) {
-    if let Some(h) = h.as_mut() {
-        h.cluster_id = 0;
-        h.member_id = 0;
-        h.raft_term = 0;
-    }
-}
-
 fn strip_txn(t: &mut TxnResponse) {
-    strip(&mut t.header);
+    strip_header(&mut t.header);
     for r in &mut t.responses {
         match &mut r.response {
-            Some(OpResp::ResponseRange(x)) => strip(&mut x.header),
-            Some(OpResp::ResponsePut(x)) => strip(&mut x.header),
-            Some(OpResp::ResponseDeleteRange(x)) => strip(&mut x.header),
+            Some(OpResp::ResponseRange(x)) => strip_header(&mut x.header),
+            Some(OpResp::ResponsePut(x)) => strip_header(&mut x.header),
+            Some(OpResp::ResponseDeleteRange(x)) => strip_header(&mut x.header),
             Some(OpResp::ResponseTxn(x)) => strip_txn(x),
             None => {}
         }
@@ -60,7 +52,7 @@ async fn run(kv: &mut KvClient<Channel>, m: &mut MaintenanceClient<Channel>, req
         Req::Put(r) => match kv.put(r).await {
             Ok(x) => {
                 let mut x = x.into_inner();
-                strip(&mut x.header);
+                strip_header(&mut x.header);
                 format!("{x:?}")
             }
             Err(s) => err(s),
@@ -68,7 +60,7 @@ async fn run(kv: &mut KvClient<Channel>, m: &mut MaintenanceClient<Channel>, req
         Req::Range(r) => match kv.range(r).await {
             Ok(x) => {
                 let mut x = x.into_inner();
-                strip(&mut x.header);
+                strip_header(&mut x.header);
                 format!("{x:?}")
             }
             Err(s) => err(s),
@@ -76,7 +68,7 @@ async fn run(kv: &mut KvClient<Channel>, m: &mut MaintenanceClient<Channel>, req
         Req::Delete(r) => match kv.delete_range(r).await {
             Ok(x) => {
                 let mut x = x.into_inner();
-                strip(&mut x.header);
+                strip_header(&mut x.header);
                 format!("{x:?}")
             }
             Err(s) => err(s),
@@ -92,7 +84,7 @@ async fn run(kv: &mut KvClient<Channel>, m: &mut MaintenanceClient<Channel>, req
         Req::Compact(r) => match kv.compact(r).await {
             Ok(x) => {
                 let mut x = x.into_inner();
-                strip(&mut x.header);
+                strip_header(&mut x.header);
                 format!("{x:?}")
             }
             Err(s) => err(s),
@@ -100,7 +92,7 @@ async fn run(kv: &mut KvClient<Channel>, m: &mut MaintenanceClient<Channel>, req
         Req::HashKv(rev) => match m.hash_kv(HashKvRequest { revision: rev }).await {
             Ok(x) => {
                 let mut x = x.into_inner();
-                strip(&mut x.header);
+                strip_header(&mut x.header);
                 // etcd 3.5.1 does not send hash_revision (a 3.6 field).
                 x.hash_revision = 0;
                 format!("{x:?}")
@@ -531,7 +523,7 @@ fn random_req(rng: &mut StdRng, rev_hint: i64) -> Req {
 }
 
 async fn clients(url: String) -> (KvClient<Channel>, MaintenanceClient<Channel>) {
-    let ch = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    let ch = channel(&url);
     (KvClient::new(ch.clone()), MaintenanceClient::new(ch))
 }
 

@@ -13,9 +13,12 @@ use cairn_proto::etcdserverpb::{
     kv_client::KvClient, lease_client::LeaseClient, maintenance_client::MaintenanceClient,
     request_op::Request as Op, DeleteRangeRequest, HashKvRequest, LeaseGrantRequest,
     LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest,
-    PutRequest, RangeRequest, RequestOp, ResponseHeader, StatusRequest, TxnRequest,
+    PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
-use cairn_tests::{cairnctl, etcdctl34, etcdctl35, Cluster, Kind, Run, ServerProc};
+use cairn_tests::mask::mask_number_after;
+use cairn_tests::{
+    cairnctl, channel, etcdctl34, etcdctl35, leader, strip_header, Cluster, Kind, Run, ServerProc,
+};
 use tonic::transport::Channel;
 
 /// A lease in the script: one the script names, or the n-th one a server chose.
@@ -49,20 +52,12 @@ struct Clients {
 }
 
 async fn clients(url: String) -> Clients {
-    let ch = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    let ch = channel(&url);
     Clients {
         kv: KvClient::new(ch.clone()),
         lease: LeaseClient::new(ch.clone()),
         m: MaintenanceClient::new(ch),
         chosen: vec![],
-    }
-}
-
-fn strip(h: &mut Option<ResponseHeader>) {
-    if let Some(h) = h.as_mut() {
-        h.cluster_id = 0;
-        h.member_id = 0;
-        h.raft_term = 0;
     }
 }
 
@@ -97,7 +92,7 @@ impl Clients {
                 match self.lease.lease_grant(req).await {
                     Ok(r) => {
                         let mut r = r.into_inner();
-                        strip(&mut r.header);
+                        strip_header(&mut r.header);
                         format!("{r:?}")
                     }
                     Err(s) => err(s),
@@ -110,7 +105,7 @@ impl Clients {
                         let mut r = r.into_inner();
                         assert!(r.id > 0, "{r:?}");
                         self.chosen.push(r.id);
-                        strip(&mut r.header);
+                        strip_header(&mut r.header);
                         format!("{r:?}")
                     }
                     Err(s) => err(s),
@@ -121,7 +116,7 @@ impl Clients {
                 match self.lease.lease_revoke(req).await {
                     Ok(r) => {
                         let mut r = r.into_inner();
-                        strip(&mut r.header);
+                        strip_header(&mut r.header);
                         format!("{r:?}")
                     }
                     Err(s) => err(s),
@@ -135,7 +130,7 @@ impl Clients {
                 match self.lease.lease_time_to_live(req).await {
                     Ok(r) => {
                         let mut r = r.into_inner();
-                        strip(&mut r.header);
+                        strip_header(&mut r.header);
                         // etcd lists a lease's keys in map order.
                         r.keys.sort();
                         format!("{r:?}")
@@ -146,7 +141,7 @@ impl Clients {
             Step::Leases => match self.lease.lease_leases(LeaseLeasesRequest {}).await {
                 Ok(r) => {
                     let mut r = r.into_inner();
-                    strip(&mut r.header);
+                    strip_header(&mut r.header);
                     let mut ids: Vec<String> = r
                         .leases
                         .iter()
@@ -169,7 +164,7 @@ impl Clients {
                 match self.kv.put(req).await {
                     Ok(r) => {
                         let mut r = r.into_inner();
-                        strip(&mut r.header);
+                        strip_header(&mut r.header);
                         format!("{r:?}")
                     }
                     Err(s) => err(s),
@@ -190,7 +185,7 @@ impl Clients {
                 match self.kv.txn(req).await {
                     Ok(r) => {
                         let mut r = r.into_inner();
-                        strip(&mut r.header);
+                        strip_header(&mut r.header);
                         format!("{:?} {:?}", r.header, r.succeeded)
                     }
                     Err(s) => err(s),
@@ -204,7 +199,7 @@ impl Clients {
                 match self.kv.delete_range(req).await {
                     Ok(r) => {
                         let mut r = r.into_inner();
-                        strip(&mut r.header);
+                        strip_header(&mut r.header);
                         format!("{r:?}")
                     }
                     Err(s) => err(s),
@@ -219,7 +214,7 @@ impl Clients {
                 match self.kv.range(req).await {
                     Ok(r) => {
                         let mut r = r.into_inner();
-                        strip(&mut r.header);
+                        strip_header(&mut r.header);
                         format!("{r:?}")
                     }
                     Err(s) => err(s),
@@ -233,7 +228,7 @@ impl Clients {
                         let mut inbound = r.into_inner();
                         match inbound.message().await {
                             Ok(Some(mut r)) => {
-                                strip(&mut r.header);
+                                strip_header(&mut r.header);
                                 format!("{r:?}")
                             }
                             Ok(None) => "END".to_string(),
@@ -246,7 +241,7 @@ impl Clients {
             Step::HashKv => match self.m.hash_kv(HashKvRequest { revision: 0 }).await {
                 Ok(r) => {
                     let mut r = r.into_inner();
-                    strip(&mut r.header);
+                    strip_header(&mut r.header);
                     r.hash_revision = 0;
                     format!("{r:?}")
                 }
@@ -429,16 +424,8 @@ fn lease_session(etcdctl: fn(&str, &[&str]) -> Run, endpoint: &str) -> Vec<Strin
             }
         }
         text = mask_ids(&text, ids);
-        if let Some(i) = text.find("remaining(") {
-            let end = text[i..].find("s)").map(|e| i + e).unwrap_or(i);
-            text.replace_range(i + "remaining(".len()..end, "N");
-        }
-        if let Some(i) = text.find("\"ttl\":") {
-            let start = i + "\"ttl\":".len();
-            let end = text[start..]
-                .find(|c: char| !c.is_ascii_digit())
-                .map_or(text.len(), |e| start + e);
-            text.replace_range(start..end, "N");
+        for key in ["remaining(", "\"ttl\":"] {
+            text = mask_number_after(&text, key);
         }
         // etcd lists a lease's keys in map order.
         text = sort_between(&text, "attached keys([", "])", ' ');
@@ -480,18 +467,11 @@ fn lease_session(etcdctl: fn(&str, &[&str]) -> Run, endpoint: &str) -> Vec<Strin
     out
 }
 
-/// Masks member ids, cluster ids, raft terms and revisions' neighbours in JSON output.
+/// Masks member ids, cluster ids and raft terms in JSON output.
 fn mask_json_header(text: &str) -> String {
     let mut out = text.to_string();
     for key in ["\"cluster_id\":", "\"member_id\":", "\"raft_term\":"] {
-        while let Some(i) = out.find(key) {
-            let start = i + key.len();
-            let end = out[start..]
-                .find(|c: char| !c.is_ascii_digit())
-                .map(|e| start + e)
-                .unwrap_or(out.len());
-            out.replace_range(i..end, &key.replace(':', "=N").replace('"', ""));
-        }
+        out = mask_number_after(&out, key);
     }
     out
 }
@@ -520,7 +500,7 @@ fn etcdctl_lease_commands_print_the_same() {
 }
 
 async fn lease_client(url: String) -> (LeaseClient<Channel>, KvClient<Channel>) {
-    let ch = Channel::from_shared(url).unwrap().connect().await.unwrap();
+    let ch = channel(&url);
     (LeaseClient::new(ch.clone()), KvClient::new(ch))
 }
 
@@ -617,6 +597,7 @@ async fn leases_survive_a_restart_from_their_checkpoint() {
     );
     let (mut lease, mut kv) = lease_client(cairn.url()).await;
     let (id, sent) = lease_with_key(&mut lease, &mut kv, 60, "k").await;
+    // The lease's time must run: five seconds of it, checkpointed every second.
     tokio::time::sleep(Duration::from_secs(5)).await;
     cairn.kill9();
     let killed = sent.elapsed().as_secs() as i64;
@@ -636,27 +617,6 @@ async fn leases_survive_a_restart_from_their_checkpoint() {
     assert!(!exists(&mut kv, "k").await);
 }
 
-/// Index of the member that leads.
-async fn leader_index(c: &Cluster) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        for (i, m) in c.members.iter().enumerate() {
-            let Ok(ch) = Channel::from_shared(m.url()).unwrap().connect().await else {
-                continue;
-            };
-            let Ok(st) = MaintenanceClient::new(ch).status(StatusRequest {}).await else {
-                continue;
-            };
-            let st = st.into_inner();
-            if st.leader != 0 && st.leader == st.header.unwrap().member_id {
-                return i;
-            }
-        }
-        assert!(Instant::now() < deadline, "no leader");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Keeps lease `id` alive through one stream every 500 ms until `until`; panics if an
 /// answer says the lease is gone.
 async fn keep_alive_for(lease: &mut LeaseClient<Channel>, id: i64, until: Instant) {
@@ -668,8 +628,13 @@ async fn keep_alive_for(lease: &mut LeaseClient<Channel>, id: i64, until: Instan
         .into_inner();
     while Instant::now() < until {
         tx.send(LeaseKeepAliveRequest { id }).await.unwrap();
-        let r = inbound.message().await.unwrap().unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+            .await
+            .unwrap_or_else(|_| panic!("no keep-alive answer for lease {id:x} in 10 s"))
+            .unwrap()
+            .unwrap();
         assert!(r.ttl > 0, "lease {id:x} lost: {r:?}");
+        // The cadence of the keep-alives, as a client's.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -691,7 +656,7 @@ async fn ttl_of(lease: &mut LeaseClient<Channel>, id: i64) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_keep_alives_leader_kill_and_checkpoints() {
     let mut c = Cluster::start(3, &["--experimental-lease-checkpoint-interval=2s"]);
-    let leader = leader_index(&c).await;
+    let leader = leader(&c.members);
     let follower = (leader + 1) % 3;
     let other = (leader + 2) % 3;
     let (mut lease, mut kv) = lease_client(c.members[follower].url()).await;
@@ -743,7 +708,7 @@ async fn a_member_caught_up_by_snapshot_has_the_leases_and_their_keys() {
             ],
         )
     });
-    let leader = leader_index(&c).await;
+    let leader = leader(&c.members);
     let lagging = (leader + 1) % 3;
     c.members[lagging].kill9();
     let (mut lease, mut kv) = lease_client(c.members[leader].url()).await;
@@ -763,6 +728,9 @@ async fn a_member_caught_up_by_snapshot_has_the_leases_and_their_keys() {
     }
     // Far more entries than the log keeps while the member is away.
     cairn_tests::workload::bulk_put(&kv, "bulk/", 4, 200, |_, _| b"v".to_vec()).await;
+    // The leader purges its log only behind a durable backend commit, and the backend makes
+    // a commit durable only once half a second has passed since the last one: let that time
+    // pass, so that the next write is durable.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     kv.put(PutRequest {
         key: b"last".to_vec(),
@@ -791,15 +759,10 @@ async fn a_member_caught_up_by_snapshot_has_the_leases_and_their_keys() {
         .into_inner();
     assert_eq!(listed.leases.iter().map(|l| l.id).collect::<Vec<_>>(), [77]);
     // Let it lead, so its own lessor answers, with the keys it rebuilt.
-    let status = |i: usize| {
-        let r = etcdctl35(
-            &c.members[i].endpoint(),
-            &["endpoint", "status", "-w", "json"],
-        );
-        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
-        v[0]["Status"]["header"]["member_id"].as_u64().unwrap()
-    };
-    let target = format!("{:x}", tokio::task::block_in_place(|| status(lagging)));
+    let target = format!(
+        "{:x}",
+        tokio::task::block_in_place(|| c.members[lagging].ids().member)
+    );
     let r = tokio::task::block_in_place(|| {
         etcdctl35(&c.members[leader].endpoint(), &["move-leader", &target])
     });

@@ -10,23 +10,15 @@ use std::time::Duration;
 
 use cairn_proto::etcdserverpb::{
     kv_client::KvClient, lease_client::LeaseClient, LeaseGrantRequest, LeaseRevokeRequest,
-    RangeRequest, ResponseHeader,
+    RangeRequest,
 };
 use cairn_proto::v3electionpb::{
     election_client::ElectionClient, CampaignRequest, LeaderKey, LeaderRequest, ProclaimRequest,
     ResignRequest,
 };
 use cairn_proto::v3lockpb::{lock_client::LockClient, LockRequest, UnlockRequest};
-use cairn_tests::{Kind, ServerProc};
+use cairn_tests::{channel, strip_header, wait_until, wait_until_async, Kind, ServerProc};
 use tonic::transport::Channel;
-
-fn strip(h: &mut Option<ResponseHeader>) {
-    if let Some(h) = h.as_mut() {
-        h.cluster_id = 0;
-        h.member_id = 0;
-        h.raft_term = 0;
-    }
-}
 
 fn err(s: tonic::Status) -> String {
     format!("ERR {:?} {}", s.code(), s.message())
@@ -38,7 +30,7 @@ macro_rules! shown {
         match $call.await {
             Ok(r) => {
                 let mut r = r.into_inner();
-                strip(&mut r.header);
+                strip_header(&mut r.header);
                 format!("{r:?}")
             }
             Err(s) => err(s),
@@ -54,11 +46,7 @@ struct Clients {
 }
 
 async fn clients(server: &ServerProc) -> Clients {
-    let ch = Channel::from_shared(server.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let ch = channel(&server.url());
     Clients {
         kv: KvClient::new(ch.clone()),
         lease: LeaseClient::new(ch.clone()),
@@ -67,9 +55,34 @@ async fn clients(server: &ServerProc) -> Clients {
     }
 }
 
-/// Whether `task` is still waiting after a moment (it must be, while someone else holds
-/// what it asked for).
-async fn still_waiting<T>(task: &tokio::task::JoinHandle<T>) -> bool {
+/// Whether `task` is still waiting a moment after its key made `n` under `prefix` (it must
+/// be, while someone else holds what it asked for).
+async fn still_waiting<T>(
+    kv: &KvClient<Channel>,
+    prefix: &[u8],
+    n: i64,
+    task: &tokio::task::JoinHandle<T>,
+) -> bool {
+    let what = format!("{n} keys under {:?}", String::from_utf8_lossy(prefix));
+    let mut end = prefix.to_vec();
+    *end.last_mut().unwrap() += 1;
+    wait_until_async(Duration::from_secs(10), what, || {
+        let mut kv = kv.clone();
+        let req = RangeRequest {
+            key: prefix.to_vec(),
+            range_end: end.clone(),
+            count_only: true,
+            ..Default::default()
+        };
+        async move {
+            match kv.range(req).await.map(|r| r.into_inner().count) {
+                Ok(count) if count == n => Ok(()),
+                other => Err(other),
+            }
+        }
+    })
+    .await;
+    // A call that waits shows nothing: only the lack of an answer for a while tells.
     tokio::time::sleep(Duration::from_millis(500)).await;
     !task.is_finished()
 }
@@ -82,7 +95,7 @@ async fn observed(
     let mut got = Vec::new();
     for _ in 0..n {
         let mut r = stream.message().await.unwrap().unwrap();
-        strip(&mut r.header);
+        strip_header(&mut r.header);
         got.push(format!("observed {r:?}"));
     }
     got
@@ -106,13 +119,15 @@ async fn scenario(server: &ServerProc) -> Vec<String> {
     out.push(format!("{:?}", String::from_utf8_lossy(&first.key)));
     let mut waiter = c.lock.clone();
     let second = tokio::spawn(async move { shown!(waiter.lock(lock(0x2000))) });
-    out.push(format!("second waits: {}", still_waiting(&second).await));
+    let waits = still_waiting(&c.kv, b"L/", 2, &second).await;
+    out.push(format!("second waits: {waits}"));
     out.push(shown!(c.lock.unlock(UnlockRequest { key: first.key })));
     out.push(second.await.unwrap());
     // A third waits behind the second, and gets the lock when the second's lease goes.
     let mut waiter = c.lock.clone();
     let third = tokio::spawn(async move { shown!(waiter.lock(lock(0x3000))) });
-    out.push(format!("third waits: {}", still_waiting(&third).await));
+    let waits = still_waiting(&c.kv, b"L/", 2, &third).await;
+    out.push(format!("third waits: {waits}"));
     out.push(shown!(c
         .lease
         .lease_revoke(LeaseRevokeRequest { id: 0x2000 })));
@@ -148,7 +163,7 @@ async fn scenario(server: &ServerProc) -> Vec<String> {
         .unwrap()
         .into_inner();
     let mut a_shown = a.clone();
-    strip(&mut a_shown.header);
+    strip_header(&mut a_shown.header);
     out.push(format!("{a_shown:?}"));
     let leader_a: LeaderKey = a.leader.unwrap();
     let mut observer = c
@@ -165,7 +180,8 @@ async fn scenario(server: &ServerProc) -> Vec<String> {
         let r = candidate.campaign(campaign(0x3000, b"b")).await;
         r.map(|r| r.into_inner())
     });
-    out.push(format!("b waits: {}", still_waiting(&b).await));
+    let waits = still_waiting(&c.kv, b"E/", 2, &b).await;
+    out.push(format!("b waits: {waits}"));
     out.push(shown!(c.election.proclaim(ProclaimRequest {
         leader: Some(leader_a.clone()),
         value: b"a2".to_vec(),
@@ -182,7 +198,7 @@ async fn scenario(server: &ServerProc) -> Vec<String> {
     })));
     let b = b.await.unwrap().unwrap();
     let mut b_shown = b.clone();
-    strip(&mut b_shown.header);
+    strip_header(&mut b_shown.header);
     out.push(format!("{b_shown:?}"));
     // The observer saw the proclamation, the old leader's key go, and the new leader.
     out.extend(observed(&mut observer, 2).await);
@@ -253,17 +269,22 @@ impl Running {
             .expect("no line within 10 s")
     }
 
-    /// Nothing printed for a while: it is waiting.
-    fn waits(&self) -> bool {
+    /// Nothing printed for a while after its key made `n` under `prefix` on `endpoints`: it
+    /// is waiting (a call that waits shows nothing but the lack of an answer).
+    fn waits(&self, endpoints: &str, prefix: &str, n: usize) -> bool {
+        cairn_tests::wait_keys(endpoints, prefix, n);
         self.lines.recv_timeout(Duration::from_millis(800)).is_err()
     }
 
-    /// SIGINT, then its exit code.
+    /// SIGINT, then its exit code (within 10 s).
     fn interrupt(mut self) -> i32 {
         let _ = std::process::Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status();
-        self.child.wait().unwrap().code().unwrap_or(-1)
+        let status = wait_until(Duration::from_secs(10), "etcdctl to exit on SIGINT", || {
+            self.child.try_wait().unwrap().ok_or("running")
+        });
+        status.code().unwrap_or(-1)
     }
 }
 
@@ -274,7 +295,10 @@ fn etcdctl_locks_and_elects(etcdctl: &str, endpoints: &str) {
     let key = first.line();
     assert!(key.starts_with("L/"), "{etcdctl}: {key}");
     let second = Running::start(etcdctl, endpoints, &["lock", "L"]);
-    assert!(second.waits(), "{etcdctl}: the second lock did not wait");
+    assert!(
+        second.waits(endpoints, "L/", 2),
+        "{etcdctl}: the second lock did not wait"
+    );
     assert_eq!(first.interrupt(), 0);
     let key2 = second.line();
     assert!(key2.starts_with("L/") && key2 != key, "{etcdctl}: {key2}");
@@ -304,7 +328,7 @@ fn etcdctl_locks_and_elects(etcdctl: &str, endpoints: &str) {
     assert_eq!(observer.line(), "v1");
     let candidate = Running::start(etcdctl, endpoints, &["elect", "E", "v2"]);
     assert!(
-        candidate.waits(),
+        candidate.waits(endpoints, "E/", 2),
         "{etcdctl}: the second candidate did not wait"
     );
     // The leader resigns on SIGINT; the candidate leads and the observer sees it.

@@ -25,11 +25,10 @@ use std::time::{Duration, Instant};
 use cairn_proto::etcdserverpb::kv_client::KvClient;
 use cairn_tests::linearizability::{check, check_revisions, Input, Operation, Outcome, Verdict};
 use cairn_tests::workload::{
-    assert_acknowledged_everywhere, assert_same_hashkv, channel, check_failures, final_reads,
-    first_kv, put, range, runtime, seed, serves, status, summary, Clock, Workload, FINAL_READER,
-    OP_TIMEOUT,
+    assert_acknowledged_everywhere, assert_same_hashkv, check_failures, final_reads, first_kv, put,
+    range, runtime, seed, serves, summary, Clock, Workload, FINAL_READER, OP_TIMEOUT,
 };
-use cairn_tests::{start_together, Kind, ServerProc};
+use cairn_tests::{channel, leader_among, start_together, Kind, ServerProc};
 
 const MEMBERS: usize = 3;
 const KEYS: [&str; 3] = ["pt/a", "pt/b", "pt/c"];
@@ -222,41 +221,6 @@ impl Drop for Net {
     }
 }
 
-/// `(member id, leader id)` as member `url` reports them, if it answers.
-async fn member_and_leader(url: &str) -> Option<(u64, u64)> {
-    let r = status(url).await?;
-    Some((r.header?.member_id, r.leader))
-}
-
-/// The index of the member that `among` agree leads (bounded wait).
-async fn leader(urls: &[String], among: &[usize], not: Option<usize>) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let mut ids = Vec::new();
-        for url in urls {
-            ids.push(member_and_leader(url).await.map(|s| s.0));
-        }
-        let mut leaders = Vec::new();
-        for &i in among {
-            leaders.push(member_and_leader(&urls[i]).await.map(|s| s.1));
-        }
-        if let Some(Some(l)) = leaders.first() {
-            if *l != 0 && leaders.iter().all(|x| *x == Some(*l)) {
-                if let Some(i) = ids.iter().position(|id| *id == Some(*l)) {
-                    if Some(i) != not {
-                        return i;
-                    }
-                }
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no agreed leader among {among:?} in 15s (leaders {leaders:?}, ids {ids:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Records one probe operation.
 fn probe_op(key: &str, input: Input, outcome: Outcome, invoke: u64, ret: u64) -> Operation {
     Operation {
@@ -431,12 +395,13 @@ fn isolated_leader_acknowledges_nothing_and_serves_no_stale_reads() {
     let all: Vec<usize> = (0..MEMBERS).collect();
     let mut notes = Vec::new();
     // The subnet exists and every member answers before the workload starts.
-    let old = rt.block_on(leader(&urls, &all, None));
+    let old = rt.block_on(leader_among(&urls, &all, None));
     let clients = WORKLOAD.start(&rt, &urls, clock, seed);
+    // The history has a stretch without faults: the workload runs for a while first.
     std::thread::sleep(Duration::from_millis(1500));
 
     let old = {
-        let now = rt.block_on(leader(&urls, &all, None));
+        let now = rt.block_on(leader_among(&urls, &all, None));
         if now != old {
             notes.push(format!("{:7.3}s leader moved to m{now}", clock.secs()));
         }
@@ -447,15 +412,17 @@ fn isolated_leader_acknowledges_nothing_and_serves_no_stale_reads() {
     net.isolate(old);
     let isolated_ns = clock.now();
     let majority: Vec<usize> = all.iter().copied().filter(|&i| i != old).collect();
-    let new = rt.block_on(leader(&urls, &majority, Some(old)));
+    let new = rt.block_on(leader_among(&urls, &majority, Some(old)));
     notes.push(format!("{:7.3}s the majority elected m{new}", clock.secs()));
     let mut probes = rt.block_on(probe_partition(&urls, old, new, clock, &mut notes));
+    // The partition lasts its time, whatever the probes took of it.
     std::thread::sleep(PARTITION.saturating_sub(isolated_at.elapsed()));
     let healed_ns = clock.now();
     net.heal(old);
     notes.push(format!("{:7.3}s healed m{old}", clock.secs()));
     rt.block_on(wait_serving(&urls[old]));
     notes.push(format!("{:7.3}s m{old} serves again", clock.secs()));
+    // And a stretch after healing, with the old leader back among the members.
     std::thread::sleep(Duration::from_millis(1500));
     let mut history: Vec<Operation> = clients.stop(&rt);
     history.append(&mut probes);

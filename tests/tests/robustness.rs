@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 
 use cairn_tests::linearizability::{check, check_revisions, Input, Operation, Outcome, Verdict};
 use cairn_tests::workload::{
-    assert_same_hashkv, check_failures, final_reads, runtime, seed, serves, status,
+    assert_same_hashkv, check_failures, final_reads, runtime, seed, serves,
     summary_with_unknowns_seen, Clock, Workload, FINAL_READER,
 };
-use cairn_tests::Cluster;
+use cairn_tests::{leader, Cluster};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -55,34 +55,6 @@ impl Faults {
         self.log.push(format!("{:7.3}s {what}", self.clock.secs()));
     }
 
-    /// Index of the member that leads, as the running members report it (bounded wait).
-    fn leader(&self, c: &Cluster) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let mut ids = Vec::new();
-            let mut leader = 0;
-            for m in &c.members {
-                let url = m.url();
-                let st = m
-                    .pid()
-                    .and_then(|_| self.rt.block_on(async move { status(&url).await }));
-                let id = st
-                    .as_ref()
-                    .and_then(|s| s.header.as_ref())
-                    .map(|h| h.member_id);
-                if let Some(s) = &st {
-                    leader = leader.max(s.leader);
-                }
-                ids.push(id);
-            }
-            if let Some(i) = ids.iter().position(|id| leader != 0 && *id == Some(leader)) {
-                return i;
-            }
-            assert!(Instant::now() < deadline, "no leader in 20s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
     /// Waits until member `i` answers a linearizable get (bounded).
     fn wait_serving(&self, c: &Cluster, i: usize) {
         let url = c.members[i].url();
@@ -98,11 +70,15 @@ impl Faults {
 
     /// The schedule: kill -9 the leader and restart it, SIGSTOP/SIGCONT the leader, a
     /// rolling restart with SIGTERM, then a few random kills and pauses.
+    ///
+    /// Its pauses are the schedule's time, not waits for something to happen: how long a
+    /// member stays down or frozen, and how long the clients run between two faults, is what
+    /// the schedule (and its random part) varies.
     fn run(&mut self, c: &mut Cluster) {
         let pause = |ms| std::thread::sleep(Duration::from_millis(ms));
         pause(1500);
 
-        let l = self.leader(c);
+        let l = leader(&c.members);
         self.note(format!("kill -9 leader {}", c.members[l].name));
         c.members[l].kill9();
         pause(1000);
@@ -112,7 +88,7 @@ impl Faults {
         self.note(format!("{} serves", c.members[l].name));
         pause(1000);
 
-        let l = self.leader(c);
+        let l = leader(&c.members);
         self.note(format!("SIGSTOP leader {}", c.members[l].name));
         c.members[l].signal("STOP");
         pause(2500);

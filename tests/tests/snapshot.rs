@@ -3,28 +3,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
-use cairn_tests::{run_client, tool, Kind, ServerProc};
-use tonic::transport::Channel;
+use cairn_tests::{channel, run_client, tool, wait_until_async, Kind, ServerProc};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_is_a_consistent_point_while_writes_go_on() {
     let cairn = ServerProc::start(Kind::Cairn, &[]);
-    let ch = Channel::from_shared(cairn.url())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut kv = KvClient::new(ch);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut kv = KvClient::new(channel(&cairn.url()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU32::new(0));
     let writer = {
         let mut kv = kv.clone();
-        let stop = stop.clone();
+        let (stop, written) = (stop.clone(), written.clone());
         tokio::spawn(async move {
             let mut n = 0u32;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 50_000 {
+            while !stop.load(Ordering::Relaxed) && n < 50_000 {
                 let req = PutRequest {
                     key: format!("seq/{n:06}").into_bytes(),
                     value: vec![b'v'; 512],
@@ -32,11 +29,19 @@ async fn snapshot_is_a_consistent_point_while_writes_go_on() {
                 };
                 kv.put(req).await.unwrap();
                 n += 1;
+                written.store(n, Ordering::Relaxed);
             }
             n
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The writes are under way.
+    wait_until_async(Duration::from_secs(10), "100 writes", || async {
+        match written.load(Ordering::Relaxed) {
+            n if n >= 100 => Ok(()),
+            n => Err(n),
+        }
+    })
+    .await;
     let file = cairn.dir.path().join("snap.db");
     let endpoint = cairn.endpoint();
     let file_arg = file.to_str().unwrap().to_string();
@@ -50,7 +55,7 @@ async fn snapshot_is_a_consistent_point_while_writes_go_on() {
     })
     .await
     .unwrap();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     let written = writer.await.unwrap();
     assert_eq!(saved.code, 0, "{saved:?}");
 

@@ -8,13 +8,13 @@
 use std::time::{Duration, Instant};
 
 use cairn_proto::etcdserverpb::{
-    kv_client::KvClient, maintenance_client::MaintenanceClient, request_op::Request as Op,
-    watch_client::WatchClient, watch_create_request::FilterType, watch_request::RequestUnion,
-    CompactionRequest, DeleteRangeRequest, PutRequest, RequestOp, StatusRequest, TxnRequest,
-    WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
+    kv_client::KvClient, request_op::Request as Op, watch_client::WatchClient,
+    watch_create_request::FilterType, watch_request::RequestUnion, CompactionRequest,
+    DeleteRangeRequest, PutRequest, RequestOp, TxnRequest, WatchCancelRequest, WatchCreateRequest,
+    WatchProgressRequest, WatchRequest, WatchResponse,
 };
 use cairn_proto::mvccpb::event::EventType;
-use cairn_tests::{tool, Kind, ServerProc};
+use cairn_tests::{channel, tool, Kind, ServerProc};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
@@ -23,10 +23,6 @@ use tonic::Streaming;
 /// Small enough that the fragment step splits a revision's events.
 const MAX_REQUEST_BYTES: &str = "--max-request-bytes=2048";
 const PROGRESS_INTERVAL: &str = "--experimental-watch-progress-notify-interval=1s";
-
-async fn channel(url: String) -> Channel {
-    Channel::from_shared(url).unwrap().connect().await.unwrap()
-}
 
 /// One watch stream.
 struct Stream {
@@ -195,7 +191,7 @@ fn watch(key: &str, end: &str, start: i64) -> WatchCreateRequest {
 
 /// Runs the scenario against one server and returns its transcript, step by step.
 async fn scenario(url: String) -> Vec<(String, Vec<String>)> {
-    let ch = channel(url).await;
+    let ch = channel(&url);
     let mut kv = KvClient::new(ch.clone());
     kv.put(put("a", "1")).await.unwrap(); // 2
     kv.put(put("b", "1")).await.unwrap(); // 3
@@ -359,18 +355,21 @@ async fn same_watch_responses_as_etcd() {
     assert_eq!(want.len(), got.len());
 }
 
-/// Runs `etcdctl watch` with `args` for `secs` seconds, and `writes` meanwhile.
+/// Runs `etcdctl watch` with `args` against `server` for 3 seconds, and `writes` once it
+/// watches.
 async fn etcdctl_watch(
     ctl: &str,
-    endpoint: &str,
+    server: &ServerProc,
     args: &[&str],
     kv: &mut KvClient<Channel>,
     writes: &[(&str, &str)],
 ) -> String {
+    // The previous case's watcher is gone.
+    tokio::task::block_in_place(|| server.wait_watchers(0));
     let child = std::process::Command::new("timeout")
         .args(["-s", "TERM", "3"])
         .arg(tool(ctl))
-        .arg(format!("--endpoints={endpoint}"))
+        .arg(format!("--endpoints={}", server.endpoint()))
         .arg("watch")
         .args(args)
         .env_remove("ETCDCTL_API")
@@ -378,7 +377,7 @@ async fn etcdctl_watch(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::task::block_in_place(|| server.wait_watchers(1));
     for (k, v) in writes {
         if v.is_empty() {
             kv.delete_range(del(k, "")).await.unwrap();
@@ -401,13 +400,12 @@ async fn etcdctl_watch(
 type WatchCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
 
 async fn etcdctl_transcript(proc_: &ServerProc, ctl: &str) -> Vec<String> {
-    let ch = channel(proc_.url()).await;
+    let ch = channel(&proc_.url());
     let mut kv = KvClient::new(ch);
     for (k, v) in [("k1", "a"), ("k2", "b"), ("k1", "c")] {
         kv.put(put(k, v)).await.unwrap();
     }
     kv.delete_range(del("k2", "")).await.unwrap(); // 5
-    let ep = proc_.endpoint();
     let mut out = Vec::new();
     let cases: [WatchCase; 5] = [
         (&["--rev=1", "--prefix", "k"], &[]),
@@ -417,7 +415,7 @@ async fn etcdctl_transcript(proc_: &ServerProc, ctl: &str) -> Vec<String> {
         (&["k", "k2"], &[("k1", "g")]),
     ];
     for (args, writes) in cases {
-        out.push(etcdctl_watch(ctl, &ep, args, &mut kv, writes).await);
+        out.push(etcdctl_watch(ctl, proc_, args, &mut kv, writes).await);
     }
     out
 }
@@ -471,9 +469,9 @@ async fn read_until(s: &mut Stream, to: i64) -> Vec<(i64, Vec<u8>)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_that_stops_reading_blocks_no_one_and_misses_nothing() {
     let cairn = ServerProc::start(Kind::Cairn, &[]);
-    let ch = channel(cairn.url()).await;
+    let ch = channel(&cairn.url());
     // A separate connection, so HTTP/2 flow control stalls only the slow reader.
-    let slow_ch = channel(cairn.url()).await;
+    let slow_ch = channel(&cairn.url());
     let mut slow = Stream::open(&slow_ch).await;
     slow.create(watch("s/", "s0", 0)).await;
     let created = slow.next().await;
@@ -551,7 +549,7 @@ async fn a_watch_resumed_after_kill_9_sees_exactly_the_rest() {
     let mut cairn = ServerProc::start(Kind::Cairn, &[]);
     let mut seen = Vec::new();
     {
-        let ch = channel(cairn.url()).await;
+        let ch = channel(&cairn.url());
         let mut kv = KvClient::new(ch.clone());
         let mut s = Stream::open(&ch).await;
         s.create(watch("r/", "r0", 0)).await;
@@ -564,7 +562,7 @@ async fn a_watch_resumed_after_kill_9_sees_exactly_the_rest() {
     cairn.kill9();
     // Writes go on after the crash, through the restarted member.
     cairn.spawn();
-    let ch = channel(cairn.url()).await;
+    let ch = channel(&cairn.url());
     let mut kv = KvClient::new(ch.clone());
     let last = seen.last().unwrap().0;
     for i in 50..80 {
@@ -595,7 +593,7 @@ async fn fifty_thousand_watchers_on_distinct_keys_each_see_only_their_key() {
     // Their memory against etcd's is measured by `scripts/bench-vs-etcd` (watch-mem).
     const N: usize = 50_000;
     let cairn = ServerProc::start(Kind::Cairn, &[]);
-    let ch = channel(cairn.url()).await;
+    let ch = channel(&cairn.url());
     let mut s = Stream::open(&ch).await;
     let key = |i: usize| format!("/registry/pods/default/pod-{i:06}");
     let tx = s.tx.clone();
@@ -637,7 +635,7 @@ async fn watchers_on_every_member_see_the_same_history_across_a_snapshot_install
     let mut streams = Vec::new();
     let mut start = 0;
     for m in &cluster.members {
-        let ch = channel(m.url()).await;
+        let ch = channel(&m.url());
         let mut s = Stream::open(&ch).await;
         s.create(watch("c/", "c0", 0)).await;
         let created = s.next().await;
@@ -645,24 +643,14 @@ async fn watchers_on_every_member_see_the_same_history_across_a_snapshot_install
         start = start.max(created.header.unwrap().revision + 1);
         streams.push((ch, s));
     }
-    // Members in the order: a follower, the others.
-    let mut order = Vec::new();
-    for (i, m) in cluster.members.iter().enumerate() {
-        let st = MaintenanceClient::new(channel(m.url()).await)
-            .status(StatusRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        if st.leader == st.header.unwrap().member_id {
-            order.push(i);
-        } else {
-            order.insert(0, i);
-        }
-    }
-    let mut writers = Vec::new();
-    for i in &order {
-        writers.push(KvClient::new(channel(cluster.members[*i].url()).await));
-    }
+    // Members in the order: a follower, the others (the leader last).
+    let leader = cairn_tests::leader(&cluster.members);
+    let mut order: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    order.push(leader);
+    let mut writers: Vec<_> = order
+        .iter()
+        .map(|&i| KvClient::new(channel(&cluster.members[i].url())))
+        .collect();
     let mut n = 0;
     for i in 0..60 {
         writers[i % 3]
@@ -682,7 +670,9 @@ async fn watchers_on_every_member_see_the_same_history_across_a_snapshot_install
             .unwrap();
         n += 1;
     }
-    // Give the leader a durable commit to purge its log behind.
+    // The leader purges its log only behind a durable backend commit, and the backend makes
+    // a commit durable only once half a second has passed since the last one: let that time
+    // pass, so that the next write is durable.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     writers[1].put(put("c/purge", "v")).await.unwrap();
     n += 1;
@@ -690,12 +680,11 @@ async fn watchers_on_every_member_see_the_same_history_across_a_snapshot_install
     // The put goes through the resumed member once it has installed the snapshot. Sooner,
     // the leader may fold the put's entry into the snapshot it sends; the member then
     // never applies that entry itself, and its waiter times out (as etcd's would).
-    let woke = std::time::Instant::now();
-    while !paused.log_text().contains("restored raft snapshot")
-        && woke.elapsed() < Duration::from_secs(20)
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    tokio::task::block_in_place(|| {
+        paused.wait_logged(0, Duration::from_secs(20), "a restored snapshot", |l| {
+            l.contains("restored raft snapshot")
+        })
+    });
     if let Err(e) = writers[0].put(put("c/last", "v")).await {
         panic!("put on the resumed member: {e:?}\n{}", paused.log_text());
     }
@@ -738,7 +727,11 @@ async fn the_etcd_client_crate_watches_cairn() {
     c.delete("svc/a", None).await.unwrap(); // 4
     let mut seen = Vec::new();
     while seen.len() < 3 {
-        let r = stream.message().await.unwrap().unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("no watch response in 10 s; seen {seen:?}"))
+            .unwrap()
+            .unwrap();
         for e in r.events() {
             let kv = e.kv().unwrap();
             seen.push((

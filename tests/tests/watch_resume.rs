@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,37 +17,30 @@ use cairn_proto::etcdserverpb::{
     kv_client::KvClient, watch_client::WatchClient, watch_request, PutRequest, RangeRequest,
     WatchCreateRequest, WatchRequest,
 };
-use cairn_tests::Cluster;
+use cairn_tests::{channel, wait_until, Cluster};
 use futures::StreamExt;
 use tonic::transport::Channel;
 
 const PREFIX: &[u8] = b"w/";
 const PREFIX_END: &[u8] = b"w0";
 const WRITERS: usize = 4;
-const WRITES_PER_WRITER: usize = 150;
+/// Keys one writer writes at most; it stops once the kills and restarts are over.
+const MAX_WRITES_PER_WRITER: usize = 5000;
+/// Acknowledged writes between two steps of the kill and restart schedule.
+const WRITES_PER_PHASE: usize = 40;
 
 /// One event as a watcher saw it: (revision, key, value, is a delete).
 type Seen = (i64, Vec<u8>, Vec<u8>, bool);
 
-async fn channel(url: &str) -> Option<Channel> {
-    let ep = Channel::from_shared(url.to_string())
-        .ok()?
-        .connect_timeout(Duration::from_millis(500));
-    tokio::time::timeout(Duration::from_secs(2), ep.connect())
-        .await
-        .ok()?
-        .ok()
-}
-
-/// Follows the prefix from revision `from` on `url` until the stream breaks or `done` is
-/// set and the watcher has reached `target` (0: unknown yet); appends what it sees.
+/// Follows the prefix from revision `from` on `url` until the stream breaks, the watcher
+/// has reached `target` (0: unknown yet), or `deadline` passes; appends what it sees.
 async fn follow(
     url: &str,
     from: i64,
     seen: &Mutex<Vec<Seen>>,
     target: &Mutex<i64>,
+    deadline: Instant,
 ) -> Result<(), String> {
-    let ch = channel(url).await.ok_or("connect failed")?;
     let create = WatchRequest {
         request_union: Some(watch_request::RequestUnion::CreateRequest(
             WatchCreateRequest {
@@ -59,7 +52,7 @@ async fn follow(
         )),
     };
     let requests = futures::stream::iter([create]).chain(futures::stream::pending());
-    let mut stream = WatchClient::new(ch)
+    let mut stream = WatchClient::new(channel(url))
         .watch(requests)
         .await
         .map_err(|e| e.to_string())?
@@ -69,6 +62,9 @@ async fn follow(
         let want = *target.lock().unwrap();
         if want != 0 && last >= want {
             return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("at revision {last} of {want} when the time was up"));
         }
         let msg = tokio::time::timeout(Duration::from_millis(500), stream.message()).await;
         let Ok(msg) = msg else { continue };
@@ -95,7 +91,7 @@ async fn resuming_watcher(
     let mut i = first;
     while Instant::now() < deadline {
         let from = seen.lock().unwrap().last().map_or(1, |s| s.0 + 1);
-        if follow(&urls[i % urls.len()], from, &seen, &target)
+        if follow(&urls[i % urls.len()], from, &seen, &target, deadline)
             .await
             .is_ok()
         {
@@ -107,24 +103,29 @@ async fn resuming_watcher(
 }
 
 /// Puts `w/<writer>/<n>` with a unique value, trying each member in turn until one
-/// acknowledges; returns the acknowledged (key, value) pairs.
-async fn writer(urls: Vec<String>, id: usize, stop: Arc<AtomicBool>) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// acknowledges, and counts each acknowledgement in `acks`, until `stop`; returns the
+/// acknowledged (key, value) pairs and how many keys it tried.
+async fn writer(
+    urls: Vec<String>,
+    id: usize,
+    stop: Arc<AtomicBool>,
+    acks: Arc<AtomicUsize>,
+) -> (Vec<(Vec<u8>, Vec<u8>)>, usize) {
     let mut acked = Vec::new();
+    let mut tried = 0;
     let mut i = id;
     let mut client: Option<KvClient<Channel>> = None;
-    for n in 0..WRITES_PER_WRITER {
+    for n in 0..MAX_WRITES_PER_WRITER {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        tried += 1;
         let key = format!("w/{id}/{n:04}").into_bytes();
         let value = format!("v{id}-{n}").into_bytes();
         let mut attempts = 0;
         while !stop.load(Ordering::Relaxed) && attempts < 100 {
             attempts += 1;
-            if client.is_none() {
-                client = channel(&urls[i % urls.len()]).await.map(KvClient::new);
-            }
-            let Some(c) = client.as_mut() else {
-                i += 1;
-                continue;
-            };
+            let c = client.get_or_insert_with(|| KvClient::new(channel(&urls[i % urls.len()])));
             let put = c.put(PutRequest {
                 key: key.clone(),
                 value: value.clone(),
@@ -133,6 +134,7 @@ async fn writer(urls: Vec<String>, id: usize, stop: Arc<AtomicBool>) -> Vec<(Vec
             match tokio::time::timeout(Duration::from_secs(3), put).await {
                 Ok(Ok(_)) => {
                     acked.push((key.clone(), value.clone()));
+                    acks.fetch_add(1, Ordering::Relaxed);
                     break;
                 }
                 // Unknown outcome or refused: try another member (a retry of a write
@@ -144,7 +146,7 @@ async fn writer(urls: Vec<String>, id: usize, stop: Arc<AtomicBool>) -> Vec<(Vec
             }
         }
     }
-    acked
+    (acked, tried)
 }
 
 #[test]
@@ -168,46 +170,62 @@ fn resuming_watchers_see_every_revision_once_across_kills_and_restarts() {
             (seen, task)
         })
         .collect();
+    let acks = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..WRITERS)
-        .map(|id| rt.spawn(writer(urls.clone(), id, stop.clone())))
+        .map(|id| rt.spawn(writer(urls.clone(), id, stop.clone(), acks.clone())))
         .collect();
 
-    // Kill and restart each member in turn while the writes go on.
+    // Kill and restart each member in turn while the writes go on: each member is up for,
+    // then down for, another WRITES_PER_PHASE acknowledged writes, and some more come after.
+    let more_writes = |what: String| {
+        let until = acks.load(Ordering::Relaxed) + WRITES_PER_PHASE;
+        wait_until(Duration::from_secs(30), what, || {
+            let n = acks.load(Ordering::Relaxed);
+            if n >= until {
+                Ok(())
+            } else {
+                Err(format!("{n} writes acknowledged"))
+            }
+        });
+    };
     for i in 0..3 {
-        std::thread::sleep(Duration::from_millis(700));
+        more_writes(format!(
+            "{WRITES_PER_PHASE} more writes before m{i} is killed"
+        ));
         cluster.members[i].kill9();
-        std::thread::sleep(Duration::from_millis(700));
+        more_writes(format!("{WRITES_PER_PHASE} more writes while m{i} is down"));
         cluster.members[i].spawn();
     }
-    let acked: Vec<(Vec<u8>, Vec<u8>)> = rt.block_on(async {
-        let mut all = Vec::new();
-        for w in writers {
-            all.extend(w.await.unwrap());
-        }
-        all
-    });
+    more_writes(format!("{WRITES_PER_PHASE} more writes after the restarts"));
     stop.store(true, Ordering::Relaxed);
+    let (acked, tried) = rt.block_on(async {
+        let (mut all, mut tried) = (Vec::new(), 0);
+        for w in writers {
+            let (acked, n) = w.await.unwrap();
+            all.extend(acked);
+            tried += n;
+        }
+        (all, tried)
+    });
     assert!(
-        acked.len() > WRITERS * WRITES_PER_WRITER / 2,
-        "only {} writes acknowledged",
+        acked.len() * 2 > tried,
+        "only {} of {tried} writes acknowledged",
         acked.len()
     );
 
     // The final revision, read linearizably; every watcher must get to it.
     let final_rev = rt.block_on(async {
         for url in urls.iter().cycle().take(30) {
-            if let Some(ch) = channel(url).await {
-                let r = KvClient::new(ch)
-                    .range(RangeRequest {
-                        key: PREFIX.to_vec(),
-                        range_end: PREFIX_END.to_vec(),
-                        count_only: true,
-                        ..Default::default()
-                    })
-                    .await;
-                if let Ok(r) = r {
-                    return r.into_inner().header.unwrap().revision;
-                }
+            let r = KvClient::new(channel(url))
+                .range(RangeRequest {
+                    key: PREFIX.to_vec(),
+                    range_end: PREFIX_END.to_vec(),
+                    count_only: true,
+                    ..Default::default()
+                })
+                .await;
+            if let Ok(r) = r {
+                return r.into_inner().header.unwrap().revision;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -225,7 +243,8 @@ fn resuming_watchers_see_every_revision_once_across_kills_and_restarts() {
 
     // The reference: the whole history, watched once from revision 1 on a fresh stream.
     let reference = Arc::new(Mutex::new(Vec::new()));
-    rt.block_on(follow(&urls[0], 1, &reference, &target))
+    let deadline = Instant::now() + Duration::from_secs(60);
+    rt.block_on(follow(&urls[0], 1, &reference, &target, deadline))
         .unwrap();
     let reference = reference.lock().unwrap().clone();
     assert_eq!(reference.last().map(|s| s.0), Some(final_rev));

@@ -21,32 +21,25 @@ mod common;
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{replace, replace_id, varint, Etcd};
+use cairn_proto::etcdserverpb::{
+    kv_client::KvClient, lease_client::LeaseClient, LeaseLeasesRequest, LeaseRevokeRequest,
+    RangeRequest,
+};
+use cairn_tests::mask::mask;
+use cairn_tests::{block_on, channel, wait_keys, wait_until, Ids, Kind, ServerProc};
+use common::{ctl_command, exit_code, rewrite_server, Report, Run};
 
 /// How long a step waits for the output it expects, or for a process to end.
 const BOUND: Duration = Duration::from_secs(15);
 
-#[derive(Debug, Clone, PartialEq)]
-struct Run {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    /// The exit code, or 1000 + the signal that ended the process.
-    code: i32,
-}
-
-fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .unwrap_or_else(|| 1000 + status.signal().unwrap_or(0))
-}
-
-/// A spawned command whose output is collected as it comes.
+/// A spawned command whose output is collected as it comes; killed if dropped running.
 struct Bg {
+    /// The command, for failure messages.
+    label: String,
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: Arc<Mutex<Vec<u8>>>,
@@ -69,6 +62,15 @@ fn collect(
     })
 }
 
+/// What a command printed so far, for failure messages.
+fn printed(stdout: &Mutex<Vec<u8>>, stderr: &Mutex<Vec<u8>>) -> String {
+    format!(
+        "stdout {:?}, stderr {:?}",
+        String::from_utf8_lossy(&stdout.lock().unwrap()),
+        String::from_utf8_lossy(&stderr.lock().unwrap())
+    )
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> usize {
     if needle.is_empty() || hay.len() < needle.len() {
         return 0;
@@ -77,33 +79,42 @@ fn contains(hay: &[u8], needle: &[u8]) -> usize {
 }
 
 impl Bg {
-    /// Waits (bounded) until stdout holds `needle` at least `times` times.
-    fn wait_for(&self, needle: &[u8], times: usize) {
-        let deadline = Instant::now() + BOUND;
-        while Instant::now() < deadline {
-            if contains(&self.stdout.lock().unwrap(), needle) >= times {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!(
-            "timed out waiting for {:?} in {:?}",
-            String::from_utf8_lossy(needle),
-            String::from_utf8_lossy(&self.stdout.lock().unwrap())
-        );
+    /// What the command printed so far, for failure messages.
+    fn printed(&self) -> String {
+        printed(&self.stdout, &self.stderr)
     }
 
-    /// Waits (bounded) until stdout or stderr has something.
-    fn wait_any(&self) {
-        let deadline = Instant::now() + BOUND;
-        while Instant::now() < deadline {
-            if !self.stdout.lock().unwrap().is_empty() || !self.stderr.lock().unwrap().is_empty() {
-                std::thread::sleep(Duration::from_millis(100));
-                return;
+    /// Waits (up to [`BOUND`]) until stdout satisfies `done`; fails the test if it does not.
+    fn wait_stdout(&self, what: &str, done: impl Fn(&[u8]) -> bool) {
+        let what = format!("{what} from {}", self.label);
+        wait_until(BOUND, what, || {
+            if done(&self.stdout.lock().unwrap()) {
+                Ok(())
+            } else {
+                Err(self.printed())
             }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!("timed out waiting for output");
+        });
+    }
+
+    /// Waits (up to [`BOUND`]) until stdout holds `needle` at least `times` times.
+    fn wait_for(&self, needle: &[u8], times: usize) {
+        let what = format!("{times} × {:?}", String::from_utf8_lossy(needle));
+        self.wait_stdout(&what, |out| contains(out, needle) >= times);
+    }
+
+    /// Waits (up to [`BOUND`]) until stdout or stderr has something, and a moment more for
+    /// the rest of that first answer.
+    fn wait_any(&self) {
+        wait_until(BOUND, format!("output from {}", self.label), || {
+            let quiet =
+                self.stdout.lock().unwrap().is_empty() && self.stderr.lock().unwrap().is_empty();
+            if quiet {
+                Err(self.printed())
+            } else {
+                Ok(())
+            }
+        });
+        std::thread::sleep(Duration::from_millis(100));
     }
 
     fn write(&mut self, line: &str) {
@@ -119,21 +130,16 @@ impl Bg {
             .unwrap();
     }
 
-    /// Closes stdin and waits (bounded) for the process to end; killed if it does not.
+    /// Closes stdin and waits (up to [`BOUND`]) for the process to end; fails the test (and
+    /// kills the process) if it does not.
     fn finish(mut self) -> Run {
         drop(self.stdin.take());
-        let deadline = Instant::now() + BOUND;
-        let code = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break exit_code(status);
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                break -1;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let what = format!("{} to end", self.label);
+        let status = wait_until(BOUND, what, || match self.child.try_wait().unwrap() {
+            Some(status) => Ok(status),
+            None => Err(printed(&self.stdout, &self.stderr)),
+        });
+        let code = exit_code(status);
         for r in self.readers.drain(..) {
             r.join().unwrap();
         }
@@ -153,35 +159,44 @@ impl Bg {
     }
 }
 
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// One side: a tool and the etcd it talks to; records every run of a scenario.
 struct Side {
     bin: PathBuf,
-    etcd: Etcd,
-    ids: (u64, u64),
+    etcd: ServerProc,
+    ids: Ids,
     cwd: tempfile::TempDir,
     runs: Vec<(String, Run)>,
 }
 
 impl Side {
-    fn command(&self, env: &[(&str, &str)], args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.bin);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("ETCDCTL_") {
-                cmd.env_remove(k);
-            }
+    fn new(bin: PathBuf, (etcd, ids): (ServerProc, Ids)) -> Side {
+        Side {
+            bin,
+            etcd,
+            ids,
+            cwd: tempfile::tempdir().unwrap(),
+            runs: Vec::new(),
         }
-        cmd.env("ETCDCTL_ENDPOINTS", &self.etcd.endpoint)
-            .envs(env.iter().copied())
+    }
+
+    fn command(&self, env: &[(&str, &str)], args: &[&str]) -> Command {
+        let mut cmd = ctl_command(&self.bin, Some(&self.etcd.endpoint()));
+        cmd.envs(env.iter().copied())
             .args(args)
-            .current_dir(self.cwd.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .current_dir(self.cwd.path());
         cmd
     }
 
     fn spawn_env(&self, env: &[(&str, &str)], args: &[&str]) -> Bg {
         let mut child = self.command(env, args).spawn().unwrap();
+        let label = format!("{} {env:?} {args:?}", self.bin.display());
         let stdout = Arc::new(Mutex::new(Vec::new()));
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let readers = vec![
@@ -189,6 +204,7 @@ impl Side {
             collect(child.stderr.take().unwrap(), stderr.clone()),
         ];
         Bg {
+            label,
             stdin: child.stdin.take(),
             child,
             stdout,
@@ -199,6 +215,31 @@ impl Side {
 
     fn spawn(&self, args: &[&str]) -> Bg {
         self.spawn_env(&[], args)
+    }
+
+    /// Spawns a command that watches (a watch, an election observer), once no watcher is
+    /// left from earlier commands, and waits until the server counts its watcher: from then
+    /// on it sees every write.
+    fn spawn_watching(&self, args: &[&str]) -> Bg {
+        self.etcd.wait_watchers(0);
+        let bg = self.spawn(args);
+        self.etcd.wait_watchers(1);
+        bg
+    }
+
+    /// Spawns a lock or election waiter behind the one holder under `prefix`, and waits
+    /// until it waits: its key is the second there and it watches the holder's.
+    fn spawn_waiter(&self, args: &[&str], prefix: &str) -> Bg {
+        self.etcd.wait_watchers(0);
+        let bg = self.spawn(args);
+        self.wait_keys(prefix, 2);
+        self.etcd.wait_watchers(1);
+        bg
+    }
+
+    /// Waits until `n` keys are under `prefix` (not recorded).
+    fn wait_keys(&self, prefix: &str, n: usize) {
+        wait_keys(&self.etcd.endpoint(), prefix, n);
     }
 
     fn record(&mut self, label: String, run: Run) {
@@ -237,13 +278,9 @@ impl Side {
 
     /// The store's current revision (not recorded).
     fn revision(&self) -> i64 {
-        common::block_on(async {
-            let r = self
-                .etcd
-                .client()
-                .await
-                .kv()
-                .range(cairn_proto::etcdserverpb::RangeRequest {
+        block_on(async {
+            let r = KvClient::new(channel(&self.etcd.url()))
+                .range(RangeRequest {
                     key: b"x".to_vec(),
                     ..Default::default()
                 })
@@ -257,28 +294,29 @@ impl Side {
     /// Revokes every lease (not recorded), so that sessions etcdctl leaves behind do not
     /// expire, deleting keys, in the middle of a later scenario.
     fn revoke_all(&self) {
-        common::block_on(async {
-            let c = self.etcd.client().await;
-            let leases = c
-                .lease()
-                .lease_leases(cairn_proto::etcdserverpb::LeaseLeasesRequest {})
+        block_on(async {
+            let mut lease = LeaseClient::new(channel(&self.etcd.url()));
+            let leases = lease
+                .lease_leases(LeaseLeasesRequest {})
                 .await
                 .unwrap()
                 .into_inner()
                 .leases;
             for l in leases {
-                let _ = c
-                    .lease()
-                    .lease_revoke(cairn_proto::etcdserverpb::LeaseRevokeRequest { id: l.id })
-                    .await;
+                let _ = lease.lease_revoke(LeaseRevokeRequest { id: l.id }).await;
             }
         });
     }
 
     /// The top 16 bits of the lease IDs this server hands out (its member ID's low bits).
     fn lease_prefix(&self) -> u64 {
-        (self.ids.1 & 0xffff) & 0x7fff
+        lease_prefix(self.ids)
     }
+}
+
+/// The top 16 bits of the lease IDs a server with `ids` hands out (its member ID's low bits).
+fn lease_prefix(ids: Ids) -> u64 {
+    (ids.member & 0xffff) & 0x7fff
 }
 
 const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -354,14 +392,6 @@ fn lease_ids(b: &[u8], prefix: u64) -> Vec<u64> {
     ids
 }
 
-/// Masks what differs from run to run whatever the server: timestamps, Go pointers.
-fn mask(b: &[u8]) -> String {
-    String::from_utf8_lossy(b)
-        .split_inclusive('\n')
-        .map(common::mask_line)
-        .collect()
-}
-
 /// In interactive watch output, the lines from the first progress notification on, sorted.
 /// Every watcher of the stream answers a progress request, and etcdctl prints each
 /// watcher's answer (a `progress notify` line, then the response) from a goroutine of its
@@ -381,25 +411,14 @@ fn progress_tail_sorted(label: &str, out: String) -> String {
 struct Compat {
     a: Side,
     b: Side,
-    failures: Vec<String>,
-    cases: usize,
+    report: Report,
 }
 
 impl Compat {
-    /// B's output with B's identity replaced by A's.
-    fn normalize(&self, b: &[u8], leases: &[(u64, u64)]) -> Vec<u8> {
-        let (ea, eb) = (&self.a.etcd, &self.b.etcd);
-        let mut v = replace(
-            b,
-            format!("127.0.0.1:{}", eb.client_port).as_bytes(),
-            format!("127.0.0.1:{}", ea.client_port).as_bytes(),
-        );
-        let mut pairs = vec![(self.b.ids.0, self.a.ids.0), (self.b.ids.1, self.a.ids.1)];
-        pairs.extend_from_slice(leases);
-        for (from, to) in pairs {
-            v = replace_id(&v, from, to);
-        }
-        v
+    /// B's output as if printed against A, B's lease IDs (`leases`) too.
+    fn normalize(&self, out: &[u8], leases: &[(u64, u64)]) -> Vec<u8> {
+        let (a, b) = (&self.a, &self.b);
+        rewrite_server(out, (&b.etcd, b.ids), (&a.etcd, a.ids), leases)
     }
 
     /// Runs `scenario` with etcdctl on A, then with cairnctl on B, and compares the runs.
@@ -422,7 +441,7 @@ impl Compat {
         let lb = lease_ids(&all(&self.b), self.b.lease_prefix());
         let leases: Vec<(u64, u64)> = lb.iter().copied().zip(la.iter().copied()).collect();
         if la.len() != lb.len() {
-            self.failures.push(format!(
+            self.report.problem(format!(
                 "{name}: {} lease IDs seen with etcdctl, {} with cairnctl",
                 la.len(),
                 lb.len()
@@ -433,10 +452,10 @@ impl Compat {
             std::mem::take(&mut self.b.runs),
         );
         if ra.len() != rb.len() {
-            self.failures.push(format!("{name}: runs differ in number"));
+            self.report
+                .problem(format!("{name}: runs differ in number"));
         }
         for ((label, want), (_, got)) in ra.iter().zip(rb.iter()) {
-            self.cases += 1;
             let (wo, go) = (
                 progress_tail_sorted(label, mask(&decode_json_keys(&want.stdout))),
                 progress_tail_sorted(
@@ -449,10 +468,7 @@ impl Compat {
                 mask(&self.normalize(&got.stderr, &leases)),
             );
             let problems = common::differences((&wo, &we, want.code), (&go, &ge, got.code));
-            if !problems.is_empty() {
-                self.failures
-                    .push(format!("{name}: {label}\n{}", problems.join("\n")));
-            }
+            self.report.case(&format!("{name}: {label}"), problems);
         }
     }
 }
@@ -606,8 +622,8 @@ fn lock_scenario(s: &mut Side) {
     let first = s.spawn(&["lock", "lock-wait"]);
     first.wait_any();
     let second = s.spawn(&["lock", "lock-wait"]);
-    // The second queues before the third.
-    std::thread::sleep(Duration::from_millis(700));
+    // The second queues (its key is there) before the third.
+    s.wait_keys("lock-wait/", 2);
     let third = s.spawn(&[
         "lock",
         "lock-wait",
@@ -616,7 +632,7 @@ fn lock_scenario(s: &mut Side) {
         "-c",
         "echo third $ETCD_LOCK_REV",
     ]);
-    std::thread::sleep(Duration::from_millis(700));
+    s.wait_keys("lock-wait/", 3);
     s.case(&[
         "get",
         "lock-wait",
@@ -631,8 +647,7 @@ fn lock_scenario(s: &mut Side) {
     s.ended("third lock runs its command", third, None);
     let holder = s.spawn(&["lock", "lock-cancel"]);
     holder.wait_any();
-    let waiter = s.spawn(&["lock", "lock-cancel"]);
-    std::thread::sleep(Duration::from_millis(700));
+    let waiter = s.spawn_waiter(&["lock", "lock-cancel"], "lock-cancel/");
     s.ended("lock waiter, SIGINT", waiter, Some("INT"));
     s.ended("lock holder, SIGINT", holder, Some("INT"));
     s.revoke_all();
@@ -645,13 +660,13 @@ fn elect_scenario(s: &mut Side) {
     s.case(&["elect", "a", "b", "c"]);
     for w in ["simple", "json", "fields", "protobuf"] {
         let name = format!("elect-{w}");
-        let observer = s.spawn(&["elect", "-l", &name, "-w", w]);
-        std::thread::sleep(Duration::from_millis(500));
+        let observer = s.spawn_watching(&["elect", "-l", &name, "-w", w]);
         let first = s.spawn(&["elect", &name, "p1", "-w", w]);
         first.wait_any();
         observer.wait_for(&value_marker(w, "p1"), 1);
         let second = s.spawn(&["elect", &name, "p2", "-w", w]);
-        std::thread::sleep(Duration::from_millis(700));
+        // The second campaigns (its key is there) before the first resigns.
+        s.wait_keys(&format!("{name}/"), 2);
         s.ended(
             &format!("elect -w {w}: first leader, SIGINT"),
             first,
@@ -670,8 +685,7 @@ fn elect_scenario(s: &mut Side) {
     s.ended("elect -w table", leader, None);
     let holder = s.spawn(&["elect", "elect-c", "one"]);
     holder.wait_any();
-    let waiter = s.spawn(&["elect", "elect-c", "two"]);
-    std::thread::sleep(Duration::from_millis(700));
+    let waiter = s.spawn_waiter(&["elect", "elect-c", "two"], "elect-c/");
     s.ended("elect waiter, SIGINT", waiter, Some("INT"));
     s.case(&["get", "elect-c", "--prefix", "--keys-only"]);
     s.ended("elect holder, SIGINT", holder, Some("INT"));
@@ -701,8 +715,7 @@ fn watch_scenario(s: &mut Side) {
         s.ended(&format!("watch --prev-kv -w {w}, SIGINT"), bg, Some("INT"));
     }
     // A watch from now: no revision given.
-    let bg = s.spawn(&["watch", "now"]);
-    std::thread::sleep(Duration::from_millis(1500));
+    let bg = s.spawn_watching(&["watch", "now"]);
     s.case(&["put", "now", "n1"]);
     bg.wait_for(b"n1\n", 1);
     s.ended("watch from now, SIGTERM", bg, Some("TERM"));
@@ -780,8 +793,17 @@ fn watch_scenario(s: &mut Side) {
         s.case(&["put", "ibx", "2"]);
         bg.wait_for(&value_marker(w, "2"), 1);
         bg.write("progress\n");
-        bg.wait_for(b"progress notify", 2);
-        std::thread::sleep(Duration::from_millis(300));
+        // Each of the two watchers answers with a `progress notify` line, in JSON followed
+        // by the response.
+        let lines = if w == "json" { 4 } else { 2 };
+        bg.wait_stdout(
+            &format!("{lines} lines from the first progress notify on"),
+            |out| {
+                let text = String::from_utf8_lossy(out);
+                text.find("progress notify")
+                    .is_some_and(|at| text[at..].matches('\n').count() >= lines)
+            },
+        );
         s.ended(&format!("watch -i -w {w}, stdin closed"), bg, None);
     }
     for line in [
@@ -810,68 +832,32 @@ type Scenario = (&'static str, fn(&mut Side));
 /// Starts the twin servers with `etcd_args` added to their flags, runs the scenarios in
 /// order on both and fails on any difference.
 fn check(scenarios: &[Scenario], etcd_args: &[&str]) {
-    let (Some(etcd), Some(etcdctl)) = (common::etcd_bin(), common::etcdctl_bin()) else {
-        panic!("etcd/etcdctl 3.5.1 not found: run scripts/setup");
-    };
-    let side = |bin: PathBuf| {
-        let etcd = Etcd::start_with_args(&etcd, "t", etcd_args);
-        let ids = etcd.ids();
-        Side {
-            bin,
-            etcd,
-            ids,
-            cwd: tempfile::tempdir().unwrap(),
-            runs: Vec::new(),
-        }
-    };
-    let cairnctl = PathBuf::from(env!("CARGO_BIN_EXE_cairnctl"));
     // Lease IDs with a 16-bit prefix of at least 0x1000 have 16 hex digits and 9-byte
     // varints on both sides.
-    let mut a = side(etcdctl.clone());
-    for _ in 0..30 {
-        if a.lease_prefix() >= 0x1000 {
-            break;
-        }
-        a = side(etcdctl.clone());
-    }
+    let a = common::etcd_where(etcd_args, |a| lease_prefix(a) >= 0x1000);
     // IDs are rewritten from B's to A's, also inside protobuf output and keys, where only
-    // IDs of the same varint and hex length keep lengths right: restart B until they match.
-    let same_len = |b: &Side| {
-        varint(b.ids.0).len() == varint(a.ids.0).len()
-            && varint(b.ids.1).len() == varint(a.ids.1).len()
-            && format!("{:x}", b.ids.1).len() == format!("{:x}", a.ids.1).len()
-            && b.lease_prefix() >= 0x1000
-    };
-    let mut b = side(cairnctl.clone());
-    for _ in 0..30 {
-        if same_len(&b) {
-            break;
-        }
-        b = side(cairnctl.clone());
-    }
+    // IDs of the same varint and hex length keep lengths right.
+    let b = common::etcd_where(etcd_args, |b| {
+        common::same_id_lengths(a.1, b) && lease_prefix(b) >= 0x1000
+    });
     let mut c = Compat {
-        a,
-        b,
-        failures: Vec::new(),
-        cases: 0,
+        a: Side::new(common::etcdctl(), a),
+        b: Side::new(common::cairnctl(), b),
+        report: Report::default(),
     };
     for (name, scenario) in scenarios {
         let started = Instant::now();
-        let (cases, failures) = (c.cases, c.failures.len());
+        let (cases, failures) = c.report.counts();
         c.scenario(name, scenario);
+        let (cases_now, failures_now) = c.report.counts();
         eprintln!(
             "{name}: {} cases compared in {:?}, {} differ",
-            c.cases - cases,
+            cases_now - cases,
             started.elapsed(),
-            c.failures.len() - failures
+            failures_now - failures
         );
     }
-    let n = c.failures.len();
-    for f in &c.failures {
-        eprintln!("MISMATCH {f}\n");
-    }
-    eprintln!("{} cases compared, {n} differ", c.cases);
-    assert_eq!(n, 0, "{n} cases differ from etcdctl");
+    c.report.finish();
 }
 
 fn progress_scenario(s: &mut Side) {
@@ -905,24 +891,15 @@ fn lease_lock_elect_watch_match_etcdctl() {
 /// and an election led by cairnctl is seen by etcdctl's observer.
 #[test]
 fn cairnctl_and_etcdctl_share_locks_and_elections() {
-    let (Some(etcd), Some(etcdctl)) = (common::etcd_bin(), common::etcdctl_bin()) else {
-        panic!("etcd/etcdctl 3.5.1 not found: run scripts/setup");
-    };
-    let server = Etcd::start(&etcd, "s");
+    let server = ServerProc::start(Kind::Etcd35, &[]);
     let ids = server.ids();
-    let mut e = Side {
-        bin: etcdctl,
-        etcd: server,
-        ids,
-        cwd: tempfile::tempdir().unwrap(),
-        runs: Vec::new(),
-    };
-    let c_bin = PathBuf::from(env!("CARGO_BIN_EXE_cairnctl"));
+    let mut e = Side::new(common::etcdctl(), (server, ids));
+    let c_bin = common::cairnctl();
     let holder = e.spawn(&["lock", "shared"]);
     holder.wait_any();
     e.bin = c_bin.clone();
-    let waiter = e.spawn(&["lock", "shared"]);
-    std::thread::sleep(Duration::from_millis(700));
+    // It queues, watches the holder's key, and prints nothing.
+    let waiter = e.spawn_waiter(&["lock", "shared"], "shared/");
     assert!(
         waiter.stdout.lock().unwrap().is_empty(),
         "cairnctl took a held lock"
@@ -935,9 +912,8 @@ fn cairnctl_and_etcdctl_share_locks_and_elections() {
     assert!(got.stdout.starts_with(b"shared/"), "{got:?}");
     assert_ne!(got.stdout, held.stdout);
 
-    e.bin = common::etcdctl_bin().unwrap();
-    let observer = e.spawn(&["elect", "-l", "shared-e"]);
-    std::thread::sleep(Duration::from_millis(500));
+    e.bin = common::etcdctl();
+    let observer = e.spawn_watching(&["elect", "-l", "shared-e"]);
     e.bin = c_bin;
     let leader = e.spawn(&["elect", "shared-e", "from-cairnctl"]);
     leader.wait_any();

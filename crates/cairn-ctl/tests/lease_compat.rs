@@ -1,6 +1,6 @@
 //! cairnctl's `lease` commands against etcdctl 3.5.1, byte for byte.
 //!
-//! As in `etcdctl_compat.rs`: two real etcd 3.5.1 servers A and B; each case runs etcdctl
+//! As in `kv_maintenance_compat.rs`: two real etcd 3.5.1 servers A and B; each case runs etcdctl
 //! against A, then cairnctl against B. Lease ids are chosen by each server, so each side
 //! substitutes its own ids into the commands (`{L0}`, `{L1}`, ...: the n-th lease its
 //! grants printed) and its output names them back as `LEASEn`, in hex and decimal. B's
@@ -12,36 +12,16 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
-use common::{replace, varint, Etcd};
+use cairn_tests::mask::{mask, mask_number_after};
+use cairn_tests::{etcdctl35, Ids, Kind, ServerProc};
+use common::{ctl_command, replace, varint, Report};
 
 struct Side {
-    etcd: Etcd,
+    etcd: ServerProc,
     bin: PathBuf,
-    /// The real etcdctl, to list the leases a grant made whatever it printed.
-    etcdctl: PathBuf,
-    ids: (u64, u64),
+    ids: Ids,
     leases: Vec<i64>,
-}
-
-/// Replaces the digits after each occurrence of `key` with `N`.
-fn mask_after(text: &str, key: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(i) = rest.find(key) {
-        out.push_str(&rest[..i + key.len()]);
-        rest = &rest[i + key.len()..];
-        let end = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '-')
-            .unwrap_or(rest.len());
-        if end > 0 {
-            out.push('N');
-        }
-        rest = &rest[end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 impl Side {
@@ -56,35 +36,24 @@ impl Side {
                 a
             })
             .collect();
-        let mut cmd = Command::new(&self.bin);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("ETCDCTL_") {
-                cmd.env_remove(k);
-            }
-        }
-        let out = cmd
-            .env("ETCDCTL_ENDPOINTS", &self.etcd.endpoint)
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let mut cmd = ctl_command(&self.bin, Some(&self.etcd.endpoint()));
+        cmd.args(&args);
+        let out = common::run(cmd, b"");
         if args.len() >= 2 && args[0] == "lease" && args[1] == "grant" {
             self.learn_leases();
         }
         (
             self.normalize(&out.stdout),
             self.normalize(&out.stderr),
-            out.status.code().unwrap_or(-1),
+            out.code,
         )
     }
 
     /// Adds the leases the server has and this side does not know yet.
     fn learn_leases(&mut self) {
-        let out = Command::new(&self.etcdctl)
-            .args(["--endpoints", &self.etcd.endpoint, "lease", "list"])
-            .output()
-            .unwrap();
-        let mut new: Vec<i64> = String::from_utf8_lossy(&out.stdout)
+        let out = etcdctl35(&self.etcd.endpoint(), &["lease", "list"]);
+        let mut new: Vec<i64> = out
+            .stdout
             .lines()
             .skip(1)
             .filter_map(|l| i64::from_str_radix(l.trim(), 16).ok())
@@ -103,53 +72,34 @@ impl Side {
             v = replace(&v, format!("{id:016x}").as_bytes(), name.as_bytes());
             v = replace(&v, id.to_string().as_bytes(), name.as_bytes());
         }
-        v = replace(&v, self.etcd.endpoint.as_bytes(), b"ENDPOINT");
-        for (id, name) in [(self.ids.0, "ID0"), (self.ids.1, "ID1")] {
+        v = replace(&v, self.etcd.endpoint().as_bytes(), b"ENDPOINT");
+        for (id, name) in [(self.ids.cluster, "ID0"), (self.ids.member, "ID1")] {
             v = replace(&v, id.to_string().as_bytes(), name.as_bytes());
             v = replace(&v, format!("{id:x}").as_bytes(), name.as_bytes());
             v = replace(&v, &varint(id), name.as_bytes());
         }
-        let mut s = String::from_utf8_lossy(&v).into_owned();
+        let mut s = mask(&v);
         for key in ["remaining(", "\"ttl\":", "\"TTL\" : "] {
-            s = mask_after(&s, key);
+            s = mask_number_after(&s, key);
         }
-        let mut lines = Vec::new();
-        for line in s.split_inclusive('\n') {
-            let mut l = line.to_string();
-            if let Some(i) = l.find("\"ts\":\"") {
-                let end = l[i + 6..].find('"').map_or(l.len(), |e| i + 6 + e + 1);
-                l.replace_range(i..end, "TS");
-            }
-            while let Some(i) = l.find("0xc0") {
-                let end = l[i..]
-                    .find(|c: char| !c.is_ascii_hexdigit() && c != 'x')
-                    .map_or(l.len(), |e| i + e);
-                l.replace_range(i..end, "PTR");
-            }
-            lines.push(l);
-        }
-        lines.concat()
+        s
     }
 }
 
 #[test]
 fn cairnctl_lease_commands_match_etcdctl() {
-    let (Some(etcd), Some(etcdctl)) = (common::etcd_bin(), common::etcdctl_bin()) else {
-        panic!("etcd/etcdctl 3.5.1 not found: run scripts/setup");
-    };
     let side = |bin: PathBuf| {
-        let e = Etcd::start(&etcd, "t");
-        let ids = e.ids();
+        let etcd = ServerProc::start(Kind::Etcd35, &[]);
+        let ids = etcd.ids();
         Side {
-            etcd: e,
+            etcd,
             bin,
-            etcdctl: etcdctl.clone(),
             ids,
             leases: vec![],
         }
     };
-    let mut a = side(etcdctl.clone());
-    let mut b = side(PathBuf::from(env!("CARGO_BIN_EXE_cairnctl")));
+    let mut a = side(common::etcdctl());
+    let mut b = side(common::cairnctl());
     let cases: Vec<Vec<&str>> = vec![
         vec!["lease", "--help"],
         vec!["lease"],
@@ -202,23 +152,12 @@ fn cairnctl_lease_commands_match_etcdctl() {
     all.push(vec!["get", "k", "--prefix", "-w", "json"]);
     all.push(vec!["lease", "list"]);
 
-    let mut failures = Vec::new();
+    let mut report = Report::default();
     for args in &all {
         let want = a.run(args);
         let got = b.run(args);
-        if want != got {
-            failures.push(format!(
-                "{args:?}\n  etcdctl:  {want:?}\n  cairnctl: {got:?}"
-            ));
-        }
+        let problems = common::differences((&want.0, &want.1, want.2), (&got.0, &got.1, got.2));
+        report.case(&format!("{args:?}"), problems);
     }
-    for f in &failures {
-        eprintln!("MISMATCH {f}\n");
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ",
-        failures.len(),
-        all.len()
-    );
+    report.finish();
 }

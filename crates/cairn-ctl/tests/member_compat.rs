@@ -13,68 +13,35 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use cairn_client::{Client, ClientConfig};
 use cairn_proto::etcdserverpb::{
     Member, MemberAddRequest, MemberListRequest, MemberRemoveRequest, MemberUpdateRequest,
-    MoveLeaderRequest, StatusRequest,
+    MoveLeaderRequest,
 };
-use common::{replace, varint, Cluster};
+use cairn_tests::mask::mask;
+use cairn_tests::{free_port, leader_among, wait_until, Cluster, Kind};
+use common::{ctl_command, replace, replace_id, varint, Report, Run};
 
 const FORMATS: [&str; 5] = ["simple", "json", "fields", "table", "protobuf"];
 
-struct Run {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    code: i32,
-}
-
+/// Runs `bin` with `args` against `endpoints` (or the ones an `--endpoints` argument names:
+/// with both, etcdctl fails).
 fn run(bin: &Path, endpoints: &str, args: &[String]) -> Run {
-    let mut cmd = Command::new(bin);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ETCDCTL_") {
-            cmd.env_remove(k);
-        }
-    }
-    // An `--endpoints` argument replaces the environment variable (both are fatal).
-    if !args.iter().any(|a| a.starts_with("--endpoints")) {
-        cmd.env("ETCDCTL_ENDPOINTS", endpoints);
-    }
-    let out = cmd.args(args).output().unwrap();
-    Run {
-        stdout: out.stdout,
-        stderr: out.stderr,
-        code: out.status.code().unwrap_or(-1),
-    }
-}
-
-/// Masks log timestamps and Go pointers.
-fn mask(b: &[u8]) -> String {
-    let s = String::from_utf8_lossy(b).into_owned();
-    let mut out = String::new();
-    for line in s.split_inclusive('\n') {
-        let mut l = line.to_string();
-        if let Some(i) = l.find("\"ts\":") {
-            let rest = &l[i + 5..];
-            let end = rest.find(',').unwrap_or(rest.len());
-            l = format!("{}\"ts\":TS{}", &l[..i], &rest[end..]);
-        }
-        if let Some(i) = l.find("0xc0") {
-            let rest = &l[i..];
-            let end = rest.find('/').unwrap_or(rest.len());
-            l = format!("{}PTR{}", &l[..i], &rest[end..]);
-        }
-        out.push_str(&l);
-    }
-    out
+    let named = args.iter().any(|a| a.starts_with("--endpoints"));
+    let mut cmd = ctl_command(bin, (!named).then_some(endpoints));
+    cmd.args(args);
+    common::run(cmd, b"")
 }
 
 /// The cluster seen through the API, for setup and undo steps.
 struct Api {
     rt: tokio::runtime::Runtime,
     endpoints: Vec<String>,
+    /// The members' URLs and IDs, in the order of `endpoints`.
+    urls: Vec<String>,
+    ids: Vec<u64>,
 }
 
 /// Longest an API call may take: a call to a cluster that lost its quorum would otherwise
@@ -122,10 +89,11 @@ impl Api {
             .unwrap_or_else(|| panic!("no member with peer URL {peer_url}"))
     }
 
-    /// Runs a `member add` of `peer_url` with `bin` until the member is listed, and returns
-    /// the last run and the member's ID. Right after a removal, and more so on a loaded
-    /// machine, etcd may refuse an add for a moment ("member not found", "unhealthy
-    /// cluster"); that refusal is not what the comparison is about.
+    /// Runs a `member add` of `peer_url` with `bin` until the member is listed (at most
+    /// 15 s), and returns that run and the member's ID. etcd refuses an add until its peers
+    /// have been connected for 5 s ("unhealthy cluster"), and right after a removal, more so
+    /// on a loaded machine, may refuse one for a moment ("member not found"); those refusals
+    /// are not what the comparison is about.
     fn add_listed(
         &self,
         bin: &Path,
@@ -133,19 +101,17 @@ impl Api {
         args: &[String],
         peer_url: &str,
     ) -> (Run, u64) {
-        let mut stderr = Vec::new();
-        for _ in 0..20 {
-            let r = run(bin, endpoints, args);
-            if let Some(id) = self.find(peer_url) {
-                return (r, id);
-            }
-            stderr = r.stderr;
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        panic!(
-            "member add {peer_url} never listed: {}",
-            String::from_utf8_lossy(&stderr)
-        );
+        wait_until(
+            Duration::from_secs(15),
+            format!("member add {peer_url} to be listed"),
+            || {
+                let r = run(bin, endpoints, args);
+                match self.find(peer_url) {
+                    Some(id) => Ok((r, id)),
+                    None => Err(String::from_utf8_lossy(&r.stderr).into_owned()),
+                }
+            },
+        )
     }
 
     fn add_learner(&self, peer_url: &str) -> u64 {
@@ -155,16 +121,15 @@ impl Api {
             is_learner: true,
         };
         // Right after a removal etcd may briefly answer "member not found": try again.
-        for _ in 0..50 {
-            match self.block_on("member add", c.cluster().member_add(req.clone())) {
-                Ok(r) => return r.into_inner().member.unwrap().id,
-                Err(e) if e.message() == "etcdserver: member not found" => {
-                    std::thread::sleep(std::time::Duration::from_millis(100))
-                }
+        wait_until(
+            Duration::from_secs(10),
+            "member add to be taken",
+            || match self.block_on("member add", c.cluster().member_add(req.clone())) {
+                Ok(r) => Ok(r.into_inner().member.unwrap().id),
+                Err(e) if e.message() == "etcdserver: member not found" => Err(e),
                 Err(e) => panic!("member add: {e:?}"),
-            }
-        }
-        panic!("member add kept failing with member not found");
+            },
+        )
     }
 
     fn remove(&self, id: u64) {
@@ -186,25 +151,17 @@ impl Api {
             .unwrap();
     }
 
-    /// The leader's ID and client endpoint.
-    fn leader(&self) -> (u64, String) {
-        for ep in &self.endpoints {
-            let c = self.client(ep);
-            let s = self
-                .block_on("status", c.maintenance().status(StatusRequest {}))
-                .unwrap()
-                .into_inner();
-            if s.header.unwrap().member_id == s.leader {
-                return (s.leader, ep.clone());
-            }
-        }
-        panic!("no leader");
+    /// The index of the member that leads.
+    fn leader(&self) -> usize {
+        let all: Vec<usize> = (0..self.urls.len()).collect();
+        self.rt.block_on(leader_among(&self.urls, &all, None))
     }
 
+    /// Moves leadership to member `target` (an ID), and waits until every member names it.
     fn move_leader(&self, target: u64) {
-        let (id, ep) = self.leader();
-        if id != target {
-            let c = self.client(&ep);
+        let leader = self.leader();
+        if self.ids[leader] != target {
+            let c = self.client(&self.endpoints[leader]);
             self.block_on(
                 "move leader",
                 c.maintenance()
@@ -212,7 +169,14 @@ impl Api {
             )
             .unwrap();
         }
-        std::thread::sleep(Duration::from_millis(300));
+        wait_until(CALL_TIMEOUT, format!("{target:x} to lead"), || {
+            let now = self.ids[self.leader()];
+            if now == target {
+                Ok(())
+            } else {
+                Err(format!("{now:x} leads"))
+            }
+        });
     }
 }
 
@@ -220,27 +184,34 @@ struct Compat {
     etcdctl: PathBuf,
     cairnctl: PathBuf,
     endpoints: String,
-    failures: Vec<String>,
-    cases: usize,
+    report: Report,
 }
 
 impl Compat {
-    fn compare(&mut self, args: &[String], want: Run, got: Run, rewrite: &[(Vec<u8>, Vec<u8>)]) {
-        self.cases += 1;
+    /// Compares two runs once cairnctl's (`got`) has each ID of `ids` and then each text of
+    /// `texts` rewritten from the first of its pair to the second.
+    fn compare(
+        &mut self,
+        args: &[String],
+        want: Run,
+        got: Run,
+        ids: &[(u64, u64)],
+        texts: &[(&str, &str)],
+    ) {
         let norm = |b: &[u8]| {
             let mut v = b.to_vec();
-            for (from, to) in rewrite {
-                v = replace(&v, from, to);
+            for (from, to) in ids {
+                v = replace_id(&v, *from, *to);
+            }
+            for (from, to) in texts {
+                v = replace(&v, from.as_bytes(), to.as_bytes());
             }
             v
         };
         let (wo, go) = (mask(&want.stdout), mask(&norm(&got.stdout)));
         let (we, ge) = (mask(&want.stderr), mask(&norm(&got.stderr)));
         let problems = common::differences((&wo, &we, want.code), (&go, &ge, got.code));
-        if !problems.is_empty() {
-            self.failures
-                .push(format!("{args:?}\n{}", problems.join("\n")));
-        }
+        self.report.case(&format!("{args:?}"), problems);
     }
 
     /// A command that leaves the cluster as it found it (or fails): both tools alike.
@@ -248,7 +219,7 @@ impl Compat {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let want = run(&self.etcdctl, endpoints, &args);
         let got = run(&self.cairnctl, endpoints, &args);
-        self.compare(&args, want, got, &[]);
+        self.compare(&args, want, got, &[], &[]);
     }
 
     fn same(&mut self, args: &[&str]) {
@@ -259,17 +230,6 @@ impl Compat {
 
 fn url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
-}
-
-fn id_rewrite(from: u64, to: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
-    vec![
-        (from.to_string().into_bytes(), to.to_string().into_bytes()),
-        (
-            format!("{from:x}").into_bytes(),
-            format!("{to:x}").into_bytes(),
-        ),
-        (varint(from), varint(to)),
-    ]
 }
 
 /// Where `id` sorts among the other members.
@@ -289,7 +249,7 @@ fn comparable(api: &Api, want: (u64, usize), got: u64) -> bool {
 /// `want` stood; returns its ID.
 fn learner_like(api: &Api, want: Option<(u64, usize)>) -> (u64, String) {
     for _ in 0..300 {
-        let u = url(common::free_port());
+        let u = url(free_port());
         let id = api.add_learner(&u);
         match want {
             Some(w) if !comparable(api, w, id) => api.remove(id),
@@ -301,26 +261,22 @@ fn learner_like(api: &Api, want: Option<(u64, usize)>) -> (u64, String) {
 
 #[test]
 fn member_commands_match_etcdctl() {
-    let (Some(etcd), Some(etcdctl)) = (common::etcd_bin(), common::etcdctl_bin()) else {
-        panic!("etcd/etcdctl 3.5.1 not found: run scripts/setup");
-    };
-    let cluster = Cluster::start(&etcd, 3);
+    let cluster = Cluster::start_kind(Kind::Etcd35, 3, &[]);
     let api = Api {
         rt: tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap(),
-        endpoints: cluster.members.iter().map(|m| m.endpoint.clone()).collect(),
+        endpoints: cluster.members.iter().map(|m| m.endpoint()).collect(),
+        urls: cluster.members.iter().map(|m| m.url()).collect(),
+        ids: cluster.members.iter().map(|m| m.ids().member).collect(),
     };
     let mut c = Compat {
-        etcdctl,
-        cairnctl: PathBuf::from(env!("CARGO_BIN_EXE_cairnctl")),
-        endpoints: cluster.members[0].endpoint.clone(),
-        failures: Vec::new(),
-        cases: 0,
+        etcdctl: common::etcdctl(),
+        cairnctl: common::cairnctl(),
+        endpoints: cluster.members[0].endpoint(),
+        report: Report::default(),
     };
-    // etcd refuses reconfiguration until its peers have been connected for 5 s.
-    std::thread::sleep(Duration::from_secs(6));
     let members = api.members();
     let id_hex = |i: usize| {
         let port = cluster.members[i].peer_port;
@@ -392,7 +348,7 @@ fn member_commands_match_etcdctl() {
     // Learners: add, update, promote (refused: never started) and remove, per format.
     for w in FORMATS {
         // member add --learner.
-        let ua = url(common::free_port());
+        let ua = url(free_port());
         let args = |u: &str| -> Vec<String> {
             [
                 "member",
@@ -420,7 +376,7 @@ fn member_commands_match_etcdctl() {
         api.remove(ia);
         let mut got = None;
         for _ in 0..300 {
-            let ub = url(common::free_port());
+            let ub = url(free_port());
             let (r, ib) = api.add_listed(&c.cairnctl, &c.endpoints, &args(&ub), &ub);
             if comparable(&api, want_pos, ib) {
                 got = Some((r, ub, ib));
@@ -429,20 +385,18 @@ fn member_commands_match_etcdctl() {
             api.remove(ib);
         }
         let (got, ub, ib) = got.expect("no comparable member ID in 300 tries");
-        let mut rw = id_rewrite(ib, ia);
-        rw.push((ub.clone().into_bytes(), ua.clone().into_bytes()));
-        c.compare(&args(&ub), want, got, &rw);
+        c.compare(&args(&ub), want, got, &[(ib, ia)], &[(&ub, &ua)]);
 
         // member update of that learner: etcdctl, undo, cairnctl.
         let hex = format!("{ib:x}");
-        let moved = url(common::free_port());
+        let moved = url(free_port());
         let peer = format!("--peer-urls={moved}");
         let update = ["member", "update", &hex, &peer, "-w", w];
         let args: Vec<String> = update.iter().map(|s| s.to_string()).collect();
         let want = run(&c.etcdctl, &c.endpoints, &args);
         api.update(ib, &ub);
         let got = run(&c.cairnctl, &c.endpoints, &args);
-        c.compare(&args, want, got, &[]);
+        c.compare(&args, want, got, &[], &[]);
 
         c.same(&["member", "promote", &hex, "-w", w]);
 
@@ -463,13 +417,13 @@ fn member_commands_match_etcdctl() {
             .map(|s| s.to_string())
             .collect();
         let got = run(&c.cairnctl, &c.endpoints, &args_c);
-        c.compare(&args, want, got, &id_rewrite(ic, ib));
+        c.compare(&args, want, got, &[(ic, ib)], &[]);
         c.same(&["member", "remove", &hex, "-w", w]);
     }
 
     // A voting member (never started), then its removal.
     for w in ["simple", "json", "protobuf"] {
-        let ua = url(common::free_port());
+        let ua = url(free_port());
         let args = |u: &str| -> Vec<String> {
             ["member", "add", "v1", &format!("--peer-urls={u}"), "-w", w]
                 .iter()
@@ -482,7 +436,7 @@ fn member_commands_match_etcdctl() {
         api.remove(ia);
         let mut got = None;
         for _ in 0..300 {
-            let ub = url(common::free_port());
+            let ub = url(free_port());
             let (r, ib) = api.add_listed(&c.cairnctl, &c.endpoints, &args(&ub), &ub);
             if comparable(&api, want_pos, ib) {
                 got = Some((r, ub, ib));
@@ -491,16 +445,14 @@ fn member_commands_match_etcdctl() {
             api.remove(ib);
         }
         let (got, ub, ib) = got.expect("no comparable member ID in 300 tries");
-        let mut rw = id_rewrite(ib, ia);
-        rw.push((ub.clone().into_bytes(), ua.clone().into_bytes()));
-        c.compare(&args(&ub), want, got, &rw);
+        c.compare(&args(&ub), want, got, &[(ib, ia)], &[(&ub, &ua)]);
         api.remove(ib);
     }
 
     // move-leader: from the leader to another member and back, per format.
     let all = cluster.endpoints();
     let ids = [m0.clone(), m1.clone(), m2.clone()];
-    let (leader, _) = api.leader();
+    let leader = api.ids[api.leader()];
     let target = ids
         .iter()
         .find(|h| u64::from_str_radix(h, 16).unwrap() != leader)
@@ -516,7 +468,7 @@ fn member_commands_match_etcdctl() {
         let want = run(&c.etcdctl, &all, &args);
         api.move_leader(leader);
         let got = run(&c.cairnctl, &all, &args);
-        c.compare(&args, want, got, &[]);
+        c.compare(&args, want, got, &[], &[]);
     }
     api.move_leader(leader);
     let leader_hex = format!("{leader:x}");
@@ -527,25 +479,12 @@ fn member_commands_match_etcdctl() {
     let followers: Vec<String> = cluster
         .members
         .iter()
-        .map(|m| m.endpoint.clone())
-        .filter(|ep| api.id_of(&url(peer_port_of(&cluster, ep))) != leader)
+        .zip(&api.ids)
+        .filter(|(_, id)| **id != leader)
+        .map(|(m, _)| m.endpoint())
         .collect();
     let followers = format!("--endpoints={}", followers.join(","));
     c.same(&["move-leader", &target, &followers]);
 
-    let n = c.failures.len();
-    for f in &c.failures {
-        eprintln!("MISMATCH {f}\n");
-    }
-    eprintln!("{} of {} cases identical", c.cases - n, c.cases);
-    assert_eq!(n, 0, "{n} cases differ from etcdctl");
-}
-
-fn peer_port_of(cluster: &Cluster, endpoint: &str) -> u16 {
-    cluster
-        .members
-        .iter()
-        .find(|m| m.endpoint == endpoint)
-        .unwrap()
-        .peer_port
+    c.report.finish();
 }

@@ -10,11 +10,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use common::Etcd;
+use cairn_tests::{etcdctl35, wait_until, Kind, ServerProc};
+
+/// The server's count of watchers.
+const WATCHERS: &str = "etcd_debugging_mvcc_watcher_total";
+/// The server's count of watchers still catching up with history.
+const CATCHING_UP: &str = "etcd_debugging_mvcc_slow_watcher_total";
 
 /// One case: watch arguments, environment, interactive input script (shell), and
 /// whether the test writes while it runs.
@@ -42,30 +47,43 @@ fn spawn(bin: &Path, endpoint: &str, c: &Case) -> Child {
         bin.display(),
         c.args
     );
-    let mut cmd = Command::new("sh");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ETCDCTL_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.arg("-c")
+    common::ctl_command("sh", None)
+        .arg("-c")
         .arg(script)
         .envs(c.env.iter().copied())
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap()
 }
 
-fn ctl(bin: &Path, endpoint: &str, args: &[&str]) {
-    let st = Command::new(bin)
-        .arg(format!("--endpoints={endpoint}"))
-        .args(args)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success(), "etcdctl {args:?} failed");
+/// Spawns case `c` with `bin` against `etcd` and waits until it has settled: it has ended
+/// (and its watcher, if it made one, is gone), or the server counts its watcher and has none
+/// left to catch up with history (it has been sent its history, and gets every later write
+/// live).
+fn spawn_settled(etcd: &ServerProc, bin: &Path, c: &Case) -> Child {
+    let watchers = || etcd.metric(WATCHERS).unwrap_or(0.0) as usize;
+    let before = watchers();
+    let mut child = spawn(bin, &etcd.endpoint(), c);
+    let what = format!("{} watch {} to watch or end", bin.display(), c.args);
+    wait_until(Duration::from_secs(10), what, || {
+        let (now, catching_up) = (watchers(), etcd.metric(CATCHING_UP).unwrap_or(0.0));
+        let settled = match child.try_wait().unwrap() {
+            Some(_) => now == before,
+            None => now > before && catching_up == 0.0,
+        };
+        if settled {
+            Ok(())
+        } else {
+            Err(format!("{now} watchers, {catching_up} catching up"))
+        }
+    });
+    child
+}
+
+/// Runs the real etcdctl against `endpoint`; it must succeed.
+fn ctl(endpoint: &str, args: &[&str]) {
+    let r = etcdctl35(endpoint, args);
+    assert_eq!(r.code, 0, "etcdctl {args:?} failed: {r:?}");
 }
 
 fn finish(child: Child) -> (String, String, i32) {
@@ -79,11 +97,10 @@ fn finish(child: Child) -> (String, String, i32) {
 
 #[test]
 fn cairnctl_watch_prints_what_etcdctl_watch_prints() {
-    let etcd_bin = common::etcd_bin().unwrap();
-    let etcdctl = common::etcdctl_bin().unwrap();
-    let cairnctl = PathBuf::from(env!("CARGO_BIN_EXE_cairnctl"));
-    let etcd = Etcd::start(&etcd_bin, "watch");
-    let ep = etcd.endpoint.clone();
+    let etcdctl = common::etcdctl();
+    let cairnctl = common::cairnctl();
+    let etcd = ServerProc::start(Kind::Etcd35, &[]);
+    let ep = etcd.endpoint();
     // Revisions 2..=5, then a compaction at 3.
     for args in [
         &["put", "k", "v1"][..],
@@ -92,7 +109,7 @@ fn cairnctl_watch_prints_what_etcdctl_watch_prints() {
         &["del", "k2"],
         &["compaction", "3"],
     ] {
-        ctl(&etcdctl, &ep, args);
+        ctl(&ep, args);
     }
     let interactive = "echo 'watch k --prev-kv'; sleep 1; echo progress; sleep 0.3; \
                        echo 'bogus cmd'; echo ''; echo watch; echo 'watch --rev 1 k'; \
@@ -152,13 +169,15 @@ fn cairnctl_watch_prints_what_etcdctl_watch_prints() {
     ];
     let mut failures = Vec::new();
     for (i, c) in cases.iter().enumerate() {
-        let want = spawn(&etcdctl, &ep, c);
-        let got = spawn(&cairnctl, &ep, c);
+        // No watch is left from the last case. Then one tool and the other settle before
+        // the writes, so that both see the same writes alike.
+        etcd.wait_watchers(0);
+        let want = spawn_settled(&etcd, &etcdctl, c);
+        let got = spawn_settled(&etcd, &cairnctl, c);
         if c.writes {
-            std::thread::sleep(Duration::from_millis(700));
-            ctl(&etcdctl, &ep, &["put", "k", &format!("case{i}")]);
-            ctl(&etcdctl, &ep, &["put", "k2", "y"]);
-            ctl(&etcdctl, &ep, &["del", "k"]);
+            ctl(&ep, &["put", "k", &format!("case{i}")]);
+            ctl(&ep, &["put", "k2", "y"]);
+            ctl(&ep, &["del", "k"]);
         }
         let (want, got) = (finish(want), finish(got));
         if want != got {

@@ -1,221 +1,98 @@
-//! Test support: a real etcd, or a real etcd cluster, on free loopback ports, killed when
-//! dropped.
+//! What the suites comparing cairnctl with etcdctl 3.5.1 share on top of the cairn-tests
+//! harness (which starts the etcd servers): the two tools, running either of them alike,
+//! rewriting one server's ids into another's, and reporting the cases that differ.
 //!
-//! Reusable by other crates' tests by path (`#[path = ".../common/mod.rs"] mod common;`).
-//! The binaries come from `CAIRN_ETCD_BIN` / `CAIRN_ETCDCTL_BIN`, else the etcd 3.5.1 that
-//! `scripts/setup` links under `.tools/bin`. A missing binary fails the test: run
-//! `scripts/setup`.
+//! A missing etcd/etcdctl 3.5.1 fails the test: run `scripts/setup`.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::ffi::OsStr;
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-fn find_binary(var: &str, name: &str) -> Option<PathBuf> {
-    if let Ok(p) = std::env::var(var) {
-        return Some(PathBuf::from(p));
-    }
-    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/bin");
-    let linked = tools.join(format!("{name}-3.5"));
-    assert!(
-        linked.exists(),
-        "{} is missing: run scripts/setup",
-        linked.display()
-    );
-    Some(linked)
+use cairn_tests::{Ids, Kind, ServerProc};
+
+/// The real etcdctl 3.5.1.
+pub fn etcdctl() -> PathBuf {
+    cairn_tests::tool("etcdctl-3.5")
 }
 
-/// The etcd 3.5.1 server binary, if available.
-pub fn etcd_bin() -> Option<PathBuf> {
-    find_binary("CAIRN_ETCD_BIN", "etcd")
+/// cairnctl, as built for this test.
+pub fn cairnctl() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cairnctl"))
 }
 
-/// The etcdctl 3.5.1 binary, if available.
-pub fn etcdctl_bin() -> Option<PathBuf> {
-    find_binary("CAIRN_ETCDCTL_BIN", "etcdctl")
-}
-
-/// A free loopback port, below the kernel's ephemeral range (see the harness).
-pub use cairn_tests::free_port;
-
-/// A running single-member etcd; killed and its data removed on drop.
-pub struct Etcd {
-    child: Child,
-    /// Data directory (removed on drop).
-    pub dir: tempfile::TempDir,
-    /// `127.0.0.1:<client port>`.
-    pub endpoint: String,
-    /// The client port.
-    pub client_port: u16,
-    /// The peer port.
-    pub peer_port: u16,
-}
-
-impl Etcd {
-    /// Starts etcd on free ports and waits (at most 30 s) until it answers a read.
-    pub fn start(bin: &PathBuf, name: &str) -> Etcd {
-        Etcd::start_with_args(bin, name, &[])
-    }
-
-    /// Starts etcd with `extra` flags added, like [`Etcd::start`].
-    pub fn start_with_args(bin: &PathBuf, name: &str, extra: &[&str]) -> Etcd {
-        let (client_port, peer_port) = (free_port(), free_port());
-        let initial = format!("{name}=http://127.0.0.1:{peer_port}");
-        let etcd = Etcd::spawn(bin, name, client_port, peer_port, &initial, extra);
-        etcd.wait_ready();
-        etcd
-    }
-
-    /// Starts one member of the cluster `initial_cluster` without waiting for it.
-    fn spawn(
-        bin: &PathBuf,
-        name: &str,
-        client_port: u16,
-        peer_port: u16,
-        initial_cluster: &str,
-        extra: &[&str],
-    ) -> Etcd {
-        let dir = tempfile::tempdir().unwrap();
-        let client = format!("http://127.0.0.1:{client_port}");
-        let peer = format!("http://127.0.0.1:{peer_port}");
-        let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-        let child = Command::new(bin)
-            .args(["--name", name, "--data-dir"])
-            .arg(dir.path().join("data"))
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", initial_cluster])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Etcd {
-            child,
-            dir,
-            endpoint: format!("127.0.0.1:{client_port}"),
-            client_port,
-            peer_port,
+/// A command running `program` without the caller's `ETCDCTL_*` variables, given `endpoints`
+/// in `ETCDCTL_ENDPOINTS` (`None`: the arguments name them). Standard streams are piped.
+pub fn ctl_command(program: impl AsRef<OsStr>, endpoints: Option<&str>) -> Command {
+    let mut cmd = Command::new(program);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("ETCDCTL_") {
+            cmd.env_remove(k);
         }
     }
+    if let Some(eps) = endpoints {
+        cmd.env("ETCDCTL_ENDPOINTS", eps);
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
 
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let cfg = cairn_client::ClientConfig::new([self.endpoint.clone()]);
-        while Instant::now() < deadline {
-            let ok = rt.block_on(async {
-                let Ok(c) = cairn_client::Client::connect(cfg.clone()).await else {
-                    return false;
-                };
-                let req = cairn_proto::etcdserverpb::RangeRequest {
-                    key: b"ready".to_vec(),
-                    ..Default::default()
-                };
-                tokio::time::timeout(Duration::from_secs(2), c.kv().range(req))
-                    .await
-                    .is_ok_and(|r| r.is_ok())
-            });
-            if ok {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+/// What a run printed, byte for byte (protobuf output is binary), and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// The exit code, or 1000 + the signal that ended the process.
+    pub code: i32,
+}
+
+/// The exit code, or 1000 + the signal that ended the process.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 1000 + status.signal().unwrap_or(0))
+}
+
+/// Runs `cmd` to its end with `stdin` as its input.
+pub fn run(mut cmd: Command, stdin: &[u8]) -> Run {
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin).unwrap();
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    Run {
+        stdout: out.stdout,
+        stderr: out.stderr,
+        code: exit_code(out.status),
+    }
+}
+
+/// Starts a real etcd 3.5.1 with `extra` flags, again (at most 30 times in all) until `fits`
+/// accepts its ids.
+pub fn etcd_where(extra: &[&str], fits: impl Fn(Ids) -> bool) -> (ServerProc, Ids) {
+    let mut seen = Vec::new();
+    for _ in 0..30 {
+        let etcd = ServerProc::start(Kind::Etcd35, extra);
+        let ids = etcd.ids();
+        if fits(ids) {
+            return (etcd, ids);
         }
-        panic!("etcd at {} did not become ready within 30s", self.endpoint);
+        seen.push(ids);
     }
-
-    /// Cluster and member ID, from `member list`.
-    pub fn ids(&self) -> (u64, u64) {
-        block_on(async {
-            let r = self
-                .client()
-                .await
-                .cluster()
-                .member_list(cairn_proto::etcdserverpb::MemberListRequest { linearizable: true })
-                .await
-                .unwrap()
-                .into_inner();
-            let h = r.header.unwrap();
-            (h.cluster_id, h.member_id)
-        })
-    }
-
-    /// A cairn-client connected to this etcd.
-    pub async fn client(&self) -> cairn_client::Client {
-        let cfg = cairn_client::ClientConfig::new([self.endpoint.clone()]);
-        cairn_client::Client::connect(cfg).await.unwrap()
-    }
+    panic!("no etcd with fitting ids in 30 starts: {seen:x?}");
 }
 
-/// Runs `f` to its end on a runtime of its own, for the tests' synchronous helpers.
-pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A running etcd cluster of named members on loopback; every member is killed on drop.
-pub struct Cluster {
-    /// The members, in the order of their names.
-    pub members: Vec<Etcd>,
-    /// The members' names (`m0`, `m1`, ...).
-    pub names: Vec<String>,
-}
-
-impl Cluster {
-    /// Starts `n` members named `m0`.. and waits until each answers a read.
-    pub fn start(bin: &PathBuf, n: usize) -> Cluster {
-        let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-        let initial = names
-            .iter()
-            .zip(&ports)
-            .map(|(name, (_, peer))| format!("{name}=http://127.0.0.1:{peer}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let members: Vec<Etcd> = names
-            .iter()
-            .zip(&ports)
-            .map(|(name, (client, peer))| Etcd::spawn(bin, name, *client, *peer, &initial, &[]))
-            .collect();
-        for m in &members {
-            m.wait_ready();
-        }
-        Cluster { members, names }
-    }
-
-    /// Every member's client endpoint, comma-separated.
-    pub fn endpoints(&self) -> String {
-        self.members
-            .iter()
-            .map(|m| m.endpoint.clone())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
+/// Whether ids `b` can be rewritten into ids `a` without changing the output's lengths:
+/// their protobuf varints and the member ids' hex have the same lengths.
+pub fn same_id_lengths(a: Ids, b: Ids) -> bool {
+    varint(a.cluster).len() == varint(b.cluster).len()
+        && varint(a.member).len() == varint(b.member).len()
+        && format!("{:x}", a.member).len() == format!("{:x}", b.member).len()
 }
 
 /// `hay` with every `from` replaced by `to` (bytes; an empty `from` changes nothing).
@@ -234,7 +111,6 @@ pub fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The protobuf varint encoding of `v` (to find and mask ids in `-w protobuf` output).
 /// `hay` with the ID `from` replaced by `to` in each form output shows it in: decimal
 /// (JSON, fields), hex (simple, table) and a protobuf varint (`-w protobuf`).
 pub fn replace_id(hay: &[u8], from: u64, to: u64) -> Vec<u8> {
@@ -247,6 +123,34 @@ pub fn replace_id(hay: &[u8], from: u64, to: u64) -> Vec<u8> {
     replace(&v, &varint(from), &varint(to))
 }
 
+/// `out`, printed by a tool talking to server `from`, as if printed against server `to`: the
+/// client and peer addresses and the cluster and member ids of `from` (and then each id
+/// pair of `more_ids`) rewritten into `to`'s.
+pub fn rewrite_server(
+    out: &[u8],
+    from: (&ServerProc, Ids),
+    to: (&ServerProc, Ids),
+    more_ids: &[(u64, u64)],
+) -> Vec<u8> {
+    let mut v = out.to_vec();
+    for (f, t) in [
+        (from.0.client_port, to.0.client_port),
+        (from.0.peer_port, to.0.peer_port),
+    ] {
+        v = replace(
+            &v,
+            format!("127.0.0.1:{f}").as_bytes(),
+            format!("127.0.0.1:{t}").as_bytes(),
+        );
+    }
+    let ids = [(from.1.cluster, to.1.cluster), (from.1.member, to.1.member)];
+    for (f, t) in ids.iter().chain(more_ids) {
+        v = replace_id(&v, *f, *t);
+    }
+    v
+}
+
+/// The protobuf varint encoding of `v` (to find and mask ids in `-w protobuf` output).
 pub fn varint(mut v: u64) -> Vec<u8> {
     let mut b = Vec::new();
     while v >= 0x80 {
@@ -279,21 +183,40 @@ pub fn differences(want: (&str, &str, i32), got: (&str, &str, i32)) -> Vec<Strin
     problems
 }
 
-/// Masks what differs from run to run in one line of output, whatever the server: log
-/// timestamps (`"ts":` up to the next comma) and Go pointers (`0xc0…`).
-pub fn mask_line(line: &str) -> String {
-    let mut l = line.to_string();
-    while let Some(i) = l.find("\"ts\":") {
-        let rest = &l[i + 5..];
-        let end = rest.find(',').unwrap_or(rest.len());
-        l = format!("{}\"TS\":X{}", &l[..i], &rest[end..]);
+/// The cases a suite compared and those that differ.
+#[derive(Default)]
+pub struct Report {
+    failures: Vec<String>,
+    cases: usize,
+}
+
+impl Report {
+    /// Counts one case, a failure unless `problems` is empty.
+    pub fn case(&mut self, label: &str, problems: Vec<String>) {
+        self.cases += 1;
+        if !problems.is_empty() {
+            self.failures
+                .push(format!("{label}\n{}", problems.join("\n")));
+        }
     }
-    while let Some(i) = l.find("0xc0") {
-        let rest = &l[i..];
-        let end = rest
-            .find(|c: char| !c.is_ascii_hexdigit() && c != 'x')
-            .unwrap_or(rest.len());
-        l = format!("{}PTR{}", &l[..i], &rest[end..]);
+
+    /// A problem that is not one case's.
+    pub fn problem(&mut self, text: String) {
+        self.failures.push(text);
     }
-    l
+
+    /// How many cases were compared and how many problems seen so far.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.cases, self.failures.len())
+    }
+
+    /// Prints every difference and fails the test if there is one.
+    pub fn finish(self) {
+        let n = self.failures.len();
+        for f in &self.failures {
+            eprintln!("MISMATCH {f}\n");
+        }
+        eprintln!("{} cases compared, {n} differ", self.cases);
+        assert_eq!(n, 0, "{n} cases differ from etcdctl");
+    }
 }

@@ -6,31 +6,11 @@
 
 use std::path::Path;
 
-use cairn_tests::{run_client, tool, workspace_bin, Kind, Run, ServerProc};
-
-/// Replaces the digits after each `key` (e.g. `"raft_term":`) with `N`.
-fn mask_number_after(text: &str, key: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find(key) {
-        out.push_str(&rest[..i + key.len()]);
-        rest = &rest[i + key.len()..];
-        let trimmed = rest.trim_start_matches(' ');
-        out.push_str(&rest[..rest.len() - trimmed.len()]);
-        let digits = trimmed
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(trimmed.len());
-        if digits > 0 {
-            out.push('N');
-        }
-        rest = &trimmed[digits..];
-    }
-    out.push_str(rest);
-    out
-}
+use cairn_tests::mask::{mask_measured, mask_number_after};
+use cairn_tests::{run_client, tool, workspace_bin, Ids, Kind, Run, ServerProc};
 
 /// Masks what legitimately differs between two servers.
-fn normalize(server: &ServerProc, run: &Run, member_id: u64, cluster_id: u64) -> Run {
+fn normalize(server: &ServerProc, run: &Run, ids: Ids) -> Run {
     let fix = |t: &str| {
         let mut t = t
             .replace(&server.endpoint(), "ENDPOINT")
@@ -38,7 +18,7 @@ fn normalize(server: &ServerProc, run: &Run, member_id: u64, cluster_id: u64) ->
         for v in ["\"3.5.1\"", "\"3.4.23\"", "\"3.5.0\"", "\"3.4.0\""] {
             t = t.replace(v, "\"VERSION\"");
         }
-        for (id, name) in [(member_id, "MEMBER"), (cluster_id, "CLUSTER")] {
+        for (id, name) in [(ids.member, "MEMBER"), (ids.cluster, "CLUSTER")] {
             t = t
                 .replace(&format!("{id:x}"), name)
                 .replace(&id.to_string(), name);
@@ -58,7 +38,8 @@ fn normalize(server: &ServerProc, run: &Run, member_id: u64, cluster_id: u64) ->
         ] {
             t = mask_number_after(&t, key);
         }
-        t
+        // etcdctl's endpoint health prints how long the check took.
+        mask_measured(&t)
     };
     // etcdctl's own client log lines carry timestamps and random client ids; the error
     // they repeat is also printed on the `Error:` line, which is compared.
@@ -72,22 +53,6 @@ fn normalize(server: &ServerProc, run: &Run, member_id: u64, cluster_id: u64) ->
         stderr: fix(&stderr.join("\n")),
         code: run.code,
     }
-}
-
-/// Learns a server's member and cluster ids from `endpoint status -w json`.
-fn ids(etcdctl: &str, server: &ServerProc) -> (u64, u64) {
-    let r = run_client(
-        &tool(etcdctl),
-        &server.endpoint(),
-        &["endpoint", "status", "-w", "json"],
-        None,
-    );
-    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect(&r.stdout);
-    let h = &v[0]["Status"]["header"];
-    (
-        h["member_id"].as_u64().unwrap(),
-        h["cluster_id"].as_u64().unwrap(),
-    )
 }
 
 /// The commands to compare, with optional standard input.
@@ -150,38 +115,16 @@ fn script() -> Vec<(Vec<&'static str>, Option<&'static str>)> {
     ]
 }
 
-/// etcdctl's endpoint health prints how long the check took; drop that.
-fn drop_timing(r: Run) -> Run {
-    let strip = |t: &str| {
-        t.lines()
-            .map(|l| match l.find("\"took\":\"") {
-                Some(i) => {
-                    let end = l[i + 8..].find('"').map(|j| i + 8 + j).unwrap_or(l.len());
-                    format!("{}{}", &l[..i + 8], &l[end..])
-                }
-                None => l.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    Run {
-        stdout: strip(&r.stdout),
-        stderr: strip(&r.stderr),
-        code: r.code,
-    }
-}
-
 /// Runs the script with `etcdctl` against real etcd and with `client` against cairn.
 fn compare_with(etcdctl: &str, etcd_kind: Kind, client: &Path) {
     let etcd = ServerProc::start(etcd_kind, &[]);
     let cairn = ServerProc::start(Kind::Cairn, &[]);
-    let (em, ec) = ids(etcdctl, &etcd);
-    let (cm, cc) = ids(etcdctl, &cairn);
+    let (etcd_ids, cairn_ids) = (etcd.ids(), cairn.ids());
     for (args, stdin) in script() {
         let want = run_client(&tool(etcdctl), &etcd.endpoint(), &args, stdin);
         let got = run_client(client, &cairn.endpoint(), &args, stdin);
-        let want = drop_timing(normalize(&etcd, &want, em, ec));
-        let got = drop_timing(normalize(&cairn, &got, cm, cc));
+        let want = normalize(&etcd, &want, etcd_ids);
+        let got = normalize(&cairn, &got, cairn_ids);
         assert_eq!(
             got,
             want,

@@ -1,4 +1,5 @@
-//! cairnctl against etcdctl 3.5.1, byte for byte.
+//! cairnctl's KV, transaction, compaction and maintenance commands (and its help and
+//! argument errors) against etcdctl 3.5.1, byte for byte.
 //!
 //! Two real etcd 3.5.1 servers, A and B, are started alike; each case runs `etcdctl`
 //! against A and then `cairnctl` against B, so both see the same requests in the same
@@ -13,112 +14,40 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use common::{replace, replace_id, varint, Etcd};
-
-struct Run {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    code: i32,
-}
-
-fn run(
-    bin: &Path,
-    endpoint: &str,
-    cwd: &Path,
-    env: &[(&str, &str)],
-    args: &[&str],
-    stdin: &[u8],
-) -> Run {
-    let mut cmd = Command::new(bin);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("ETCDCTL_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("ETCDCTL_ENDPOINTS", endpoint)
-        .envs(env.iter().copied())
-        .args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin).unwrap();
-    drop(input);
-    let out = child.wait_with_output().unwrap();
-    Run {
-        stdout: out.stdout,
-        stderr: out.stderr,
-        code: out.status.code().unwrap_or(-1),
-    }
-}
-
-/// Masks what legitimately differs from run to run.
-fn mask(b: &[u8]) -> String {
-    let s = String::from_utf8_lossy(b).into_owned();
-    let mut out = String::with_capacity(s.len());
-    for line in s.split_inclusive('\n') {
-        let mut l = common::mask_line(line);
-        if let Some(i) = l.find("true | ") {
-            let start = i + "true | ".len();
-            let rest = &l[start..];
-            let end = rest.find('|').unwrap_or(rest.len());
-            let cell = rest[..end].trim();
-            if cell.starts_with(|c: char| c.is_ascii_digit()) && cell.ends_with('s') {
-                l = format!("{}DURATION {}", &l[..start], &rest[end..]);
-            }
-        }
-        // The two servers' backends grow differently: their sizes are theirs, not ours.
-        for key in ["\"dbSizeInUse\":", "\"dbSize\":", "\"DBSize\" : "] {
-            if let Some(i) = l.find(key) {
-                let start = i + key.len();
-                let rest = &l[start..];
-                let end = rest
-                    .find(|c: char| !c.is_ascii_digit())
-                    .unwrap_or(rest.len());
-                l = format!("{}N{}", &l[..start], &rest[end..]);
-            }
-        }
-        if let Some(i) = l.find(" kB") {
-            let start = l[..i]
-                .rfind(|c: char| !c.is_ascii_digit() && c != '.')
-                .map_or(0, |p| p + 1);
-            l = format!("{}NN{}", &l[..start], &l[i..]);
-        }
-        for marker in ["took = ", "\"took\":\"", "\"Took\" : "] {
-            if let Some(i) = l.find(marker) {
-                let start = i + marker.len();
-                let rest = &l[start..];
-                let end = rest.find(['"', '\n', ' ']).unwrap_or(rest.len());
-                l = format!("{}DURATION{}", &l[..start], &rest[end..]);
-            }
-        }
-        out.push_str(&l);
-    }
-    if out.contains("| HEALTH |") {
-        // The TOOK column's width follows the measured duration: compare the table's
-        // shape, not its padding.
-        let mut collapsed = String::with_capacity(out.len());
-        for ch in out.chars() {
-            if (ch == '-' || ch == ' ') && collapsed.ends_with(ch) {
-                continue;
-            }
-            collapsed.push(ch);
-        }
-        return collapsed;
-    }
-    out
-}
+use cairn_tests::mask::{mask, mask_measured};
+use cairn_tests::{Ids, ServerProc};
+use common::{ctl_command, rewrite_server, Report};
 
 struct Side {
-    etcd: Etcd,
-    ids: (u64, u64),
+    etcd: ServerProc,
+    ids: Ids,
     cwd: tempfile::TempDir,
+}
+
+impl Side {
+    fn new((etcd, ids): (ServerProc, Ids)) -> Side {
+        Side {
+            etcd,
+            ids,
+            cwd: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Runs `bin` with `env` and `args` against this side's server, `stdin` as its input.
+    fn run(&self, bin: &Path, env: &[(&str, &str)], args: &[&str], stdin: &[u8]) -> common::Run {
+        let mut cmd = ctl_command(bin, Some(&self.etcd.endpoint()));
+        cmd.envs(env.iter().copied())
+            .args(args)
+            .current_dir(self.cwd.path());
+        common::run(cmd, stdin)
+    }
+}
+
+/// Masks what differs from run to run: timestamps, Go pointers, what the servers measured.
+fn masked(b: &[u8]) -> String {
+    mask_measured(&mask(b))
 }
 
 struct Compat {
@@ -126,55 +55,23 @@ struct Compat {
     cairnctl: PathBuf,
     a: Side,
     b: Side,
-    failures: Vec<String>,
-    cases: usize,
+    report: Report,
 }
 
 impl Compat {
+    /// B's output as if printed against A.
     fn normalize(&self, b: &[u8]) -> Vec<u8> {
-        let (ea, eb) = (&self.a.etcd, &self.b.etcd);
-        let mut v = b.to_vec();
-        for (from, to) in [
-            (eb.client_port, ea.client_port),
-            (eb.peer_port, ea.peer_port),
-        ] {
-            v = replace(
-                &v,
-                format!("127.0.0.1:{from}").as_bytes(),
-                format!("127.0.0.1:{to}").as_bytes(),
-            );
-        }
-        for (from, to) in [(self.b.ids.0, self.a.ids.0), (self.b.ids.1, self.a.ids.1)] {
-            v = replace_id(&v, from, to);
-        }
-        v
+        let (a, b_) = (&self.a, &self.b);
+        rewrite_server(b, (&b_.etcd, b_.ids), (&a.etcd, a.ids), &[])
     }
 
     fn case_env(&mut self, env: &[(&str, &str)], args: &[&str], stdin: &[u8]) {
-        self.cases += 1;
-        let want = run(
-            &self.etcdctl,
-            &self.a.etcd.endpoint,
-            self.a.cwd.path(),
-            env,
-            args,
-            stdin,
-        );
-        let got = run(
-            &self.cairnctl,
-            &self.b.etcd.endpoint,
-            self.b.cwd.path(),
-            env,
-            args,
-            stdin,
-        );
-        let (wo, go) = (mask(&want.stdout), mask(&self.normalize(&got.stdout)));
-        let (we, ge) = (mask(&want.stderr), mask(&self.normalize(&got.stderr)));
+        let want = self.a.run(&self.etcdctl, env, args, stdin);
+        let got = self.b.run(&self.cairnctl, env, args, stdin);
+        let (wo, go) = (masked(&want.stdout), masked(&self.normalize(&got.stdout)));
+        let (we, ge) = (masked(&want.stderr), masked(&self.normalize(&got.stderr)));
         let problems = common::differences((&wo, &we, want.code), (&go, &ge, got.code));
-        if !problems.is_empty() {
-            self.failures
-                .push(format!("{env:?} {args:?}\n{}", problems.join("\n")));
-        }
+        self.report.case(&format!("{env:?} {args:?}"), problems);
     }
 
     fn case(&mut self, args: &[&str]) {
@@ -190,40 +87,18 @@ const FORMATS: [&str; 5] = ["simple", "json", "fields", "table", "protobuf"];
 
 #[test]
 fn cairnctl_matches_etcdctl() {
-    let (Some(etcd), Some(etcdctl)) = (common::etcd_bin(), common::etcdctl_bin()) else {
-        panic!("etcd/etcdctl 3.5.1 not found: run scripts/setup");
-    };
-    let side = |name: &str| {
-        let etcd = Etcd::start(&etcd, name);
-        let ids = etcd.ids();
-        Side {
-            etcd,
-            ids,
-            cwd: tempfile::tempdir().unwrap(),
-        }
-    };
-    let a = side("t");
+    let a = Side::new(common::etcd_where(&[], |_| true));
     // IDs are rewritten from B's to A's, also inside protobuf output, where only IDs of
-    // the same varint length keep the enclosing lengths right: restart B until they match.
-    let same_len = |b: &Side| {
-        varint(b.ids.0).len() == varint(a.ids.0).len()
-            && varint(b.ids.1).len() == varint(a.ids.1).len()
-            && format!("{:x}", b.ids.1).len() == format!("{:x}", a.ids.1).len()
-    };
-    let mut b = side("t");
-    for _ in 0..30 {
-        if same_len(&b) {
-            break;
-        }
-        b = side("t");
-    }
+    // the same varint length keep the enclosing lengths right.
+    let b = Side::new(common::etcd_where(&[], |b| {
+        common::same_id_lengths(a.ids, b)
+    }));
     let mut c = Compat {
-        etcdctl,
-        cairnctl: PathBuf::from(env!("CARGO_BIN_EXE_cairnctl")),
+        etcdctl: common::etcdctl(),
+        cairnctl: common::cairnctl(),
         a,
         b,
-        failures: Vec::new(),
-        cases: 0,
+        report: Report::default(),
     };
 
     // Help and argument errors.
@@ -379,10 +254,5 @@ fn cairnctl_matches_etcdctl() {
     c.case(&["defrag", "-w", "json"]);
     c.case(&["snapshot", "save", "snap.db"]);
 
-    let n = c.failures.len();
-    for f in &c.failures {
-        eprintln!("MISMATCH {f}\n");
-    }
-    eprintln!("{} of {} cases identical", c.cases - n, c.cases);
-    assert_eq!(n, 0, "{n} cases differ from etcdctl");
+    c.report.finish();
 }
