@@ -417,6 +417,9 @@ fn lease_session(etcdctl: fn(&str, &[&str]) -> Run, endpoint: &str) -> Vec<Strin
             stderr.join("\n"),
             r.code
         );
+        // The header's ids go first: a lease id's decimal digits can also occur inside a
+        // member or cluster id (a member id once read "member_id=NLEASE2").
+        text = mask_json_header(&text);
         // JSON output carries the ids in decimal.
         for (n, hex) in ids.iter().enumerate() {
             if let Ok(dec) = i64::from_str_radix(hex, 16) {
@@ -539,54 +542,6 @@ async fn lease_with_key(
     .await
     .unwrap();
     (id, sent)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leases_expire_on_time_and_never_early() {
-    let cairn = ServerProc::start(Kind::Cairn, &[]);
-    let (mut lease, mut kv) = lease_client(cairn.url()).await;
-    let election = Duration::from_millis(1000);
-    for (ttl, key) in [(2, "two"), (3, "three")] {
-        let (_, sent) = lease_with_key(&mut lease, &mut kv, ttl, key).await;
-        let ttl = Duration::from_secs(ttl as u64);
-        loop {
-            let checked_at = Instant::now();
-            if !exists(&mut kv, key).await {
-                let gone = sent.elapsed();
-                assert!(
-                    checked_at.duration_since(sent) >= ttl,
-                    "{key} expired early"
-                );
-                assert!(gone <= ttl + election, "{key} expired late: {gone:?}");
-                break;
-            }
-            assert!(
-                sent.elapsed() <= ttl + election,
-                "{key} still there after {:?}",
-                sent.elapsed()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    // Both expiries were counted, as revokes and as expiries.
-    let metrics = lease_metrics(cairn.client_port);
-    for line in [
-        "etcd_debugging_lease_granted_total 2",
-        "etcd_debugging_lease_revoked_total 2",
-        "etcd_debugging_server_lease_expired_total 2",
-    ] {
-        assert!(
-            metrics.iter().any(|l| l == line),
-            "{line} not in {metrics:#?}"
-        );
-    }
-    // The keys' lease is gone too.
-    let leases = lease
-        .lease_leases(LeaseLeasesRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(leases.leases.is_empty(), "{leases:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
