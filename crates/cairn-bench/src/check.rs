@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cairn_client::concurrency::prefix_end;
 use cairn_client::Client;
 use cairn_proto::etcdserverpb::{
     CompactionRequest, DefragmentRequest, DeleteRangeRequest, RangeRequest,
@@ -274,18 +275,6 @@ pub async fn check_perf(
     })
 }
 
-/// The end of the range of keys starting with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,13 +291,6 @@ mod tests {
             Some(Duration::from_secs(60))
         );
         assert_eq!(perf_load("xlarge"), None);
-    }
-
-    #[test]
-    fn prefix_ends() {
-        assert_eq!(prefix_end(b"/a/"), b"/a0".to_vec());
-        assert_eq!(prefix_end(&[b'a', 0xff]), b"b".to_vec());
-        assert_eq!(prefix_end(&[0xff]), vec![0]);
     }
 
     #[test]

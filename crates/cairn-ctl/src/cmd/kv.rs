@@ -8,6 +8,8 @@ use cairn_proto::etcdserverpb::{
     DeleteRangeRequest, PutRequest, RangeRequest,
 };
 
+use cairn_client::concurrency::prefix_end;
+
 use crate::global::{CtlError, Ctx, ExitCode, Format};
 use crate::go::flags::{self, Kind, Spec, Values};
 use crate::output::printer::{print_kv, KvResponse, Simple};
@@ -126,18 +128,6 @@ For example,
 $ cat file | put <key>
 will store the content of the file to <key>.
 ";
-
-/// The end of the range of keys with `prefix`, as clientv3's `GetPrefixRangeEnd`.
-pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
 
 /// Reads `--prefix` and `--from-key`, which etcdctl refuses together.
 fn prefix_or_from_key(f: &Values) -> Result<(bool, bool), CtlError> {
@@ -368,16 +358,4 @@ pub fn del(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
         value_only: false,
     };
     print_kv(ctx.format()?, simple, KvResponse::Del(&resp))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_ends() {
-        assert_eq!(prefix_end(b"foo"), b"fop");
-        assert_eq!(prefix_end(b"a\xff"), b"b");
-        assert_eq!(prefix_end(b"\xff"), vec![0]);
-    }
 }

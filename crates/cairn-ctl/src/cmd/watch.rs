@@ -28,13 +28,13 @@ use cairn_proto::mvccpb::event::EventType;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
-use super::kv::prefix_end;
 use super::process;
 use crate::global::{CtlError, Ctx, ExitCode, Format};
 use crate::go::flags::{self, Kind, Spec};
 use crate::go::gofmt;
 use crate::output::json::{self, Obj};
 use crate::output::printer::{fields, out, protobuf, Simple};
+use cairn_client::concurrency::prefix_end;
 
 /// `watch`'s flags.
 pub const FLAGS: &[Spec] = &[
