@@ -26,6 +26,8 @@ pub struct Metrics {
     pub proposals_applied: IntGauge,
     pub proposals_pending: IntGauge,
     pub proposals_failed: IntCounter,
+    /// cairn's own: committed entries skipped because they do not decode.
+    pub undecodable_entries: IntCounter,
     pub db_total_size: IntGauge,
     pub db_total_size_in_use: IntGauge,
     pub quota_backend_bytes: IntGauge,
@@ -170,6 +172,10 @@ impl Metrics {
             proposals_failed: counter(
                 "etcd_server_proposals_failed_total",
                 "The total number of failed proposals seen.",
+            )?,
+            undecodable_entries: counter(
+                "cairn_server_undecodable_entries_total",
+                "The total number of committed entries skipped because they do not decode.",
             )?,
             db_total_size: gauge(
                 "etcd_mvcc_db_total_size_in_bytes",

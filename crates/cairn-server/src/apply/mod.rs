@@ -8,7 +8,8 @@
 //! may the Raft log be purged behind it.
 //!
 //! An error that leaves the store unusable is returned to the Raft driver, which stops;
-//! nothing here ends the process.
+//! nothing here ends the process. A committed entry that does not decode is no such error:
+//! it is the same bytes on every member, which all skip it (logged and counted).
 //!
 //! Owns the order of effects after a commit (watch hub, then waiters). Must not propose
 //! anything or wait on the network: it runs on the apply thread, which Raft waits for.
@@ -213,11 +214,13 @@ impl Applier {
         index: u64,
         cc: &MembershipChange,
     ) -> Result<Option<(u64, Outcome)>, cairn_mvcc::MvccError> {
-        let change = MemberChange::decode(cc.context.as_ref()).map_err(|e| {
-            cairn_mvcc::MvccError::Corrupt(format!(
-                "undecodable membership change context at index {index}: {e}"
-            ))
-        })?;
+        let change = match MemberChange::decode(cc.context.as_ref()) {
+            Ok(change) => change,
+            Err(e) => {
+                self.skip_undecodable(index, &e);
+                return Ok(None);
+            }
+        };
         let mut changed = false;
         for &(kind, id) in &cc.changes {
             match kind {
@@ -255,6 +258,15 @@ impl Applier {
         }
         Ok((change.waiter != 0)
             .then(|| (change.waiter, Ok(ApplyResult::Members(self.members.list())))))
+    }
+
+    /// Skips a committed entry whose request does not decode. The same bytes are in every
+    /// member's log, so every member skips it alike, and no input can make the cluster's
+    /// members fail on it, again at every restart. cairn's own request path proposes only
+    /// requests that decode, so one that does not is a stranger's, or a bug: said loudly.
+    fn skip_undecodable(&self, index: u64, why: &dyn std::fmt::Display) {
+        self.metrics.undecodable_entries.inc();
+        tracing::error!(index, error = %why, "skipped a committed entry that does not decode");
     }
 
     fn snapshot_bytes(&self) -> Result<Vec<u8>, cairn_mvcc::MvccError> {
@@ -349,12 +361,13 @@ impl cairn_raft::Applier for Applier {
                 }
                 Payload::Data(data) => data,
             };
-            let req = InternalRequest::decode(data.as_ref()).map_err(|e| {
-                failed(
-                    &format!("decode the committed entry at index {}", entry.index),
-                    e,
-                )
-            })?;
+            let req = match InternalRequest::decode(data.as_ref()) {
+                Ok(req) => req,
+                Err(e) => {
+                    self.skip_undecodable(entry.index, &e);
+                    continue;
+                }
+            };
             let Some(inner) = req.request else { continue };
             let mark = batch.change_mark();
             let outcome = self
