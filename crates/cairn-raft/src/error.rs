@@ -19,6 +19,10 @@ pub enum RaftError {
     /// what and why.
     #[error("raft: state machine failed: {0}")]
     StateMachine(String),
+    /// The Raft or apply thread panicked (raft-rs asserts on what it considers impossible
+    /// input); the driver is gone.
+    #[error("raft: the raft thread panicked: {0}")]
+    Panicked(String),
     /// raft-rs refused an operation.
     #[error("raft: {0}")]
     Raft(String),

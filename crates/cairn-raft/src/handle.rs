@@ -48,6 +48,10 @@ pub struct RaftStats {
     pub entries_appended: u64,
     /// Proposals raft-rs refused (no leader, leadership lost, transfer in progress).
     pub proposals_dropped: u64,
+    /// Messages from peers dropped before raft-rs saw them: shapes no correct peer sends
+    /// (local message types, empty proposals, commits past the log, rewrites of committed
+    /// entries), on which raft-rs would panic.
+    pub messages_refused: u64,
     /// Calls to `Applier::apply`.
     pub apply_batches: u64,
     /// First index still in the log (after compaction).
@@ -221,6 +225,7 @@ impl RaftHandle {
             log_syncs: s.log_syncs.load(Ordering::Relaxed),
             entries_appended: s.entries_appended.load(Ordering::Relaxed),
             proposals_dropped: s.proposals_dropped.load(Ordering::Relaxed),
+            messages_refused: s.messages_refused.load(Ordering::Relaxed),
             apply_batches: s.apply_batches.load(Ordering::Relaxed),
             first_index: s.first_index.load(Ordering::Relaxed),
         }

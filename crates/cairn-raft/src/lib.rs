@@ -107,6 +107,17 @@ const MAX_SIZE_PER_MSG: u64 = 1 << 20;
 /// Append messages in flight to one peer.
 const MAX_INFLIGHT_MSGS: usize = 256;
 
+/// Runs `f`, turning a panic into its message.
+fn catch_panic(f: impl FnOnce()) -> Result<(), String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into())
+    })
+}
+
 /// Opens the log in `cfg.dir` (bootstrapping it with `cfg.voters` if fresh; with no
 /// voters the member waits to be sent the log or a snapshot by a leader that added it),
 /// starts the
@@ -232,7 +243,17 @@ pub fn start(
     threads.push(
         std::thread::Builder::new()
             .name("cairn-apply".into())
-            .spawn(move || apply::run(applier, apply_rx, apply_raft_tx, apply_shared))
+            .spawn(move || {
+                let raft_tx = apply_raft_tx.clone();
+                if let Err(why) =
+                    catch_panic(|| apply::run(applier, apply_rx, apply_raft_tx, apply_shared))
+                {
+                    // The Raft thread stops on it, and says why.
+                    let _ = raft_tx.send(Msg::ApplyFailed(format!(
+                        "the apply thread panicked: {why}"
+                    )));
+                }
+            })
             .map_err(spawn_err)?,
     );
     threads.push(
@@ -248,10 +269,17 @@ pub fn start(
             })
             .map_err(spawn_err)?,
     );
+    let raft_shared = Arc::clone(&shared);
     threads.push(
         std::thread::Builder::new()
             .name("cairn-raft".into())
-            .spawn(move || node.run())
+            .spawn(move || {
+                if let Err(why) = catch_panic(move || node.run()) {
+                    // The node is gone with its log handle; whoever waits on `stopped` learns
+                    // why, and takes the member down (fail-stop).
+                    raft_shared.set_stopped(Err(RaftError::Panicked(why)));
+                }
+            })
             .map_err(spawn_err)?,
     );
     *shared.threads.lock() = threads;

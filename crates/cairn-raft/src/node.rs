@@ -304,7 +304,56 @@ impl<T: Transport> Node<T> {
         false
     }
 
+    /// Why a message from a peer must not reach raft-rs, if it must not: raft-rs asserts
+    /// on these (a panic would take the member down), and no correct peer sends them.
+    fn refusal(&self, m: &Message) -> Option<&'static str> {
+        use MessageType::*;
+        let raft = &self.raw.raft;
+        let log = &raft.raft_log;
+        if m.to != raft.id {
+            return Some("addressed to another member");
+        }
+        if m.from == raft::INVALID_ID || m.from == raft.id {
+            return Some("from no member, or from this one");
+        }
+        match m.get_msg_type() {
+            MsgHup | MsgBeat | MsgUnreachable | MsgSnapStatus | MsgCheckQuorum => {
+                Some("a message only a member sends itself")
+            }
+            MsgPropose if m.entries.is_empty() => Some("a proposal without entries"),
+            MsgReadIndex | MsgReadIndexResp if m.entries.len() != 1 => {
+                Some("a read without its one context")
+            }
+            MsgHeartbeat if m.commit > log.last_index() => Some("a commit past the log's end"),
+            // A leader's entries at committed indexes are the committed ones (the log
+            // matching property); different ones would make raft-rs rewrite committed state.
+            MsgAppend
+                if m.entries
+                    .iter()
+                    .take_while(|e| e.index <= log.committed)
+                    .any(|e| log.term(e.index).ok() != Some(e.term)) =>
+            {
+                Some("entries that differ from committed ones")
+            }
+            _ => None,
+        }
+    }
+
     fn step(&mut self, m: Message) {
+        if let Some(why) = self.refusal(&m) {
+            self.shared
+                .stats
+                .messages_refused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                from = m.from,
+                to = m.to,
+                msg_type = ?m.get_msg_type(),
+                reason = why,
+                "dropped a raft message no correct peer sends"
+            );
+            return;
+        }
         if matches!(
             m.get_msg_type(),
             MessageType::MsgHeartbeatResponse | MessageType::MsgAppendResponse

@@ -15,6 +15,7 @@ pub(crate) struct AtomicStats {
     pub(crate) log_syncs: AtomicU64,
     pub(crate) entries_appended: AtomicU64,
     pub(crate) proposals_dropped: AtomicU64,
+    pub(crate) messages_refused: AtomicU64,
     pub(crate) apply_batches: AtomicU64,
     pub(crate) first_index: AtomicU64,
 }

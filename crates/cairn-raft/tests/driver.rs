@@ -547,3 +547,87 @@ fn applied_index_and_leadership_are_announced() {
         .expect("no stop announced");
     assert_eq!(stopped, Ok(()));
 }
+
+#[test]
+fn messages_no_correct_peer_sends_never_reach_raft_rs() {
+    // Before: an empty MsgPropose from the peer port made raft-rs panic ("stepped empty
+    // MsgProp"), the Raft thread died and the member answered "server stopped" to every
+    // write until restarted.
+    use cairn_raft::testing::eraftpb::{Entry, Message, MessageType};
+    let dir = tempfile::tempdir().unwrap();
+    let (h, rec) = run(dir.path(), 0);
+    let from_peer = |t: MessageType| {
+        let mut m = Message::default();
+        m.set_msg_type(t);
+        m.from = 8;
+        m.to = 7;
+        m
+    };
+    let mut heartbeat = from_peer(MessageType::MsgHeartbeat);
+    heartbeat.commit = 1 << 40;
+    heartbeat.term = 1 << 20;
+    let mut rewrite = from_peer(MessageType::MsgAppend);
+    rewrite.term = 1 << 20;
+    rewrite.index = 0;
+    rewrite.entries = vec![Entry {
+        index: 1,
+        term: 99,
+        ..Default::default()
+    }]
+    .into();
+    let mut to_other = from_peer(MessageType::MsgAppend);
+    to_other.to = 9;
+    let hostile = vec![
+        from_peer(MessageType::MsgPropose),
+        from_peer(MessageType::MsgHup),
+        from_peer(MessageType::MsgBeat),
+        from_peer(MessageType::MsgCheckQuorum),
+        from_peer(MessageType::MsgReadIndex),
+        heartbeat,
+        rewrite,
+        to_other,
+    ];
+    let count = hostile.len() as u64;
+    h.step_many(hostile.into_iter().map(Into::into).collect())
+        .unwrap();
+    h.propose(b"still here".to_vec()).unwrap();
+    assert_eq!(rec.wait_for(1)[0].1, b"still here".to_vec());
+    assert_eq!(h.stats().messages_refused, count);
+    assert!(!h.is_stopped());
+    assert!(h.status().is_leader);
+    h.stop();
+}
+
+#[test]
+fn a_panicking_state_machine_stops_the_driver_and_says_why() {
+    #[derive(Clone, Default)]
+    struct Panicking;
+    impl Applier for Panicking {
+        fn apply(&mut self, entries: Vec<Committed>) -> Result<(), ApplyError> {
+            if entries
+                .iter()
+                .any(|e| e.data().is_some_and(|d| d == "boom"))
+            {
+                panic!("the state machine broke");
+            }
+            Ok(())
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(config(dir.path(), 0), Panicking, NoPeers).unwrap();
+    h.propose(b"boom".to_vec()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let stopped = runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(20), h.stopped()).await })
+        .expect("the driver did not stop");
+    match stopped {
+        Err(RaftError::StateMachine(why)) => {
+            assert!(why.contains("panicked: the state machine broke"), "{why}")
+        }
+        other => panic!("stopped with {other:?}"),
+    }
+    h.stop();
+}

@@ -100,6 +100,14 @@ pub(crate) enum StreamError {
     SenderSilent,
     #[error("raft: {0}")]
     Raft(#[from] cairn_raft::RaftError),
+    #[error("sender {0:x} is not another member of this cluster")]
+    UnknownSender(u64),
+    #[error("a {kind} from {sender:x} to {recipient:x} on a raft stream not between them")]
+    Forged {
+        kind: &'static str,
+        sender: u64,
+        recipient: u64,
+    },
 }
 
 /// Who a stream is from and for.
@@ -436,6 +444,8 @@ pub(crate) struct Receiver {
     pub raft: RaftHandle,
     pub cluster_id: u64,
     pub member_id: u64,
+    /// Who may open a stream: the members as applied.
+    pub members: Arc<crate::cluster::Members>,
     /// Largest message taken, in bytes.
     pub message_limit: usize,
 }
@@ -458,6 +468,11 @@ pub(crate) async fn receive(mut tcp: TcpStream, r: Receiver) {
         tracing::warn!(remote_peer_id = %format!("{:x}", hello.from), error = %why, "refused a raft stream");
         return refuse(tcp, &why.to_string()).await;
     }
+    if hello.from == r.member_id || r.members.get(hello.from).is_none() {
+        let why = StreamError::UnknownSender(hello.from);
+        tracing::warn!(remote_peer_id = %format!("{:x}", hello.from), error = %why, "refused a raft stream");
+        return refuse(tcp, &why.to_string()).await;
+    }
     if r.raft.is_stopped() {
         // Refused, so a member on its way out does not count as active for a moment each
         // time its peers reconnect.
@@ -466,8 +481,18 @@ pub(crate) async fn receive(mut tcp: TcpStream, r: Receiver) {
     if tcp.write_all(&[TAKEN]).await.is_err() {
         return;
     }
-    if let Err(why) = receive_messages(tcp, &r).await {
-        tracing::debug!(remote_peer_id = %format!("{:x}", hello.from), error = %why, "raft stream from peer ended");
+    match receive_messages(tcp, hello.from, &r).await {
+        Ok(()) => {}
+        // What no correct member sends: worth an operator's look.
+        Err(
+            why
+            @ (StreamError::Forged { .. } | StreamError::TooLarge { .. } | StreamError::Wire(_)),
+        ) => {
+            tracing::warn!(remote_peer_id = %format!("{:x}", hello.from), error = %why, "closed a raft stream that carried what no member sends");
+        }
+        Err(why) => {
+            tracing::debug!(remote_peer_id = %format!("{:x}", hello.from), error = %why, "raft stream from peer ended");
+        }
     }
 }
 
@@ -480,7 +505,7 @@ async fn refuse(mut tcp: TcpStream, why: &str) {
 
 /// Steps the messages arriving on `tcp` into Raft, and answers with an alive byte every
 /// [`ALIVE_INTERVAL`], until the stream ends (`Ok`) or breaks.
-async fn receive_messages(tcp: TcpStream, r: &Receiver) -> Result<(), StreamError> {
+async fn receive_messages(tcp: TcpStream, from: u64, r: &Receiver) -> Result<(), StreamError> {
     let (mut rd, wr) = tcp.into_split();
     let mut buf = BytesMut::with_capacity(64 << 10);
     let mut msgs = Vec::new();
@@ -496,6 +521,17 @@ async fn receive_messages(tcp: TcpStream, r: &Receiver) -> Result<(), StreamErro
                 }
                 heard = Instant::now();
                 take_frames(&mut buf, r.message_limit, &mut msgs)?;
+                if let Some(m) = msgs.iter().find(|m| {
+                    m.sender() != from || m.recipient() != r.member_id || m.is_snapshot()
+                }) {
+                    // Snapshots travel on their own connection; anything else names the
+                    // stream's two ends. The stream is closed, with everything it brought.
+                    return Err(StreamError::Forged {
+                        kind: m.kind(),
+                        sender: m.sender(),
+                        recipient: m.recipient(),
+                    });
+                }
                 if !msgs.is_empty() {
                     r.raft
                         .step_many(std::mem::take(&mut msgs))?;
@@ -586,5 +622,88 @@ mod tests {
             err.to_string().contains("exceeds the limit of 1000"),
             "{err}"
         );
+    }
+
+    /// A single-voter Raft (member 7, whose peers' table also lists member 8) and a raft
+    /// stream receiver for it on a loopback port.
+    async fn receiver() -> (tempfile::TempDir, RaftHandle, std::net::SocketAddr) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = cairn_raft::RaftConfig {
+            id: 7,
+            voters: vec![7],
+            dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        struct Nothing;
+        impl cairn_raft::Applier for Nothing {
+            fn apply(
+                &mut self,
+                _: Vec<cairn_raft::Committed>,
+            ) -> Result<(), cairn_raft::ApplyError> {
+                Ok(())
+            }
+        }
+        let raft = cairn_raft::start(cfg, Nothing, cairn_raft::NoPeers).unwrap();
+        let members = crate::cluster::Members::initial(&[
+            (7, "a".into(), vec!["http://127.0.0.1:1".into()]),
+            (8, "b".into(), vec!["http://127.0.0.1:2".into()]),
+        ]);
+        let r = Receiver {
+            raft: raft.clone(),
+            cluster_id: 1,
+            member_id: 7,
+            members: Arc::new(members),
+            message_limit: 1 << 20,
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(receive(tcp, r.clone()));
+            }
+        });
+        (dir, raft, addr)
+    }
+
+    /// Opens a stream to `addr` as `from`; returns it and the receiver's first answer byte.
+    async fn open_as(addr: std::net::SocketAddr, from: u64) -> (TcpStream, u8) {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let hello = Hello {
+            cluster_id: 1,
+            from,
+            to: 7,
+        };
+        tcp.write_all(&hello.encode()).await.unwrap();
+        let answer = tcp.read_u8().await.unwrap();
+        (tcp, answer)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_other_members_open_streams_and_a_forged_frame_closes_one() {
+        // Before: six bytes on the peer port (an opening naming the member, then an empty
+        // MsgPropose) made raft-rs panic and stopped the member's writes for good.
+        let (_dir, raft, addr) = receiver().await;
+        for stranger in [7, 9] {
+            let (_, answer) = open_as(addr, stranger).await;
+            assert_eq!(answer, REFUSED, "sender {stranger}");
+        }
+        let (mut tcp, answer) = open_as(addr, 8).await;
+        assert_eq!(answer, TAKEN);
+        tcp.write_all(&[0, 0, 0, 2, 0x08, 0x02]).await.unwrap();
+        // The receiver closes the stream (after at most an alive byte or two).
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest)).await;
+        assert!(matches!(closed, Ok(Ok(_))), "{closed:?}");
+        assert!(rest.iter().all(|&b| b == ALIVE), "{rest:?}");
+        // And Raft never saw it: the member still commits.
+        assert!(!raft.is_stopped());
+        let mut applied = raft.applied_index();
+        let before = *applied.borrow();
+        raft.propose(b"after".to_vec()).unwrap();
+        let reached =
+            tokio::time::timeout(Duration::from_secs(10), applied.wait_for(|&a| a > before)).await;
+        assert!(matches!(reached, Ok(Ok(_))));
+        raft.stop();
     }
 }

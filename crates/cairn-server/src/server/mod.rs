@@ -178,6 +178,7 @@ impl Server {
                 raft: self.raft.clone(),
                 cluster_id: self.cluster_id,
                 member_id: self.member.id,
+                members: self.members.clone(),
                 message_limit: limit,
             },
             leases: LeasePeerService {
