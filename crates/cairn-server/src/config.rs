@@ -31,6 +31,17 @@ fn go_bool(s: &str) -> Result<bool, String> {
     }
 }
 
+/// A path as Go's flag package takes one: any string, the empty one included.
+fn any_path(s: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(s))
+}
+
+/// Whether a path flag was given a path: an empty value (`--cert-file=`, or `cert-file: ''`
+/// in etcd's sample config file) counts as not given, as in etcd.
+fn given(path: &Option<PathBuf>) -> bool {
+    path.as_ref().is_some_and(|p| !p.as_os_str().is_empty())
+}
+
 /// Declares boolean flags that take an optional `=value`, as Go's flag package does.
 macro_rules! bool_flag {
     () => {
@@ -50,17 +61,17 @@ macro_rules! bool_flag {
 pub struct Flags {
     /// Path to the server configuration file (etcd's YAML keys). Flags and environment
     /// variables are ignored when it is set.
-    #[arg(long, env = "ETCD_CONFIG_FILE")]
+    #[arg(long, env = "ETCD_CONFIG_FILE", value_parser = any_path)]
     pub config_file: Option<PathBuf>,
 
     /// Human-readable name for this member.
     #[arg(long, env = "ETCD_NAME", default_value = "default")]
     pub name: String,
     /// Path to the data directory (default `${name}.cairn`).
-    #[arg(long, env = "ETCD_DATA_DIR")]
+    #[arg(long, env = "ETCD_DATA_DIR", value_parser = any_path)]
     pub data_dir: Option<PathBuf>,
     /// Path to the dedicated log directory (not supported yet).
-    #[arg(long, env = "ETCD_WAL_DIR")]
+    #[arg(long, env = "ETCD_WAL_DIR", value_parser = any_path)]
     pub wal_dir: Option<PathBuf>,
     /// Number of committed transactions to trigger a snapshot to disk.
     #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
@@ -183,34 +194,34 @@ pub struct Flags {
     pub enable_v2: bool,
 
     /// Path to the client server TLS cert file.
-    #[arg(long, env = "ETCD_CERT_FILE")]
+    #[arg(long, env = "ETCD_CERT_FILE", value_parser = any_path)]
     pub cert_file: Option<PathBuf>,
     /// Path to the client server TLS key file.
-    #[arg(long, env = "ETCD_KEY_FILE")]
+    #[arg(long, env = "ETCD_KEY_FILE", value_parser = any_path)]
     pub key_file: Option<PathBuf>,
     /// Enable client cert authentication.
     #[arg(long, env = "ETCD_CLIENT_CERT_AUTH", action = bool_flag!(), num_args = 0..=1,
           default_value = "false", default_missing_value = "true", value_parser = go_bool)]
     pub client_cert_auth: bool,
     /// Path to the client server TLS trusted CA cert file.
-    #[arg(long, env = "ETCD_TRUSTED_CA_FILE")]
+    #[arg(long, env = "ETCD_TRUSTED_CA_FILE", value_parser = any_path)]
     pub trusted_ca_file: Option<PathBuf>,
     /// Client TLS using generated certificates.
     #[arg(long, env = "ETCD_AUTO_TLS", action = bool_flag!(), num_args = 0..=1,
           default_value = "false", default_missing_value = "true", value_parser = go_bool)]
     pub auto_tls: bool,
     /// Path to the peer server TLS cert file.
-    #[arg(long, env = "ETCD_PEER_CERT_FILE")]
+    #[arg(long, env = "ETCD_PEER_CERT_FILE", value_parser = any_path)]
     pub peer_cert_file: Option<PathBuf>,
     /// Path to the peer server TLS key file.
-    #[arg(long, env = "ETCD_PEER_KEY_FILE")]
+    #[arg(long, env = "ETCD_PEER_KEY_FILE", value_parser = any_path)]
     pub peer_key_file: Option<PathBuf>,
     /// Enable peer client cert authentication.
     #[arg(long, env = "ETCD_PEER_CLIENT_CERT_AUTH", action = bool_flag!(), num_args = 0..=1,
           default_value = "false", default_missing_value = "true", value_parser = go_bool)]
     pub peer_client_cert_auth: bool,
     /// Path to the peer server TLS trusted CA file.
-    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE")]
+    #[arg(long, env = "ETCD_PEER_TRUSTED_CA_FILE", value_parser = any_path)]
     pub peer_trusted_ca_file: Option<PathBuf>,
     /// Peer TLS using generated certificates.
     #[arg(long, env = "ETCD_PEER_AUTO_TLS", action = bool_flag!(), num_args = 0..=1,
@@ -235,6 +246,362 @@ pub struct Flags {
     /// Set level of detail for exported metrics: 'basic' or 'extensive'.
     #[arg(long, env = "ETCD_METRICS", default_value = "basic")]
     pub metrics: String,
+
+    /// The rest of etcd 3.5's server flags.
+    #[command(flatten)]
+    pub accepted: AcceptedFlags,
+}
+
+/// etcd 3.5's server flags that cairn accepts with the same names, `ETCD_*` variables and
+/// config file keys, but that either have no meaning for cairn (accepted, no effect) or
+/// belong to work not done yet (refused at start, naming the flag, unless left at etcd's
+/// default). COMPAT.md lists each with the reason, as the doc of each field says.
+#[derive(clap::Args, Debug, Clone)]
+pub struct AcceptedFlags {
+    /// Accepted, no effect: only simple auth tokens have a TTL, and cairn issues none before the security work.
+    #[arg(long, env = "ETCD_AUTH_TOKEN_TTL", default_value_t = 300)]
+    pub auth_token_ttl: u64,
+    /// Accepted, no effect: bbolt's commit batching; cairn commits each applied batch of Raft entries.
+    #[arg(long, env = "ETCD_BACKEND_BATCH_INTERVAL", default_value = "")]
+    pub backend_batch_interval: String,
+    /// Accepted, no effect: bbolt's commit batching; cairn commits each applied batch of Raft entries.
+    #[arg(long, env = "ETCD_BACKEND_BATCH_LIMIT", default_value_t = 0)]
+    pub backend_batch_limit: u64,
+    /// Accepted, no effect: a bbolt setting; cairn's backend is redb.
+    #[arg(long, env = "ETCD_BACKEND_BBOLT_FREELIST_TYPE", default_value = "map")]
+    pub backend_bbolt_freelist_type: String,
+    /// Refused unless left at etcd's default: TLS arrives with the security work.
+    #[arg(long, env = "ETCD_CIPHER_SUITES", default_value = "")]
+    pub cipher_suites: String,
+    /// Refused unless left at etcd's default: client TLS arrives with the security work.
+    #[arg(long, env = "ETCD_CLIENT_CERT_ALLOWED_HOSTNAME", default_value = "")]
+    pub client_cert_allowed_hostname: String,
+    /// Refused unless left at etcd's default: client TLS arrives with the security work.
+    #[arg(long, env = "ETCD_CLIENT_CRL_FILE", default_value = "")]
+    pub client_crl_file: String,
+    /// Refused unless left at etcd's default: CORS applies to the JSON gateway, which arrives with the integrations work.
+    #[arg(long, env = "ETCD_CORS", default_value = "*")]
+    pub cors: String,
+    /// Refused unless left at etcd's default: discovery is not built; list the members in --initial-cluster.
+    #[arg(long, env = "ETCD_DISCOVERY", default_value = "")]
+    pub discovery: String,
+    /// Accepted, no effect: used only with --discovery.
+    #[arg(long, env = "ETCD_DISCOVERY_FALLBACK", default_value = "proxy")]
+    pub discovery_fallback: String,
+    /// Accepted, no effect: used only with --discovery.
+    #[arg(long, env = "ETCD_DISCOVERY_PROXY", default_value = "")]
+    pub discovery_proxy: String,
+    /// Refused unless left at etcd's default: DNS discovery is not built; list the members in --initial-cluster.
+    #[arg(long, env = "ETCD_DISCOVERY_SRV", default_value = "")]
+    pub discovery_srv: String,
+    /// Accepted, no effect: used only with --discovery-srv.
+    #[arg(long, env = "ETCD_DISCOVERY_SRV_NAME", default_value = "")]
+    pub discovery_srv_name: String,
+    /// Refused unless left at etcd's default: log rotation is not built; rotate the --log-outputs file outside cairn.
+    #[arg(long, env = "ETCD_ENABLE_LOG_ROTATION", action = bool_flag!(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub enable_log_rotation: bool,
+    /// Accepted, no effect: Go runtime profiles have no meaning for cairn; it serves no /debug/pprof.
+    #[arg(long, env = "ETCD_ENABLE_PPROF", action = bool_flag!(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub enable_pprof: bool,
+    /// Refused unless left at etcd's default: defragmenting at start is not built.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_BOOTSTRAP_DEFRAG_THRESHOLD_MEGABYTES",
+        default_value_t = 0
+    )]
+    pub experimental_bootstrap_defrag_threshold_megabytes: u64,
+    /// Accepted, no effect: cairn compacts each revision range in one backend transaction.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_COMPACTION_BATCH_LIMIT",
+        default_value_t = 1000
+    )]
+    pub experimental_compaction_batch_limit: u64,
+    /// Refused unless left at etcd's default: corruption checks arrive with the hardening work.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME",
+        default_value = "0s"
+    )]
+    pub experimental_corrupt_check_time: String,
+    /// Accepted, no effect: used only with --experimental-enable-distributed-tracing.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_DISTRIBUTED_TRACING_ADDRESS",
+        default_value = "localhost:4317"
+    )]
+    pub experimental_distributed_tracing_address: String,
+    /// Accepted, no effect: used only with --experimental-enable-distributed-tracing.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_DISTRIBUTED_TRACING_INSTANCE_ID",
+        default_value = ""
+    )]
+    pub experimental_distributed_tracing_instance_id: String,
+    /// Accepted, no effect: used only with --experimental-enable-distributed-tracing.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_DISTRIBUTED_TRACING_SERVICE_NAME",
+        default_value = "etcd"
+    )]
+    pub experimental_distributed_tracing_service_name: String,
+    /// Refused unless left at etcd's default: cairn exports no OpenTelemetry traces.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_ENABLE_DISTRIBUTED_TRACING", action = bool_flag!(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub experimental_enable_distributed_tracing: bool,
+    /// Refused unless left at etcd's default: cairn speaks the etcd v3 API only.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_ENABLE_V2V3", default_value = "")]
+    pub experimental_enable_v2v3: String,
+    /// Refused unless left at etcd's default: corruption checks arrive with the hardening work.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", action = bool_flag!(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub experimental_initial_corrupt_check: bool,
+    /// Refused unless left at etcd's default: peer TLS arrives with the security work.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_PEER_SKIP_CLIENT_SAN_VERIFICATION", action = bool_flag!(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub experimental_peer_skip_client_san_verification: bool,
+    /// Accepted, no effect: a bbolt read-buffer setting; cairn's backend is redb.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_TXN_MODE_WRITE_WITH_SHARED_BUFFER", action = bool_flag!(), num_args = 0..=1,
+          default_value = "true", default_missing_value = "true", value_parser = go_bool)]
+    pub experimental_txn_mode_write_with_shared_buffer: bool,
+    /// Accepted, no effect: cairn logs no slow-apply warnings.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_WARNING_APPLY_DURATION",
+        default_value = "100ms"
+    )]
+    pub experimental_warning_apply_duration: String,
+    /// Refused unless left at etcd's default: gRPC keepalive settings arrive with the hardening work.
+    #[arg(long, env = "ETCD_GRPC_KEEPALIVE_INTERVAL", default_value = "2h")]
+    pub grpc_keepalive_interval: String,
+    /// Refused unless left at etcd's default: gRPC keepalive settings arrive with the hardening work.
+    #[arg(long, env = "ETCD_GRPC_KEEPALIVE_MIN_TIME", default_value = "5s")]
+    pub grpc_keepalive_min_time: String,
+    /// Refused unless left at etcd's default: gRPC keepalive settings arrive with the hardening work.
+    #[arg(long, env = "ETCD_GRPC_KEEPALIVE_TIMEOUT", default_value = "20s")]
+    pub grpc_keepalive_timeout: String,
+    /// Refused unless left at etcd's default: host checks apply to the JSON gateway, which arrives with the integrations work.
+    #[arg(long, env = "ETCD_HOST_WHITELIST", default_value = "*")]
+    pub host_whitelist: String,
+    /// Accepted, no effect: a sole voter campaigns at once, others after a randomized election timeout.
+    #[arg(long, env = "ETCD_INITIAL_ELECTION_TICK_ADVANCE", action = bool_flag!(), num_args = 0..=1,
+          default_value = "true", default_missing_value = "true", value_parser = go_bool)]
+    pub initial_election_tick_advance: bool,
+    /// Accepted, no effect: used only with --enable-log-rotation.
+    #[arg(
+        long,
+        env = "ETCD_LOG_ROTATION_CONFIG_JSON",
+        default_value = "{\"maxsize\": 100, \"maxage\": 0, \"maxbackups\": 0, \"localtime\": false, \"compress\": false}"
+    )]
+    pub log_rotation_config_json: String,
+    /// Refused unless left at etcd's default: peer TLS arrives with the security work.
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_CN", default_value = "")]
+    pub peer_cert_allowed_cn: String,
+    /// Refused unless left at etcd's default: peer TLS arrives with the security work.
+    #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_HOSTNAME", default_value = "")]
+    pub peer_cert_allowed_hostname: String,
+    /// Refused unless left at etcd's default: peer TLS arrives with the security work.
+    #[arg(long, env = "ETCD_PEER_CRL_FILE", default_value = "")]
+    pub peer_crl_file: String,
+    /// Refused unless left at etcd's default: the v2 proxy is not part of cairn.
+    #[arg(long, env = "ETCD_PROXY", default_value = "off")]
+    pub proxy: String,
+    /// Accepted, no effect: used only with --proxy.
+    #[arg(long, env = "ETCD_PROXY_DIAL_TIMEOUT", default_value_t = 1000)]
+    pub proxy_dial_timeout: u64,
+    /// Accepted, no effect: used only with --proxy.
+    #[arg(long, env = "ETCD_PROXY_FAILURE_WAIT", default_value_t = 5000)]
+    pub proxy_failure_wait: u64,
+    /// Accepted, no effect: used only with --proxy.
+    #[arg(long, env = "ETCD_PROXY_READ_TIMEOUT", default_value_t = 0)]
+    pub proxy_read_timeout: u64,
+    /// Accepted, no effect: used only with --proxy.
+    #[arg(long, env = "ETCD_PROXY_REFRESH_INTERVAL", default_value_t = 30000)]
+    pub proxy_refresh_interval: u64,
+    /// Accepted, no effect: used only with --proxy.
+    #[arg(long, env = "ETCD_PROXY_WRITE_TIMEOUT", default_value_t = 5000)]
+    pub proxy_write_timeout: u64,
+    /// Accepted, no effect: used only with --auto-tls or --peer-auto-tls.
+    #[arg(long, env = "ETCD_SELF_SIGNED_CERT_VALIDITY", default_value_t = 1)]
+    pub self_signed_cert_validity: u64,
+    /// Accepted, no effect: cairn's listeners always set SO_REUSEADDR, as Go's do.
+    #[arg(long, env = "ETCD_SOCKET_REUSE_ADDRESS", action = bool_flag!(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub socket_reuse_address: bool,
+    /// Honoured.
+    #[arg(long, env = "ETCD_SOCKET_REUSE_PORT", action = bool_flag!(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub socket_reuse_port: bool,
+    /// Refused unless left at etcd's default: cairn always syncs its Raft log.
+    #[arg(long, env = "ETCD_UNSAFE_NO_FSYNC", action = bool_flag!(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub unsafe_no_fsync: bool,
+    /// Accepted, no effect: cairn has no v2 store.
+    #[arg(long, env = "ETCD_V2_DEPRECATION", default_value = "not-yet")]
+    pub v2_deprecation: String,
+}
+
+impl AcceptedFlags {
+    /// Refuses values that need work cairn has not done, and values etcd would refuse.
+    fn check(&self) -> Result<(), ConfigError> {
+        for (flag, value) in [
+            (
+                "experimental-corrupt-check-time",
+                &self.experimental_corrupt_check_time,
+            ),
+            (
+                "experimental-warning-apply-duration",
+                &self.experimental_warning_apply_duration,
+            ),
+            ("grpc-keepalive-interval", &self.grpc_keepalive_interval),
+            ("grpc-keepalive-min-time", &self.grpc_keepalive_min_time),
+            ("grpc-keepalive-timeout", &self.grpc_keepalive_timeout),
+        ] {
+            if parse_go_duration(value).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "invalid value {value:?} for flag -{flag}: parse error"
+                )));
+            }
+        }
+        let one_of = |flag: &str, value: &str, valid: &[&str]| {
+            if valid.contains(&value) {
+                Ok(())
+            } else {
+                Err(ConfigError::Invalid(format!(
+                    "invalid value {value:?} for flag -{flag}: valid values are {valid:?}"
+                )))
+            }
+        };
+        one_of(
+            "discovery-fallback",
+            &self.discovery_fallback,
+            &["exit", "proxy"],
+        )?;
+        one_of(
+            "v2-deprecation",
+            &self.v2_deprecation,
+            &["not-yet", "write-only", "write-only-drop-data", "gone"],
+        )?;
+        one_of("proxy", &self.proxy, &["off", "readonly", "on"])?;
+        let refused = [
+            (
+                !self.cipher_suites.is_empty(),
+                "--cipher-suites",
+                "TLS arrives with the security work",
+            ),
+            (
+                !self.client_cert_allowed_hostname.is_empty(),
+                "--client-cert-allowed-hostname",
+                "client TLS arrives with the security work",
+            ),
+            (
+                !self.client_crl_file.is_empty(),
+                "--client-crl-file",
+                "client TLS arrives with the security work",
+            ),
+            (
+                !matches!(self.cors.as_str(), "" | "*"),
+                "--cors",
+                "CORS applies to the JSON gateway, which arrives with the integrations work",
+            ),
+            (
+                !self.discovery.is_empty(),
+                "--discovery",
+                "discovery is not built; list the members in --initial-cluster",
+            ),
+            (
+                !self.discovery_srv.is_empty(),
+                "--discovery-srv",
+                "DNS discovery is not built; list the members in --initial-cluster",
+            ),
+            (
+                self.enable_log_rotation,
+                "--enable-log-rotation",
+                "log rotation is not built; rotate the --log-outputs file outside cairn",
+            ),
+            (
+                self.experimental_bootstrap_defrag_threshold_megabytes != 0,
+                "--experimental-bootstrap-defrag-threshold-megabytes",
+                "defragmenting at start is not built",
+            ),
+            (
+                parse_go_duration(&self.experimental_corrupt_check_time) != parse_go_duration("0s"),
+                "--experimental-corrupt-check-time",
+                "corruption checks arrive with the hardening work",
+            ),
+            (
+                self.experimental_enable_distributed_tracing,
+                "--experimental-enable-distributed-tracing",
+                "cairn exports no OpenTelemetry traces",
+            ),
+            (
+                !self.experimental_enable_v2v3.is_empty(),
+                "--experimental-enable-v2v3",
+                "cairn speaks the etcd v3 API only",
+            ),
+            (
+                self.experimental_initial_corrupt_check,
+                "--experimental-initial-corrupt-check",
+                "corruption checks arrive with the hardening work",
+            ),
+            (
+                self.experimental_peer_skip_client_san_verification,
+                "--experimental-peer-skip-client-san-verification",
+                "peer TLS arrives with the security work",
+            ),
+            (
+                parse_go_duration(&self.grpc_keepalive_interval) != parse_go_duration("2h"),
+                "--grpc-keepalive-interval",
+                "gRPC keepalive settings arrive with the hardening work",
+            ),
+            (
+                parse_go_duration(&self.grpc_keepalive_min_time) != parse_go_duration("5s"),
+                "--grpc-keepalive-min-time",
+                "gRPC keepalive settings arrive with the hardening work",
+            ),
+            (
+                parse_go_duration(&self.grpc_keepalive_timeout) != parse_go_duration("20s"),
+                "--grpc-keepalive-timeout",
+                "gRPC keepalive settings arrive with the hardening work",
+            ),
+            (
+                !matches!(self.host_whitelist.as_str(), "" | "*"),
+                "--host-whitelist",
+                "host checks apply to the JSON gateway, which arrives with the integrations work",
+            ),
+            (
+                !self.peer_cert_allowed_cn.is_empty(),
+                "--peer-cert-allowed-cn",
+                "peer TLS arrives with the security work",
+            ),
+            (
+                !self.peer_cert_allowed_hostname.is_empty(),
+                "--peer-cert-allowed-hostname",
+                "peer TLS arrives with the security work",
+            ),
+            (
+                !self.peer_crl_file.is_empty(),
+                "--peer-crl-file",
+                "peer TLS arrives with the security work",
+            ),
+            (
+                self.proxy != "off",
+                "--proxy",
+                "the v2 proxy is not part of cairn",
+            ),
+            (
+                self.unsafe_no_fsync,
+                "--unsafe-no-fsync",
+                "cairn always syncs its Raft log",
+            ),
+        ];
+        if let Some((_, flag, why)) = refused.into_iter().find(|(used, _, _)| *used) {
+            return Err(ConfigError::NotYetSupported { flag, why });
+        }
+        Ok(())
+    }
 }
 
 /// Why a configuration cannot start a server.
@@ -301,6 +668,8 @@ pub struct Config {
     pub auto_compaction: AutoCompaction,
     pub log_level: tracing::Level,
     pub log_outputs: Vec<String>,
+    /// `--socket-reuse-port`: listeners set SO_REUSEPORT.
+    pub socket_reuse_port: bool,
 }
 
 fn split_urls(s: &str) -> Vec<String> {
@@ -473,8 +842,8 @@ impl Flags {
             },
         };
         match &flags.config_file {
-            Some(path) => Flags::from_file(path),
-            None => Ok(flags),
+            Some(path) if given(&flags.config_file) => Flags::from_file(path),
+            _ => Ok(flags),
         }
     }
 
@@ -547,21 +916,21 @@ impl Flags {
     /// Checks the flags and turns them into a [`Config`].
     pub fn validate(self) -> Result<Config, ConfigError> {
         let unsupported = [
-            (self.wal_dir.is_some(), "--wal-dir", "the Raft log lives in the data directory"),
+            (given(&self.wal_dir), "--wal-dir", "the Raft log lives in the data directory"),
             (self.enable_v2, "--enable-v2", "cairn speaks the etcd v3 API only"),
             (
-                self.cert_file.is_some()
-                    || self.key_file.is_some()
-                    || self.trusted_ca_file.is_some()
+                given(&self.cert_file)
+                    || given(&self.key_file)
+                    || given(&self.trusted_ca_file)
                     || self.client_cert_auth
                     || self.auto_tls,
                 "client TLS (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth, --auto-tls)",
                 "client TLS arrives with the security work",
             ),
             (
-                self.peer_cert_file.is_some()
-                    || self.peer_key_file.is_some()
-                    || self.peer_trusted_ca_file.is_some()
+                given(&self.peer_cert_file)
+                    || given(&self.peer_key_file)
+                    || given(&self.peer_trusted_ca_file)
                     || self.peer_client_cert_auth
                     || self.peer_auto_tls,
                 "peer TLS (--peer-cert-file, --peer-key-file, --peer-trusted-ca-file, --peer-client-cert-auth, --peer-auto-tls)",
@@ -576,6 +945,7 @@ impl Flags {
         if let Some((_, flag, why)) = unsupported.into_iter().find(|(used, _, _)| *used) {
             return Err(ConfigError::NotYetSupported { flag, why });
         }
+        self.accepted.check()?;
         if self.logger != "zap" {
             return Err(ConfigError::Invalid(format!(
                 "unknown logger option {:?} (only \"zap\" is supported)",
@@ -706,10 +1076,10 @@ impl Flags {
                 })?;
         let auto_compaction =
             parse_retention(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
-        let data_dir = self
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(format!("{}.cairn", self.name)));
+        let data_dir = match &self.data_dir {
+            Some(dir) if given(&self.data_dir) => dir.clone(),
+            _ => PathBuf::from(format!("{}.cairn", self.name)),
+        };
         Ok(Config {
             name: self.name,
             data_dir,
@@ -741,6 +1111,7 @@ impl Flags {
             auto_compaction,
             log_level,
             log_outputs: split_urls(&self.log_outputs),
+            socket_reuse_port: self.accepted.socket_reuse_port,
         })
     }
 }

@@ -108,10 +108,28 @@ where
     }
 }
 
-pub(super) async fn bind(url: &str) -> Result<TcpListener, RunError> {
+/// Listens on `url`'s host and port, with SO_REUSEADDR (as Go's listeners have it) and,
+/// with `--socket-reuse-port`, SO_REUSEPORT.
+pub(super) async fn bind(url: &str, reuse_port: bool) -> Result<TcpListener, RunError> {
     let addr = host_port(url).ok_or_else(|| RunError::BadUrl(url.to_string()))?;
     let addr = addr.replace("localhost", "127.0.0.1");
-    TcpListener::bind(&addr)
-        .await
-        .map_err(|source| RunError::Listen { addr, source })
+    let failed = |source| RunError::Listen {
+        addr: addr.clone(),
+        source,
+    };
+    let Some(at) = tokio::net::lookup_host(&addr).await.map_err(failed)?.next() else {
+        return Err(failed(std::io::ErrorKind::AddrNotAvailable.into()));
+    };
+    let socket = if at.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(failed)?;
+    socket.set_reuseaddr(true).map_err(failed)?;
+    if reuse_port {
+        socket.set_reuseport(true).map_err(failed)?;
+    }
+    socket.bind(at).map_err(failed)?;
+    socket.listen(1024).map_err(failed)
 }

@@ -159,15 +159,15 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     // Bind first, so a port that is taken fails start-up before the data directory changes.
     let mut client_listeners = Vec::new();
     for url in &cfg.listen_client_urls {
-        client_listeners.push((url.clone(), listen::bind(url).await?));
+        client_listeners.push((url.clone(), listen::bind(url, cfg.socket_reuse_port).await?));
     }
     let mut peer_listeners = Vec::new();
     for url in &cfg.listen_peer_urls {
-        peer_listeners.push(listen::bind(url).await?);
+        peer_listeners.push(listen::bind(url, cfg.socket_reuse_port).await?);
     }
     let mut metrics_listeners = Vec::new();
     for url in &cfg.listen_metrics_urls {
-        metrics_listeners.push((url.clone(), listen::bind(url).await?));
+        metrics_listeners.push((url.clone(), listen::bind(url, cfg.socket_reuse_port).await?));
     }
 
     let server = tokio::task::spawn_blocking(move || Server::start(cfg)).await??;
