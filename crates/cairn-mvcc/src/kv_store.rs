@@ -233,6 +233,18 @@ impl Store {
     /// `snapshot` (a Raft snapshot from the leader, or a restore), durably, and rebuilds the
     /// key index. Readers see the old state or the new one, never a mix.
     pub fn restore_from(&self, snapshot: &Path) -> Result<(), MvccError> {
+        self.restore_keeping(snapshot, &[], None)
+    }
+
+    /// As [`Self::restore_from`], and in the same transaction sets the meta records `keep`
+    /// (this store's own, such as its member id, over the snapshot's) and the applied index:
+    /// a crash leaves the old state or all of the new one.
+    pub fn restore_keeping(
+        &self,
+        snapshot: &Path,
+        keep: &[(&str, &[u8])],
+        applied_index: Option<u64>,
+    ) -> Result<(), MvccError> {
         let src = backend::open(snapshot)?;
         let _writer = self.writer.lock();
         let db = self.db.write();
@@ -252,6 +264,12 @@ impl Store {
             for entry in read.open_table(META_TABLE)?.iter()? {
                 let (k, v) = entry?;
                 meta.insert(k.value(), v.value())?;
+            }
+            for (k, v) in keep {
+                meta.insert(*k, *v)?;
+            }
+            if let Some(index) = applied_index {
+                meta.insert(backend::APPLIED_INDEX_KEY, index.to_be_bytes().as_slice())?;
             }
             let mut leases = txn.open_table(LEASE_TABLE)?;
             if let Some(src) = backend::lease_table(&read)? {

@@ -267,6 +267,17 @@ fn restore_from_a_snapshot_replaces_everything() {
         Err(MvccError::NotCairn(_))
     ));
     assert_eq!(follower.range(&all).unwrap(), before);
+    // Restoring while keeping some of its own records writes them in the same commit: the
+    // state after a reopen has the snapshot's data with the member's own id.
+    follower
+        .restore_keeping(&snap, &[("member", b"follower")], Some(900))
+        .unwrap();
+    assert_eq!(follower.meta("member").unwrap(), Some(b"follower".to_vec()));
+    assert_eq!(follower.applied_index(), 900);
+    let follower = reopen(&d2, follower);
+    assert_eq!(follower.meta("member").unwrap(), Some(b"follower".to_vec()));
+    assert_eq!(follower.applied_index(), 900);
+    assert_eq!(follower.hash_kv(0).unwrap(), leader.hash_kv(0).unwrap());
 }
 
 #[test]

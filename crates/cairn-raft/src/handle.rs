@@ -157,12 +157,14 @@ impl RaftHandle {
     }
 
     /// The state machine's applied index, to wait on: it changes after each applied batch
-    /// and each restored snapshot.
+    /// and each restored snapshot. Let go of what `borrow` and `wait_for` return at once:
+    /// the apply thread waits for every such borrow before it announces the next index.
     pub fn applied_index(&self) -> watch::Receiver<u64> {
         self.shared().applied_tx.subscribe()
     }
 
-    /// The leader and term, to wait on: it changes when either does.
+    /// The leader and term, to wait on: it changes when either does. As with
+    /// [`Self::applied_index`], hold no borrow of it: the Raft thread waits for them.
     pub fn leadership(&self) -> watch::Receiver<Leadership> {
         self.shared().leadership_tx.subscribe()
     }

@@ -284,12 +284,11 @@ impl Applier {
             .tempdir_in(&self.data_dir)?;
         let path = tmp.path().join("snapshot.redb");
         std::fs::write(&path, data)?;
-        self.store.restore_from(&path)?;
-        // The snapshot carries the sender's records; this member keeps its own id.
-        let mut batch = self.store.begin_apply()?;
-        batch.put_meta("member_id", &self.member_id.to_be_bytes())?;
-        batch.set_applied_index(index);
-        batch.commit(true)?;
+        // The snapshot carries the sender's records; this member keeps its own id, written
+        // in the same transaction, so a crash cannot leave the sender's id in its place.
+        let me = self.member_id.to_be_bytes();
+        self.store
+            .restore_keeping(&path, &[("member_id", me.as_slice())], Some(index))?;
         self.alarms
             .reload(self.store.meta(alarm::META_KEY)?.as_deref());
         self.members

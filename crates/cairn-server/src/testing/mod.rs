@@ -238,12 +238,15 @@ impl TestCluster {
         *self.clock.0.lock() += by;
     }
 
-    /// Ticks until `cond` holds; fails the test after [`MAX_TICKS`].
+    /// Ticks until `cond` holds; fails the test after [`MAX_TICKS`], or after [`MAX_WAIT`]
+    /// of real time (a tick waits for its traffic to settle, at most 200 ms).
     pub(crate) fn tick_until(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + MAX_WAIT;
         for _ in 0..MAX_TICKS {
             if cond() {
                 return;
             }
+            assert!(Instant::now() < deadline, "not within {MAX_WAIT:?}: {what}");
             self.advance(1);
         }
         assert!(cond(), "not within {MAX_TICKS} ticks: {what}");
