@@ -73,6 +73,37 @@ fn run(dir: &Path, applied: u64) -> (RaftHandle, Recorder) {
     (handle, rec)
 }
 
+/// What the driver stopped with; fails the test if it does not stop within 20 s.
+fn wait_stopped(h: &RaftHandle) -> Result<(), RaftError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(async { tokio::time::timeout(Duration::from_secs(20), h.stopped()).await })
+        .expect("the driver did not stop")
+}
+
+/// A state machine that fails (`Err` from `apply`, or a panic, as `fail` does) on an entry
+/// whose data is `trigger`.
+#[derive(Clone)]
+struct FailsOn {
+    trigger: &'static str,
+    fail: fn() -> Result<(), ApplyError>,
+}
+
+impl Applier for FailsOn {
+    fn apply(&mut self, entries: Vec<Committed>) -> Result<(), ApplyError> {
+        if entries
+            .iter()
+            .any(|e| e.data().is_some_and(|d| d == self.trigger))
+        {
+            return (self.fail)();
+        }
+        Ok(())
+    }
+}
+
 fn wait_applied(h: &RaftHandle, index: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while h.status().applied_index < index {
@@ -481,31 +512,15 @@ fn fresh_log_under_restored_state_machine_continues_after_applied() {
 fn a_failing_state_machine_stops_the_driver_and_says_why() {
     // Before: the server's applier ended the process itself (`process::exit`) because
     // `Applier::apply` could not return an error; now the driver stops and reports it.
-    #[derive(Clone, Default)]
-    struct Failing;
-    impl Applier for Failing {
-        fn apply(&mut self, entries: Vec<Committed>) -> Result<(), ApplyError> {
-            if entries
-                .iter()
-                .any(|e| e.data().is_some_and(|d| d == "poison"))
-            {
-                return Err("poison entry".into());
-            }
-            Ok(())
-        }
-    }
-
     let dir = tempfile::tempdir().unwrap();
-    let h = start(config(dir.path(), 0), Failing, NoPeers).unwrap();
+    let failing = FailsOn {
+        trigger: "poison",
+        fail: || Err("poison entry".into()),
+    };
+    let h = start(config(dir.path(), 0), failing, NoPeers).unwrap();
     h.propose(b"fine".to_vec()).unwrap();
     h.propose(b"poison".to_vec()).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    let stopped = runtime
-        .block_on(async { tokio::time::timeout(Duration::from_secs(20), h.stopped()).await })
-        .expect("the driver did not stop");
+    let stopped = wait_stopped(&h);
     match stopped {
         Err(RaftError::StateMachine(why)) => assert!(why.contains("poison entry"), "{why}"),
         other => panic!("stopped with {other:?}"),
@@ -600,29 +615,14 @@ fn messages_no_correct_peer_sends_never_reach_raft_rs() {
 
 #[test]
 fn a_panicking_state_machine_stops_the_driver_and_says_why() {
-    #[derive(Clone, Default)]
-    struct Panicking;
-    impl Applier for Panicking {
-        fn apply(&mut self, entries: Vec<Committed>) -> Result<(), ApplyError> {
-            if entries
-                .iter()
-                .any(|e| e.data().is_some_and(|d| d == "boom"))
-            {
-                panic!("the state machine broke");
-            }
-            Ok(())
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
-    let h = start(config(dir.path(), 0), Panicking, NoPeers).unwrap();
+    let panicking = FailsOn {
+        trigger: "boom",
+        fail: || panic!("the state machine broke"),
+    };
+    let h = start(config(dir.path(), 0), panicking, NoPeers).unwrap();
     h.propose(b"boom".to_vec()).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap();
-    let stopped = runtime
-        .block_on(async { tokio::time::timeout(Duration::from_secs(20), h.stopped()).await })
-        .expect("the driver did not stop");
+    let stopped = wait_stopped(&h);
     match stopped {
         Err(RaftError::StateMachine(why)) => {
             assert!(why.contains("panicked: the state machine broke"), "{why}")

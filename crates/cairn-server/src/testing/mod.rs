@@ -332,6 +332,23 @@ impl TestCluster {
         }
     }
 
+    /// Checks that every running member holds the same keys, values and history (their
+    /// HashKV agree).
+    pub(crate) fn assert_same_data(&self) {
+        let hashes: Vec<(usize, u32)> = self
+            .running()
+            .into_iter()
+            .map(|i| {
+                let hash = self.server(i).store().hash_kv(0);
+                (
+                    i,
+                    hash.map(|h| h.hash).unwrap_or_else(|e| panic!("m{i}: {e}")),
+                )
+            })
+            .collect();
+        assert!(hashes.windows(2).all(|w| w[0].1 == w[1].1), "{hashes:?}");
+    }
+
     /// Cuts member `i` off from every other member.
     pub(crate) fn isolate(&self, i: usize) {
         self.net.isolate(self.members[i].id);

@@ -35,18 +35,7 @@ async fn writes_through_any_member_apply_everywhere_in_the_same_order() {
         assert_eq!(c.get(i, "k2-1").await.as_deref(), Some("v2"), "m{i}");
         assert_eq!(c.server(i).store().current_revision(), last, "m{i}");
     }
-    let hashes: Vec<u32> = c
-        .running()
-        .into_iter()
-        .map(|i| {
-            c.server(i)
-                .store()
-                .hash_kv(0)
-                .map(|h| h.hash)
-                .unwrap_or_default()
-        })
-        .collect();
-    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+    c.assert_same_data();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,18 +277,7 @@ async fn an_undecodable_committed_entry_is_skipped_by_every_member() {
         assert_eq!(c.server(i).metrics().undecodable_entries.get(), 2, "m{i}");
         assert!(c.server(i).has_leader(), "m{i}");
     }
-    let hashes: Vec<u32> = c
-        .running()
-        .into_iter()
-        .map(|i| {
-            c.server(i)
-                .store()
-                .hash_kv(0)
-                .map(|h| h.hash)
-                .unwrap_or_default()
-        })
-        .collect();
-    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "{hashes:?}");
+    c.assert_same_data();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
