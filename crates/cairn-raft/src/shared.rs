@@ -87,15 +87,22 @@ impl Shared {
     }
 
     /// Publishes the leader and term; wakes watchers only when either changed.
+    ///
+    /// Called by the Raft thread, the only writer, after every `Ready`: it compares with
+    /// the atomics first, so the watch's lock is taken only when something changed.
     pub(crate) fn set_leadership(&self, now: Leadership) {
+        let was = Leadership {
+            leader_id: self.leader_id.load(Ordering::Acquire),
+            term: self.term.load(Ordering::Acquire),
+            is_leader: self.is_leader.load(Ordering::Acquire),
+        };
+        if was == now {
+            return;
+        }
         self.leader_id.store(now.leader_id, Ordering::Release);
         self.term.store(now.term, Ordering::Release);
         self.is_leader.store(now.is_leader, Ordering::Release);
-        self.leadership_tx.send_if_modified(|was| {
-            let changed = *was != now;
-            *was = now;
-            changed
-        });
+        self.leadership_tx.send_replace(now);
     }
 
     /// Records why the Raft thread exited (the first reason counts).

@@ -69,8 +69,9 @@ impl LeaseKeeper {
         &self.inner.leases
     }
 
-    /// Demotes the lessor if Raft says this member no longer leads. True if it leads.
-    fn check_leadership(&self) -> bool {
+    /// Demotes the lessor if Raft says this member no longer leads. True if it leads (so its
+    /// lessor may answer).
+    pub(super) fn check_leadership(&self) -> bool {
         let i = &self.inner;
         i.leases.check_leadership(&i.raft.status())
     }
@@ -246,12 +247,6 @@ impl LeaseKeeper {
             }
             tokio::time::sleep(RETRY_PAUSE).await;
         }
-    }
-
-    /// Whether this member leads and its lessor may answer (for the leader's peer
-    /// service).
-    pub(super) fn is_primary(&self) -> bool {
-        self.check_leadership()
     }
 
     /// The leader's loop: promotes the lessor once the leader has applied an entry of its

@@ -24,7 +24,7 @@ impl LeasePeer for LeasePeerService {
         r: tonic::Request<LeaseRenewRequest>,
     ) -> Result<tonic::Response<LeaseRenewResponse>, tonic::Status> {
         let id = r.into_inner().id;
-        if !self.keeper.is_primary() {
+        if !self.keeper.check_leadership() {
             return Err(not_primary());
         }
         self.keeper.wait_applied().await?;
@@ -43,7 +43,7 @@ impl LeasePeer for LeasePeerService {
         &self,
         r: tonic::Request<LeaseTimeToLiveRequest>,
     ) -> Result<tonic::Response<LeaseTimeToLiveResponse>, tonic::Status> {
-        if !self.keeper.is_primary() {
+        if !self.keeper.check_leadership() {
             return Err(not_primary());
         }
         self.keeper.wait_applied().await?;
