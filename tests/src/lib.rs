@@ -363,6 +363,23 @@ impl ServerProc {
         }
     }
 
+    /// Waits up to `within` for the process to exit by itself, and returns how it exited
+    /// (`None` if it is still running, or was never started).
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Kills the process with SIGKILL and waits for it.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

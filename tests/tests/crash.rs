@@ -1,5 +1,6 @@
-//! Crash safety: every acknowledged write survives `kill -9` at any moment, and a torn tail
-//! left in the Raft log by an interrupted write does not stop the member from starting.
+//! Crash safety: every acknowledged write survives `kill -9` at any moment, a torn tail
+//! left in the Raft log by an interrupted write does not stop the member from starting, and
+//! a member whose disk fills up stops at once (fail-stop) and loses nothing it acknowledged.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -50,7 +51,7 @@ async fn write_load(url: String, round: usize, writers: usize, acked: Acked, run
 /// Checks that every acknowledged write is readable with its value.
 async fn check_all(url: String, acked: &Acked) {
     let ch = channel(&url);
-    let mut kv = KvClient::new(ch);
+    let mut kv = KvClient::new(ch).max_decoding_message_size(usize::MAX);
     let all = kv
         .range(RangeRequest {
             key: b"\0".to_vec(),
@@ -132,4 +133,124 @@ async fn torn_log_tail_is_recovered() {
     // And it still takes writes.
     write_load(cairn.url(), 1, 2, acked.clone(), Duration::from_millis(200)).await;
     check_all(cairn.url(), &acked).await;
+}
+
+/// A tmpfs of a few MiB mounted on a directory (tests run as root), unmounted when dropped.
+struct SmallDisk {
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: std::path::PathBuf, mib: u64) -> SmallDisk {
+        std::fs::create_dir_all(&dir).unwrap();
+        let size = format!("size={mib}m");
+        mount(&["-t", "tmpfs", "-o", &size, "tmpfs", dir.to_str().unwrap()]);
+        SmallDisk { dir }
+    }
+
+    /// Gives the filesystem room again, keeping its files.
+    fn grow(&self, mib: u64) {
+        let opts = format!("remount,size={mib}m");
+        mount(&["-o", &opts, self.dir.to_str().unwrap()]);
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+fn mount(args: &[&str]) {
+    let out = std::process::Command::new("mount")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mount {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `len` printable characters that no compressor (raft-engine's lz4) shrinks much, made
+/// from `seed`.
+fn incompressible(seed: u64, len: usize) -> String {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'!' + (x % 90) as u8)
+        })
+        .collect()
+}
+
+/// Puts 48 KiB values under unique keys until one fails (at most 2000: 96 MiB, more than
+/// the small disks hold), recording each acknowledged write.
+async fn fill(url: String, acked: &Acked) {
+    let mut kv = KvClient::new(channel(&url));
+    for i in 0..2000 {
+        let key = format!("fill/{i:05}");
+        let value = incompressible(i, 48 * 1024);
+        let req = PutRequest {
+            key: key.clone().into_bytes(),
+            value: value.clone().into_bytes(),
+            ..Default::default()
+        };
+        if kv.put(req).await.is_err() {
+            return;
+        }
+        acked.lock().unwrap().insert(key, value);
+    }
+    panic!("2000 puts of 48 KiB fitted on a disk of a few MiB");
+}
+
+/// Fills the disk `disk` of `cairn`'s Raft log or backend: the member must exit non-zero
+/// by itself, saying why; once the disk has room again, it starts and has every write it
+/// acknowledged.
+async fn full_disk_stops_the_member(mut cairn: ServerProc, disk: SmallDisk) {
+    let acked: Acked = Default::default();
+    fill(cairn.url(), &acked).await;
+    let status = tokio::task::block_in_place(|| cairn.wait_exit(Duration::from_secs(10)));
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "still running 10 s after a write failed; log:\n{}",
+            cairn.log_text()
+        )
+    });
+    assert!(!status.success(), "exited with {status}");
+    let log = cairn.log_text();
+    assert!(
+        log.contains("No space left on device"),
+        "the log does not say why the member stopped:\n{log}"
+    );
+    assert!(!acked.lock().unwrap().is_empty(), "no write fitted at all");
+    disk.grow(256);
+    tokio::task::block_in_place(|| cairn.spawn());
+    check_all(cairn.url(), &acked).await;
+    // And it takes writes again.
+    write_load(cairn.url(), 1, 2, acked.clone(), Duration::from_millis(200)).await;
+    check_all(cairn.url(), &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_raft_log_disk_stops_the_member() {
+    let wal = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(wal.path().join("wal"), 8);
+    let wal_dir = format!("--wal-dir={}", disk.dir.display());
+    let cairn = ServerProc::start(Kind::Cairn, &[&wal_dir]);
+    full_disk_stops_the_member(cairn, disk).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_backend_disk_stops_the_member() {
+    let mut cairn = ServerProc::new(Kind::Cairn, "m1", cairn_tests::free_port(), &[]);
+    let disk = SmallDisk::mount(cairn.data_dir(), 24);
+    tokio::task::block_in_place(|| cairn.spawn());
+    full_disk_stops_the_member(cairn, disk).await;
 }

@@ -251,7 +251,14 @@ impl EngineStorage {
 
     fn write(&mut self, batch: &mut LogBatch, sync: bool) -> Result<(), RaftError> {
         let started = std::time::Instant::now();
-        self.engine.write(batch, sync)?;
+        self.engine.write(batch, sync).map_err(|e| {
+            // raft-engine reports a full disk in words of its own ("nospace").
+            if e.to_string().contains("nospace") {
+                RaftError::Storage(format!("No space left on device for the Raft log: {e}"))
+            } else {
+                e.into()
+            }
+        })?;
         if let (true, Some(observe)) = (sync, &self.on_sync) {
             (observe.0)(started.elapsed());
         }

@@ -70,7 +70,7 @@ pub struct Flags {
     /// Path to the data directory (default `${name}.cairn`).
     #[arg(long, env = "ETCD_DATA_DIR", value_parser = any_path)]
     pub data_dir: Option<PathBuf>,
-    /// Path to the dedicated log directory (not supported yet).
+    /// Path to the dedicated Raft log directory (default: `raft/` in the data directory).
     #[arg(long, env = "ETCD_WAL_DIR", value_parser = any_path)]
     pub wal_dir: Option<PathBuf>,
     /// Number of committed transactions to trigger a snapshot to disk.
@@ -640,6 +640,8 @@ pub enum AutoCompaction {
 pub struct Config {
     pub name: String,
     pub data_dir: PathBuf,
+    /// Where the Raft log lives, if not in the data directory (`--wal-dir`).
+    pub wal_dir: Option<PathBuf>,
     pub listen_client_urls: Vec<String>,
     pub advertise_client_urls: Vec<String>,
     pub listen_peer_urls: Vec<String>,
@@ -916,7 +918,6 @@ impl Flags {
     /// Checks the flags and turns them into a [`Config`].
     pub fn validate(self) -> Result<Config, ConfigError> {
         let unsupported = [
-            (given(&self.wal_dir), "--wal-dir", "the Raft log lives in the data directory"),
             (self.enable_v2, "--enable-v2", "cairn speaks the etcd v3 API only"),
             (
                 given(&self.cert_file)
@@ -1080,9 +1081,11 @@ impl Flags {
             Some(dir) if given(&self.data_dir) => dir.clone(),
             _ => PathBuf::from(format!("{}.cairn", self.name)),
         };
+        let wal_dir = self.wal_dir.clone().filter(|_| given(&self.wal_dir));
         Ok(Config {
             name: self.name,
             data_dir,
+            wal_dir,
             listen_client_urls,
             advertise_client_urls,
             listen_peer_urls,

@@ -11,8 +11,10 @@ const DATA_DIR_FORMAT: u32 = 1;
 const MARKER_FILE: &str = "cairn.version";
 /// The backend's file in the data directory.
 pub(super) const BACKEND_FILE: &str = "backend.redb";
-/// The Raft log's directory in the data directory.
-pub(super) const RAFT_DIR: &str = "raft";
+/// The Raft log's directory in the data directory, unless `--wal-dir` names another.
+const RAFT_DIR: &str = "raft";
+/// The file in the data directory that names the `--wal-dir` its Raft log is in.
+const WAL_DIR_FILE: &str = "wal-dir";
 
 /// Checks that `dir` is a cairn data directory, or empty, and makes it one.
 ///
@@ -59,4 +61,94 @@ pub(super) fn prepare(dir: &Path) -> Result<(), StartError> {
     }
     std::fs::write(&marker, format!("{DATA_DIR_MARKER} {DATA_DIR_FORMAT}\n"))?;
     Ok(())
+}
+
+/// The Raft log's directory: `wal_dir` if given, else `raft/` in `data_dir`.
+///
+/// The data directory remembers a `--wal-dir` it was given (in `wal-dir`), so that a restart
+/// that drops or changes the flag is refused rather than starting from an empty log; a data
+/// directory whose log is already in `raft/` refuses a `--wal-dir` for the same reason.
+pub(super) fn raft_log_dir(
+    data_dir: &Path,
+    wal_dir: Option<&Path>,
+) -> Result<std::path::PathBuf, StartError> {
+    let note = data_dir.join(WAL_DIR_FILE);
+    let recorded = match std::fs::read_to_string(&note) {
+        Ok(text) => Some(std::path::PathBuf::from(text.trim_end_matches('\n'))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e.into()),
+    };
+    let inner = data_dir.join(RAFT_DIR);
+    match (recorded, wal_dir) {
+        (None, None) => Ok(inner),
+        (Some(recorded), wal) if wal != Some(recorded.as_path()) => {
+            Err(StartError::DataDir(format!(
+                "the Raft log of data directory {} is in --wal-dir {}, but {}; give --wal-dir={} (move the log first to change it)",
+                data_dir.display(),
+                recorded.display(),
+                wal.map_or("--wal-dir is not given".to_string(), |w| format!(
+                    "--wal-dir is {}",
+                    w.display()
+                )),
+                recorded.display()
+            )))
+        }
+        (Some(recorded), _) => Ok(recorded),
+        (None, Some(wal)) => {
+            if inner.exists() && std::fs::read_dir(&inner)?.next().is_some() {
+                return Err(StartError::DataDir(format!(
+                    "the Raft log of data directory {} is in {}; --wal-dir {} would start this member from an empty log (move the log there first, or drop the flag)",
+                    data_dir.display(),
+                    inner.display(),
+                    wal.display()
+                )));
+            }
+            std::fs::create_dir_all(wal)?;
+            std::fs::write(&note, format!("{}\n", wal.display()))?;
+            Ok(wal.to_path_buf())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_wal_dir_is_remembered_and_never_silently_dropped_or_changed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (data, wal, other) = (
+            tmp.path().join("data"),
+            tmp.path().join("wal"),
+            tmp.path().join("other"),
+        );
+        prepare(&data).unwrap();
+        assert_eq!(raft_log_dir(&data, Some(&wal)).unwrap(), wal);
+        assert!(wal.is_dir());
+        assert_eq!(raft_log_dir(&data, Some(&wal)).unwrap(), wal);
+        let dropped = raft_log_dir(&data, None).unwrap_err().to_string();
+        assert!(
+            dropped.contains("--wal-dir is not given") && dropped.contains(&*wal.to_string_lossy()),
+            "{dropped}"
+        );
+        let changed = raft_log_dir(&data, Some(&other)).unwrap_err().to_string();
+        assert!(changed.contains(&*other.to_string_lossy()), "{changed}");
+        assert!(!other.exists());
+    }
+
+    #[test]
+    fn a_log_in_the_data_dir_refuses_a_new_wal_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (data, wal) = (tmp.path().join("data"), tmp.path().join("wal"));
+        prepare(&data).unwrap();
+        assert_eq!(raft_log_dir(&data, None).unwrap(), data.join(RAFT_DIR));
+        std::fs::create_dir_all(data.join(RAFT_DIR)).unwrap();
+        std::fs::write(data.join(RAFT_DIR).join("0000000000000001.raftlog"), b"x").unwrap();
+        let err = raft_log_dir(&data, Some(&wal)).unwrap_err().to_string();
+        assert!(err.contains("empty log"), "{err}");
+        assert!(!wal.exists());
+        assert_eq!(raft_log_dir(&data, None).unwrap(), data.join(RAFT_DIR));
+    }
 }

@@ -10,7 +10,7 @@ use cairn_proto::cairnpb::MembersResponse;
 use cairn_raft::{RaftConfig, RaftHandle, Transport};
 use tokio::sync::watch;
 
-use super::data_dir::{self, BACKEND_FILE, RAFT_DIR};
+use super::data_dir::{self, BACKEND_FILE};
 use super::read_barrier::ReadBarrier;
 use super::{MemberInfo, Server, StartError};
 use crate::apply::alarm::Alarms;
@@ -151,6 +151,7 @@ impl Server {
         let started = Instant::now();
         let metrics = Arc::new(Metrics::new()?);
         data_dir::prepare(&cfg.data_dir)?;
+        let raft_dir = data_dir::raft_log_dir(&cfg.data_dir, cfg.wal_dir.as_deref())?;
         let store = Arc::new(Store::open(&cfg.data_dir.join(BACKEND_FILE))?);
         metrics.db_open_seconds.set(started.elapsed().as_secs_f64());
         tracing::info!(
@@ -265,7 +266,7 @@ impl Server {
             } else {
                 peers.iter().map(|(id, _)| *id).collect()
             },
-            dir: cfg.data_dir.join(RAFT_DIR),
+            dir: raft_dir,
             tick_interval: cfg.heartbeat_interval,
             manual_ticks: wiring.manual_ticks,
             election_tick,
