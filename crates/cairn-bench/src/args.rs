@@ -178,6 +178,11 @@ pub struct LeaseKeepaliveArgs {
 pub struct TxnArgs {
     #[command(flatten)]
     pub keys: KeyArgs,
+    /// Instead, each request is one txn nested this deep, e.g. `43,43,42`: 43 txns of 43
+    /// txns of 42 puts, all on distinct keys of `--key-size` bytes with `--val-size`
+    /// values (each request the same, so every put but the first request's rewrites).
+    #[arg(long, value_delimiter = ',')]
+    pub nested: Vec<usize>,
 }
 
 impl Args {

@@ -38,6 +38,8 @@ pub(crate) enum Op {
         keys: KeyGen,
         value: Vec<u8>,
     },
+    /// The same (large, nested) txn each time.
+    Fixed(Box<TxnRequest>),
     PutPrefixed {
         prefix: Vec<u8>,
         key_size: usize,
@@ -172,7 +174,42 @@ impl Op {
                 };
                 kv.txn(req).await.map(drop)
             }
+            Op::Fixed(req) => kv.txn((**req).clone()).await.map(drop),
         }
+    }
+}
+
+/// A txn nested as `shape` says (`[a, b, c]`: `a` txns of `b` txns of `c` puts), its
+/// puts on distinct keys: the decimal number of each put, padded to `key_size` bytes.
+fn nested_txn(shape: &[usize], key_size: usize, value: &[u8]) -> TxnRequest {
+    fn level(shape: &[usize], next: &mut u64, key_size: usize, value: &[u8]) -> Vec<RequestOp> {
+        let Some((&n, rest)) = shape.split_first() else {
+            return Vec::new();
+        };
+        (0..n)
+            .map(|_| {
+                let request = if rest.is_empty() {
+                    *next += 1;
+                    request_op::Request::RequestPut(PutRequest {
+                        key: format!("{:0key_size$}", *next).into_bytes(),
+                        value: value.to_vec(),
+                        ..PutRequest::default()
+                    })
+                } else {
+                    request_op::Request::RequestTxn(TxnRequest {
+                        success: level(rest, next, key_size, value),
+                        ..TxnRequest::default()
+                    })
+                };
+                RequestOp {
+                    request: Some(request),
+                }
+            })
+            .collect()
+    }
+    TxnRequest {
+        success: level(shape, &mut 0, key_size, value),
+        ..TxnRequest::default()
     }
 }
 
@@ -339,6 +376,11 @@ pub(crate) async fn run(args: &Args) -> Result<Report, Error> {
             keys: KeyGen::from_args(&p.keys),
             value: rng.bytes(p.keys.val_size),
         },
+        Workload::Txn(t) if !t.nested.is_empty() => Op::Fixed(Box::new(nested_txn(
+            &t.nested,
+            t.keys.key_size,
+            &rng.bytes(t.keys.val_size),
+        ))),
         Workload::Txn(t) => Op::Txn {
             keys: KeyGen::from_args(&t.keys),
             value: rng.bytes(t.keys.val_size),
