@@ -374,3 +374,51 @@ fn every_etcd_flag_is_accepted_at_its_default() {
         "{err}"
     );
 }
+
+/// Each flag a `--help` text lists, with the heading it is under (`None` above the first).
+fn flags_by_heading(help: &str) -> Vec<(String, Option<String>)> {
+    let mut heading = None;
+    let mut flags = Vec::new();
+    for line in help.lines() {
+        if !line.starts_with(' ') && line.ends_with(':') {
+            heading = Some(line.trim_end_matches(':').to_string());
+        } else if let Some(rest) = line.trim_start().strip_prefix("--") {
+            let name = rest
+                .split([' ', '=', '['])
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            flags.push((name, heading.clone()));
+        }
+    }
+    flags
+}
+
+fn help_text(bin: &std::path::Path) -> String {
+    let out = Command::new(bin).arg("--help").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn cairn_help_lists_etcds_flags_under_etcds_headings_in_etcds_order() {
+    let etcd = flags_by_heading(&help_text(&tool("etcd-3.5")));
+    let cairn = flags_by_heading(&help_text(&workspace_bin("cairn")));
+    let etcd_grouped: Vec<_> = etcd.iter().filter(|(_, h)| h.is_some()).collect();
+    assert!(etcd_grouped.len() >= 85, "read too few flags: {etcd:?}");
+    for (flag, heading) in &etcd_grouped {
+        let found = cairn.iter().find(|(f, _)| f == flag);
+        assert_eq!(
+            found.map(|(_, h)| h),
+            Some(heading),
+            "--{flag} in cairn --help"
+        );
+    }
+    // etcd's flags come in etcd's order in cairn's help (cairn's extra ones in between).
+    let order: Vec<&String> = cairn
+        .iter()
+        .filter(|(f, _)| etcd_grouped.iter().any(|(e, _)| e == f))
+        .map(|(f, _)| f)
+        .collect();
+    let want: Vec<&String> = etcd_grouped.iter().map(|(f, _)| f).collect();
+    assert_eq!(order, want);
+}

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+mod help;
+
 /// Two gibibytes: etcd's backend quota when `--quota-backend-bytes` is 0.
 pub const DEFAULT_QUOTA_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
@@ -834,7 +836,11 @@ impl Flags {
     /// Reads the flags from the command line, or from the config file when one is named.
     /// `--help` and `--version` print and exit here, as they do in etcd.
     pub fn load() -> Result<Flags, ConfigError> {
-        let flags = match Flags::try_parse() {
+        use clap::{CommandFactory, FromArgMatches};
+        let parsed = help::grouped(Flags::command())
+            .try_get_matches()
+            .and_then(|m| Flags::from_arg_matches(&m));
+        let flags = match parsed {
             Ok(f) => f,
             Err(e) => match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
