@@ -363,6 +363,17 @@ impl ServerProc {
         }
     }
 
+    /// Waits (up to `timeout`) for a process that is expected to stop by itself, and
+    /// returns its exit code (-1 if a signal ended it); fails the test if it runs on.
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let mut child = self.child.take().expect("the process was not started");
+        let name = self.name.clone();
+        let status = wait_until(timeout, format!("{name} to exit"), || {
+            child.try_wait().unwrap().ok_or("still running")
+        });
+        status.code().unwrap_or(-1)
+    }
+
     /// Kills the process with SIGKILL and waits for it.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
