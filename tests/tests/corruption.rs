@@ -14,11 +14,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cairn_proto::cairnpb::{raft_peer_client::RaftPeerClient, PeerHashRequest};
 use cairn_proto::etcdserverpb::{
-    alarm_request::AlarmAction, maintenance_client::MaintenanceClient, AlarmRequest, AlarmType,
+    alarm_request::AlarmAction, kv_client::KvClient, maintenance_client::MaintenanceClient,
+    AlarmRequest, AlarmType, CompactionRequest, PutRequest,
 };
 use cairn_tests::{
     block_on, channel, etcdctl35, leader, run_client, status, tool, wait_until, Cluster, Kind,
@@ -84,7 +85,6 @@ fn a_member_corrupted_while_stopped_refuses_to_start_and_the_leader_raises_corru
         assert_eq!(r.code, 0, "{r:?}");
     }
     let f = caught_up_follower(&c);
-    let f_id = c.members[f].ids().member;
     // Healthy members pass the leader's checks: it logs them, and raises nothing.
     let l = leader(&c.members);
     c.members[l].wait_logged(0, Duration::from_secs(10), "a corruption check", |l| {
@@ -92,11 +92,36 @@ fn a_member_corrupted_while_stopped_refuses_to_start_and_the_leader_raises_corru
     });
     assert_eq!(etcdctl35(&eps, &["alarm", "list"]).stdout, "");
 
+    // A healthy member that restarts behind its peers passes the initial check.
+    c.members[f].stop();
+    let others: Vec<String> = (0..3)
+        .filter(|&i| i != f)
+        .map(|i| c.members[i].endpoint())
+        .collect();
+    let r = etcdctl35(&others.join(","), &["put", "while-down", "x"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    c.members[f]
+        .extra
+        .push("--experimental-initial-corrupt-check".into());
+    let from = c.members[f].log_len();
+    c.members[f].spawn();
+    c.members[f].wait_logged(from, Duration::from_secs(5), "the passed check", |l| {
+        l.contains("initial corruption checking passed; no corruption")
+    });
+    let f = caught_up_follower(&c);
+    let f_id = c.members[f].ids().member;
+
     stop_and_corrupt(&mut c, f, "k1");
 
     // With the initial check, the member compares its hash with its peers' and refuses.
     let m = &mut c.members[f];
-    m.extra.push("--experimental-initial-corrupt-check".into());
+    if !m
+        .extra
+        .iter()
+        .any(|a| a == "--experimental-initial-corrupt-check")
+    {
+        m.extra.push("--experimental-initial-corrupt-check".into());
+    }
     let from = m.log_len();
     let _ready = m.spawn_nowait();
     let code = m.wait_exit(Duration::from_secs(30));
@@ -293,4 +318,91 @@ fn a_members_hash_is_only_told_to_the_other_members() {
             Code::FailedPrecondition
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_members_under_writes_and_compactions_raise_no_alarm() {
+    // A false CORRUPT alarm stops a cluster's writes: the checks must tell members that
+    // are merely behind, ahead or compacting from members that hold other data.
+    let c = Cluster::start(
+        3,
+        &[
+            "--experimental-corrupt-check-time=1s",
+            "--experimental-compact-hash-check-enabled",
+            "--experimental-compact-hash-check-time=1s",
+        ],
+    );
+    let l = leader(&c.members);
+    let from = c.members[l].log_len();
+    let mut kvs: Vec<_> = c
+        .members
+        .iter()
+        .map(|m| KvClient::new(channel(&m.url())))
+        .collect();
+    // Checks the leader made since the load began: periodic ones that reached both
+    // followers, and compaction checks every follower passed.
+    let checks_seen = || {
+        let log = c.members[l].log.lock().unwrap();
+        let since = log.get(from..).unwrap_or_default();
+        let periodic = since
+            .iter()
+            .filter(|l| {
+                l.contains("finished peer corruption check")
+                    && l.contains("\"number-of-peers-checked\":2")
+            })
+            .count();
+        let compacted = since
+            .iter()
+            .filter(|l| l.contains("successfully checked hash on whole cluster"))
+            .count();
+        (periodic, compacted)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = (0, 0);
+    for i in 0..20_000 {
+        let kv = &mut kvs[i % 3];
+        let put = PutRequest {
+            key: format!("k{}", i % 50).into_bytes(),
+            value: i.to_string().into_bytes(),
+            ..Default::default()
+        };
+        let rev = kv
+            .put(put)
+            .await
+            .unwrap()
+            .into_inner()
+            .header
+            .unwrap()
+            .revision;
+        if i % 200 == 199 {
+            let compact = CompactionRequest {
+                revision: rev - 20,
+                physical: false,
+            };
+            kv.compact(compact).await.unwrap();
+        }
+        if i % 50 == 0 {
+            seen = checks_seen();
+            if seen.0 >= 2 && seen.1 >= 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "checks seen (periodic, compaction): {seen:?}"
+            );
+        }
+    }
+    assert!(seen.0 >= 2 && seen.1 >= 1, "{seen:?}");
+    let mut mc = MaintenanceClient::new(channel(&c.members[l].url()));
+    let alarms = mc
+        .alarm(AlarmRequest {
+            action: AlarmAction::Get as i32,
+            member_id: 0,
+            alarm: AlarmType::None as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .alarms;
+    assert!(alarms.is_empty(), "{alarms:?}\n{}", c.members[l].log_text());
 }

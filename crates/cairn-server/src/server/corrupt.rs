@@ -115,25 +115,30 @@ impl Server {
                         continue;
                     }
                     let remote_revision = r.header.map(|h| h.revision).unwrap_or_default();
-                    let same_compaction = r.compact_revision == local.compact_revision;
-                    let msg = if same_compaction {
+                    macro_rules! differs {
+                        ($msg:literal) => {
+                            tracing::warn!(
+                                local_member_id = %format!("{me:x}"),
+                                local_member_revision = local.current_revision,
+                                local_member_compact_revision = local.compact_revision,
+                                local_member_hash = local.hash,
+                                remote_peer_id = %peer,
+                                remote_peer_endpoints = %endpoints,
+                                remote_peer_revision = remote_revision,
+                                remote_peer_compact_revision = r.compact_revision,
+                                remote_peer_hash = r.hash,
+                                $msg
+                            )
+                        };
+                    }
+                    // Members that compacted at different revisions hash different sets of
+                    // revisions: only the same compaction makes the hashes comparable.
+                    if r.compact_revision == local.compact_revision {
                         mismatches += 1;
-                        "found different hash values from remote peer"
+                        differs!("found different hash values from remote peer");
                     } else {
-                        "found different compact revision values from remote peer"
-                    };
-                    tracing::warn!(
-                        local_member_id = %format!("{me:x}"),
-                        local_member_revision = local.current_revision,
-                        local_member_compact_revision = local.compact_revision,
-                        local_member_hash = local.hash,
-                        remote_peer_id = %peer,
-                        remote_peer_endpoints = %endpoints,
-                        remote_peer_revision = remote_revision,
-                        remote_peer_compact_revision = r.compact_revision,
-                        remote_peer_hash = r.hash,
-                        "{msg}"
-                    );
+                        differs!("found different compact revision values from remote peer");
+                    }
                 }
                 Err(e) if e.message() == EtcdError::FutureRev.message() => tracing::warn!(
                     local_member_id = %format!("{me:x}"),
