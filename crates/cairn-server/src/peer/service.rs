@@ -47,6 +47,10 @@ pub struct PeerService {
     pub max_snapshot_bytes: u64,
     /// The store hashed for the corruption checks of other members.
     pub store: Arc<cairn_mvcc::Store>,
+    /// One hash at a time: each walks the whole store on a blocking thread, and a caller
+    /// only has to name a member to ask for one, so more requests wait rather than take
+    /// more cores.
+    pub hashing: Arc<tokio::sync::Semaphore>,
 }
 
 /// Traffic for another cluster or member than this one.
@@ -125,10 +129,21 @@ impl RaftPeer for PeerService {
                 req.from
             )));
         }
-        let store = self.store.clone();
-        let hashed = tokio::task::spawn_blocking(move || store.hash_by_rev(req.revision))
+        // Held by the hashing thread, so a caller that goes away frees the turn only when
+        // its hash is done.
+        let turn = self
+            .hashing
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
+        let store = self.store.clone();
+        let hashed = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            store.hash_by_rev(req.revision)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
         let h = match hashed {
             Ok(h) => h,
             Err(e) => {

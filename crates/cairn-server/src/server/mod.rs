@@ -178,6 +178,7 @@ impl Server {
                 // compactions add above it, and for a leader with a larger quota.
                 max_snapshot_bytes: self.cfg.quota_backend_bytes.saturating_mul(2).max(1 << 30),
                 store: self.store.clone(),
+                hashing: Arc::new(tokio::sync::Semaphore::new(1)),
             },
             streams: crate::peer::stream::Receiver {
                 raft: self.raft.clone(),
