@@ -180,67 +180,21 @@ impl Server {
         self.linearizable_read().await.map_err(CorruptError::Read)?;
         let second = self.local_hash(0).await?;
 
-        let mut alarmed = None;
-        let mut mismatch = |id: u64| {
-            alarmed.get_or_insert(id);
-        };
-        if second.hash != first.hash
-            && second.current_revision == first.current_revision
-            && second.compact_revision == first.compact_revision
-        {
-            tracing::warn!(
-                revision_1 = first.current_revision,
-                compact_revision_1 = first.compact_revision,
-                hash_1 = first.hash,
-                revision_2 = second.current_revision,
-                compact_revision_2 = second.compact_revision,
-                hash_2 = second.hash,
-                "found hash mismatch"
-            );
-            mismatch(self.member.id);
-        }
-        let mut checked = 0;
-        for p in peers {
-            let Ok(r) = p.answer else { continue };
-            checked += 1;
-            let follower = format!("{:x}", p.id);
-            let revision = r.header.map(|h| h.revision).unwrap_or_default();
-            if revision > second.current_revision {
-                tracing::warn!(
-                    leader_revision = second.current_revision,
-                    follower_revision = revision,
-                    follower_peer_id = %follower,
-                    "revision from follower must be less than or equal to leader's"
-                );
-                mismatch(p.id);
-            }
-            if r.compact_revision > second.compact_revision {
-                tracing::warn!(
-                    leader_compact_revision = second.compact_revision,
-                    follower_compact_revision = r.compact_revision,
-                    follower_peer_id = %follower,
-                    "compact revision from follower must be less than or equal to leader's"
-                );
-                mismatch(p.id);
-            }
-            if r.compact_revision == first.compact_revision && r.hash != first.hash {
-                tracing::warn!(
-                    leader_compact_revision = second.compact_revision,
-                    leader_hash = first.hash,
-                    follower_compact_revision = r.compact_revision,
-                    follower_hash = r.hash,
-                    follower_peer_id = %follower,
-                    "same compact revision then hashes must match"
-                );
-                mismatch(p.id);
-            }
+        let answered: Vec<(u64, HashKvResponse)> = peers
+            .into_iter()
+            .filter_map(|p| p.answer.ok().map(|r| (p.id, r)))
+            .collect();
+        let findings = periodic_findings(self.member.id, &first, &second, &answered);
+        for f in &findings {
+            f.log();
         }
         tracing::info!(
-            number_of_peers_checked = checked,
+            number_of_peers_checked = answered.len(),
             "finished peer corruption check"
         );
-        if let Some(id) = alarmed {
-            self.raise_corrupt(id).await;
+        // One alarm per round, for the first member found, as etcd raises it.
+        if let Some(f) = findings.first() {
+            self.raise_corrupt(f.member()).await;
         }
         Ok(())
     }
@@ -323,5 +277,247 @@ impl Server {
     /// Whether this member leads now.
     pub fn is_leader(&self) -> bool {
         self.raft.status().is_leader
+    }
+}
+
+/// What the leader's periodic check can find wrong, in the order it looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finding {
+    /// The leader's own hash changed while its revisions did not.
+    OwnHashChanged {
+        me: u64,
+        first: HashKv,
+        second: HashKv,
+    },
+    /// A follower is at a revision the leader has not reached.
+    FollowerAhead { id: u64, leader: i64, follower: i64 },
+    /// A follower compacted past the leader.
+    FollowerCompactedAhead { id: u64, leader: i64, follower: i64 },
+    /// A follower with the leader's compaction hashed otherwise.
+    HashDiffers {
+        id: u64,
+        compact_revision: i64,
+        leader_hash: u32,
+        follower_hash: u32,
+    },
+}
+
+impl Finding {
+    /// The member the CORRUPT alarm names.
+    fn member(&self) -> u64 {
+        match *self {
+            Finding::OwnHashChanged { me, .. } => me,
+            Finding::FollowerAhead { id, .. }
+            | Finding::FollowerCompactedAhead { id, .. }
+            | Finding::HashDiffers { id, .. } => id,
+        }
+    }
+
+    fn log(&self) {
+        match *self {
+            Finding::OwnHashChanged { first, second, .. } => tracing::warn!(
+                revision_1 = first.current_revision,
+                compact_revision_1 = first.compact_revision,
+                hash_1 = first.hash,
+                revision_2 = second.current_revision,
+                compact_revision_2 = second.compact_revision,
+                hash_2 = second.hash,
+                "found hash mismatch"
+            ),
+            Finding::FollowerAhead {
+                id,
+                leader,
+                follower,
+            } => tracing::warn!(
+                leader_revision = leader,
+                follower_revision = follower,
+                follower_peer_id = %format!("{id:x}"),
+                "revision from follower must be less than or equal to leader's"
+            ),
+            Finding::FollowerCompactedAhead {
+                id,
+                leader,
+                follower,
+            } => tracing::warn!(
+                leader_compact_revision = leader,
+                follower_compact_revision = follower,
+                follower_peer_id = %format!("{id:x}"),
+                "compact revision from follower must be less than or equal to leader's"
+            ),
+            Finding::HashDiffers {
+                id,
+                compact_revision,
+                leader_hash,
+                follower_hash,
+            } => tracing::warn!(
+                leader_compact_revision = compact_revision,
+                leader_hash,
+                follower_compact_revision = compact_revision,
+                follower_hash,
+                follower_peer_id = %format!("{id:x}"),
+                "same compact revision then hashes must match"
+            ),
+        }
+    }
+}
+
+/// Judges one round of the leader's periodic check: `first` is the leader's hash the
+/// followers were asked at, `second` the leader's hash after a linearizable read, `peers`
+/// the followers that answered. A follower behind the leader answers at the leader's
+/// revision from its history, so only what cannot happen between correct members is a
+/// finding: the leader's hash changing under unchanged revisions, a follower ahead of the
+/// leader or compacted past it, and another hash at the same compaction.
+fn periodic_findings(
+    me: u64,
+    first: &HashKv,
+    second: &HashKv,
+    peers: &[(u64, HashKvResponse)],
+) -> Vec<Finding> {
+    let mut found = Vec::new();
+    if second.hash != first.hash
+        && second.current_revision == first.current_revision
+        && second.compact_revision == first.compact_revision
+    {
+        found.push(Finding::OwnHashChanged {
+            me,
+            first: *first,
+            second: *second,
+        });
+    }
+    for (id, r) in peers {
+        let id = *id;
+        let revision = r.header.map(|h| h.revision).unwrap_or_default();
+        if revision > second.current_revision {
+            found.push(Finding::FollowerAhead {
+                id,
+                leader: second.current_revision,
+                follower: revision,
+            });
+        }
+        if r.compact_revision > second.compact_revision {
+            found.push(Finding::FollowerCompactedAhead {
+                id,
+                leader: second.compact_revision,
+                follower: r.compact_revision,
+            });
+        }
+        if r.compact_revision == first.compact_revision && r.hash != first.hash {
+            found.push(Finding::HashDiffers {
+                id,
+                compact_revision: r.compact_revision,
+                leader_hash: first.hash,
+                follower_hash: r.hash,
+            });
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::etcdserverpb::ResponseHeader;
+
+    fn hash(hash: u32, current_revision: i64, compact_revision: i64) -> HashKv {
+        HashKv {
+            hash,
+            current_revision,
+            compact_revision,
+            hash_revision: current_revision,
+        }
+    }
+
+    fn answer(hash: u32, revision: i64, compact_revision: i64) -> HashKvResponse {
+        HashKvResponse {
+            header: Some(ResponseHeader {
+                revision,
+                ..Default::default()
+            }),
+            hash,
+            compact_revision,
+            hash_revision: 0,
+        }
+    }
+
+    /// The followers' answers, by member id.
+    type Answers = Vec<(u64, HashKvResponse)>;
+
+    #[test]
+    fn periodic_check_findings() {
+        const ME: u64 = 1;
+        // (name, leader's first hash, leader's second hash, followers' answers, the members
+        // the findings name, in order)
+        let cases: Vec<(&str, HashKv, HashKv, Answers, Vec<u64>)> = vec![
+            (
+                "all agree",
+                hash(7, 10, 3),
+                hash(7, 10, 3),
+                vec![(2, answer(7, 10, 3)), (3, answer(7, 10, 3))],
+                vec![],
+            ),
+            (
+                "a follower ahead of the first hash answers from its history",
+                hash(7, 10, 3),
+                hash(9, 12, 3),
+                vec![(2, answer(7, 12, 3))],
+                vec![],
+            ),
+            (
+                "writes between the leader's two hashes",
+                hash(7, 10, 3),
+                hash(9, 11, 3),
+                vec![(2, answer(7, 10, 3))],
+                vec![],
+            ),
+            (
+                "a compaction between the leader's two hashes",
+                hash(7, 10, 3),
+                hash(9, 10, 5),
+                vec![(2, answer(8, 10, 5))],
+                vec![],
+            ),
+            (
+                "the leader's own hash changed under the same revisions",
+                hash(7, 10, 3),
+                hash(8, 10, 3),
+                vec![(2, answer(7, 10, 3))],
+                vec![ME],
+            ),
+            (
+                "a follower with another hash at the same compaction",
+                hash(7, 10, 3),
+                hash(7, 10, 3),
+                vec![(2, answer(7, 10, 3)), (3, answer(6, 10, 3))],
+                vec![3],
+            ),
+            (
+                "a follower ahead of the leader",
+                hash(7, 10, 3),
+                hash(7, 10, 3),
+                vec![(2, answer(7, 11, 3))],
+                vec![2],
+            ),
+            (
+                "a follower compacted past the leader, its hash not comparable",
+                hash(7, 10, 3),
+                hash(7, 10, 3),
+                vec![(2, answer(5, 10, 4))],
+                vec![2],
+            ),
+            (
+                "every finding is listed, the first one is alarmed",
+                hash(7, 10, 3),
+                hash(8, 10, 3),
+                vec![(2, answer(6, 10, 3)), (3, answer(7, 11, 3))],
+                vec![ME, 2, 3],
+            ),
+        ];
+        for (name, first, second, peers, want) in cases {
+            let got: Vec<u64> = periodic_findings(ME, &first, &second, &peers)
+                .iter()
+                .map(Finding::member)
+                .collect();
+            assert_eq!(got, want, "{name}");
+        }
     }
 }
