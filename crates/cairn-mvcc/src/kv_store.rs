@@ -308,6 +308,8 @@ impl Store {
         self.applied_index.store(loaded.applied, Ordering::Release);
         *index = loaded.index;
         *self.meta.write() = loaded.meta;
+        // They were taken of the data just replaced.
+        self.compact_hashes.lock().clear();
         Ok(())
     }
 
