@@ -164,6 +164,22 @@ fn a_member_corrupted_while_stopped_refuses_to_start_and_the_leader_raises_corru
     assert_eq!(r.stdout, "v1\n", "{r:?}");
     let health = etcdctl35(&eps, &["endpoint", "health"]);
     assert_ne!(health.code, 0, "{health:?}");
+
+    // Disarming does not hide damage that is still there: the next check raises it again.
+    let from = c.members[l].log_len();
+    let r = etcdctl35(&eps, &["alarm", "disarm"]);
+    assert_eq!(
+        r.stdout,
+        format!("memberID:{f_id} alarm:CORRUPT \n"),
+        "{r:?}"
+    );
+    c.members[l].wait_logged(
+        from,
+        Duration::from_secs(10),
+        "the alarm raised again",
+        |l| l.contains("\"alarm raised\"") && l.contains("\"alarm\":\"CORRUPT\""),
+    );
+    wait_alarm_list(&eps, &format!("memberID:{f_id} alarm:CORRUPT \n"));
 }
 
 #[test]
