@@ -363,21 +363,15 @@ impl ServerProc {
         }
     }
 
-    /// Waits up to `within` for the process to exit by itself, and returns how it exited
-    /// (`None` if it is still running, or was never started).
-    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let child = self.child.as_mut()?;
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                self.child = None;
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// Waits (up to `timeout`) for a process that is expected to stop by itself, and
+    /// returns its exit code (-1 if a signal ended it); fails the test if it runs on.
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let mut child = self.child.take().expect("the process was not started");
+        let name = self.name.clone();
+        let status = wait_until(timeout, format!("{name} to exit"), || {
+            child.try_wait().unwrap().ok_or("still running")
+        });
+        status.code().unwrap_or(-1)
     }
 
     /// Kills the process with SIGKILL and waits for it.

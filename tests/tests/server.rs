@@ -354,7 +354,7 @@ fn every_etcd_flag_is_accepted_at_its_default() {
 
     // Each one that needs work cairn lacks names itself when set otherwise.
     for (flag, value) in [
-        ("--experimental-initial-corrupt-check", "true"),
+        ("--discovery-srv", "example.com"),
         ("--grpc-keepalive-timeout", "30s"),
         ("--client-crl-file", "/etc/crl.pem"),
         ("--proxy", "on"),

@@ -21,9 +21,10 @@ use prost::Message;
 use redb::{Database, Durability, ReadableDatabase};
 
 use crate::backend::{self, KEY_TABLE, LEASE_TABLE, META_TABLE};
+use crate::crc32c::Crc32c;
 use crate::error::MvccError;
 use crate::key_index::KeyRange;
-use crate::kv_store::{fetch, KvTable, Store};
+use crate::kv_store::{fetch, CompactHash, KvTable, Store};
 use crate::range::{execute_range, range_keys, ReadView};
 use crate::revision::Revision;
 use crate::txn::{apply_txn, check_requests, compare_to_path, TxnOps};
@@ -338,6 +339,7 @@ impl<'a> ApplyBatch<'a> {
     /// If this fails, nothing of the batch is visible and the store is as before it.
     pub fn commit(mut self, durable: bool) -> Result<Vec<Event>, MvccError> {
         let mut txn = self.db.begin_write()?;
+        let mut compact_hash = None;
         txn.set_durability(if durable {
             Durability::Immediate
         } else {
@@ -354,11 +356,30 @@ impl<'a> ApplyBatch<'a> {
             }
             let mut meta = txn.open_table(META_TABLE)?;
             if let Some(at) = self.pending_compact {
-                let keep = self.store.index.read().tree.keep(at);
+                let (keep, prev) = {
+                    let idx = self.store.index.read();
+                    (idx.tree.keep(at), idx.compact_rev)
+                };
                 let end = Revision::new(at + 1, 0).to_bytes(false);
-                table.retain_in::<&[u8], _>(..end.as_slice(), |k, _| {
-                    Revision::from_bytes(k).is_some_and(|(r, _)| keep.contains(&r))
+                // The walk that drops what the compaction supersedes also takes etcd's
+                // compaction hash: HashKV at `at` as it was before (see `Store::hash_kv`).
+                let mut crc = Crc32c::new();
+                crc.update(b"key");
+                table.retain_in::<&[u8], _>(..end.as_slice(), |k, v| {
+                    let Some((r, _)) = Revision::from_bytes(k) else {
+                        return false;
+                    };
+                    if r.main > prev || keep.is_empty() || keep.contains(&r) {
+                        crc.update(k);
+                        crc.update(v);
+                    }
+                    keep.contains(&r)
                 })?;
+                compact_hash = Some(CompactHash {
+                    hash: crc.sum(),
+                    compact_revision: prev,
+                    revision: at,
+                });
                 let rev = Revision::new(at, 0).to_bytes(false);
                 meta.insert(backend::SCHEDULED_COMPACT_KEY, rev.as_slice())?;
                 meta.insert(backend::FINISHED_COMPACT_KEY, rev.as_slice())?;
@@ -405,6 +426,9 @@ impl<'a> ApplyBatch<'a> {
         }
         if let Some(index) = self.applied_index {
             self.store.applied_index.store(index, Ordering::Release);
+        }
+        if let Some(h) = compact_hash {
+            self.store.record_compact_hash(h);
         }
         if !self.meta.is_empty() {
             let mut cache = self.store.meta.write();

@@ -64,6 +64,21 @@ pub struct HashKv {
     pub hash_revision: i64,
 }
 
+/// The hash a compaction took of what it kept, as etcd 3.5.5 records it: the HashKV at
+/// `revision` as it was just before the compaction, so members that compacted at the same
+/// revisions can compare it however far they have moved since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactHash {
+    pub hash: u32,
+    /// The compaction before this one (-1 if none), the lower end of what was hashed.
+    pub compact_revision: i64,
+    /// The revision compacted at.
+    pub revision: i64,
+}
+
+/// The compaction hashes kept, newest last (etcd keeps 10).
+const COMPACT_HASHES_KEPT: usize = 10;
+
 /// The revisioned key-value store. Shared between the applier and readers through an `Arc`.
 pub struct Store {
     path: PathBuf,
@@ -77,6 +92,9 @@ pub struct Store {
     size_in_use: AtomicU64,
     /// The server's meta records as last committed.
     pub(crate) meta: RwLock<HashMap<String, Vec<u8>>>,
+    /// The hashes of the last compactions since the store opened, oldest first. In memory
+    /// only, as etcd's.
+    pub(crate) compact_hashes: Mutex<std::collections::VecDeque<CompactHash>>,
 }
 
 /// Reads a revision's record from a "key" table.
@@ -226,6 +244,7 @@ impl Store {
             index: RwLock::new(loaded.index),
             size_in_use: AtomicU64::new(0),
             meta: RwLock::new(loaded.meta),
+            compact_hashes: Mutex::new(std::collections::VecDeque::new()),
         })
     }
 
@@ -289,6 +308,8 @@ impl Store {
         self.applied_index.store(loaded.applied, Ordering::Release);
         *index = loaded.index;
         *self.meta.write() = loaded.meta;
+        // They were taken of the data just replaced.
+        self.compact_hashes.lock().clear();
         Ok(())
     }
 
@@ -461,6 +482,40 @@ impl Store {
             compact_revision: compact,
             hash_revision: rev,
         })
+    }
+
+    /// The hash a peer compares with its own at `rev`: the one taken by this store's
+    /// compaction at `rev` if it made one since it opened, else [`Self::hash_kv`] (etcd
+    /// 3.5.5's HashByRev).
+    pub fn hash_by_rev(&self, rev: i64) -> Result<HashKv, MvccError> {
+        let kept = self
+            .compact_hashes
+            .lock()
+            .iter()
+            .find(|h| h.revision == rev && rev > 0)
+            .copied();
+        match kept {
+            Some(h) => Ok(HashKv {
+                hash: h.hash,
+                current_revision: self.current_revision(),
+                compact_revision: h.compact_revision,
+                hash_revision: h.revision,
+            }),
+            None => self.hash_kv(rev),
+        }
+    }
+
+    /// The hashes of the last compactions made since the store opened, newest first.
+    pub fn compact_hashes(&self) -> Vec<CompactHash> {
+        self.compact_hashes.lock().iter().rev().copied().collect()
+    }
+
+    pub(crate) fn record_compact_hash(&self, h: CompactHash) {
+        let mut kept = self.compact_hashes.lock();
+        if kept.len() == COMPACT_HASHES_KEPT {
+            kept.pop_front();
+        }
+        kept.push_back(h);
     }
 
     /// Size of the backend file.

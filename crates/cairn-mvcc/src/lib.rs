@@ -27,6 +27,7 @@
 //! - `txn`: compares, pre-apply checks, running a transaction's branch.
 //! - `go_sort`: Go's unstable `sort.Sort`, so sorted ranges tie-break as etcd's do.
 //! - `crc32c`: the Castagnoli CRC the hashes use.
+//! - `offline`: damage done to a closed backend file, for the corruption checks' tests.
 
 mod apply;
 mod backend;
@@ -36,6 +37,7 @@ mod go_sort;
 mod history;
 mod key_index;
 mod kv_store;
+mod offline;
 mod range;
 mod revision;
 mod txn;
@@ -43,7 +45,9 @@ mod txn;
 pub use apply::ApplyBatch;
 pub use error::MvccError;
 pub use history::History;
-pub use kv_store::{HashKv, Store};
+pub use kv_store::{CompactHash, HashKv, Store};
+#[doc(hidden)]
+pub use offline::overwrite_value_in_place;
 
 /// Tells the store whether a lease exists, so puts can refuse unknown leases.
 pub trait LeaseLookup {

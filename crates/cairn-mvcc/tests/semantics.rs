@@ -747,3 +747,56 @@ fn meta_and_applied_index_survive_reopen() {
     assert_eq!(s.meta("alarm").unwrap(), Some(b"nospace".to_vec()));
     assert_eq!(s.meta("other").unwrap(), None);
 }
+
+#[test]
+fn a_compaction_keeps_the_hash_of_what_it_compacted() {
+    // etcd 3.5.5's compaction hash check compares, at a compacted revision, the hash each
+    // member took as it compacted: it must be HashKV at that revision just before.
+    let (_d, s) = open();
+    fill(&s);
+    apply(&s, |b| b.put(&put("a", "again"), &NoLeases).unwrap());
+    let mut expected = Vec::new();
+    for at in [4, 7] {
+        let before = s.hash_kv(at).unwrap();
+        let prev = before.compact_revision;
+        apply(&s, |b| b.compact(at).unwrap());
+        expected.insert(
+            0,
+            cairn_mvcc::CompactHash {
+                hash: before.hash,
+                compact_revision: prev,
+                revision: at,
+            },
+        );
+        assert_eq!(s.compact_hashes(), expected);
+        // A peer asking at the compacted revision gets that hash, not today's.
+        let asked = s.hash_by_rev(at).unwrap();
+        assert_eq!(
+            (asked.hash, asked.compact_revision, asked.hash_revision),
+            (before.hash, prev, at)
+        );
+        assert_eq!(asked.current_revision, s.current_revision());
+    }
+    // Other revisions are hashed as HashKV hashes them.
+    assert_eq!(s.hash_by_rev(8).unwrap(), s.hash_kv(8).unwrap());
+    assert_eq!(s.hash_by_rev(0).unwrap(), s.hash_kv(0).unwrap());
+}
+
+#[test]
+fn a_value_overwritten_offline_changes_the_hash_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let s = cairn_mvcc::Store::open(&path).unwrap();
+    fill(&s);
+    let hash = s.hash_kv(0).unwrap();
+    let before = s.range(&get("a", "")).unwrap().kvs;
+    drop(s);
+    assert!(cairn_mvcc::overwrite_value_in_place(&path, b"a", b"rotten").unwrap());
+    assert!(!cairn_mvcc::overwrite_value_in_place(&path, b"none", b"x").unwrap());
+    let s = cairn_mvcc::Store::open(&path).unwrap();
+    let after = s.range(&get("a", "")).unwrap().kvs;
+    assert_eq!(after[0].value, b"rotten");
+    assert_eq!(after[0].mod_revision, before[0].mod_revision);
+    assert_eq!(s.current_revision(), hash.current_revision);
+    assert_ne!(s.hash_kv(0).unwrap().hash, hash.hash);
+}

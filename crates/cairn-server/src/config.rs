@@ -111,6 +111,28 @@ pub struct Flags {
         default_value = "10m0s"
     )]
     pub experimental_watch_progress_notify_interval: String,
+    /// Check data corruption before serving any client/peer traffic.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", action = bool_flag!(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub experimental_initial_corrupt_check: bool,
+    /// Duration of time between cluster corruption check passes (0s: off).
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME",
+        default_value = "0s"
+    )]
+    pub experimental_corrupt_check_time: String,
+    /// Enable leader to periodically check followers compaction hashes.
+    #[arg(long, env = "ETCD_EXPERIMENTAL_COMPACT_HASH_CHECK_ENABLED", action = bool_flag!(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub experimental_compact_hash_check_enabled: bool,
+    /// Duration of time between leader checks followers compaction hashes.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_COMPACT_HASH_CHECK_TIME",
+        default_value = "1m0s"
+    )]
+    pub experimental_compact_hash_check_time: String,
     /// List of URLs to listen on for peer traffic.
     #[arg(
         long,
@@ -321,13 +343,6 @@ pub struct AcceptedFlags {
         default_value_t = 1000
     )]
     pub experimental_compaction_batch_limit: u64,
-    /// Refused unless left at etcd's default: corruption checks arrive with the hardening work.
-    #[arg(
-        long,
-        env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME",
-        default_value = "0s"
-    )]
-    pub experimental_corrupt_check_time: String,
     /// Accepted, no effect: used only with --experimental-enable-distributed-tracing.
     #[arg(
         long,
@@ -356,10 +371,6 @@ pub struct AcceptedFlags {
     /// Refused unless left at etcd's default: cairn speaks the etcd v3 API only.
     #[arg(long, env = "ETCD_EXPERIMENTAL_ENABLE_V2V3", default_value = "")]
     pub experimental_enable_v2v3: String,
-    /// Refused unless left at etcd's default: corruption checks arrive with the hardening work.
-    #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", action = bool_flag!(), num_args = 0..=1,
-          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
-    pub experimental_initial_corrupt_check: bool,
     /// Refused unless left at etcd's default: peer TLS arrives with the security work.
     #[arg(long, env = "ETCD_EXPERIMENTAL_PEER_SKIP_CLIENT_SAN_VERIFICATION", action = bool_flag!(), num_args = 0..=1,
           default_value = "false", default_missing_value = "true", value_parser = go_bool)]
@@ -450,10 +461,6 @@ impl AcceptedFlags {
     fn check(&self) -> Result<(), ConfigError> {
         for (flag, value) in [
             (
-                "experimental-corrupt-check-time",
-                &self.experimental_corrupt_check_time,
-            ),
-            (
                 "experimental-warning-apply-duration",
                 &self.experimental_warning_apply_duration,
             ),
@@ -529,11 +536,6 @@ impl AcceptedFlags {
                 "defragmenting at start is not built",
             ),
             (
-                parse_go_duration(&self.experimental_corrupt_check_time) != parse_go_duration("0s"),
-                "--experimental-corrupt-check-time",
-                "corruption checks arrive with the hardening work",
-            ),
-            (
                 self.experimental_enable_distributed_tracing,
                 "--experimental-enable-distributed-tracing",
                 "cairn exports no OpenTelemetry traces",
@@ -542,11 +544,6 @@ impl AcceptedFlags {
                 !self.experimental_enable_v2v3.is_empty(),
                 "--experimental-enable-v2v3",
                 "cairn speaks the etcd v3 API only",
-            ),
-            (
-                self.experimental_initial_corrupt_check,
-                "--experimental-initial-corrupt-check",
-                "corruption checks arrive with the hardening work",
             ),
             (
                 self.experimental_peer_skip_client_san_verification,
@@ -674,6 +671,15 @@ pub struct Config {
     pub log_outputs: Vec<String>,
     /// `--socket-reuse-port`: listeners set SO_REUSEPORT.
     pub socket_reuse_port: bool,
+    /// `--experimental-initial-corrupt-check`: compare hashes with the peers at start.
+    pub initial_corrupt_check: bool,
+    /// `--experimental-corrupt-check-time`: how often the leader compares hashes with the
+    /// followers; `None` when off (0).
+    pub corrupt_check_time: Option<Duration>,
+    /// `--experimental-compact-hash-check-time` when
+    /// `--experimental-compact-hash-check-enabled`: how often the leader compares the
+    /// hashes of compactions with the followers'.
+    pub compact_hash_check_time: Option<Duration>,
 }
 
 fn split_urls(s: &str) -> Vec<String> {
@@ -1081,6 +1087,26 @@ impl Flags {
                         self.experimental_watch_progress_notify_interval
                     ))
                 })?;
+        let corrupt_check_time = parse_go_duration(&self.experimental_corrupt_check_time)
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "invalid value {:?} for flag -experimental-corrupt-check-time: parse error",
+                    self.experimental_corrupt_check_time
+                ))
+            })?;
+        let compact_hash_check_time =
+            parse_go_duration(&self.experimental_compact_hash_check_time).ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "invalid value {:?} for flag -experimental-compact-hash-check-time: parse error",
+                    self.experimental_compact_hash_check_time
+                ))
+            })?;
+        if compact_hash_check_time.is_zero() {
+            return Err(ConfigError::Invalid(format!(
+                "--experimental-compact-hash-check-time must be >0 (set to {})",
+                self.experimental_compact_hash_check_time
+            )));
+        }
         let auto_compaction =
             parse_retention(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
         let data_dir = match &self.data_dir {
@@ -1121,6 +1147,11 @@ impl Flags {
             log_level,
             log_outputs: split_urls(&self.log_outputs),
             socket_reuse_port: self.accepted.socket_reuse_port,
+            initial_corrupt_check: self.experimental_initial_corrupt_check,
+            corrupt_check_time: (!corrupt_check_time.is_zero()).then_some(corrupt_check_time),
+            compact_hash_check_time: self
+                .experimental_compact_hash_check_enabled
+                .then_some(compact_hash_check_time),
         })
     }
 }
@@ -1217,6 +1248,58 @@ mod tests {
     fn go_style_booleans() {
         assert!(parse(&["--strict-reconfig-check=false"]).is_ok());
         assert!(parse(&["--force-new-cluster=false"]).is_ok());
+    }
+
+    #[test]
+    fn corruption_check_flags() {
+        let c = parse(&[]).unwrap();
+        assert!(!c.initial_corrupt_check);
+        assert_eq!(c.corrupt_check_time, None);
+        assert_eq!(c.compact_hash_check_time, None);
+        let c = parse(&[
+            "--experimental-initial-corrupt-check",
+            "--experimental-corrupt-check-time=2m30s",
+            "--experimental-compact-hash-check-enabled=true",
+        ])
+        .unwrap();
+        assert!(c.initial_corrupt_check);
+        assert_eq!(c.corrupt_check_time, Some(Duration::from_secs(150)));
+        assert_eq!(c.compact_hash_check_time, Some(Duration::from_secs(60)));
+        let c = parse(&[
+            "--experimental-compact-hash-check-enabled",
+            "--experimental-compact-hash-check-time=5s",
+        ])
+        .unwrap();
+        assert_eq!(c.compact_hash_check_time, Some(Duration::from_secs(5)));
+        let err = parse(&["--experimental-corrupt-check-time=often"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("invalid value \"often\" for flag -experimental-corrupt-check-time"),
+            "{err}"
+        );
+        let err = parse(&["--experimental-compact-hash-check-time=0s"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--experimental-compact-hash-check-time must be >0"),
+            "{err}"
+        );
+        // The same through the config file's keys.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etcd.yaml");
+        std::fs::write(
+            &path,
+            "experimental-initial-corrupt-check: true\n\
+             experimental-corrupt-check-time: 1m\n\
+             experimental-compact-hash-check-enabled: true\n\
+             experimental-compact-hash-check-time: 10s\n",
+        )
+        .unwrap();
+        let c = Flags::from_file(&path).unwrap().validate().unwrap();
+        assert!(c.initial_corrupt_check);
+        assert_eq!(c.corrupt_check_time, Some(Duration::from_secs(60)));
+        assert_eq!(c.compact_hash_check_time, Some(Duration::from_secs(10)));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Active alarms (NOSPACE, CORRUPT), kept in memory and persisted in the backend's meta
 //! table by the applier.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use cairn_proto::etcdserverpb::{AlarmMember, AlarmResponse, AlarmType};
 use parking_lot::RwLock;
 use prost::Message;
@@ -8,11 +10,31 @@ use prost::Message;
 /// The meta key the applier stores the alarm list under.
 pub const META_KEY: &str = "alarms";
 
+/// Set in [`Alarms::kinds`] while a NOSPACE alarm is active.
+const NO_SPACE: u8 = 1;
+/// Set in [`Alarms::kinds`] while a CORRUPT alarm is active.
+const CORRUPT: u8 = 2;
+
 /// The set of active alarms.
 #[derive(Default)]
 pub struct Alarms {
     /// The active alarms, in activation order. Written only by the applier.
     list: RwLock<Vec<AlarmMember>>,
+    /// The kinds active in `list`, so the applier's checks take no lock. Written under
+    /// `list`'s write lock.
+    kinds: AtomicU8,
+}
+
+fn kinds_of(list: &[AlarmMember]) -> u8 {
+    list.iter().fold(0, |k, a| {
+        k | if a.alarm == AlarmType::Nospace as i32 {
+            NO_SPACE
+        } else if a.alarm == AlarmType::Corrupt as i32 {
+            CORRUPT
+        } else {
+            0
+        }
+    })
 }
 
 impl Alarms {
@@ -23,13 +45,16 @@ impl Alarms {
             .map(|r| r.alarms)
             .unwrap_or_default();
         Alarms {
+            kinds: AtomicU8::new(kinds_of(&list)),
             list: RwLock::new(list),
         }
     }
 
     /// Replaces the alarms with those persisted in `bytes` (after a snapshot restore).
     pub fn reload(&self, bytes: Option<&[u8]>) {
-        *self.list.write() = Alarms::decode(bytes).list.into_inner();
+        let mut list = self.list.write();
+        *list = Alarms::decode(bytes).list.into_inner();
+        self.kinds.store(kinds_of(&list), Ordering::Release);
     }
 
     /// The bytes to persist.
@@ -43,10 +68,12 @@ impl Alarms {
 
     /// Whether a NOSPACE alarm is active on any member.
     pub fn no_space(&self) -> bool {
-        self.list
-            .read()
-            .iter()
-            .any(|a| a.alarm == AlarmType::Nospace as i32)
+        self.kinds.load(Ordering::Acquire) & NO_SPACE != 0
+    }
+
+    /// Whether a CORRUPT alarm is active on any member.
+    pub fn corrupt(&self) -> bool {
+        self.kinds.load(Ordering::Acquire) & CORRUPT != 0
     }
 
     /// The alarms of one type, or all of them for `AlarmType::None`.
@@ -66,6 +93,7 @@ impl Alarms {
             return false;
         }
         list.push(m);
+        self.kinds.store(kinds_of(&list), Ordering::Release);
         true
     }
 
@@ -74,6 +102,7 @@ impl Alarms {
         let mut list = self.list.write();
         let before = list.len();
         list.retain(|a| a != m);
+        self.kinds.store(kinds_of(&list), Ordering::Release);
         list.len() != before
     }
 

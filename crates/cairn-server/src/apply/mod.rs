@@ -118,6 +118,9 @@ impl Applier {
                 },
             }
         };
+        if self.alarms.corrupt() && refused_when_corrupt(&req) {
+            return Ok(Err(EtcdError::Corrupt));
+        }
         Ok(match req {
             Request::Put(p) => {
                 if self.alarms.no_space() {
@@ -189,12 +192,22 @@ impl Applier {
             Ok(AlarmAction::Get) => resp.alarms = self.alarms.get(kind),
             Ok(AlarmAction::Activate) => {
                 if kind != AlarmType::None && self.alarms.activate(member) {
+                    tracing::warn!(
+                        alarm = kind.as_str_name(),
+                        from = %format!("{:x}", a.member_id),
+                        "alarm raised"
+                    );
                     resp.alarms.push(member);
                     batch.put_meta(alarm::META_KEY, &self.alarms.encode())?;
                 }
             }
             Ok(AlarmAction::Deactivate) => {
                 if self.alarms.deactivate(&member) {
+                    tracing::warn!(
+                        alarm = kind.as_str_name(),
+                        from = %format!("{:x}", a.member_id),
+                        "alarm disarmed"
+                    );
                     resp.alarms.push(member);
                     batch.put_meta(alarm::META_KEY, &self.alarms.encode())?;
                 }
@@ -397,6 +410,22 @@ impl cairn_raft::Applier for Applier {
         }
         Ok(())
     }
+}
+
+/// Whether a request is refused while a CORRUPT alarm is active: what reads or changes
+/// the keys and leases, as etcd 3.5's corrupt applier refuses it. Alarms, membership and
+/// lease checkpoints go on, so an operator can disarm the alarm.
+fn refused_when_corrupt(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::Put(_)
+            | Request::DeleteRange(_)
+            | Request::Txn(_)
+            | Request::Range(_)
+            | Request::Compaction(_)
+            | Request::LeaseGrant(_)
+            | Request::LeaseRevoke(_)
+    )
 }
 
 /// An error that leaves the store unusable: the driver stops, and the member with it. The

@@ -42,7 +42,7 @@ mod service;
 mod snapshot;
 pub(crate) mod stream;
 
-pub use service::{fetch_members, PeerService};
+pub use service::{fetch_hash, fetch_members, PeerService};
 
 /// The largest message members send each other, for a cluster whose
 /// `--max-request-bytes` is `max_request_bytes`: a follower's forwarded proposals (up to

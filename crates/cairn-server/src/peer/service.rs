@@ -1,12 +1,15 @@
-//! The gRPC side of the peer URLs ([`PeerService`]: snapshots in, the member list out),
-//! and dialling a peer's gRPC.
+//! The gRPC side of the peer URLs ([`PeerService`]: snapshots in, the member list and this
+//! member's hashes out), and dialling a peer's gRPC.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_proto::cairnpb::raft_peer_client::RaftPeerClient;
 use cairn_proto::cairnpb::raft_peer_server::RaftPeer;
-use cairn_proto::cairnpb::{MembersRequest, MembersResponse, SnapshotChunk, SnapshotResponse};
+use cairn_proto::cairnpb::{
+    MembersRequest, MembersResponse, PeerHashRequest, SnapshotChunk, SnapshotResponse,
+};
+use cairn_proto::etcdserverpb::{HashKvResponse, ResponseHeader};
 use cairn_raft::RaftHandle;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -42,6 +45,12 @@ pub struct PeerService {
     pub members: Arc<crate::cluster::Members>,
     /// Snapshot data bytes accepted at most.
     pub max_snapshot_bytes: u64,
+    /// The store hashed for the corruption checks of other members.
+    pub store: Arc<cairn_mvcc::Store>,
+    /// One hash at a time: each walks the whole store on a blocking thread, and a caller
+    /// only has to name a member to ask for one, so more requests wait rather than take
+    /// more cores.
+    pub hashing: Arc<tokio::sync::Semaphore>,
 }
 
 /// Traffic for another cluster or member than this one.
@@ -106,6 +115,57 @@ impl RaftPeer for PeerService {
         Ok(Response::new(SnapshotResponse {}))
     }
 
+    async fn hash_kv(
+        &self,
+        r: Request<PeerHashRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        let req = r.into_inner();
+        check_addressee(self.cluster_id, self.member_id, req.cluster_id, req.to)
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        // The hash tells what the store holds: only a current member learns it.
+        if req.from == self.member_id || self.members.get(req.from).is_none() {
+            return Err(Status::permission_denied(format!(
+                "{:x} is not a member of this cluster",
+                req.from
+            )));
+        }
+        // Held by the hashing thread, so a caller that goes away frees the turn only when
+        // its hash is done.
+        let turn = self
+            .hashing
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let store = self.store.clone();
+        let hashed = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            store.hash_by_rev(req.revision)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        let h = match hashed {
+            Ok(h) => h,
+            Err(e) => {
+                return Err(match e.etcd() {
+                    Some(etcd) => etcd.status(),
+                    None => Status::internal(e.to_string()),
+                })
+            }
+        };
+        Ok(Response::new(HashKvResponse {
+            header: Some(ResponseHeader {
+                cluster_id: self.cluster_id,
+                member_id: self.member_id,
+                revision: h.current_revision,
+                raft_term: self.raft.status().term,
+            }),
+            hash: h.hash,
+            compact_revision: h.compact_revision,
+            hash_revision: h.hash_revision,
+        }))
+    }
+
     async fn members(
         &self,
         _: Request<MembersRequest>,
@@ -115,6 +175,31 @@ impl RaftPeer for PeerService {
             members: self.members.list(),
         }))
     }
+}
+
+/// Asks a member at `urls` for its hash at `revision` (see [`RaftPeer::hash_kv`]),
+/// waiting at most `timeout`.
+pub async fn fetch_hash(
+    urls: &[String],
+    req: PeerHashRequest,
+    timeout: Duration,
+) -> Result<HashKvResponse, Status> {
+    let ask = async {
+        let mut last = Status::unavailable("no peer URL answered");
+        for url in urls {
+            let Some(mut client) = connect(std::slice::from_ref(url), 1 << 20).await else {
+                continue;
+            };
+            match client.hash_kv(req).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    };
+    tokio::time::timeout(timeout, ask)
+        .await
+        .unwrap_or_else(|_| Err(Status::deadline_exceeded("peer did not answer in time")))
 }
 
 /// Asks the members at `urls` for the cluster's id and member set (a member joining an

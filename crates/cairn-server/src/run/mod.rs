@@ -5,10 +5,12 @@
 //!   and the start-up sequence etcd logs.
 //! - `listen.rs`: the listeners and the peer port's protocol split.
 //! - `compaction.rs`: automatic compaction.
+//! - `corrupt.rs`: the leader's corruption check loops.
 //!
 //! The top of the crate: nothing depends on it.
 
 mod compaction;
+mod corrupt;
 mod listen;
 
 use std::sync::Arc;
@@ -116,6 +118,8 @@ pub enum RunError {
     Loopback(String),
     #[error(transparent)]
     Start(#[from] crate::server::StartError),
+    #[error(transparent)]
+    Corrupt(#[from] crate::server::CorruptError),
     #[error("{0}")]
     Raft(#[from] cairn_raft::RaftError),
     #[error("start-up task: {0}")]
@@ -194,6 +198,11 @@ async fn serve_member(
     peer_listeners: Vec<TcpListener>,
     metrics_listeners: Vec<(String, TcpListener)>,
 ) -> Result<(), RunError> {
+    // As etcd, before the member takes any Raft traffic: peers' messages come only through
+    // the peer listeners, served from here on.
+    if server.config().initial_corrupt_check {
+        server.check_initial_hash().await?;
+    }
     for listener in peer_listeners {
         let endpoints = server.peer_endpoints();
         let router = tonic::service::Routes::new(
@@ -249,6 +258,12 @@ async fn serve_member(
         tracing::info!(address = %url, "serving metrics");
     }
     tokio::spawn(compaction::auto_compact(server.clone()));
+    if let Some(every) = server.config().corrupt_check_time {
+        tokio::spawn(corrupt::periodic_check(server.clone(), every));
+    }
+    if let Some(every) = server.config().compact_hash_check_time {
+        tokio::spawn(corrupt::compact_hash_check(server.clone(), every));
+    }
     tokio::spawn(server.leases().clone().run());
 
     shutdown_signal().await;

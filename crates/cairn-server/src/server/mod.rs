@@ -15,10 +15,13 @@
 //! - `membership.rs`: member add, remove, promote and update, checked by
 //!   [`crate::cluster::policy`].
 //! - `quota.rs`: the backend quota and the NOSPACE alarm.
+//! - `corrupt.rs`: the corruption checks (HashKV compared with the peers') and the
+//!   CORRUPT alarm.
 //!
 //! Depends on every room below it (proposal, apply, lease, peer, cluster, watch); the RPC
 //! layer, `http` and `run` depend on it, never the other way round.
 
+mod corrupt;
 mod data_dir;
 mod membership;
 mod quota;
@@ -46,6 +49,7 @@ use crate::metrics::Metrics;
 use crate::peer::PeerService;
 use crate::proposal::{ApplyResult, Proposer};
 use crate::watch::WatchHub;
+pub use corrupt::CorruptError;
 use read_barrier::{ReadBarrier, ReadFailure};
 
 /// Why the server could not start.
@@ -173,6 +177,8 @@ impl Server {
                 // twice that (and at least 1 GiB) leaves room for what deletes and
                 // compactions add above it, and for a leader with a larger quota.
                 max_snapshot_bytes: self.cfg.quota_backend_bytes.saturating_mul(2).max(1 << 30),
+                store: self.store.clone(),
+                hashing: Arc::new(tokio::sync::Semaphore::new(1)),
             },
             streams: crate::peer::stream::Receiver {
                 raft: self.raft.clone(),
