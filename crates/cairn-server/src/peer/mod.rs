@@ -22,8 +22,11 @@
 //! - This file: [`PeerSet`], the transport Raft sends through.
 //! - `stream.rs`: raft streams, plain TCP on the peer URLs.
 //! - `snapshot.rs`: Raft snapshots in chunks over `RaftPeer.SendSnapshot`.
+//! - `snapshot_check.rs`: a received snapshot opened and checked before Raft takes it.
 //! - `service.rs`: [`PeerService`] (gRPC on the peer URLs), dialling peers, and the member
 //!   list a joining member fetches.
+//!
+//! Who may come in is `cluster::gate`'s to say.
 //!
 //! Owns the connections between members. Reaches Raft only through its handle, and the
 //! member set only to list it.
@@ -40,6 +43,7 @@ use stream::{Hello, Link, LinkEvents, StreamError};
 
 mod service;
 mod snapshot;
+mod snapshot_check;
 pub(crate) mod stream;
 
 pub use service::{fetch_members, PeerService};

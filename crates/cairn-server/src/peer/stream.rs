@@ -33,6 +33,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
+use crate::cluster::gate::{PeerGate, PeerPath};
+
 /// What a Raft stream opens with.
 pub(crate) const MAGIC: &[u8; 12] = b"cairn-raft/1";
 /// The opening: [`MAGIC`], then the cluster, the sender and the addressee.
@@ -63,6 +65,8 @@ const RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// dropped, and Raft resends what matters. (At least one message is always queued, however
 /// large.)
 const OUTBOX_MAX: usize = 64 << 20;
+/// Room a receiver's read buffer grows by at least while a frame is incomplete.
+const READ_MIN: usize = 64 << 10;
 /// An outbox emptied with more capacity than this gives it back.
 const OUTBOX_KEEP: usize = 1 << 20;
 
@@ -100,8 +104,6 @@ pub(crate) enum StreamError {
     SenderSilent,
     #[error("raft: {0}")]
     Raft(#[from] cairn_raft::RaftError),
-    #[error("sender {0:x} is not another member of this cluster")]
-    UnknownSender(u64),
     #[error("a {kind} from {sender:x} to {recipient:x} on a raft stream not between them")]
     Forged {
         kind: &'static str,
@@ -174,7 +176,10 @@ fn take_frames(
             return Err(StreamError::TooLarge { len, limit });
         }
         if buf.len() < 4 + len {
-            buf.reserve(4 + len - buf.len());
+            // Room for what the length announces, but never more than doubling what has
+            // arrived: memory follows the bytes received, not what a frame claims.
+            let missing = 4 + len - buf.len();
+            buf.reserve(missing.min(buf.len().max(READ_MIN)));
             break;
         }
         buf.advance(4);
@@ -442,10 +447,8 @@ async fn carry(link: &Link, stream: &TcpStream) -> Result<(), StreamError> {
 #[derive(Clone)]
 pub(crate) struct Receiver {
     pub raft: RaftHandle,
-    pub cluster_id: u64,
-    pub member_id: u64,
-    /// Who may open a stream: the members as applied.
-    pub members: Arc<crate::cluster::Members>,
+    /// Who may open a stream: another current member of this cluster.
+    pub gate: PeerGate,
     /// Largest message taken, in bytes.
     pub message_limit: usize,
 }
@@ -460,17 +463,13 @@ pub(crate) async fn receive(mut tcp: TcpStream, r: Receiver) {
     };
     let hello = match Hello::decode(&opening) {
         Ok(h) => h,
-        Err(why) => return refuse(tcp, &why.to_string()).await,
+        Err(why) => {
+            r.gate.refuse(PeerPath::Stream, 0, &why);
+            return refuse(tcp, &why.to_string()).await;
+        }
     };
-    if let Err(why) =
-        super::service::check_addressee(r.cluster_id, r.member_id, hello.cluster_id, hello.to)
-    {
-        tracing::warn!(remote_peer_id = %format!("{:x}", hello.from), error = %why, "refused a raft stream");
-        return refuse(tcp, &why.to_string()).await;
-    }
-    if hello.from == r.member_id || r.members.get(hello.from).is_none() {
-        let why = StreamError::UnknownSender(hello.from);
-        tracing::warn!(remote_peer_id = %format!("{:x}", hello.from), error = %why, "refused a raft stream");
+    if let Err(why) = r.gate.admit(hello.cluster_id, hello.from, hello.to) {
+        r.gate.refuse(PeerPath::Stream, hello.from, &why);
         return refuse(tcp, &why.to_string()).await;
     }
     if r.raft.is_stopped() {
@@ -488,7 +487,7 @@ pub(crate) async fn receive(mut tcp: TcpStream, r: Receiver) {
             why
             @ (StreamError::Forged { .. } | StreamError::TooLarge { .. } | StreamError::Wire(_)),
         ) => {
-            tracing::warn!(remote_peer_id = %format!("{:x}", hello.from), error = %why, "closed a raft stream that carried what no member sends");
+            r.gate.refuse(PeerPath::Stream, hello.from, &why);
         }
         Err(why) => {
             tracing::debug!(remote_peer_id = %format!("{:x}", hello.from), error = %why, "raft stream from peer ended");
@@ -522,7 +521,7 @@ async fn receive_messages(tcp: TcpStream, from: u64, r: &Receiver) -> Result<(),
                 heard = Instant::now();
                 take_frames(&mut buf, r.message_limit, &mut msgs)?;
                 if let Some(m) = msgs.iter().find(|m| {
-                    m.sender() != from || m.recipient() != r.member_id || m.is_snapshot()
+                    m.sender() != from || m.recipient() != r.gate.member_id || m.is_snapshot()
                 }) {
                     // Snapshots travel on their own connection; anything else names the
                     // stream's two ends. The stream is closed, with everything it brought.
@@ -644,15 +643,9 @@ mod tests {
             }
         }
         let raft = cairn_raft::start(cfg, Nothing, cairn_raft::NoPeers).unwrap();
-        let members = crate::cluster::Members::initial(&[
-            (7, "a".into(), vec!["http://127.0.0.1:1".into()]),
-            (8, "b".into(), vec!["http://127.0.0.1:2".into()]),
-        ]);
         let r = Receiver {
             raft: raft.clone(),
-            cluster_id: 1,
-            member_id: 7,
-            members: Arc::new(members),
+            gate: crate::cluster::gate::tests::gate(),
             message_limit: 1 << 20,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -683,7 +676,7 @@ mod tests {
         // Before: six bytes on the peer port (an opening naming the member, then an empty
         // MsgPropose) made raft-rs panic and stopped the member's writes for good.
         let (_dir, raft, addr) = receiver().await;
-        for stranger in [7, 9] {
+        for stranger in [7, 10] {
             let (_, answer) = open_as(addr, stranger).await;
             assert_eq!(answer, REFUSED, "sender {stranger}");
         }
