@@ -44,6 +44,16 @@ impl PeerMessage {
         self.0.get_msg_type() == MessageType::MsgSnapshot
     }
 
+    /// Whether it is a request a member that does not lead passes on to the leader under
+    /// its first sender's name (`MsgPropose`, `MsgReadIndex`, `MsgTransferLeader`), so it
+    /// may arrive from a member other than its sender.
+    pub fn is_forwarded_request(&self) -> bool {
+        matches!(
+            self.0.get_msg_type(),
+            MessageType::MsgPropose | MessageType::MsgReadIndex | MessageType::MsgTransferLeader
+        )
+    }
+
     /// The log index a snapshot message was taken at; 0 for other messages.
     pub fn snapshot_index(&self) -> u64 {
         self.0.get_snapshot().get_metadata().index

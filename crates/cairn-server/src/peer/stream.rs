@@ -495,6 +495,17 @@ pub(crate) async fn receive(mut tcp: TcpStream, r: Receiver) {
     }
 }
 
+/// Whether `m` may come on a stream from member `from` to the gate's member: a message
+/// between the two, or a request raft-rs forwards with its first sender's name (a proposal,
+/// a read or a leadership transfer that reached `from` when it did not lead) from a current
+/// member. (One named after this member is the Raft thread's to drop; a stranger cannot
+/// close a member's stream to its leader by sending it one.) Never a snapshot.
+fn fits_stream(m: &PeerMessage, from: u64, gate: &PeerGate) -> bool {
+    let sender_fits =
+        m.sender() == from || (m.is_forwarded_request() && gate.members.get(m.sender()).is_some());
+    sender_fits && m.recipient() == gate.member_id && !m.is_snapshot()
+}
+
 async fn refuse(mut tcp: TcpStream, why: &str) {
     let mut answer = vec![REFUSED];
     answer.extend_from_slice(&(why.len() as u32).to_be_bytes());
@@ -520,11 +531,10 @@ async fn receive_messages(tcp: TcpStream, from: u64, r: &Receiver) -> Result<(),
                 }
                 heard = Instant::now();
                 take_frames(&mut buf, r.message_limit, &mut msgs)?;
-                if let Some(m) = msgs.iter().find(|m| {
-                    m.sender() != from || m.recipient() != r.gate.member_id || m.is_snapshot()
-                }) {
+                if let Some(m) = msgs.iter().find(|m| !fits_stream(m, from, &r.gate)) {
                     // Snapshots travel on their own connection; anything else names the
-                    // stream's two ends. The stream is closed, with everything it brought.
+                    // stream's two ends (or, forwarded, another member and this one). The
+                    // stream is closed, with everything it brought.
                     return Err(StreamError::Forged {
                         kind: m.kind(),
                         sender: m.sender(),
@@ -669,6 +679,36 @@ mod tests {
         tcp.write_all(&hello.encode()).await.unwrap();
         let answer = tcp.read_u8().await.unwrap();
         (tcp, answer)
+    }
+
+    #[test]
+    fn a_stream_carries_messages_between_its_ends_and_forwarded_requests_of_members() {
+        // Before: a proposal that reached a member which no longer led was passed on to
+        // the leader under its first sender's name, and the leader closed the stream.
+        let gate = crate::cluster::gate::tests::gate();
+        let m = |kind: MessageType, from: u64, to: u64| {
+            let mut m = Message::default();
+            m.set_msg_type(kind);
+            (m.from, m.to) = (from, to);
+            PeerMessage::from(m)
+        };
+        use MessageType::*;
+        let cases = [
+            (m(MsgAppend, 8, 7), true),
+            (m(MsgHeartbeatResponse, 8, 7), true),
+            (m(MsgAppend, 9, 7), false),
+            (m(MsgAppend, 8, 9), false),
+            (m(MsgPropose, 9, 7), true),
+            (m(MsgReadIndex, 9, 7), true),
+            (m(MsgTransferLeader, 9, 7), true),
+            (m(MsgPropose, 10, 7), false),
+            (m(MsgPropose, 7, 7), true),
+            (m(MsgPropose, 9, 8), false),
+            (m(MsgSnapshot, 8, 7), false),
+        ];
+        for (msg, fits) in cases {
+            assert_eq!(fits_stream(&msg, 8, &gate), fits, "{msg:?}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
