@@ -12,7 +12,7 @@ use cairn_raft::RaftHandle;
 use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::snapshot::{Assembly, AssemblyError};
+use super::snapshot::{transfer_timeout, Assembly, AssemblyError};
 use crate::cluster::gate::{PeerGate, PeerPath};
 
 /// A client of the first member in `urls` that answers, sending messages of at most
@@ -91,8 +91,26 @@ impl RaftPeer for PeerService {
             )
         })?;
         let mut assembly = Assembly::start(first, self.max_snapshot_bytes).map_err(invalid)?;
-        while let Some(chunk) = chunks.message().await? {
-            assembly.push(chunk).map_err(invalid)?;
+        // The bytes must keep coming at the rate a sender keeps to (the deadline moves with
+        // what has arrived), so a sender that trickles them cannot hold the one snapshot
+        // slot for long.
+        let started = tokio::time::Instant::now();
+        loop {
+            let deadline = started + transfer_timeout(assembly.received());
+            match tokio::time::timeout_at(deadline, chunks.message()).await {
+                Ok(Ok(Some(chunk))) => assembly.push(chunk).map_err(invalid)?,
+                Ok(Ok(None)) => break,
+                Ok(Err(status)) => return Err(status),
+                Err(_) => {
+                    let why = format!(
+                        "snapshot arrived too slowly: {} of {} bytes in {:?}",
+                        assembly.received(),
+                        assembly.announced(),
+                        started.elapsed()
+                    );
+                    return Err(self.refused(from, why, Status::deadline_exceeded));
+                }
+            }
         }
         let msg = assembly.finish().map_err(invalid)?;
         // Checked before Raft sees it: once Raft takes it, the log starts after it.

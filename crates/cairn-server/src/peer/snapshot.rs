@@ -30,6 +30,12 @@ const SEND_TIMEOUT_BASE: Duration = Duration::from_secs(30);
 /// Bytes per second a snapshot must at least move at before its send is given up.
 const SEND_MIN_RATE: u64 = 1 << 20;
 
+/// How long a snapshot of `len` bytes may take to arrive. The sender gives up after it; the
+/// receiver gives up on a stream whose first `len` bytes took longer.
+pub(crate) fn transfer_timeout(len: u64) -> Duration {
+    SEND_TIMEOUT_BASE + Duration::from_secs(len / SEND_MIN_RATE)
+}
+
 /// Why a snapshot stream was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AssemblyError {
@@ -112,7 +118,7 @@ pub async fn send(
         .await
         .ok_or(SendError::Unreachable)?;
     let stream = chunks(cluster_id, from, to, msg, CHUNK_BYTES)?;
-    let timeout = SEND_TIMEOUT_BASE + Duration::from_secs(len / SEND_MIN_RATE);
+    let timeout = transfer_timeout(len);
     match tokio::time::timeout(timeout, client.send_snapshot(futures::stream::iter(stream))).await {
         Ok(Ok(_)) => {
             tracing::info!(
@@ -164,6 +170,16 @@ impl Assembly {
         };
         a.append(&first.data)?;
         Ok(a)
+    }
+
+    /// The data bytes the header announced.
+    pub fn announced(&self) -> u64 {
+        self.want
+    }
+
+    /// The data bytes that have arrived.
+    pub fn received(&self) -> u64 {
+        self.data.len() as u64
     }
 
     /// Adds the next chunk.
