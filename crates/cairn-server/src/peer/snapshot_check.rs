@@ -44,6 +44,7 @@ pub(crate) fn check(
     members: Option<Vec<(u64, bool)>>,
 ) -> Result<(), SnapshotRefused> {
     let conf = members.ok_or(SnapshotRefused::Joint)?;
+    // A crash's leftover copy is removed at start (`server/data_dir.rs`).
     let tmp = tempfile::Builder::new()
         .prefix("raft-snapshot-check-")
         .tempdir_in(data_dir)?;
