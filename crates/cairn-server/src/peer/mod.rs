@@ -56,6 +56,16 @@ pub fn message_limit(max_request_bytes: u64) -> usize {
     (64 << 20) + 2 * (max_request_bytes as usize + crate::config::GRPC_OVERHEAD_BYTES)
 }
 
+/// The largest gRPC message the peer URLs' `RaftPeer` service decodes: a snapshot chunk (at
+/// most a megabyte of data, or the header with the snapshot's message without its data).
+/// tonic reserves room for a message as soon as its length prefix arrives, so this, not
+/// the Raft message limit, is what a stranger can make a member set aside per request.
+pub const RAFT_PEER_MESSAGE_LIMIT: usize = snapshot::CHUNK_BYTES + (1 << 20);
+
+/// The largest gRPC message the peer URLs' `LeasePeer` service decodes: a lease id, or a
+/// time-to-live query.
+pub const LEASE_PEER_MESSAGE_LIMIT: usize = 64 << 10;
+
 /// The Raft handle, once Raft has started; senders report unreachable peers and snapshot
 /// delivery to it.
 pub type RaftCell = Arc<OnceLock<RaftHandle>>;
