@@ -701,14 +701,18 @@ impl<T: Transport> Node<T> {
     /// Applies committed conf changes to raft-rs and stores the resulting `ConfState`.
     fn apply_conf_changes(&mut self) -> Result<(), RaftError> {
         for e in std::mem::take(&mut self.conf_changes) {
+            // One that does not decode is skipped, as the apply thread skips it: the same
+            // bytes are in every member's log (see `apply::decode`).
             let cs = if e.get_entry_type() == EntryType::EntryConfChange {
-                let cc = ConfChange::parse_from_bytes(&e.data)
-                    .map_err(|err| RaftError::Storage(format!("bad conf change: {err}")))?;
-                self.raw.apply_conf_change(&cc)
+                match ConfChange::parse_from_bytes(&e.data) {
+                    Ok(cc) => self.raw.apply_conf_change(&cc),
+                    Err(_) => continue,
+                }
             } else {
-                let cc = ConfChangeV2::parse_from_bytes(&e.data)
-                    .map_err(|err| RaftError::Storage(format!("bad conf change: {err}")))?;
-                self.raw.apply_conf_change(&cc)
+                match ConfChangeV2::parse_from_bytes(&e.data) {
+                    Ok(cc) => self.raw.apply_conf_change(&cc),
+                    Err(_) => continue,
+                }
             };
             match cs {
                 Ok(cs) => {

@@ -711,6 +711,41 @@ fn messages_no_correct_peer_sends_never_reach_raft_rs() {
 }
 
 #[test]
+fn a_membership_change_that_does_not_decode_is_skipped_not_fatal() {
+    // Before: a committed conf-change entry whose bytes did not decode stopped the Raft
+    // thread, and again at every restart (the entry is in the log). raft-rs's leader refuses
+    // such a proposal, but an append in a leader's name can carry one.
+    use cairn_raft::testing::eraftpb::{Entry, EntryType, Message, MessageType};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = RaftConfig {
+        voters: vec![7, 8],
+        ..config(dir.path(), 0)
+    };
+    let h = start(cfg, Recorder::default(), NoPeers).unwrap();
+    let mut append = Message::default();
+    append.set_msg_type(MessageType::MsgAppend);
+    (append.from, append.to, append.term, append.commit) = (8, 7, 5, 1);
+    let mut cc = Entry {
+        index: 1,
+        term: 5,
+        data: vec![0xff; 5].into(),
+        ..Default::default()
+    };
+    cc.set_entry_type(EntryType::EntryConfChangeV2);
+    append.entries = vec![cc].into();
+    h.step(append.into()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.status().applied_index < 1 {
+        assert!(!h.is_stopped(), "the driver stopped");
+        assert!(Instant::now() < deadline, "not applied");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(!h.is_stopped());
+    assert_eq!(h.stats().messages_refused, 0);
+    h.stop();
+}
+
+#[test]
 fn a_leader_that_was_sent_what_no_peer_sends_still_commits() {
     let dir = tempfile::tempdir().unwrap();
     let (h, rec) = run(dir.path(), 0);
