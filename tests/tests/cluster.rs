@@ -627,7 +627,13 @@ fn a_raft_stream_for_another_cluster_or_member_is_refused() {
         assert_eq!(String::from_utf8_lossy(&answer[5..]), want);
         assert_eq!(answer.len(), 5 + len);
     }
-    assert!(m.log_text().contains("refused a raft stream"));
+    m.wait_logged(0, Duration::from_secs(10), "a refused stream", |l| {
+        l.contains("refused peer traffic")
+    });
+    assert_eq!(
+        m.metric("cairn_server_peer_refused_total{path=\"stream\"}"),
+        Some(2.0)
+    );
     let put = etcdctl35(&m.endpoint(), &["put", "k", "v"]);
     assert_eq!(put.stdout, "OK\n", "{put:?}");
 }

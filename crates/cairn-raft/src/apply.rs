@@ -105,40 +105,48 @@ fn change_of(t: ConfChangeType) -> Change {
     }
 }
 
-/// Decodes a committed entry for the state machine.
-fn decode(e: Entry) -> Result<Committed, UndecodableEntry> {
+/// Decodes a committed entry for the state machine. A membership change that does not
+/// decode is the same bytes in every member's log, so every member takes it for an empty
+/// entry alike (logged at error level; the Raft thread skips it too), rather than stopping
+/// on it, and again at every restart. raft-rs's leader refuses such a proposal, so only a
+/// forged append can put one in a log.
+fn decode(e: Entry) -> Committed {
     let (index, term) = (e.index, e.term);
-    let undecodable = |err: protobuf::ProtobufError| UndecodableEntry {
-        index,
-        reason: err.to_string(),
+    let undecodable = |err: protobuf::ProtobufError| {
+        let why = UndecodableEntry {
+            index,
+            reason: err.to_string(),
+        };
+        tracing::error!(index, error = %why, "skipped a committed entry that does not decode");
+        Payload::Empty
     };
     let payload = match e.get_entry_type() {
         _ if e.data.is_empty() => Payload::Empty,
         EntryType::EntryNormal => Payload::Data(e.data),
-        EntryType::EntryConfChangeV2 => {
-            let cc = ConfChangeV2::parse_from_bytes(&e.data).map_err(undecodable)?;
-            Payload::Membership(MembershipChange {
+        EntryType::EntryConfChangeV2 => match ConfChangeV2::parse_from_bytes(&e.data) {
+            Ok(cc) => Payload::Membership(MembershipChange {
                 changes: cc
                     .changes
                     .iter()
                     .map(|c| (change_of(c.get_change_type()), c.node_id))
                     .collect(),
                 context: cc.context,
-            })
-        }
-        EntryType::EntryConfChange => {
-            let cc = ConfChange::parse_from_bytes(&e.data).map_err(undecodable)?;
-            Payload::Membership(MembershipChange {
+            }),
+            Err(err) => undecodable(err),
+        },
+        EntryType::EntryConfChange => match ConfChange::parse_from_bytes(&e.data) {
+            Ok(cc) => Payload::Membership(MembershipChange {
                 changes: vec![(change_of(cc.get_change_type()), cc.node_id)],
                 context: cc.context,
-            })
-        }
+            }),
+            Err(err) => undecodable(err),
+        },
     };
-    Ok(Committed {
+    Committed {
         index,
         term,
         payload,
-    })
+    }
 }
 
 /// The state machine side of the driver.
@@ -255,12 +263,7 @@ pub(crate) fn run(
         let Some(last) = entries.last().map(|e| e.index) else {
             continue;
         };
-        let applied = entries
-            .into_iter()
-            .map(decode)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| -> ApplyError { Box::new(e) })
-            .and_then(|committed| applier.apply(committed));
+        let applied = applier.apply(entries.into_iter().map(decode).collect());
         if let Err(e) = applied {
             tracing::error!(last_index = last, error = %e, "failed to apply committed entries; stopping raft");
             let _ = raft_tx.send(Msg::ApplyFailed(e.to_string()));

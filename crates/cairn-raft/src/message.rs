@@ -44,6 +44,16 @@ impl PeerMessage {
         self.0.get_msg_type() == MessageType::MsgSnapshot
     }
 
+    /// Whether it is a request a member that does not lead passes on to the leader under
+    /// its first sender's name (`MsgPropose`, `MsgReadIndex`, `MsgTransferLeader`), so it
+    /// may arrive from a member other than its sender.
+    pub fn is_forwarded_request(&self) -> bool {
+        matches!(
+            self.0.get_msg_type(),
+            MessageType::MsgPropose | MessageType::MsgReadIndex | MessageType::MsgTransferLeader
+        )
+    }
+
     /// The log index a snapshot message was taken at; 0 for other messages.
     pub fn snapshot_index(&self) -> u64 {
         self.0.get_snapshot().get_metadata().index
@@ -52,6 +62,29 @@ impl PeerMessage {
     /// The length of a snapshot message's state machine data; 0 for other messages.
     pub fn snapshot_len(&self) -> usize {
         self.0.get_snapshot().get_data().len()
+    }
+
+    /// A snapshot message's state machine data; empty for other messages.
+    pub fn snapshot_data(&self) -> &[u8] {
+        self.0.get_snapshot().get_data()
+    }
+
+    /// The members a snapshot message's configuration holds, each with whether it is a
+    /// learner, in id order; `None` for a joint configuration (which cairn never enters:
+    /// it changes one member at a time).
+    pub fn snapshot_members(&self) -> Option<Vec<(u64, bool)>> {
+        let cs = self.0.get_snapshot().get_metadata().get_conf_state();
+        if !cs.voters_outgoing.is_empty() || !cs.learners_next.is_empty() {
+            return None;
+        }
+        let mut members: Vec<(u64, bool)> = cs
+            .voters
+            .iter()
+            .map(|&id| (id, false))
+            .chain(cs.learners.iter().map(|&id| (id, true)))
+            .collect();
+        members.sort_unstable();
+        Some(members)
     }
 
     /// Takes a snapshot message's state machine data out of it, leaving it empty.

@@ -304,8 +304,10 @@ impl<T: Transport> Node<T> {
         false
     }
 
-    /// Why a message from a peer must not reach raft-rs, if it must not: raft-rs asserts
-    /// on these (a panic would take the member down), and no correct peer sends them.
+    /// Why a message from a peer must not reach raft-rs, if it must not: raft-rs panics or
+    /// asserts on these (a panic would take the member down), and no correct peer sends
+    /// them. Each rule names the raft-rs 0.7 site it keeps peers away from; ARCHITECTURE.md
+    /// ("Between members") lists the sites no peer input reaches for other reasons.
     fn refusal(&self, m: &Message) -> Option<&'static str> {
         use MessageType::*;
         let raft = &self.raw.raft;
@@ -316,25 +318,41 @@ impl<T: Transport> Node<T> {
         if m.from == raft::INVALID_ID || m.from == raft.id {
             return Some("from no member, or from this one");
         }
-        match m.get_msg_type() {
+        let kind = m.get_msg_type();
+        // raft-rs forwards proposals and reads to the leader through `send`, which panics
+        // on one with a term ("term should not be set"); every other message carries its
+        // sender's term, and one without is taken for a local message: a vote granted to
+        // it panics in `send` ("term should be set"), a read answer commits wherever it
+        // says (`commit_to` past the log's end), a candidate asserts on it.
+        match (kind, m.term) {
+            (MsgPropose | MsgReadIndex, 0) => {}
+            (MsgPropose | MsgReadIndex, _) => return Some("a forwarded request with a term"),
+            (_, 0) => return Some("a message without a term"),
+            _ => {}
+        }
+        match kind {
             MsgHup | MsgBeat | MsgUnreachable | MsgSnapStatus | MsgCheckQuorum => {
                 Some("a message only a member sends itself")
             }
+            // `step_leader`: "stepped empty MsgProp".
             MsgPropose if m.entries.is_empty() => Some("a proposal without entries"),
+            // `handle_ready_read_index` indexes the first entry.
             MsgReadIndex | MsgReadIndexResp if m.entries.len() != 1 => {
                 Some("a read without its one context")
             }
+            // `handle_heartbeat`: `commit_to` past the log's end.
             MsgHeartbeat if m.commit > log.last_index() => Some("a commit past the log's end"),
-            // A leader's entries at committed indexes are the committed ones (the log
-            // matching property); different ones would make raft-rs rewrite committed state.
-            MsgAppend
-                if m.entries
-                    .iter()
-                    .take_while(|e| e.index <= log.committed)
-                    .any(|e| log.term(e.index).ok() != Some(e.term)) =>
-            {
-                Some("entries that differ from committed ones")
+            MsgAppend => append_refusal(m, log),
+            // A follower acknowledges only what this leader sent it, which is in its log;
+            // an acknowledgement past its end would make this leader send appends that no
+            // follower could take (and a wrong `matched` count towards commits).
+            MsgAppendResponse if !m.reject && m.index > log.last_index() => {
+                Some("an acknowledgement past the log's end")
             }
+            // cairn never asks for a snapshot: a request would have the leader build one
+            // snapshot after another, none of them ever new enough.
+            MsgAppendResponse if m.request_snapshot != 0 => Some("a snapshot request"),
+            MsgSnapshot => snapshot_refusal(m),
             _ => None,
         }
     }
@@ -683,14 +701,18 @@ impl<T: Transport> Node<T> {
     /// Applies committed conf changes to raft-rs and stores the resulting `ConfState`.
     fn apply_conf_changes(&mut self) -> Result<(), RaftError> {
         for e in std::mem::take(&mut self.conf_changes) {
+            // One that does not decode is skipped, as the apply thread skips it: the same
+            // bytes are in every member's log (see `apply::decode`).
             let cs = if e.get_entry_type() == EntryType::EntryConfChange {
-                let cc = ConfChange::parse_from_bytes(&e.data)
-                    .map_err(|err| RaftError::Storage(format!("bad conf change: {err}")))?;
-                self.raw.apply_conf_change(&cc)
+                match ConfChange::parse_from_bytes(&e.data) {
+                    Ok(cc) => self.raw.apply_conf_change(&cc),
+                    Err(_) => continue,
+                }
             } else {
-                let cc = ConfChangeV2::parse_from_bytes(&e.data)
-                    .map_err(|err| RaftError::Storage(format!("bad conf change: {err}")))?;
-                self.raw.apply_conf_change(&cc)
+                match ConfChangeV2::parse_from_bytes(&e.data) {
+                    Ok(cc) => self.raw.apply_conf_change(&cc),
+                    Err(_) => continue,
+                }
             };
             match cs {
                 Ok(cs) => {
@@ -839,4 +861,65 @@ impl<T: Transport> Node<T> {
         self.publish();
         self.shared.set_stopped(outcome);
     }
+}
+
+/// Why an append from a peer must not reach raft-rs, if it must not (see `Node::refusal`).
+///
+/// raft-rs's `maybe_append` takes the entries for consecutive indexes after `m.index`
+/// (else its slice arithmetic underflows), panics on one that differs from a committed
+/// entry, and commits up to the last index the message names; and `term` answers 0 for an
+/// index past the log's end, so an append there whose previous term is 0, or an entry of
+/// term 0, would be taken as matching and commit past the log's end.
+fn append_refusal(m: &Message, log: &raft::RaftLog<EngineStorage>) -> Option<&'static str> {
+    if m.log_term == 0 && m.index > log.last_index() {
+        return Some("an append past the log's end without its previous term");
+    }
+    let consecutive = m
+        .entries
+        .iter()
+        .enumerate()
+        .all(|(i, e)| m.index.checked_add(i as u64 + 1) == Some(e.index));
+    if !consecutive {
+        return Some("entries at other indexes than the ones after the append's");
+    }
+    if m.entries.iter().any(|e| e.term == 0 || e.term > m.term) {
+        return Some("entries of no term, or of a later term than the append's");
+    }
+    // A leader's entries at committed indexes are the committed ones (the log matching
+    // property); different ones would make raft-rs rewrite committed state ("entry
+    // conflict with committed entry").
+    if m.entries
+        .iter()
+        .take_while(|e| e.index <= log.committed)
+        .any(|e| log.term(e.index).ok() != Some(e.term))
+    {
+        return Some("entries that differ from committed ones");
+    }
+    None
+}
+
+/// Why a snapshot from a peer must not reach raft-rs, if it must not (see `Node::refusal`).
+///
+/// raft-rs fast-forwards its commit index to a snapshot whose index and term match its log
+/// (with term 0, any index past the log's end "matches": `commit_to` panics), and rebuilds
+/// its configuration from the snapshot's, panicking if that fails ("unable to restore
+/// config": no voters, a member listed twice) or differs ("invalid restore"). cairn never
+/// enters a joint configuration, so a joint one is not a cairn leader's either.
+fn snapshot_refusal(m: &Message) -> Option<&'static str> {
+    let meta = m.get_snapshot().get_metadata();
+    if meta.index == 0 || meta.term == 0 || meta.term > m.term {
+        return Some("a snapshot without its index and term");
+    }
+    let cs = meta.get_conf_state();
+    if cs.voters.is_empty() || !cs.voters_outgoing.is_empty() || !cs.learners_next.is_empty() {
+        return Some("a snapshot whose configuration has no voters, or is joint");
+    }
+    let mut ids: Vec<u64> = cs.voters.iter().chain(&cs.learners).copied().collect();
+    ids.sort_unstable();
+    let len = ids.len();
+    ids.dedup();
+    if ids.len() != len || ids.first() == Some(&raft::INVALID_ID) {
+        return Some("a snapshot whose configuration lists a member twice, or member 0");
+    }
+    None
 }

@@ -563,50 +563,211 @@ fn applied_index_and_leadership_are_announced() {
     assert_eq!(stopped, Ok(()));
 }
 
-#[test]
-fn messages_no_correct_peer_sends_never_reach_raft_rs() {
-    // Before: an empty MsgPropose from the peer port made raft-rs panic ("stepped empty
-    // MsgProp"), the Raft thread died and the member answered "server stopped" to every
-    // write until restarted.
+/// Messages no correct peer sends, each with what raft-rs 0.7 would do with it: from
+/// member 8 to member 7, which has voters 7 and 8.
+fn hostile_messages() -> Vec<(&'static str, cairn_raft::testing::eraftpb::Message)> {
     use cairn_raft::testing::eraftpb::{Entry, Message, MessageType};
-    let dir = tempfile::tempdir().unwrap();
-    let (h, rec) = run(dir.path(), 0);
     let from_peer = |t: MessageType| {
         let mut m = Message::default();
         m.set_msg_type(t);
         m.from = 8;
         m.to = 7;
+        m.term = 1;
         m
     };
-    let mut heartbeat = from_peer(MessageType::MsgHeartbeat);
+    // From a leader of a later term: raft-rs steps down to follower first, then meets what
+    // it panics on.
+    let later = |t: MessageType| {
+        let mut m = from_peer(t);
+        m.term = 1 << 20;
+        m
+    };
+    let local = |t: MessageType| {
+        let mut m = from_peer(t);
+        m.term = 0;
+        m
+    };
+    let entry = |index: u64, term: u64| Entry {
+        index,
+        term,
+        ..Default::default()
+    };
+    let mut heartbeat = later(MessageType::MsgHeartbeat);
     heartbeat.commit = 1 << 40;
-    heartbeat.term = 1 << 20;
-    let mut rewrite = from_peer(MessageType::MsgAppend);
-    rewrite.term = 1 << 20;
-    rewrite.index = 0;
-    rewrite.entries = vec![Entry {
+    let mut to_other = later(MessageType::MsgAppend);
+    to_other.to = 9;
+    let mut from_self = later(MessageType::MsgAppend);
+    from_self.from = 7;
+    let mut past_end = later(MessageType::MsgAppend);
+    past_end.index = 1 << 30;
+    past_end.commit = 1 << 30;
+    // After index 0 (term 0 on an empty log), so raft-rs takes the entries.
+    let mut scattered = later(MessageType::MsgAppend);
+    scattered.entries = vec![entry(5, 1), entry(1, 1)].into();
+    let mut termless_entry = later(MessageType::MsgAppend);
+    termless_entry.commit = 1;
+    termless_entry.entries = vec![entry(1, 0)].into();
+    let snapshot = |index: u64, term: u64, voters: Vec<u64>, learners: Vec<u64>| {
+        let mut m = later(MessageType::MsgSnapshot);
+        let meta = m.mut_snapshot().mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.mut_conf_state().voters = voters;
+        meta.mut_conf_state().learners = learners;
+        m
+    };
+    let mut termless_vote = local(MessageType::MsgRequestVote);
+    termless_vote.index = 1 << 30;
+    termless_vote.log_term = 1 << 20;
+    let mut termless_read = local(MessageType::MsgReadIndexResp);
+    termless_read.index = 1 << 30;
+    termless_read.entries = vec![Entry::default()].into();
+    let mut proposal_with_term = later(MessageType::MsgPropose);
+    proposal_with_term.entries = vec![Entry::default()].into();
+    let mut ack_past_end = from_peer(MessageType::MsgAppendResponse);
+    ack_past_end.index = 1 << 30;
+    let mut snapshot_request = from_peer(MessageType::MsgAppendResponse);
+    snapshot_request.reject = true;
+    snapshot_request.request_snapshot = 5;
+    vec![
+        (
+            "empty proposal: stepped empty MsgProp",
+            local(MessageType::MsgPropose),
+        ),
+        ("local MsgHup", local(MessageType::MsgHup)),
+        ("local MsgBeat", local(MessageType::MsgBeat)),
+        ("local MsgCheckQuorum", local(MessageType::MsgCheckQuorum)),
+        (
+            "local MsgUnreachable",
+            from_peer(MessageType::MsgUnreachable),
+        ),
+        ("local MsgSnapStatus", from_peer(MessageType::MsgSnapStatus)),
+        ("read without context", local(MessageType::MsgReadIndex)),
+        ("heartbeat: commit_to past the end", heartbeat),
+        ("addressed to another member", to_other),
+        ("from this member", from_self),
+        ("append past the end with term 0: commit_to", past_end),
+        ("entries out of order: maybe_append underflows", scattered),
+        ("entry of term 0: commit_to past the end", termless_entry),
+        (
+            "snapshot of term 0: commit_to",
+            snapshot(1 << 30, 0, vec![7], vec![]),
+        ),
+        (
+            "snapshot without voters: unable to restore config",
+            snapshot(1 << 30, 1, vec![], vec![7]),
+        ),
+        (
+            "snapshot listing a voter twice: invalid restore",
+            snapshot(1 << 30, 1, vec![7, 7], vec![]),
+        ),
+        (
+            "snapshot with a voter as learner",
+            snapshot(1 << 30, 1, vec![7, 8], vec![8]),
+        ),
+        (
+            "snapshot with member 0",
+            snapshot(1 << 30, 1, vec![0, 7], vec![]),
+        ),
+        ("vote without a term: send panics", termless_vote),
+        ("read answer without a term: commit_to", termless_read),
+        ("heartbeat without a term", local(MessageType::MsgHeartbeat)),
+        (
+            "proposal with a term: send panics forwarding it",
+            proposal_with_term,
+        ),
+        ("acknowledgement past the end", ack_past_end),
+        ("snapshot request", snapshot_request),
+    ]
+}
+
+#[test]
+fn messages_no_correct_peer_sends_never_reach_raft_rs() {
+    // Before: an empty MsgPropose from the peer port made raft-rs panic ("stepped empty
+    // MsgProp"), the Raft thread died and the member answered "server stopped" to every
+    // write until restarted. Each message goes to a member of its own, which has voters 7
+    // and 8 and knows no leader (a follower, as most members are).
+    for (name, m) in hostile_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = RaftConfig {
+            voters: vec![7, 8],
+            ..config(dir.path(), 0)
+        };
+        let h = start(cfg, Recorder::default(), NoPeers).unwrap();
+        let term = h.status().term;
+        h.step(m.into()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while h.stats().messages_refused == 0 {
+            assert!(!h.is_stopped(), "{name}: the driver stopped");
+            assert!(Instant::now() < deadline, "{name}: not refused");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!h.is_stopped(), "{name}: the driver stopped");
+        // Every message is of a later term than the member's: had raft-rs seen it, the
+        // member would have moved to that term.
+        assert_eq!(h.status().term, term, "{name}: raft-rs saw it");
+        h.stop();
+    }
+}
+
+#[test]
+fn a_membership_change_that_does_not_decode_is_skipped_not_fatal() {
+    // Before: a committed conf-change entry whose bytes did not decode stopped the Raft
+    // thread, and again at every restart (the entry is in the log). raft-rs's leader refuses
+    // such a proposal, but an append in a leader's name can carry one.
+    use cairn_raft::testing::eraftpb::{Entry, EntryType, Message, MessageType};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = RaftConfig {
+        voters: vec![7, 8],
+        ..config(dir.path(), 0)
+    };
+    let h = start(cfg, Recorder::default(), NoPeers).unwrap();
+    let mut append = Message::default();
+    append.set_msg_type(MessageType::MsgAppend);
+    (append.from, append.to, append.term, append.commit) = (8, 7, 5, 1);
+    let mut cc = Entry {
+        index: 1,
+        term: 5,
+        data: vec![0xff; 5].into(),
+        ..Default::default()
+    };
+    cc.set_entry_type(EntryType::EntryConfChangeV2);
+    append.entries = vec![cc].into();
+    h.step(append.into()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.status().applied_index < 1 {
+        assert!(!h.is_stopped(), "the driver stopped");
+        assert!(Instant::now() < deadline, "not applied");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(!h.is_stopped());
+    assert_eq!(h.stats().messages_refused, 0);
+    h.stop();
+}
+
+#[test]
+fn a_leader_that_was_sent_what_no_peer_sends_still_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, rec) = run(dir.path(), 0);
+    // Once this member has committed its first entry, an append that rewrites it.
+    h.propose(b"first".to_vec()).unwrap();
+    rec.wait_for(1);
+    let mut rewrite = cairn_raft::testing::eraftpb::Message::default();
+    rewrite.set_msg_type(cairn_raft::testing::eraftpb::MessageType::MsgAppend);
+    (rewrite.from, rewrite.to, rewrite.term) = (8, 7, 1 << 20);
+    rewrite.entries = vec![cairn_raft::testing::eraftpb::Entry {
         index: 1,
         term: 99,
         ..Default::default()
     }]
     .into();
-    let mut to_other = from_peer(MessageType::MsgAppend);
-    to_other.to = 9;
-    let hostile = vec![
-        from_peer(MessageType::MsgPropose),
-        from_peer(MessageType::MsgHup),
-        from_peer(MessageType::MsgBeat),
-        from_peer(MessageType::MsgCheckQuorum),
-        from_peer(MessageType::MsgReadIndex),
-        heartbeat,
-        rewrite,
-        to_other,
-    ];
+    let mut hostile = hostile_messages();
+    hostile.push(("append rewriting a committed entry", rewrite));
     let count = hostile.len() as u64;
-    h.step_many(hostile.into_iter().map(Into::into).collect())
+    h.step_many(hostile.into_iter().map(|(_, m)| m.into()).collect())
         .unwrap();
     h.propose(b"still here".to_vec()).unwrap();
-    assert_eq!(rec.wait_for(1)[0].1, b"still here".to_vec());
+    assert_eq!(rec.wait_for(2)[1].1, b"still here".to_vec());
     assert_eq!(h.stats().messages_refused, count);
     assert!(!h.is_stopped());
     assert!(h.status().is_leader);

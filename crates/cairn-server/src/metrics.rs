@@ -28,6 +28,8 @@ pub struct Metrics {
     pub proposals_failed: IntCounter,
     /// cairn's own: committed entries skipped because they do not decode.
     pub undecodable_entries: IntCounter,
+    /// cairn's own: peer traffic turned away, by path (`stream`, `snapshot`, `lease`).
+    pub peer_refused: IntCounterVec,
     pub db_total_size: IntGauge,
     pub db_total_size_in_use: IntGauge,
     pub quota_backend_bytes: IntGauge,
@@ -89,6 +91,14 @@ impl Metrics {
             &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
         )?;
         registry.register(Box::new(grpc_handled.clone()))?;
+        let peer_refused = IntCounterVec::new(
+            Opts::new(
+                "cairn_server_peer_refused_total",
+                "The total number of raft streams, snapshots, lease requests and hash requests refused on the peer URLs.",
+            ),
+            &["path"],
+        )?;
+        registry.register(Box::new(peer_refused.clone()))?;
         let server_version = IntGaugeVec::new(
             Opts::new(
                 "etcd_server_version",
@@ -173,6 +183,7 @@ impl Metrics {
                 "etcd_server_proposals_failed_total",
                 "The total number of failed proposals seen.",
             )?,
+            peer_refused,
             undecodable_entries: counter(
                 "cairn_server_undecodable_entries_total",
                 "The total number of committed entries skipped because they do not decode.",

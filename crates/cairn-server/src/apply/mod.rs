@@ -282,6 +282,9 @@ impl Applier {
         tracing::error!(index, error = %why, "skipped a committed entry that does not decode");
     }
 
+    /// Builds a snapshot's bytes through a scratch copy in the data directory (named
+    /// `raft-snapshot-*`, as `restore_bytes`'s; a crash's leftovers are removed at start by
+    /// `server/data_dir.rs`).
     fn snapshot_bytes(&self) -> Result<Vec<u8>, cairn_mvcc::MvccError> {
         let tmp = tempfile::Builder::new()
             .prefix("raft-snapshot-")

@@ -4,11 +4,13 @@
 //! At bootstrap every member writes the set from `--initial-cluster` (names and peer URLs).
 //! Each member then publishes its name and client URLs through Raft, as etcd does.
 //!
-//! `policy.rs` decides which membership changes etcd would allow, and when.
+//! `policy.rs` decides which membership changes etcd would allow, and when; `gate.rs`
+//! which peer traffic comes from another current member of this cluster.
 //!
 //! Owns the member set's record. Must not propose anything or reach peers: the server
 //! core does both.
 
+pub(crate) mod gate;
 pub mod policy;
 
 use std::time::Instant;

@@ -42,6 +42,9 @@ struct Inner {
     proposer: Proposer,
     /// Where the leader's peer URLs are.
     members: Arc<Members>,
+    /// The cluster and this member, named in every request to the leader.
+    cluster_id: u64,
+    member_id: u64,
     /// The leader's lease peer client, cached by leader id. Protects only the value.
     leader: Mutex<Option<(u64, LeasePeerClient<Channel>)>>,
 }
@@ -52,6 +55,8 @@ impl LeaseKeeper {
         raft: RaftHandle,
         proposer: Proposer,
         members: Arc<Members>,
+        cluster_id: u64,
+        member_id: u64,
     ) -> LeaseKeeper {
         LeaseKeeper {
             inner: Arc::new(Inner {
@@ -59,6 +64,8 @@ impl LeaseKeeper {
                 raft,
                 proposer,
                 members,
+                cluster_id,
+                member_id,
                 leader: Mutex::new(None),
             }),
         }
@@ -83,8 +90,9 @@ impl LeaseKeeper {
         i.leases.promote_if_due(&i.raft.status());
     }
 
-    /// A client for the current leader's lease peer service; `None` without a leader.
-    fn leader_client(&self) -> Option<LeasePeerClient<Channel>> {
+    /// A client for the current leader's lease peer service, with the leader's id; `None`
+    /// without a leader.
+    fn leader_client(&self) -> Option<(u64, LeasePeerClient<Channel>)> {
         let i = &self.inner;
         let leader = i.raft.status().leader_id;
         if leader == 0 {
@@ -93,7 +101,7 @@ impl LeaseKeeper {
         let mut cached = i.leader.lock();
         if let Some((id, client)) = cached.as_ref() {
             if *id == leader {
-                return Some(client.clone());
+                return Some((leader, client.clone()));
             }
         }
         let url = i.members.get(leader)?.peer_ur_ls.first()?.clone();
@@ -103,7 +111,16 @@ impl LeaseKeeper {
         let connector = tower::service_fn(cairn_client::coalesce::dial);
         let client = LeasePeerClient::new(endpoint.connect_with_connector_lazy(connector));
         *cached = Some((leader, client.clone()));
-        Some(client)
+        Some((leader, client))
+    }
+
+    /// `req` as a request to member `leader` that names this member as its sender, as the
+    /// leader's lease peer service requires.
+    fn to_leader<T>(&self, leader: u64, req: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(req);
+        let i = &self.inner;
+        crate::cluster::gate::identify(&mut r, i.cluster_id, i.member_id, leader);
+        r
     }
 
     fn forget_leader(&self) {
@@ -180,8 +197,8 @@ impl LeaseKeeper {
                     Err(LeaseError::NotFound) => return Ok(0),
                     Err(_) => {}
                 }
-            } else if let Some(mut client) = self.leader_client() {
-                let call = client.renew(LeaseRenewRequest { id });
+            } else if let Some((leader, mut client)) = self.leader_client() {
+                let call = client.renew(self.to_leader(leader, LeaseRenewRequest { id }));
                 match tokio::time::timeout(timeout, call).await {
                     Ok(Ok(r)) => {
                         let r = r.into_inner();
@@ -234,8 +251,8 @@ impl LeaseKeeper {
                 self.wait_applied().await?;
                 return Ok(self.time_to_live_local(&req));
             }
-            if let Some(mut client) = self.leader_client() {
-                let call = client.time_to_live(req);
+            if let Some((leader, mut client)) = self.leader_client() {
+                let call = client.time_to_live(self.to_leader(leader, req));
                 match tokio::time::timeout(timeout, call).await {
                     Ok(Ok(r)) => return Ok(r.into_inner()),
                     Ok(Err(s)) if s.code() == tonic::Code::FailedPrecondition => {}

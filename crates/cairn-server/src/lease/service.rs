@@ -7,10 +7,14 @@ use cairn_proto::cairnpb::{LeaseRenewRequest, LeaseRenewResponse};
 use cairn_proto::etcdserverpb::{LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
 
 use super::LeaseKeeper;
+use crate::cluster::gate::{PeerGate, PeerPath};
 
 /// Answers followers' keep-alives and time-to-live queries on the peer URLs.
 pub struct LeasePeerService {
-    pub keeper: LeaseKeeper,
+    pub(crate) keeper: LeaseKeeper,
+    /// Who may ask: another current member of this cluster, naming itself in the request's
+    /// metadata.
+    pub(crate) gate: PeerGate,
 }
 
 fn not_primary() -> tonic::Status {
@@ -23,6 +27,7 @@ impl LeasePeer for LeasePeerService {
         &self,
         r: tonic::Request<LeaseRenewRequest>,
     ) -> Result<tonic::Response<LeaseRenewResponse>, tonic::Status> {
+        self.gate.admit_request(PeerPath::Lease, &r)?;
         let id = r.into_inner().id;
         if !self.keeper.check_leadership() {
             return Err(not_primary());
@@ -43,6 +48,7 @@ impl LeasePeer for LeasePeerService {
         &self,
         r: tonic::Request<LeaseTimeToLiveRequest>,
     ) -> Result<tonic::Response<LeaseTimeToLiveResponse>, tonic::Status> {
+        self.gate.admit_request(PeerPath::Lease, &r)?;
         if !self.keeper.check_leadership() {
             return Err(not_primary());
         }

@@ -22,8 +22,11 @@
 //! - This file: [`PeerSet`], the transport Raft sends through.
 //! - `stream.rs`: raft streams, plain TCP on the peer URLs.
 //! - `snapshot.rs`: Raft snapshots in chunks over `RaftPeer.SendSnapshot`.
+//! - `snapshot_check.rs`: a received snapshot opened and checked before Raft takes it.
 //! - `service.rs`: [`PeerService`] (gRPC on the peer URLs), dialling peers, and the member
 //!   list a joining member fetches.
+//!
+//! Who may come in is `cluster::gate`'s to say.
 //!
 //! Owns the connections between members. Reaches Raft only through its handle, and the
 //! member set only to list it.
@@ -40,6 +43,7 @@ use stream::{Hello, Link, LinkEvents, StreamError};
 
 mod service;
 mod snapshot;
+mod snapshot_check;
 pub(crate) mod stream;
 
 pub use service::{fetch_hash, fetch_members, PeerService};
@@ -51,6 +55,16 @@ pub use service::{fetch_hash, fetch_members, PeerService};
 pub fn message_limit(max_request_bytes: u64) -> usize {
     (64 << 20) + 2 * (max_request_bytes as usize + crate::config::GRPC_OVERHEAD_BYTES)
 }
+
+/// The largest gRPC message the peer URLs' `RaftPeer` service decodes: a snapshot chunk (at
+/// most a megabyte of data, or the header with the snapshot's message without its data).
+/// tonic reserves room for a message as soon as its length prefix arrives, so this, not
+/// the Raft message limit, is what a stranger can make a member set aside per request.
+pub const RAFT_PEER_MESSAGE_LIMIT: usize = snapshot::CHUNK_BYTES + (1 << 20);
+
+/// The largest gRPC message the peer URLs' `LeasePeer` service decodes: a lease id, or a
+/// time-to-live query.
+pub const LEASE_PEER_MESSAGE_LIMIT: usize = 64 << 10;
 
 /// The Raft handle, once Raft has started; senders report unreachable peers and snapshot
 /// delivery to it.

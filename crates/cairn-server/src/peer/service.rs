@@ -1,6 +1,7 @@
 //! The gRPC side of the peer URLs ([`PeerService`]: snapshots in, the member list and this
 //! member's hashes out), and dialling a peer's gRPC.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +12,11 @@ use cairn_proto::cairnpb::{
 };
 use cairn_proto::etcdserverpb::{HashKvResponse, ResponseHeader};
 use cairn_raft::RaftHandle;
+use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::snapshot::{Assembly, AssemblyError};
+use super::snapshot::{transfer_timeout, Assembly, AssemblyError};
+use crate::cluster::gate::{PeerGate, PeerPath};
 
 /// A client of the first member in `urls` that answers, sending messages of at most
 /// `message_limit` bytes.
@@ -39,46 +42,35 @@ pub(crate) async fn connect(
 /// The gRPC side of the peer URLs: takes snapshots, and tells a joining member who is in
 /// the cluster.
 pub struct PeerService {
-    pub raft: RaftHandle,
-    pub cluster_id: u64,
-    pub member_id: u64,
-    pub members: Arc<crate::cluster::Members>,
+    pub(crate) raft: RaftHandle,
+    /// Who may send a snapshot: another current member of this cluster.
+    pub(crate) gate: PeerGate,
     /// Snapshot data bytes accepted at most.
-    pub max_snapshot_bytes: u64,
+    pub(crate) max_snapshot_bytes: u64,
+    /// Where a snapshot is opened for checking before Raft gets it.
+    pub(crate) data_dir: PathBuf,
+    /// Snapshots being received: one at a time (a member's only sender is its leader), so
+    /// strangers cannot make it hold many.
+    pub(crate) receiving: Arc<Semaphore>,
     /// The store hashed for the corruption checks of other members.
-    pub store: Arc<cairn_mvcc::Store>,
+    pub(crate) store: Arc<cairn_mvcc::Store>,
     /// One hash at a time: each walks the whole store on a blocking thread, and a caller
     /// only has to name a member to ask for one, so more requests wait rather than take
     /// more cores.
-    pub hashing: Arc<tokio::sync::Semaphore>,
+    pub(crate) hashing: Arc<tokio::sync::Semaphore>,
 }
 
-/// Traffic for another cluster or member than this one.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum Misaddressed {
-    #[error("request cluster ID mismatch (got {got:x} want {want:x})")]
-    Cluster { got: u64, want: u64 },
-    #[error("request sent to member {to:x}, this is member {me:x}")]
-    Member { to: u64, me: u64 },
-}
-
-/// Refuses traffic meant for another cluster than `cluster_id` or another member than `me`.
-pub(crate) fn check_addressee(
-    cluster_id: u64,
-    me: u64,
-    got_cluster_id: u64,
-    to: u64,
-) -> Result<(), Misaddressed> {
-    if got_cluster_id != cluster_id {
-        return Err(Misaddressed::Cluster {
-            got: got_cluster_id,
-            want: cluster_id,
-        });
+impl PeerService {
+    /// Counts and logs a refused snapshot from `from`, and gives the status to answer.
+    fn refused(
+        &self,
+        from: u64,
+        why: impl std::fmt::Display,
+        status: fn(String) -> Status,
+    ) -> Status {
+        self.gate.refuse(PeerPath::Snapshot, from, &why);
+        status(why.to_string())
     }
-    if to != me {
-        return Err(Misaddressed::Member { to, me });
-    }
-    Ok(())
 }
 
 #[tonic::async_trait]
@@ -92,17 +84,61 @@ impl RaftPeer for PeerService {
             .message()
             .await?
             .ok_or_else(|| Status::invalid_argument("empty snapshot stream"))?;
+        let from = first.header.as_ref().map_or(0, |h| h.from);
         if let Some(h) = &first.header {
-            check_addressee(self.cluster_id, self.member_id, h.cluster_id, h.to)
-                .map_err(|e| Status::failed_precondition(e.to_string()))?;
+            self.gate.admit(h.cluster_id, h.from, h.to).map_err(|e| {
+                self.gate.refuse(PeerPath::Snapshot, from, &e);
+                e.status()
+            })?;
         }
-        let refused = |e: AssemblyError| Status::invalid_argument(e.to_string());
-        let mut assembly = Assembly::start(first, self.max_snapshot_bytes).map_err(refused)?;
-        while let Some(chunk) = chunks.message().await? {
-            assembly.push(chunk).map_err(refused)?;
+        let invalid = |e: AssemblyError| self.refused(from, e, Status::invalid_argument);
+        let _receiving = self.receiving.clone().try_acquire_owned().map_err(|_| {
+            self.refused(
+                from,
+                "another snapshot is being received",
+                Status::resource_exhausted,
+            )
+        })?;
+        let mut assembly = Assembly::start(first, self.max_snapshot_bytes).map_err(invalid)?;
+        // The bytes must keep coming at the rate a sender keeps to (the deadline moves with
+        // what has arrived), so a sender that trickles them cannot hold the one snapshot
+        // slot for long.
+        let started = tokio::time::Instant::now();
+        loop {
+            let deadline = started + transfer_timeout(assembly.received());
+            match tokio::time::timeout_at(deadline, chunks.message()).await {
+                Ok(Ok(Some(chunk))) => assembly.push(chunk).map_err(invalid)?,
+                Ok(Ok(None)) => break,
+                Ok(Err(status)) => return Err(status),
+                Err(_) => {
+                    let why = format!(
+                        "snapshot arrived too slowly: {} of {} bytes in {:?}",
+                        assembly.received(),
+                        assembly.announced(),
+                        started.elapsed()
+                    );
+                    return Err(self.refused(from, why, Status::deadline_exceeded));
+                }
+            }
         }
-        let from = assembly.from();
-        let msg = assembly.finish().map_err(refused)?;
+        let msg = assembly.finish().map_err(invalid)?;
+        // Checked before Raft sees it: once Raft takes it, the log starts after it.
+        let dir = self.data_dir.clone();
+        let (checked, msg) = tokio::task::spawn_blocking(move || {
+            let checked = super::snapshot_check::check(
+                &dir,
+                msg.snapshot_data(),
+                msg.snapshot_index(),
+                msg.snapshot_members(),
+            );
+            (checked, msg)
+        })
+        .await
+        .map_err(|e| {
+            let why = format!("snapshot check failed: {e}");
+            self.refused(from, why, Status::invalid_argument)
+        })?;
+        checked.map_err(|e| self.refused(from, e, Status::invalid_argument))?;
         tracing::info!(
             remote_peer_id = %format!("{from:x}"),
             index = msg.snapshot_index(),
@@ -120,15 +156,13 @@ impl RaftPeer for PeerService {
         r: Request<PeerHashRequest>,
     ) -> Result<Response<HashKvResponse>, Status> {
         let req = r.into_inner();
-        check_addressee(self.cluster_id, self.member_id, req.cluster_id, req.to)
-            .map_err(|e| Status::failed_precondition(e.to_string()))?;
-        // The hash tells what the store holds: only a current member learns it.
-        if req.from == self.member_id || self.members.get(req.from).is_none() {
-            return Err(Status::permission_denied(format!(
-                "{:x} is not a member of this cluster",
-                req.from
-            )));
-        }
+        // The hash tells what the store holds: only another current member learns it.
+        self.gate
+            .admit(req.cluster_id, req.from, req.to)
+            .map_err(|why| {
+                self.gate.refuse(PeerPath::Hash, req.from, &why);
+                why.status()
+            })?;
         // Held by the hashing thread, so a caller that goes away frees the turn only when
         // its hash is done.
         let turn = self
@@ -155,8 +189,8 @@ impl RaftPeer for PeerService {
         };
         Ok(Response::new(HashKvResponse {
             header: Some(ResponseHeader {
-                cluster_id: self.cluster_id,
-                member_id: self.member_id,
+                cluster_id: self.gate.cluster_id,
+                member_id: self.gate.member_id,
                 revision: h.current_revision,
                 raft_term: self.raft.status().term,
             }),
@@ -171,8 +205,8 @@ impl RaftPeer for PeerService {
         _: Request<MembersRequest>,
     ) -> Result<Response<MembersResponse>, Status> {
         Ok(Response::new(MembersResponse {
-            cluster_id: self.cluster_id,
-            members: self.members.list(),
+            cluster_id: self.gate.cluster_id,
+            members: self.gate.members.list(),
         }))
     }
 }

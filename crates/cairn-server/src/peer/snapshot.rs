@@ -30,6 +30,12 @@ const SEND_TIMEOUT_BASE: Duration = Duration::from_secs(30);
 /// Bytes per second a snapshot must at least move at before its send is given up.
 const SEND_MIN_RATE: u64 = 1 << 20;
 
+/// How long a snapshot of `len` bytes may take to arrive. The sender gives up after it; the
+/// receiver gives up on a stream whose first `len` bytes took longer.
+pub(crate) fn transfer_timeout(len: u64) -> Duration {
+    SEND_TIMEOUT_BASE + Duration::from_secs(len / SEND_MIN_RATE)
+}
+
 /// Why a snapshot stream was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AssemblyError {
@@ -41,6 +47,8 @@ pub enum AssemblyError {
     Undecodable(WireError),
     #[error("snapshot stream carries a {0}, not a MsgSnapshot")]
     NotASnapshot(&'static str),
+    #[error("snapshot message from {from:x} to {to:x} does not match its header")]
+    Mismatched { from: u64, to: u64 },
     #[error("snapshot of {len} bytes exceeds the limit of {limit} bytes")]
     TooLarge { len: u64, limit: u64 },
     #[error("snapshot stream carries more than the {want} bytes announced")]
@@ -110,7 +118,7 @@ pub async fn send(
         .await
         .ok_or(SendError::Unreachable)?;
     let stream = chunks(cluster_id, from, to, msg, CHUNK_BYTES)?;
-    let timeout = SEND_TIMEOUT_BASE + Duration::from_secs(len / SEND_MIN_RATE);
+    let timeout = transfer_timeout(len);
     match tokio::time::timeout(timeout, client.send_snapshot(futures::stream::iter(stream))).await {
         Ok(Ok(_)) => {
             tracing::info!(
@@ -143,18 +151,35 @@ impl Assembly {
         if !msg.is_snapshot() {
             return Err(AssemblyError::NotASnapshot(msg.kind()));
         }
+        if (msg.sender(), msg.recipient()) != (header.from, header.to) {
+            return Err(AssemblyError::Mismatched {
+                from: msg.sender(),
+                to: msg.recipient(),
+            });
+        }
         let want = header.data_len;
         if want > limit {
             return Err(AssemblyError::TooLarge { len: want, limit });
         }
         let mut a = Assembly {
             msg,
-            // Within the limit, so reserving all of it at once is safe and saves regrowing.
-            data: BytesMut::with_capacity(want as usize),
+            // Grown as chunks arrive, never to what the header claims: a sender that
+            // announces a large snapshot and stops costs only what it sent.
+            data: BytesMut::new(),
             want,
         };
         a.append(&first.data)?;
         Ok(a)
+    }
+
+    /// The data bytes the header announced.
+    pub fn announced(&self) -> u64 {
+        self.want
+    }
+
+    /// The data bytes that have arrived.
+    pub fn received(&self) -> u64 {
+        self.data.len() as u64
     }
 
     /// Adds the next chunk.
@@ -171,11 +196,6 @@ impl Assembly {
         }
         self.data.extend_from_slice(data);
         Ok(())
-    }
-
-    /// The sender's member id, as the message says.
-    pub fn from(&self) -> u64 {
-        self.msg.sender()
     }
 
     /// The message with its snapshot's data, once all of it has arrived.
@@ -289,6 +309,15 @@ mod tests {
                 "not a snapshot",
                 chunks(9, 1, 2, not_snapshot, 4).unwrap().collect(),
                 AssemblyError::NotASnapshot("MsgAppend"),
+            ),
+            (
+                "message not between the header's members",
+                {
+                    let mut cs = good();
+                    cs[0].header.as_mut().unwrap().from = 3;
+                    cs
+                },
+                AssemblyError::Mismatched { from: 1, to: 2 },
             ),
             (
                 "over the limit",

@@ -206,11 +206,13 @@ async fn serve_member(
     for listener in peer_listeners {
         let endpoints = server.peer_endpoints();
         let router = tonic::service::Routes::new(
-            RaftPeerServer::new(endpoints.service).max_decoding_message_size(
-                crate::peer::message_limit(server.config().max_request_bytes),
-            ),
+            RaftPeerServer::new(endpoints.service)
+                .max_decoding_message_size(crate::peer::RAFT_PEER_MESSAGE_LIMIT),
         )
-        .add_service(LeasePeerServer::new(endpoints.leases))
+        .add_service(
+            LeasePeerServer::new(endpoints.leases)
+                .max_decoding_message_size(crate::peer::LEASE_PEER_MESSAGE_LIMIT),
+        )
         .into_axum_router();
         tokio::spawn(listen::serve_peer(listener, router, endpoints.streams));
     }

@@ -16,6 +16,27 @@ const RAFT_DIR: &str = "raft";
 /// The file in the data directory that names the `--wal-dir` its Raft log is in.
 const WAL_DIR_FILE: &str = "wal-dir";
 
+/// What a Raft snapshot being checked (`peer/snapshot_check.rs`) or restored (`apply/`) is
+/// written to in the data directory: a directory whose name starts with it. Nothing else
+/// there starts so.
+const SNAPSHOT_SCRATCH_PREFIX: &str = "raft-snapshot-";
+
+/// Removes the scratch copies of Raft snapshots a crash left in `dir` (each as large as the
+/// backend): nothing uses them before the member starts.
+fn remove_scratch(dir: &Path) -> Result<(), StartError> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with(SNAPSHOT_SCRATCH_PREFIX)
+            && entry.file_type()?.is_dir()
+        {
+            tracing::info!(path = %entry.path().display(), "removing a snapshot copy left by a crash");
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Checks that `dir` is a cairn data directory, or empty, and makes it one.
 ///
 /// A directory that etcd wrote (it has `member/`), or any other non-empty directory without
@@ -39,6 +60,7 @@ pub(super) fn prepare(dir: &Path) -> Result<(), StartError> {
                 dir.display()
             )));
         }
+        remove_scratch(dir)?;
         return Ok(());
     }
     if dir.join("member").exists() {
@@ -112,7 +134,7 @@ pub(super) fn raft_log_dir(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
 
@@ -150,5 +172,25 @@ mod tests {
         assert!(err.contains("empty log"), "{err}");
         assert!(!wal.exists());
         assert_eq!(raft_log_dir(&data, None).unwrap(), data.join(RAFT_DIR));
+    }
+
+    #[test]
+    fn snapshot_copies_left_by_a_crash_are_removed_at_start_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("data");
+        prepare(&d).unwrap();
+        for name in ["raft-snapshot-abc", "raft-snapshot-check-xyz"] {
+            std::fs::create_dir(d.join(name)).unwrap();
+            std::fs::write(d.join(name).join("snapshot.redb"), b"left over").unwrap();
+        }
+        std::fs::create_dir(d.join(RAFT_DIR)).unwrap();
+        std::fs::write(d.join(BACKEND_FILE), b"kept").unwrap();
+        prepare(&d).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [BACKEND_FILE, MARKER_FILE, RAFT_DIR]);
     }
 }

@@ -94,6 +94,9 @@ pub struct Server {
     watch: Arc<WatchHub>,
     /// Linearizable readers waiting for a ReadIndex round.
     reads: Arc<ReadBarrier>,
+    /// Raft snapshots being received from a peer (one at a time), shared by every peer
+    /// listener.
+    snapshot_receiving: Arc<tokio::sync::Semaphore>,
 }
 
 /// What the peer URLs serve: Raft snapshots and the member list, raft streams, and the
@@ -167,28 +170,33 @@ impl Server {
     /// What the peer URLs serve for this member.
     pub(crate) fn peer_endpoints(&self) -> PeerEndpoints {
         let limit = crate::peer::message_limit(self.cfg.max_request_bytes);
+        let gate = crate::cluster::gate::PeerGate {
+            cluster_id: self.cluster_id,
+            member_id: self.member.id,
+            members: self.members.clone(),
+            refused: self.metrics.peer_refused.clone(),
+        };
         PeerEndpoints {
             service: PeerService {
                 raft: self.raft.clone(),
-                cluster_id: self.cluster_id,
-                member_id: self.member.id,
-                members: self.members.clone(),
+                gate: gate.clone(),
                 // A snapshot is the backend file, which writes stop growing at the quota;
                 // twice that (and at least 1 GiB) leaves room for what deletes and
                 // compactions add above it, and for a leader with a larger quota.
                 max_snapshot_bytes: self.cfg.quota_backend_bytes.saturating_mul(2).max(1 << 30),
                 store: self.store.clone(),
                 hashing: Arc::new(tokio::sync::Semaphore::new(1)),
+                data_dir: self.cfg.data_dir.clone(),
+                receiving: self.snapshot_receiving.clone(),
             },
             streams: crate::peer::stream::Receiver {
                 raft: self.raft.clone(),
-                cluster_id: self.cluster_id,
-                member_id: self.member.id,
-                members: self.members.clone(),
+                gate: gate.clone(),
                 message_limit: limit,
             },
             leases: LeasePeerService {
                 keeper: self.leases.clone(),
+                gate,
             },
         }
     }

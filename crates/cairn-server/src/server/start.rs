@@ -320,7 +320,14 @@ impl Server {
             cfg.max_request_bytes,
             cfg.election_timeout,
         );
-        let leases = LeaseKeeper::new(leases, raft.clone(), proposer.clone(), members.clone());
+        let leases = LeaseKeeper::new(
+            leases,
+            raft.clone(),
+            proposer.clone(),
+            members.clone(),
+            cluster_id,
+            member_id,
+        );
         Ok(Arc::new(Server {
             cfg,
             store,
@@ -335,6 +342,7 @@ impl Server {
             metrics,
             leases,
             watch,
+            snapshot_receiving: Arc::new(tokio::sync::Semaphore::new(1)),
         }))
     }
 }
