@@ -31,20 +31,27 @@
 //! recent events, `next_rev` becomes 14, and the applier hands it 14 on.
 //!
 //! Dispatch looks watchers up by key: single-key watchers in a hash map, so 100k watchers
-//! on distinct keys cost one lookup per event; range watchers (prefixes, from-key) in a
-//! list checked for each event.
+//! on distinct keys cost one lookup per event; range watchers (prefixes, from-key) in an
+//! interval index (`interval.rs`), so an event costs O(log n) plus the watchers it matches
+//! however many range watchers there are.
 //!
 //! # Locks
 //!
 //! `state` protects every watcher, the indexes, the streams' ready lists and `published`.
-//! It is held only for in-memory work, never across a backend read or an await.
+//! It is held only for in-memory work, never across a backend read or an await. Work that
+//! grows with a stream's watchers (closing it) lets go of it every [`CLOSE_CHUNK`]
+//! watchers, so the applier and other streams wait for one chunk at most.
+
+mod interval;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use cairn_proto::mvccpb::{event::EventType, Event};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
+
+use interval::IntervalIndex;
 
 /// The most events a watcher's buffer holds (one revision is always accepted into an
 /// empty buffer, however large).
@@ -56,6 +63,9 @@ pub const BUFFER_BYTES: usize = 1 << 20;
 pub const RECENT_EVENTS: usize = 4096;
 /// The most key and value bytes of those.
 pub const RECENT_BYTES: usize = 4 << 20;
+
+/// The most watchers a stream's close removes under one hold of the lock.
+pub const CLOSE_CHUNK: usize = 1024;
 
 /// A watcher's handle in the hub, unique for the life of the process.
 pub type WatcherKey = u64;
@@ -104,9 +114,10 @@ struct Watcher {
     stream: u64,
     /// Its id on its stream.
     watch_id: i64,
-    /// Shared with the single-key index.
+    /// Shared with the single-key or the range index.
     key: Arc<[u8]>,
-    range_end: Box<[u8]>,
+    /// Shared with the range index; empty for a single key.
+    range_end: Arc<[u8]>,
     next_rev: i64,
     synced: bool,
     /// On its stream's ready list.
@@ -193,7 +204,7 @@ struct HubState {
     /// Single-key watchers by key.
     exact: HashMap<Arc<[u8]>, Slot>,
     /// Range watchers.
-    ranges: Vec<WatcherKey>,
+    ranges: IntervalIndex,
     streams: HashMap<u64, StreamEntry>,
     next_key: u64,
     /// Every event up to this revision has been published.
@@ -204,6 +215,8 @@ struct HubState {
     recent_bytes: usize,
     /// Every event from this revision through `published` is in `recent`.
     recent_from: i64,
+    /// The range end of every single-key watcher, so they share one allocation.
+    no_end: Arc<[u8]>,
 }
 
 /// The watchers of one member; see the module docs.
@@ -256,7 +269,7 @@ impl HubState {
 
     fn unindex(&mut self, key: WatcherKey, w: &Watcher) {
         if !w.range_end.is_empty() {
-            self.ranges.retain(|k| *k != key);
+            self.ranges.remove(&w.key, key);
             return;
         }
         let emptied = match self.exact.get_mut(&w.key) {
@@ -278,7 +291,7 @@ impl HubState {
 
     fn index(&mut self, key: WatcherKey, w: &Watcher) {
         if !w.range_end.is_empty() {
-            self.ranges.push(key);
+            self.ranges.insert(w.key.clone(), w.range_end.clone(), key);
             return;
         }
         match self.exact.get_mut(&w.key) {
@@ -296,15 +309,16 @@ impl HubState {
     /// Hands one revision's events to the watchers that want them.
     fn publish_revision(&mut self, rev: i64, events: &[Arc<Event>]) {
         let mut matches: Vec<(WatcherKey, usize)> = Vec::new();
+        let mut in_ranges = Vec::new();
         for (i, ev) in events.iter().enumerate() {
             let Some(kv) = ev.kv.as_ref() else { continue };
             if let Some(slot) = self.exact.get(kv.key.as_slice()) {
                 matches.extend(slot.keys().iter().map(|k| (*k, i)));
             }
-            for k in &self.ranges {
-                if self.watchers.get(k).is_some_and(|w| w.contains(&kv.key)) {
-                    matches.push((*k, i));
-                }
+            if !self.ranges.is_empty() {
+                in_ranges.clear();
+                self.ranges.stab(&kv.key, &mut in_ranges);
+                matches.extend(in_ranges.iter().map(|k| (*k, i)));
             }
         }
         if matches.is_empty() {
@@ -350,6 +364,7 @@ impl WatchHub {
             state: Mutex::new(HubState {
                 published: current,
                 recent_from: current + 1,
+                no_end: Arc::from(&[][..]),
                 ..Default::default()
             }),
         }
@@ -431,11 +446,16 @@ impl WatchHub {
         (id, notify)
     }
 
-    /// Removes a stream and its watchers, `keys`.
+    /// Removes a stream and its watchers, `keys`, [`CLOSE_CHUNK`] at a time, handing the
+    /// lock to any thread waiting for it between chunks. (Until its turn, a watcher of the
+    /// closed stream may still be handed events; nobody takes them.)
     pub fn close_stream(&self, stream: u64, keys: impl IntoIterator<Item = WatcherKey>) {
         let mut st = self.state.lock();
         st.streams.remove(&stream);
-        for key in keys {
+        for (n, key) in keys.into_iter().enumerate() {
+            if n > 0 && n % CLOSE_CHUNK == 0 {
+                MutexGuard::bump(&mut st);
+            }
             if let Some(w) = st.watchers.remove(&key) {
                 st.unindex(key, &w);
             }
@@ -461,7 +481,11 @@ impl WatchHub {
             stream,
             watch_id,
             key: spec.key.into(),
-            range_end: spec.range_end.into(),
+            range_end: if spec.range_end.is_empty() {
+                st.no_end.clone()
+            } else {
+                spec.range_end.into()
+            },
             next_rev,
             synced,
             queued: false,
@@ -712,5 +736,53 @@ mod tests {
         assert_eq!(hub.watcher_count(), 0);
         let st = hub.state.lock();
         assert!(st.exact.is_empty() && st.ranges.is_empty());
+    }
+
+    #[test]
+    fn range_watchers_get_exactly_the_events_in_their_ranges() {
+        let hub = WatchHub::new(1);
+        let (s, _) = hub.open_stream();
+        // Prefixes p/0000/ .. p/0999/, every tenth also as a from-key watch.
+        let mut specs = Vec::new();
+        for i in 0..1000 {
+            specs.push(spec(&format!("p/{i:04}/"), &format!("p/{i:04}0")));
+            if i % 10 == 0 {
+                specs.push(spec(&format!("p/{i:04}/"), "\0"));
+            }
+        }
+        for (id, sp) in specs.iter().enumerate() {
+            hub.add(s, id as i64, sp.clone(), 0);
+        }
+        let keys = [
+            "p/0000/a", "p/0500/x", "p/0999/", "p/0999", "p/1000/a", "a", "q",
+        ];
+        for (n, key) in keys.iter().enumerate() {
+            let rev = 2 + n as i64;
+            hub.publish(vec![put(key, rev)], rev);
+            let mut got: Vec<i64> = hub.take(s).live.iter().map(|(id, _)| *id).collect();
+            got.sort_unstable();
+            let want: Vec<i64> = (0..specs.len() as i64)
+                .filter(|id| specs[*id as usize].contains(key.as_bytes()))
+                .collect();
+            assert_eq!(got, want, "{key}");
+        }
+    }
+
+    #[test]
+    fn closing_a_stream_of_many_range_watchers_leaves_the_others_served() {
+        let hub = WatchHub::new(1);
+        let (big, _) = hub.open_stream();
+        let (other, _) = hub.open_stream();
+        let n = 3 * CLOSE_CHUNK + 7;
+        let keys: Vec<WatcherKey> = (0..n)
+            .map(|i| hub.add(big, i as i64, spec(&format!("r/{i}"), "\0"), 0).0)
+            .collect();
+        hub.add(other, 0, spec("r/", "r0"), 0);
+        hub.close_stream(big, keys);
+        assert_eq!(hub.watcher_count(), 1);
+        assert_eq!(hub.state.lock().ranges.len(), 1);
+        hub.publish(vec![put("r/5", 2)], 2);
+        assert_eq!(revs(&hub.take(other)), vec![vec![2]]);
+        assert!(hub.take(big).live.is_empty());
     }
 }
