@@ -42,7 +42,7 @@ mod txn;
 
 pub use apply::ApplyBatch;
 pub use error::MvccError;
-pub use history::History;
+pub use history::{History, HistoryLimits};
 pub use kv_store::{HashKv, Store};
 
 /// Tells the store whether a lease exists, so puts can refuse unknown leases.

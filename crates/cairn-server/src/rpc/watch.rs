@@ -6,11 +6,18 @@
 //! hub only when that queue is empty, so a client that does not read holds at most one
 //! round of responses here; meanwhile its watchers' hub buffers fill, they fall out of
 //! sync, and they catch up from the backend when the client reads again.
+//!
+//! A catch-up round is bounded in events, revisions and bytes twice over: the history
+//! read stops after the revision that reaches [`CATCHUP_EVENTS`] events or
+//! [`CATCHUP_BYTES`] bytes, and once the round's responses hold [`CATCHUP_BYTES`] bytes of
+//! events the remaining unsynced watchers wait for the next round, unmoved. Each round
+//! serves at least one watcher at least one revision, so every watcher catches up.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 
+use cairn_mvcc::HistoryLimits;
 use cairn_proto::etcdserverpb::{
     watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch,
     WatchCreateRequest, WatchRequest, WatchResponse,
@@ -34,6 +41,9 @@ const QUEUE_FOR_REQUESTS: usize = 16;
 const CATCHUP_EVENTS: usize = 1000;
 /// The most revisions one catch-up response covers, as etcd's.
 const CATCHUP_REVS: usize = 1000;
+/// The most key and value bytes one catch-up read takes, and the most one round queues
+/// (each more by up to one revision, or one watcher's share).
+const CATCHUP_BYTES: usize = 4 << 20;
 
 const SERVICE: &str = "etcdserverpb.Watch";
 const METHOD: &str = "Watch";
@@ -150,8 +160,10 @@ impl StreamTask {
                 _ = ticker.tick() => self.progress_tick(),
             }
         }
-        self.hub
-            .close_stream(self.id, self.watches.values().map(|o| o.key));
+        // Off the async workers: a stream may hold 100k watchers.
+        let (hub, id) = (self.hub.clone(), self.id);
+        let keys: Vec<WatcherKey> = self.watches.values().map(|o| o.key).collect();
+        let _ = tokio::task::spawn_blocking(move || hub.close_stream(id, keys)).await;
         self.server
             .metrics()
             .grpc_stream_handled(SERVICE, METHOD, code);
@@ -324,11 +336,14 @@ impl StreamTask {
             .iter()
             .any(|(_, id, _, _)| self.watches.get(id).is_some_and(|o| o.prev_kv));
         let store = self.server.store().clone();
-        let read = tokio::task::spawn_blocking(move || {
-            store.history(from, CATCHUP_EVENTS, CATCHUP_REVS, with_prev)
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?;
+        let limits = HistoryLimits {
+            events: CATCHUP_EVENTS,
+            revs: CATCHUP_REVS,
+            bytes: CATCHUP_BYTES,
+        };
+        let read = tokio::task::spawn_blocking(move || store.history(from, limits, with_prev))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         let history = match read {
             Ok(h) => h,
             Err(cairn_mvcc::MvccError::Compacted) => {
@@ -354,8 +369,14 @@ impl StreamTask {
             }
             Err(e) => return Err(super::mvcc_status(e)),
         };
+        let mut queued = 0usize;
         for (key, watch_id, spec, next) in unsynced {
             if self.watches.get(&watch_id).is_none_or(|o| o.key != key) {
+                continue;
+            }
+            if queued >= CATCHUP_BYTES {
+                // The round is full: the watcher stays where it is, queued for the next.
+                self.hub.advance(key, next - 1);
                 continue;
             }
             let evs: Vec<Event> = history
@@ -365,6 +386,7 @@ impl StreamTask {
                 .cloned()
                 .collect();
             if !evs.is_empty() {
+                queued += evs.iter().map(event_bytes).sum::<usize>();
                 self.push_events(watch_id, history.current, evs);
             }
             self.hub.advance(key, history.through);
@@ -419,6 +441,12 @@ impl StreamTask {
         cur.fragment = false;
         self.out.push_back(cur);
     }
+}
+
+/// The key and value bytes an event carries, its `prev_kv`'s included.
+fn event_bytes(ev: &Event) -> usize {
+    let kv_bytes = |kv: &cairn_proto::mvccpb::KeyValue| kv.key.len() + kv.value.len();
+    ev.kv.as_ref().map_or(0, kv_bytes) + ev.prev_kv.as_ref().map_or(0, kv_bytes)
 }
 
 fn rev_of(ev: &Event) -> i64 {
