@@ -64,7 +64,8 @@ pub const RECENT_EVENTS: usize = 4096;
 /// The most key and value bytes of those.
 pub const RECENT_BYTES: usize = 4 << 20;
 
-/// The most watchers a stream's close removes under one hold of the lock.
+/// The most watchers a stream's close removes, or a progress check looks up, under one
+/// hold of the lock.
 pub const CLOSE_CHUNK: usize = 1024;
 
 /// A watcher's handle in the hub, unique for the life of the process.
@@ -573,18 +574,24 @@ impl WatchHub {
     }
 
     /// Which of the given watchers are synced with nothing buffered, and the revision a
-    /// progress notification for them reports.
+    /// progress notification for them reports: the published revision when the check
+    /// began. (It looks [`CLOSE_CHUNK`] watchers up per hold of the lock; a watcher found
+    /// synced and empty later has been handed every event through that revision too.)
     pub fn synced(&self, keys: &[WatcherKey]) -> (Vec<bool>, i64) {
-        let st = self.state.lock();
-        let flags = keys
-            .iter()
-            .map(|k| {
+        let mut st = self.state.lock();
+        let published = st.published;
+        let mut flags = Vec::with_capacity(keys.len());
+        for (n, chunk) in keys.chunks(CLOSE_CHUNK).enumerate() {
+            if n > 0 {
+                MutexGuard::bump(&mut st);
+            }
+            flags.extend(chunk.iter().map(|k| {
                 st.watchers
                     .get(k)
                     .is_some_and(|w| w.synced && w.buffer.is_none())
-            })
-            .collect();
-        (flags, st.published)
+            }));
+        }
+        (flags, published)
     }
 
     /// The number of watchers, for tests.
@@ -784,5 +791,25 @@ mod tests {
         hub.publish(vec![put("r/5", 2)], 2);
         assert_eq!(revs(&hub.take(other)), vec![vec![2]]);
         assert!(hub.take(big).live.is_empty());
+    }
+
+    #[test]
+    fn progress_checks_every_watcher_across_chunks() {
+        let hub = WatchHub::new(4);
+        let (s, _) = hub.open_stream();
+        let n = 2 * CLOSE_CHUNK + 3;
+        let mut keys: Vec<WatcherKey> = (0..n)
+            .map(|i| hub.add(s, i as i64, spec(&format!("k/{i}"), ""), 0).0)
+            .collect();
+        let (late, _) = hub.add(s, n as i64, spec("k/late", ""), 2);
+        keys.push(late);
+        let (flags, rev) = hub.synced(&keys);
+        assert_eq!(rev, 4);
+        assert_eq!(flags.iter().filter(|f| !**f).count(), 1);
+        assert!(!flags[n], "the watcher from revision 2 is behind");
+        hub.publish(vec![put("k/7", 5)], 5);
+        let (flags, rev) = hub.synced(&keys);
+        assert_eq!(rev, 5);
+        assert!(!flags[7], "its event is buffered, not yet taken");
     }
 }
