@@ -218,6 +218,9 @@ struct HubState {
     recent_from: i64,
     /// The range end of every single-key watcher, so they share one allocation.
     no_end: Arc<[u8]>,
+    /// How many watchers are unsynced, kept as they change so a metrics scrape does not
+    /// walk every watcher under the lock.
+    unsynced: usize,
 }
 
 /// The watchers of one member; see the module docs.
@@ -265,6 +268,16 @@ impl HubState {
         if let Some(s) = self.streams.get_mut(&w.stream) {
             s.ready.push(key);
             s.notify.notify_one();
+        }
+    }
+
+    /// Removes a watcher from the map, its index and the counts.
+    fn drop_watcher(&mut self, key: WatcherKey) {
+        if let Some(w) = self.watchers.remove(&key) {
+            self.unindex(key, &w);
+            if !w.synced {
+                self.unsynced -= 1;
+            }
         }
     }
 
@@ -352,6 +365,7 @@ impl HubState {
                 // backend once it has taken what is buffered.
                 w.synced = false;
                 w.next_rev = rev;
+                self.unsynced += 1;
             }
             self.queue(key);
         }
@@ -421,6 +435,7 @@ impl WatchHub {
                 if w.synced {
                     w.next_rev = w.next_rev.max(published + 1);
                     w.synced = false;
+                    st.unsynced += 1;
                 }
             }
             st.queue(key);
@@ -457,9 +472,7 @@ impl WatchHub {
             if n > 0 && n % CLOSE_CHUNK == 0 {
                 MutexGuard::bump(&mut st);
             }
-            if let Some(w) = st.watchers.remove(&key) {
-                st.unindex(key, &w);
-            }
+            st.drop_watcher(key);
         }
     }
 
@@ -497,6 +510,7 @@ impl WatchHub {
         st.index(key, &w);
         st.watchers.insert(key, w);
         if !synced {
+            st.unsynced += 1;
             st.queue(key);
         }
         (key, published)
@@ -504,10 +518,7 @@ impl WatchHub {
 
     /// Removes a watcher.
     pub fn remove(&self, key: WatcherKey) {
-        let mut st = self.state.lock();
-        if let Some(w) = st.watchers.remove(&key) {
-            st.unindex(key, &w);
-        }
+        self.state.lock().drop_watcher(key);
     }
 
     /// Takes a stream's pending work: buffered events and unsynced watchers.
@@ -550,6 +561,7 @@ impl WatchHub {
             w.next_rev = w.next_rev.max(through + 1);
             if w.next_rev > st.published {
                 w.synced = true;
+                st.unsynced -= 1;
                 return true;
             }
             if w.next_rev >= st.recent_from {
@@ -562,6 +574,7 @@ impl WatchHub {
                 if w.offer(missed) {
                     w.next_rev = st.published + 1;
                     w.synced = true;
+                    st.unsynced -= 1;
                     if w.buffer.is_some() {
                         st.queue(key);
                     }
@@ -606,7 +619,7 @@ impl WatchHub {
         HubStats {
             streams: st.streams.len(),
             watchers: st.watchers.len(),
-            unsynced: st.watchers.values().filter(|w| !w.synced).count(),
+            unsynced: st.unsynced,
         }
     }
 }
@@ -639,6 +652,13 @@ mod tests {
         }
     }
 
+    /// Checks the kept count of unsynced watchers against a count of them.
+    fn check_counts(hub: &WatchHub) {
+        let st = hub.state.lock();
+        let unsynced = st.watchers.values().filter(|w| !w.synced).count();
+        assert_eq!(st.unsynced, unsynced, "the kept count of unsynced watchers");
+    }
+
     fn revs(work: &Work) -> Vec<Vec<i64>> {
         work.live
             .iter()
@@ -661,6 +681,7 @@ mod tests {
         assert_eq!(got, vec![vec![2, 2, 2, 3, 3], vec![2, 3], vec![3]]);
         let _ = (a, p, all);
         assert!(work.unsynced.is_empty());
+        check_counts(&hub);
     }
 
     #[test]
@@ -678,6 +699,7 @@ mod tests {
         );
         let next = 2 + BUFFER_EVENTS as i64;
         assert_eq!(work.unsynced, vec![(w, 0, spec("k", ""), next)]);
+        check_counts(&hub);
         // A catch-up read that ends before the published revision rejoins with the rest
         // from the recent events.
         let published = hub.published();
@@ -691,6 +713,7 @@ mod tests {
         hub.publish(vec![put("k", published)], published);
         hub.publish(vec![put("k", published + 1)], published + 1);
         assert_eq!(revs(&hub.take(s)), vec![vec![published + 1]]);
+        check_counts(&hub);
     }
 
     #[test]
@@ -709,6 +732,7 @@ mod tests {
         assert_eq!(work.unsynced[0].3, 4);
         assert!(hub.advance(w, last - 1), "the rest is recent");
         assert!(hub.take(s).live.is_empty(), "no event of k to hand over");
+        check_counts(&hub);
     }
 
     #[test]
@@ -719,6 +743,7 @@ mod tests {
         let (live, _) = hub.add(s, 1, spec("k", ""), 0);
         assert_eq!(hub.take(s).unsynced.len(), 1);
         hub.restored(9);
+        check_counts(&hub);
         let mut work = hub.take(s);
         work.unsynced.sort_by_key(|u| u.1);
         assert_eq!(work.unsynced[1], (live, 1, spec("k", ""), 6));
@@ -728,6 +753,7 @@ mod tests {
         assert_eq!(work.unsynced[0].3, 6);
         assert!(hub.advance(w, 9));
         assert!(hub.advance(live, 9));
+        check_counts(&hub);
     }
 
     #[test]
@@ -736,11 +762,18 @@ mod tests {
         let (s, _) = hub.open_stream();
         let (k1, _) = hub.add(s, 0, spec("a", ""), 0);
         let (k2, _) = hub.add(s, 1, spec("a", ""), 0);
-        let (k3, _) = hub.add(s, 2, spec("a", "b"), 0);
+        let (k3, _) = hub.add(s, 2, spec("a", "b"), 1);
+        assert_eq!(
+            hub.stats().unsynced,
+            1,
+            "k3 starts at the published revision"
+        );
         hub.remove(k1);
         assert!(matches!(hub.state.lock().exact.get(&b"a"[..]), Some(Slot::One(k)) if *k == k2));
         hub.close_stream(s, [k2, k3]);
         assert_eq!(hub.watcher_count(), 0);
+        check_counts(&hub);
+        assert_eq!(hub.stats().unsynced, 0);
         let st = hub.state.lock();
         assert!(st.exact.is_empty() && st.ranges.is_empty());
     }
@@ -773,6 +806,7 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "{key}");
         }
+        check_counts(&hub);
     }
 
     #[test]
@@ -791,6 +825,7 @@ mod tests {
         hub.publish(vec![put("r/5", 2)], 2);
         assert_eq!(revs(&hub.take(other)), vec![vec![2]]);
         assert!(hub.take(big).live.is_empty());
+        check_counts(&hub);
     }
 
     #[test]
@@ -811,5 +846,6 @@ mod tests {
         let (flags, rev) = hub.synced(&keys);
         assert_eq!(rev, 5);
         assert!(!flags[7], "its event is buffered, not yet taken");
+        check_counts(&hub);
     }
 }
