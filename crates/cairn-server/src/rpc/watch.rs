@@ -405,12 +405,14 @@ impl StreamTask {
             Err(e) => return Err(super::mvcc_status(e)),
         };
         let mut queued = 0usize;
+        let mut served = Vec::new();
         for (key, watch_id, spec, next) in unsynced {
             if self.watches.get(&watch_id).is_none_or(|o| o.key != key) {
                 continue;
             }
             if queued >= CATCHUP_BYTES {
-                // The round is full: the watcher stays where it is, queued for the next.
+                // The round is full: the watcher stays where it is, queued for the next
+                // ahead of those served now.
                 self.hub.advance(key, next - 1);
                 continue;
             }
@@ -424,6 +426,9 @@ impl StreamTask {
                 queued += evs.iter().map(event_bytes).sum::<usize>();
                 self.push_events(watch_id, history.current, evs);
             }
+            served.push(key);
+        }
+        for key in served {
             self.hub.advance(key, history.through);
         }
         Ok(())
