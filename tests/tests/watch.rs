@@ -851,6 +851,9 @@ async fn a_catch_up_of_large_values_arrives_whole_and_in_order_as_from_etcd() {
     );
 }
 
+/// Regression: every write checked every range watcher under the hub lock (100k made a
+/// put 20-50 times slower), and closing a stream removed each of its range watchers from
+/// a list, all under one hold of the lock (with 100k, a put waited 50 s meanwhile).
 /// Registers 100k range watchers on one stream (a prefix each, `w/000000/` ..), plus a
 /// probe watching `k/` on another; checks that writes by another client complete and
 /// reach the right watchers, then closes the big stream and checks the member serves on.
