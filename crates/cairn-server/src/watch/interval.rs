@@ -133,6 +133,12 @@ impl IntervalIndex {
     pub(super) fn remove(&mut self, key: &[u8], id: u64) -> bool {
         let (root, removed) = self.remove_in(self.root, key, id);
         self.root = root;
+        if root.is_none() {
+            // The last one: give the arena's memory back (it never shrinks otherwise).
+            self.nodes = Vec::new();
+            self.free = Vec::new();
+            return removed.is_some();
+        }
         if let Some(at) = removed {
             let n = &mut self.nodes[at as usize];
             n.key = self.empty.clone();
@@ -389,5 +395,15 @@ mod tests {
         );
         ix.insert(b"z"[..].into(), b"zz"[..].into(), n);
         assert_eq!(ix.nodes.len(), n as usize, "a freed slot is reused");
+        for id in (1..n).step_by(2) {
+            assert!(ix.remove(format!("k/{id:08}").as_bytes(), id));
+        }
+        assert!(ix.remove(b"z", n));
+        assert!(ix.is_empty());
+        assert_eq!(ix.nodes.capacity(), 0, "the arena is given back once empty");
+        ix.insert(b"a"[..].into(), b"\0"[..].into(), 1);
+        let mut out = Vec::new();
+        ix.stab(b"b", &mut out);
+        assert_eq!(out, vec![1]);
     }
 }
