@@ -33,8 +33,19 @@ fn every_bench_workload_runs_clean_against_etcd_and_cairn() {
     for kind in [Kind::Etcd35, Kind::Cairn] {
         let m = ServerProc::start(kind, &[]);
         let ep = m.endpoint();
-        let workloads: [(&[&str], u64); 7] = [
+        let workloads: [(&[&str], u64); 8] = [
             (&["put", "--total=400", "--key-space-size=50"], 400),
+            // With range watchers held that no put matches (bench-vs-etcd's put-rw).
+            (
+                &[
+                    "put",
+                    "--total=400",
+                    "--key-space-size=50",
+                    "--range-watchers=20000",
+                    "--watch-streams=4",
+                ],
+                400,
+            ),
             (&["range", "--total=400", "--consistency=l"], 400),
             (&["range", "--total=400", "--consistency=s"], 400),
             (&["txn", "--total=400"], 400),

@@ -109,6 +109,13 @@ pub struct KeyArgs {
 pub struct PutArgs {
     #[command(flatten)]
     pub keys: KeyArgs,
+    /// Range watches to open (each on its own prefix, none matching the keys put) and
+    /// hold during the run: what a put costs with many range watchers registered.
+    #[arg(long, default_value_t = 0)]
+    pub range_watchers: usize,
+    /// Watch streams the range watches are spread over.
+    #[arg(long, default_value_t = 10)]
+    pub watch_streams: usize,
 }
 
 /// Read consistency of a range.
@@ -202,6 +209,9 @@ impl Args {
             return bad("--max-duration must be positive");
         }
         let (key_size, space) = match &self.workload {
+            Workload::Put(p) if p.range_watchers > 0 && p.watch_streams == 0 => {
+                return bad("--range-watchers needs --watch-streams >= 1");
+            }
             Workload::Put(p) => (p.keys.key_size, p.keys.key_space_size),
             Workload::Txn(t) => (t.keys.key_size, t.keys.key_space_size),
             Workload::Range(r) => (r.key_size, r.key_space_size),

@@ -354,6 +354,8 @@ pub(crate) async fn run(args: &Args) -> Result<Report, Error> {
         deadline: Instant::now() + args.max_duration,
         request_timeout: args.request_timeout,
     };
+    // Range watchers held open during a put run.
+    let mut _held = None;
     let op = match &args.workload {
         Workload::Watch(w) => return crate::streams::watch_latency(&conns, w, bounds).await,
         Workload::WatchHold(w) => {
@@ -372,10 +374,18 @@ pub(crate) async fn run(args: &Args) -> Result<Report, Error> {
         Workload::LeaseKeepalive(l) => {
             return crate::streams::lease_keepalive(&conns, l, bounds).await
         }
-        Workload::Put(p) => Op::Put {
-            keys: KeyGen::from_args(&p.keys),
-            value: rng.bytes(p.keys.val_size),
-        },
+        Workload::Put(p) => {
+            if p.range_watchers > 0 {
+                _held = Some(
+                    crate::streams::open_range_watches(&conns, p.range_watchers, p.watch_streams)
+                        .await?,
+                );
+            }
+            Op::Put {
+                keys: KeyGen::from_args(&p.keys),
+                value: rng.bytes(p.keys.val_size),
+            }
+        }
         Workload::Txn(t) if !t.nested.is_empty() => Op::Fixed(Box::new(nested_txn(
             &t.nested,
             t.keys.key_size,

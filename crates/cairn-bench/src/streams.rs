@@ -198,15 +198,71 @@ pub(crate) async fn watch_hold(
     on_ready: impl FnOnce(&Report),
 ) -> Result<Report, Error> {
     let started = Instant::now();
-    let per_stream = w.watchers.div_ceil(w.streams);
-    let mut tasks = Vec::with_capacity(w.streams);
-    for s in 0..w.streams {
+    let held = open_watches(conns, w.watchers, w.streams, |i| {
+        (format!("bench-hold/{i:08}").into_bytes(), vec![])
+    })
+    .await?;
+    let took = started.elapsed();
+    let report = Report::new(
+        "watch-hold",
+        vec![took.as_secs_f64(); w.watchers],
+        BTreeMap::new(),
+        took,
+        false,
+    );
+    on_ready(&report);
+    tokio::time::sleep(w.hold).await;
+    drop(held);
+    Ok(report)
+}
+
+/// Watch streams held open; dropping it closes them.
+pub(crate) struct HeldWatches(
+    #[allow(dead_code)] // Held only to keep the streams open.
+    Vec<(
+        mpsc::Sender<WatchRequest>,
+        tonic::Streaming<cairn_proto::etcdserverpb::WatchResponse>,
+    )>,
+);
+
+/// Opens `--range-watchers` range watches for `bench put`, watch `i` on the prefix
+/// `bench-range/{i:08}/` (no key a put writes), and returns them once all are created.
+pub(crate) async fn open_range_watches(
+    conns: &[Client],
+    watchers: usize,
+    streams: usize,
+) -> Result<HeldWatches, Error> {
+    open_watches(conns, watchers, streams, |i| {
+        let key = format!("bench-range/{i:08}/").into_bytes();
+        let mut end = key.clone();
+        if let Some(last) = end.last_mut() {
+            *last += 1;
+        }
+        (key, end)
+    })
+    .await
+}
+
+/// Opens `watchers` watches, watch `i` on `range(i)`, spread over `streams` streams, and
+/// waits until every one is created.
+async fn open_watches(
+    conns: &[Client],
+    watchers: usize,
+    streams: usize,
+    range: fn(usize) -> (Vec<u8>, Vec<u8>),
+) -> Result<HeldWatches, Error> {
+    let per_stream = watchers.div_ceil(streams.max(1));
+    let mut tasks = Vec::with_capacity(streams);
+    for s in 0..streams {
         let conn = conns[s % conns.len()].clone();
         let first = s * per_stream;
-        let last = ((s + 1) * per_stream).min(w.watchers);
+        let last = ((s + 1) * per_stream).min(watchers);
         tasks.push(tokio::spawn(async move {
             let creates = (first..last)
-                .map(|i| create(format!("bench-hold/{i:08}").into_bytes(), vec![]))
+                .map(|i| {
+                    let (key, end) = range(i);
+                    create(key, end)
+                })
                 .collect();
             let (tx, mut stream) = open_stream(&conn, creates).await?;
             await_created(&mut stream, last.saturating_sub(first)).await?;
@@ -220,18 +276,7 @@ pub(crate) async fn watch_hold(
             .map_err(|e| Error::Timeout(format!("watch task failed: {e}")))??;
         held.push(opened);
     }
-    let took = started.elapsed();
-    let report = Report::new(
-        "watch-hold",
-        vec![took.as_secs_f64(); w.watchers],
-        BTreeMap::new(),
-        took,
-        false,
-    );
-    on_ready(&report);
-    tokio::time::sleep(w.hold).await;
-    drop(held);
-    Ok(report)
+    Ok(HeldWatches(held))
 }
 
 /// `bench lease-keepalive`: closed-loop keep-alives over `clients` streams.

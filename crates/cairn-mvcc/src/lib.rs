@@ -44,7 +44,7 @@ mod txn;
 
 pub use apply::ApplyBatch;
 pub use error::MvccError;
-pub use history::History;
+pub use history::{History, HistoryLimits};
 pub use kv_store::{CompactHash, HashKv, Store};
 #[doc(hidden)]
 pub use offline::overwrite_value_in_place;

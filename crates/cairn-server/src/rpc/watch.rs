@@ -3,14 +3,23 @@
 //! for its unsynced watchers, and answers progress requests.
 //!
 //! The task keeps a small queue of responses ready to send. It takes more work from the
-//! hub only when that queue is empty, so a client that does not read holds at most one
-//! round of responses here; meanwhile its watchers' hub buffers fill, they fall out of
-//! sync, and they catch up from the backend when the client reads again.
+//! hub only when that queue is empty and what it took before is all queued, so a client
+//! that does not read holds at most one round of responses here; meanwhile its watchers'
+//! hub buffers fill, they fall out of sync, and they catch up from the backend when the
+//! client reads again. Live events taken from the hub stay shared (`Arc`) until the
+//! queue empties, and are copied into responses about [`CATCHUP_BYTES`] at a time.
+//!
+//! A catch-up round is bounded in events, revisions and bytes twice over: the history
+//! read stops after the revision that reaches [`CATCHUP_EVENTS`] events or
+//! [`CATCHUP_BYTES`] bytes, and once the round's responses hold [`CATCHUP_BYTES`] bytes of
+//! events the remaining unsynced watchers wait for the next round, unmoved. Each round
+//! serves at least one watcher at least one revision, so every watcher catches up.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 
+use cairn_mvcc::HistoryLimits;
 use cairn_proto::etcdserverpb::{
     watch_create_request::FilterType, watch_request::RequestUnion, watch_server::Watch,
     WatchCreateRequest, WatchRequest, WatchResponse,
@@ -34,6 +43,9 @@ const QUEUE_FOR_REQUESTS: usize = 16;
 const CATCHUP_EVENTS: usize = 1000;
 /// The most revisions one catch-up response covers, as etcd's.
 const CATCHUP_REVS: usize = 1000;
+/// The most key and value bytes one catch-up read takes, and the most one round queues
+/// (each more by up to one revision, or one watcher's share).
+const CATCHUP_BYTES: usize = 4 << 20;
 
 const SERVICE: &str = "etcdserverpb.Watch";
 const METHOD: &str = "Watch";
@@ -75,6 +87,8 @@ impl Watch for WatchService {
             watches: HashMap::new(),
             next_id: 0,
             out: VecDeque::new(),
+            live: VecDeque::new(),
+            unsynced: Vec::new(),
             progress_pending: false,
         };
         tokio::spawn(task.run(inbound, tx));
@@ -101,6 +115,13 @@ struct StreamTask {
     /// The next watch id to try for a create without one (etcd counts from 0 per stream).
     next_id: i64,
     out: VecDeque<WatchResponse>,
+    /// Live events taken from the hub and not yet made into responses, by watch id: they
+    /// are copied into responses a few MiB at a time, not all at once (one put of 1.5 MiB
+    /// matching 1000 watchers of the stream would be 1.5 GB of copies).
+    live: VecDeque<(i64, Vec<Arc<Event>>)>,
+    /// Unsynced watchers taken from the hub, read for once `live` is empty (a watcher's
+    /// live events come before what it reads).
+    unsynced: Vec<(WatcherKey, i64, WatchSpec, i64)>,
     /// A progress request waits for every watcher of the stream to be synced.
     progress_pending: bool,
 }
@@ -150,8 +171,10 @@ impl StreamTask {
                 _ = ticker.tick() => self.progress_tick(),
             }
         }
-        self.hub
-            .close_stream(self.id, self.watches.values().map(|o| o.key));
+        // Off the async workers: a stream may hold 100k watchers.
+        let (hub, id) = (self.hub.clone(), self.id);
+        let keys: Vec<WatcherKey> = self.watches.values().map(|o| o.key).collect();
+        let _ = tokio::task::spawn_blocking(move || hub.close_stream(id, keys)).await;
         self.server
             .metrics()
             .grpc_stream_handled(SERVICE, METHOD, code);
@@ -229,6 +252,8 @@ impl StreamTask {
         let Some(opts) = self.watches.remove(&watch_id) else {
             return false;
         };
+        // Its events not yet made into responses are not sent at all.
+        self.live.retain(|(id, _)| *id != watch_id);
         self.hub.remove(opts.key);
         true
     }
@@ -249,9 +274,10 @@ impl StreamTask {
         });
     }
 
-    /// Sends the stream's progress response once every watcher is synced.
+    /// Sends the stream's progress response once every watcher is synced and everything
+    /// taken from the hub is queued.
     fn try_progress(&mut self) {
-        if !self.progress_pending {
+        if !self.progress_pending || !self.live.is_empty() || !self.unsynced.is_empty() {
             return;
         }
         let keys: Vec<WatcherKey> = self.watches.values().map(|o| o.key).collect();
@@ -269,6 +295,10 @@ impl StreamTask {
     /// Tells each synced watcher that asked for progress notifications and got no events
     /// since the last tick the current revision.
     fn progress_tick(&mut self) {
+        if !self.live.is_empty() || !self.unsynced.is_empty() {
+            // Events are on their way; the next tick looks again.
+            return;
+        }
         let mut due = Vec::new();
         for (id, opts) in &mut self.watches {
             if opts.progress_notify {
@@ -294,23 +324,40 @@ impl StreamTask {
         }
     }
 
-    /// Takes the hub's work for this stream and queues the responses it makes.
+    /// Queues the next responses: live events taken from the hub, up to
+    /// [`CATCHUP_BYTES`] of them (at least one watcher's); once those are all queued, one
+    /// catch-up round; once that is done too, what the hub has now. If it queued nothing
+    /// and work remains, it wakes the task to come back.
     async fn fill(&mut self) -> Result<(), Status> {
-        let Work { live, unsynced } = self.hub.take(self.id);
-        for (watch_id, events) in live {
-            let mut start = 0;
-            while start < events.len() {
-                let rev = rev_of(&events[start]);
-                let end = start + events[start..].partition_point(|ev| rev_of(ev) == rev);
-                let evs = events[start..end].iter().map(|ev| (**ev).clone()).collect();
-                self.push_events(watch_id, rev, evs);
-                start = end;
-            }
+        if self.live.is_empty() && self.unsynced.is_empty() {
+            let Work { live, unsynced } = self.hub.take(self.id);
+            self.live = live.into();
+            self.unsynced = unsynced;
         }
-        if !unsynced.is_empty() {
+        if !self.live.is_empty() {
+            let mut queued = 0usize;
+            while queued < CATCHUP_BYTES {
+                let Some((watch_id, events)) = self.live.pop_front() else {
+                    break;
+                };
+                queued += events.iter().map(|ev| event_bytes(ev)).sum::<usize>();
+                let mut start = 0;
+                while start < events.len() {
+                    let rev = rev_of(&events[start]);
+                    let end = start + events[start..].partition_point(|ev| rev_of(ev) == rev);
+                    let evs = events[start..end].iter().map(|ev| (**ev).clone()).collect();
+                    self.push_events(watch_id, rev, evs);
+                    start = end;
+                }
+            }
+        } else if !self.unsynced.is_empty() {
+            let unsynced = std::mem::take(&mut self.unsynced);
             self.catch_up(unsynced).await?;
         }
         self.try_progress();
+        if self.out.is_empty() && !(self.live.is_empty() && self.unsynced.is_empty()) {
+            self.notify.notify_one();
+        }
         Ok(())
     }
 
@@ -324,11 +371,14 @@ impl StreamTask {
             .iter()
             .any(|(_, id, _, _)| self.watches.get(id).is_some_and(|o| o.prev_kv));
         let store = self.server.store().clone();
-        let read = tokio::task::spawn_blocking(move || {
-            store.history(from, CATCHUP_EVENTS, CATCHUP_REVS, with_prev)
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?;
+        let limits = HistoryLimits {
+            events: CATCHUP_EVENTS,
+            revs: CATCHUP_REVS,
+            bytes: CATCHUP_BYTES,
+        };
+        let read = tokio::task::spawn_blocking(move || store.history(from, limits, with_prev))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         let history = match read {
             Ok(h) => h,
             Err(cairn_mvcc::MvccError::Compacted) => {
@@ -354,8 +404,16 @@ impl StreamTask {
             }
             Err(e) => return Err(super::mvcc_status(e)),
         };
+        let mut queued = 0usize;
+        let mut served = Vec::new();
         for (key, watch_id, spec, next) in unsynced {
             if self.watches.get(&watch_id).is_none_or(|o| o.key != key) {
+                continue;
+            }
+            if queued >= CATCHUP_BYTES {
+                // The round is full: the watcher stays where it is, queued for the next
+                // ahead of those served now.
+                self.hub.advance(key, next - 1);
                 continue;
             }
             let evs: Vec<Event> = history
@@ -365,8 +423,12 @@ impl StreamTask {
                 .cloned()
                 .collect();
             if !evs.is_empty() {
+                queued += evs.iter().map(event_bytes).sum::<usize>();
                 self.push_events(watch_id, history.current, evs);
             }
+            served.push(key);
+        }
+        for key in served {
             self.hub.advance(key, history.through);
         }
         Ok(())
@@ -419,6 +481,12 @@ impl StreamTask {
         cur.fragment = false;
         self.out.push_back(cur);
     }
+}
+
+/// The key and value bytes an event carries, its `prev_kv`'s included.
+fn event_bytes(ev: &Event) -> usize {
+    let kv_bytes = |kv: &cairn_proto::mvccpb::KeyValue| kv.key.len() + kv.value.len();
+    ev.kv.as_ref().map_or(0, kv_bytes) + ev.prev_kv.as_ref().map_or(0, kv_bytes)
 }
 
 fn rev_of(ev: &Event) -> i64 {

@@ -31,20 +31,27 @@
 //! recent events, `next_rev` becomes 14, and the applier hands it 14 on.
 //!
 //! Dispatch looks watchers up by key: single-key watchers in a hash map, so 100k watchers
-//! on distinct keys cost one lookup per event; range watchers (prefixes, from-key) in a
-//! list checked for each event.
+//! on distinct keys cost one lookup per event; range watchers (prefixes, from-key) in an
+//! interval index (`interval.rs`), so an event costs O(log n) plus the watchers it matches
+//! however many range watchers there are.
 //!
 //! # Locks
 //!
 //! `state` protects every watcher, the indexes, the streams' ready lists and `published`.
-//! It is held only for in-memory work, never across a backend read or an await.
+//! It is held only for in-memory work, never across a backend read or an await. Work that
+//! grows with a stream's watchers (closing it) lets go of it every [`CLOSE_CHUNK`]
+//! watchers, so the applier and other streams wait for one chunk at most.
+
+mod interval;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use cairn_proto::mvccpb::{event::EventType, Event};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::Notify;
+
+use interval::IntervalIndex;
 
 /// The most events a watcher's buffer holds (one revision is always accepted into an
 /// empty buffer, however large).
@@ -56,6 +63,10 @@ pub const BUFFER_BYTES: usize = 1 << 20;
 pub const RECENT_EVENTS: usize = 4096;
 /// The most key and value bytes of those.
 pub const RECENT_BYTES: usize = 4 << 20;
+
+/// The most watchers a stream's close removes, or a progress check looks up, under one
+/// hold of the lock.
+pub const CLOSE_CHUNK: usize = 1024;
 
 /// A watcher's handle in the hub, unique for the life of the process.
 pub type WatcherKey = u64;
@@ -104,9 +115,10 @@ struct Watcher {
     stream: u64,
     /// Its id on its stream.
     watch_id: i64,
-    /// Shared with the single-key index.
+    /// Shared with the single-key or the range index.
     key: Arc<[u8]>,
-    range_end: Box<[u8]>,
+    /// Shared with the range index; empty for a single key.
+    range_end: Arc<[u8]>,
     next_rev: i64,
     synced: bool,
     /// On its stream's ready list.
@@ -193,7 +205,7 @@ struct HubState {
     /// Single-key watchers by key.
     exact: HashMap<Arc<[u8]>, Slot>,
     /// Range watchers.
-    ranges: Vec<WatcherKey>,
+    ranges: IntervalIndex,
     streams: HashMap<u64, StreamEntry>,
     next_key: u64,
     /// Every event up to this revision has been published.
@@ -204,6 +216,11 @@ struct HubState {
     recent_bytes: usize,
     /// Every event from this revision through `published` is in `recent`.
     recent_from: i64,
+    /// The range end of every single-key watcher, so they share one allocation.
+    no_end: Arc<[u8]>,
+    /// How many watchers are unsynced, kept as they change so a metrics scrape does not
+    /// walk every watcher under the lock.
+    unsynced: usize,
 }
 
 /// The watchers of one member; see the module docs.
@@ -254,9 +271,19 @@ impl HubState {
         }
     }
 
+    /// Removes a watcher from the map, its index and the counts.
+    fn drop_watcher(&mut self, key: WatcherKey) {
+        if let Some(w) = self.watchers.remove(&key) {
+            self.unindex(key, &w);
+            if !w.synced {
+                self.unsynced -= 1;
+            }
+        }
+    }
+
     fn unindex(&mut self, key: WatcherKey, w: &Watcher) {
         if !w.range_end.is_empty() {
-            self.ranges.retain(|k| *k != key);
+            self.ranges.remove(&w.key, key);
             return;
         }
         let emptied = match self.exact.get_mut(&w.key) {
@@ -278,7 +305,7 @@ impl HubState {
 
     fn index(&mut self, key: WatcherKey, w: &Watcher) {
         if !w.range_end.is_empty() {
-            self.ranges.push(key);
+            self.ranges.insert(w.key.clone(), w.range_end.clone(), key);
             return;
         }
         match self.exact.get_mut(&w.key) {
@@ -296,15 +323,16 @@ impl HubState {
     /// Hands one revision's events to the watchers that want them.
     fn publish_revision(&mut self, rev: i64, events: &[Arc<Event>]) {
         let mut matches: Vec<(WatcherKey, usize)> = Vec::new();
+        let mut in_ranges = Vec::new();
         for (i, ev) in events.iter().enumerate() {
             let Some(kv) = ev.kv.as_ref() else { continue };
             if let Some(slot) = self.exact.get(kv.key.as_slice()) {
                 matches.extend(slot.keys().iter().map(|k| (*k, i)));
             }
-            for k in &self.ranges {
-                if self.watchers.get(k).is_some_and(|w| w.contains(&kv.key)) {
-                    matches.push((*k, i));
-                }
+            if !self.ranges.is_empty() {
+                in_ranges.clear();
+                self.ranges.stab(&kv.key, &mut in_ranges);
+                matches.extend(in_ranges.iter().map(|k| (*k, i)));
             }
         }
         if matches.is_empty() {
@@ -337,6 +365,7 @@ impl HubState {
                 // backend once it has taken what is buffered.
                 w.synced = false;
                 w.next_rev = rev;
+                self.unsynced += 1;
             }
             self.queue(key);
         }
@@ -350,6 +379,7 @@ impl WatchHub {
             state: Mutex::new(HubState {
                 published: current,
                 recent_from: current + 1,
+                no_end: Arc::from(&[][..]),
                 ..Default::default()
             }),
         }
@@ -405,6 +435,7 @@ impl WatchHub {
                 if w.synced {
                     w.next_rev = w.next_rev.max(published + 1);
                     w.synced = false;
+                    st.unsynced += 1;
                 }
             }
             st.queue(key);
@@ -431,14 +462,17 @@ impl WatchHub {
         (id, notify)
     }
 
-    /// Removes a stream and its watchers, `keys`.
+    /// Removes a stream and its watchers, `keys`, [`CLOSE_CHUNK`] at a time, handing the
+    /// lock to any thread waiting for it between chunks. (Until its turn, a watcher of the
+    /// closed stream may still be handed events; nobody takes them.)
     pub fn close_stream(&self, stream: u64, keys: impl IntoIterator<Item = WatcherKey>) {
         let mut st = self.state.lock();
         st.streams.remove(&stream);
-        for key in keys {
-            if let Some(w) = st.watchers.remove(&key) {
-                st.unindex(key, &w);
+        for (n, key) in keys.into_iter().enumerate() {
+            if n > 0 && n % CLOSE_CHUNK == 0 {
+                MutexGuard::bump(&mut st);
             }
+            st.drop_watcher(key);
         }
     }
 
@@ -461,7 +495,11 @@ impl WatchHub {
             stream,
             watch_id,
             key: spec.key.into(),
-            range_end: spec.range_end.into(),
+            range_end: if spec.range_end.is_empty() {
+                st.no_end.clone()
+            } else {
+                spec.range_end.into()
+            },
             next_rev,
             synced,
             queued: false,
@@ -472,6 +510,7 @@ impl WatchHub {
         st.index(key, &w);
         st.watchers.insert(key, w);
         if !synced {
+            st.unsynced += 1;
             st.queue(key);
         }
         (key, published)
@@ -479,10 +518,7 @@ impl WatchHub {
 
     /// Removes a watcher.
     pub fn remove(&self, key: WatcherKey) {
-        let mut st = self.state.lock();
-        if let Some(w) = st.watchers.remove(&key) {
-            st.unindex(key, &w);
-        }
+        self.state.lock().drop_watcher(key);
     }
 
     /// Takes a stream's pending work: buffered events and unsynced watchers.
@@ -525,6 +561,7 @@ impl WatchHub {
             w.next_rev = w.next_rev.max(through + 1);
             if w.next_rev > st.published {
                 w.synced = true;
+                st.unsynced -= 1;
                 return true;
             }
             if w.next_rev >= st.recent_from {
@@ -537,6 +574,7 @@ impl WatchHub {
                 if w.offer(missed) {
                     w.next_rev = st.published + 1;
                     w.synced = true;
+                    st.unsynced -= 1;
                     if w.buffer.is_some() {
                         st.queue(key);
                     }
@@ -549,18 +587,24 @@ impl WatchHub {
     }
 
     /// Which of the given watchers are synced with nothing buffered, and the revision a
-    /// progress notification for them reports.
+    /// progress notification for them reports: the published revision when the check
+    /// began. (It looks [`CLOSE_CHUNK`] watchers up per hold of the lock; a watcher found
+    /// synced and empty later has been handed every event through that revision too.)
     pub fn synced(&self, keys: &[WatcherKey]) -> (Vec<bool>, i64) {
-        let st = self.state.lock();
-        let flags = keys
-            .iter()
-            .map(|k| {
+        let mut st = self.state.lock();
+        let published = st.published;
+        let mut flags = Vec::with_capacity(keys.len());
+        for (n, chunk) in keys.chunks(CLOSE_CHUNK).enumerate() {
+            if n > 0 {
+                MutexGuard::bump(&mut st);
+            }
+            flags.extend(chunk.iter().map(|k| {
                 st.watchers
                     .get(k)
                     .is_some_and(|w| w.synced && w.buffer.is_none())
-            })
-            .collect();
-        (flags, st.published)
+            }));
+        }
+        (flags, published)
     }
 
     /// The number of watchers, for tests.
@@ -575,7 +619,7 @@ impl WatchHub {
         HubStats {
             streams: st.streams.len(),
             watchers: st.watchers.len(),
-            unsynced: st.watchers.values().filter(|w| !w.synced).count(),
+            unsynced: st.unsynced,
         }
     }
 }
@@ -608,6 +652,13 @@ mod tests {
         }
     }
 
+    /// Checks the kept count of unsynced watchers against a count of them.
+    fn check_counts(hub: &WatchHub) {
+        let st = hub.state.lock();
+        let unsynced = st.watchers.values().filter(|w| !w.synced).count();
+        assert_eq!(st.unsynced, unsynced, "the kept count of unsynced watchers");
+    }
+
     fn revs(work: &Work) -> Vec<Vec<i64>> {
         work.live
             .iter()
@@ -630,6 +681,7 @@ mod tests {
         assert_eq!(got, vec![vec![2, 2, 2, 3, 3], vec![2, 3], vec![3]]);
         let _ = (a, p, all);
         assert!(work.unsynced.is_empty());
+        check_counts(&hub);
     }
 
     #[test]
@@ -647,6 +699,7 @@ mod tests {
         );
         let next = 2 + BUFFER_EVENTS as i64;
         assert_eq!(work.unsynced, vec![(w, 0, spec("k", ""), next)]);
+        check_counts(&hub);
         // A catch-up read that ends before the published revision rejoins with the rest
         // from the recent events.
         let published = hub.published();
@@ -660,6 +713,7 @@ mod tests {
         hub.publish(vec![put("k", published)], published);
         hub.publish(vec![put("k", published + 1)], published + 1);
         assert_eq!(revs(&hub.take(s)), vec![vec![published + 1]]);
+        check_counts(&hub);
     }
 
     #[test]
@@ -678,6 +732,7 @@ mod tests {
         assert_eq!(work.unsynced[0].3, 4);
         assert!(hub.advance(w, last - 1), "the rest is recent");
         assert!(hub.take(s).live.is_empty(), "no event of k to hand over");
+        check_counts(&hub);
     }
 
     #[test]
@@ -688,6 +743,7 @@ mod tests {
         let (live, _) = hub.add(s, 1, spec("k", ""), 0);
         assert_eq!(hub.take(s).unsynced.len(), 1);
         hub.restored(9);
+        check_counts(&hub);
         let mut work = hub.take(s);
         work.unsynced.sort_by_key(|u| u.1);
         assert_eq!(work.unsynced[1], (live, 1, spec("k", ""), 6));
@@ -697,6 +753,7 @@ mod tests {
         assert_eq!(work.unsynced[0].3, 6);
         assert!(hub.advance(w, 9));
         assert!(hub.advance(live, 9));
+        check_counts(&hub);
     }
 
     #[test]
@@ -705,12 +762,90 @@ mod tests {
         let (s, _) = hub.open_stream();
         let (k1, _) = hub.add(s, 0, spec("a", ""), 0);
         let (k2, _) = hub.add(s, 1, spec("a", ""), 0);
-        let (k3, _) = hub.add(s, 2, spec("a", "b"), 0);
+        let (k3, _) = hub.add(s, 2, spec("a", "b"), 1);
+        assert_eq!(
+            hub.stats().unsynced,
+            1,
+            "k3 starts at the published revision"
+        );
         hub.remove(k1);
         assert!(matches!(hub.state.lock().exact.get(&b"a"[..]), Some(Slot::One(k)) if *k == k2));
         hub.close_stream(s, [k2, k3]);
         assert_eq!(hub.watcher_count(), 0);
+        check_counts(&hub);
+        assert_eq!(hub.stats().unsynced, 0);
         let st = hub.state.lock();
         assert!(st.exact.is_empty() && st.ranges.is_empty());
+    }
+
+    #[test]
+    fn range_watchers_get_exactly_the_events_in_their_ranges() {
+        let hub = WatchHub::new(1);
+        let (s, _) = hub.open_stream();
+        // Prefixes p/0000/ .. p/0999/, every tenth also as a from-key watch.
+        let mut specs = Vec::new();
+        for i in 0..1000 {
+            specs.push(spec(&format!("p/{i:04}/"), &format!("p/{i:04}0")));
+            if i % 10 == 0 {
+                specs.push(spec(&format!("p/{i:04}/"), "\0"));
+            }
+        }
+        for (id, sp) in specs.iter().enumerate() {
+            hub.add(s, id as i64, sp.clone(), 0);
+        }
+        let keys = [
+            "p/0000/a", "p/0500/x", "p/0999/", "p/0999", "p/1000/a", "a", "q",
+        ];
+        for (n, key) in keys.iter().enumerate() {
+            let rev = 2 + n as i64;
+            hub.publish(vec![put(key, rev)], rev);
+            let mut got: Vec<i64> = hub.take(s).live.iter().map(|(id, _)| *id).collect();
+            got.sort_unstable();
+            let want: Vec<i64> = (0..specs.len() as i64)
+                .filter(|id| specs[*id as usize].contains(key.as_bytes()))
+                .collect();
+            assert_eq!(got, want, "{key}");
+        }
+        check_counts(&hub);
+    }
+
+    #[test]
+    fn closing_a_stream_of_many_range_watchers_leaves_the_others_served() {
+        let hub = WatchHub::new(1);
+        let (big, _) = hub.open_stream();
+        let (other, _) = hub.open_stream();
+        let n = 3 * CLOSE_CHUNK + 7;
+        let keys: Vec<WatcherKey> = (0..n)
+            .map(|i| hub.add(big, i as i64, spec(&format!("r/{i}"), "\0"), 0).0)
+            .collect();
+        hub.add(other, 0, spec("r/", "r0"), 0);
+        hub.close_stream(big, keys);
+        assert_eq!(hub.watcher_count(), 1);
+        assert_eq!(hub.state.lock().ranges.len(), 1);
+        hub.publish(vec![put("r/5", 2)], 2);
+        assert_eq!(revs(&hub.take(other)), vec![vec![2]]);
+        assert!(hub.take(big).live.is_empty());
+        check_counts(&hub);
+    }
+
+    #[test]
+    fn progress_checks_every_watcher_across_chunks() {
+        let hub = WatchHub::new(4);
+        let (s, _) = hub.open_stream();
+        let n = 2 * CLOSE_CHUNK + 3;
+        let mut keys: Vec<WatcherKey> = (0..n)
+            .map(|i| hub.add(s, i as i64, spec(&format!("k/{i}"), ""), 0).0)
+            .collect();
+        let (late, _) = hub.add(s, n as i64, spec("k/late", ""), 2);
+        keys.push(late);
+        let (flags, rev) = hub.synced(&keys);
+        assert_eq!(rev, 4);
+        assert_eq!(flags.iter().filter(|f| !**f).count(), 1);
+        assert!(!flags[n], "the watcher from revision 2 is behind");
+        hub.publish(vec![put("k/7", 5)], 5);
+        let (flags, rev) = hub.synced(&keys);
+        assert_eq!(rev, 5);
+        assert!(!flags[7], "its event is buffered, not yet taken");
+        check_counts(&hub);
     }
 }
