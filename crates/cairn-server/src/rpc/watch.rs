@@ -132,8 +132,14 @@ impl StreamTask {
                     Ok(Some(req)) => self.handle(req),
                     // A client that stops sending still gets its events.
                     Ok(None) => inbound_open = false,
+                    // A request past the receive limit ends the stream with etcd's
+                    // error, as etcd's does; a client gone needs no answer.
                     Err(status) => {
+                        let status = super::receive_limit_status(status);
                         code = status.code();
+                        if code == tonic::Code::ResourceExhausted {
+                            let _ = tx.send(Err(status)).await;
+                        }
                         break;
                     }
                 },

@@ -13,6 +13,15 @@ const MARKER_FILE: &str = "cairn.version";
 pub(super) const BACKEND_FILE: &str = "backend.redb";
 /// The Raft log's directory in the data directory.
 pub(super) const RAFT_DIR: &str = "raft";
+/// How the temporary directory of a client's Maintenance.Snapshot copy begins.
+pub(crate) const SNAPSHOT_COPY_PREFIX: &str = "snapshot-";
+/// How the temporary directories of backend copies begin: a client's snapshot stream's,
+/// and a Raft snapshot's (made or installed). Each is removed when its copy is done; one
+/// left by a crash is removed at start.
+const TEMP_COPY_PREFIXES: [&str; 2] = [
+    SNAPSHOT_COPY_PREFIX,
+    crate::apply::RAFT_SNAPSHOT_COPY_PREFIX,
+];
 
 /// Checks that `dir` is a cairn data directory, or empty, and makes it one.
 ///
@@ -37,6 +46,7 @@ pub(super) fn prepare(dir: &Path) -> Result<(), StartError> {
                 dir.display()
             )));
         }
+        remove_temporary_copies(dir)?;
         return Ok(());
     }
     if dir.join("member").exists() {
@@ -59,4 +69,43 @@ pub(super) fn prepare(dir: &Path) -> Result<(), StartError> {
     }
     std::fs::write(&marker, format!("{DATA_DIR_MARKER} {DATA_DIR_FORMAT}\n"))?;
     Ok(())
+}
+
+/// Removes the temporary backend copies a crash left in `dir` ([`TEMP_COPY_PREFIXES`]).
+fn remove_temporary_copies(dir: &Path) -> Result<(), StartError> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !TEMP_COPY_PREFIXES.iter().any(|p| name.starts_with(p)) || !entry.file_type()?.is_dir() {
+            continue;
+        }
+        std::fs::remove_dir_all(entry.path())?;
+        tracing::info!(path = %entry.path().display(), "removed a temporary backend copy left by a crash");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_left_by_a_crash_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        prepare(dir.path()).unwrap();
+        for left in ["snapshot-abc123", "raft-snapshot-xyz"] {
+            std::fs::create_dir(dir.path().join(left)).unwrap();
+            std::fs::write(dir.path().join(left).join("snapshot.redb"), b"copy").unwrap();
+        }
+        std::fs::create_dir(dir.path().join(RAFT_DIR)).unwrap();
+        std::fs::write(dir.path().join(BACKEND_FILE), b"backend").unwrap();
+        prepare(dir.path()).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [BACKEND_FILE, MARKER_FILE, RAFT_DIR]);
+    }
 }
