@@ -695,7 +695,8 @@ pub struct ConnectionLimits {
     pub handshake_timeout: Duration,
     /// `--grpc-keepalive-interval` and `--grpc-keepalive-timeout`: the server pings an
     /// HTTP/2 connection this often and closes it when a ping is not answered in time;
-    /// `None` when either is 0, as etcd then sets no keepalive parameters.
+    /// `None` when either is 0, as etcd then sets no keepalive parameters. The client port
+    /// only, as in etcd.
     pub keepalive: Option<(Duration, Duration)>,
 }
 

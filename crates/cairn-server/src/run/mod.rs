@@ -26,7 +26,7 @@ use cairn_proto::etcdserverpb::{
 use cairn_proto::EtcdError;
 use tokio::net::TcpListener;
 
-use crate::config::{host_port, Config};
+use crate::config::{host_port, Config, ConnectionLimits};
 use crate::rpc::lock::{ElectionService, LockService};
 use crate::rpc::{
     cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService,
@@ -223,6 +223,15 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     Ok(())
 }
 
+/// The peer and metrics ports' connection settings: etcd gives its gRPC keepalive
+/// settings to the client port's server only.
+fn without_keepalive(limits: ConnectionLimits) -> ConnectionLimits {
+    ConnectionLimits {
+        keepalive: None,
+        ..limits
+    }
+}
+
 /// Raises the soft limit on open files to the hard limit, as Go's runtime does when etcd
 /// starts: each client, peer and watch connection is a file descriptor, and the soft
 /// limit is often 1024.
@@ -267,7 +276,7 @@ async fn serve_member(
         tokio::spawn(listen::serve_peer(
             listener,
             router,
-            server.config().connections,
+            without_keepalive(server.config().connections),
             endpoints.streams,
         ));
     }
@@ -314,7 +323,7 @@ async fn serve_member(
         tokio::spawn(listen::serve(
             listener,
             crate::http::router(server.clone()),
-            server.config().connections,
+            without_keepalive(server.config().connections),
             "metrics",
         ));
         tracing::info!(address = %url, "serving metrics");
