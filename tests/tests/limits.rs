@@ -475,6 +475,12 @@ async fn slow_clients_are_closed_after_the_handshake_timeout_on_every_port() {
             held.extend(connections(port, 50, first).await);
         }
     }
+    // Served meanwhile (the idle-connections test holds them open for longer).
+    let ep = cairn.endpoint();
+    let r = tokio::task::spawn_blocking(move || etcdctl35(&ep, &["put", "during", "v"]))
+        .await
+        .unwrap();
+    assert_eq!(r.code, 0, "{r:?}");
     // Each is closed by the member: its read ends (EOF or reset) before the deadline.
     let closed = futures::future::join_all(held.into_iter().map(|mut tcp| async move {
         let mut buf = [0u8; 256];
