@@ -3,7 +3,7 @@
 //!
 //! - gRPC's receive limit (`--max-request-bytes` plus 512 KiB) on every service, worded as
 //!   etcd's, and applied from a message's length prefix before its body is read;
-//! - `--max-concurrent-streams` announced as etcd announces it;
+//! - `--max-concurrent-streams` announced and enforced as etcd does;
 //! - HTTP/2 keepalive pings (`--grpc-keepalive-interval`, `--grpc-keepalive-timeout`);
 //! - thousands of idle connections, and slow clients closed after the handshake timeout
 //!   (the hidden `--cairn-handshake-timeout`), on the client, peer and metrics ports;
@@ -254,12 +254,20 @@ type Frame = (u8, u8, Vec<u8>);
 
 /// Reads the next frame, or `None` once the connection is closed or fails.
 async fn read_frame(tcp: &mut TcpStream) -> Option<Frame> {
+    read_frame_of_stream(tcp)
+        .await
+        .map(|(kind, flags, _, payload)| (kind, flags, payload))
+}
+
+/// [`read_frame`] with the frame's stream id.
+async fn read_frame_of_stream(tcp: &mut TcpStream) -> Option<(u8, u8, u32, Vec<u8>)> {
     let mut head = [0u8; 9];
     tcp.read_exact(&mut head).await.ok()?;
     let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
     let mut payload = vec![0u8; len];
     tcp.read_exact(&mut payload).await.ok()?;
-    Some((head[3], head[4], payload))
+    Some((head[3], head[4], stream, payload))
 }
 
 /// The server's first SETTINGS frame on a new HTTP/2 connection to `port`, as
@@ -324,6 +332,81 @@ async fn max_concurrent_streams_is_announced_as_etcd_announces_it() {
             "{:?}: {settings:?}",
             server.kind
         );
+    }
+}
+
+/// A HEADERS block opening a gRPC call to `path`, each field a literal without indexing
+/// and without Huffman coding (HPACK's simplest form; every length here is below 127).
+fn grpc_headers(path: &str) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (name, value) in [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", path),
+        (":authority", "127.0.0.1"),
+        ("content-type", "application/grpc"),
+        ("te", "trailers"),
+    ] {
+        block.push(0);
+        block.push(name.len() as u8);
+        block.extend_from_slice(name.as_bytes());
+        block.push(value.len() as u8);
+        block.extend_from_slice(value.as_bytes());
+    }
+    block
+}
+
+/// Opens Watch streams 1, 3 and 5 on one connection to `port`, which allows two streams,
+/// and returns the first stream the server resets, with the reset's error code.
+async fn first_stream_reset(port: u16) -> (u32, u32) {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tcp.write_all(PREFACE).await.unwrap();
+    tcp.write_all(EMPTY_SETTINGS).await.unwrap();
+    // The server's SETTINGS, acknowledged before any stream opens.
+    let (kind, _, _) = read_frame(&mut tcp).await.unwrap();
+    assert_eq!(kind, 4);
+    tcp.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await.unwrap();
+    let block = grpc_headers("/etcdserverpb.Watch/Watch");
+    for id in [1u32, 3, 5] {
+        let len = (block.len() as u32).to_be_bytes();
+        // HEADERS with END_HEADERS, the stream left open.
+        let mut frame = vec![len[1], len[2], len[3], 1, 4];
+        frame.extend_from_slice(&id.to_be_bytes());
+        frame.extend_from_slice(&block);
+        tcp.write_all(&frame).await.unwrap();
+    }
+    let reset = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some((kind, _, stream, payload)) = read_frame_of_stream(&mut tcp).await {
+            // RST_STREAM: its payload is the error code.
+            if kind == 3 {
+                let code = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
+                return Some((stream, code));
+            }
+        }
+        None
+    })
+    .await;
+    reset
+        .expect("no stream was reset in 10 s")
+        .expect("the connection closed before any stream was reset")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_past_max_concurrent_streams_is_refused_as_etcd_refuses_it() {
+    // Before: the flag did not exist and a connection could open 200 streams.
+    let limited = ["--max-concurrent-streams=2"];
+    let cairn = ServerProc::start(Kind::Cairn, &limited);
+    let etcd = ServerProc::start(Kind::Etcd34, &limited);
+    for server in [&cairn, &etcd] {
+        // The third, with REFUSED_STREAM (error code 7).
+        assert_eq!(
+            first_stream_reset(server.client_port).await,
+            (5, 7),
+            "{:?}",
+            server.kind
+        );
+        let r = etcdctl35(&server.endpoint(), &["put", "k", "v"]);
+        assert_eq!(r.code, 0, "{r:?}");
     }
 }
 
