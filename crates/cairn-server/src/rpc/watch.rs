@@ -118,11 +118,13 @@ impl StreamTask {
         // How the stream ended, for grpc_server_handled_total: a client that goes away
         // cancels it.
         let mut code = tonic::Code::Cancelled;
+        // The status that ends the stream, sent once its watchers are gone.
+        let mut last = None;
         loop {
             if self.out.is_empty() {
                 if let Err(status) = self.fill().await {
                     code = status.code();
-                    let _ = tx.send(Err(status)).await;
+                    last = Some(status);
                     break;
                 }
             }
@@ -138,7 +140,7 @@ impl StreamTask {
                         let status = super::receive_limit_status(status);
                         code = status.code();
                         if code == tonic::Code::ResourceExhausted {
-                            let _ = tx.send(Err(status)).await;
+                            last = Some(status);
                         }
                         break;
                     }
@@ -161,6 +163,10 @@ impl StreamTask {
         self.server
             .metrics()
             .grpc_stream_handled(SERVICE, METHOD, code);
+        // A client that reads no more holds only this task until it goes away.
+        if let Some(status) = last {
+            let _ = tx.send(Err(status)).await;
+        }
     }
 
     fn handle(&mut self, req: WatchRequest) {
