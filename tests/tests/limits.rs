@@ -4,7 +4,8 @@
 //! - gRPC's receive limit (`--max-request-bytes` plus 512 KiB) on every service, worded as
 //!   etcd's, and applied from a message's length prefix before its body is read;
 //! - `--max-concurrent-streams` announced and enforced as etcd does;
-//! - HTTP/2 keepalive pings (`--grpc-keepalive-interval`, `--grpc-keepalive-timeout`);
+//! - HTTP/2 keepalive pings (`--grpc-keepalive-interval`, `--grpc-keepalive-timeout`) and
+//!   etcd's ping policy (`--grpc-keepalive-min-time`);
 //! - thousands of idle connections, and slow clients closed after the handshake timeout
 //!   (the hidden `--cairn-handshake-timeout`), on the client, peer and metrics ports;
 //! - the open-file limit raised at start;
@@ -402,6 +403,59 @@ async fn a_stream_past_max_concurrent_streams_is_refused_as_etcd_refuses_it() {
         assert_eq!(
             first_stream_reset(server.client_port).await,
             (5, 7),
+            "{:?}",
+            server.kind
+        );
+        let r = etcdctl35(&server.endpoint(), &["put", "k", "v"]);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+}
+
+/// Opens a Watch stream on a new connection to `port`, sends `pings` PINGs at once, and
+/// returns the GOAWAY the server sends (its error code and debug data), if any, before it
+/// closes the connection or 10 s pass.
+async fn goaway_after_pings(port: u16, pings: usize) -> Option<(u32, String)> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    tcp.write_all(PREFACE).await.unwrap();
+    tcp.write_all(EMPTY_SETTINGS).await.unwrap();
+    let (kind, _, _) = read_frame(&mut tcp).await.unwrap();
+    assert_eq!(kind, 4);
+    tcp.write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0]).await.unwrap();
+    let block = grpc_headers("/etcdserverpb.Watch/Watch");
+    let len = (block.len() as u32).to_be_bytes();
+    let mut frame = vec![len[1], len[2], len[3], 1, 4, 0, 0, 0, 1];
+    frame.extend_from_slice(&block);
+    for i in 0..pings {
+        frame.extend_from_slice(&[0, 0, 8, 6, 0, 0, 0, 0, 0]);
+        frame.extend_from_slice(&(i as u64).to_be_bytes());
+    }
+    tcp.write_all(&frame).await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some((kind, _, payload)) = read_frame(&mut tcp).await {
+            if kind == 7 {
+                let code = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+                return Some((code, String::from_utf8_lossy(&payload[8..]).into_owned()));
+            }
+        }
+        None
+    })
+    .await;
+    read.unwrap_or(None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_pinging_too_often_is_told_to_calm_down_as_etcd_tells_it() {
+    // Before: --grpc-keepalive-min-time was refused unless left at 5s, and every ping was
+    // answered, however often it came.
+    for server in [
+        ServerProc::start(Kind::Cairn, &["--grpc-keepalive-min-time=5s"]),
+        ServerProc::start(Kind::Etcd35, &["--grpc-keepalive-min-time=5s"]),
+    ] {
+        let goaway = goaway_after_pings(server.client_port, 10).await;
+        // ENHANCE_YOUR_CALM is error code 11.
+        assert_eq!(
+            goaway,
+            Some((11, "too_many_pings".into())),
             "{:?}",
             server.kind
         );

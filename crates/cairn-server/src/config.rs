@@ -19,6 +19,10 @@ pub const ETCD_API_VERSION: &str = "3.5.0";
 /// The cluster version reported alongside it.
 pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
 
+/// The least time between a client's pings grpc-go's server allows when it is given no
+/// keepalive policy.
+const GRPC_DEFAULT_MIN_PING_TIME: Duration = Duration::from_secs(5 * 60);
+
 /// Extra room gRPC allows above `--max-request-bytes` for framing, as etcd does.
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
@@ -400,8 +404,7 @@ pub struct AcceptedFlags {
     /// Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).
     #[arg(long, env = "ETCD_GRPC_KEEPALIVE_INTERVAL", default_value = "2h")]
     pub grpc_keepalive_interval: String,
-    /// Minimum duration interval that a client should wait before pinging server (accepted;
-    /// cairn's HTTP/2 server answers pings without counting them, see COMPAT.md).
+    /// Minimum duration interval that a client should wait before pinging server.
     #[arg(long, env = "ETCD_GRPC_KEEPALIVE_MIN_TIME", default_value = "5s")]
     pub grpc_keepalive_min_time: String,
     /// Additional duration of wait before closing a non-responsive connection (0 to disable).
@@ -698,6 +701,10 @@ pub struct ConnectionLimits {
     /// `None` when either is 0, as etcd then sets no keepalive parameters. The client port
     /// only, as in etcd.
     pub keepalive: Option<(Duration, Duration)>,
+    /// `--grpc-keepalive-min-time`: a client that pings more often gets GOAWAY
+    /// ENHANCE_YOUR_CALM (`run/ping_policy.rs`); at 0, grpc-go's default of 5 minutes, as
+    /// etcd then sets no policy of its own. The client port only, as in etcd.
+    pub keepalive_min_time: Option<Duration>,
 }
 
 fn split_urls(s: &str) -> Vec<String> {
@@ -1162,10 +1169,14 @@ impl Flags {
             (Some(i), Some(t)) if !i.is_zero() && !t.is_zero() => Some((i, t)),
             _ => None,
         };
+        let min_time = parse_go_duration(&self.accepted.grpc_keepalive_min_time)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(GRPC_DEFAULT_MIN_PING_TIME);
         Ok(ConnectionLimits {
             max_concurrent_streams: self.max_concurrent_streams,
             handshake_timeout,
             keepalive,
+            keepalive_min_time: Some(min_time),
         })
     }
 }
@@ -1258,6 +1269,11 @@ mod tests {
             Some((Duration::from_secs(7200), Duration::from_secs(20)))
         );
         assert_eq!(c.handshake_timeout, Duration::from_secs(30));
+        assert_eq!(c.keepalive_min_time, Some(Duration::from_secs(5)));
+        let zero = parse(&["--grpc-keepalive-min-time=0s"])
+            .unwrap()
+            .connections;
+        assert_eq!(zero.keepalive_min_time, Some(Duration::from_secs(300)));
         let c = parse(&[
             "--max-concurrent-streams=100",
             "--grpc-keepalive-interval=30s",
@@ -1273,6 +1289,7 @@ mod tests {
             Some((Duration::from_secs(30), Duration::from_secs(5)))
         );
         assert_eq!(c.handshake_timeout, Duration::from_secs(2));
+        assert_eq!(c.keepalive_min_time, Some(Duration::from_secs(1)));
         // Either keepalive duration at 0 turns server pings off, as in etcd.
         for off in ["--grpc-keepalive-interval=0", "--grpc-keepalive-timeout=0s"] {
             assert_eq!(parse(&[off]).unwrap().connections.keepalive, None, "{off}");

@@ -8,7 +8,8 @@
 //! task and a socket forever.
 //!
 //! Then, on HTTP/1, hyper's header-read timeout drops a connection that is slow to send a
-//! request's headers; on HTTP/2 the listener's stream limit and keepalive pings apply.
+//! request's headers; on HTTP/2 the listener's stream limit, keepalive pings and ping
+//! policy (`ping_policy.rs`) apply.
 
 use std::io;
 use std::pin::Pin;
@@ -19,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::ping_policy::PingPolicy;
 use crate::config::ConnectionLimits;
 
 /// What every HTTP/2 client sends first.
@@ -39,11 +41,11 @@ pub(super) async fn serve(mut tcp: TcpStream, router: axum::Router, limits: Conn
             return;
         }
     };
-    let io = TokioIo::new(Replayed {
+    let io = Replayed {
         head,
         at: 0,
         io: CoalescingIo::new(tcp),
-    });
+    };
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let mut router = router.clone();
         async move {
@@ -61,12 +63,18 @@ pub(super) async fn serve(mut tcp: TcpStream, router: axum::Router, limits: Conn
                 .keep_alive_interval(interval)
                 .keep_alive_timeout(timeout);
         }
-        builder.serve_connection(io, service).await
+        match limits.keepalive_min_time {
+            Some(min_time) => {
+                let io = TokioIo::new(PingPolicy::new(io, min_time));
+                builder.serve_connection(io, service).await
+            }
+            None => builder.serve_connection(TokioIo::new(io), service).await,
+        }
     } else {
         hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.handshake_timeout)
-            .serve_connection(io, service)
+            .serve_connection(TokioIo::new(io), service)
             .await
     };
     if let Err(e) = served {

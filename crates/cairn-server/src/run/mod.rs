@@ -6,6 +6,7 @@
 //! - `listen.rs`: the accept loops and the peer port's protocol split.
 //! - `conn.rs`: one connection: handshake timeout, HTTP/1 or HTTP/2 with the listener's
 //!   limits.
+//! - `ping_policy.rs`: `--grpc-keepalive-min-time`, enforced on HTTP/2 connections' bytes.
 //! - `compaction.rs`: automatic compaction.
 //!
 //! The top of the crate: nothing depends on it.
@@ -13,6 +14,7 @@
 mod compaction;
 mod conn;
 mod listen;
+mod ping_policy;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -228,6 +230,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
 fn without_keepalive(limits: ConnectionLimits) -> ConnectionLimits {
     ConnectionLimits {
         keepalive: None,
+        keepalive_min_time: None,
         ..limits
     }
 }
