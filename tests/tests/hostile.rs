@@ -404,8 +404,8 @@ fn attack_send_snapshot(t: &Target, peer_url: &str, members: &[u64]) {
                 header(t.cluster, t.other, good(), 3 << 20),
                 data(vec![0; 3 << 20]),
             ],
-            tonic::Code::OutOfRange,
-            "decoded message length too large".into(),
+            tonic::Code::ResourceExhausted,
+            "grpc: received message larger than max".into(),
         ),
         (
             "bytes that are no backend",

@@ -355,7 +355,7 @@ fn every_etcd_flag_is_accepted_at_its_default() {
     // Each one that needs work cairn lacks names itself when set otherwise.
     for (flag, value) in [
         ("--discovery-srv", "example.com"),
-        ("--grpc-keepalive-timeout", "30s"),
+        ("--cipher-suites", "TLS_AES_128_GCM_SHA256"),
         ("--client-crl-file", "/etc/crl.pem"),
         ("--proxy", "on"),
         ("--unsafe-no-fsync", "true"),

@@ -21,6 +21,10 @@ pub const ETCD_API_VERSION: &str = "3.5.0";
 /// The cluster version reported alongside it.
 pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
 
+/// The least time between a client's pings grpc-go's server allows when it is given no
+/// keepalive policy.
+const GRPC_DEFAULT_MIN_PING_TIME: Duration = Duration::from_secs(5 * 60);
+
 /// Extra room gRPC allows above `--max-request-bytes` for framing, as etcd does.
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
@@ -36,6 +40,16 @@ fn go_bool(s: &str) -> Result<bool, String> {
 /// A path as Go's flag package takes one: any string, the empty one included.
 fn any_path(s: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(s))
+}
+
+/// Parses a uint32 flag; etcd's help shows the default of `--max-concurrent-streams` as
+/// `math.MaxUint32`, so that text is accepted too.
+fn max_uint32(s: &str) -> Result<u32, String> {
+    if s == "math.MaxUint32" {
+        return Ok(u32::MAX);
+    }
+    s.parse()
+        .map_err(|_| format!("parse error: invalid uint32 value {s:?}"))
 }
 
 /// Whether a path flag was given a path: an empty value (`--cert-file=`, or `cert-file: ''`
@@ -165,6 +179,20 @@ pub struct Flags {
     /// Maximum number of operations permitted in a transaction.
     #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: u64,
+    /// Maximum concurrent streams that each client can open at a time.
+    #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value = "math.MaxUint32",
+          value_parser = max_uint32)]
+    pub max_concurrent_streams: u32,
+    /// How long a new connection may take to send its HTTP/2 preface or its first HTTP/1
+    /// request's headers before it is closed (cairn's own; hidden: for tests and operators
+    /// who need a shorter one).
+    #[arg(
+        long,
+        env = "CAIRN_HANDSHAKE_TIMEOUT",
+        default_value = "30s",
+        hide = true
+    )]
+    pub cairn_handshake_timeout: String,
     /// Auto compaction mode: 'periodic' or 'revision'.
     #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
     pub auto_compaction_mode: String,
@@ -386,13 +414,13 @@ pub struct AcceptedFlags {
         default_value = "100ms"
     )]
     pub experimental_warning_apply_duration: String,
-    /// Refused unless left at etcd's default: gRPC keepalive settings arrive with the hardening work.
+    /// Frequency duration of server-to-client ping to check if a connection is alive (0 to disable).
     #[arg(long, env = "ETCD_GRPC_KEEPALIVE_INTERVAL", default_value = "2h")]
     pub grpc_keepalive_interval: String,
-    /// Refused unless left at etcd's default: gRPC keepalive settings arrive with the hardening work.
+    /// Minimum duration interval that a client should wait before pinging server.
     #[arg(long, env = "ETCD_GRPC_KEEPALIVE_MIN_TIME", default_value = "5s")]
     pub grpc_keepalive_min_time: String,
-    /// Refused unless left at etcd's default: gRPC keepalive settings arrive with the hardening work.
+    /// Additional duration of wait before closing a non-responsive connection (0 to disable).
     #[arg(long, env = "ETCD_GRPC_KEEPALIVE_TIMEOUT", default_value = "20s")]
     pub grpc_keepalive_timeout: String,
     /// Refused unless left at etcd's default: host checks apply to the JSON gateway, which arrives with the integrations work.
@@ -551,21 +579,6 @@ impl AcceptedFlags {
                 "peer TLS arrives with the security work",
             ),
             (
-                parse_go_duration(&self.grpc_keepalive_interval) != parse_go_duration("2h"),
-                "--grpc-keepalive-interval",
-                "gRPC keepalive settings arrive with the hardening work",
-            ),
-            (
-                parse_go_duration(&self.grpc_keepalive_min_time) != parse_go_duration("5s"),
-                "--grpc-keepalive-min-time",
-                "gRPC keepalive settings arrive with the hardening work",
-            ),
-            (
-                parse_go_duration(&self.grpc_keepalive_timeout) != parse_go_duration("20s"),
-                "--grpc-keepalive-timeout",
-                "gRPC keepalive settings arrive with the hardening work",
-            ),
-            (
                 !matches!(self.host_whitelist.as_str(), "" | "*"),
                 "--host-whitelist",
                 "host checks apply to the JSON gateway, which arrives with the integrations work",
@@ -680,6 +693,28 @@ pub struct Config {
     /// `--experimental-compact-hash-check-enabled`: how often the leader compares the
     /// hashes of compactions with the followers'.
     pub compact_hash_check_time: Option<Duration>,
+    /// How the client, peer and metrics listeners treat each connection.
+    pub connections: ConnectionLimits,
+}
+
+/// What one connection may hold and how long it may stay silent, on every listener: etcd's
+/// gRPC server options, plus a deadline for a new connection's first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// `--max-concurrent-streams`: HTTP/2 streams one connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// A new connection must send its whole HTTP/2 preface, or an HTTP/1 connection the
+    /// headers of each request, within this (hidden `--cairn-handshake-timeout`).
+    pub handshake_timeout: Duration,
+    /// `--grpc-keepalive-interval` and `--grpc-keepalive-timeout`: the server pings an
+    /// HTTP/2 connection this often and closes it when a ping is not answered in time;
+    /// `None` when either is 0, as etcd then sets no keepalive parameters. The client port
+    /// only, as in etcd.
+    pub keepalive: Option<(Duration, Duration)>,
+    /// `--grpc-keepalive-min-time`: a client that pings more often gets GOAWAY
+    /// ENHANCE_YOUR_CALM (`run/ping_policy.rs`); at 0, grpc-go's default of 5 minutes, as
+    /// etcd then sets no policy of its own. The client port only, as in etcd.
+    pub keepalive_min_time: Option<Duration>,
 }
 
 fn split_urls(s: &str) -> Vec<String> {
@@ -1070,6 +1105,7 @@ impl Flags {
                 "--max-request-bytes must be positive".into(),
             ));
         }
+        let connections = self.connection_limits()?;
         let checkpoint_every = parse_go_duration(&self.experimental_lease_checkpoint_interval)
             .filter(|d| !d.is_zero())
             .ok_or_else(|| {
@@ -1152,6 +1188,35 @@ impl Flags {
             compact_hash_check_time: self
                 .experimental_compact_hash_check_enabled
                 .then_some(compact_hash_check_time),
+            connections,
+        })
+    }
+
+    /// The listeners' per-connection settings; the keepalive durations parse (checked by
+    /// [`AcceptedFlags::check`] before).
+    fn connection_limits(&self) -> Result<ConnectionLimits, ConfigError> {
+        let handshake_timeout = parse_go_duration(&self.cairn_handshake_timeout)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "invalid value {:?} for flag -cairn-handshake-timeout: a positive duration is required",
+                    self.cairn_handshake_timeout
+                ))
+            })?;
+        let interval = parse_go_duration(&self.accepted.grpc_keepalive_interval);
+        let timeout = parse_go_duration(&self.accepted.grpc_keepalive_timeout);
+        let keepalive = match (interval, timeout) {
+            (Some(i), Some(t)) if !i.is_zero() && !t.is_zero() => Some((i, t)),
+            _ => None,
+        };
+        let min_time = parse_go_duration(&self.accepted.grpc_keepalive_min_time)
+            .filter(|d| !d.is_zero())
+            .unwrap_or(GRPC_DEFAULT_MIN_PING_TIME);
+        Ok(ConnectionLimits {
+            max_concurrent_streams: self.max_concurrent_streams,
+            handshake_timeout,
+            keepalive,
+            keepalive_min_time: Some(min_time),
         })
     }
 }
@@ -1233,6 +1298,50 @@ mod tests {
             err.contains("not supported by this version of cairn"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn connection_limits_follow_etcds_flags() {
+        let c = parse(&[]).unwrap().connections;
+        assert_eq!(c.max_concurrent_streams, u32::MAX);
+        assert_eq!(
+            c.keepalive,
+            Some((Duration::from_secs(7200), Duration::from_secs(20)))
+        );
+        assert_eq!(c.handshake_timeout, Duration::from_secs(30));
+        assert_eq!(c.keepalive_min_time, Some(Duration::from_secs(5)));
+        let zero = parse(&["--grpc-keepalive-min-time=0s"])
+            .unwrap()
+            .connections;
+        assert_eq!(zero.keepalive_min_time, Some(Duration::from_secs(300)));
+        let c = parse(&[
+            "--max-concurrent-streams=100",
+            "--grpc-keepalive-interval=30s",
+            "--grpc-keepalive-timeout=5s",
+            "--grpc-keepalive-min-time=1s",
+            "--cairn-handshake-timeout=2s",
+        ])
+        .unwrap()
+        .connections;
+        assert_eq!(c.max_concurrent_streams, 100);
+        assert_eq!(
+            c.keepalive,
+            Some((Duration::from_secs(30), Duration::from_secs(5)))
+        );
+        assert_eq!(c.handshake_timeout, Duration::from_secs(2));
+        assert_eq!(c.keepalive_min_time, Some(Duration::from_secs(1)));
+        // Either keepalive duration at 0 turns server pings off, as in etcd.
+        for off in ["--grpc-keepalive-interval=0", "--grpc-keepalive-timeout=0s"] {
+            assert_eq!(parse(&[off]).unwrap().connections.keepalive, None, "{off}");
+        }
+        for bad in [
+            "--max-concurrent-streams=-1",
+            "--max-concurrent-streams=4294967296",
+            "--grpc-keepalive-interval=soon",
+            "--cairn-handshake-timeout=0s",
+        ] {
+            assert!(parse(&[bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -37,6 +37,10 @@ use alarm::Alarms;
 
 pub mod alarm;
 
+/// How the temporary directory of a Raft snapshot's backend copy (made or installed) in the
+/// data directory begins; one left by a crash is removed at start (`server/data_dir.rs`).
+pub(crate) const RAFT_SNAPSHOT_COPY_PREFIX: &str = "raft-snapshot-";
+
 /// The longest a non-durable backend commit may stay the newest one.
 pub const DURABLE_EVERY: Duration = Duration::from_millis(500);
 
@@ -287,7 +291,7 @@ impl Applier {
     /// `server/data_dir.rs`).
     fn snapshot_bytes(&self) -> Result<Vec<u8>, cairn_mvcc::MvccError> {
         let tmp = tempfile::Builder::new()
-            .prefix("raft-snapshot-")
+            .prefix(RAFT_SNAPSHOT_COPY_PREFIX)
             .tempdir_in(&self.data_dir)?;
         let path = tmp.path().join("snapshot.redb");
         self.store.snapshot_to(&path)?;
@@ -296,7 +300,7 @@ impl Applier {
 
     fn restore_bytes(&self, data: &[u8], index: u64) -> Result<(), cairn_mvcc::MvccError> {
         let tmp = tempfile::Builder::new()
-            .prefix("raft-snapshot-")
+            .prefix(RAFT_SNAPSHOT_COPY_PREFIX)
             .tempdir_in(&self.data_dir)?;
         let path = tmp.path().join("snapshot.redb");
         std::fs::write(&path, data)?;

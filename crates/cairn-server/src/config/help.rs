@@ -27,6 +27,8 @@ const GROUPS: &[(&str, &[&str])] = &[
             "backend-batch-limit",
             "max-txn-ops",
             "max-request-bytes",
+            // etcd 3.4's, and later 3.5 releases' (3.5.1 lacks it).
+            "max-concurrent-streams",
             "grpc-keepalive-min-time",
             "grpc-keepalive-interval",
             "grpc-keepalive-timeout",

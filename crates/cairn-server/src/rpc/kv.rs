@@ -29,7 +29,6 @@ impl KvService {
         if !req.serializable {
             self.server.refuse_on_learner()?;
         }
-        let req = self.server.check_size(req)?;
         validate::range(&req)?;
         if !req.serializable {
             self.server.linearizable_read().await?;
@@ -46,7 +45,6 @@ impl KvService {
 
     async fn put_inner(&self, req: PutRequest) -> Result<PutResponse, Status> {
         self.server.refuse_on_learner()?;
-        let req = self.server.check_size(req)?;
         validate::put(&req)?;
         self.server.check_quota(validate::put_cost(&req)).await?;
         match self.server.propose(Request::Put(req)).await? {
@@ -60,7 +58,6 @@ impl KvService {
 
     async fn delete_inner(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse, Status> {
         self.server.refuse_on_learner()?;
-        let req = self.server.check_size(req)?;
         validate::delete_range(&req)?;
         match self.server.propose(Request::DeleteRange(req)).await? {
             ApplyResult::Delete(mut r) => {
@@ -73,7 +70,6 @@ impl KvService {
 
     async fn txn_inner(&self, req: TxnRequest) -> Result<TxnResponse, Status> {
         self.server.refuse_on_learner()?;
-        let req = self.server.check_size(req)?;
         validate::txn(&req, self.server.config().max_txn_ops as usize)?;
         if validate::txn_is_read_only(&req) {
             // etcd serves a txn that writes nothing as a read, without a Raft entry.

@@ -32,9 +32,8 @@ fn unexpected() -> Status {
 }
 
 impl LeaseService {
-    async fn grant_inner(&self, req: LeaseGrantRequest) -> Result<LeaseGrantResponse, Status> {
+    async fn grant_inner(&self, mut req: LeaseGrantRequest) -> Result<LeaseGrantResponse, Status> {
         self.server.refuse_on_learner()?;
-        let mut req = self.server.check_size(req)?;
         self.server.check_quota(crate::lease::GRANT_COST).await?;
         if req.id == 0 {
             req.id = self.server.leases().leases().next_id();
@@ -50,7 +49,6 @@ impl LeaseService {
 
     async fn revoke_inner(&self, req: LeaseRevokeRequest) -> Result<LeaseRevokeResponse, Status> {
         self.server.refuse_on_learner()?;
-        let req = self.server.check_size(req)?;
         match self.server.propose(Request::LeaseRevoke(req)).await? {
             ApplyResult::LeaseRevoke(mut r) => {
                 self.server.fill(&mut r.header);
@@ -65,7 +63,6 @@ impl LeaseService {
         req: LeaseTimeToLiveRequest,
     ) -> Result<LeaseTimeToLiveResponse, Status> {
         self.server.refuse_on_learner()?;
-        let req = self.server.check_size(req)?;
         let mut resp = self.server.leases().time_to_live(req).await?;
         // The header is this member's, as etcd fills it after the leader answered.
         resp.header = Some(ResponseHeader::default());
@@ -148,8 +145,17 @@ impl Lease for LeaseService {
         let state = Some((r.into_inner(), self.server.clone()));
         let out = futures::stream::unfold(state, |state| async move {
             let (mut inbound, server) = state?;
-            let req = inbound.next().await?.ok()?;
-            let resp = keep_alive_once(&server, req).await;
+            let resp = match inbound.next().await? {
+                Ok(req) => keep_alive_once(&server, req).await,
+                // Past the receive limit: etcd's error ends the stream.
+                Err(status) => {
+                    let status = super::receive_limit_status(status);
+                    if status.code() != tonic::Code::ResourceExhausted {
+                        return None;
+                    }
+                    Err(status)
+                }
+            };
             let rest = resp.is_ok().then_some((inbound, server));
             Some((resp, rest))
         });

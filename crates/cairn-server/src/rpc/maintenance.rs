@@ -22,9 +22,16 @@ use crate::server::Server;
 /// Bytes per Snapshot message, as etcd sends them.
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
 
+/// Snapshot streams a member serves at once; later ones wait in line for one to end.
+/// Each holds a copy of the backend in the data directory while it streams.
+pub const MAX_SNAPSHOT_STREAMS: usize = 4;
+
 /// The Maintenance service of one member.
 pub struct MaintenanceService {
     pub server: Arc<Server>,
+    /// [`MAX_SNAPSHOT_STREAMS`] permits, shared by the member's client listeners: a
+    /// Snapshot call holds one from before its copy is made until its stream ends.
+    pub snapshots: Arc<tokio::sync::Semaphore>,
 }
 
 const SERVICE: &str = "etcdserverpb.Maintenance";
@@ -95,7 +102,7 @@ impl MaintenanceService {
         let dir = self.server.config().data_dir.clone();
         blocking(move || {
             let tmp = tempfile::Builder::new()
-                .prefix("snapshot-")
+                .prefix(crate::server::SNAPSHOT_COPY_PREFIX)
                 .tempdir_in(&dir)?;
             let path = tmp.path().join("snapshot.redb");
             store.snapshot_to(&path)?;
@@ -164,6 +171,16 @@ impl Maintenance for MaintenanceService {
         &self,
         _: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
+        // Waits in line while MAX_SNAPSHOT_STREAMS streams run (a client that gives up
+        // meanwhile leaves the line). The permit goes to the sending thread and is given
+        // back when the stream ends, with the copy removed: sent, failed, or the client
+        // gone (its next send fails).
+        let permit = self
+            .snapshots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
         let (tmp_dir, mut file, total) = self.snapshot_file().await?;
         tracing::info!(total_bytes = total, "sending database snapshot to client");
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<SnapshotResponse, Status>>(4);
@@ -172,7 +189,7 @@ impl Maintenance for MaintenanceService {
             .name("cairn-snapshot".into())
             .spawn(move || {
                 use std::io::Read;
-                let _tmp_dir = tmp_dir;
+                let _copy = (tmp_dir, permit);
                 let mut sha = Sha256::new();
                 let mut sent = 0u64;
                 let mut buf = vec![0u8; SNAPSHOT_CHUNK];

@@ -13,7 +13,7 @@ pub mod lock;
 pub mod maintenance;
 pub mod watch;
 
-use tonic::{Response, Status};
+use tonic::{Code, Response, Status};
 
 use crate::metrics::Metrics;
 
@@ -38,5 +38,87 @@ impl<T> Observed<T> for Result<T, Status> {
         };
         m.grpc_done(service, method, true, code);
         self.map(Response::new)
+    }
+}
+
+/// What tonic's decoder says when a message's length prefix is past the receive limit.
+const TONIC_TOO_LARGE: &str = "Error, decoded message length too large: found ";
+
+/// A message refused for its length, worded as etcd's gRPC server (grpc-go) words it:
+/// ResourceExhausted, "grpc: received message larger than max (<length> vs. <limit>)".
+/// Any other status is returned as it is.
+pub fn receive_limit_status(status: Status) -> Status {
+    if status.code() != Code::OutOfRange {
+        return status;
+    }
+    let Some(rest) = status.message().strip_prefix(TONIC_TOO_LARGE) else {
+        return status;
+    };
+    let mut numbers = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|n| !n.is_empty());
+    match (numbers.next(), numbers.next()) {
+        (Some(len), Some(limit)) => Status::resource_exhausted(format!(
+            "grpc: received message larger than max ({len} vs. {limit})"
+        )),
+        _ => status,
+    }
+}
+
+/// Rewords, in a unary call's trailers-only response, a request refused for its length
+/// ([`receive_limit_status`]). A response without an error status is left untouched after
+/// one header lookup.
+pub fn receive_limit_headers(headers: &mut http::HeaderMap) {
+    if headers.get("grpc-status").map(|v| v.as_bytes()) != Some(b"11") {
+        return;
+    }
+    let Some(status) = Status::from_header_map(headers) else {
+        return;
+    };
+    if status.code() != Code::OutOfRange || !status.message().starts_with(TONIC_TOO_LARGE) {
+        return;
+    }
+    let status = receive_limit_status(status);
+    headers.remove("grpc-message");
+    if let Err(e) = status.add_header(headers) {
+        tracing::debug!(error = %e, "failed to reword a size refusal");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tonic_size_refusals_read_as_grpc_go_words_them() {
+        let tonic = Status::out_of_range(
+            "Error, decoded message length too large: found 2097153 bytes, the limit is: 2097152 bytes",
+        );
+        let etcd = receive_limit_status(tonic.clone());
+        assert_eq!(etcd.code(), Code::ResourceExhausted);
+        assert_eq!(
+            etcd.message(),
+            "grpc: received message larger than max (2097153 vs. 2097152)"
+        );
+        let mut headers = http::HeaderMap::new();
+        tonic.add_header(&mut headers).unwrap();
+        receive_limit_headers(&mut headers);
+        let reworded = Status::from_header_map(&headers).unwrap();
+        assert_eq!(reworded.code(), Code::ResourceExhausted);
+        assert_eq!(reworded.message(), etcd.message());
+        // etcd's own OutOfRange errors pass as they are.
+        let future =
+            Status::out_of_range("etcdserver: mvcc: required revision is a future revision");
+        assert_eq!(
+            receive_limit_status(future.clone()).message(),
+            future.message()
+        );
+        let mut headers = http::HeaderMap::new();
+        future.add_header(&mut headers).unwrap();
+        receive_limit_headers(&mut headers);
+        assert_eq!(
+            Status::from_header_map(&headers).unwrap().message(),
+            future.message()
+        );
     }
 }

@@ -139,11 +139,13 @@ impl StreamTask {
         // How the stream ended, for grpc_server_handled_total: a client that goes away
         // cancels it.
         let mut code = tonic::Code::Cancelled;
+        // The status that ends the stream, sent once its watchers are gone.
+        let mut last = None;
         loop {
             if self.out.is_empty() {
                 if let Err(status) = self.fill().await {
                     code = status.code();
-                    let _ = tx.send(Err(status)).await;
+                    last = Some(status);
                     break;
                 }
             }
@@ -153,8 +155,14 @@ impl StreamTask {
                     Ok(Some(req)) => self.handle(req),
                     // A client that stops sending still gets its events.
                     Ok(None) => inbound_open = false,
+                    // A request past the receive limit ends the stream with etcd's
+                    // error, as etcd's does; a client gone needs no answer.
                     Err(status) => {
+                        let status = super::receive_limit_status(status);
                         code = status.code();
+                        if code == tonic::Code::ResourceExhausted {
+                            last = Some(status);
+                        }
                         break;
                     }
                 },
@@ -178,6 +186,10 @@ impl StreamTask {
         self.server
             .metrics()
             .grpc_stream_handled(SERVICE, METHOD, code);
+        // A client that reads no more holds only this task until it goes away.
+        if let Some(status) = last {
+            let _ = tx.send(Err(status)).await;
+        }
     }
 
     fn handle(&mut self, req: WatchRequest) {

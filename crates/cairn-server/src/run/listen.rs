@@ -1,19 +1,30 @@
 //! The listeners: client, peer and metrics URLs, each connection with TCP_NODELAY and
-//! gathered writes; on the peer URLs, raft streams told from HTTP/2 by their first byte.
+//! gathered writes and served under the member's [`ConnectionLimits`] (`conn.rs`); on the
+//! peer URLs, raft streams told from HTTP/2 by their first byte.
 
-use cairn_client::coalesce::CoalescingIo;
-use tokio::net::TcpListener;
+use std::time::Duration;
 
-use super::RunError;
-use crate::config::host_port;
+use tokio::net::{TcpListener, TcpStream};
 
-/// Serves `router` on `listener` until it fails. Every accepted connection gets
-/// TCP_NODELAY and gathered writes ([`cairn_client::coalesce`]): a gRPC response is
-/// headers, data and trailers, which otherwise often go out in two writes.
-pub(super) async fn serve(listener: TcpListener, router: axum::Router, what: &'static str) {
-    let listener = CoalescingListener(listener);
-    if let Err(e) = axum::serve(listener, router).await {
-        tracing::error!(error = %e, listener = what, "listener stopped");
+use super::{conn, RunError};
+use crate::config::{host_port, ConnectionLimits};
+
+/// The longest an accept loop waits after a failed accept (such as EMFILE: out of file
+/// descriptors) before it tries again; it starts at 5 ms and doubles, as Go's does.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Serves `router` on `listener`, each connection in its own task. Every accepted
+/// connection gets TCP_NODELAY and gathered writes ([`cairn_client::coalesce`]): a gRPC
+/// response is headers, data and trailers, which otherwise often go out in two writes.
+pub(super) async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    what: &'static str,
+) {
+    loop {
+        let tcp = accept(&listener, what).await;
+        tokio::spawn(conn::serve(tcp, router.clone(), limits));
     }
 }
 
@@ -21,24 +32,14 @@ pub(super) async fn serve(listener: TcpListener, router: axum::Router, what: &'s
 /// HTTP/2 connections to `router` as [`serve`] does. The first byte a connection sends
 /// tells which it is.
 pub(super) async fn serve_peer(
-    mut listener: TcpListener,
+    listener: TcpListener,
     router: axum::Router,
+    limits: ConnectionLimits,
     streams: crate::peer::stream::Receiver,
 ) {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let Ok(local) = listener.local_addr() else {
-        return;
-    };
-    tokio::spawn(async move {
-        let grpc = CoalescingListener(HandedOver { rx, local });
-        if let Err(e) = axum::serve(grpc, router).await {
-            tracing::error!(error = %e, listener = "peer", "listener stopped");
-        }
-    });
     loop {
-        let (tcp, addr) = axum::serve::Listener::accept(&mut listener).await;
-        set_nodelay(&tcp);
-        let (tx, streams) = (tx.clone(), streams.clone());
+        let tcp = accept(&listener, "peer").await;
+        let (router, streams) = (router.clone(), streams.clone());
         tokio::spawn(async move {
             let mut first = [0u8; 1];
             match tokio::time::timeout(crate::peer::stream::OPEN_TIMEOUT, tcp.peek(&mut first))
@@ -47,9 +48,7 @@ pub(super) async fn serve_peer(
                 Ok(Ok(1)) if first[0] == crate::peer::stream::MAGIC[0] => {
                     crate::peer::stream::receive(tcp, streams).await;
                 }
-                Ok(Ok(1)) => {
-                    let _ = tx.send((tcp, addr)).await;
-                }
+                Ok(Ok(1)) => conn::serve(tcp, router, limits).await,
                 // Closed, failed or silent before its first byte.
                 _ => {}
             }
@@ -57,54 +56,42 @@ pub(super) async fn serve_peer(
     }
 }
 
-/// Without it a write that follows an unacknowledged one waits for the peer's delayed ACK
-/// (about 40 ms).
-fn set_nodelay(tcp: &tokio::net::TcpStream) {
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::warn!(error = %e, "failed to set TCP_NODELAY");
-    }
-}
-
-/// Connections accepted elsewhere and handed over one by one.
-struct HandedOver {
-    rx: tokio::sync::mpsc::Receiver<(tokio::net::TcpStream, std::net::SocketAddr)>,
-    local: std::net::SocketAddr,
-}
-
-impl axum::serve::Listener for HandedOver {
-    type Io = tokio::net::TcpStream;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(conn) => conn,
-            None => std::future::pending().await,
+/// Accepts the next connection, with TCP_NODELAY set. A failed accept is retried: at once
+/// when only that connection failed, after a growing pause when the process is out of
+/// something (file descriptors, memory), so the loop does not spin meanwhile.
+async fn accept(listener: &TcpListener, what: &'static str) -> TcpStream {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => {
+                set_nodelay(&tcp);
+                return tcp;
+            }
+            Err(e) if connection_error(&e) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, listener = what, retry_in = ?backoff, "failed to accept a connection");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+            }
         }
     }
-
-    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        Ok(self.local)
-    }
 }
 
-/// A TCP listener whose connections have TCP_NODELAY and gathered writes.
-struct CoalescingListener<L>(L);
+/// Whether an accept failed for that one connection only.
+fn connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
 
-impl<L> axum::serve::Listener for CoalescingListener<L>
-where
-    L: axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr>,
-{
-    type Io = CoalescingIo;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (CoalescingIo, std::net::SocketAddr) {
-        let (tcp, addr) = self.0.accept().await;
-        set_nodelay(&tcp);
-        (CoalescingIo::new(tcp), addr)
-    }
-
-    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.0.local_addr()
+/// Without it a write that follows an unacknowledged one waits for the peer's delayed ACK
+/// (about 40 ms).
+fn set_nodelay(tcp: &TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::warn!(error = %e, "failed to set TCP_NODELAY");
     }
 }
 

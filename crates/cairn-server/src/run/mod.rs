@@ -3,15 +3,20 @@
 //!
 //! - This file: [`run`], the client router (gRPC services and HTTP endpoints on one port)
 //!   and the start-up sequence etcd logs.
-//! - `listen.rs`: the listeners and the peer port's protocol split.
+//! - `listen.rs`: the accept loops and the peer port's protocol split.
+//! - `conn.rs`: one connection: handshake timeout, HTTP/1 or HTTP/2 with the listener's
+//!   limits.
+//! - `ping_policy.rs`: `--grpc-keepalive-min-time`, enforced on HTTP/2 connections' bytes.
 //! - `compaction.rs`: automatic compaction.
 //! - `corrupt.rs`: the leader's corruption check loops.
 //!
 //! The top of the crate: nothing depends on it.
 
 mod compaction;
+mod conn;
 mod corrupt;
 mod listen;
+mod ping_policy;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +30,7 @@ use cairn_proto::etcdserverpb::{
 use cairn_proto::EtcdError;
 use tokio::net::TcpListener;
 
-use crate::config::{host_port, Config};
+use crate::config::{host_port, Config, ConnectionLimits};
 use crate::rpc::lock::{ElectionService, LockService};
 use crate::rpc::{
     cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService,
@@ -35,17 +40,21 @@ use crate::server::Server;
 use cairn_proto::v3electionpb::election_server::ElectionServer;
 use cairn_proto::v3lockpb::lock_server::LockServer;
 
-/// The largest message gRPC decodes at all; [`Server::check_size`] applies etcd's limit
-/// below it with etcd's error text.
-const DECODE_CAP_BYTES: usize = 64 * 1024 * 1024;
 /// The gRPC metadata key etcd's clients set to require a leader.
 const REQUIRE_LEADER_KEY: &str = "hasleader";
 
 /// The router serving gRPC and the HTTP endpoints on one client port.
-fn client_router(server: &Arc<Server>, loopback: &cairn_client::Client) -> axum::Router {
-    let max = (2
-        * (server.config().max_request_bytes as usize + crate::config::GRPC_OVERHEAD_BYTES))
-        .max(DECODE_CAP_BYTES);
+///
+/// Every service decodes messages of at most `--max-request-bytes` plus etcd's 512 KiB
+/// of gRPC overhead, as etcd's gRPC server is set: a longer message is refused from its
+/// 5-byte length prefix, before any of it is buffered, with grpc-go's error
+/// ([`crate::rpc::receive_limit_status`]).
+fn client_router(
+    server: &Arc<Server>,
+    loopback: &cairn_client::Client,
+    snapshots: &Arc<tokio::sync::Semaphore>,
+) -> axum::Router {
+    let max = receive_limit(server);
     let routes = tonic::service::Routes::new(
         KvServer::new(KvService {
             server: server.clone(),
@@ -56,22 +65,39 @@ fn client_router(server: &Arc<Server>, loopback: &cairn_client::Client) -> axum:
     .add_service(
         MaintenanceServer::new(MaintenanceService {
             server: server.clone(),
+            snapshots: snapshots.clone(),
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(usize::MAX),
     )
-    .add_service(ClusterServer::new(ClusterService {
-        server: server.clone(),
-    }))
-    .add_service(LockServer::new(LockService {
-        client: loopback.clone(),
-    }))
-    .add_service(ElectionServer::new(ElectionService {
-        client: loopback.clone(),
-    }))
-    .add_service(LeaseServer::new(LeaseService {
-        server: server.clone(),
-    }))
+    .add_service(
+        ClusterServer::new(ClusterService {
+            server: server.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        LockServer::new(LockService {
+            client: loopback.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        ElectionServer::new(ElectionService {
+            client: loopback.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        LeaseServer::new(LeaseService {
+            server: server.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(usize::MAX),
+    )
     .add_service(
         WatchServer::new(WatchService {
             server: server.clone(),
@@ -88,9 +114,18 @@ fn client_router(server: &Arc<Server>, loopback: &cairn_client::Client) -> axum:
         .merge(crate::http::router(server.clone()))
 }
 
+/// The largest gRPC message a member decodes from a client: `--max-request-bytes` plus
+/// etcd's gRPC overhead.
+fn receive_limit(server: &Server) -> usize {
+    (server.config().max_request_bytes as usize).saturating_add(crate::config::GRPC_OVERHEAD_BYTES)
+}
+
 /// etcd clients mark requests that must not be served without a leader (watches, and any
 /// call made `WithRequireLeader`) with the `hasleader` metadata; such a request fails at
 /// once with "etcdserver: no leader" while this member knows of none.
+///
+/// It also words a request refused for its size as etcd does (a unary call's refusal is
+/// in the response headers; a stream's is worded by its handler).
 async fn require_leader(
     server: Arc<Server>,
     req: axum::extract::Request,
@@ -99,7 +134,9 @@ async fn require_leader(
     if req.headers().contains_key(REQUIRE_LEADER_KEY) && server.raft_status().leader_id == 0 {
         return EtcdError::NoLeader.status().into_http();
     }
-    next.run(req).await
+    let mut resp = next.run(req).await;
+    crate::rpc::receive_limit_headers(resp.headers_mut());
+    resp
 }
 
 /// Why a member stopped serving other than by a signal, or could not start.
@@ -160,6 +197,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         cairn_version = env!("CARGO_PKG_VERSION"),
         "starting an etcd server"
     );
+    raise_open_file_limit();
     // Bind first, so a port that is taken fails start-up before the data directory changes.
     let mut client_listeners = Vec::new();
     for url in &cfg.listen_client_urls {
@@ -191,6 +229,33 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     Ok(())
 }
 
+/// The peer and metrics ports' connection settings: etcd gives its gRPC keepalive
+/// settings to the client port's server only.
+fn without_keepalive(limits: ConnectionLimits) -> ConnectionLimits {
+    ConnectionLimits {
+        keepalive: None,
+        keepalive_min_time: None,
+        ..limits
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, as Go's runtime does when etcd
+/// starts: each client, peer and watch connection is a file descriptor, and the soft
+/// limit is often 1024.
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let from = limit.current;
+    limit.current = limit.maximum;
+    match setrlimit(Resource::Nofile, limit) {
+        Ok(()) => tracing::debug!(from = ?from, to = ?limit.maximum, "raised the open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "failed to raise the open-file limit"),
+    }
+}
+
 /// Serves a started member on its listeners until SIGTERM or SIGINT.
 async fn serve_member(
     server: &Arc<Server>,
@@ -213,8 +278,19 @@ async fn serve_member(
             LeasePeerServer::new(endpoints.leases)
                 .max_decoding_message_size(crate::peer::LEASE_PEER_MESSAGE_LIMIT),
         )
-        .into_axum_router();
-        tokio::spawn(listen::serve_peer(listener, router, endpoints.streams));
+        .into_axum_router()
+        .layer(axum::middleware::map_response(
+            |mut resp: axum::response::Response| async move {
+                crate::rpc::receive_limit_headers(resp.headers_mut());
+                resp
+            },
+        ));
+        tokio::spawn(listen::serve_peer(
+            listener,
+            router,
+            without_keepalive(server.config().connections),
+            endpoints.streams,
+        ));
     }
     // A member of a larger cluster waits here until a quorum of its peers is up.
     while !server.wait_ready(Duration::from_secs(5)).await {
@@ -238,10 +314,14 @@ async fn serve_member(
     // The publish entry is of the current term: a leader's lessor can take over now.
     server.leases().promote_if_due();
     let loopback = loopback_client(&client_listeners).await?;
+    let snapshots = Arc::new(tokio::sync::Semaphore::new(
+        crate::rpc::maintenance::MAX_SNAPSHOT_STREAMS,
+    ));
     for (url, listener) in client_listeners {
         tokio::spawn(listen::serve(
             listener,
-            client_router(server, &loopback),
+            client_router(server, &loopback, &snapshots),
+            server.config().connections,
             "client",
         ));
         tracing::info!("ready to serve client requests");
@@ -255,6 +335,7 @@ async fn serve_member(
         tokio::spawn(listen::serve(
             listener,
             crate::http::router(server.clone()),
+            without_keepalive(server.config().connections),
             "metrics",
         ));
         tracing::info!(address = %url, "serving metrics");

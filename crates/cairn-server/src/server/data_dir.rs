@@ -15,27 +15,15 @@ pub(super) const BACKEND_FILE: &str = "backend.redb";
 const RAFT_DIR: &str = "raft";
 /// The file in the data directory that names the `--wal-dir` its Raft log is in.
 const WAL_DIR_FILE: &str = "wal-dir";
-
-/// What a Raft snapshot being checked (`peer/snapshot_check.rs`) or restored (`apply/`) is
-/// written to in the data directory: a directory whose name starts with it. Nothing else
-/// there starts so.
-const SNAPSHOT_SCRATCH_PREFIX: &str = "raft-snapshot-";
-
-/// Removes the scratch copies of Raft snapshots a crash left in `dir` (each as large as the
-/// backend): nothing uses them before the member starts.
-fn remove_scratch(dir: &Path) -> Result<(), StartError> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with(SNAPSHOT_SCRATCH_PREFIX)
-            && entry.file_type()?.is_dir()
-        {
-            tracing::info!(path = %entry.path().display(), "removing a snapshot copy left by a crash");
-            std::fs::remove_dir_all(entry.path())?;
-        }
-    }
-    Ok(())
-}
+/// How the temporary directory of a client's Maintenance.Snapshot copy begins.
+pub(crate) const SNAPSHOT_COPY_PREFIX: &str = "snapshot-";
+/// How the temporary directories of backend copies begin: a client's snapshot stream's,
+/// and a Raft snapshot's (made or installed). Each is removed when its copy is done; one
+/// left by a crash is removed at start.
+const TEMP_COPY_PREFIXES: [&str; 2] = [
+    SNAPSHOT_COPY_PREFIX,
+    crate::apply::RAFT_SNAPSHOT_COPY_PREFIX,
+];
 
 /// Checks that `dir` is a cairn data directory, or empty, and makes it one.
 ///
@@ -60,7 +48,7 @@ pub(super) fn prepare(dir: &Path) -> Result<(), StartError> {
                 dir.display()
             )));
         }
-        remove_scratch(dir)?;
+        remove_temporary_copies(dir)?;
         return Ok(());
     }
     if dir.join("member").exists() {
@@ -132,6 +120,21 @@ pub(super) fn raft_log_dir(
     }
 }
 
+/// Removes the temporary backend copies a crash left in `dir` ([`TEMP_COPY_PREFIXES`]).
+fn remove_temporary_copies(dir: &Path) -> Result<(), StartError> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !TEMP_COPY_PREFIXES.iter().any(|p| name.starts_with(p)) || !entry.file_type()?.is_dir() {
+            continue;
+        }
+        std::fs::remove_dir_all(entry.path())?;
+        tracing::info!(path = %entry.path().display(), "removed a temporary backend copy left by a crash");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -175,22 +178,25 @@ mod tests {
     }
 
     #[test]
-    fn snapshot_copies_left_by_a_crash_are_removed_at_start_and_nothing_else() {
+    fn copies_left_by_a_crash_are_removed_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().join("data");
-        prepare(&d).unwrap();
-        for name in ["raft-snapshot-abc", "raft-snapshot-check-xyz"] {
-            std::fs::create_dir(d.join(name)).unwrap();
-            std::fs::write(d.join(name).join("snapshot.redb"), b"left over").unwrap();
+        prepare(dir.path()).unwrap();
+        for left in [
+            "snapshot-abc123",
+            "raft-snapshot-xyz",
+            "raft-snapshot-check-xyz",
+        ] {
+            std::fs::create_dir(dir.path().join(left)).unwrap();
+            std::fs::write(dir.path().join(left).join("snapshot.redb"), b"copy").unwrap();
         }
-        std::fs::create_dir(d.join(RAFT_DIR)).unwrap();
-        std::fs::write(d.join(BACKEND_FILE), b"kept").unwrap();
-        prepare(&d).unwrap();
-        let mut left: Vec<String> = std::fs::read_dir(&d)
+        std::fs::create_dir(dir.path().join(RAFT_DIR)).unwrap();
+        std::fs::write(dir.path().join(BACKEND_FILE), b"backend").unwrap();
+        prepare(dir.path()).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        left.sort();
-        assert_eq!(left, [BACKEND_FILE, MARKER_FILE, RAFT_DIR]);
+        names.sort();
+        assert_eq!(names, [BACKEND_FILE, MARKER_FILE, RAFT_DIR]);
     }
 }

@@ -28,6 +28,7 @@ mod quota;
 mod read_barrier;
 mod start;
 
+pub(crate) use data_dir::SNAPSHOT_COPY_PREFIX;
 #[cfg(test)]
 pub(crate) use start::{Peering, Wiring};
 
@@ -39,11 +40,10 @@ use cairn_proto::cairnpb::internal_request::Request;
 use cairn_proto::etcdserverpb::ResponseHeader;
 use cairn_proto::EtcdError;
 use cairn_raft::{RaftError, RaftHandle, RaftStatus};
-use prost::Message;
 
 use crate::apply::alarm::Alarms;
 use crate::cluster::{Members, PeerDirectory};
-use crate::config::{Config, GRPC_OVERHEAD_BYTES};
+use crate::config::Config;
 use crate::lease::{LeaseKeeper, LeasePeerService};
 use crate::metrics::Metrics;
 use crate::peer::PeerService;
@@ -246,19 +246,6 @@ impl Server {
         if h.revision == 0 {
             h.revision = self.store.current_revision();
         }
-    }
-
-    /// Refuses a request larger than gRPC would accept from etcd (`--max-request-bytes`
-    /// plus framing room), with grpc-go's words.
-    pub fn check_size<M: Message>(&self, req: M) -> Result<M, tonic::Status> {
-        let len = req.encoded_len();
-        let max = self.cfg.max_request_bytes as usize + GRPC_OVERHEAD_BYTES;
-        if len > max {
-            return Err(tonic::Status::resource_exhausted(format!(
-                "grpc: received message larger than max ({len} vs. {max})"
-            )));
-        }
-        Ok(req)
     }
 
     /// Proposes a request through Raft and waits for the applier's answer.
