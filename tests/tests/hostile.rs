@@ -29,29 +29,6 @@ use prost::Message as _;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
-/// Every raft-rs message type.
-const ALL_TYPES: [MessageType; 19] = [
-    MessageType::MsgHup,
-    MessageType::MsgBeat,
-    MessageType::MsgPropose,
-    MessageType::MsgAppend,
-    MessageType::MsgAppendResponse,
-    MessageType::MsgRequestVote,
-    MessageType::MsgRequestVoteResponse,
-    MessageType::MsgSnapshot,
-    MessageType::MsgHeartbeat,
-    MessageType::MsgHeartbeatResponse,
-    MessageType::MsgUnreachable,
-    MessageType::MsgSnapStatus,
-    MessageType::MsgCheckQuorum,
-    MessageType::MsgTransferLeader,
-    MessageType::MsgTimeoutNow,
-    MessageType::MsgReadIndex,
-    MessageType::MsgReadIndexResp,
-    MessageType::MsgRequestPreVote,
-    MessageType::MsgRequestPreVoteResponse,
-];
-
 /// A member under attack, and the names an attacker uses against it.
 #[derive(Debug, Clone, Copy)]
 struct Target {
@@ -161,7 +138,7 @@ fn attack_streams(t: &Target) {
         );
     }
     // Every message type, in a stranger's name, from this member itself, and to another.
-    for t_ in ALL_TYPES {
+    for t_ in cairn_raft::testing::ALL_MESSAGE_TYPES {
         for (from, to) in [(t.stranger, t.me), (t.me, t.me), (t.other, t.stranger)] {
             let m = msg(t_, from, to, 1);
             closes_stream(t, &frame(m), &format!("{t_:?} from {from:x} to {to:x}"));
@@ -599,7 +576,9 @@ fn three_members_shrug_off_hostile_peers_and_clients() {
         attack_lease_peer(&t, &m.peer_url());
         attack_with_garbage(m.peer_port, &mut rng);
         attack_with_garbage(m.client_port, &mut rng);
-        assert!(refused(m, "stream") >= 5.0 + 3.0 * ALL_TYPES.len() as f64);
+        assert!(
+            refused(m, "stream") >= 5.0 + 3.0 * cairn_raft::testing::ALL_MESSAGE_TYPES.len() as f64
+        );
         // All but the oversized chunk, which tonic refuses before cairn sees it.
         assert!(refused(m, "snapshot") >= 12.0);
         assert!(refused(m, "lease") >= 4.0);

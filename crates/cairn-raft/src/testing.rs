@@ -31,6 +31,29 @@ use raft::eraftpb::MessageType;
 
 use crate::{PeerMessage, RaftHandle, Transport};
 
+/// Every raft-rs message type, for tests that send each one.
+pub const ALL_MESSAGE_TYPES: [MessageType; 19] = [
+    MessageType::MsgHup,
+    MessageType::MsgBeat,
+    MessageType::MsgPropose,
+    MessageType::MsgAppend,
+    MessageType::MsgAppendResponse,
+    MessageType::MsgRequestVote,
+    MessageType::MsgRequestVoteResponse,
+    MessageType::MsgSnapshot,
+    MessageType::MsgHeartbeat,
+    MessageType::MsgHeartbeatResponse,
+    MessageType::MsgUnreachable,
+    MessageType::MsgSnapStatus,
+    MessageType::MsgCheckQuorum,
+    MessageType::MsgTransferLeader,
+    MessageType::MsgTimeoutNow,
+    MessageType::MsgReadIndex,
+    MessageType::MsgReadIndexResp,
+    MessageType::MsgRequestPreVote,
+    MessageType::MsgRequestPreVoteResponse,
+];
+
 /// How often [`MemNetwork::advance`] looks whether a tick's traffic has settled, and how
 /// long it waits at most.
 const SETTLE_POLL: Duration = Duration::from_micros(200);

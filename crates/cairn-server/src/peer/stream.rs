@@ -625,34 +625,16 @@ mod tests {
     fn random_message(rng: &mut rand::rngs::StdRng) -> PeerMessage {
         use cairn_raft::testing::eraftpb::EntryType;
         use rand::{Rng, RngCore};
-        const KINDS: [MessageType; 19] = [
-            MessageType::MsgHup,
-            MessageType::MsgBeat,
-            MessageType::MsgPropose,
-            MessageType::MsgAppend,
-            MessageType::MsgAppendResponse,
-            MessageType::MsgRequestVote,
-            MessageType::MsgRequestVoteResponse,
-            MessageType::MsgSnapshot,
-            MessageType::MsgHeartbeat,
-            MessageType::MsgHeartbeatResponse,
-            MessageType::MsgUnreachable,
-            MessageType::MsgSnapStatus,
-            MessageType::MsgCheckQuorum,
-            MessageType::MsgTransferLeader,
-            MessageType::MsgTimeoutNow,
-            MessageType::MsgReadIndex,
-            MessageType::MsgReadIndexResp,
-            MessageType::MsgRequestPreVote,
-            MessageType::MsgRequestPreVoteResponse,
-        ];
         let bytes = |rng: &mut rand::rngs::StdRng, max: usize| {
             let mut b = vec![0u8; rng.random_range(0..=max)];
             rng.fill_bytes(&mut b);
             b
         };
         let mut m = Message::default();
-        m.set_msg_type(KINDS[rng.random_range(0..KINDS.len())]);
+        m.set_msg_type(
+            cairn_raft::testing::ALL_MESSAGE_TYPES
+                [rng.random_range(0..cairn_raft::testing::ALL_MESSAGE_TYPES.len())],
+        );
         (m.from, m.to, m.term) = (rng.random(), rng.random(), rng.random());
         (m.log_term, m.index, m.commit) = (rng.random(), rng.random(), rng.random());
         (m.reject, m.reject_hint) = (rng.random(), rng.random());
