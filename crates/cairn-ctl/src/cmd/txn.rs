@@ -245,14 +245,22 @@ pub fn argify(line: &str) -> Result<Vec<String>, CtlError> {
     let mut args = Vec::with_capacity(n);
     for word in &raw {
         if word.starts_with('\'') {
+            // etcdctl slices the word up to the number of words less one, as Go reports
+            // when that is out of range (its report goes on with a blank line and the
+            // goroutine trace).
             let end = n.saturating_sub(1);
-            if end < 1 || end > word.len() || !word.is_char_boundary(end) {
-                // Go's report goes on with a blank line and the goroutine trace.
-                return Err(CtlError::go_panic(
-                    "runtime error: slice bounds out of range\n",
-                ));
+            if end > word.len() {
+                return Err(CtlError::go_panic(format!(
+                    "runtime error: slice bounds out of range [:{end}] with length {}\n",
+                    word.len()
+                )));
             }
-            args.push(word[1..end].to_string());
+            if end < 1 {
+                return Err(CtlError::go_panic(format!(
+                    "runtime error: slice bounds out of range [1:{end}]\n"
+                )));
+            }
+            args.push(String::from_utf8_lossy(&word.as_bytes()[1..end]).into_owned());
         } else if word.starts_with('"') {
             match scan_quoted(word) {
                 Some((s, _)) => args.push(s),
@@ -393,7 +401,16 @@ mod tests {
         let e = argify("'a b'").unwrap_err();
         assert_eq!(
             (e.text().as_str(), e.exit_code()),
-            ("panic: runtime error: slice bounds out of range\n\n", 2)
+            (
+                "panic: runtime error: slice bounds out of range [1:0]\n\n",
+                2
+            )
+        );
+        // As etcdctl 3.5.1 prints for `put 'abc' b c d e f g` in a txn.
+        let e = argify("put 'abc' b c d e f g").unwrap_err();
+        assert_eq!(
+            e.text(),
+            "panic: runtime error: slice bounds out of range [:7] with length 5\n\n"
         );
     }
 
