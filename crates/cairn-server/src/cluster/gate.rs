@@ -101,7 +101,7 @@ impl PeerGate {
                 me: self.member_id,
             });
         }
-        if from == self.member_id || self.members.get(from).is_none() {
+        if from == self.member_id || !self.members.contains(from) {
             return Err(Refusal::UnknownSender(from));
         }
         Ok(())

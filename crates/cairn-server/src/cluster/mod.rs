@@ -144,6 +144,12 @@ impl Members {
         self.list.read().iter().find(|m| m.id == id).cloned()
     }
 
+    /// Whether `id` is a member; unlike [`Members::get`], copies nothing (the peer gate
+    /// asks for each forwarded Raft message and each peer request).
+    pub fn contains(&self, id: u64) -> bool {
+        self.list.read().iter().any(|m| m.id == id)
+    }
+
     /// Every member, in id order.
     pub fn list(&self) -> Vec<Member> {
         self.list.read().clone()

@@ -502,7 +502,7 @@ pub(crate) async fn receive(mut tcp: TcpStream, r: Receiver) {
 /// close a member's stream to its leader by sending it one.) Never a snapshot.
 fn fits_stream(m: &PeerMessage, from: u64, gate: &PeerGate) -> bool {
     let sender_fits =
-        m.sender() == from || (m.is_forwarded_request() && gate.members.get(m.sender()).is_some());
+        m.sender() == from || (m.is_forwarded_request() && gate.members.contains(m.sender()));
     sender_fits && m.recipient() == gate.member_id && !m.is_snapshot()
 }
 
