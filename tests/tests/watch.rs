@@ -81,6 +81,33 @@ impl Stream {
         self.send(RequestUnion::CreateRequest(c)).await;
     }
 
+    /// Creates `n` watches, the `i`th with `create(i)`, sent from a task while the answers
+    /// are read (so neither side waits for the other); every answer says created. Returns
+    /// the answers, in order.
+    async fn create_many(
+        &mut self,
+        n: usize,
+        create: impl Fn(usize) -> WatchCreateRequest + Send + 'static,
+    ) -> Vec<WatchResponse> {
+        let tx = self.tx.clone();
+        let sender = tokio::spawn(async move {
+            for i in 0..n {
+                let req = WatchRequest {
+                    request_union: Some(RequestUnion::CreateRequest(create(i))),
+                };
+                tx.send(req).await.unwrap();
+            }
+        });
+        let mut created = Vec::with_capacity(n);
+        for _ in 0..n {
+            let r = self.next().await;
+            assert!(r.created);
+            created.push(r);
+        }
+        sender.await.unwrap();
+        created
+    }
+
     /// Every response until none arrives for `quiet`.
     async fn collect(&mut self, quiet: Duration) -> Vec<WatchResponse> {
         let mut out = Vec::new();
@@ -605,22 +632,12 @@ async fn fifty_thousand_watchers_on_distinct_keys_each_see_only_their_key() {
     let ch = channel(&cairn.url());
     let mut s = Stream::open(&ch).await;
     let key = |i: usize| format!("/registry/pods/default/pod-{i:06}");
-    let tx = s.tx.clone();
-    let sender = tokio::spawn(async move {
-        for i in 0..N {
-            let req = WatchRequest {
-                request_union: Some(RequestUnion::CreateRequest(watch(&key(i), "", 0))),
-            };
-            tx.send(req).await.unwrap();
-        }
-    });
-    let mut ids = Vec::with_capacity(N);
-    for _ in 0..N {
-        let r = s.next().await;
-        assert!(r.created);
-        ids.push(r.watch_id);
-    }
-    sender.await.unwrap();
+    let ids: Vec<i64> = s
+        .create_many(N, move |i| watch(&key(i), "", 0))
+        .await
+        .iter()
+        .map(|r| r.watch_id)
+        .collect();
     let mut kv = KvClient::new(ch.clone());
     for i in [0, 777, N / 2, N - 1] {
         kv.put(put(&key(i), "v")).await.unwrap();
@@ -865,22 +882,13 @@ async fn a_hundred_thousand_range_watchers_then_a_close_leave_the_member_serving
     let prefix = |i: usize| format!("w/{i:06}/");
     let end = |i: usize| format!("w/{i:06}0");
     let mut big = Stream::open(&channel(&cairn.url())).await;
-    let tx = big.tx.clone();
-    let sender = tokio::spawn(async move {
-        for i in 0..N {
-            let req = WatchRequest {
-                request_union: Some(RequestUnion::CreateRequest(watch(&prefix(i), &end(i), 0))),
-            };
-            tx.send(req).await.unwrap();
-        }
-    });
-    let mut ids = Vec::with_capacity(N);
-    for _ in 0..N {
-        let r = big.next().await;
+    let created = big
+        .create_many(N, move |i| watch(&prefix(i), &end(i), 0))
+        .await;
+    for r in &created {
         assert!(r.created && !r.canceled, "{r:?}");
-        ids.push(r.watch_id);
     }
-    sender.await.unwrap();
+    let ids: Vec<i64> = created.iter().map(|r| r.watch_id).collect();
     let mut probe = Stream::open(&ch).await;
     probe.create(watch("k/", "k0", 0)).await;
     let start = probe.next().await.header.unwrap().revision + 1;
