@@ -41,6 +41,7 @@ mod apply;
 mod cluster;
 pub mod config;
 mod http;
+pub mod identity;
 pub mod ids;
 mod lease;
 pub mod logging;
