@@ -10,6 +10,7 @@
 //! - `lib.rs`: the processes ([`ServerProc`], [`Cluster`]) and the command-line clients
 //!   ([`run_client`], [`etcdctl35`], [`etcdctl34`], [`cairnctl`]).
 //! - `wait`: bounded waits for what a test can observe, failing the test at their deadline.
+//! - `goclient`: etcd's own Go client ([`goclient::etcd_go`]).
 //! - `grpc`: channels, a member's status, [`strip_header`], [`block_on`].
 //! - `leader`: which member leads.
 //! - `mask`: masks for comparing two outputs byte for byte.
@@ -17,6 +18,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod goclient;
 pub mod grpc;
 pub mod leader;
 pub mod linearizability;
