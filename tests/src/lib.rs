@@ -13,6 +13,7 @@
 //! - `goclient`: etcd's own Go client ([`goclient::etcd_go`]).
 //! - `grpc`: channels, a member's status, [`strip_header`], [`block_on`].
 //! - `leader`: which member leads.
+//! - `pyclient`: Python's etcd3 client ([`pyclient::etcd3_script`]).
 //! - `mask`: masks for comparing two outputs byte for byte.
 //! - `workload`, `linearizability`: the fault suites' clients and their checker.
 
@@ -23,6 +24,7 @@ pub mod grpc;
 pub mod leader;
 pub mod linearizability;
 pub mod mask;
+pub mod pyclient;
 pub mod wait;
 pub mod workload;
 

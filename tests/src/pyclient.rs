@@ -1,0 +1,26 @@
+//! Python's etcd3 client (PyPI `etcd3`, over gRPC), installed by `scripts/setup` in its own
+//! environment under `.tools/py`, running the fixed script `tests/py/etcd3_script.py`.
+
+use std::process::Command;
+
+use crate::{repo_root, Run};
+
+/// Runs the etcd3 script against `host:port`, with `extra` options (TLS files, user and
+/// password) as the script takes them.
+pub fn etcd3_script(host: &str, port: u16, extra: &[&str]) -> Run {
+    let root = repo_root();
+    let python = root.join(".tools/py/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup",
+        python.display()
+    );
+    Command::new(python)
+        .arg(root.join("tests/py/etcd3_script.py"))
+        .arg(host)
+        .arg(port.to_string())
+        .args(extra)
+        .output()
+        .unwrap()
+        .into()
+}
