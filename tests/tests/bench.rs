@@ -33,7 +33,7 @@ fn every_bench_workload_runs_clean_against_etcd_and_cairn() {
     for kind in [Kind::Etcd35, Kind::Cairn] {
         let m = ServerProc::start(kind, &[]);
         let ep = m.endpoint();
-        let workloads: [(&[&str], u64); 8] = [
+        let workloads: [(&[&str], u64); 9] = [
             (&["put", "--total=400", "--key-space-size=50"], 400),
             // With range watchers held that no put matches (bench-vs-etcd's put-rw).
             (
@@ -50,6 +50,8 @@ fn every_bench_workload_runs_clean_against_etcd_and_cairn() {
             (&["range", "--total=400", "--consistency=s"], 400),
             (&["txn", "--total=400"], 400),
             (&["lease-keepalive", "--total=400", "--leases=10"], 400),
+            // A new connection for each request.
+            (&["connect", "--total=200"], 200),
             // Every watcher sees every put: 200 x 500 deliveries, in many small frames
             // from etcd.
             (&["watch", "--total=500", "--watchers=200"], 100_000),

@@ -41,6 +41,9 @@ pub struct Args {
     /// `name:password` to authenticate as.
     #[arg(long, global = true)]
     pub user: Option<String>,
+    /// CA bundle that verifies the servers' certificates (for `https://` endpoints).
+    #[arg(long, global = true, env = "ETCDCTL_CACERT")]
+    pub cacert: Option<String>,
     /// Print a one-line JSON summary instead of the text report.
     #[arg(long, global = true)]
     pub json: bool,
@@ -68,6 +71,13 @@ pub enum Workload {
     /// Lease keep-alive throughput: `--clients` keep-alive streams renew `--leases`
     /// leases round-robin, one request in flight each, `--total` requests in all.
     LeaseKeepalive(LeaseKeepaliveArgs),
+    /// Authenticate throughput: `--clients` clients log in as `--user`, one request in
+    /// flight each; each request's cost is mostly the server's password hash check.
+    Authenticate,
+    /// New connections: each request dials a connection of its own (TCP, then TLS for an
+    /// `https://` endpoint, then HTTP/2) and asks for the member's status; its latency is
+    /// from the dial to that first response.
+    Connect,
 }
 
 impl Workload {
@@ -83,6 +93,8 @@ impl Workload {
             Workload::Watch(_) => "watch",
             Workload::WatchHold(_) => "watch-hold",
             Workload::LeaseKeepalive(_) => "lease-keepalive",
+            Workload::Authenticate => "authenticate",
+            Workload::Connect => "connect",
         }
     }
 }
@@ -224,7 +236,20 @@ impl Args {
             Workload::LeaseKeepalive(l) if l.leases == 0 => {
                 return bad("--leases must be at least 1");
             }
-            Workload::Watch(_) | Workload::WatchHold(_) | Workload::LeaseKeepalive(_) => {
+            Workload::Authenticate
+                if self
+                    .user
+                    .as_deref()
+                    .and_then(|u| u.split_once(':'))
+                    .is_none() =>
+            {
+                return bad("authenticate needs --user name:password");
+            }
+            Workload::Watch(_)
+            | Workload::WatchHold(_)
+            | Workload::LeaseKeepalive(_)
+            | Workload::Authenticate
+            | Workload::Connect => {
                 return Ok(());
             }
         };
@@ -332,5 +357,9 @@ mod tests {
         assert_eq!(r.workload.name(), "range-serializable");
         let z = Args::try_parse_from(["bench", "--clients", "0", "txn"]).unwrap();
         assert!(z.validate().is_err());
+        let a = Args::try_parse_from(["bench", "authenticate", "--user", "root"]).unwrap();
+        assert!(a.validate().is_err(), "a password is needed to log in");
+        let a = Args::try_parse_from(["bench", "authenticate", "--user", "root:pw"]).unwrap();
+        a.validate().unwrap();
     }
 }

@@ -130,7 +130,7 @@ async fn worker(
         let next = { rx.lock().await.recv().await };
         let Some(n) = next else { break };
         let began = Instant::now();
-        match tokio::time::timeout_at(hard_stop, op.send(&mut kv, n, &mut rng)).await {
+        match tokio::time::timeout_at(hard_stop, op.send(&conn, &mut kv, n, &mut rng)).await {
             Ok(Ok(())) => lats.push(began.elapsed().as_secs_f64()),
             Ok(Err(s)) => *errors.entry(error_text(&s)).or_insert(0) += 1,
             Err(_) => {
@@ -258,8 +258,12 @@ pub async fn check_perf(
     }
     if opts.auto_defrag {
         for ep in &opts.endpoints {
-            let c = crate::load::connect(std::slice::from_ref(ep), 1, Duration::from_secs(5), None)
-                .await?;
+            let dial = crate::load::Dial {
+                endpoints: std::slice::from_ref(ep),
+                dial_timeout: Duration::from_secs(5),
+                ..crate::load::Dial::default()
+            };
+            let c = crate::load::connect(&dial, 1).await?;
             if let Some(c) = c.first() {
                 c.maintenance().defragment(DefragmentRequest {}).await?;
                 lines.push(format!("Finished defragmenting etcd member[{ep}]"));

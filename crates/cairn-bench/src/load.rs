@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use cairn_client::{Client, ClientConfig, Service};
 use cairn_proto::etcdserverpb::{
-    compare, kv_client::KvClient, request_op, Compare, PutRequest, RangeRequest, RequestOp,
-    TxnRequest,
+    compare, kv_client::KvClient, request_op, AuthenticateRequest, Compare, PutRequest,
+    RangeRequest, RequestOp, StatusRequest, TxnRequest,
 };
 use tokio::time::Instant;
 
@@ -45,6 +45,11 @@ pub(crate) enum Op {
         key_size: usize,
         value: Vec<u8>,
     },
+    /// Logs in over the client's connection.
+    Authenticate(AuthenticateRequest),
+    /// Dials a new connection with this configuration (its endpoints taken round-robin)
+    /// and asks for the member's status over it.
+    Connect(ClientConfig),
 }
 
 /// Picks the key of request number `n`: in order or at random over the key space.
@@ -118,11 +123,31 @@ impl Rng {
 impl Op {
     pub(crate) async fn send(
         &self,
+        conn: &Client,
         kv: &mut KvClient<Service>,
         n: u64,
         rng: &mut Rng,
     ) -> Result<(), tonic::Status> {
         match self {
+            Op::Authenticate(req) => conn.auth().authenticate(req.clone()).await.map(drop),
+            Op::Connect(config) => {
+                let Some(ep) = config
+                    .endpoints
+                    .get(n as usize % config.endpoints.len().max(1))
+                else {
+                    return Err(tonic::Status::invalid_argument("--endpoints is empty"));
+                };
+                let mut config = config.clone();
+                config.endpoints = vec![ep.clone()];
+                let fresh = Client::connect_direct(config)
+                    .await
+                    .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+                fresh
+                    .maintenance()
+                    .status(StatusRequest::default())
+                    .await
+                    .map(drop)
+            }
             Op::Put { keys, value } => {
                 let req = PutRequest {
                     key: keys.key(n, rng),
@@ -213,30 +238,58 @@ fn nested_txn(shape: &[usize], key_size: usize, value: &[u8]) -> TxnRequest {
     }
 }
 
-/// Dials `conns` connections round-robin over `endpoints`.
-pub(crate) async fn connect(
-    endpoints: &[String],
-    conns: usize,
-    dial_timeout: Duration,
-    user: Option<&str>,
-) -> Result<Vec<Client>, Error> {
-    let (user, password) = match user {
-        None => (None, None),
-        Some(u) => match u.split_once(':') {
-            Some((n, p)) => (Some(n.to_string()), Some(p.to_string())),
-            None => return Err(Error::Args("--user must be name:password".to_string())),
-        },
-    };
+/// How to reach the servers: endpoints, dial timeout, user and CA bundle.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Dial<'a> {
+    pub endpoints: &'a [String],
+    pub dial_timeout: Duration,
+    /// `name:password`.
+    pub user: Option<&'a str>,
+    pub cacert: Option<&'a str>,
+}
+
+impl<'a> Dial<'a> {
+    pub(crate) fn from_args(args: &'a Args) -> Dial<'a> {
+        Dial {
+            endpoints: &args.endpoints,
+            dial_timeout: args.dial_timeout,
+            user: args.user.as_deref(),
+            cacert: args.cacert.as_deref(),
+        }
+    }
+
+    /// The user's name and password.
+    fn credentials(&self) -> Result<Option<(String, String)>, Error> {
+        match self.user {
+            None => Ok(None),
+            Some(u) => match u.split_once(':') {
+                Some((n, p)) => Ok(Some((n.to_string(), p.to_string()))),
+                None => Err(Error::Args("--user must be name:password".to_string())),
+            },
+        }
+    }
+
+    /// A client configuration for `endpoints`, logged in as the user when `log_in`.
+    fn config(&self, endpoints: Vec<String>, log_in: bool) -> Result<ClientConfig, Error> {
+        let mut cfg = ClientConfig::new(endpoints);
+        cfg.dial_timeout = self.dial_timeout;
+        cfg.cacert = self.cacert.map(str::to_string);
+        if let (true, Some((user, password))) = (log_in, self.credentials()?) {
+            cfg.user = Some(user);
+            cfg.password = Some(password);
+        }
+        Ok(cfg)
+    }
+}
+
+/// Dials `conns` connections round-robin over the endpoints.
+pub(crate) async fn connect(dial: &Dial<'_>, conns: usize) -> Result<Vec<Client>, Error> {
     let mut out = Vec::with_capacity(conns);
     for i in 0..conns {
-        let Some(ep) = endpoints.get(i % endpoints.len().max(1)) else {
+        let Some(ep) = dial.endpoints.get(i % dial.endpoints.len().max(1)) else {
             return Err(Error::Args("--endpoints is empty".to_string()));
         };
-        let mut cfg = ClientConfig::new([ep.clone()]);
-        cfg.dial_timeout = dial_timeout;
-        cfg.user = user.clone();
-        cfg.password = password.clone();
-        out.push(Client::connect_direct(cfg).await?);
+        out.push(Client::connect_direct(dial.config(vec![ep.clone()], true)?).await?);
     }
     Ok(out)
 }
@@ -275,6 +328,7 @@ pub(crate) async fn drive(name: &str, conns: &[Client], op: Op, bounds: Bounds) 
         let Some(conn) = conns.get(i % conns.len().max(1)) else {
             break;
         };
+        let conn = conn.clone();
         let mut kv = conn.kv();
         let op = Arc::clone(&op);
         let next = Arc::clone(&next);
@@ -296,7 +350,7 @@ pub(crate) async fn drive(name: &str, conns: &[Client], op: Op, bounds: Bounds) 
                     break;
                 }
                 let limit = (began + bounds.request_timeout).min(bounds.deadline);
-                match tokio::time::timeout_at(limit, op.send(&mut kv, n, &mut rng)).await {
+                match tokio::time::timeout_at(limit, op.send(&conn, &mut kv, n, &mut rng)).await {
                     Ok(Ok(())) => res.latencies.push(began.elapsed().as_secs_f64()),
                     Ok(Err(status)) => *res.errors.entry(error_text(&status)).or_insert(0) += 1,
                     Err(_) if limit == bounds.deadline => {
@@ -339,13 +393,8 @@ pub(crate) async fn drive(name: &str, conns: &[Client], op: Op, bounds: Bounds) 
 /// Runs one benchmark as `args` describe.
 pub(crate) async fn run(args: &Args) -> Result<Report, Error> {
     args.validate()?;
-    let conns = connect(
-        &args.endpoints,
-        args.conns,
-        args.dial_timeout,
-        args.user.as_deref(),
-    )
-    .await?;
+    let dial = Dial::from_args(args);
+    let conns = connect(&dial, args.conns).await?;
     let mut rng = Rng::new(0xC0FFEE);
     let name = args.workload.name();
     let bounds = Bounds {
@@ -374,6 +423,12 @@ pub(crate) async fn run(args: &Args) -> Result<Report, Error> {
         Workload::LeaseKeepalive(l) => {
             return crate::streams::lease_keepalive(&conns, l, bounds).await
         }
+        Workload::Authenticate => {
+            let (name, password) = dial.credentials()?.unwrap_or_default();
+            Op::Authenticate(AuthenticateRequest { name, password })
+        }
+        // Each new connection asks without logging in: the cost measured is the dial's.
+        Workload::Connect => Op::Connect(dial.config(args.endpoints.clone(), false)?),
         Workload::Put(p) => {
             if p.range_watchers > 0 {
                 _held = Some(
