@@ -769,11 +769,16 @@ impl Ctx {
 }
 
 /// Whether a failed call did not reach the server: no connection could be made, or the
-/// connection broke before an answer (tonic's `Unknown: transport error`, as when a TLS
-/// server is dialled in the clear).
+/// connection broke before an answer (tonic's `Unknown: transport error` or hyper's
+/// `Cancelled: operation was canceled`, as when a TLS server is dialled in the clear).
 fn unreachable(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::Unavailable
-        || (status.code() == tonic::Code::Unknown && status.message() == "transport error")
+    match status.code() {
+        tonic::Code::Unavailable => true,
+        tonic::Code::Unknown => status.message() == "transport error",
+        // hyper's request dropped with its connection.
+        tonic::Code::Cancelled => status.message() == "operation was canceled",
+        _ => false,
+    }
 }
 
 /// How a call failed.
