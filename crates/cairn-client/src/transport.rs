@@ -1,5 +1,6 @@
 //! What a [`crate::Client`]'s requests travel on: a tonic `Channel` (balancing, failover,
-//! reconnection), or one HTTP/2 connection driven through h2 directly.
+//! reconnection), several channels used in turn (several endpoints over TLS), or one
+//! HTTP/2 connection driven through h2 directly.
 //!
 //! A `Channel` passes every request through a queue to a worker task and through a stack
 //! of layers (origin, user agent, timeout, concurrency limit), each boxing its future, and
@@ -20,6 +21,7 @@ use tonic::body::Body;
 use tonic::codegen::http::uri::{Authority, Scheme};
 use tonic::codegen::http::{Request, Response, Uri};
 use tonic::transport::Channel;
+use tower::Service as _;
 
 /// Flow-control windows and frame limits of a direct connection: hyper's, which tonic's
 /// channels use. With h2's own (64 KiB windows) a watch stream's many small frames soon
@@ -39,6 +41,55 @@ pub enum Transport {
     Channel(Channel),
     /// One HTTP/2 connection, used as it is.
     Direct(Direct),
+    /// Several endpoints' channels, one used at a time.
+    Rotate(Rotate),
+}
+
+/// Several channels, one per endpoint. Calls go to the current one; a call that cannot
+/// reach it (a transport error, not an answer from the server) makes the next one current
+/// for the calls after it, so a caller retrying an unreachable endpoint moves on.
+#[derive(Debug, Clone)]
+pub struct Rotate {
+    channels: std::sync::Arc<[Channel]>,
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Rotate {
+    /// Rotates over `channels` (at least one), starting with the first.
+    pub fn new(channels: Vec<Channel>) -> Rotate {
+        Rotate {
+            channels: channels.into(),
+            current: Default::default(),
+        }
+    }
+
+    fn call(&self, req: Request<Body>) -> ResponseFuture {
+        use std::sync::atomic::Ordering;
+        let n = self.channels.len().max(1);
+        let at = self.current.load(Ordering::Relaxed) % n;
+        let Some(channel) = self.channels.get(at) else {
+            return Box::pin(std::future::ready(Err("no endpoints".into())));
+        };
+        let mut channel = channel.clone();
+        let current = self.current.clone();
+        Box::pin(async move {
+            let sent = async {
+                std::future::poll_fn(|cx| channel.poll_ready(cx)).await?;
+                channel.call(req).await
+            }
+            .await;
+            if sent.is_err() {
+                // Another call may have moved on already; move only from where this one was.
+                let _ = current.compare_exchange(
+                    at,
+                    (at + 1) % n,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            sent.map_err(Into::into)
+        })
+    }
 }
 
 /// One HTTP/2 connection to `authority`.
@@ -49,14 +100,14 @@ pub struct Direct {
 }
 
 impl Direct {
-    /// Dials `uri` (gathered writes, see [`crate::coalesce::dial`]) and completes the
-    /// HTTP/2 handshake; the connection is driven by a task of the current runtime.
-    pub async fn connect(uri: Uri) -> Result<Direct, BoxError> {
+    /// Dials `uri` (gathered writes, see [`crate::coalesce::dial`]; TLS when `security`
+    /// says so) and completes the HTTP/2 handshake; the connection is driven by a task of the current runtime.
+    pub async fn connect(uri: Uri, security: crate::Security) -> Result<Direct, BoxError> {
         let authority = uri
             .authority()
             .cloned()
             .ok_or_else(|| format!("no host in {uri}"))?;
-        let io = crate::coalesce::dial(uri).await?.into_inner();
+        let io = crate::tls::dial(uri, security).await?.into_inner();
         let (send, conn) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
@@ -192,6 +243,7 @@ impl tower::Service<Request<Body>> for Transport {
         match self {
             Transport::Channel(c) => c.poll_ready(cx).map_err(Into::into),
             Transport::Direct(d) => d.send.poll_ready(cx).map_err(Into::into),
+            Transport::Rotate(_) => Poll::Ready(Ok(())),
         }
     }
 
@@ -202,6 +254,7 @@ impl tower::Service<Request<Body>> for Transport {
                 Box::pin(async move { fut.await.map_err(Into::into) })
             }
             Transport::Direct(d) => d.call(req),
+            Transport::Rotate(r) => r.call(req),
         }
     }
 }

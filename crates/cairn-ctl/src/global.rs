@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use cairn_client::{Client, ClientConfig};
 
 use crate::go::flags::{Kind, Spec, Values};
-use crate::go::gofmt;
+use crate::go::{gofmt, prompt};
 
 /// etcdctl's exit codes (its `ExitIO`, 6, is one no cairnctl command exits with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,6 +256,8 @@ pub struct Ctx {
     pub raw_args: Vec<String>,
     rt: Option<tokio::runtime::Runtime>,
     client: Option<Client>,
+    /// The client configuration, once built (it may have asked for a password).
+    config: Option<ClientConfig>,
     env_applied: bool,
     log_endpoint: Option<String>,
 }
@@ -270,6 +272,7 @@ impl Ctx {
             raw_args: Vec::new(),
             rt: None,
             client: None,
+            config: None,
             env_applied: false,
             log_endpoint: None,
         }
@@ -396,65 +399,107 @@ impl Ctx {
         self.flags.slice("endpoints").to_vec()
     }
 
-    /// The client configuration from the flags (after the environment).
-    fn client_config(&self) -> Result<ClientConfig, CtlError> {
-        let mut user = None;
-        let mut password = None;
-        let u = self.flags.str("user");
-        if !u.is_empty() {
-            let pw = self.flags.str("password");
-            if pw.is_empty() {
-                match u.split_once(':') {
-                    Some((name, p)) => {
-                        user = Some(name.to_string());
-                        password = Some(p.to_string());
-                    }
-                    None => {
-                        return Err(CtlError::bad_args(
-                            "password must be given with --password or as --user name:password",
-                        ))
-                    }
-                }
-            } else {
-                if u.contains(':') {
-                    return Err(CtlError::bad_args(
-                        "username contains \":\" is not allowed when --password is set",
-                    ));
-                }
-                user = Some(u.to_string());
-                password = Some(pw.to_string());
-            }
+    /// The client configuration from the flags (after the environment), as etcdctl's
+    /// `clientConfigFromCmd` builds it: the TLS files named (an empty one refused), the user
+    /// and password (asked for on the terminal when `--user` has none and `--password` is
+    /// not given), and the output format checked. Asked once per command.
+    fn client_config(&mut self) -> Result<ClientConfig, CtlError> {
+        if let Some(cfg) = &self.config {
+            return Ok(cfg.clone());
         }
-        let opt = |name: &str| {
+        let mut files = Vec::new();
+        for name in ["cert", "key", "cacert"] {
             let v = self.flags.str(name);
-            (!v.is_empty()).then(|| v.to_string())
-        };
-        Ok(ClientConfig {
+            if v.is_empty() && self.flags.changed(name) {
+                return Err(CtlError::bad_args(format!(
+                    "empty string is passed to --{name} option"
+                )));
+            }
+            files.push((!v.is_empty()).then(|| v.to_string()));
+        }
+        let (user, password) = self.user_and_password();
+        self.format()?;
+        // etcdctl's discovery domain names the servers' certificates only with
+        // --insecure-discovery=false.
+        let domain = self.flags.str("discovery-srv");
+        let server_name = (!self.flags.bool("insecure-discovery") && !domain.is_empty())
+            .then(|| domain.to_string());
+        let [cert, key, cacert]: [Option<String>; 3] = files
+            .try_into()
+            .map_err(|_| CtlError::error("internal: three TLS files"))?;
+        let cfg = ClientConfig {
             endpoints: self.endpoints(),
             dial_timeout: self.flags.duration("dial-timeout"),
             user,
             password,
-            cacert: opt("cacert"),
-            cert: opt("cert"),
-            key: opt("key"),
+            cacert,
+            cert,
+            key,
+            server_name,
             insecure_skip_tls_verify: self.flags.bool("insecure-skip-tls-verify"),
-        })
+            insecure_transport: self.flags.bool("insecure-transport"),
+        };
+        self.config = Some(cfg.clone());
+        Ok(cfg)
+    }
+
+    /// `--user` and `--password` as etcdctl's `authCfgFromCmd` reads them: `name:password`,
+    /// or `name` with `--password`, or `name` alone and the password asked for with the
+    /// prompt `Password: `. A user name may hold a colon only with `--password`.
+    fn user_and_password(&self) -> (Option<String>, Option<String>) {
+        let u = self.flags.str("user");
+        if u.is_empty() {
+            return (None, None);
+        }
+        let pw = self.flags.str("password");
+        if !pw.is_empty() {
+            return (Some(u.to_string()), Some(pw.to_string()));
+        }
+        match u.split_once(':') {
+            Some((name, p)) => (Some(name.to_string()), Some(p.to_string())),
+            None => (Some(u.to_string()), Some(prompt::ask("Password: "))),
+        }
     }
 
     /// Applies the environment, validates the output format and builds the client, as
-    /// etcdctl's `mustClientFromCmd` does.
+    /// etcdctl's `mustClientFromCmd` does: bad TLS files exit 128 with Go's words; with a
+    /// user and password the client authenticates within the dial timeout, and a refusal
+    /// exits 2 after the Go client's warning.
     pub fn client(&mut self) -> Result<Client, CtlError> {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
         self.apply_env()?;
         let cfg = self.client_config()?;
-        self.format()?;
-        let client = self
-            .block_on(Client::connect_lazy(cfg))?
-            .map_err(|e| CtlError::new(ExitCode::BadConnection, e.to_string()))?;
+        let client = self.build_client(&cfg)?;
         self.client = Some(client.clone());
         Ok(client)
+    }
+
+    /// A client for `cfg`, authenticated when it has credentials.
+    fn build_client(&mut self, cfg: &ClientConfig) -> Result<Client, CtlError> {
+        let client = self
+            .block_on(async { Client::lazy(cfg) })?
+            .map_err(|e| match e {
+                cairn_client::Error::Tls(msg) => CtlError::bad_args(msg),
+                e => CtlError::new(ExitCode::BadConnection, e.to_string()),
+            })?;
+        let auth = client.clone();
+        let result = self.call_until(cfg.dial_timeout, move || {
+            let auth = auth.clone();
+            async move { auth.authenticate().await.map(tonic::Response::new) }
+        })?;
+        match result {
+            Ok(()) => Ok(client),
+            Err(Failure::Status(status)) if status.message() == cairn_client::AUTH_NOT_ENABLED => {
+                self.log_rpc_failure(0, &rpc_error_text(&status));
+                Ok(client)
+            }
+            Err(failure) => {
+                let e = self.failure_error(failure);
+                Err(CtlError::new(ExitCode::BadConnection, e.msg))
+            }
+        }
     }
 
     /// A client for one endpoint only, as etcd's per-endpoint maintenance calls use.
@@ -462,8 +507,7 @@ impl Ctx {
         self.client()?;
         let mut cfg = self.client_config()?;
         cfg.endpoints = vec![endpoint.to_string()];
-        self.block_on(Client::connect_lazy(cfg))?
-            .map_err(|e| CtlError::new(ExitCode::BadConnection, e.to_string()))
+        self.build_client(&cfg)
     }
 
     /// The endpoints a maintenance command visits: `--endpoints`, or with `--cluster`
@@ -519,80 +563,239 @@ impl Ctx {
         }
     }
 
-    /// Logs the Go client's warning for a failed unary call.
-    pub fn log_rpc_failure(&self, error: &str) {
+    /// Logs the Go client's warning for a failed unary call (its `attempt`-th try).
+    pub fn log_rpc_failure(&self, attempt: u32, error: &str) {
+        self.log_warning(
+            "v3/retry_interceptor.go:62",
+            "retrying of unary invoker failed",
+            &format!(",\"attempt\":{attempt}"),
+            error,
+        );
+    }
+
+    /// Logs one of the Go client's retry warnings about the first endpoint.
+    fn log_warning(&self, caller: &str, msg: &str, fields: &str, error: &str) {
         let authority = self.authority();
         eprintln!(
-            "{{\"level\":\"warn\",\"ts\":\"{}\",\"logger\":\"etcd-client\",\"caller\":\"v3/retry_interceptor.go:62\",\"msg\":\"retrying of unary invoker failed\",\"target\":{},\"attempt\":0,\"error\":{}}}",
+            "{{\"level\":\"warn\",\"ts\":\"{}\",\"logger\":\"etcd-client\",\"caller\":\"{caller}\",\"msg\":\"{msg}\",\"target\":{}{fields},\"error\":{}}}",
             gofmt::iso8601_now(),
             zap_string(&format!("etcd-endpoints://0xc000024000/{authority}")),
             zap_string(error)
         );
     }
 
+    /// Runs `call` until it answers or `timeout` passes, trying again while the endpoint
+    /// is unreachable.
+    fn call_until<T, F, Fut>(
+        &mut self,
+        timeout: Duration,
+        mut call: F,
+    ) -> Result<Result<T, Failure>, CtlError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.block_on(async move {
+            let deadline = Instant::now() + timeout;
+            let mut last_unavailable = None;
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, call()).await {
+                    Err(_) => return Err(Failure::Deadline(last_unavailable)),
+                    Ok(Ok(resp)) => return Ok(resp.into_inner()),
+                    Ok(Err(status)) if unreachable(&status) => {
+                        last_unavailable = Some(status);
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return Err(Failure::Deadline(last_unavailable));
+                        }
+                        tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+                    }
+                    Ok(Err(status)) => return Err(Failure::Status(status)),
+                }
+            }
+        })
+    }
+
+    /// Logs a failure as the Go client does and turns it into etcdctl's error.
+    fn failure_error(&self, failure: Failure) -> CtlError {
+        match failure {
+            Failure::Status(status) => self.status_error(&status),
+            Failure::Deadline(unavailable) => {
+                let detail = match unavailable {
+                    Some(status) => format!(
+                        "rpc error: code = DeadlineExceeded desc = latest balancer error: {}",
+                        self.connection_error(&status)
+                    ),
+                    None => "context deadline exceeded".to_string(),
+                };
+                self.log_rpc_failure(0, &detail);
+                CtlError::error("context deadline exceeded")
+            }
+        }
+    }
+
+    /// gRPC-Go's words for why a connection could not be made.
+    fn connection_error(&self, status: &tonic::Status) -> String {
+        let mut source: Option<&(dyn std::error::Error + 'static)> =
+            std::error::Error::source(status);
+        let mut texts = Vec::new();
+        while let Some(e) = source {
+            // An io::Error's source is its inner error's source: look at the inner one.
+            let handshake = e
+                .downcast_ref::<cairn_client::HandshakeError>()
+                .or_else(|| {
+                    e.downcast_ref::<std::io::Error>()
+                        .and_then(|io| io.get_ref())
+                        .and_then(|inner| inner.downcast_ref::<cairn_client::HandshakeError>())
+                });
+            if let Some(h) = handshake {
+                return format!(
+                    "last connection error: connection error: desc = {}",
+                    gofmt::quote(
+                        format!("transport: authentication handshake failed: {}", h.go_text)
+                            .as_bytes()
+                    )
+                );
+            }
+            texts.push(e.to_string());
+            source = e.source();
+        }
+        let refused = texts.iter().any(|t| t.contains("refused"));
+        if !refused && !texts.is_empty() {
+            // The connection was made, and then closed by the server (a TLS server
+            // dialled in the clear, for instance).
+            return "last connection error: connection closed".to_string();
+        }
+        format!(
+            "last connection error: connection error: desc = {}",
+            gofmt::quote(
+                format!(
+                    "transport: Error while dialing dial tcp {}: connect: connection refused",
+                    self.authority()
+                )
+                .as_bytes()
+            )
+        )
+    }
+
     /// Runs one unary call under the command timeout, retrying while the endpoint is
-    /// unreachable, and turns a failure into etcdctl's log line and error.
+    /// unreachable, and turns a failure into etcdctl's log line and error. When the server
+    /// no longer takes the token (etcd's clientv3 `shouldRefreshToken`), the failure is
+    /// logged, the client authenticates again and the call is made once more, as the Go
+    /// client's retry interceptor does.
     pub fn unary<T, F, Fut>(&mut self, mut call: F) -> Result<T, CtlError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         let timeout = self.command_timeout();
-        let result = self.block_on(async move {
-            let deadline = Instant::now() + timeout;
-            let mut last_unavailable = None;
-            loop {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(left, call()).await {
-                    Err(_) => return Err((last_unavailable, None)),
-                    Ok(Ok(resp)) => return Ok(resp.into_inner()),
-                    Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
-                        last_unavailable = Some(status);
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        if left.is_zero() {
-                            return Err((last_unavailable, None));
-                        }
-                        tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            match self.call_until(left, &mut call)? {
+                Ok(v) => return Ok(v),
+                Err(Failure::Status(status))
+                    if attempt == 0
+                        && self
+                            .client
+                            .as_ref()
+                            .is_some_and(|c| c.should_refresh_token(&status)) =>
+                {
+                    self.log_rpc_failure(attempt, &rpc_error_text(&status));
+                    attempt += 1;
+                    let Some(client) = self.client.clone() else {
+                        return Err(self.status_error(&status));
+                    };
+                    let left = timeout.saturating_sub(started.elapsed());
+                    let refreshed = self.call_until(left, move || {
+                        let client = client.clone();
+                        async move { client.authenticate().await.map(tonic::Response::new) }
+                    })?;
+                    if let Err(failure) = refreshed {
+                        let text = match &failure {
+                            Failure::Status(s) => rpc_error_text(s),
+                            Failure::Deadline(_) => "context deadline exceeded".to_string(),
+                        };
+                        self.log_warning(
+                            "v3/retry_interceptor.go:79",
+                            "retrying of unary invoker failed to fetch new auth token",
+                            "",
+                            &text,
+                        );
+                        return Err(match failure {
+                            Failure::Status(s) => status_message(&s),
+                            Failure::Deadline(_) => CtlError::error("context deadline exceeded"),
+                        });
                     }
-                    Ok(Err(status)) => return Err((None, Some(status))),
                 }
+                Err(Failure::Status(status)) => {
+                    let full = rpc_error_text(&status);
+                    self.log_rpc_failure(attempt, &full);
+                    return Err(status_message(&status));
+                }
+                Err(failure) => return Err(self.failure_error(failure)),
             }
-        })?;
-        match result {
-            Ok(v) => Ok(v),
-            Err((_, Some(status))) => Err(self.status_error(&status)),
-            Err((unavailable, None)) => {
-                let detail = match unavailable {
-                    // gRPC-Go's wording for a refused dial, which is what an unavailable
-                    // endpoint almost always is.
-                    Some(_) => format!(
-                        "rpc error: code = DeadlineExceeded desc = latest balancer error: last connection error: connection error: desc = {}",
-                        gofmt::quote(
-                            format!(
-                                "transport: Error while dialing dial tcp {}: connect: connection refused",
-                                self.authority()
-                            )
-                            .as_bytes()
-                        )
-                    ),
-                    None => "context deadline exceeded".to_string(),
-                };
-                self.log_rpc_failure(&detail);
-                Err(CtlError::error("context deadline exceeded"))
+        }
+    }
+
+    /// Like [`Ctx::unary`], but an error the server answers with is logged (as the Go
+    /// client logs it) and handed back, for a command that acts on it.
+    pub fn unary_status<T, F, Fut>(
+        &mut self,
+        mut call: F,
+    ) -> Result<Result<T, tonic::Status>, CtlError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let timeout = self.command_timeout();
+        match self.call_until(timeout, &mut call)? {
+            Ok(v) => Ok(Ok(v)),
+            Err(Failure::Status(status)) => {
+                self.log_rpc_failure(0, &rpc_error_text(&status));
+                Ok(Err(status))
             }
+            Err(failure) => Err(self.failure_error(failure)),
         }
     }
 
     /// Logs a failed call and converts its status into etcdctl's error text.
     pub fn status_error(&self, status: &tonic::Status) -> CtlError {
-        let full = format!(
-            "rpc error: code = {} desc = {}",
-            cairn_proto::grpc_code_name(status.code()),
-            status.message()
-        );
-        self.log_rpc_failure(&full);
+        self.log_rpc_failure(0, &rpc_error_text(status));
         status_message(status)
     }
+}
+
+/// Whether a failed call did not reach the server: no connection could be made, or the
+/// connection broke before an answer (tonic's `Unknown: transport error` or hyper's
+/// `Cancelled: operation was canceled`, as when a TLS server is dialled in the clear).
+fn unreachable(status: &tonic::Status) -> bool {
+    match status.code() {
+        tonic::Code::Unavailable => true,
+        tonic::Code::Unknown => status.message() == "transport error",
+        // hyper's request dropped with its connection.
+        tonic::Code::Cancelled => status.message() == "operation was canceled",
+        _ => false,
+    }
+}
+
+/// How a call failed.
+enum Failure {
+    /// The server answered with an error.
+    Status(tonic::Status),
+    /// No answer in time; the last error of an unreachable endpoint, if there was one.
+    Deadline(Option<tonic::Status>),
+}
+
+/// gRPC-Go's text of a failed call: `rpc error: code = ... desc = ...`.
+fn rpc_error_text(status: &tonic::Status) -> String {
+    format!(
+        "rpc error: code = {} desc = {}",
+        cairn_proto::grpc_code_name(status.code()),
+        status.message()
+    )
 }
 
 /// The text etcdctl prints for a failed call: etcd's own message when it is one of

@@ -2,7 +2,7 @@
 //! help texts ([`root`]), and the code that runs them.
 //!
 //! - [`command`]: the tree's type, cobra's dispatch and etcdctl's help template.
-//! - One module per command group: [`kv`] (get, put, del), [`txn`], [`watch`], [`lease`],
+//! - One module per command group: [`kv`] (get, put, del), [`auth`] (auth, user, role), [`txn`], [`watch`], [`lease`],
 //!   [`lock`], [`elect`], [`endpoint`], [`maintenance`] (compaction, alarm, defrag,
 //!   snapshot), [`member`], [`move_leader`], [`check`] (perf), [`version`].
 //! - [`process`]: what `lock`, `elect` and `watch` share: running a user's command and
@@ -14,6 +14,7 @@
 //! This is the top of the crate: commands use [`crate::go`], [`crate::global`] and
 //! [`crate::output`], and nothing but the crate root uses them.
 
+mod auth;
 mod check;
 pub(crate) mod command;
 mod elect;
@@ -56,9 +57,9 @@ pub fn root() -> Command {
             Command::leaf("list", "list", "Lists all alarms", &[], maintenance::alarm_list),
         ]),
         Command::group("auth", "auth <enable or disable>", "Enable or disable authentication", vec![
-            stub("disable", "Disables authentication"),
-            stub("enable", "Enables authentication"),
-            stub("status", "Returns authentication status"),
+            Command::leaf("disable", "disable", "Disables authentication", &[], auth::disable),
+            Command::leaf("enable", "enable", "Enables authentication", &[], auth::enable),
+            Command::leaf("status", "status", "Returns authentication status", &[], auth::status),
         ]),
         Command::group("check", "check <subcommand>", "commands for checking properties of the etcd cluster", vec![
             stub("datascale", "Check the memory usage of holding data for different workloads on a given server endpoint."),
@@ -99,12 +100,12 @@ pub fn root() -> Command {
         Command::leaf("put", "put [options] <key> <value> (<value> can also be given from stdin)", "Puts the given key into the store", kv::PUT_FLAGS, kv::put)
             .long(kv::PUT_LONG),
         Command::group("role", "role <subcommand>", "Role related commands", vec![
-            stub("add", "Adds a new role"),
-            stub("delete", "Deletes a role"),
-            stub("get", "Gets detailed information of a role"),
-            stub("grant-permission", "Grants a key to a role"),
-            stub("list", "Lists all roles"),
-            stub("revoke-permission", "Revokes a key from a role"),
+            Command::leaf("add", "add <role name>", "Adds a new role", &[], auth::role_add),
+            Command::leaf("delete", "delete <role name>", "Deletes a role", &[], auth::role_delete),
+            Command::leaf("get", "get <role name>", "Gets detailed information of a role", &[], auth::role_get),
+            Command::leaf("grant-permission", "grant-permission [options] <role name> <permission type> <key> [endkey]", "Grants a key to a role", auth::GRANT_FLAGS, auth::grant_permission),
+            Command::leaf("list", "list", "Lists all roles", &[], auth::role_list),
+            Command::leaf("revoke-permission", "revoke-permission <role name> <key> [endkey]", "Revokes a key from a role", auth::REVOKE_FLAGS, auth::revoke_permission),
         ]),
         Command::group("snapshot", "snapshot <subcommand>", "Manages etcd node snapshots", vec![
             stub("restore", "Restores an etcd member snapshot to an etcd directory"),
@@ -113,13 +114,13 @@ pub fn root() -> Command {
         ]),
         Command::leaf("txn", "txn [options]", "Txn processes all the requests in one transaction", txn::FLAGS, txn::run),
         Command::group("user", "user <subcommand>", "User related commands", vec![
-            stub("add", "Adds a new user"),
-            stub("delete", "Deletes a user"),
-            stub("get", "Gets detailed information of a user"),
-            stub("grant-role", "Grants a role to a user"),
-            stub("list", "Lists all users"),
-            stub("passwd", "Changes password of user"),
-            stub("revoke-role", "Revokes a role from a user"),
+            Command::leaf("add", "add <user name or user:password> [options]", "Adds a new user", auth::USER_ADD_FLAGS, auth::user_add),
+            Command::leaf("delete", "delete <user name>", "Deletes a user", &[], auth::user_delete),
+            Command::leaf("get", "get <user name> [options]", "Gets detailed information of a user", auth::USER_GET_FLAGS, auth::user_get),
+            Command::leaf("grant-role", "grant-role <user name> <role name>", "Grants a role to a user", &[], auth::user_grant_role),
+            Command::leaf("list", "list", "Lists all users", &[], auth::user_list),
+            Command::leaf("passwd", "passwd <user name> [options]", "Changes password of user", auth::USER_PASSWD_FLAGS, auth::user_passwd),
+            Command::leaf("revoke-role", "revoke-role <user name> <role name>", "Revokes a role from a user", &[], auth::user_revoke_role),
         ]),
         Command::leaf("version", "version", "Prints the version of etcdctl", &[], version::run),
         Command::leaf("watch", "watch [options] [key or prefix] [range_end] [--] [exec-command arg1 arg2 ...]", "Watches events stream on keys or prefixes", watch::FLAGS, watch::run),
