@@ -22,11 +22,13 @@
 //!
 //! - `store`: [`AuthStore`]: the state, its changes as etcd applies them, the checks.
 //! - `perms`: [`UserPerms`], one user's read and write key ranges merged (the range cache).
+//! - `requests`: the permissions each KV request needs (range, put, delete, txn).
 //! - `simple_token`: [`SimpleTokens`], etcd's simple tokens and their TTL.
 //! - `password`: bcrypt hashing and verification.
 
 mod password;
 mod perms;
+mod requests;
 mod simple_token;
 mod store;
 

@@ -1,8 +1,8 @@
 //! The auth store: users, roles, the enabled flag and the auth revision, changed as etcd
 //! 3.5 applies each Auth request, and the permission checks every request goes through.
 //!
-//! The auth revision counts changes to users, roles and permissions (enabling and
-//! disabling do not count); it starts at 1. A caller's permission is checked against the
+//! The auth revision counts changes to users, roles and permissions, and disabling auth
+//! (enabling does not count); it starts at 1. A caller's permission is checked against the
 //! revision its credentials were resolved at: if the store changed since, the request gets
 //! "revision of auth store is old" and the client authenticates again.
 
@@ -199,7 +199,7 @@ impl AuthStore {
         }
         let u = s.users.get(name).ok_or(EtcdError::AuthFailed)?;
         if u.options.as_ref().is_some_and(|o| o.no_password) {
-            return Err(EtcdError::AuthFailed);
+            return Err(EtcdError::NoPasswordUser);
         }
         Ok((u.password.clone(), s.revision))
     }
@@ -275,6 +275,7 @@ impl AuthStore {
         Ok(())
     }
 
+    /// Disables auth; this counts as a change of the auth revision, as in etcd.
     pub fn disable(&self, b: &mut dyn AuthBackend) {
         let mut s = self.state.write();
         if !s.enabled {
@@ -282,6 +283,7 @@ impl AuthStore {
         }
         s.enabled = false;
         b.put(Bucket::Auth, ENABLED_KEY, &[0]);
+        s.commit_revision(b);
         self.tokens.clear();
     }
 
@@ -794,7 +796,7 @@ mod tests {
         .unwrap();
         assert_eq!(a.password_hash("root"), Err(EtcdError::AuthNotEnabled));
         a.enable(&mut b).unwrap();
-        assert_eq!(a.password_hash("svc"), Err(EtcdError::AuthFailed));
+        assert_eq!(a.password_hash("svc"), Err(EtcdError::NoPasswordUser));
         assert_eq!(a.password_hash("nobody"), Err(EtcdError::AuthFailed));
         assert_eq!(a.password_hash("root").unwrap().0, b"h");
         let tok = a.authenticate("root", "abc.7".into(), t0).unwrap();
@@ -828,8 +830,10 @@ mod tests {
             a.simple_token_info(&tok, t0).is_none(),
             "a new password ends old tokens"
         );
+        let rev = a.revision();
         a.disable(&mut b);
         assert!(!a.is_enabled());
+        assert_eq!(a.revision(), rev + 1, "disabling is an auth change");
         let bad = vec![(Bucket::Users, b"x".to_vec(), vec![0xff, 0xff])];
         assert!(c.load(&bad).is_err());
     }

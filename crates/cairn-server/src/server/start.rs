@@ -239,6 +239,9 @@ impl Server {
             metrics.lease.clone(),
         ));
         leases.reload(&store)?;
+        let auth = Arc::new(cairn_auth::AuthStore::new(cfg.auth.token_ttl));
+        crate::apply::auth::load(&auth, &store)
+            .map_err(|e| StartError::DataDir(format!("cannot read the auth store: {e}")))?;
         let waiters = Arc::new(Waiters::default());
         let (durable_tx, mut durable_rx) = watch::channel(store.applied_index());
         let watch = Arc::new(WatchHub::new(store.current_revision()));
@@ -254,6 +257,7 @@ impl Server {
             durable_tx,
             member_id,
             data_dir: cfg.data_dir.clone(),
+            auth: auth.clone(),
         });
         let election_tick = (cfg.election_timeout.as_millis()
             / cfg.heartbeat_interval.as_millis().max(1))
@@ -343,6 +347,8 @@ impl Server {
             leases,
             watch,
             snapshot_receiving: Arc::new(tokio::sync::Semaphore::new(1)),
+            auth,
+            passwords: super::auth::PasswordPool::new(),
         }))
     }
 }

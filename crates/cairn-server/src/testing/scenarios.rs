@@ -383,6 +383,7 @@ async fn random_and_mutated_entries_are_applied_or_skipped_alike_by_every_member
         let mut data = InternalRequest {
             id: 0,
             request: Some(request),
+            auth: None,
         }
         .encode_to_vec();
         match round % 3 {
