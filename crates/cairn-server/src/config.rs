@@ -1361,6 +1361,29 @@ mod tests {
     }
 
     #[test]
+    fn auth_flags_read_as_etcd_reads_them() {
+        let a = parse(&[]).unwrap().auth;
+        assert_eq!(a.token, TokenKind::Simple);
+        assert_eq!(a.token_ttl, Duration::from_secs(300));
+        assert_eq!(a.bcrypt_cost, 10);
+        let a = parse(&["--auth-token-ttl=7", "--bcrypt-cost=4"])
+            .unwrap()
+            .auth;
+        assert_eq!((a.token_ttl, a.bcrypt_cost), (Duration::from_secs(7), 4));
+        // Out of bcrypt's range: etcd's default, as etcd does.
+        assert_eq!(parse(&["--bcrypt-cost=3"]).unwrap().auth.bcrypt_cost, 10);
+        assert_eq!(parse(&["--bcrypt-cost=32"]).unwrap().auth.bcrypt_cost, 10);
+        for bad in ["nonsense", "simple,x", "simple,a=1,a=2"] {
+            let err = parse(&[&format!("--auth-token={bad}")])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("auth: invalid auth options"), "{bad}: {err}");
+        }
+        let jwt = parse(&["--auth-token=jwt,sign-method=RS256"]).unwrap_err();
+        assert!(jwt.to_string().contains("--auth-token"), "{jwt}");
+    }
+
+    #[test]
     fn connection_limits_follow_etcds_flags() {
         let c = parse(&[]).unwrap().connections;
         assert_eq!(c.max_concurrent_streams, u32::MAX);
