@@ -24,14 +24,17 @@
 //! - `perms`: [`UserPerms`], one user's read and write key ranges merged (the range cache).
 //! - `requests`: the permissions each KV request needs (range, put, delete, txn).
 //! - `simple_token`: [`SimpleTokens`], etcd's simple tokens and their TTL.
+//! - `jwt`: [`JwtTokens`], etcd's JWT tokens (claims `username`, `revision`, `exp`).
 //! - `password`: bcrypt hashing and verification.
 
+mod jwt;
 mod password;
 mod perms;
 mod requests;
 mod simple_token;
 mod store;
 
+pub use jwt::{JwtError, JwtTokens, DEFAULT_JWT_TTL};
 pub use password::{hash_password, verify_password};
 pub use perms::{Access, UserPerms};
 pub use simple_token::{new_token_prefix, token_index, SimpleTokens};

@@ -4,7 +4,9 @@
 //! The auth revision counts changes to users, roles and permissions, and disabling auth
 //! (enabling does not count); it starts at 1. A caller's permission is checked against the
 //! revision its credentials were resolved at: if the store changed since, the request gets
-//! "revision of auth store is old" and the client authenticates again.
+//! etcd 3.5.1's "auth: revision in header is old" (code Unknown; etcd's table has
+//! "etcdserver: revision of auth store is old", which 3.5.1 never sends) and the client
+//! authenticates again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use cairn_proto::EtcdError;
 use parking_lot::RwLock;
 use prost::Message;
 
+use crate::jwt::JwtTokens;
 use crate::perms::{Access, UserPerms};
 use crate::simple_token::SimpleTokens;
 use crate::{AuthBackend, Bucket, ENABLED_KEY, REVISION_KEY};
@@ -62,6 +65,9 @@ pub struct AuthStore {
     /// the applier's changes, never across hashing or I/O.
     state: RwLock<State>,
     tokens: SimpleTokens,
+    /// With `--auth-token jwt,...`: Authenticate signs JWTs, and tokens are verified
+    /// instead of looked up.
+    jwt: Option<JwtTokens>,
 }
 
 fn user_name(u: &User) -> String {
@@ -113,7 +119,30 @@ impl AuthStore {
                 ..State::default()
             }),
             tokens: SimpleTokens::new(token_ttl),
+            jwt: None,
         }
+    }
+
+    /// An empty store that issues and accepts JWTs.
+    pub fn with_jwt(jwt: JwtTokens) -> AuthStore {
+        AuthStore {
+            jwt: Some(jwt),
+            ..AuthStore::new(Duration::from_secs(300))
+        }
+    }
+
+    /// Who a token names: a JWT's user and revision, or a simple token's user at the
+    /// current revision. `None` for a token this member does not accept.
+    pub fn token_info(&self, token: &str, now: Instant) -> Option<AuthInfo> {
+        match &self.jwt {
+            Some(jwt) => jwt.verify(token),
+            None => self.simple_token_info(token, now),
+        }
+    }
+
+    /// Whether tokens are JWTs.
+    pub fn uses_jwt(&self) -> bool {
+        self.jwt.is_some()
     }
 
     /// Replaces the state with the backend's records: `(bucket, key, value)` of all three
@@ -218,7 +247,7 @@ impl AuthStore {
         }
         let who = who.ok_or(EtcdError::UserEmpty)?;
         if who.revision < s.revision {
-            return Err(EtcdError::AuthOldRevision);
+            return Err(EtcdError::AuthRevisionInHeaderOld);
         }
         let u = s.users.get(&who.user).ok_or(EtcdError::PermissionDenied)?;
         if has_root_role(u) {
@@ -287,8 +316,8 @@ impl AuthStore {
         self.tokens.clear();
     }
 
-    /// Assigns the simple token an Authenticate entry carries; etcd's errors if the user
-    /// cannot log in (any more).
+    /// Assigns the simple token an Authenticate entry carries (or, with JWTs, signs one at
+    /// the current revision); etcd's errors if the user cannot log in (any more).
     pub fn authenticate(
         &self,
         name: &str,
@@ -302,6 +331,11 @@ impl AuthStore {
         let u = s.users.get(name).ok_or(EtcdError::AuthFailed)?;
         if u.options.as_ref().is_some_and(|o| o.no_password) {
             return Err(EtcdError::AuthFailed);
+        }
+        if let Some(jwt) = &self.jwt {
+            return jwt
+                .sign(name, s.revision)
+                .map_err(|_| EtcdError::JwtVerifyOnly);
         }
         self.tokens.assign(token.clone(), name, now);
         Ok(token)
@@ -600,6 +634,29 @@ mod tests {
     }
 
     #[test]
+    fn jwts_carry_the_revision_they_were_signed_at() {
+        let jwt = JwtTokens::new("HS256", None, Some(b"secret"), Duration::from_secs(60)).unwrap();
+        let a = AuthStore::with_jwt(jwt);
+        let mut b = Mem::default();
+        add_user(&a, &mut b, "root");
+        a.user_grant_role(&mut b, "root", "root").unwrap();
+        a.enable(&mut b).unwrap();
+        let t0 = Instant::now();
+        let token = a.authenticate("root", String::new(), t0).unwrap();
+        let who = a.token_info(&token, t0).unwrap();
+        assert_eq!(who, info(&a, "root"));
+        assert_eq!(a.check(Some(&who), Access::Write, b"k", b""), Ok(()));
+        add_user(&a, &mut b, "u");
+        // Any auth change makes older tokens old.
+        let who = a.token_info(&token, t0).unwrap();
+        assert_eq!(
+            a.check(Some(&who), Access::Write, b"k", b""),
+            Err(EtcdError::AuthRevisionInHeaderOld)
+        );
+        assert!(a.token_info("nope", t0).is_none());
+    }
+
+    #[test]
     fn enable_needs_a_root_user_with_the_root_role() {
         let a = AuthStore::new(Duration::from_secs(300));
         let mut b = Mem::default();
@@ -770,7 +827,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             a.check(Some(&u), Access::Read, b"p/1", b""),
-            Err(EtcdError::AuthOldRevision)
+            Err(EtcdError::AuthRevisionInHeaderOld)
         );
         assert_eq!(
             a.check(Some(&info(&a, "u")), Access::Read, b"p/1", b""),

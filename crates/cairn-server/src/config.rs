@@ -715,6 +715,14 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenKind {
     Simple,
+    /// `jwt,sign-method=...,pub-key=...,priv-key=...,ttl=...`: the key files are read at
+    /// start.
+    Jwt {
+        sign_method: String,
+        pub_key: Option<PathBuf>,
+        priv_key: Option<PathBuf>,
+        ttl: Duration,
+    },
 }
 
 impl AuthConfig {
@@ -724,20 +732,30 @@ impl AuthConfig {
         let invalid = || ConfigError::Invalid("auth: invalid auth options".into());
         let mut parts = token.split(',');
         let kind = parts.next().unwrap_or_default();
-        let mut seen = std::collections::HashSet::new();
+        let mut opts = std::collections::HashMap::new();
         for opt in parts {
-            let (k, _) = opt.split_once('=').ok_or_else(invalid)?;
-            if !seen.insert(k) {
+            let (k, v) = opt.split_once('=').ok_or_else(invalid)?;
+            if v.contains('=') || opts.insert(k, v).is_some() {
                 return Err(invalid());
             }
         }
         let token = match kind {
             "simple" => TokenKind::Simple,
             "jwt" => {
-                return Err(ConfigError::NotYetSupported {
-                    flag: "--auth-token",
-                    why: "JWT tokens are not built yet; use simple tokens",
-                })
+                let ttl = match opts.get("ttl") {
+                    Some(t) => parse_go_duration(t).ok_or_else(invalid)?,
+                    None => cairn_auth::DEFAULT_JWT_TTL,
+                };
+                TokenKind::Jwt {
+                    sign_method: opts.get("sign-method").unwrap_or(&"").to_string(),
+                    pub_key: opts.get("pub-key").map(PathBuf::from),
+                    priv_key: opts.get("priv-key").map(PathBuf::from),
+                    ttl: if ttl.is_zero() {
+                        cairn_auth::DEFAULT_JWT_TTL
+                    } else {
+                        ttl
+                    },
+                }
             }
             _ => return Err(invalid()),
         };
@@ -1379,8 +1397,25 @@ mod tests {
                 .to_string();
             assert!(err.contains("auth: invalid auth options"), "{bad}: {err}");
         }
-        let jwt = parse(&["--auth-token=jwt,sign-method=RS256"]).unwrap_err();
-        assert!(jwt.to_string().contains("--auth-token"), "{jwt}");
+        let jwt = parse(&["--auth-token=jwt,pub-key=/p,priv-key=/k,sign-method=RS256"])
+            .unwrap()
+            .auth
+            .token;
+        assert_eq!(
+            jwt,
+            TokenKind::Jwt {
+                sign_method: "RS256".into(),
+                pub_key: Some("/p".into()),
+                priv_key: Some("/k".into()),
+                ttl: Duration::from_secs(300),
+            }
+        );
+        let ttl = parse(&["--auth-token=jwt,sign-method=ES256,ttl=10m"])
+            .unwrap()
+            .auth
+            .token;
+        assert!(matches!(ttl, TokenKind::Jwt { ttl, .. } if ttl == Duration::from_secs(600)));
+        assert!(parse(&["--auth-token=jwt,ttl=soon"]).is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! The proposing member checked the caller already; checking again here, as the user and
 //! at the auth revision the proposal names, enforces a permission revoked between the two
-//! (the caller gets "revision of auth store is old" and authenticates again).
+//! (the caller gets etcd 3.5.1's unmapped "auth: revision in header is old").
 
 use std::time::Instant;
 

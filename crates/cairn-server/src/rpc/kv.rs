@@ -55,7 +55,7 @@ impl KvService {
     fn still_current(&self, who: Option<&AuthInfo>) -> Result<(), Status> {
         match who {
             Some(w) if w.revision != u64::MAX && w.revision != self.server.auth().revision() => {
-                Err(cairn_proto::EtcdError::AuthOldRevision.into())
+                Err(cairn_proto::EtcdError::AuthRevisionInHeaderOld.into())
             }
             _ => Ok(()),
         }

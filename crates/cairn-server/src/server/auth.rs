@@ -133,7 +133,7 @@ impl Server {
         if let Some(token) = token {
             return self
                 .auth
-                .simple_token_info(token, Instant::now())
+                .token_info(token, Instant::now())
                 .map(Some)
                 .ok_or(EtcdError::InvalidAuthToken);
         }

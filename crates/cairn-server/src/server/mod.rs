@@ -69,6 +69,9 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// `--auth-token`'s keys or method, in etcd's words.
+    #[error("failed to create token provider: {0}")]
+    TokenProvider(String),
 }
 
 /// Facts about this member, as MemberList reports them.

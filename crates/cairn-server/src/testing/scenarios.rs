@@ -433,7 +433,7 @@ async fn random_and_mutated_entries_are_applied_or_skipped_alike_by_every_member
 
 /// Auth changes are applied by every member, and reach one that joins by snapshot; a write
 /// checked before a permission was revoked is refused when applied, on every member alike
-/// (etcd's auth applier: "revision of auth store is old").
+/// (etcd's auth applier: "auth: revision in header is old").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_changes_apply_everywhere_and_a_revocation_beats_a_stale_check() {
     use cairn_auth::AuthInfo;
@@ -514,7 +514,7 @@ async fn auth_changes_apply_everywhere_and_a_revocation_beats_a_stale_check() {
     assert!(matches!(r, Ok(ApplyResult::AuthDone)), "{r:?}");
     assert_eq!(
         s.propose_as(put("k/2"), Some(&stale)).await.err(),
-        Some(EtcdError::AuthOldRevision)
+        Some(EtcdError::AuthRevisionInHeaderOld)
     );
     // Not an admin: refused.
     assert_eq!(
