@@ -172,7 +172,7 @@ fn setup() -> Vec<Step> {
 }
 
 /// One allowed and one denied case per permission path, auth enabled.
-fn checks(member: &str, lease: &str) -> Vec<Step> {
+fn checks(member: &str, lease: &str, snapshot: &str) -> Vec<Step> {
     let txn_ok = "value(\"/app/x\") = \"1\"\n\nput /app/t 1\n\nget /app/x\n\n";
     let txn_denied = "value(\"/app/x\") = \"1\"\n\nput /app/t 1\n\nput /other 2\n\n";
     vec![
@@ -244,6 +244,8 @@ fn checks(member: &str, lease: &str) -> Vec<Step> {
         as_user("root:rootpw", &["defrag"]),
         as_user("alice:alicepw", &["endpoint", "hashkv"]),
         as_user("root:rootpw", &["endpoint", "hashkv"]),
+        as_user("alice:alicepw", &["snapshot", "save", snapshot]),
+        as_user("root:rootpw", &["snapshot", "save", snapshot]),
         as_user("alice:alicepw", &["move-leader", member]),
         as_user("alice:alicepw", &["compaction", "2"]),
         as_user("alice:alicepw", &["lock", "/app/lk", "echo", "held"]),
@@ -311,11 +313,18 @@ fn etcdctl_35_runs_the_auth_script_as_on_etcd() {
     let (etcd_lease, cairn_lease) = (grant(&etcd), grant(&cairn));
     let etcd_member = format!("{:x}", etcd_ids.member);
     let cairn_member = format!("{:x}", cairn_ids.member);
+    let snapshot = |s: &ServerProc| s.dir.path().join("snap.db").display().to_string();
     compare(
-        checks(&etcd_member, &etcd_lease),
-        checks(&cairn_member, &cairn_lease),
+        checks(&etcd_member, &etcd_lease, &snapshot(&etcd)),
+        checks(&cairn_member, &cairn_lease, &snapshot(&cairn)),
         (&etcd_lease, &cairn_lease),
     );
+    // /health needs no credentials, with auth on.
+    for s in [&etcd, &cairn] {
+        let (code, body) = cairn_tests::http_get(s.client_port, "/health");
+        assert_eq!(code, 200, "{:?}: {body}", s.kind);
+        assert!(body.contains("\"health\":\"true\""), "{:?}: {body}", s.kind);
+    }
     // The script exercises what it says: spot checks of what both servers answered.
     let seen = seen.into_inner();
     let answer = |cmd: &str| {
@@ -352,6 +361,16 @@ fn etcdctl_35_runs_the_auth_script_as_on_etcd() {
             .unwrap_or_else(|| panic!("{cmd} not in the script"));
         assert_eq!((r.code, r.stderr.as_str()), (code, stderr), "{cmd}");
     }
+    let saved = seen
+        .iter()
+        .find(|(c, _)| c.starts_with("--user=root:rootpw snapshot save"))
+        .map(|(_, r)| r.clone())
+        .unwrap();
+    assert_eq!(saved.code, 0, "{saved:?}");
+    assert!(
+        saved.stdout.starts_with("Snapshot saved at DIR"),
+        "{saved:?}"
+    );
     let defrag = answer("--user=alice:alicepw defrag");
     assert!(
         format!("{}{}", defrag.stdout, defrag.stderr).contains("auth: permission denied"),
@@ -651,4 +670,60 @@ fn a_jwt_from_one_member_is_accepted_by_the_others() {
             kv.range(with_token(get("/app/x"), &t)).await.unwrap();
         });
     }
+}
+
+/// A watch is checked when it is created: allowed on a readable range, refused on another
+/// (`created` and `canceled`, with etcd's reason), the same on etcd and cairn.
+#[test]
+fn watches_are_checked_at_creation_as_on_etcd() {
+    use cairn_proto::etcdserverpb::{
+        watch_client::WatchClient, watch_request::RequestUnion, WatchCreateRequest, WatchRequest,
+    };
+    let mut answers = Vec::new();
+    for kind in [Kind::Etcd35, Kind::Cairn] {
+        let s = ServerProc::start(kind, FLAGS);
+        enable_auth(&s);
+        let seen = block_on(async {
+            let alice = token(&s, "alice", "alicepw").await;
+            let create = |key: &str, end: &str| WatchRequest {
+                request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+                    key: key.into(),
+                    range_end: end.into(),
+                    ..Default::default()
+                })),
+            };
+            let reqs = vec![
+                create("/app/", "/app0"),
+                create("/other", ""),
+                create("/app/x", ""),
+            ];
+            let mut w = WatchClient::new(channel(&s.url()));
+            let mut stream = w
+                .watch(with_token(tokio_stream::iter(reqs), &alice))
+                .await
+                .unwrap()
+                .into_inner();
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                let r = tokio::time::timeout(Duration::from_secs(10), stream.message())
+                    .await
+                    .unwrap_or_else(|_| panic!("{kind:?}: no watch response"))
+                    .unwrap()
+                    .unwrap();
+                seen.push((r.watch_id, r.created, r.canceled, r.cancel_reason));
+            }
+            seen
+        });
+        answers.push(seen);
+    }
+    assert_eq!(
+        answers[1], answers[0],
+        "cairn's watch answers differ from etcd's"
+    );
+    assert!(
+        answers[0][1].2,
+        "the denied watch was not canceled: {:?}",
+        answers[0]
+    );
+    assert!(!answers[0][0].2 && !answers[0][2].2, "{:?}", answers[0]);
 }
