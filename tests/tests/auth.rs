@@ -244,6 +244,15 @@ fn checks(member: &str, lease: &str, snapshot: &str) -> Vec<Step> {
         as_user("root:rootpw", &["defrag"]),
         as_user("alice:alicepw", &["endpoint", "hashkv"]),
         as_user("root:rootpw", &["endpoint", "hashkv"]),
+        as_user(
+            "alice:alicepw",
+            &["member", "add", "m9", "--peer-urls=http://127.0.0.1:9"],
+        ),
+        as_user(
+            "alice:alicepw",
+            &["member", "update", member, "--peer-urls=http://127.0.0.1:9"],
+        ),
+        as_user("alice:alicepw", &["member", "remove", member]),
         as_user("alice:alicepw", &["snapshot", "save", snapshot]),
         as_user("root:rootpw", &["snapshot", "save", snapshot]),
         as_user("alice:alicepw", &["move-leader", member]),
@@ -370,6 +379,11 @@ fn etcdctl_35_runs_the_auth_script_as_on_etcd() {
     assert!(
         saved.stdout.starts_with("Snapshot saved at DIR"),
         "{saved:?}"
+    );
+    let add = answer("--user=alice:alicepw member add m9 --peer-urls=http://127.0.0.1:9");
+    assert!(
+        add.code != 0 && add.stderr.contains("permission denied"),
+        "{add:?}"
     );
     let defrag = answer("--user=alice:alicepw defrag");
     assert!(

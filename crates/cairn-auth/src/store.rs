@@ -146,7 +146,9 @@ impl AuthStore {
     }
 
     /// Replaces the state with the backend's records: `(bucket, key, value)` of all three
-    /// tables. Tokens are forgotten.
+    /// tables (at start, and when a Raft snapshot is installed). Simple tokens already
+    /// assigned are kept, as etcd keeps them across a snapshot install: a token of a user
+    /// the snapshot no longer has is refused by every permission check.
     pub fn load(&self, records: &[(Bucket, Vec<u8>, Vec<u8>)]) -> Result<(), LoadError> {
         let mut s = State {
             revision: 1,
@@ -183,7 +185,6 @@ impl AuthStore {
         }
         s.rebuild_perms();
         *self.state.write() = s;
-        self.tokens.clear();
         Ok(())
     }
 
@@ -865,6 +866,9 @@ mod tests {
 
         let c = AuthStore::new(Duration::from_secs(300));
         c.load(&b.records()).unwrap();
+        // A store loaded again (a snapshot installed) keeps the tokens it assigned.
+        a.load(&b.records()).unwrap();
+        assert_eq!(a.simple_token_info(&tok, t0).unwrap().user, "root");
         assert!(c.is_enabled());
         assert_eq!(c.revision(), a.revision());
         assert_eq!(c.user_list(), vec!["root".to_string(), "svc".to_string()]);
