@@ -20,7 +20,7 @@ use parking_lot::{MutexGuard, RwLockReadGuard};
 use prost::Message;
 use redb::{Database, Durability, ReadableDatabase};
 
-use crate::backend::{self, KEY_TABLE, LEASE_TABLE, META_TABLE};
+use crate::backend::{self, RecordTable, KEY_TABLE, LEASE_TABLE, META_TABLE};
 use crate::crc32c::Crc32c;
 use crate::error::MvccError;
 use crate::key_index::KeyRange;
@@ -60,6 +60,8 @@ pub struct ApplyBatch<'a> {
     meta: Vec<(String, Vec<u8>)>,
     /// Lease records to write (`Some`) or delete (`None`), in order.
     leases: Vec<(i64, Option<Vec<u8>>)>,
+    /// Records to write (`Some`) or delete (`None`), in order.
+    records: Vec<(RecordTable, Vec<u8>, Option<Vec<u8>>)>,
     applied_index: Option<u64>,
     committed: bool,
 }
@@ -129,6 +131,7 @@ impl<'a> ApplyBatch<'a> {
             changes: Vec::new(),
             meta: Vec::new(),
             leases: Vec::new(),
+            records: Vec::new(),
             applied_index: None,
             committed: false,
         })
@@ -293,6 +296,17 @@ impl<'a> ApplyBatch<'a> {
         self.leases.push((id, None));
     }
 
+    /// Records `value` under `key` in a record table.
+    pub fn put_record(&mut self, table: RecordTable, key: &[u8], value: &[u8]) {
+        self.records
+            .push((table, key.to_vec(), Some(value.to_vec())));
+    }
+
+    /// Removes a record.
+    pub fn delete_record(&mut self, table: RecordTable, key: &[u8]) {
+        self.records.push((table, key.to_vec(), None));
+    }
+
     /// Serves a range request, seeing this batch's writes.
     pub fn range(&mut self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
         execute_range(
@@ -399,6 +413,13 @@ impl<'a> ApplyBatch<'a> {
                         None => leases.remove(key.as_slice())?,
                     };
                 }
+            }
+            for (table, key, value) in &self.records {
+                let mut t = txn.open_table(table.definition())?;
+                match value {
+                    Some(v) => t.insert(key.as_slice(), v.as_slice())?,
+                    None => t.remove(key.as_slice())?,
+                };
             }
         }
         // Readers that pass the compaction check from here on must not begin a snapshot

@@ -8,6 +8,8 @@
 //! - `lease`: a lease id as eight big-endian bytes to the lease's record, opaque to the
 //!   store (the server's lessor writes a `cairnpb.LeaseRecord`). Backends made before the
 //!   table existed lack it until their first write; readers treat it as empty.
+//! - `auth`, `authUsers`, `authRoles`: the auth store's records ([`RecordTable`]), opaque
+//!   to the store, named as etcd's buckets. Created on their first write.
 //! - `meta`: string keys to bytes. The store's own records are listed in [`RESERVED`]; the
 //!   server keeps its small records (alarms, cluster and member ids) here too.
 //!
@@ -26,6 +28,38 @@ use crate::revision::Revision;
 pub(crate) const KEY_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key");
 pub(crate) const META_TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub(crate) const LEASE_TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("lease");
+
+/// Tables of records the server keeps beside the keys, opaque to the store: written through
+/// apply batches, copied in snapshots, hashed by [`crate::Store::hash`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordTable {
+    /// etcd's `auth` bucket: the auth store's flag and revision.
+    Auth,
+    /// etcd's `authUsers` bucket.
+    AuthUsers,
+    /// etcd's `authRoles` bucket.
+    AuthRoles,
+}
+
+impl RecordTable {
+    pub const ALL: [RecordTable; 3] = [
+        RecordTable::Auth,
+        RecordTable::AuthUsers,
+        RecordTable::AuthRoles,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordTable::Auth => "auth",
+            RecordTable::AuthUsers => "authUsers",
+            RecordTable::AuthRoles => "authRoles",
+        }
+    }
+
+    pub(crate) fn definition(self) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
+        TableDefinition::new(self.name())
+    }
+}
 
 /// Meta key of the on-disk format version (u64, big-endian).
 pub(crate) const FORMAT_KEY: &str = "cairn_format_version";
@@ -157,7 +191,15 @@ pub(crate) type BytesTable = redb::ReadOnlyTable<&'static [u8], &'static [u8]>;
 
 /// Opens the lease table of a read transaction; `None` when the backend predates it.
 pub(crate) fn lease_table(txn: &redb::ReadTransaction) -> Result<Option<BytesTable>, MvccError> {
-    match txn.open_table(LEASE_TABLE) {
+    optional_table(txn, LEASE_TABLE)
+}
+
+/// Opens a bytes table of a read transaction; `None` when it was never written.
+pub(crate) fn optional_table(
+    txn: &redb::ReadTransaction,
+    def: TableDefinition<&[u8], &[u8]>,
+) -> Result<Option<BytesTable>, MvccError> {
+    match txn.open_table(def) {
         Ok(t) => Ok(Some(t)),
         Err(TableError::TableDoesNotExist(_)) => Ok(None),
         Err(e) => Err(e.into()),

@@ -30,7 +30,7 @@ use prost::Message;
 use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable};
 
 use crate::apply::ApplyBatch;
-use crate::backend::{self, KEY_TABLE, LEASE_TABLE, META_TABLE};
+use crate::backend::{self, RecordTable, KEY_TABLE, LEASE_TABLE, META_TABLE};
 use crate::crc32c::Crc32c;
 use crate::error::MvccError;
 use crate::key_index::{KeyRange, TreeIndex};
@@ -273,6 +273,9 @@ impl Store {
         txn.delete_table(KEY_TABLE)?;
         txn.delete_table(META_TABLE)?;
         txn.delete_table(LEASE_TABLE)?;
+        for t in RecordTable::ALL {
+            txn.delete_table(t.definition())?;
+        }
         {
             let mut keys = txn.open_table(KEY_TABLE)?;
             for entry in read.open_table(KEY_TABLE)?.iter()? {
@@ -297,6 +300,7 @@ impl Store {
                     leases.insert(k.value(), v.value())?;
                 }
             }
+            copy_records(&read, &txn)?;
         }
         txn.commit()?;
         let loaded = Loaded::read(&db)?;
@@ -386,6 +390,21 @@ impl Store {
         Ok(self.meta.read().get(key).cloned())
     }
 
+    /// Every record of a record table as last committed, in key order.
+    pub fn records(&self, table: RecordTable) -> Result<Vec<Record>, MvccError> {
+        let db = self.db.read_recursive();
+        let txn = db.begin_read()?;
+        let Some(t) = backend::optional_table(&txn, table.definition())? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in t.iter()? {
+            let (k, v) = entry?;
+            out.push((k.value().to_vec(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     /// Every lease record as last committed, in id byte order: (id, record).
     pub fn leases(&self) -> Result<Vec<(i64, Vec<u8>)>, MvccError> {
         let db = self.db.read_recursive();
@@ -440,6 +459,18 @@ impl Store {
                 let (k, v) = entry?;
                 crc.update(k.value());
                 crc.update(v.value());
+            }
+        }
+        // Record tables never written hash as nothing at all, so a store without auth
+        // records hashes as before they existed.
+        for t in RecordTable::ALL {
+            if let Some(table) = backend::optional_table(&txn, t.definition())? {
+                crc.update(t.name().as_bytes());
+                for entry in table.iter()? {
+                    let (k, v) = entry?;
+                    crc.update(k.value());
+                    crc.update(v.value());
+                }
             }
         }
         Ok(crc.sum())
@@ -587,9 +618,30 @@ impl Store {
                     leases.insert(k.value(), v.value())?;
                 }
             }
+            copy_records(&src, &txn)?;
         }
         txn.commit()?;
         drop(out);
         backend::sync_parent(path)
     }
+}
+
+/// One record of a record table: key and value.
+pub type Record = (Vec<u8>, Vec<u8>);
+
+/// Copies the record tables that `src` has into `txn`.
+fn copy_records(
+    src: &redb::ReadTransaction,
+    txn: &redb::WriteTransaction,
+) -> Result<(), MvccError> {
+    for t in RecordTable::ALL {
+        if let Some(table) = backend::optional_table(src, t.definition())? {
+            let mut out = txn.open_table(t.definition())?;
+            for entry in table.iter()? {
+                let (k, v) = entry?;
+                out.insert(k.value(), v.value())?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -8,7 +8,8 @@
 //! The store is synchronous and uses no async runtime. It depends only on `cairn-proto`;
 //! leases reach it through the small [`LeaseLookup`] trait it declares. It also keeps the
 //! lessor's records (opaque bytes by lease id) in its `lease` table, written through apply
-//! batches, so they commit with the entry that changed them and travel in snapshots.
+//! batches, so they commit with the entry that changed them and travel in snapshots; the
+//! auth store's records likewise ([`RecordTable`]).
 //!
 //! One applier thread writes through [`ApplyBatch`]es ([`Store::begin_apply`]), each one
 //! redb write transaction that also records the Raft applied index. Any number of threads
@@ -43,9 +44,10 @@ mod revision;
 mod txn;
 
 pub use apply::ApplyBatch;
+pub use backend::RecordTable;
 pub use error::MvccError;
 pub use history::{History, HistoryLimits};
-pub use kv_store::{CompactHash, HashKv, Store};
+pub use kv_store::{CompactHash, HashKv, Record, Store};
 #[doc(hidden)]
 pub use offline::overwrite_value_in_place;
 

@@ -311,6 +311,46 @@ fn lease_records_persist_and_travel_in_snapshots() {
 }
 
 #[test]
+fn record_tables_persist_replace_on_restore_and_travel_in_snapshots() {
+    use cairn_mvcc::RecordTable;
+    let (d, store) = open();
+    let empty_hash = store.hash().unwrap();
+    apply(&store, |b| {
+        b.put_record(RecordTable::AuthUsers, b"root", b"r1");
+        b.put_record(RecordTable::AuthUsers, b"alice", b"a1");
+        b.put_record(RecordTable::Auth, b"authEnabled", &[1]);
+    });
+    apply(&store, |b| {
+        b.delete_record(RecordTable::AuthUsers, b"alice");
+        b.put_record(RecordTable::AuthRoles, b"r", b"perms");
+    });
+    let users = vec![(b"root".to_vec(), b"r1".to_vec())];
+    assert_eq!(store.records(RecordTable::AuthUsers).unwrap(), users);
+    let hash = store.hash().unwrap();
+    assert_ne!(hash, empty_hash, "records are part of the hash");
+    let store = reopen(&d, store);
+    assert_eq!(store.records(RecordTable::AuthUsers).unwrap(), users);
+    assert_eq!(store.hash().unwrap(), hash);
+    let snap = d.path().join("snap");
+    store.snapshot_to(&snap).unwrap();
+    // A member with records of its own takes the snapshot: only the snapshot's remain.
+    let (_d2, other) = open();
+    apply(&other, |b| {
+        b.put_record(RecordTable::AuthUsers, b"stale", b"x");
+        b.put_record(RecordTable::AuthRoles, b"stale", b"x");
+    });
+    other.restore_from(&snap).unwrap();
+    for t in RecordTable::ALL {
+        assert_eq!(
+            other.records(t).unwrap(),
+            store.records(t).unwrap(),
+            "{t:?}"
+        );
+    }
+    assert_eq!(other.hash().unwrap(), hash);
+}
+
+#[test]
 fn delete_keys_takes_one_revision_and_reports_key_leases() {
     let (_d, store) = open();
     let leases = Leases(vec![5]);

@@ -285,6 +285,9 @@ pub struct Flags {
     /// Cost of bcrypt for hashing passwords.
     #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = 10)]
     pub bcrypt_cost: u32,
+    /// The lifetime in seconds of the auth token.
+    #[arg(long, env = "ETCD_AUTH_TOKEN_TTL", default_value_t = 300)]
+    pub auth_token_ttl: u64,
 
     /// Currently only 'zap' is supported.
     #[arg(long, env = "ETCD_LOGGER", default_value = "zap")]
@@ -310,9 +313,6 @@ pub struct Flags {
 /// default). COMPAT.md lists each with the reason, as the doc of each field says.
 #[derive(clap::Args, Debug, Clone)]
 pub struct AcceptedFlags {
-    /// Accepted, no effect: only simple auth tokens have a TTL, and cairn issues none before the security work.
-    #[arg(long, env = "ETCD_AUTH_TOKEN_TTL", default_value_t = 300)]
-    pub auth_token_ttl: u64,
     /// Accepted, no effect: bbolt's commit batching; cairn commits each applied batch of Raft entries.
     #[arg(long, env = "ETCD_BACKEND_BATCH_INTERVAL", default_value = "")]
     pub backend_batch_interval: String,
@@ -695,6 +695,87 @@ pub struct Config {
     pub compact_hash_check_time: Option<Duration>,
     /// How the client, peer and metrics listeners treat each connection.
     pub connections: ConnectionLimits,
+    /// `--auth-token`, `--auth-token-ttl`, `--bcrypt-cost`.
+    pub auth: AuthConfig,
+}
+
+/// How the auth store issues tokens and hashes passwords.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// `--auth-token`: simple tokens (the default).
+    pub token: TokenKind,
+    /// `--auth-token-ttl`: how long a simple token lives unused.
+    pub token_ttl: Duration,
+    /// `--bcrypt-cost`; etcd's default (10) when the flag is out of bcrypt's range (4 to
+    /// 31), as etcd does with a warning.
+    pub bcrypt_cost: u32,
+}
+
+/// The kind of tokens `--auth-token` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenKind {
+    Simple,
+    /// `jwt,sign-method=...,pub-key=...,priv-key=...,ttl=...`: the key files are read at
+    /// start.
+    Jwt {
+        sign_method: String,
+        pub_key: Option<PathBuf>,
+        priv_key: Option<PathBuf>,
+        ttl: Duration,
+    },
+}
+
+impl AuthConfig {
+    /// Reads `--auth-token` as etcd does (`type[,key=value...]`); an unknown type or a
+    /// malformed option is etcd's "auth: invalid auth options".
+    fn parse(token: &str, ttl_secs: u64, bcrypt_cost: u32) -> Result<AuthConfig, ConfigError> {
+        let invalid = || ConfigError::Invalid("auth: invalid auth options".into());
+        let mut parts = token.split(',');
+        let kind = parts.next().unwrap_or_default();
+        let mut opts = std::collections::HashMap::new();
+        for opt in parts {
+            let (k, v) = opt.split_once('=').ok_or_else(invalid)?;
+            if v.contains('=') || opts.insert(k, v).is_some() {
+                return Err(invalid());
+            }
+        }
+        let token = match kind {
+            "simple" => TokenKind::Simple,
+            "jwt" => {
+                let ttl = match opts.get("ttl") {
+                    Some(t) => parse_go_duration(t).ok_or_else(invalid)?,
+                    None => cairn_auth::DEFAULT_JWT_TTL,
+                };
+                TokenKind::Jwt {
+                    sign_method: opts.get("sign-method").unwrap_or(&"").to_string(),
+                    pub_key: opts.get("pub-key").map(PathBuf::from),
+                    priv_key: opts.get("priv-key").map(PathBuf::from),
+                    ttl: if ttl.is_zero() {
+                        cairn_auth::DEFAULT_JWT_TTL
+                    } else {
+                        ttl
+                    },
+                }
+            }
+            _ => return Err(invalid()),
+        };
+        let bcrypt_cost = if (4..=31).contains(&bcrypt_cost) {
+            bcrypt_cost
+        } else {
+            tracing::warn!(
+                given_cost = bcrypt_cost,
+                default_cost = 10,
+                "use default bcrypt cost instead of the invalid given cost"
+            );
+            10
+        };
+        let token_ttl = Duration::from_secs(if ttl_secs == 0 { 300 } else { ttl_secs });
+        Ok(AuthConfig {
+            token,
+            token_ttl,
+            bcrypt_cost,
+        })
+    }
 }
 
 /// What one connection may hold and how long it may stay silent, on every listener: etcd's
@@ -984,16 +1065,12 @@ impl Flags {
                 "peer TLS (--peer-cert-file, --peer-key-file, --peer-trusted-ca-file, --peer-client-cert-auth, --peer-auto-tls)",
                 "peer TLS arrives with the security work",
             ),
-            (
-                self.auth_token != "simple",
-                "--auth-token",
-                "only simple tokens are planned before the security work",
-            ),
         ];
         if let Some((_, flag, why)) = unsupported.into_iter().find(|(used, _, _)| *used) {
             return Err(ConfigError::NotYetSupported { flag, why });
         }
         self.accepted.check()?;
+        let auth = AuthConfig::parse(&self.auth_token, self.auth_token_ttl, self.bcrypt_cost)?;
         if self.logger != "zap" {
             return Err(ConfigError::Invalid(format!(
                 "unknown logger option {:?} (only \"zap\" is supported)",
@@ -1151,6 +1228,7 @@ impl Flags {
         };
         let wal_dir = self.wal_dir.clone().filter(|_| given(&self.wal_dir));
         Ok(Config {
+            auth,
             name: self.name,
             data_dir,
             wal_dir,
@@ -1298,6 +1376,46 @@ mod tests {
             err.contains("not supported by this version of cairn"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn auth_flags_read_as_etcd_reads_them() {
+        let a = parse(&[]).unwrap().auth;
+        assert_eq!(a.token, TokenKind::Simple);
+        assert_eq!(a.token_ttl, Duration::from_secs(300));
+        assert_eq!(a.bcrypt_cost, 10);
+        let a = parse(&["--auth-token-ttl=7", "--bcrypt-cost=4"])
+            .unwrap()
+            .auth;
+        assert_eq!((a.token_ttl, a.bcrypt_cost), (Duration::from_secs(7), 4));
+        // Out of bcrypt's range: etcd's default, as etcd does.
+        assert_eq!(parse(&["--bcrypt-cost=3"]).unwrap().auth.bcrypt_cost, 10);
+        assert_eq!(parse(&["--bcrypt-cost=32"]).unwrap().auth.bcrypt_cost, 10);
+        for bad in ["nonsense", "simple,x", "simple,a=1,a=2"] {
+            let err = parse(&[&format!("--auth-token={bad}")])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("auth: invalid auth options"), "{bad}: {err}");
+        }
+        let jwt = parse(&["--auth-token=jwt,pub-key=/p,priv-key=/k,sign-method=RS256"])
+            .unwrap()
+            .auth
+            .token;
+        assert_eq!(
+            jwt,
+            TokenKind::Jwt {
+                sign_method: "RS256".into(),
+                pub_key: Some("/p".into()),
+                priv_key: Some("/k".into()),
+                ttl: Duration::from_secs(300),
+            }
+        );
+        let ttl = parse(&["--auth-token=jwt,sign-method=ES256,ttl=10m"])
+            .unwrap()
+            .auth
+            .token;
+        assert!(matches!(ttl, TokenKind::Jwt { ttl, .. } if ttl == Duration::from_secs(600)));
+        assert!(parse(&["--auth-token=jwt,ttl=soon"]).is_err());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The cairn server: configuration, bootstrap, the apply loop, the gRPC services and the
 //! HTTP endpoints of one member.
 //!
-//! Depends on `cairn-proto`, `cairn-mvcc`, `cairn-lease` and `cairn-raft` (never on raft-rs
+//! Depends on `cairn-proto`, `cairn-mvcc`, `cairn-lease`, `cairn-auth` and `cairn-raft` (never on raft-rs
 //! or protobuf: cairn-raft keeps them); nothing depends on it but the `cairn` binary and
 //! tests.
 //!

@@ -36,6 +36,7 @@ use crate::watch::WatchHub;
 use alarm::Alarms;
 
 pub mod alarm;
+pub mod auth;
 
 /// How the temporary directory of a Raft snapshot's backend copy (made or installed) in the
 /// data directory begins; one left by a crash is removed at start (`server/data_dir.rs`).
@@ -65,6 +66,8 @@ pub struct ApplierParts {
     pub member_id: u64,
     /// Where snapshot files are staged.
     pub data_dir: std::path::PathBuf,
+    /// Users, roles and tokens: Auth requests change it, every request is checked by it.
+    pub auth: Arc<cairn_auth::AuthStore>,
 }
 
 /// Applies committed entries to the store.
@@ -80,6 +83,7 @@ pub struct Applier {
     durable_tx: watch::Sender<u64>,
     member_id: u64,
     data_dir: std::path::PathBuf,
+    auth: Arc<cairn_auth::AuthStore>,
     /// When the last durable backend commit was made.
     last_durable: Instant,
 }
@@ -98,6 +102,7 @@ impl Applier {
             durable_tx: p.durable_tx,
             member_id: p.member_id,
             data_dir: p.data_dir,
+            auth: p.auth,
             last_durable: Instant::now(),
         }
     }
@@ -111,6 +116,8 @@ impl Applier {
         &self,
         batch: &mut cairn_mvcc::ApplyBatch<'_>,
         req: Request,
+        who: Option<&cairn_auth::AuthInfo>,
+        index: u64,
         leases: &dyn LeaseLookup,
     ) -> Result<Outcome, cairn_mvcc::MvccError> {
         let mvcc = |r: Result<ApplyResult, cairn_mvcc::MvccError>| -> Result<Outcome, _> {
@@ -124,6 +131,12 @@ impl Applier {
         };
         if self.alarms.corrupt() && refused_when_corrupt(&req) {
             return Ok(Err(EtcdError::Corrupt));
+        }
+        if let Err(e) = auth::check(&self.auth, &self.leases, who, &req) {
+            return Ok(Err(e));
+        }
+        if let Some(outcome) = auth::apply(&self.auth, batch, &req, index) {
+            return Ok(outcome);
         }
         Ok(match req {
             Request::Put(p) => {
@@ -175,6 +188,24 @@ impl Applier {
                 }
                 Ok(ApplyResult::Published)
             }
+            // Applied by `auth::apply` above.
+            Request::AuthEnable(_)
+            | Request::AuthDisable(_)
+            | Request::AuthStatus(_)
+            | Request::Authenticate(_)
+            | Request::UserAdd(_)
+            | Request::UserDelete(_)
+            | Request::UserChangePassword(_)
+            | Request::UserGrantRole(_)
+            | Request::UserRevokeRole(_)
+            | Request::UserGet(_)
+            | Request::UserList(_)
+            | Request::RoleAdd(_)
+            | Request::RoleGet(_)
+            | Request::RoleList(_)
+            | Request::RoleDelete(_)
+            | Request::RoleGrantPermission(_)
+            | Request::RoleRevokePermission(_) => Err(EtcdError::Stopped),
         })
     }
 
@@ -314,6 +345,9 @@ impl Applier {
         self.members
             .reload(self.store.meta(crate::cluster::META_KEY)?.as_deref());
         self.leases.reload(&self.store)?;
+        if let Err(e) = auth::load(&self.auth, &self.store) {
+            return Err(cairn_mvcc::MvccError::Corrupt(e.to_string()));
+        }
         self.watch.restored(self.store.current_revision());
         for (id, urls) in self.members.peers() {
             self.peers.set_peer(id, &urls);
@@ -388,9 +422,16 @@ impl cairn_raft::Applier for Applier {
                 }
             };
             let Some(inner) = req.request else { continue };
+            let who = auth::caller(req.auth.as_ref());
             let mark = batch.change_mark();
             let outcome = self
-                .apply_one(&mut batch, inner, &self.leases.lookup())
+                .apply_one(
+                    &mut batch,
+                    inner,
+                    who.as_ref(),
+                    entry.index,
+                    &self.leases.lookup(),
+                )
                 .map_err(|e| failed("apply a committed entry", e))?;
             self.leases.attach_since(&batch, mark);
             if req.id != 0 {

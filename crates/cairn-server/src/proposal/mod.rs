@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cairn_proto::cairnpb::{internal_request::Request, InternalRequest, MemberChange};
+use cairn_proto::cairnpb::{internal_request::Request, AuthHeader, InternalRequest, MemberChange};
 use cairn_proto::etcdserverpb::Member;
 use cairn_proto::EtcdError;
 use cairn_raft::{Change, RaftError, RaftHandle};
@@ -79,6 +79,16 @@ impl Proposer {
 
     /// Proposes a request through Raft and waits for the applier's answer.
     pub async fn propose(&self, request: Request) -> Result<ApplyResult, EtcdError> {
+        self.propose_as(request, None).await
+    }
+
+    /// Proposes a request on behalf of a caller (`auth`: who, at which auth revision), whom
+    /// the applier checks again.
+    pub async fn propose_as(
+        &self,
+        request: Request,
+        auth: Option<AuthHeader>,
+    ) -> Result<ApplyResult, EtcdError> {
         let i = &self.inner;
         let st = i.raft.status();
         if st.commit_index > st.applied_index + MAX_APPLY_GAP {
@@ -88,6 +98,7 @@ impl Proposer {
         let data = InternalRequest {
             id,
             request: Some(request),
+            auth,
         }
         .encode_to_vec();
         if data.len() as u64 > i.max_request_bytes {

@@ -27,6 +27,19 @@ pub enum ApplyResult {
     Published,
     /// A membership change was applied; the members after it.
     Members(Vec<cairn_proto::etcdserverpb::Member>),
+    /// An auth change was applied.
+    AuthDone,
+    /// Whether auth is enabled, and the auth revision.
+    AuthStatus {
+        enabled: bool,
+        revision: u64,
+    },
+    /// The token an Authenticate assigned.
+    AuthToken(String),
+    /// A user's roles, or the users, or the roles.
+    Names(Vec<String>),
+    /// A role's permissions.
+    Permissions(Vec<cairn_proto::authpb::Permission>),
 }
 
 type Sender = oneshot::Sender<Result<ApplyResult, EtcdError>>;

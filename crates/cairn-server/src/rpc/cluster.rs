@@ -67,7 +67,11 @@ impl Cluster for ClusterService {
         &self,
         r: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
-        let result = self.add(r.into_inner()).await.map_err(Status::from);
+        let result = async {
+            super::admin(&self.server, &r).await?;
+            self.add(r.into_inner()).await.map_err(Status::from)
+        }
+        .await;
         result.observed(self.server.metrics(), SERVICE, "MemberAdd")
     }
 
@@ -75,7 +79,11 @@ impl Cluster for ClusterService {
         &self,
         r: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
-        let result = self.remove(r.into_inner()).await.map_err(Status::from);
+        let result = async {
+            super::admin(&self.server, &r).await?;
+            self.remove(r.into_inner()).await.map_err(Status::from)
+        }
+        .await;
         result.observed(self.server.metrics(), SERVICE, "MemberRemove")
     }
 
@@ -83,7 +91,11 @@ impl Cluster for ClusterService {
         &self,
         r: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
-        let result = self.update(r.into_inner()).await.map_err(Status::from);
+        let result = async {
+            super::admin(&self.server, &r).await?;
+            self.update(r.into_inner()).await.map_err(Status::from)
+        }
+        .await;
         result.observed(self.server.metrics(), SERVICE, "MemberUpdate")
     }
 
@@ -103,7 +115,11 @@ impl Cluster for ClusterService {
         &self,
         r: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
-        let result = self.promote(r.into_inner()).await.map_err(Status::from);
+        let result = async {
+            super::admin(&self.server, &r).await?;
+            self.promote(r.into_inner()).await.map_err(Status::from)
+        }
+        .await;
         result.observed(self.server.metrics(), SERVICE, "MemberPromote")
     }
 }

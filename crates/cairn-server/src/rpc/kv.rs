@@ -10,10 +10,11 @@ use cairn_proto::etcdserverpb::{
 };
 use tonic::{Request as GrpcRequest, Response, Status};
 
-use super::Observed;
+use super::{caller, Observed};
 use crate::proposal::ApplyResult;
 use crate::server::Server;
 use crate::validate;
+use cairn_auth::AuthInfo;
 
 /// The KV service of one member.
 pub struct KvService {
@@ -25,7 +26,11 @@ fn unexpected() -> Status {
 }
 
 impl KvService {
-    async fn range_inner(&self, req: RangeRequest) -> Result<RangeResponse, Status> {
+    async fn range_inner(
+        &self,
+        who: Option<AuthInfo>,
+        req: RangeRequest,
+    ) -> Result<RangeResponse, Status> {
         if !req.serializable {
             self.server.refuse_on_learner()?;
         }
@@ -33,21 +38,43 @@ impl KvService {
         if !req.serializable {
             self.server.linearizable_read().await?;
         }
+        self.server.auth().check_range(who.as_ref(), &req)?;
         self.server.metrics().range_total.inc();
         let mut resp = self
             .server
             .store()
             .range(&req)
             .map_err(super::mvcc_status)?;
+        self.still_current(who.as_ref())?;
         self.server.fill(&mut resp.header);
         Ok(resp)
     }
 
-    async fn put_inner(&self, req: PutRequest) -> Result<PutResponse, Status> {
+    /// A read served under an auth revision that changed meanwhile is not answered, as
+    /// etcd's serialized reads are not.
+    fn still_current(&self, who: Option<&AuthInfo>) -> Result<(), Status> {
+        match who {
+            Some(w) if w.revision != u64::MAX && w.revision != self.server.auth().revision() => {
+                Err(cairn_proto::EtcdError::AuthRevisionInHeaderOld.into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn put_inner(
+        &self,
+        who: Option<AuthInfo>,
+        req: PutRequest,
+    ) -> Result<PutResponse, Status> {
         self.server.refuse_on_learner()?;
         validate::put(&req)?;
+        self.server.auth().check_put(who.as_ref(), &req)?;
         self.server.check_quota(validate::put_cost(&req)).await?;
-        match self.server.propose(Request::Put(req)).await? {
+        match self
+            .server
+            .propose_as(Request::Put(req), who.as_ref())
+            .await?
+        {
             ApplyResult::Put(mut r) => {
                 self.server.fill(&mut r.header);
                 Ok(r)
@@ -56,10 +83,19 @@ impl KvService {
         }
     }
 
-    async fn delete_inner(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse, Status> {
+    async fn delete_inner(
+        &self,
+        who: Option<AuthInfo>,
+        req: DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, Status> {
         self.server.refuse_on_learner()?;
         validate::delete_range(&req)?;
-        match self.server.propose(Request::DeleteRange(req)).await? {
+        self.server.auth().check_delete(who.as_ref(), &req)?;
+        match self
+            .server
+            .propose_as(Request::DeleteRange(req), who.as_ref())
+            .await?
+        {
             ApplyResult::Delete(mut r) => {
                 self.server.fill(&mut r.header);
                 Ok(r)
@@ -68,9 +104,14 @@ impl KvService {
         }
     }
 
-    async fn txn_inner(&self, req: TxnRequest) -> Result<TxnResponse, Status> {
+    async fn txn_inner(
+        &self,
+        who: Option<AuthInfo>,
+        req: TxnRequest,
+    ) -> Result<TxnResponse, Status> {
         self.server.refuse_on_learner()?;
         validate::txn(&req, self.server.config().max_txn_ops as usize)?;
+        self.server.auth().check_txn(who.as_ref(), &req)?;
         if validate::txn_is_read_only(&req) {
             // etcd serves a txn that writes nothing as a read, without a Raft entry.
             if !validate::txn_is_serializable(&req) {
@@ -82,11 +123,16 @@ impl KvService {
                 .store()
                 .txn_read_only(&req)
                 .map_err(super::mvcc_status)?;
+            self.still_current(who.as_ref())?;
             self.server.fill(&mut resp.header);
             return Ok(resp);
         }
         self.server.check_quota(validate::txn_cost(&req)).await?;
-        match self.server.propose(Request::Txn(req)).await? {
+        match self
+            .server
+            .propose_as(Request::Txn(req), who.as_ref())
+            .await?
+        {
             ApplyResult::Txn(mut r) => {
                 self.server.fill(&mut r.header);
                 Ok(r)
@@ -95,9 +141,17 @@ impl KvService {
         }
     }
 
-    async fn compact_inner(&self, req: CompactionRequest) -> Result<CompactionResponse, Status> {
+    async fn compact_inner(
+        &self,
+        who: Option<AuthInfo>,
+        req: CompactionRequest,
+    ) -> Result<CompactionResponse, Status> {
         self.server.refuse_on_learner()?;
-        match self.server.propose(Request::Compaction(req)).await? {
+        match self
+            .server
+            .propose_as(Request::Compaction(req), who.as_ref())
+            .await?
+        {
             ApplyResult::Compact(mut r) => {
                 if let Some(h) = r.header.as_mut() {
                     h.revision = 0;
@@ -114,16 +168,22 @@ impl KvService {
 impl Kv for KvService {
     async fn range(&self, r: GrpcRequest<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let m = &self.server.metrics();
-        self.range_inner(r.into_inner())
-            .await
-            .observed(m, "etcdserverpb.KV", "Range")
+        let result = async {
+            let who = caller(&self.server, &r).await?;
+            self.range_inner(who, r.into_inner()).await
+        }
+        .await;
+        result.observed(m, "etcdserverpb.KV", "Range")
     }
 
     async fn put(&self, r: GrpcRequest<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let m = &self.server.metrics();
-        self.put_inner(r.into_inner())
-            .await
-            .observed(m, "etcdserverpb.KV", "Put")
+        let result = async {
+            let who = caller(&self.server, &r).await?;
+            self.put_inner(who, r.into_inner()).await
+        }
+        .await;
+        result.observed(m, "etcdserverpb.KV", "Put")
     }
 
     async fn delete_range(
@@ -131,16 +191,22 @@ impl Kv for KvService {
         r: GrpcRequest<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
         let m = &self.server.metrics();
-        self.delete_inner(r.into_inner())
-            .await
-            .observed(m, "etcdserverpb.KV", "DeleteRange")
+        let result = async {
+            let who = caller(&self.server, &r).await?;
+            self.delete_inner(who, r.into_inner()).await
+        }
+        .await;
+        result.observed(m, "etcdserverpb.KV", "DeleteRange")
     }
 
     async fn txn(&self, r: GrpcRequest<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let m = &self.server.metrics();
-        self.txn_inner(r.into_inner())
-            .await
-            .observed(m, "etcdserverpb.KV", "Txn")
+        let result = async {
+            let who = caller(&self.server, &r).await?;
+            self.txn_inner(who, r.into_inner()).await
+        }
+        .await;
+        result.observed(m, "etcdserverpb.KV", "Txn")
     }
 
     async fn compact(
@@ -148,8 +214,11 @@ impl Kv for KvService {
         r: GrpcRequest<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
         let m = &self.server.metrics();
-        self.compact_inner(r.into_inner())
-            .await
-            .observed(m, "etcdserverpb.KV", "Compact")
+        let result = async {
+            let who = caller(&self.server, &r).await?;
+            self.compact_inner(who, r.into_inner()).await
+        }
+        .await;
+        result.observed(m, "etcdserverpb.KV", "Compact")
     }
 }

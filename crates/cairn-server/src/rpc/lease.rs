@@ -32,13 +32,21 @@ fn unexpected() -> Status {
 }
 
 impl LeaseService {
-    async fn grant_inner(&self, mut req: LeaseGrantRequest) -> Result<LeaseGrantResponse, Status> {
+    async fn grant_inner(
+        &self,
+        who: Option<cairn_auth::AuthInfo>,
+        mut req: LeaseGrantRequest,
+    ) -> Result<LeaseGrantResponse, Status> {
         self.server.refuse_on_learner()?;
         self.server.check_quota(crate::lease::GRANT_COST).await?;
         if req.id == 0 {
             req.id = self.server.leases().leases().next_id();
         }
-        match self.server.propose(Request::LeaseGrant(req)).await? {
+        match self
+            .server
+            .propose_as(Request::LeaseGrant(req), who.as_ref())
+            .await?
+        {
             ApplyResult::LeaseGrant(mut r) => {
                 self.server.fill(&mut r.header);
                 Ok(r)
@@ -47,9 +55,17 @@ impl LeaseService {
         }
     }
 
-    async fn revoke_inner(&self, req: LeaseRevokeRequest) -> Result<LeaseRevokeResponse, Status> {
+    async fn revoke_inner(
+        &self,
+        who: Option<cairn_auth::AuthInfo>,
+        req: LeaseRevokeRequest,
+    ) -> Result<LeaseRevokeResponse, Status> {
         self.server.refuse_on_learner()?;
-        match self.server.propose(Request::LeaseRevoke(req)).await? {
+        match self
+            .server
+            .propose_as(Request::LeaseRevoke(req), who.as_ref())
+            .await?
+        {
             ApplyResult::LeaseRevoke(mut r) => {
                 self.server.fill(&mut r.header);
                 Ok(r)
@@ -60,10 +76,20 @@ impl LeaseService {
 
     async fn time_to_live_inner(
         &self,
+        who: Option<cairn_auth::AuthInfo>,
         req: LeaseTimeToLiveRequest,
     ) -> Result<LeaseTimeToLiveResponse, Status> {
         self.server.refuse_on_learner()?;
+        let keys = req.keys;
         let mut resp = self.server.leases().time_to_live(req).await?;
+        // Listing a lease's keys reads them.
+        if keys {
+            for key in &resp.keys {
+                self.server
+                    .auth()
+                    .check(who.as_ref(), cairn_auth::Access::Read, key, &[])?;
+            }
+        }
         // The header is this member's, as etcd fills it after the leader answered.
         resp.header = Some(ResponseHeader::default());
         self.server.fill(&mut resp.header);
@@ -115,9 +141,12 @@ impl Lease for LeaseService {
         r: GrpcRequest<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
         let m = &self.server.metrics();
-        self.grant_inner(r.into_inner())
-            .await
-            .observed(m, SERVICE, "LeaseGrant")
+        let result = async {
+            let who = super::caller(&self.server, &r).await?;
+            self.grant_inner(who, r.into_inner()).await
+        }
+        .await;
+        result.observed(m, SERVICE, "LeaseGrant")
     }
 
     async fn lease_revoke(
@@ -125,9 +154,12 @@ impl Lease for LeaseService {
         r: GrpcRequest<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
         let m = &self.server.metrics();
-        self.revoke_inner(r.into_inner())
-            .await
-            .observed(m, SERVICE, "LeaseRevoke")
+        let result = async {
+            let who = super::caller(&self.server, &r).await?;
+            self.revoke_inner(who, r.into_inner()).await
+        }
+        .await;
+        result.observed(m, SERVICE, "LeaseRevoke")
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;
@@ -167,9 +199,12 @@ impl Lease for LeaseService {
         r: GrpcRequest<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let m = &self.server.metrics();
-        self.time_to_live_inner(r.into_inner())
-            .await
-            .observed(m, SERVICE, "LeaseTimeToLive")
+        let result = async {
+            let who = super::caller(&self.server, &r).await?;
+            self.time_to_live_inner(who, r.into_inner()).await
+        }
+        .await;
+        result.observed(m, SERVICE, "LeaseTimeToLive")
     }
 
     async fn lease_leases(

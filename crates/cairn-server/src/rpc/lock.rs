@@ -7,6 +7,9 @@
 
 use std::pin::Pin;
 
+use std::sync::Arc;
+
+use cairn_auth::Access;
 use cairn_client::concurrency::{Election, Error, Mutex};
 use cairn_client::Client;
 use cairn_proto::etcdserverpb::{DeleteRangeRequest, LeaseGrantRequest};
@@ -22,6 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::server::Server;
+
 /// The TTL of the lease granted for a lock or campaign asked without one (etcd's session
 /// default); nothing keeps it alive.
 const DEFAULT_SESSION_TTL: i64 = 60;
@@ -32,6 +37,46 @@ const MISSING_LEADER_KEY: &str = "\"leader\" field must be provided";
 /// A status from this member's own client, as etcd's services pass such errors on.
 fn passed_on(s: Status) -> Status {
     Status::unknown(s.message().to_string())
+}
+
+/// The end of the range of keys that start with `prefix`, as etcd's `GetPrefixRangeEnd`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// Checks that the caller may do what the recipe does on its behalf through the trusted
+/// loopback client: `access` on `key` (with `range_end`). A refusal reads as etcd's, whose
+/// recipe runs as the caller and passes the store's error on.
+async fn may<T>(
+    server: &Server,
+    r: &Request<T>,
+    key: &[u8],
+    range_end: &[u8],
+    access: &[Access],
+) -> Result<(), Status> {
+    let who = super::caller(server, r).await.map_err(passed_on)?;
+    for a in access {
+        server
+            .auth()
+            .check(who.as_ref(), *a, key, range_end)
+            .map_err(|e| passed_on(e.status()))?;
+    }
+    Ok(())
+}
+
+/// What a lock or an election named `name` reads and writes: the keys under `name/`.
+async fn may_use_prefix<T>(server: &Server, r: &Request<T>, name: &[u8]) -> Result<(), Status> {
+    let mut prefix = name.to_vec();
+    prefix.push(b'/');
+    let end = prefix_end(&prefix);
+    may(server, r, &prefix, &end, &[Access::Read, Access::Write]).await
 }
 
 /// The lease a lock or campaign runs under: the client's, or a new one when it gave none.
@@ -79,11 +124,14 @@ where
 /// The v3lock service of one member.
 pub struct LockService {
     pub client: Client,
+    /// Whom the caller's permissions are checked by.
+    pub server: Arc<Server>,
 }
 
 #[tonic::async_trait]
 impl lock_server::Lock for LockService {
     async fn lock(&self, r: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        may_use_prefix(&self.server, &r, &r.get_ref().name).await?;
         let req = r.into_inner();
         let lease = session_lease(&self.client, req.lease).await?;
         let key = [req.name.as_slice(), format!("/{lease:x}").as_bytes()].concat();
@@ -102,6 +150,7 @@ impl lock_server::Lock for LockService {
     }
 
     async fn unlock(&self, r: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
+        may(&self.server, &r, &r.get_ref().key, &[], &[Access::Write]).await?;
         let req = r.into_inner();
         let resp = self
             .client
@@ -132,6 +181,8 @@ async fn delete(client: Client, key: Vec<u8>) {
 /// The v3election service of one member.
 pub struct ElectionService {
     pub client: Client,
+    /// Whom the caller's permissions are checked by.
+    pub server: Arc<Server>,
 }
 
 fn resume(client: &Client, leader: Option<LeaderKey>) -> Result<Election, Status> {
@@ -153,6 +204,7 @@ impl election_server::Election for ElectionService {
         &self,
         r: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
+        may_use_prefix(&self.server, &r, &r.get_ref().name).await?;
         let req = r.into_inner();
         let lease = session_lease(&self.client, req.lease).await?;
         let client = self.client.clone();
@@ -180,6 +232,10 @@ impl election_server::Election for ElectionService {
         &self,
         r: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
+        let key = r.get_ref().leader.as_ref().map(|l| l.key.clone());
+        if let Some(key) = key {
+            may(&self.server, &r, &key, &[], &[Access::Read, Access::Write]).await?;
+        }
         let req = r.into_inner();
         let mut e = resume(&self.client, req.leader)?;
         e.proclaim(&req.value).await.map_err(Error::into_status)?;
@@ -189,6 +245,16 @@ impl election_server::Election for ElectionService {
     }
 
     async fn leader(&self, r: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
+        let mut prefix = r.get_ref().name.clone();
+        prefix.push(b'/');
+        may(
+            &self.server,
+            &r,
+            &prefix,
+            &prefix_end(&prefix),
+            &[Access::Read],
+        )
+        .await?;
         let req = r.into_inner();
         let (header, kv) = Election::new(self.client.clone(), &req.name)
             .leader()
@@ -206,6 +272,16 @@ impl election_server::Election for ElectionService {
         &self,
         r: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        let mut prefix = r.get_ref().name.clone();
+        prefix.push(b'/');
+        may(
+            &self.server,
+            &r,
+            &prefix,
+            &prefix_end(&prefix),
+            &[Access::Read],
+        )
+        .await?;
         let req = r.into_inner();
         let e = Election::new(self.client.clone(), &req.name);
         let (tx, rx) = mpsc::channel(16);
@@ -220,6 +296,10 @@ impl election_server::Election for ElectionService {
     }
 
     async fn resign(&self, r: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
+        let key = r.get_ref().leader.as_ref().map(|l| l.key.clone());
+        if let Some(key) = key {
+            may(&self.server, &r, &key, &[], &[Access::Write]).await?;
+        }
         let req = r.into_inner();
         let mut e = resume(&self.client, req.leader)?;
         e.resign().await.map_err(Error::into_status)?;

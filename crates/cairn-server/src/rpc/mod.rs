@@ -6,6 +6,7 @@
 //! the quota, etcd's request checks in `validate.rs`) lives below; nothing below calls
 //! into this module.
 
+pub mod auth;
 pub mod cluster;
 pub mod kv;
 pub mod lease;
@@ -16,6 +17,42 @@ pub mod watch;
 use tonic::{Code, Response, Status};
 
 use crate::metrics::Metrics;
+
+/// Who sent a request (see `Server::caller`): from its token, else its connection.
+pub async fn caller<T>(
+    server: &crate::server::Server,
+    r: &tonic::Request<T>,
+) -> Result<Option<cairn_auth::AuthInfo>, Status> {
+    let conn = r.extensions().get::<crate::identity::ConnIdentity>();
+    Ok(server.caller(r.metadata(), conn).await?)
+}
+
+/// Refuses a request whose caller does not hold the root role, when auth is enabled (etcd's
+/// membership requests).
+pub async fn admin<T>(server: &crate::server::Server, r: &tonic::Request<T>) -> Result<(), Status> {
+    let who = caller(server, r).await?;
+    Ok(server.auth().check_admin(who.as_ref())?)
+}
+
+/// As [`admin`], worded as etcd's maintenance service words its refusals: the auth
+/// package's own text, code Unknown.
+pub async fn maintenance_admin<T>(
+    server: &crate::server::Server,
+    r: &tonic::Request<T>,
+) -> Result<(), Status> {
+    let raw = |e: cairn_proto::EtcdError| match e.auth_package_message() {
+        Some(text) => Status::unknown(text),
+        None => e.status(),
+    };
+    let who = server
+        .caller(
+            r.metadata(),
+            r.extensions().get::<crate::identity::ConnIdentity>(),
+        )
+        .await
+        .map_err(raw)?;
+    server.auth().check_admin(who.as_ref()).map_err(raw)
+}
 
 /// Maps a store error to etcd's status; an error etcd has no name for is internal.
 pub fn mvcc_status(e: cairn_mvcc::MvccError) -> Status {

@@ -75,6 +75,13 @@ impl Watch for WatchService {
             m.grpc_stream_handled(SERVICE, METHOD, status.code());
             return Err(status);
         }
+        // Who is asking is decided at each create, as etcd does, from what the stream
+        // opened with.
+        let token = crate::server::request_token(req.metadata());
+        let conn = req
+            .extensions()
+            .get::<crate::identity::ConnIdentity>()
+            .cloned();
         let inbound = req.into_inner();
         let (tx, rx) = mpsc::channel(SEND_QUEUE);
         let hub = self.server.watch_hub().clone();
@@ -90,6 +97,8 @@ impl Watch for WatchService {
             live: VecDeque::new(),
             unsynced: Vec::new(),
             progress_pending: false,
+            token,
+            conn,
         };
         tokio::spawn(task.run(inbound, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
@@ -124,6 +133,10 @@ struct StreamTask {
     unsynced: Vec<(WatcherKey, i64, WatchSpec, i64)>,
     /// A progress request waits for every watcher of the stream to be synced.
     progress_pending: bool,
+    /// The auth token the stream opened with (or why it could not be read).
+    token: Result<Option<String>, cairn_proto::EtcdError>,
+    /// What the stream's connection proved about its client.
+    conn: Option<crate::identity::ConnIdentity>,
 }
 
 impl StreamTask {
@@ -221,6 +234,20 @@ impl StreamTask {
             cancel_reason: reason.to_string(),
             ..Default::default()
         };
+        if !self.may_watch(&spec.key, &spec.range_end) {
+            // etcd words the reason as its gRPC status prints itself.
+            let denied = cairn_proto::EtcdError::PermissionDenied;
+            let reason = format!(
+                "rpc error: code = PermissionDenied desc = {}",
+                denied.message()
+            );
+            let resp = WatchResponse {
+                watch_id: c.watch_id,
+                ..refuse(&reason, self.hub.published())
+            };
+            self.out.push_back(resp);
+            return;
+        }
         let empty_range = !matches!(spec.range_end.as_slice(), [] | [0])
             && spec.key.as_slice() >= spec.range_end.as_slice();
         if empty_range {
@@ -258,6 +285,24 @@ impl StreamTask {
             created: true,
             ..Default::default()
         });
+    }
+
+    /// Whether the stream's caller may read the range, as etcd checks a watch at creation.
+    fn may_watch(&self, key: &[u8], range_end: &[u8]) -> bool {
+        let auth = self.server.auth();
+        if !auth.is_enabled() {
+            return true;
+        }
+        let who = match &self.token {
+            Ok(token) => self.server.caller_now(token.as_deref(), self.conn.as_ref()),
+            Err(e) => Err(*e),
+        };
+        match who {
+            Ok(who) => auth
+                .check(who.as_ref(), cairn_auth::Access::Read, key, range_end)
+                .is_ok(),
+            Err(_) => false,
+        }
     }
 
     fn forget(&mut self, watch_id: i64) -> bool {

@@ -24,8 +24,8 @@ use std::time::Duration;
 use cairn_proto::cairnpb::lease_peer_server::LeasePeerServer;
 use cairn_proto::cairnpb::raft_peer_server::RaftPeerServer;
 use cairn_proto::etcdserverpb::{
-    cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
-    maintenance_server::MaintenanceServer, watch_server::WatchServer,
+    auth_server::AuthServer, cluster_server::ClusterServer, kv_server::KvServer,
+    lease_server::LeaseServer, maintenance_server::MaintenanceServer, watch_server::WatchServer,
 };
 use cairn_proto::EtcdError;
 use tokio::net::TcpListener;
@@ -33,8 +33,8 @@ use tokio::net::TcpListener;
 use crate::config::{host_port, Config, ConnectionLimits};
 use crate::rpc::lock::{ElectionService, LockService};
 use crate::rpc::{
-    cluster::ClusterService, kv::KvService, lease::LeaseService, maintenance::MaintenanceService,
-    watch::WatchService,
+    auth::AuthService, cluster::ClusterService, kv::KvService, lease::LeaseService,
+    maintenance::MaintenanceService, watch::WatchService,
 };
 use crate::server::Server;
 use cairn_proto::v3electionpb::election_server::ElectionServer;
@@ -80,6 +80,7 @@ fn client_router(
     .add_service(
         LockServer::new(LockService {
             client: loopback.clone(),
+            server: server.clone(),
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(usize::MAX),
@@ -87,6 +88,7 @@ fn client_router(
     .add_service(
         ElectionServer::new(ElectionService {
             client: loopback.clone(),
+            server: server.clone(),
         })
         .max_decoding_message_size(max)
         .max_encoding_message_size(usize::MAX),
@@ -100,6 +102,13 @@ fn client_router(
     )
     .add_service(
         WatchServer::new(WatchService {
+            server: server.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(usize::MAX),
+    )
+    .add_service(
+        AuthServer::new(AuthService {
             server: server.clone(),
         })
         .max_decoding_message_size(max)

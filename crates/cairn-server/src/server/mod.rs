@@ -15,12 +15,15 @@
 //! - `membership.rs`: member add, remove, promote and update, checked by
 //!   [`crate::cluster::policy`].
 //! - `quota.rs`: the backend quota and the NOSPACE alarm.
+//! - `auth.rs`: who is asking (token, loopback, certificate), proposing as them, and
+//!   password hashing and checks on a bounded pool off the async workers.
 //! - `corrupt.rs`: the corruption checks (HashKV compared with the peers') and the
 //!   CORRUPT alarm.
 //!
 //! Depends on every room below it (proposal, apply, lease, peer, cluster, watch); the RPC
 //! layer, `http` and `run` depend on it, never the other way round.
 
+mod auth;
 mod corrupt;
 mod data_dir;
 mod membership;
@@ -28,6 +31,7 @@ mod quota;
 mod read_barrier;
 mod start;
 
+pub use auth::request_token;
 pub(crate) use data_dir::SNAPSHOT_COPY_PREFIX;
 #[cfg(test)]
 pub(crate) use start::{Peering, Wiring};
@@ -65,6 +69,9 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// `--auth-token`'s keys or method, in etcd's words.
+    #[error("failed to create token provider: {0}")]
+    TokenProvider(String),
 }
 
 /// Facts about this member, as MemberList reports them.
@@ -97,6 +104,10 @@ pub struct Server {
     /// Raft snapshots being received from a peer (one at a time), shared by every peer
     /// listener.
     snapshot_receiving: Arc<tokio::sync::Semaphore>,
+    /// Users, roles, tokens; shared with the applier.
+    auth: Arc<cairn_auth::AuthStore>,
+    /// Where bcrypt runs.
+    passwords: auth::PasswordPool,
 }
 
 /// What the peer URLs serve: Raft snapshots and the member list, raft streams, and the

@@ -239,6 +239,9 @@ impl Server {
             metrics.lease.clone(),
         ));
         leases.reload(&store)?;
+        let auth = Arc::new(auth_store(&cfg.auth)?);
+        crate::apply::auth::load(&auth, &store)
+            .map_err(|e| StartError::DataDir(format!("cannot read the auth store: {e}")))?;
         let waiters = Arc::new(Waiters::default());
         let (durable_tx, mut durable_rx) = watch::channel(store.applied_index());
         let watch = Arc::new(WatchHub::new(store.current_revision()));
@@ -254,6 +257,7 @@ impl Server {
             durable_tx,
             member_id,
             data_dir: cfg.data_dir.clone(),
+            auth: auth.clone(),
         });
         let election_tick = (cfg.election_timeout.as_millis()
             / cfg.heartbeat_interval.as_millis().max(1))
@@ -343,7 +347,41 @@ impl Server {
             leases,
             watch,
             snapshot_receiving: Arc::new(tokio::sync::Semaphore::new(1)),
+            auth,
+            passwords: super::auth::PasswordPool::new(),
         }))
+    }
+}
+
+/// The auth store `--auth-token` asks for: simple tokens, or JWTs with the keys read now.
+fn auth_store(cfg: &crate::config::AuthConfig) -> Result<cairn_auth::AuthStore, StartError> {
+    use crate::config::TokenKind;
+    match &cfg.token {
+        TokenKind::Simple => Ok(cairn_auth::AuthStore::new(cfg.token_ttl)),
+        TokenKind::Jwt {
+            sign_method,
+            pub_key,
+            priv_key,
+            ttl,
+        } => {
+            let read = |p: &Option<std::path::PathBuf>| {
+                p.as_ref()
+                    .map(|p| {
+                        std::fs::read(p)
+                            .map_err(|e| StartError::TokenProvider(format!("{}: {e}", p.display())))
+                    })
+                    .transpose()
+            };
+            let (public, private) = (read(pub_key)?, read(priv_key)?);
+            let jwt = cairn_auth::JwtTokens::new(
+                sign_method,
+                public.as_deref(),
+                private.as_deref(),
+                *ttl,
+            )
+            .map_err(|e| StartError::TokenProvider(e.to_string()))?;
+            Ok(cairn_auth::AuthStore::with_jwt(jwt))
+        }
     }
 }
 
