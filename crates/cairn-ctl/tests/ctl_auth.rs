@@ -971,3 +971,90 @@ fn a_stale_token_is_renewed_once() {
     });
     drop(server);
 }
+
+/// `scripts/ctl-profile`, the wrapper that runs a tool with a client profile (a directory
+/// with `endpoints`, `user`, `password`, `cacert`) picked by `ETCD_PROFILE` (default
+/// root): etcdctl and cairnctl behind it print the same, a read-only profile's write is
+/// refused for both.
+#[test]
+fn profile_wrapper_runs_either_tool_alike() {
+    let certs = Certs::make();
+    let server = etcd(&certs, &[]);
+    let endpoint = format!("https://127.0.0.1:{}", server.client_port);
+    let ca = certs.path("ca.pem");
+    let etcdctl = common::etcdctl();
+    for s in [
+        vec!["user", "add", "root:rootpw"],
+        vec!["role", "add", "app-ro"],
+        vec![
+            "role",
+            "grant-permission",
+            "app-ro",
+            "read",
+            "/app/",
+            "--prefix",
+        ],
+        vec!["user", "add", "app-ro:ropw"],
+        vec!["user", "grant-role", "app-ro", "app-ro"],
+        vec!["put", "/app/a", "1"],
+        vec!["put", "/app/b", "2"],
+        vec!["auth", "enable"],
+    ] {
+        let mut args = vec![format!("--endpoints={endpoint}"), format!("--cacert={ca}")];
+        args.extend(s.iter().map(|a| a.to_string()));
+        let r = run(&etcdctl, "", &args, &[], "");
+        assert_eq!(r.code, 0, "{s:?}: {r:?}");
+    }
+    let profiles = tempfile::tempdir().unwrap();
+    for (name, user, password) in [("root", "root", "rootpw"), ("app-ro", "app-ro", "ropw")] {
+        let dir = profiles.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("endpoints"), format!("{endpoint}\n")).unwrap();
+        std::fs::write(dir.join("user"), format!("{user}\n")).unwrap();
+        std::fs::write(dir.join("password"), format!("{password}\n")).unwrap();
+        std::fs::copy(&ca, dir.join("cacert")).unwrap();
+    }
+    let script = cairn_tests::repo_root().join("scripts/ctl-profile");
+    let wrapped = |tool: &Path, profile: Option<&str>, args: &[&str]| {
+        let mut cmd = ctl_command("sh", None);
+        cmd.arg(&script)
+            .args(args)
+            .env("ETCD_CTL", tool)
+            .env("ETCD_PROFILES", profiles.path())
+            .env_remove("ETCD_PROFILE");
+        if let Some(p) = profile {
+            cmd.env("ETCD_PROFILE", p);
+        }
+        common::run(cmd, b"")
+    };
+    let cairnctl = common::cairnctl();
+    let mut report = Report::default();
+    let cases: [(Option<&str>, Vec<&str>); 6] = [
+        (None, vec!["role", "list"]),
+        (None, vec!["user", "list", "-w", "json"]),
+        (
+            Some("app-ro"),
+            vec!["get", "/app/", "--prefix", "--keys-only"],
+        ),
+        (Some("app-ro"), vec!["put", "/app/c", "3"]),
+        (Some("app-ro"), vec!["endpoint", "health", "-w", "table"]),
+        (Some("nobody"), vec!["get", "/app/a"]),
+    ];
+    for (profile, args) in cases {
+        let want = wrapped(&etcdctl, profile, &args);
+        let got = wrapped(&cairnctl, profile, &args);
+        compare(
+            &mut report,
+            &format!("{profile:?} {args:?}"),
+            (&want, server.client_port),
+            (&got, server.client_port),
+        );
+        if args[0] == "put" {
+            assert!(
+                String::from_utf8_lossy(&want.stderr).contains("etcdserver: permission denied"),
+                "{want:?}"
+            );
+        }
+    }
+    report.finish();
+}
