@@ -1058,3 +1058,208 @@ fn profile_wrapper_runs_either_tool_alike() {
     }
     report.finish();
 }
+
+/// What a run through a pseudo-terminal showed: stdout, stderr, exit code, and what the
+/// terminal echoed back of the typing.
+struct PtyRun {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    code: i32,
+    echoed: Vec<u8>,
+    echo_after: bool,
+}
+
+/// Runs `bin` with `args` with standard input on a new pseudo-terminal (stdout and stderr
+/// piped), answering each prompt in `answers` once it is on stdout and the terminal's
+/// echo is off (the tool has run `stty -echo`): the line is typed into the terminal.
+fn through_pty(bin: &Path, args: &[String], answers: &[(&str, &str)]) -> PtyRun {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    use rustix::termios::{tcgetattr, LocalModes};
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    let slave = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(name.to_str().unwrap())
+        .unwrap();
+    let mut cmd = ctl_command(bin, None);
+    cmd.args(args).stdin(slave.try_clone().unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let mut out_pipe = child.stdout.take().unwrap();
+    let out_buf = stdout.clone();
+    let out_reader = std::thread::spawn(move || {
+        let mut b = [0u8; 256];
+        while let Ok(n) = out_pipe.read(&mut b) {
+            if n == 0 {
+                break;
+            }
+            out_buf.lock().unwrap().extend_from_slice(&b[..n]);
+        }
+    });
+    let mut err_pipe = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err_pipe.read_to_end(&mut v);
+        v
+    });
+    // What the terminal sends back (echo) is read from the master as it comes.
+    let echoed = Arc::new(Mutex::new(Vec::new()));
+    let mut master_file = std::fs::File::from(master);
+    let mut master_reader = master_file.try_clone().unwrap();
+    let echo_buf = echoed.clone();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 256];
+        while let Ok(n) = master_reader.read(&mut b) {
+            if n == 0 {
+                break;
+            }
+            echo_buf.lock().unwrap().extend_from_slice(&b[..n]);
+        }
+    });
+    let mut seen = 0;
+    for (prompt, line) in answers {
+        cairn_tests::wait_until(
+            Duration::from_secs(20),
+            format!("{prompt:?} on stdout with echo off"),
+            || {
+                let out = stdout.lock().unwrap();
+                let shown = out[seen..]
+                    .windows(prompt.len())
+                    .position(|w| w == prompt.as_bytes());
+                let echo_off = !tcgetattr(&slave)
+                    .unwrap()
+                    .local_modes
+                    .contains(LocalModes::ECHO);
+                match shown {
+                    Some(at) if echo_off => Ok(seen + at + prompt.len()),
+                    _ => Err(String::from_utf8_lossy(&out).into_owned()),
+                }
+            },
+        );
+        seen = stdout.lock().unwrap().len();
+        master_file
+            .write_all(format!("{line}\n").as_bytes())
+            .unwrap();
+    }
+    let status = cairn_tests::wait_until(Duration::from_secs(20), "the tool to exit", || {
+        child.try_wait().unwrap().ok_or("running")
+    });
+    out_reader.join().unwrap();
+    let stderr = err_reader.join().unwrap();
+    let echo_after = tcgetattr(&slave)
+        .unwrap()
+        .local_modes
+        .contains(LocalModes::ECHO);
+    let echoed = echoed.lock().unwrap().clone();
+    let stdout = stdout.lock().unwrap().clone();
+    PtyRun {
+        stdout,
+        stderr,
+        code: common::exit_code(status),
+        echoed,
+        echo_after,
+    }
+}
+
+/// Arguments, prompts with their answers, and what etcdctl's run must show.
+type PromptCase = (
+    Vec<&'static str>,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+);
+
+/// The password prompts on a real terminal: `--user name` asks `Password: `, and `user
+/// add` asks twice, with the terminal's echo off while the password is typed and back on
+/// afterwards; cairnctl and etcdctl show the same and echo nothing of the password.
+#[test]
+fn prompts_on_a_terminal_match_etcdctl_and_echo_nothing() {
+    let certs = Certs::make();
+    let server = etcd(&certs, &[]);
+    let base = vec![
+        format!("--endpoints=https://127.0.0.1:{}", server.client_port),
+        format!("--cacert={}", certs.path("ca.pem")),
+    ];
+    let etcdctl = common::etcdctl();
+    let cairnctl = common::cairnctl();
+    let mut report = Report::default();
+    // Each case: arguments, prompts and answers, and what etcdctl's run must show.
+    let cases: Vec<PromptCase> = vec![
+        (
+            vec!["user", "add", "typed-NAME"],
+            vec![
+                ("Password of typed-NAME: ", "s3cret"),
+                (
+                    "Type password of typed-NAME again for confirmation: ",
+                    "s3cret",
+                ),
+            ],
+            "User typed-NAME created",
+        ),
+        (
+            vec!["user", "add", "differ-NAME"],
+            vec![
+                ("Password of differ-NAME: ", "s3cret"),
+                (
+                    "Type password of differ-NAME again for confirmation: ",
+                    "other",
+                ),
+            ],
+            "Error: given passwords are different",
+        ),
+        (
+            vec!["--user=typed-NAME", "user", "get", "typed-NAME"],
+            vec![("Password: ", "s3cret")],
+            "User: typed-NAME\nRoles:",
+        ),
+    ];
+    for (args, answers, shows) in &cases {
+        let mut runs = Vec::new();
+        for (tool, bin) in [("etcdctl", &etcdctl), ("cairnctl", &cairnctl)] {
+            // Each tool adds its own user, so the names differ by tool; they are
+            // compared as NAME.
+            let with_name = |s: &str| s.replace("NAME", tool);
+            let mut full = base.clone();
+            full.extend(args.iter().map(|a| with_name(a)));
+            let answers: Vec<(String, String)> = answers
+                .iter()
+                .map(|(p, l)| (with_name(p), l.to_string()))
+                .collect();
+            let answers: Vec<(&str, &str)> = answers
+                .iter()
+                .map(|(p, l)| (p.as_str(), l.as_str()))
+                .collect();
+            let r = through_pty(bin, &full, &answers);
+            assert!(
+                !r.echoed.windows(6).any(|w| w == b"s3cret"),
+                "{tool} {args:?}: the terminal echoed the password: {:?}",
+                String::from_utf8_lossy(&r.echoed)
+            );
+            assert!(r.echo_after, "{tool} {args:?}: echo left off");
+            let named = |b: &[u8]| replace(b, tool.as_bytes(), b"NAME");
+            runs.push(Run {
+                stdout: named(&r.stdout),
+                stderr: named(&r.stderr),
+                code: r.code,
+            });
+        }
+        let etcdctl_saw = format!(
+            "{}{}",
+            String::from_utf8_lossy(&runs[0].stdout),
+            String::from_utf8_lossy(&runs[0].stderr)
+        );
+        assert!(etcdctl_saw.contains(shows), "{args:?}: {etcdctl_saw:?}");
+        compare(
+            &mut report,
+            &format!("{args:?}"),
+            (&runs[0], server.client_port),
+            (&runs[1], server.client_port),
+        );
+    }
+    report.finish();
+}
