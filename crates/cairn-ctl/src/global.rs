@@ -502,7 +502,9 @@ impl Ctx {
         }
     }
 
-    /// A client for one endpoint only, as etcd's per-endpoint maintenance calls use.
+    /// A client for one endpoint only, as etcd's per-endpoint maintenance calls use. It
+    /// authenticates on its own, as the Go client 3.5.1 does on each connection it dials
+    /// for one endpoint (each `Authenticate` is a Raft entry, seen in the raft index).
     pub fn client_for(&mut self, endpoint: &str) -> Result<Client, CtlError> {
         self.client()?;
         let mut cfg = self.client_config()?;
@@ -573,12 +575,29 @@ impl Ctx {
         );
     }
 
+    /// Logs the warning of a Go client named `logger` (etcdctl names the clients it makes
+    /// for one endpoint's health `client`) for a failed unary call.
+    pub fn log_rpc_failure_by(&self, logger: &str, error: &str) {
+        self.log_warning_by(
+            logger,
+            "v3/retry_interceptor.go:62",
+            "retrying of unary invoker failed",
+            ",\"attempt\":0",
+            error,
+        );
+    }
+
     /// Logs one of the Go client's retry warnings about the first endpoint.
     fn log_warning(&self, caller: &str, msg: &str, fields: &str, error: &str) {
+        self.log_warning_by("etcd-client", caller, msg, fields, error);
+    }
+
+    fn log_warning_by(&self, logger: &str, caller: &str, msg: &str, fields: &str, error: &str) {
         let authority = self.authority();
         eprintln!(
-            "{{\"level\":\"warn\",\"ts\":\"{}\",\"logger\":\"etcd-client\",\"caller\":\"{caller}\",\"msg\":\"{msg}\",\"target\":{}{fields},\"error\":{}}}",
+            "{{\"level\":\"warn\",\"ts\":\"{}\",\"logger\":{},\"caller\":\"{caller}\",\"msg\":\"{msg}\",\"target\":{}{fields},\"error\":{}}}",
             gofmt::iso8601_now(),
+            zap_string(logger),
             zap_string(&format!("etcd-endpoints://0xc000024000/{authority}")),
             zap_string(error)
         );
@@ -790,7 +809,7 @@ enum Failure {
 }
 
 /// gRPC-Go's text of a failed call: `rpc error: code = ... desc = ...`.
-fn rpc_error_text(status: &tonic::Status) -> String {
+pub fn rpc_error_text(status: &tonic::Status) -> String {
     format!(
         "rpc error: code = {} desc = {}",
         cairn_proto::grpc_code_name(status.code()),

@@ -7,7 +7,7 @@ use cairn_proto::etcdserverpb::{
     AlarmRequest, HashKvRequest, HashKvResponse, RangeRequest, StatusRequest, StatusResponse,
 };
 
-use crate::global::{status_message, CtlError, Ctx, ExitCode, Format};
+use crate::global::{rpc_error_text, status_message, CtlError, Ctx, ExitCode, Format};
 use crate::go::flags::{Kind, Spec};
 use crate::go::gofmt;
 use crate::output::json::{self, Obj};
@@ -185,6 +185,10 @@ pub fn health(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
             took,
             error: String::new(),
         };
+        if let Ok(Err(s)) = &get {
+            ctx.log_against(&ep);
+            ctx.log_rpc_failure_by("client", &rpc_error_text(s));
+        }
         match get {
             Ok(Ok(_)) => h.health = true,
             Ok(Err(s)) if s.message() == "etcdserver: permission denied" => h.health = true,

@@ -8,7 +8,7 @@ use cairn_proto::etcdserverpb::{
     DefragmentRequest, SnapshotRequest,
 };
 
-use crate::global::{zap_string, CtlError, Ctx, ExitCode, Format};
+use crate::global::{status_message, zap_string, CtlError, Ctx, ExitCode, Format};
 use crate::go::flags::{self, Kind, Spec};
 use crate::go::gofmt;
 use crate::output::json::{self, Obj};
@@ -192,7 +192,11 @@ pub fn defrag(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
 }
 
 fn log_info(caller: &str, logger: Option<&str>, msg: &str, fields: &[(&str, String)]) {
-    let mut line = format!("{{\"level\":\"info\",\"ts\":{}", gofmt::epoch_now());
+    log_at("info", caller, logger, msg, fields);
+}
+
+fn log_at(level: &str, caller: &str, logger: Option<&str>, msg: &str, fields: &[(&str, String)]) {
+    let mut line = format!("{{\"level\":\"{level}\",\"ts\":{}", gofmt::epoch_now());
     if let Some(l) = logger {
         line.push_str(&format!(",\"logger\":{}", zap_string(l)));
     }
@@ -206,6 +210,27 @@ fn log_info(caller: &str, logger: Option<&str>, msg: &str, fields: &[(&str, Stri
     }
     line.push('}');
     eprintln!("{line}");
+}
+
+/// How `snapshot save` failed: the call refused, or its stream broken after it opened.
+enum SnapshotError {
+    Open(tonic::Status),
+    Stream(tonic::Status),
+}
+
+impl From<tonic::Status> for SnapshotError {
+    fn from(s: tonic::Status) -> Self {
+        SnapshotError::Stream(s)
+    }
+}
+
+/// gRPC-Go's text of a failed call.
+fn rpc_error_text(status: &tonic::Status) -> String {
+    format!(
+        "rpc error: code = {} desc = {}",
+        cairn_proto::grpc_code_name(status.code()),
+        status.message()
+    )
 }
 
 /// `etcdctl snapshot save <file>`.
@@ -240,7 +265,11 @@ pub fn snapshot_save(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     let start = Instant::now();
     let received = ctx.block_on(async {
         let mut m = client.maintenance();
-        let mut stream = m.snapshot(SnapshotRequest {}).await?.into_inner();
+        let mut stream = m
+            .snapshot(SnapshotRequest {})
+            .await
+            .map_err(SnapshotError::Open)?
+            .into_inner();
         log_info(
             "v3/maintenance.go:211",
             Some("client"),
@@ -254,10 +283,27 @@ pub fn snapshot_save(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
             &[("endpoint", ep.clone())],
         );
         let mut size = 0u64;
-        while let Some(chunk) = stream.message().await? {
-            size += chunk.blob.len() as u64;
-            file.write_all(&chunk.blob)
-                .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        loop {
+            match stream.message().await {
+                Ok(Some(chunk)) => {
+                    size += chunk.blob.len() as u64;
+                    file.write_all(&chunk.blob)
+                        .map_err(|e| tonic::Status::internal(e.to_string()))?;
+                }
+                Ok(None) => break,
+                Err(status) => {
+                    // The stream broke after it opened (a user without the root role, for
+                    // one): the Go client says so, and etcdctl exits as interrupted.
+                    log_at(
+                        "warn",
+                        "v3/maintenance.go:221",
+                        Some("client"),
+                        "failed to receive from snapshot stream; closing",
+                        &[("error", rpc_error_text(&status))],
+                    );
+                    return Err(SnapshotError::Stream(status));
+                }
+            }
         }
         log_info(
             "v3/maintenance.go:219",
@@ -265,11 +311,17 @@ pub fn snapshot_save(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
             "completed snapshot read; closing",
             &[],
         );
-        Ok::<u64, tonic::Status>(size)
+        Ok::<u64, SnapshotError>(size)
     })?;
     let size = match received {
         Ok(size) => size,
-        Err(status) => return Err(ctx.status_error(&status)),
+        Err(SnapshotError::Open(status)) => return Err(ctx.status_error(&status)),
+        Err(SnapshotError::Stream(status)) => {
+            return Err(CtlError::new(
+                ExitCode::Interrupted,
+                status_message(&status).msg,
+            ))
+        }
     };
     file.sync_all()
         .map_err(|e| CtlError::error(e.to_string()))?;
