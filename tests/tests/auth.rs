@@ -232,6 +232,11 @@ fn checks(member: &str, lease: &str, snapshot: &str) -> Vec<Step> {
         as_user("alice:alicepw", &["role", "list"]),
         as_user("alice:alicepw", &["auth", "status"]),
         as_user("alice:alicepw", &["role", "add", "mine"]),
+        as_user("alice:alicepw", &["user", "add", "eve:evepw"]),
+        as_user(
+            "alice:alicepw",
+            &["user", "passwd", "bob", "--interactive=false"],
+        ),
         as_user("root:rootpw", &["auth", "status"]),
         as_user("root:rootpw", &["user", "list"]),
         // Maintenance and cluster.

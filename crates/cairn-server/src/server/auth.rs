@@ -201,3 +201,49 @@ impl Server {
         Ok(token)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stranger hammering Authenticate: two hashes run, a bounded line waits, and the
+    /// rest are refused at once instead of piling up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn password_work_is_bounded_and_the_overflow_refused() {
+        let pool = std::sync::Arc::new(PasswordPool::new());
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let release_rx = std::sync::Arc::new(parking_lot::Mutex::new(release_rx));
+        let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut held = Vec::new();
+        for _ in 0..PASSWORD_WORKERS + PASSWORD_QUEUE {
+            let (pool, rx, started) = (pool.clone(), release_rx.clone(), started_tx.clone());
+            held.push(tokio::spawn(async move {
+                pool.run(move || {
+                    let _ = started.send(());
+                    let _ = rx.lock().recv();
+                })
+                .await
+            }));
+        }
+        // Both workers are busy, and everyone else is in line.
+        for _ in 0..PASSWORD_WORKERS {
+            started_rx.recv().await.unwrap_or_else(|| unreachable!());
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while pool.queue.available_permits() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the line never filled"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(pool.run(|| ()).await, Err(EtcdError::TooManyRequests));
+        for _ in 0..PASSWORD_WORKERS + PASSWORD_QUEUE {
+            let _ = release_tx.send(());
+        }
+        for h in held {
+            assert_eq!(h.await.ok(), Some(Ok(())));
+        }
+        assert_eq!(pool.run(|| 7).await, Ok(7));
+    }
+}
