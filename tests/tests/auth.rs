@@ -296,51 +296,8 @@ fn lease_id(run: &Run) -> String {
 
 #[test]
 fn etcdctl_35_runs_the_auth_script_as_on_etcd() {
-    let etcd = ServerProc::start(Kind::Etcd35, FLAGS);
-    let cairn = ServerProc::start(Kind::Cairn, FLAGS);
-    let (etcd_ids, cairn_ids) = (etcd.ids(), cairn.ids());
-    let ctl = tool("etcdctl-3.5");
-    let seen = std::cell::RefCell::new(Vec::new());
-    let compare = |steps: Vec<Step>, steps_cairn: Vec<Step>, leases: (&str, &str)| {
-        for ((args, stdin), (args_c, _)) in steps.iter().zip(&steps_cairn) {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            let ac: Vec<&str> = args_c.iter().map(String::as_str).collect();
-            // `user passwd --interactive=false` reads the new password from stdin.
-            let input = stdin.or(a.contains(&"passwd").then_some("newpw\n"));
-            let want = run_client(&ctl, &etcd.endpoint(), &a, input);
-            let got = run_client(&ctl, &cairn.endpoint(), &ac, input);
-            let want = normalize(&etcd, &want, etcd_ids, leases.0);
-            let got = normalize(&cairn, &got, cairn_ids, leases.1);
-            assert_eq!(got, want, "etcdctl {a:?} differs from etcd's");
-            seen.borrow_mut().push((a.join(" "), got));
-        }
-    };
-    compare(setup(), setup(), ("", ""));
-    let grant = |s: &ServerProc| {
-        lease_id(&run_client(
-            &ctl,
-            &s.endpoint(),
-            &["--user=root:rootpw", "lease", "grant", "600"],
-            None,
-        ))
-    };
-    let (etcd_lease, cairn_lease) = (grant(&etcd), grant(&cairn));
-    let etcd_member = format!("{:x}", etcd_ids.member);
-    let cairn_member = format!("{:x}", cairn_ids.member);
-    let snapshot = |s: &ServerProc| s.dir.path().join("snap.db").display().to_string();
-    compare(
-        checks(&etcd_member, &etcd_lease, &snapshot(&etcd)),
-        checks(&cairn_member, &cairn_lease, &snapshot(&cairn)),
-        (&etcd_lease, &cairn_lease),
-    );
-    // /health needs no credentials, with auth on.
-    for s in [&etcd, &cairn] {
-        let (code, body) = cairn_tests::http_get(s.client_port, "/health");
-        assert_eq!(code, 200, "{:?}: {body}", s.kind);
-        assert!(body.contains("\"health\":\"true\""), "{:?}: {body}", s.kind);
-    }
+    let (seen, etcd_lease, cairn_lease) = run_script("etcdctl-3.5");
     // The script exercises what it says: spot checks of what both servers answered.
-    let seen = seen.into_inner();
     let answer = |cmd: &str| {
         seen.iter()
             .find(|(c, _)| c == cmd)
@@ -395,6 +352,65 @@ fn etcdctl_35_runs_the_auth_script_as_on_etcd() {
         format!("{}{}", defrag.stdout, defrag.stderr).contains("auth: permission denied"),
         "{defrag:?}"
     );
+}
+
+/// etcdctl 3.4 (Debian's) runs the same script against etcd 3.5.1 and cairn.
+#[test]
+fn etcdctl_34_runs_the_auth_script_as_on_etcd() {
+    let (seen, _, _) = run_script("etcdctl-3.4");
+    assert!(seen.len() > 90, "{}", seen.len());
+}
+
+/// What one step printed against cairn (normalized), after the command it ran.
+type Seen = Vec<(String, Run)>;
+
+/// Runs the setup and the checks with `ctl` against a fresh etcd 3.5.1 and a fresh cairn,
+/// comparing every step; returns what cairn answered and the two servers' lease ids.
+fn run_script(ctl: &str) -> (Seen, String, String) {
+    let etcd = ServerProc::start(Kind::Etcd35, FLAGS);
+    let cairn = ServerProc::start(Kind::Cairn, FLAGS);
+    let (etcd_ids, cairn_ids) = (etcd.ids(), cairn.ids());
+    let ctl = tool(ctl);
+    let seen = std::cell::RefCell::new(Vec::new());
+    let compare = |steps: Vec<Step>, steps_cairn: Vec<Step>, leases: (&str, &str)| {
+        for ((args, stdin), (args_c, _)) in steps.iter().zip(&steps_cairn) {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            let ac: Vec<&str> = args_c.iter().map(String::as_str).collect();
+            // `user passwd --interactive=false` reads the new password from stdin.
+            let input = stdin.or(a.contains(&"passwd").then_some("newpw\n"));
+            let want = run_client(&ctl, &etcd.endpoint(), &a, input);
+            let got = run_client(&ctl, &cairn.endpoint(), &ac, input);
+            let want = normalize(&etcd, &want, etcd_ids, leases.0);
+            let got = normalize(&cairn, &got, cairn_ids, leases.1);
+            assert_eq!(got, want, "etcdctl {a:?} differs from etcd's");
+            seen.borrow_mut().push((a.join(" "), got));
+        }
+    };
+    compare(setup(), setup(), ("", ""));
+    let grant = |s: &ServerProc| {
+        lease_id(&run_client(
+            &ctl,
+            &s.endpoint(),
+            &["--user=root:rootpw", "lease", "grant", "600"],
+            None,
+        ))
+    };
+    let (etcd_lease, cairn_lease) = (grant(&etcd), grant(&cairn));
+    let etcd_member = format!("{:x}", etcd_ids.member);
+    let cairn_member = format!("{:x}", cairn_ids.member);
+    let snapshot = |s: &ServerProc| s.dir.path().join("snap.db").display().to_string();
+    compare(
+        checks(&etcd_member, &etcd_lease, &snapshot(&etcd)),
+        checks(&cairn_member, &cairn_lease, &snapshot(&cairn)),
+        (&etcd_lease, &cairn_lease),
+    );
+    // /health needs no credentials, with auth on.
+    for s in [&etcd, &cairn] {
+        let (code, body) = cairn_tests::http_get(s.client_port, "/health");
+        assert_eq!(code, 200, "{:?}: {body}", s.kind);
+        assert!(body.contains("\"health\":\"true\""), "{:?}: {body}", s.kind);
+    }
+    (seen.into_inner(), etcd_lease, cairn_lease)
 }
 
 /// A gRPC call carrying `token`, as etcd's clients send it.
