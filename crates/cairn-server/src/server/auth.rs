@@ -72,6 +72,24 @@ fn loopback() -> AuthInfo {
     }
 }
 
+/// Who a connection proves its client to be, for a request without a token: the server's
+/// own loopback client acts as root; a verified client certificate as its CN, only with
+/// `--client-cert-auth` (as etcd); anything else is nobody.
+fn conn_caller(
+    auth: &AuthStore,
+    conn: Option<&ConnIdentity>,
+    client_cert_auth: bool,
+) -> Option<AuthInfo> {
+    match conn {
+        Some(c) if c.loopback => Some(loopback()),
+        Some(ConnIdentity {
+            cert_common_name: Some(cn),
+            ..
+        }) if client_cert_auth => Some(auth.cert_info(cn)),
+        _ => None,
+    }
+}
+
 /// The token a request carries: gRPC metadata `token`, as etcd's clients send it, or
 /// `authorization`, as etcd's JSON gateway passes it on.
 pub fn request_token(metadata: &tonic::metadata::MetadataMap) -> Result<Option<String>, EtcdError> {
@@ -137,14 +155,11 @@ impl Server {
                 .map(Some)
                 .ok_or(EtcdError::InvalidAuthToken);
         }
-        match conn {
-            Some(c) if c.loopback => Ok(Some(loopback())),
-            Some(ConnIdentity {
-                cert_common_name: Some(cn),
-                ..
-            }) => Ok(Some(self.auth.cert_info(cn))),
-            _ => Ok(None),
-        }
+        Ok(conn_caller(
+            &self.auth,
+            conn,
+            self.cfg.auth.client_cert_auth,
+        ))
     }
 
     /// Proposes a request on behalf of `who`, whom the applier checks again.
@@ -205,6 +220,34 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_certificate_names_the_caller_only_with_client_cert_auth() {
+        let auth = AuthStore::new(std::time::Duration::from_secs(60));
+        let cert = ConnIdentity {
+            cert_common_name: Some("alice".into()),
+            loopback: false,
+        };
+        let alice = conn_caller(&auth, Some(&cert), true).map(|w| w.user);
+        assert_eq!(alice.as_deref(), Some("alice"));
+        assert_eq!(conn_caller(&auth, Some(&cert), false), None);
+        let looped = ConnIdentity {
+            cert_common_name: None,
+            loopback: true,
+        };
+        assert_eq!(
+            conn_caller(&auth, Some(&looped), false),
+            Some(AuthInfo {
+                user: ROOT_USER.into(),
+                revision: u64::MAX
+            })
+        );
+        assert_eq!(
+            conn_caller(&auth, Some(&ConnIdentity::default()), true),
+            None
+        );
+        assert_eq!(conn_caller(&auth, None, true), None);
+    }
 
     /// A stranger hammering Authenticate: two hashes run, a bounded line waits, and the
     /// rest are refused at once instead of piling up.
