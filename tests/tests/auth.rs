@@ -500,7 +500,7 @@ async fn time_passes(from: std::time::Instant, d: Duration) {
 #[test]
 fn simple_tokens_expire_when_unused_for_their_ttl() {
     for kind in [Kind::Etcd35, Kind::Cairn] {
-        let s = ServerProc::start(kind, &["--bcrypt-cost=4", "--auth-token-ttl=2"]);
+        let s = ServerProc::start(kind, &["--bcrypt-cost=4", "--auth-token-ttl=3"]);
         enable_auth(&s);
         block_on(async {
             let mut kv = KvClient::new(channel(&s.url()));
@@ -514,9 +514,9 @@ fn simple_tokens_expire_when_unused_for_their_ttl() {
             let used = std::time::Instant::now();
             time_passes(used, Duration::from_millis(1500)).await;
             kv.range(with_token(get("/app/x"), &t)).await.unwrap();
-            // Unused for its TTL (2 s) and the keepers' 1 s resolution, and more: gone.
+            // Unused for its TTL (3 s) and the keepers' 1 s resolution, and more: gone.
             let used = std::time::Instant::now();
-            time_passes(used, Duration::from_secs(4)).await;
+            time_passes(used, Duration::from_secs(6)).await;
             let status = kv.range(with_token(get("/app/x"), &t)).await.unwrap_err();
             assert_eq!(status.code(), tonic::Code::Unauthenticated, "{kind:?}");
             assert_eq!(
@@ -576,14 +576,15 @@ fn a_revoked_permission_is_enforced_under_a_live_token() {
 }
 
 /// Users, roles and the enabled flag live in the backend: a restarted member has them, and
-/// its old tokens are gone (tokens live in memory) while passwords still work.
+/// passwords still work. (Tokens live in memory: whether one from before the restart still
+/// works depends on whether its Authenticate entry is replayed from the Raft log, which
+/// assigns it again; a user cannot tell either from a token that expired.)
 #[test]
 fn auth_state_survives_a_restart() {
     let mut s = ServerProc::start(Kind::Cairn, FLAGS);
     enable_auth(&s);
     let before = etcdctl35(&s.endpoint(), &["--user=root:rootpw", "auth", "status"]);
     assert_eq!(before.code, 0, "{before:?}");
-    let old = block_on(token(&s, "alice", "alicepw"));
     s.stop();
     s.spawn();
     let after = etcdctl35(&s.endpoint(), &["--user=root:rootpw", "auth", "status"]);
@@ -600,8 +601,6 @@ fn auth_state_survives_a_restart() {
     assert_eq!(roles.stdout, "User: alice\nRoles: ro\n");
     block_on(async {
         let mut kv = KvClient::new(channel(&s.url()));
-        let e = kv.range(with_token(get("/app/x"), &old)).await.unwrap_err();
-        assert_eq!(e.message(), "etcdserver: invalid auth token");
         let t = token(&s, "alice", "alicepw").await;
         kv.range(with_token(get("/app/x"), &t)).await.unwrap();
     });
