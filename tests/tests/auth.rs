@@ -505,14 +505,15 @@ fn simple_tokens_expire_when_unused_for_their_ttl() {
         block_on(async {
             let mut kv = KvClient::new(channel(&s.url()));
             let t = token(&s, "alice", "alicepw").await;
-            // Each use starts the TTL again: used now and again a second later, the token
-            // outlives its first TTL.
+            // Each use starts the TTL (3 s) again: used now, 2 s later and 2 s after that,
+            // the token outlives its first TTL.
+            kv.range(with_token(get("/app/x"), &t)).await.unwrap();
+            let first = std::time::Instant::now();
+            time_passes(first, Duration::from_secs(2)).await;
             kv.range(with_token(get("/app/x"), &t)).await.unwrap();
             let used = std::time::Instant::now();
-            time_passes(used, Duration::from_secs(1)).await;
-            kv.range(with_token(get("/app/x"), &t)).await.unwrap();
-            let used = std::time::Instant::now();
-            time_passes(used, Duration::from_millis(1500)).await;
+            time_passes(used, Duration::from_secs(2)).await;
+            assert!(first.elapsed() > Duration::from_secs(3));
             kv.range(with_token(get("/app/x"), &t)).await.unwrap();
             // Unused for its TTL (3 s) and the keepers' 1 s resolution, and more: gone.
             let used = std::time::Instant::now();
