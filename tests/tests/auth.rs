@@ -39,7 +39,12 @@ fn normalize(server: &ServerProc, run: &Run, ids: Ids, lease: &str) -> Run {
                 .replace(&format!("{id:x}"), name)
                 .replace(&id.to_string(), name);
         }
-        for key in ["\"raft_term\":", "\"revision\":", "\"raft_index\":"] {
+        for key in [
+            "\"raft_term\":",
+            "\"revision\":",
+            "\"raft_index\":",
+            "remaining(",
+        ] {
             t = mask_number_after(&t, key);
         }
         // endpoint status's table-less line: the size, the term and the indexes.
@@ -151,6 +156,17 @@ fn setup() -> Vec<Step> {
         step(&["user", "grant-role", "bob", "rw"]),
         step(&["user", "grant-role", "bob", "nosuch"]),
         step(&["user", "add", "svc", "--no-password"]),
+        step(&["role", "add", "wo"]),
+        step(&[
+            "role",
+            "grant-permission",
+            "wo",
+            "write",
+            "/app/",
+            "--prefix",
+        ]),
+        step(&["user", "add", "carol:carolpw"]),
+        step(&["user", "grant-role", "carol", "wo"]),
         step(&["user", "add", "alice:again"]),
         step(&["role", "get", "rw"]),
         step(&["role", "get", "rw", "-w", "json"]),
@@ -222,6 +238,10 @@ fn checks(member: &str, lease: &str, snapshot: &str) -> Vec<Step> {
             &["put", "--lease", lease, "/app/lease2", "v"],
         ),
         as_user("alice:alicepw", &["lease", "timetolive", "--keys", lease]),
+        as_user("carol:carolpw", &["lease", "timetolive", "--keys", lease]),
+        as_user("carol:carolpw", &["lease", "timetolive", lease]),
+        as_user("carol:carolpw", &["put", "/app/c", "1"]),
+        as_user("carol:carolpw", &["get", "/app/c"]),
         as_user("alice:alicepw", &["lease", "revoke", lease]),
         // Users and roles: one's own, others', lists.
         as_user("alice:alicepw", &["user", "get", "alice"]),
@@ -232,6 +252,11 @@ fn checks(member: &str, lease: &str, snapshot: &str) -> Vec<Step> {
         as_user("alice:alicepw", &["role", "list"]),
         as_user("alice:alicepw", &["auth", "status"]),
         as_user("alice:alicepw", &["role", "add", "mine"]),
+        as_user("alice:alicepw", &["user", "add", "eve:evepw"]),
+        as_user(
+            "alice:alicepw",
+            &["user", "passwd", "bob", "--interactive=false"],
+        ),
         as_user("root:rootpw", &["auth", "status"]),
         as_user("root:rootpw", &["user", "list"]),
         // Maintenance and cluster.
@@ -291,51 +316,8 @@ fn lease_id(run: &Run) -> String {
 
 #[test]
 fn etcdctl_35_runs_the_auth_script_as_on_etcd() {
-    let etcd = ServerProc::start(Kind::Etcd35, FLAGS);
-    let cairn = ServerProc::start(Kind::Cairn, FLAGS);
-    let (etcd_ids, cairn_ids) = (etcd.ids(), cairn.ids());
-    let ctl = tool("etcdctl-3.5");
-    let seen = std::cell::RefCell::new(Vec::new());
-    let compare = |steps: Vec<Step>, steps_cairn: Vec<Step>, leases: (&str, &str)| {
-        for ((args, stdin), (args_c, _)) in steps.iter().zip(&steps_cairn) {
-            let a: Vec<&str> = args.iter().map(String::as_str).collect();
-            let ac: Vec<&str> = args_c.iter().map(String::as_str).collect();
-            // `user passwd --interactive=false` reads the new password from stdin.
-            let input = stdin.or(a.contains(&"passwd").then_some("newpw\n"));
-            let want = run_client(&ctl, &etcd.endpoint(), &a, input);
-            let got = run_client(&ctl, &cairn.endpoint(), &ac, input);
-            let want = normalize(&etcd, &want, etcd_ids, leases.0);
-            let got = normalize(&cairn, &got, cairn_ids, leases.1);
-            assert_eq!(got, want, "etcdctl {a:?} differs from etcd's");
-            seen.borrow_mut().push((a.join(" "), got));
-        }
-    };
-    compare(setup(), setup(), ("", ""));
-    let grant = |s: &ServerProc| {
-        lease_id(&run_client(
-            &ctl,
-            &s.endpoint(),
-            &["--user=root:rootpw", "lease", "grant", "600"],
-            None,
-        ))
-    };
-    let (etcd_lease, cairn_lease) = (grant(&etcd), grant(&cairn));
-    let etcd_member = format!("{:x}", etcd_ids.member);
-    let cairn_member = format!("{:x}", cairn_ids.member);
-    let snapshot = |s: &ServerProc| s.dir.path().join("snap.db").display().to_string();
-    compare(
-        checks(&etcd_member, &etcd_lease, &snapshot(&etcd)),
-        checks(&cairn_member, &cairn_lease, &snapshot(&cairn)),
-        (&etcd_lease, &cairn_lease),
-    );
-    // /health needs no credentials, with auth on.
-    for s in [&etcd, &cairn] {
-        let (code, body) = cairn_tests::http_get(s.client_port, "/health");
-        assert_eq!(code, 200, "{:?}: {body}", s.kind);
-        assert!(body.contains("\"health\":\"true\""), "{:?}: {body}", s.kind);
-    }
+    let (seen, etcd_lease, cairn_lease) = run_script("etcdctl-3.5");
     // The script exercises what it says: spot checks of what both servers answered.
-    let seen = seen.into_inner();
     let answer = |cmd: &str| {
         seen.iter()
             .find(|(c, _)| c == cmd)
@@ -390,6 +372,65 @@ fn etcdctl_35_runs_the_auth_script_as_on_etcd() {
         format!("{}{}", defrag.stdout, defrag.stderr).contains("auth: permission denied"),
         "{defrag:?}"
     );
+}
+
+/// etcdctl 3.4 (Debian's) runs the same script against etcd 3.5.1 and cairn.
+#[test]
+fn etcdctl_34_runs_the_auth_script_as_on_etcd() {
+    let (seen, _, _) = run_script("etcdctl-3.4");
+    assert!(seen.len() > 90, "{}", seen.len());
+}
+
+/// What one step printed against cairn (normalized), after the command it ran.
+type Seen = Vec<(String, Run)>;
+
+/// Runs the setup and the checks with `ctl` against a fresh etcd 3.5.1 and a fresh cairn,
+/// comparing every step; returns what cairn answered and the two servers' lease ids.
+fn run_script(ctl: &str) -> (Seen, String, String) {
+    let etcd = ServerProc::start(Kind::Etcd35, FLAGS);
+    let cairn = ServerProc::start(Kind::Cairn, FLAGS);
+    let (etcd_ids, cairn_ids) = (etcd.ids(), cairn.ids());
+    let ctl = tool(ctl);
+    let seen = std::cell::RefCell::new(Vec::new());
+    let compare = |steps: Vec<Step>, steps_cairn: Vec<Step>, leases: (&str, &str)| {
+        for ((args, stdin), (args_c, _)) in steps.iter().zip(&steps_cairn) {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            let ac: Vec<&str> = args_c.iter().map(String::as_str).collect();
+            // `user passwd --interactive=false` reads the new password from stdin.
+            let input = stdin.or(a.contains(&"passwd").then_some("newpw\n"));
+            let want = run_client(&ctl, &etcd.endpoint(), &a, input);
+            let got = run_client(&ctl, &cairn.endpoint(), &ac, input);
+            let want = normalize(&etcd, &want, etcd_ids, leases.0);
+            let got = normalize(&cairn, &got, cairn_ids, leases.1);
+            assert_eq!(got, want, "etcdctl {a:?} differs from etcd's");
+            seen.borrow_mut().push((a.join(" "), got));
+        }
+    };
+    compare(setup(), setup(), ("", ""));
+    let grant = |s: &ServerProc| {
+        lease_id(&run_client(
+            &ctl,
+            &s.endpoint(),
+            &["--user=root:rootpw", "lease", "grant", "600"],
+            None,
+        ))
+    };
+    let (etcd_lease, cairn_lease) = (grant(&etcd), grant(&cairn));
+    let etcd_member = format!("{:x}", etcd_ids.member);
+    let cairn_member = format!("{:x}", cairn_ids.member);
+    let snapshot = |s: &ServerProc| s.dir.path().join("snap.db").display().to_string();
+    compare(
+        checks(&etcd_member, &etcd_lease, &snapshot(&etcd)),
+        checks(&cairn_member, &cairn_lease, &snapshot(&cairn)),
+        (&etcd_lease, &cairn_lease),
+    );
+    // /health needs no credentials, with auth on.
+    for s in [&etcd, &cairn] {
+        let (code, body) = cairn_tests::http_get(s.client_port, "/health");
+        assert_eq!(code, 200, "{:?}: {body}", s.kind);
+        assert!(body.contains("\"health\":\"true\""), "{:?}: {body}", s.kind);
+    }
+    (seen.into_inner(), etcd_lease, cairn_lease)
 }
 
 /// A gRPC call carrying `token`, as etcd's clients send it.
@@ -459,23 +500,24 @@ async fn time_passes(from: std::time::Instant, d: Duration) {
 #[test]
 fn simple_tokens_expire_when_unused_for_their_ttl() {
     for kind in [Kind::Etcd35, Kind::Cairn] {
-        let s = ServerProc::start(kind, &["--bcrypt-cost=4", "--auth-token-ttl=2"]);
+        let s = ServerProc::start(kind, &["--bcrypt-cost=4", "--auth-token-ttl=3"]);
         enable_auth(&s);
         block_on(async {
             let mut kv = KvClient::new(channel(&s.url()));
             let t = token(&s, "alice", "alicepw").await;
-            // Each use starts the TTL again: used now and again a second later, the token
-            // outlives its first TTL.
+            // Each use starts the TTL (3 s) again: used now, 2 s later and 2 s after that,
+            // the token outlives its first TTL.
+            kv.range(with_token(get("/app/x"), &t)).await.unwrap();
+            let first = std::time::Instant::now();
+            time_passes(first, Duration::from_secs(2)).await;
             kv.range(with_token(get("/app/x"), &t)).await.unwrap();
             let used = std::time::Instant::now();
-            time_passes(used, Duration::from_secs(1)).await;
+            time_passes(used, Duration::from_secs(2)).await;
+            assert!(first.elapsed() > Duration::from_secs(3));
             kv.range(with_token(get("/app/x"), &t)).await.unwrap();
+            // Unused for its TTL (3 s) and the keepers' 1 s resolution, and more: gone.
             let used = std::time::Instant::now();
-            time_passes(used, Duration::from_millis(1500)).await;
-            kv.range(with_token(get("/app/x"), &t)).await.unwrap();
-            // Unused for its TTL (2 s) and the keepers' 1 s resolution, and more: gone.
-            let used = std::time::Instant::now();
-            time_passes(used, Duration::from_secs(4)).await;
+            time_passes(used, Duration::from_secs(6)).await;
             let status = kv.range(with_token(get("/app/x"), &t)).await.unwrap_err();
             assert_eq!(status.code(), tonic::Code::Unauthenticated, "{kind:?}");
             assert_eq!(
@@ -535,14 +577,15 @@ fn a_revoked_permission_is_enforced_under_a_live_token() {
 }
 
 /// Users, roles and the enabled flag live in the backend: a restarted member has them, and
-/// its old tokens are gone (tokens live in memory) while passwords still work.
+/// passwords still work. (Tokens live in memory: whether one from before the restart still
+/// works depends on whether its Authenticate entry is replayed from the Raft log, which
+/// assigns it again; a user cannot tell either from a token that expired.)
 #[test]
 fn auth_state_survives_a_restart() {
     let mut s = ServerProc::start(Kind::Cairn, FLAGS);
     enable_auth(&s);
     let before = etcdctl35(&s.endpoint(), &["--user=root:rootpw", "auth", "status"]);
     assert_eq!(before.code, 0, "{before:?}");
-    let old = block_on(token(&s, "alice", "alicepw"));
     s.stop();
     s.spawn();
     let after = etcdctl35(&s.endpoint(), &["--user=root:rootpw", "auth", "status"]);
@@ -559,8 +602,6 @@ fn auth_state_survives_a_restart() {
     assert_eq!(roles.stdout, "User: alice\nRoles: ro\n");
     block_on(async {
         let mut kv = KvClient::new(channel(&s.url()));
-        let e = kv.range(with_token(get("/app/x"), &old)).await.unwrap_err();
-        assert_eq!(e.message(), "etcdserver: invalid auth token");
         let t = token(&s, "alice", "alicepw").await;
         kv.range(with_token(get("/app/x"), &t)).await.unwrap();
     });

@@ -8,9 +8,10 @@
 //! its TTL again. Times are passed in, so tests control them.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use rand::Rng;
 
 const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
@@ -35,7 +36,9 @@ pub fn token_index(token: &str) -> Option<u64> {
 
 struct Entry {
     user: String,
-    expires: Instant,
+    /// When the token expires, in nanoseconds after the table's base instant; moved on by
+    /// each use under the table's read lock.
+    expires: AtomicU64,
 }
 
 struct Tokens {
@@ -47,17 +50,23 @@ struct Tokens {
 /// The simple tokens this member knows.
 pub struct SimpleTokens {
     ttl: Duration,
-    /// Protects the token table; held only for map operations, never across a call out.
-    tokens: Mutex<Tokens>,
+    /// Expiry times are counted from here.
+    base: Instant,
+    /// Protects the token table. Every request with a token takes it shared (a use moves
+    /// the token's expiry atomically); assigning, sweeping and invalidating take it
+    /// exclusively. Never held across a call out.
+    tokens: RwLock<Tokens>,
 }
 
 impl SimpleTokens {
     pub fn new(ttl: Duration) -> SimpleTokens {
+        let base = Instant::now();
         SimpleTokens {
             ttl,
-            tokens: Mutex::new(Tokens {
+            base,
+            tokens: RwLock::new(Tokens {
                 by_token: HashMap::new(),
-                swept: Instant::now(),
+                swept: base,
             }),
         }
     }
@@ -67,48 +76,58 @@ impl SimpleTokens {
         format!("{prefix}.{index}")
     }
 
+    fn nanos(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.base).as_nanos() as u64
+    }
+
     /// Assigns `token` to `user` at `now`. Expired tokens are swept out at most once per
     /// TTL, so the table holds only what was used within about two TTLs.
     pub fn assign(&self, token: String, user: &str, now: Instant) {
-        let mut t = self.tokens.lock();
+        let now_nanos = self.nanos(now);
+        let mut t = self.tokens.write();
         if now.saturating_duration_since(t.swept) >= self.ttl {
-            t.by_token.retain(|_, e| e.expires > now);
+            t.by_token
+                .retain(|_, e| e.expires.load(Ordering::Relaxed) > now_nanos);
             t.swept = now;
         }
         t.by_token.insert(
             token,
             Entry {
                 user: user.to_string(),
-                expires: now + self.ttl,
+                expires: AtomicU64::new(self.nanos(now + self.ttl)),
             },
         );
     }
 
     /// The user of a live token, whose TTL starts again.
     pub fn user(&self, token: &str, now: Instant) -> Option<String> {
-        let mut t = self.tokens.lock();
-        let e = t.by_token.get_mut(token)?;
-        if e.expires <= now {
-            t.by_token.remove(token);
-            return None;
-        }
-        e.expires = now + self.ttl;
+        let t = self.tokens.read();
+        let e = t.by_token.get(token)?;
+        let now_nanos = self.nanos(now);
+        let renewed = self.nanos(now + self.ttl);
+        // Moved on only while it has not expired; an expired one stays expired until the
+        // next sweep removes it.
+        e.expires
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |exp| {
+                (exp > now_nanos).then_some(exp.max(renewed))
+            })
+            .ok()?;
         Some(e.user.clone())
     }
 
     /// Forgets every token of `user` (deleted, or its password changed).
     pub fn invalidate_user(&self, user: &str) {
-        self.tokens.lock().by_token.retain(|_, e| e.user != user);
+        self.tokens.write().by_token.retain(|_, e| e.user != user);
     }
 
     /// Forgets every token (auth disabled).
     pub fn clear(&self) {
-        self.tokens.lock().by_token.clear();
+        self.tokens.write().by_token.clear();
     }
 
     /// How many tokens are held.
     pub fn len(&self) -> usize {
-        self.tokens.lock().by_token.len()
+        self.tokens.read().by_token.len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -709,6 +709,9 @@ pub struct AuthConfig {
     /// `--bcrypt-cost`; etcd's default (10) when the flag is out of bcrypt's range (4 to
     /// 31), as etcd does with a warning.
     pub bcrypt_cost: u32,
+    /// `--client-cert-auth`: a request without a token acts as its verified client
+    /// certificate's CN (etcd looks at certificates for auth only with this flag).
+    pub client_cert_auth: bool,
 }
 
 /// The kind of tokens `--auth-token` asks for.
@@ -774,6 +777,7 @@ impl AuthConfig {
             token,
             token_ttl,
             bcrypt_cost,
+            client_cert_auth: false,
         })
     }
 }
@@ -1070,7 +1074,10 @@ impl Flags {
             return Err(ConfigError::NotYetSupported { flag, why });
         }
         self.accepted.check()?;
-        let auth = AuthConfig::parse(&self.auth_token, self.auth_token_ttl, self.bcrypt_cost)?;
+        let auth = AuthConfig {
+            client_cert_auth: self.client_cert_auth,
+            ..AuthConfig::parse(&self.auth_token, self.auth_token_ttl, self.bcrypt_cost)?
+        };
         if self.logger != "zap" {
             return Err(ConfigError::Invalid(format!(
                 "unknown logger option {:?} (only \"zap\" is supported)",

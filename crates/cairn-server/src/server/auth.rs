@@ -72,6 +72,24 @@ fn loopback() -> AuthInfo {
     }
 }
 
+/// Who a connection proves its client to be, for a request without a token: the server's
+/// own loopback client acts as root; a verified client certificate as its CN, only with
+/// `--client-cert-auth` (as etcd); anything else is nobody.
+fn conn_caller(
+    auth: &AuthStore,
+    conn: Option<&ConnIdentity>,
+    client_cert_auth: bool,
+) -> Option<AuthInfo> {
+    match conn {
+        Some(c) if c.loopback => Some(loopback()),
+        Some(ConnIdentity {
+            cert_common_name: Some(cn),
+            ..
+        }) if client_cert_auth => Some(auth.cert_info(cn)),
+        _ => None,
+    }
+}
+
 /// The token a request carries: gRPC metadata `token`, as etcd's clients send it, or
 /// `authorization`, as etcd's JSON gateway passes it on.
 pub fn request_token(metadata: &tonic::metadata::MetadataMap) -> Result<Option<String>, EtcdError> {
@@ -137,14 +155,11 @@ impl Server {
                 .map(Some)
                 .ok_or(EtcdError::InvalidAuthToken);
         }
-        match conn {
-            Some(c) if c.loopback => Ok(Some(loopback())),
-            Some(ConnIdentity {
-                cert_common_name: Some(cn),
-                ..
-            }) => Ok(Some(self.auth.cert_info(cn))),
-            _ => Ok(None),
-        }
+        Ok(conn_caller(
+            &self.auth,
+            conn,
+            self.cfg.auth.client_cert_auth,
+        ))
     }
 
     /// Proposes a request on behalf of `who`, whom the applier checks again.
@@ -199,5 +214,79 @@ impl Server {
             tracing::info!("auth revision changed while a password was checked; retrying");
         }
         Ok(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_certificate_names_the_caller_only_with_client_cert_auth() {
+        let auth = AuthStore::new(std::time::Duration::from_secs(60));
+        let cert = ConnIdentity {
+            cert_common_name: Some("alice".into()),
+            loopback: false,
+        };
+        let alice = conn_caller(&auth, Some(&cert), true).map(|w| w.user);
+        assert_eq!(alice.as_deref(), Some("alice"));
+        assert_eq!(conn_caller(&auth, Some(&cert), false), None);
+        let looped = ConnIdentity {
+            cert_common_name: None,
+            loopback: true,
+        };
+        assert_eq!(
+            conn_caller(&auth, Some(&looped), false),
+            Some(AuthInfo {
+                user: ROOT_USER.into(),
+                revision: u64::MAX
+            })
+        );
+        assert_eq!(
+            conn_caller(&auth, Some(&ConnIdentity::default()), true),
+            None
+        );
+        assert_eq!(conn_caller(&auth, None, true), None);
+    }
+
+    /// A stranger hammering Authenticate: two hashes run, a bounded line waits, and the
+    /// rest are refused at once instead of piling up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn password_work_is_bounded_and_the_overflow_refused() {
+        let pool = std::sync::Arc::new(PasswordPool::new());
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let release_rx = std::sync::Arc::new(parking_lot::Mutex::new(release_rx));
+        let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut held = Vec::new();
+        for _ in 0..PASSWORD_WORKERS + PASSWORD_QUEUE {
+            let (pool, rx, started) = (pool.clone(), release_rx.clone(), started_tx.clone());
+            held.push(tokio::spawn(async move {
+                pool.run(move || {
+                    let _ = started.send(());
+                    let _ = rx.lock().recv();
+                })
+                .await
+            }));
+        }
+        // Both workers are busy, and everyone else is in line.
+        for _ in 0..PASSWORD_WORKERS {
+            started_rx.recv().await.unwrap_or_else(|| unreachable!());
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while pool.queue.available_permits() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the line never filled"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(pool.run(|| ()).await, Err(EtcdError::TooManyRequests));
+        for _ in 0..PASSWORD_WORKERS + PASSWORD_QUEUE {
+            let _ = release_tx.send(());
+        }
+        for h in held {
+            assert_eq!(h.await.ok(), Some(Ok(())));
+        }
+        assert_eq!(pool.run(|| 7).await, Ok(7));
     }
 }

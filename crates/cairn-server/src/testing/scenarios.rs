@@ -535,6 +535,63 @@ async fn auth_changes_apply_everywhere_and_a_revocation_beats_a_stale_check() {
         assert_eq!(c.get_local(i, "k/2"), None, "m{i}");
     }
 
+    // Who is asking: a token, the loopback client, a verified certificate's CN, nobody.
+    // (The users' hashes are not real: the token is proposed as a member does after the
+    // password check.)
+    let alice_token = match s
+        .propose(Request::Authenticate(
+            cairn_proto::cairnpb::InternalAuthenticateRequest {
+                name: "alice".into(),
+                simple_token: "abcdefghijklmnop".into(),
+            },
+        ))
+        .await
+    {
+        Ok(ApplyResult::AuthToken(t)) => t,
+        other => panic!("authenticate: {other:?}"),
+    };
+    assert!(
+        alice_token.starts_with("abcdefghijklmnop."),
+        "{alice_token}"
+    );
+    let mut md = tonic::metadata::MetadataMap::new();
+    md.insert(
+        "token",
+        alice_token.parse().unwrap_or_else(|_| unreachable!()),
+    );
+    let who = s.caller(&md, None).await;
+    assert_eq!(
+        who.map(|w| w.map(|w| w.user)),
+        Ok(Some("alice".to_string()))
+    );
+    let mut md = tonic::metadata::MetadataMap::new();
+    md.insert(
+        "authorization",
+        alice_token.parse().unwrap_or_else(|_| unreachable!()),
+    );
+    let who = s.caller(&md, None).await;
+    assert_eq!(
+        who.map(|w| w.map(|w| w.user)),
+        Ok(Some("alice".to_string()))
+    );
+    let mut md = tonic::metadata::MetadataMap::new();
+    md.insert("token", "nope.1".parse().unwrap_or_else(|_| unreachable!()));
+    assert_eq!(s.caller(&md, None).await, Err(EtcdError::InvalidAuthToken));
+    let empty = tonic::metadata::MetadataMap::new();
+    let cert = crate::identity::ConnIdentity {
+        cert_common_name: Some("alice".into()),
+        loopback: false,
+    };
+    // Without --client-cert-auth a certificate names nobody, as in etcd.
+    assert_eq!(s.caller(&empty, Some(&cert)).await, Ok(None));
+    let loopback = crate::identity::ConnIdentity {
+        cert_common_name: None,
+        loopback: true,
+    };
+    let who = s.caller(&empty, Some(&loopback)).await;
+    assert_eq!(who.map(|w| w.map(|w| w.user)), Ok(Some("root".to_string())));
+    assert_eq!(s.caller(&empty, None).await, Ok(None));
+
     // A member that joins gets it all by snapshot.
     let leader = c.leader();
     c.server(leader)
