@@ -17,6 +17,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod certs;
 pub mod grpc;
 pub mod leader;
 pub mod linearizability;
@@ -111,6 +112,8 @@ pub struct ServerProc {
     pub host: String,
     /// A network namespace (`ip netns`) to run the process in, if any.
     pub netns: Option<String>,
+    /// The scheme of the client URL: `http` unless a test serves TLS (`https`).
+    pub client_scheme: &'static str,
 }
 
 impl ServerProc {
@@ -134,7 +137,17 @@ impl ServerProc {
             log: Default::default(),
             host: "127.0.0.1".into(),
             netns: None,
+            client_scheme: "http",
         }
+    }
+
+    /// Starts a server of `kind` whose client URL is `https://`, with `extra` flags (the
+    /// TLS ones), and waits until it serves clients.
+    pub fn start_https(kind: Kind, extra: &[&str]) -> ServerProc {
+        let mut p = ServerProc::new(kind, "m1", free_port(), extra);
+        p.client_scheme = "https";
+        p.spawn();
+        p
     }
 
     /// Like [`ServerProc::start`], with environment variables.
@@ -153,9 +166,12 @@ impl ServerProc {
         format!("{}:{}", self.host, self.client_port)
     }
 
-    /// The client URL, `http://HOST:PORT`.
+    /// The client URL, `http://HOST:PORT` (`https://` with [`ServerProc::client_scheme`]).
     pub fn url(&self) -> String {
-        format!("http://{}:{}", self.host, self.client_port)
+        format!(
+            "{}://{}:{}",
+            self.client_scheme, self.host, self.client_port
+        )
     }
 
     /// The peer URL, `http://HOST:PEER_PORT`.

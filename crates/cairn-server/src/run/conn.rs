@@ -45,12 +45,19 @@ pub(super) async fn serve(
     let Some(tls) = tls else {
         return serve_io(io, router, limits, ConnIdentity::default()).await;
     };
-    match tokio::time::timeout(limits.handshake_timeout, tls.acceptor().accept(io)).await {
+    let handshake = tls.acceptor().accept(io).into_fallible();
+    match tokio::time::timeout(limits.handshake_timeout, handshake).await {
         Ok(Ok(stream)) => {
             let identity = crate::tls::identity(stream.get_ref().1);
             serve_io(stream, router, limits, identity).await;
         }
-        Ok(Err(e)) => tracing::warn!(error = %e, "rejected connection"),
+        Ok(Err((e, mut io))) => {
+            tracing::warn!(error = %e, "rejected connection");
+            // The alert saying why (a bad certificate, no shared cipher suite) waits in
+            // the gathered writes: the client should see it, as etcd's clients do.
+            use tokio::io::AsyncWriteExt;
+            let _ = tokio::time::timeout(limits.handshake_timeout, io.flush()).await;
+        }
         Err(_) => tracing::debug!("connection closed: no TLS handshake in time"),
     }
 }
