@@ -19,6 +19,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod certs;
 pub mod goclient;
 pub mod grpc;
 pub mod leader;
@@ -115,6 +116,8 @@ pub struct ServerProc {
     pub host: String,
     /// A network namespace (`ip netns`) to run the process in, if any.
     pub netns: Option<String>,
+    /// The scheme of the client URL: `http` unless a test serves TLS (`https`).
+    pub client_scheme: &'static str,
 }
 
 impl ServerProc {
@@ -138,7 +141,17 @@ impl ServerProc {
             log: Default::default(),
             host: "127.0.0.1".into(),
             netns: None,
+            client_scheme: "http",
         }
+    }
+
+    /// Starts a server of `kind` whose client URL is `https://`, with `extra` flags (the
+    /// TLS ones), and waits until it serves clients.
+    pub fn start_https(kind: Kind, extra: &[&str]) -> ServerProc {
+        let mut p = ServerProc::new(kind, "m1", free_port(), extra);
+        p.client_scheme = "https";
+        p.spawn();
+        p
     }
 
     /// Like [`ServerProc::start`], with environment variables.
@@ -157,9 +170,12 @@ impl ServerProc {
         format!("{}:{}", self.host, self.client_port)
     }
 
-    /// The client URL, `http://HOST:PORT`.
+    /// The client URL, `http://HOST:PORT` (`https://` with [`ServerProc::client_scheme`]).
     pub fn url(&self) -> String {
-        format!("http://{}:{}", self.host, self.client_port)
+        format!(
+            "{}://{}:{}",
+            self.client_scheme, self.host, self.client_port
+        )
     }
 
     /// The peer URL, `http://HOST:PEER_PORT`.

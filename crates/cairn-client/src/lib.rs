@@ -309,6 +309,16 @@ impl Client {
         Ok(Client::with_channel(channel, config))
     }
 
+    /// A client whose requests travel on `channel`, made by the caller (the server's
+    /// in-process connection to itself, for instance); no authentication.
+    pub fn from_channel(channel: Channel) -> Client {
+        Client {
+            channel: Transport::Channel(channel),
+            interceptor: TokenInterceptor::default(),
+            credentials: None,
+        }
+    }
+
     /// Dials the one endpoint of `config` as a single HTTP/2 connection driven by hyper
     /// directly ([`Transport::Direct`]): cheaper per request than a tonic channel, but
     /// never reconnected. For load generators.

@@ -322,13 +322,13 @@ pub struct AcceptedFlags {
     /// Accepted, no effect: a bbolt setting; cairn's backend is redb.
     #[arg(long, env = "ETCD_BACKEND_BBOLT_FREELIST_TYPE", default_value = "map")]
     pub backend_bbolt_freelist_type: String,
-    /// Refused unless left at etcd's default: TLS arrives with the security work.
+    /// Comma-separated list of supported TLS cipher suites between client/server and peers (Go's names).
     #[arg(long, env = "ETCD_CIPHER_SUITES", default_value = "")]
     pub cipher_suites: String,
-    /// Refused unless left at etcd's default: client TLS arrives with the security work.
+    /// Allowed TLS hostname for client cert authentication.
     #[arg(long, env = "ETCD_CLIENT_CERT_ALLOWED_HOSTNAME", default_value = "")]
     pub client_cert_allowed_hostname: String,
-    /// Refused unless left at etcd's default: client TLS arrives with the security work.
+    /// Path to the client certificate revocation list file.
     #[arg(long, env = "ETCD_CLIENT_CRL_FILE", default_value = "")]
     pub client_crl_file: String,
     /// Refused unless left at etcd's default: CORS applies to the JSON gateway, which arrives with the integrations work.
@@ -437,13 +437,13 @@ pub struct AcceptedFlags {
         default_value = "{\"maxsize\": 100, \"maxage\": 0, \"maxbackups\": 0, \"localtime\": false, \"compress\": false}"
     )]
     pub log_rotation_config_json: String,
-    /// Refused unless left at etcd's default: peer TLS arrives with the security work.
+    /// Required CN for client certs connecting to the peer endpoint.
     #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_CN", default_value = "")]
     pub peer_cert_allowed_cn: String,
-    /// Refused unless left at etcd's default: peer TLS arrives with the security work.
+    /// Allowed TLS hostname for inter peer authentication.
     #[arg(long, env = "ETCD_PEER_CERT_ALLOWED_HOSTNAME", default_value = "")]
     pub peer_cert_allowed_hostname: String,
-    /// Refused unless left at etcd's default: peer TLS arrives with the security work.
+    /// Path to the peer certificate revocation list file.
     #[arg(long, env = "ETCD_PEER_CRL_FILE", default_value = "")]
     pub peer_crl_file: String,
     /// Refused unless left at etcd's default: the v2 proxy is not part of cairn.
@@ -464,7 +464,7 @@ pub struct AcceptedFlags {
     /// Accepted, no effect: used only with --proxy.
     #[arg(long, env = "ETCD_PROXY_WRITE_TIMEOUT", default_value_t = 5000)]
     pub proxy_write_timeout: u64,
-    /// Accepted, no effect: used only with --auto-tls or --peer-auto-tls.
+    /// The validity period, in years, of the certificates --auto-tls and --peer-auto-tls make.
     #[arg(long, env = "ETCD_SELF_SIGNED_CERT_VALIDITY", default_value_t = 1)]
     pub self_signed_cert_validity: u64,
     /// Accepted, no effect: cairn's listeners always set SO_REUSEADDR, as Go's do.
@@ -524,21 +524,6 @@ impl AcceptedFlags {
         one_of("proxy", &self.proxy, &["off", "readonly", "on"])?;
         let refused = [
             (
-                !self.cipher_suites.is_empty(),
-                "--cipher-suites",
-                "TLS arrives with the security work",
-            ),
-            (
-                !self.client_cert_allowed_hostname.is_empty(),
-                "--client-cert-allowed-hostname",
-                "client TLS arrives with the security work",
-            ),
-            (
-                !self.client_crl_file.is_empty(),
-                "--client-crl-file",
-                "client TLS arrives with the security work",
-            ),
-            (
                 !matches!(self.cors.as_str(), "" | "*"),
                 "--cors",
                 "CORS applies to the JSON gateway, which arrives with the integrations work",
@@ -582,21 +567,6 @@ impl AcceptedFlags {
                 !matches!(self.host_whitelist.as_str(), "" | "*"),
                 "--host-whitelist",
                 "host checks apply to the JSON gateway, which arrives with the integrations work",
-            ),
-            (
-                !self.peer_cert_allowed_cn.is_empty(),
-                "--peer-cert-allowed-cn",
-                "peer TLS arrives with the security work",
-            ),
-            (
-                !self.peer_cert_allowed_hostname.is_empty(),
-                "--peer-cert-allowed-hostname",
-                "peer TLS arrives with the security work",
-            ),
-            (
-                !self.peer_crl_file.is_empty(),
-                "--peer-crl-file",
-                "peer TLS arrives with the security work",
             ),
             (
                 self.proxy != "off",
@@ -697,6 +667,8 @@ pub struct Config {
     pub connections: ConnectionLimits,
     /// `--auth-token`, `--auth-token-ttl`, `--bcrypt-cost`.
     pub auth: AuthConfig,
+    /// The TLS flags of both sides (`tls/`).
+    pub tls: crate::tls::TlsSettings,
 }
 
 /// How the auth store issues tokens and hashes passwords.
@@ -1047,27 +1019,45 @@ impl Flags {
             .validate()
     }
 
+    /// The TLS flags, with `--cipher-suites` checked as etcd checks it.
+    fn tls_settings(&self) -> Result<crate::tls::TlsSettings, ConfigError> {
+        let text = |s: &str| Some(s.to_string()).filter(|s| !s.is_empty());
+        let path = |s: &str| text(s).map(PathBuf::from);
+        let file = |p: &Option<PathBuf>| p.clone().filter(|_| given(p));
+        Ok(crate::tls::TlsSettings {
+            client: crate::tls::SideSettings {
+                cert_file: file(&self.cert_file),
+                key_file: file(&self.key_file),
+                trusted_ca_file: file(&self.trusted_ca_file),
+                client_cert_auth: self.client_cert_auth,
+                crl_file: path(&self.accepted.client_crl_file),
+                allowed_cn: None,
+                allowed_hostname: text(&self.accepted.client_cert_allowed_hostname),
+                auto_tls: self.auto_tls,
+            },
+            peer: crate::tls::SideSettings {
+                cert_file: file(&self.peer_cert_file),
+                key_file: file(&self.peer_key_file),
+                trusted_ca_file: file(&self.peer_trusted_ca_file),
+                client_cert_auth: self.peer_client_cert_auth,
+                crl_file: path(&self.accepted.peer_crl_file),
+                allowed_cn: text(&self.accepted.peer_cert_allowed_cn),
+                allowed_hostname: text(&self.accepted.peer_cert_allowed_hostname),
+                auto_tls: self.peer_auto_tls,
+            },
+            cipher_suites: crate::tls::parse_cipher_suites(&self.accepted.cipher_suites)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+            self_signed_cert_validity: self.accepted.self_signed_cert_validity,
+        })
+    }
+
     /// Checks the flags and turns them into a [`Config`].
     pub fn validate(self) -> Result<Config, ConfigError> {
         let unsupported = [
-            (self.enable_v2, "--enable-v2", "cairn speaks the etcd v3 API only"),
             (
-                given(&self.cert_file)
-                    || given(&self.key_file)
-                    || given(&self.trusted_ca_file)
-                    || self.client_cert_auth
-                    || self.auto_tls,
-                "client TLS (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth, --auto-tls)",
-                "client TLS arrives with the security work",
-            ),
-            (
-                given(&self.peer_cert_file)
-                    || given(&self.peer_key_file)
-                    || given(&self.peer_trusted_ca_file)
-                    || self.peer_client_cert_auth
-                    || self.peer_auto_tls,
-                "peer TLS (--peer-cert-file, --peer-key-file, --peer-trusted-ca-file, --peer-client-cert-auth, --peer-auto-tls)",
-                "peer TLS arrives with the security work",
+                self.enable_v2,
+                "--enable-v2",
+                "cairn speaks the etcd v3 API only",
             ),
         ];
         if let Some((_, flag, why)) = unsupported.into_iter().find(|(used, _, _)| *used) {
@@ -1106,13 +1096,28 @@ impl Flags {
         check_urls("initial-advertise-peer-urls", &initial_advertise_peer_urls)?;
         check_urls("listen-metrics-urls", &listen_metrics_urls)?;
         for u in listen_client_urls.iter().chain(&listen_metrics_urls) {
-            if u.starts_with("https") || u.starts_with("unix") {
+            if u.starts_with("unix") {
                 return Err(ConfigError::NotYetSupported {
-                    flag: "--listen-client-urls with https:// or unix://",
-                    why: "client TLS and unix sockets arrive with the security work",
+                    flag: "--listen-client-urls with unix:// or unixs://",
+                    why: "unix sockets are not built",
                 });
             }
         }
+        for u in listen_peer_urls.iter().chain(&initial_advertise_peer_urls) {
+            if u.starts_with("unix") {
+                return Err(ConfigError::NotYetSupported {
+                    flag: "--listen-peer-urls with unix:// or unixs://",
+                    why: "unix sockets are not built",
+                });
+            }
+            if u.starts_with("https") {
+                return Err(ConfigError::NotYetSupported {
+                    flag: "https:// peer URLs",
+                    why: "peer TLS is not built yet: members talk over http:// peer URLs",
+                });
+            }
+        }
+        let tls = self.tls_settings()?;
 
         let initial_cluster_text = self.initial_cluster.clone().unwrap_or_else(|| {
             initial_advertise_peer_urls
@@ -1274,6 +1279,7 @@ impl Flags {
                 .experimental_compact_hash_check_enabled
                 .then_some(compact_hash_check_time),
             connections,
+            tls,
         })
     }
 
@@ -1378,7 +1384,7 @@ mod tests {
 
     #[test]
     fn later_flags_fail_clearly() {
-        let err = parse(&["--cert-file=/x.pem"]).unwrap_err().to_string();
+        let err = parse(&["--unsafe-no-fsync"]).unwrap_err().to_string();
         assert!(
             err.contains("not supported by this version of cairn"),
             "{err}"
@@ -1423,6 +1429,29 @@ mod tests {
             .token;
         assert!(matches!(ttl, TokenKind::Jwt { ttl, .. } if ttl == Duration::from_secs(600)));
         assert!(parse(&["--auth-token=jwt,ttl=soon"]).is_err());
+    }
+
+    #[test]
+    fn tls_flags_are_taken_and_cipher_suites_checked_as_etcd() {
+        let c = parse(&[
+            "--listen-client-urls=https://127.0.0.1:2379,http://127.0.0.1:22379",
+            "--cert-file=/c.pem",
+            "--key-file=/k.pem",
+            "--trusted-ca-file=",
+            "--client-crl-file=/crl.pem",
+            "--peer-cert-allowed-cn=member",
+            "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        ])
+        .unwrap();
+        assert_eq!(c.tls.client.cert_file, Some(PathBuf::from("/c.pem")));
+        assert_eq!(c.tls.client.trusted_ca_file, None);
+        assert_eq!(c.tls.client.crl_file, Some(PathBuf::from("/crl.pem")));
+        assert_eq!(c.tls.peer.allowed_cn.as_deref(), Some("member"));
+        assert_eq!(c.tls.cipher_suites.len(), 1);
+        let err = parse(&["--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,nope"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "unexpected TLS cipher suite \"nope\"");
     }
 
     #[test]

@@ -53,6 +53,7 @@ mod run;
 mod server;
 #[cfg(test)]
 mod testing;
+pub mod tls;
 mod validate;
 mod watch;
 

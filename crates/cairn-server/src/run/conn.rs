@@ -1,5 +1,8 @@
-//! One accepted connection: its first bytes within the handshake timeout, then HTTP/1 or
-//! HTTP/2 under the listener's [`ConnectionLimits`].
+//! One accepted connection: on an https listener a TLS handshake, then its first bytes,
+//! each within the handshake timeout, then HTTP/1 or HTTP/2 under the listener's
+//! [`ConnectionLimits`]. Each request carries the connection's
+//! [`ConnIdentity`] in its extensions: the CN of a verified client certificate, or the
+//! member's own in-process client ([`serve_io`], used by `run/loopback.rs`).
 //!
 //! A connection tells its protocol by its first bytes: HTTP/2 (gRPC) opens with the
 //! 24-byte client preface, anything else is HTTP/1. Those bytes are read here, under the
@@ -13,6 +16,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use cairn_client::coalesce::CoalescingIo;
@@ -22,14 +26,54 @@ use tokio::net::TcpStream;
 
 use super::ping_policy::PingPolicy;
 use crate::config::ConnectionLimits;
+use crate::identity::ConnIdentity;
+use crate::tls::ServerTls;
 
 /// What every HTTP/2 client sends first.
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// Serves one connection with `router` until it ends, fails or times out.
-pub(super) async fn serve(mut tcp: TcpStream, router: axum::Router, limits: ConnectionLimits) {
-    let (head, http2) = match tokio::time::timeout(limits.handshake_timeout, sniff(&mut tcp)).await
-    {
+/// Serves one accepted connection with `router` until it ends, fails or times out; with
+/// `tls` (an https listener), after a TLS handshake that must end within the handshake
+/// timeout.
+pub(super) async fn serve(
+    tcp: TcpStream,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    tls: Option<Arc<ServerTls>>,
+) {
+    let io = CoalescingIo::new(tcp);
+    let Some(tls) = tls else {
+        return serve_io(io, router, limits, ConnIdentity::default()).await;
+    };
+    let handshake = tls.acceptor().accept(io).into_fallible();
+    match tokio::time::timeout(limits.handshake_timeout, handshake).await {
+        Ok(Ok(stream)) => {
+            let identity = crate::tls::identity(stream.get_ref().1);
+            serve_io(stream, router, limits, identity).await;
+        }
+        Ok(Err((e, mut io))) => {
+            tracing::warn!(error = %e, "rejected connection");
+            // The alert saying why (a bad certificate, no shared cipher suite) waits in
+            // the gathered writes: the client should see it, as etcd's clients do.
+            use tokio::io::AsyncWriteExt;
+            let _ = tokio::time::timeout(limits.handshake_timeout, io.flush()).await;
+        }
+        Err(_) => tracing::debug!("connection closed: no TLS handshake in time"),
+    }
+}
+
+/// Serves one connection, plain, TLS or in-process, whose client is `identity`: its
+/// first bytes within the handshake timeout, then HTTP/1 or HTTP/2. Every request gets
+/// `identity` in its extensions.
+pub(super) async fn serve_io<I>(
+    mut io: I,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    identity: ConnIdentity,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (head, http2) = match tokio::time::timeout(limits.handshake_timeout, sniff(&mut io)).await {
         Ok(Ok(Some(first))) => first,
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
@@ -41,16 +85,14 @@ pub(super) async fn serve(mut tcp: TcpStream, router: axum::Router, limits: Conn
             return;
         }
     };
-    let io = Replayed {
-        head,
-        at: 0,
-        io: CoalescingIo::new(tcp),
-    };
+    let io = Replayed { head, at: 0, io };
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
         let mut router = router.clone();
+        let mut req = req.map(axum::body::Body::new);
+        req.extensions_mut().insert(identity.clone());
         async move {
             use tower::Service;
-            router.call(req.map(axum::body::Body::new)).await
+            router.call(req).await
         }
     });
     let served = if http2 {
@@ -84,7 +126,7 @@ pub(super) async fn serve(mut tcp: TcpStream, router: axum::Router, limits: Conn
 
 /// Reads a connection's first bytes until they are the whole HTTP/2 preface (`true`) or
 /// stop matching it (`false`, HTTP/1); `None` when the peer closes first.
-async fn sniff(tcp: &mut TcpStream) -> io::Result<Option<(Vec<u8>, bool)>> {
+async fn sniff<I: AsyncRead + Unpin>(tcp: &mut I) -> io::Result<Option<(Vec<u8>, bool)>> {
     let mut head = Vec::with_capacity(PREFACE.len());
     let mut chunk = [0u8; PREFACE.len()];
     loop {

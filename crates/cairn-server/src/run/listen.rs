@@ -1,13 +1,15 @@
 //! The listeners: client, peer and metrics URLs, each connection with TCP_NODELAY and
-//! gathered writes and served under the member's [`ConnectionLimits`] (`conn.rs`); on the
-//! peer URLs, raft streams told from HTTP/2 by their first byte.
+//! gathered writes and served under the member's [`ConnectionLimits`] (`conn.rs`), over
+//! TLS on https URLs; on the peer URLs, raft streams told from HTTP/2 by their first byte.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 
 use super::{conn, RunError};
 use crate::config::{host_port, ConnectionLimits};
+use crate::tls::ServerTls;
 
 /// The longest an accept loop waits after a failed accept (such as EMFILE: out of file
 /// descriptors) before it tries again; it starts at 5 ms and doubles, as Go's does.
@@ -16,15 +18,17 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// Serves `router` on `listener`, each connection in its own task. Every accepted
 /// connection gets TCP_NODELAY and gathered writes ([`cairn_client::coalesce`]): a gRPC
 /// response is headers, data and trailers, which otherwise often go out in two writes.
+/// With `tls` (an https URL), each connection starts with a TLS handshake.
 pub(super) async fn serve(
     listener: TcpListener,
     router: axum::Router,
     limits: ConnectionLimits,
     what: &'static str,
+    tls: Option<Arc<ServerTls>>,
 ) {
     loop {
         let tcp = accept(&listener, what).await;
-        tokio::spawn(conn::serve(tcp, router.clone(), limits));
+        tokio::spawn(conn::serve(tcp, router.clone(), limits, tls.clone()));
     }
 }
 
@@ -48,7 +52,7 @@ pub(super) async fn serve_peer(
                 Ok(Ok(1)) if first[0] == crate::peer::stream::MAGIC[0] => {
                     crate::peer::stream::receive(tcp, streams).await;
                 }
-                Ok(Ok(1)) => conn::serve(tcp, router, limits).await,
+                Ok(Ok(1)) => conn::serve(tcp, router, limits, None).await,
                 // Closed, failed or silent before its first byte.
                 _ => {}
             }

@@ -4,8 +4,9 @@
 //! - This file: [`run`], the client router (gRPC services and HTTP endpoints on one port)
 //!   and the start-up sequence etcd logs.
 //! - `listen.rs`: the accept loops and the peer port's protocol split.
-//! - `conn.rs`: one connection: handshake timeout, HTTP/1 or HTTP/2 with the listener's
-//!   limits.
+//! - `conn.rs`: one connection: TLS on https listeners, handshake timeout, HTTP/1 or
+//!   HTTP/2 with the listener's limits, the connection's identity on every request.
+//! - `loopback.rs`: the member's in-process client of itself (lock and election).
 //! - `ping_policy.rs`: `--grpc-keepalive-min-time`, enforced on HTTP/2 connections' bytes.
 //! - `compaction.rs`: automatic compaction.
 //! - `corrupt.rs`: the leader's corruption check loops.
@@ -16,6 +17,7 @@ mod compaction;
 mod conn;
 mod corrupt;
 mod listen;
+mod loopback;
 mod ping_policy;
 
 use std::sync::Arc;
@@ -160,8 +162,8 @@ pub enum RunError {
     },
     #[error("no client URL to listen on")]
     NoClientUrl,
-    #[error("client of this member: {0}")]
-    Loopback(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Start(#[from] crate::server::StartError),
     #[error(transparent)]
@@ -172,22 +174,6 @@ pub enum RunError {
     Task(#[from] tokio::task::JoinError),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// A client of this member itself, through its first client listener, for the services
-/// that run etcd's recipes on a client's behalf (lock, election).
-async fn loopback_client(
-    listeners: &[(String, TcpListener)],
-) -> Result<cairn_client::Client, RunError> {
-    let (_, listener) = listeners.first().ok_or(RunError::NoClientUrl)?;
-    let mut addr = listener.local_addr()?;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let config = cairn_client::ClientConfig::new([addr.to_string()]);
-    cairn_client::Client::connect_lazy(config)
-        .await
-        .map_err(|e| RunError::Loopback(e.to_string()))
 }
 
 /// Starts the member described by `cfg` and serves it until a signal stops it (`Ok`), or
@@ -222,8 +208,30 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     }
 
     let server = tokio::task::spawn_blocking(move || Server::start(cfg)).await??;
+    // After the data directory is prepared: auto-TLS writes its certificates there.
+    let tls = {
+        let cfg = server.config().clone();
+        tokio::task::spawn_blocking(move || {
+            let client_urls: Vec<String> = cfg
+                .listen_client_urls
+                .iter()
+                .chain(&cfg.listen_metrics_urls)
+                .cloned()
+                .collect();
+            crate::tls::Tls::start(&cfg.tls, &cfg.data_dir, &client_urls, &cfg.listen_peer_urls)
+        })
+        .await?
+    };
+    let tls = match tls {
+        Ok(tls) => tls,
+        Err(e) => {
+            let stopping = server.clone();
+            tokio::task::spawn_blocking(move || stopping.stop()).await?;
+            return Err(e.into());
+        }
+    };
     tokio::select! {
-        served = serve_member(&server, client_listeners, peer_listeners, metrics_listeners) => served?,
+        served = serve_member(&server, &tls, client_listeners, peer_listeners, metrics_listeners) => served?,
         stopped = server.raft_stopped() => {
             let e = stopped.err().unwrap_or(cairn_raft::RaftError::Stopped);
             tracing::error!(error = %e, "raft stopped; the member stops too");
@@ -268,6 +276,7 @@ fn raise_open_file_limit() {
 /// Serves a started member on its listeners until SIGTERM or SIGINT.
 async fn serve_member(
     server: &Arc<Server>,
+    tls: &crate::tls::Tls,
     client_listeners: Vec<(String, TcpListener)>,
     peer_listeners: Vec<TcpListener>,
     metrics_listeners: Vec<(String, TcpListener)>,
@@ -322,30 +331,45 @@ async fn serve_member(
 
     // The publish entry is of the current term: a leader's lessor can take over now.
     server.leases().promote_if_due();
-    let loopback = loopback_client(&client_listeners).await?;
+    let (loopback, loopback_router) = loopback::client(server.config().connections);
     let snapshots = Arc::new(tokio::sync::Semaphore::new(
         crate::rpc::maintenance::MAX_SNAPSHOT_STREAMS,
     ));
+    let _ = loopback_router.set(client_router(server, &loopback, &snapshots));
+    // A URL's scheme says whether its listener speaks TLS, as in etcd; TLS files given
+    // with http:// URLs are not used by those.
+    let https = |url: &str| url.starts_with("https://");
     for (url, listener) in client_listeners {
+        let secure = https(&url);
         tokio::spawn(listen::serve(
             listener,
             client_router(server, &loopback, &snapshots),
             server.config().connections,
             "client",
+            tls.client.clone().filter(|_| secure),
         ));
         tracing::info!("ready to serve client requests");
-        tracing::warn!(
-            address = %host_port(&url).unwrap_or_default(),
-            "serving insecure client requests on {}, this is strongly discouraged!",
-            host_port(&url).unwrap_or_default()
-        );
+        if secure {
+            tracing::info!(
+                address = %host_port(&url).unwrap_or_default(),
+                "serving client traffic securely"
+            );
+        } else {
+            tracing::warn!(
+                address = %host_port(&url).unwrap_or_default(),
+                "serving insecure client requests on {}, this is strongly discouraged!",
+                host_port(&url).unwrap_or_default()
+            );
+        }
     }
     for (url, listener) in metrics_listeners {
+        let secure = https(&url);
         tokio::spawn(listen::serve(
             listener,
             crate::http::router(server.clone()),
             without_keepalive(server.config().connections),
             "metrics",
+            tls.client.clone().filter(|_| secure),
         ));
         tracing::info!(address = %url, "serving metrics");
     }
