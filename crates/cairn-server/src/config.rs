@@ -1053,13 +1053,11 @@ impl Flags {
 
     /// Checks the flags and turns them into a [`Config`].
     pub fn validate(self) -> Result<Config, ConfigError> {
-        let unsupported = [
-            (
-                self.enable_v2,
-                "--enable-v2",
-                "cairn speaks the etcd v3 API only",
-            ),
-        ];
+        let unsupported = [(
+            self.enable_v2,
+            "--enable-v2",
+            "cairn speaks the etcd v3 API only",
+        )];
         if let Some((_, flag, why)) = unsupported.into_iter().find(|(used, _, _)| *used) {
             return Err(ConfigError::NotYetSupported { flag, why });
         }
