@@ -118,6 +118,8 @@ pub struct ServerProc {
     pub netns: Option<String>,
     /// The scheme of the client URL: `http` unless a test serves TLS (`https`).
     pub client_scheme: &'static str,
+    /// The scheme of the peer URL: `http` unless a test runs peer TLS (`https`).
+    pub peer_scheme: &'static str,
 }
 
 impl ServerProc {
@@ -142,6 +144,7 @@ impl ServerProc {
             host: "127.0.0.1".into(),
             netns: None,
             client_scheme: "http",
+            peer_scheme: "http",
         }
     }
 
@@ -178,9 +181,9 @@ impl ServerProc {
         )
     }
 
-    /// The peer URL, `http://HOST:PEER_PORT`.
+    /// The peer URL, `http://HOST:PEER_PORT` (`https://` with [`ServerProc::peer_scheme`]).
     pub fn peer_url(&self) -> String {
-        format!("http://{}:{}", self.host, self.peer_port)
+        format!("{}://{}:{}", self.peer_scheme, self.host, self.peer_port)
     }
 
     /// The data directory the server uses.

@@ -435,3 +435,124 @@ fn lock_and_election_work_with_https_only_client_urls() {
         lock.stderr
     );
 }
+
+/// `n` members with https peer URLs, member `i` started with `flags(i)`, not started yet.
+fn peer_tls_members(n: usize, flags: impl Fn(usize) -> Vec<String>) -> Vec<ServerProc> {
+    (0..n)
+        .map(|i| {
+            let flags = flags(i);
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            let mut m = ServerProc::new(
+                Kind::Cairn,
+                &format!("m{i}"),
+                cairn_tests::free_port(),
+                &flags,
+            );
+            m.peer_scheme = "https";
+            m
+        })
+        .collect()
+}
+
+/// Writes through one member and reads the key back from every member (serializable
+/// reads answer from each member's own store, so each must have replicated it).
+fn replicated(members: &[&ServerProc], key: &str) {
+    let put = run_client(
+        &tool("etcdctl-3.5"),
+        &members[0].url(),
+        &["put", key, "v"],
+        None,
+    );
+    assert_eq!(put.stdout, "OK\n", "{}", put.stderr);
+    for m in members {
+        wait_until(
+            Duration::from_secs(10),
+            format!("{key} on {}", m.name),
+            || {
+                let get = run_client(
+                    &tool("etcdctl-3.5"),
+                    &m.url(),
+                    &["get", key, "--print-value-only", "--consistency=s"],
+                    None,
+                );
+                if get.stdout == "v\n" {
+                    Ok(())
+                } else {
+                    Err(get.stderr)
+                }
+            },
+        );
+    }
+}
+
+#[test]
+fn a_peer_tls_cluster_forms_and_a_member_with_a_wrong_cn_is_refused() {
+    let pki = Pki::new("ca");
+    let pairs: Vec<Pair> = (0..3)
+        .map(|i| {
+            let cn = if i == 2 { "intruder" } else { "member" };
+            pki.issue(&format!("m{i}"), cn, 100 + i as u64, Use::Server)
+        })
+        .collect();
+    let mut members = peer_tls_members(3, |i| {
+        vec![
+            format!("--peer-cert-file={}", s(&pairs[i].cert)),
+            format!("--peer-key-file={}", s(&pairs[i].key)),
+            format!("--peer-trusted-ca-file={}", s(&pki.ca())),
+            "--peer-client-cert-auth".into(),
+            "--peer-cert-allowed-cn=member".into(),
+        ]
+    });
+    let initial: Vec<String> = members
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_url()))
+        .collect();
+    for m in members.iter_mut() {
+        m.extra
+            .push(format!("--initial-cluster={}", initial.join(",")));
+    }
+    // m0 and m1 have a quorum between them; m2's CN is not the allowed one, so both refuse
+    // its connections at the handshake (it still accepts theirs: its own flag allows
+    // "member").
+    let waits: Vec<_> = members[..2].iter_mut().map(|m| m.spawn_nowait()).collect();
+    let _m2_wait = members[2].spawn_nowait();
+    for (m, w) in members[..2].iter_mut().zip(waits) {
+        m.wait_ready(w);
+    }
+    replicated(&[&members[0], &members[1]], "k1");
+    members[0].wait_logged(
+        0,
+        Duration::from_secs(10),
+        "a refused peer handshake",
+        |l| l.contains("rejected peer connection"),
+    );
+    // The two keep working without the third.
+    replicated(&[&members[1], &members[0]], "k2");
+}
+
+#[test]
+fn a_peer_tls_cluster_replicates_and_a_peer_auto_tls_cluster_forms() {
+    let pki = Pki::new("ca");
+    let pairs: Vec<Pair> = (0..3)
+        .map(|i| pki.issue(&format!("m{i}"), "member", 200 + i as u64, Use::Server))
+        .collect();
+    let mut members = peer_tls_members(3, |i| {
+        vec![
+            format!("--peer-cert-file={}", s(&pairs[i].cert)),
+            format!("--peer-key-file={}", s(&pairs[i].key)),
+            format!("--peer-trusted-ca-file={}", s(&pki.ca())),
+            "--peer-client-cert-auth".into(),
+        ]
+    });
+    cairn_tests::start_together(&mut members);
+    let all: Vec<&ServerProc> = members.iter().collect();
+    replicated(&all, "over-peer-tls");
+
+    let mut auto = peer_tls_members(3, |_| vec!["--peer-auto-tls".into()]);
+    cairn_tests::start_together(&mut auto);
+    for m in &auto {
+        assert!(m.data_dir().join("fixtures/peer/cert.pem").exists());
+    }
+    let all: Vec<&ServerProc> = auto.iter().collect();
+    replicated(&all, "over-peer-auto-tls");
+}

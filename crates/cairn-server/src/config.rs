@@ -1108,12 +1108,6 @@ impl Flags {
                     why: "unix sockets are not built",
                 });
             }
-            if u.starts_with("https") {
-                return Err(ConfigError::NotYetSupported {
-                    flag: "https:// peer URLs",
-                    why: "peer TLS is not built yet: members talk over http:// peer URLs",
-                });
-            }
         }
         let tls = self.tls_settings()?;
 

@@ -288,3 +288,47 @@ impl LinkEvents for Events {
         }
     }
 }
+
+/// A connection to a peer's gRPC: gathered writes over TCP, or TLS.
+pub(crate) trait PeerIo:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin
+{
+}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> PeerIo for T {}
+
+/// A tonic endpoint for a peer's gRPC at `url`, and whether its connections need TLS.
+/// The endpoint's URI is always `http://`: tonic refuses an `https://` one without its own
+/// TLS; [`dial`] does the TLS instead.
+pub(crate) fn endpoint(url: &str) -> Option<(tonic::transport::Endpoint, bool)> {
+    let (plain, tls) = match url.strip_prefix("https://") {
+        Some(rest) => (format!("http://{rest}"), true),
+        None => (url.to_string(), false),
+    };
+    let endpoint = tonic::transport::Endpoint::from_shared(plain).ok()?;
+    Some((endpoint, tls))
+}
+
+/// Dials `uri` for a peer gRPC client, over TLS when `tls` (the peer URL was https).
+pub(crate) async fn dial(
+    uri: tonic::transport::Uri,
+    tls: bool,
+) -> std::io::Result<hyper_util::rt::TokioIo<Box<dyn PeerIo>>> {
+    if !tls {
+        let io = cairn_client::coalesce::dial(uri).await?.into_inner();
+        return Ok(hyper_util::rt::TokioIo::new(Box::new(io)));
+    }
+    let dial = crate::tls::peer_dial().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "https peer URL but this member has no peer TLS",
+        )
+    })?;
+    let host = uri.host().unwrap_or_default().to_string();
+    let port = uri.port_u16().unwrap_or(443);
+    let addr = format!("{host}:{port}");
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let tcp = tokio::net::TcpStream::connect((bare, port)).await?;
+    tcp.set_nodelay(true)?;
+    let stream = dial.connect(&addr, tcp).await?;
+    Ok(hyper_util::rt::TokioIo::new(Box::new(stream)))
+}

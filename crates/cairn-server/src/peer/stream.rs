@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use cairn_raft::{PeerMessage, RaftHandle};
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -83,6 +83,10 @@ pub(crate) enum StreamError {
     OpenTimedOut(String),
     #[error("dial tcp {addr}: {source}")]
     Dial { addr: String, source: io::Error },
+    #[error("https peer URL {0} but this member has no peer TLS")]
+    NoPeerTls(String),
+    #[error("tls handshake with {addr}: {source}")]
+    Tls { addr: String, source: io::Error },
     #[error("raft stream to {addr}: {source}")]
     Opening { addr: String, source: io::Error },
     #[error("raft stream to {addr}: unexpected answer byte {byte:#x}")]
@@ -234,6 +238,8 @@ struct LinkState {
     flushing: bool,
     /// The peer was removed or its URLs changed: the task ends.
     closed: bool,
+    /// The stream is TLS: only the task writes to it; the Raft thread queues and wakes it.
+    task_writes: bool,
 }
 
 impl Link {
@@ -261,6 +267,11 @@ impl Link {
             return;
         }
         let Some(stream) = s.stream.clone() else {
+            if s.task_writes && !s.outbox.is_empty() {
+                s.flushing = true;
+                drop(s);
+                self.wake.notify_one();
+            }
             return;
         };
         // An error is the task's to see and report, when it next reads or writes.
@@ -284,6 +295,7 @@ impl Link {
         s.stream = None;
         s.outbox = Vec::new();
         s.flushing = false;
+        s.task_writes = false;
         s.down = true;
     }
 
@@ -312,7 +324,19 @@ pub(crate) async fn run_link(
 ) {
     loop {
         let carried = match open(&urls, hello).await {
-            Ok(stream) => {
+            Ok(Opened::Tls(stream)) => {
+                {
+                    let mut s = link.state.lock();
+                    if s.closed {
+                        return;
+                    }
+                    s.task_writes = true;
+                    s.flushing = !s.outbox.is_empty();
+                }
+                events.up();
+                carry_tls(&link, *stream).await
+            }
+            Ok(Opened::Plain(stream)) => {
                 let stream = Arc::new(stream);
                 {
                     let mut s = link.state.lock();
@@ -346,15 +370,22 @@ pub(crate) async fn run_link(
     }
 }
 
+/// An opened stream: plain TCP for http peer URLs, TLS for https ones.
+enum Opened {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
 /// Connects to the first of `urls` that answers and has it take a stream.
-async fn open(urls: &[String], hello: Hello) -> Result<TcpStream, StreamError> {
+async fn open(urls: &[String], hello: Hello) -> Result<Opened, StreamError> {
     let mut last = StreamError::NoUrl;
     for url in urls {
         let Some(addr) = crate::config::host_port(url) else {
             last = StreamError::BadUrl(url.clone());
             continue;
         };
-        match tokio::time::timeout(OPEN_TIMEOUT, open_one(addr, hello)).await {
+        let tls = url.starts_with("https://");
+        match tokio::time::timeout(OPEN_TIMEOUT, open_one(addr, tls, hello)).await {
             Ok(Ok(stream)) => return Ok(stream),
             Ok(Err(e)) => last = e,
             Err(_) => last = StreamError::OpenTimedOut(addr.to_string()),
@@ -363,21 +394,45 @@ async fn open(urls: &[String], hello: Hello) -> Result<TcpStream, StreamError> {
     Err(last)
 }
 
-async fn open_one(addr: &str, hello: Hello) -> Result<TcpStream, StreamError> {
-    let mut stream = TcpStream::connect(addr)
+async fn open_one(addr: &str, tls: bool, hello: Hello) -> Result<Opened, StreamError> {
+    let tcp = TcpStream::connect(addr)
         .await
         .map_err(|source| StreamError::Dial {
             addr: addr.to_string(),
             source,
         })?;
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    if !tls {
+        let mut tcp = tcp;
+        ask(&mut tcp, addr, hello).await?;
+        return Ok(Opened::Plain(tcp));
+    }
+    let dial = crate::tls::peer_dial().ok_or_else(|| StreamError::NoPeerTls(addr.to_string()))?;
+    let mut stream = dial
+        .connect(addr, tcp)
+        .await
+        .map_err(|source| StreamError::Tls {
+            addr: addr.to_string(),
+            source,
+        })?;
+    ask(&mut stream, addr, hello).await?;
+    Ok(Opened::Tls(Box::new(stream)))
+}
+
+/// Sends the opening on a connection and reads whether the peer takes the stream.
+async fn ask<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    addr: &str,
+    hello: Hello,
+) -> Result<(), StreamError> {
     let failed = |source: io::Error| StreamError::Opening {
         addr: addr.to_string(),
         source,
     };
     stream.write_all(&hello.encode()).await.map_err(failed)?;
+    stream.flush().await.map_err(failed)?;
     match stream.read_u8().await.map_err(failed)? {
-        TAKEN => Ok(stream),
+        TAKEN => Ok(()),
         REFUSED => {
             let len = stream.read_u32().await.map_err(failed)?;
             let mut why = vec![0; len.min(4096) as usize];
@@ -390,6 +445,48 @@ async fn open_one(addr: &str, hello: Hello) -> Result<TcpStream, StreamError> {
             addr: addr.to_string(),
             byte,
         }),
+    }
+}
+
+/// [`carry`] on a TLS stream: the task writes the outbox (the Raft thread only queues and
+/// wakes it), and reads the receiver's alive bytes in between.
+async fn carry_tls<S: AsyncRead + AsyncWrite + Unpin>(
+    link: &Link,
+    mut stream: S,
+) -> Result<(), StreamError> {
+    let mut heard = Instant::now();
+    let mut probe = tokio::time::interval(ALIVE_INTERVAL);
+    let mut scratch = [0u8; 256];
+    loop {
+        let out = {
+            let mut s = link.state.lock();
+            if s.closed {
+                return Ok(());
+            }
+            s.flushing = false;
+            std::mem::take(&mut s.outbox)
+        };
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            stream.flush().await?;
+            continue;
+        }
+        tokio::select! {
+            biased;
+            read = stream.read(&mut scratch) => {
+                if read? == 0 {
+                    return Err(StreamError::Closed);
+                }
+                heard = Instant::now();
+            }
+            _ = link.wake.notified() => {}
+            _ = tokio::time::sleep_until((heard + SENDER_SILENCE).into()) => {
+                return Err(StreamError::PeerSilent);
+            }
+            _ = probe.tick() => {
+                link.state.lock().outbox.extend_from_slice(&0u32.to_be_bytes());
+            }
+        }
     }
 }
 
@@ -457,40 +554,74 @@ pub(crate) struct Receiver {
 /// [`MAGIC`]'s: checks who it is from and for, then steps its messages into Raft until
 /// it ends.
 pub(crate) async fn receive(mut tcp: TcpStream, r: Receiver) {
-    let mut opening = [0; HELLO_LEN];
-    let Ok(Ok(_)) = tokio::time::timeout(OPEN_TIMEOUT, tcp.read_exact(&mut opening)).await else {
+    let Some(from) = take_opening(&mut tcp, &[], &r).await else {
         return;
+    };
+    report(&r, from, receive_messages(tcp, from, &r).await);
+}
+
+/// [`receive`] on a TLS connection, whose first byte, [`MAGIC`]'s, was already read.
+pub(crate) async fn receive_tls<S>(mut stream: S, first: u8, r: Receiver)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let Some(from) = take_opening(&mut stream, &[first], &r).await else {
+        return;
+    };
+    report(&r, from, receive_messages_io(stream, from, &r).await);
+}
+
+/// Reads a stream's opening (after `read`, its first bytes already read) and answers it:
+/// the sender, when the stream is taken.
+async fn take_opening<S>(io: &mut S, read: &[u8], r: &Receiver) -> Option<u64>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut opening = [0; HELLO_LEN];
+    let done = read.len().min(HELLO_LEN);
+    opening[..done].copy_from_slice(&read[..done]);
+    let Ok(Ok(_)) = tokio::time::timeout(OPEN_TIMEOUT, io.read_exact(&mut opening[done..])).await
+    else {
+        return None;
     };
     let hello = match Hello::decode(&opening) {
         Ok(h) => h,
         Err(why) => {
             r.gate.refuse(PeerPath::Stream, 0, &why);
-            return refuse(tcp, &why.to_string()).await;
+            refuse(io, &why.to_string()).await;
+            return None;
         }
     };
     if let Err(why) = r.gate.admit(hello.cluster_id, hello.from, hello.to) {
         r.gate.refuse(PeerPath::Stream, hello.from, &why);
-        return refuse(tcp, &why.to_string()).await;
+        refuse(io, &why.to_string()).await;
+        return None;
     }
     if r.raft.is_stopped() {
         // Refused, so a member on its way out does not count as active for a moment each
         // time its peers reconnect.
-        return refuse(tcp, "raft: stopped").await;
+        refuse(io, "raft: stopped").await;
+        return None;
     }
-    if tcp.write_all(&[TAKEN]).await.is_err() {
-        return;
+    if io.write_all(&[TAKEN]).await.is_err() || io.flush().await.is_err() {
+        return None;
     }
-    match receive_messages(tcp, hello.from, &r).await {
+    Some(hello.from)
+}
+
+/// Logs how a taken stream from `from` ended.
+fn report(r: &Receiver, from: u64, ended: Result<(), StreamError>) {
+    match ended {
         Ok(()) => {}
         // What no correct member sends: worth an operator's look.
         Err(
             why
             @ (StreamError::Forged { .. } | StreamError::TooLarge { .. } | StreamError::Wire(_)),
         ) => {
-            r.gate.refuse(PeerPath::Stream, hello.from, &why);
+            r.gate.refuse(PeerPath::Stream, from, &why);
         }
         Err(why) => {
-            tracing::debug!(remote_peer_id = %format!("{:x}", hello.from), error = %why, "raft stream from peer ended");
+            tracing::debug!(remote_peer_id = %format!("{:x}", from), error = %why, "raft stream from peer ended");
         }
     }
 }
@@ -506,11 +637,12 @@ fn fits_stream(m: &PeerMessage, from: u64, gate: &PeerGate) -> bool {
     sender_fits && m.recipient() == gate.member_id && !m.is_snapshot()
 }
 
-async fn refuse(mut tcp: TcpStream, why: &str) {
+async fn refuse<S: AsyncWrite + Unpin>(io: &mut S, why: &str) {
     let mut answer = vec![REFUSED];
     answer.extend_from_slice(&(why.len() as u32).to_be_bytes());
     answer.extend_from_slice(why.as_bytes());
-    let _ = tcp.write_all(&answer).await;
+    let _ = io.write_all(&answer).await;
+    let _ = io.flush().await;
 }
 
 /// Steps the messages arriving on `tcp` into Raft, and answers with an alive byte every
@@ -553,6 +685,47 @@ async fn receive_messages(tcp: TcpStream, from: u64, r: &Receiver) -> Result<(),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e.into()),
                 }
+            }
+            _ = tokio::time::sleep_until((heard + RECEIVER_SILENCE).into()) => {
+                return Err(StreamError::SenderSilent);
+            }
+        }
+    }
+}
+
+/// [`receive_messages`] on a TLS stream: the alive bytes are written by this task, so a
+/// sender that stops reading holds it until the sender's own silence check gives up.
+async fn receive_messages_io<S>(mut io: S, from: u64, r: &Receiver) -> Result<(), StreamError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(64 << 10);
+    let mut msgs = Vec::new();
+    let mut heard = Instant::now();
+    let mut alive = tokio::time::interval(ALIVE_INTERVAL);
+    loop {
+        tokio::select! {
+            biased;
+            read = io.read_buf(&mut buf) => {
+                if read? == 0 {
+                    return Ok(());
+                }
+                heard = Instant::now();
+                take_frames(&mut buf, r.message_limit, &mut msgs)?;
+                if let Some(m) = msgs.iter().find(|m| !fits_stream(m, from, &r.gate)) {
+                    return Err(StreamError::Forged {
+                        kind: m.kind(),
+                        sender: m.sender(),
+                        recipient: m.recipient(),
+                    });
+                }
+                if !msgs.is_empty() {
+                    r.raft.step_many(std::mem::take(&mut msgs))?;
+                }
+            }
+            _ = alive.tick() => {
+                io.write_all(&[ALIVE]).await?;
+                io.flush().await?;
             }
             _ = tokio::time::sleep_until((heard + RECEIVER_SILENCE).into()) => {
                 return Err(StreamError::SenderSilent);

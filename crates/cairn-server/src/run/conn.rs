@@ -124,6 +124,19 @@ pub(super) async fn serve_io<I>(
     }
 }
 
+/// [`serve_io`] for a connection whose first bytes, `head`, were already read.
+pub(super) async fn serve_io_after<I>(
+    head: Vec<u8>,
+    io: I,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    identity: ConnIdentity,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    serve_io(Replayed { head, at: 0, io }, router, limits, identity).await;
+}
+
 /// Reads a connection's first bytes until they are the whole HTTP/2 preface (`true`) or
 /// stop matching it (`false`, HTTP/1); `None` when the peer closes first.
 async fn sniff<I: AsyncRead + Unpin>(tcp: &mut I) -> io::Result<Option<(Vec<u8>, bool)>> {

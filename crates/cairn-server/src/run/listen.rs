@@ -35,15 +35,23 @@ pub(super) async fn serve(
 /// Serves the peer URL on `listener`: raft streams (`peer::stream`) to `streams`, and
 /// HTTP/2 connections to `router` as [`serve`] does. The first byte a connection sends
 /// tells which it is.
+///
+/// With `tls` (an https peer URL), the TLS handshake comes first, and the first byte read
+/// after it tells a stream from HTTP/2.
 pub(super) async fn serve_peer(
     listener: TcpListener,
     router: axum::Router,
     limits: ConnectionLimits,
     streams: crate::peer::stream::Receiver,
+    tls: Option<Arc<ServerTls>>,
 ) {
     loop {
         let tcp = accept(&listener, "peer").await;
         let (router, streams) = (router.clone(), streams.clone());
+        if let Some(tls) = &tls {
+            tokio::spawn(serve_peer_tls(tcp, router, limits, streams, tls.clone()));
+            continue;
+        }
         tokio::spawn(async move {
             let mut first = [0u8; 1];
             match tokio::time::timeout(crate::peer::stream::OPEN_TIMEOUT, tcp.peek(&mut first))
@@ -57,6 +65,38 @@ pub(super) async fn serve_peer(
                 _ => {}
             }
         });
+    }
+}
+
+/// One connection to an https peer URL: TLS (the handshake refuses a peer whose
+/// certificate the peer TLS flags do not admit), then a raft stream or HTTP/2.
+async fn serve_peer_tls(
+    tcp: TcpStream,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    streams: crate::peer::stream::Receiver,
+    tls: Arc<ServerTls>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let open = crate::peer::stream::OPEN_TIMEOUT;
+    let accept = tls.acceptor().accept(tcp).into_fallible();
+    let mut stream = match tokio::time::timeout(open, accept).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err((e, mut tcp))) => {
+            tracing::warn!(error = %e, "rejected peer connection");
+            let _ = tokio::time::timeout(open, tcp.flush()).await;
+            return;
+        }
+        Err(_) => return,
+    };
+    let identity = crate::tls::identity(stream.get_ref().1);
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(open, stream.read_exact(&mut first)).await {
+        Ok(Ok(_)) if first[0] == crate::peer::stream::MAGIC[0] => {
+            crate::peer::stream::receive_tls(stream, first[0], streams).await;
+        }
+        Ok(Ok(_)) => conn::serve_io_after(first.to_vec(), stream, router, limits, identity).await,
+        _ => {}
     }
 }
 

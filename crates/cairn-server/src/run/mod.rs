@@ -200,17 +200,17 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     }
     let mut peer_listeners = Vec::new();
     for url in &cfg.listen_peer_urls {
-        peer_listeners.push(listen::bind(url, cfg.socket_reuse_port).await?);
+        peer_listeners.push((url.clone(), listen::bind(url, cfg.socket_reuse_port).await?));
     }
     let mut metrics_listeners = Vec::new();
     for url in &cfg.listen_metrics_urls {
         metrics_listeners.push((url.clone(), listen::bind(url, cfg.socket_reuse_port).await?));
     }
 
-    let server = tokio::task::spawn_blocking(move || Server::start(cfg)).await??;
-    // After the data directory is prepared: auto-TLS writes its certificates there.
+    // Before the member dials its peers; auto-TLS writes into the data directory's
+    // `fixtures/`, as etcd does.
     let tls = {
-        let cfg = server.config().clone();
+        let cfg = cfg.clone();
         tokio::task::spawn_blocking(move || {
             let client_urls: Vec<String> = cfg
                 .listen_client_urls
@@ -218,18 +218,20 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
                 .chain(&cfg.listen_metrics_urls)
                 .cloned()
                 .collect();
-            crate::tls::Tls::start(&cfg.tls, &cfg.data_dir, &client_urls, &cfg.listen_peer_urls)
+            let peer_urls: Vec<String> = cfg
+                .listen_peer_urls
+                .iter()
+                .chain(&cfg.initial_advertise_peer_urls)
+                .cloned()
+                .collect();
+            crate::tls::Tls::start(&cfg.tls, &cfg.data_dir, &client_urls, &peer_urls)
         })
-        .await?
+        .await??
     };
-    let tls = match tls {
-        Ok(tls) => tls,
-        Err(e) => {
-            let stopping = server.clone();
-            tokio::task::spawn_blocking(move || stopping.stop()).await?;
-            return Err(e.into());
-        }
-    };
+    if let Some(dial) = &tls.dial {
+        crate::tls::set_peer_dial(dial.clone());
+    }
+    let server = tokio::task::spawn_blocking(move || Server::start(cfg)).await??;
     tokio::select! {
         served = serve_member(&server, &tls, client_listeners, peer_listeners, metrics_listeners) => served?,
         stopped = server.raft_stopped() => {
@@ -278,7 +280,7 @@ async fn serve_member(
     server: &Arc<Server>,
     tls: &crate::tls::Tls,
     client_listeners: Vec<(String, TcpListener)>,
-    peer_listeners: Vec<TcpListener>,
+    peer_listeners: Vec<(String, TcpListener)>,
     metrics_listeners: Vec<(String, TcpListener)>,
 ) -> Result<(), RunError> {
     // As etcd, before the member takes any Raft traffic: peers' messages come only through
@@ -286,7 +288,7 @@ async fn serve_member(
     if server.config().initial_corrupt_check {
         server.check_initial_hash().await?;
     }
-    for listener in peer_listeners {
+    for (url, listener) in peer_listeners {
         let endpoints = server.peer_endpoints();
         let router = tonic::service::Routes::new(
             RaftPeerServer::new(endpoints.service)
@@ -308,6 +310,7 @@ async fn serve_member(
             router,
             without_keepalive(server.config().connections),
             endpoints.streams,
+            tls.peer.clone().filter(|_| url.starts_with("https://")),
         ));
     }
     // A member of a larger cluster waits here until a quorum of its peers is up.

@@ -57,7 +57,15 @@ pub(super) fn prepare(dir: &Path) -> Result<(), StartError> {
             dir.display()
         )));
     }
-    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+    // `fixtures/` holds the certificates auto-TLS made before the member first started,
+    // as etcd keeps them.
+    let mut entries = if dir.exists() {
+        std::fs::read_dir(dir)?.collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
+    entries.retain(|e| e.file_name() != "fixtures");
+    if !entries.is_empty() {
         return Err(StartError::DataDir(format!(
             "data directory {} is not empty and is not a cairn data directory; refusing to use it",
             dir.display()

@@ -352,6 +352,26 @@ impl DialTls {
     pub fn connector(&self) -> tokio_rustls::TlsConnector {
         tokio_rustls::TlsConnector::from(self.config.current())
     }
+
+    /// A TLS handshake on `io`, a connection to `host_port` (a peer URL's host and port),
+    /// verifying the peer's certificate against that host and presenting this member's.
+    pub async fn connect<IO>(
+        &self,
+        host_port: &str,
+        io: IO,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<IO>>
+    where
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let host = host_port
+            .rsplit_once(':')
+            .map_or(host_port, |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        self.connector().connect(name, io).await
+    }
 }
 
 /// The TLS a member runs with.
