@@ -167,6 +167,17 @@ fn setup() -> Vec<Step> {
         ]),
         step(&["user", "add", "carol:carolpw"]),
         step(&["user", "grant-role", "carol", "wo"]),
+        step(&["role", "add", "wonly"]),
+        step(&[
+            "role",
+            "grant-permission",
+            "wonly",
+            "readwrite",
+            "/w",
+            "--from-key",
+        ]),
+        step(&["user", "add", "dave:davepw"]),
+        step(&["user", "grant-role", "dave", "wonly"]),
         step(&["user", "add", "alice:again"]),
         step(&["role", "get", "rw"]),
         step(&["role", "get", "rw", "-w", "json"]),
@@ -241,6 +252,10 @@ fn checks(member: &str, lease: &str, snapshot: &str) -> Vec<Step> {
         as_user("carol:carolpw", &["lease", "timetolive", "--keys", lease]),
         as_user("carol:carolpw", &["lease", "timetolive", lease]),
         as_user("carol:carolpw", &["put", "/app/c", "1"]),
+        // A put attaching a lease needs write on the lease's keys too.
+        as_user("dave:davepw", &["put", "/wq", "v"]),
+        as_user("dave:davepw", &["put", "--lease", lease, "/wq", "v"]),
+        as_user("carol:carolpw", &["put", "--lease", lease, "/app/c2", "v"]),
         as_user("carol:carolpw", &["get", "/app/c"]),
         as_user("alice:alicepw", &["lease", "revoke", lease]),
         // Users and roles: one's own, others', lists.
@@ -337,6 +352,9 @@ fn etcdctl_35_runs_the_auth_script_as_on_etcd() {
             "Error: failed to revoke lease (etcdserver: permission denied)",
         ),
         ("--user=alice:alicepw user list", 1, denied),
+        ("--user=dave:davepw put /wq v", 0, ""),
+        ("--user=dave:davepw put --lease LEASE /wq v", 1, denied),
+        ("--user=carol:carolpw put --lease LEASE /app/c2 v", 0, ""),
         (
             "--user=root:rootpw user delete root",
             1,

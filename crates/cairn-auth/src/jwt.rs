@@ -79,6 +79,44 @@ fn algorithm(method: &str) -> Option<Algorithm> {
     })
 }
 
+/// The DER inside a PEM block.
+fn pem_der(text: &[u8]) -> Result<(String, Vec<u8>), JwtError> {
+    let p = pem::parse(text).map_err(|e| JwtError::BadKey(e.to_string()))?;
+    Ok((p.tag().to_string(), p.contents().to_vec()))
+}
+
+/// The verifying key of an ECDSA private key (PKCS#8 PEM) given without its public key.
+fn derived_ec_public(alg: Algorithm, private: &[u8]) -> Result<DecodingKey, JwtError> {
+    use ring::signature::ECDSA_P384_SHA384_FIXED_SIGNING;
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    let (_, der) = pem_der(private)?;
+    let curve = if alg == Algorithm::ES256 {
+        &ECDSA_P256_SHA256_FIXED_SIGNING
+    } else {
+        &ECDSA_P384_SHA384_FIXED_SIGNING
+    };
+    let rng = ring::rand::SystemRandom::new();
+    let pair =
+        EcdsaKeyPair::from_pkcs8(curve, &der, &rng).map_err(|e| JwtError::BadKey(e.to_string()))?;
+    // ring verifies ECDSA against the uncompressed point, as jsonwebtoken passes it on.
+    Ok(DecodingKey::from_ec_der(pair.public_key().as_ref()))
+}
+
+/// The verifying key of an RSA private key (PKCS#8 or PKCS#1 PEM) given without its public
+/// key.
+fn derived_rsa_public(private: &[u8]) -> Result<DecodingKey, JwtError> {
+    use ring::signature::{KeyPair, RsaKeyPair};
+    let (tag, der) = pem_der(private)?;
+    let pair = if tag == "RSA PRIVATE KEY" {
+        RsaKeyPair::from_der(&der)
+    } else {
+        RsaKeyPair::from_pkcs8(&der)
+    }
+    .map_err(|e| JwtError::BadKey(e.to_string()))?;
+    // The RSAPublicKey DER, as jsonwebtoken's RSA verification takes it.
+    Ok(DecodingKey::from_rsa_der(pair.public_key().as_ref()))
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -113,16 +151,24 @@ impl JwtTokens {
                     .map(EncodingKey::from_ec_pem)
                     .transpose()
                     .map_err(bad)?;
-                let public = public_pem.ok_or(JwtError::MissingKey)?;
-                (signing, DecodingKey::from_ec_pem(public).map_err(bad)?)
+                let verifying = match (public_pem, private_pem) {
+                    (Some(public), _) => DecodingKey::from_ec_pem(public).map_err(bad)?,
+                    (None, Some(private)) => derived_ec_public(alg, private)?,
+                    (None, None) => return Err(JwtError::MissingKey),
+                };
+                (signing, verifying)
             }
             _ => {
                 let signing = private_pem
                     .map(EncodingKey::from_rsa_pem)
                     .transpose()
                     .map_err(bad)?;
-                let public = public_pem.ok_or(JwtError::MissingKey)?;
-                (signing, DecodingKey::from_rsa_pem(public).map_err(bad)?)
+                let verifying = match (public_pem, private_pem) {
+                    (Some(public), _) => DecodingKey::from_rsa_pem(public).map_err(bad)?,
+                    (None, Some(private)) => derived_rsa_public(private)?,
+                    (None, None) => return Err(JwtError::MissingKey),
+                };
+                (signing, verifying)
             }
         };
         let tokens = JwtTokens {
@@ -176,7 +222,9 @@ mod tests {
         (k.public_key_pem(), k.serialize_pem())
     }
 
-    fn rsa_pair() -> (String, String) {
+    /// An RSA key pair: the public key (SPKI PEM), the private key as PKCS#8 and as PKCS#1.
+    fn rsa_pair() -> (String, String, String) {
+        use rsa::pkcs1::EncodeRsaPrivateKey;
         use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
         let mut rng = rsa::rand_core::OsRng;
         let private = rsa::RsaPrivateKey::new(&mut rng, 2048).unwrap();
@@ -184,6 +232,7 @@ mod tests {
         (
             public.to_public_key_pem(LineEnding::LF).unwrap(),
             private.to_pkcs8_pem(LineEnding::LF).unwrap().to_string(),
+            private.to_pkcs1_pem(LineEnding::LF).unwrap().to_string(),
         )
     }
 
@@ -205,6 +254,16 @@ mod tests {
             }),
             "{method}"
         );
+        // A private key alone signs and verifies, its public key derived (as etcd).
+        let alone =
+            JwtTokens::new(method, None, Some(private.as_bytes()), DEFAULT_JWT_TTL).unwrap();
+        let own = alone.sign("carol", 9).unwrap();
+        assert_eq!(alone.verify(&own).map(|i| i.user).as_deref(), Some("carol"));
+        assert_eq!(
+            alone.verify(&token).map(|i| i.revision),
+            Some(7),
+            "{method}"
+        );
         // A member holding only the public key verifies, and cannot sign.
         let verifier =
             JwtTokens::new(method, Some(public.as_bytes()), None, DEFAULT_JWT_TTL).unwrap();
@@ -213,6 +272,10 @@ mod tests {
             Some("alice")
         );
         assert_eq!(verifier.sign("bob", 1), Err(JwtError::VerifyOnly));
+        assert_eq!(
+            verifier.verify(&own).map(|i| i.user).as_deref(),
+            Some("carol")
+        );
         // Tampered: refused.
         let mut parts: Vec<&str> = token.split('.').collect();
         let forged_claims = jsonwebtoken::encode(
@@ -234,10 +297,11 @@ mod tests {
 
     #[test]
     fn rsa_and_ecdsa_keys_made_here_sign_and_verify() {
-        let (public, private) = rsa_pair();
+        let (public, pkcs8, pkcs1) = rsa_pair();
         for method in ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"] {
-            round_trip(method, &public, &private);
+            round_trip(method, &public, &pkcs8);
         }
+        round_trip("RS256", &public, &pkcs1);
         let (public, private) = ec_pair(&rcgen::PKCS_ECDSA_P256_SHA256);
         round_trip("ES256", &public, &private);
         let (public, private) = ec_pair(&rcgen::PKCS_ECDSA_P384_SHA384);

@@ -288,7 +288,9 @@ impl LeaseKeeper {
                 let (proposer, leases) = (self.inner.proposer.clone(), leases.clone());
                 tokio::spawn(async move {
                     let req = Request::LeaseRevoke(LeaseRevokeRequest { id });
-                    match proposer.propose(req).await {
+                    // With auth on, the revocation is checked as its proposer: root.
+                    let root = Some(crate::proposal::as_root());
+                    match proposer.propose_as(req, root).await {
                         Ok(_) => leases.metrics.expired.inc(),
                         Err(EtcdError::LeaseNotFound) => {}
                         Err(e) => {

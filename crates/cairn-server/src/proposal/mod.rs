@@ -29,6 +29,17 @@ pub use waiters::{ApplyResult, Waiters};
 /// "too many requests", as etcd does.
 const MAX_APPLY_GAP: u64 = 5000;
 
+/// The identity the member's own proposals act as where the applier checks permissions
+/// (the leader revoking an expired lease, whose keys need write permission): root, at
+/// every auth revision, as etcd's `WithRoot`. While auth is enabled the root user exists
+/// and holds the root role.
+pub fn as_root() -> AuthHeader {
+    AuthHeader {
+        username: "root".to_string(),
+        auth_revision: u64::MAX,
+    }
+}
+
 /// Proposes requests through Raft and waits for their results. Cloning shares it.
 #[derive(Clone)]
 pub struct Proposer {

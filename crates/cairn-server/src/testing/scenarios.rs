@@ -592,6 +592,33 @@ async fn auth_changes_apply_everywhere_and_a_revocation_beats_a_stale_check() {
     assert_eq!(who.map(|w| w.map(|w| w.user)), Ok(Some("root".to_string())));
     assert_eq!(s.caller(&empty, None).await, Ok(None));
 
+    // With auth on, the leader still revokes an expired lease (as root), keys and all.
+    let r = s
+        .propose(Request::LeaseGrant(LeaseGrantRequest { ttl: 10, id: 9 }))
+        .await;
+    assert!(matches!(r, Ok(ApplyResult::LeaseGrant(_))), "{r:?}");
+    let leased = Request::Put(PutRequest {
+        key: b"leased".to_vec(),
+        value: b"v".to_vec(),
+        lease: 9,
+        ..Default::default()
+    });
+    let r = s.propose_as(leased, Some(&now("root"))).await;
+    assert!(matches!(r, Ok(ApplyResult::Put(_))), "{r:?}");
+    c.advance_lease_clock(Duration::from_secs(20));
+    let deadline = tokio::time::Instant::now() + MAX_WAIT;
+    while c
+        .running()
+        .iter()
+        .any(|&i| c.get_local(i, "leased").is_some())
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lease never expired with auth on"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
     // A member that joins gets it all by snapshot.
     let leader = c.leader();
     c.server(leader)
