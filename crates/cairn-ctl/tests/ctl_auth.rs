@@ -228,7 +228,10 @@ fn compare(report: &mut Report, label: &str, want: (&Run, u16), got: (&Run, u16)
 
 /// The script: users, roles and permissions in every format, auth turned on, the
 /// permission checks a user sees, and the prompts. Global flags come first in each step.
-fn script() -> Vec<Step> {
+///
+/// `snapshot` is where `snapshot save` writes; etcdctl's file is moved away before
+/// cairnctl's run, so both print the same path.
+fn script(snapshot: &str) -> Vec<Step> {
     let root = "--user=root:rootpw";
     let mut s = vec![
         step(&["auth", "status"]),
@@ -458,9 +461,9 @@ fn script() -> Vec<Step> {
         step_in(&["--user=ro", "get", "/app/x"], "wrong\n"),
         step_in(&[root, "user", "passwd", "ro"], "ropw2\nropw2\n"),
         step(&["--user=ro:ropw2", "get", "/app/x"]),
-        step(&[root, "snapshot", "save", SNAPSHOT]),
+        step(&[root, "snapshot", "save", snapshot]),
         step(&["--user=ro:ropw2", "endpoint", "status"]),
-        step(&["--user=ro:ropw2", "snapshot", "save", SNAPSHOT]),
+        step(&["--user=ro:ropw2", "snapshot", "save", snapshot]),
         step(&[root, "user", "delete", "root"]),
         step(&[root, "auth", "disable"]),
         step(&["auth", "status"]),
@@ -492,10 +495,6 @@ fn script() -> Vec<Step> {
     s
 }
 
-/// Where the script's `snapshot save` writes; etcdctl's file is moved away before
-/// cairnctl's run, so both print the same path.
-const SNAPSHOT: &str = "/tmp/cairn-ctl-auth-snapshot.db";
-
 /// The script run by etcdctl on one server and by cairnctl on another, step by step.
 #[test]
 fn user_role_and_auth_commands_match_etcdctl() {
@@ -512,28 +511,33 @@ fn user_role_and_auth_commands_match_etcdctl() {
     };
     let mut report = Report::default();
     let mut seen = Vec::new();
-    for (i, st) in script().iter().enumerate() {
+    let snapshots = tempfile::tempdir().unwrap();
+    let snapshot = snapshots.path().join("snapshot.db").display().to_string();
+    let theirs = format!("{snapshot}.etcdctl");
+    for (i, st) in script(&snapshot).iter().enumerate() {
         let with = |p: &ServerProc| {
             let mut args = tls(p);
             args.extend(st.args.iter().cloned());
             args
         };
         let want = run(&etcdctl, "", &with(&a), &[], &st.stdin);
-        let snapshot = st.args.iter().any(|a| a == "snapshot");
-        if snapshot {
-            let _ = std::fs::rename(SNAPSHOT, format!("{SNAPSHOT}.etcdctl"));
+        let saving = st.args.iter().any(|a| a == "snapshot");
+        if saving {
+            let _ = std::fs::rename(&snapshot, &theirs);
         }
         let got = run(&cairnctl, "", &with(&b), &[], &st.stdin);
-        if snapshot {
-            let theirs = std::fs::metadata(format!("{SNAPSHOT}.etcdctl")).map(|m| m.len());
-            let ours = std::fs::metadata(SNAPSHOT).map(|m| m.len());
+        if saving {
+            let etcdctl_saved = std::fs::metadata(&theirs).is_ok();
+            let cairnctl_saved = std::fs::metadata(&snapshot).is_ok();
             assert_eq!(
-                theirs.is_ok(),
-                ours.is_ok(),
-                "snapshot files: {theirs:?} {ours:?}"
+                etcdctl_saved, cairnctl_saved,
+                "{:?}: snapshot saved",
+                st.args
             );
-            let _ = std::fs::remove_file(SNAPSHOT);
-            let _ = std::fs::remove_file(format!("{SNAPSHOT}.etcdctl"));
+            for f in [&snapshot, &theirs] {
+                let _ = std::fs::remove_file(f);
+                let _ = std::fs::remove_file(format!("{f}.part"));
+            }
         }
         let label = format!("step {i}: {:?} stdin {:?}", st.args, st.stdin);
         compare(
