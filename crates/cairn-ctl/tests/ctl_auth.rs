@@ -39,7 +39,8 @@ impl Certs {
     }
 
     /// A CA (`ca.pem`), a server certificate for 127.0.0.1 signed by it (`server.pem`,
-    /// `server-key.pem`), a client certificate with CN `root` (`client.pem`,
+    /// `server-key.pem`), one for the name localhost only (`server-dns.pem`,
+    /// `server-dns-key.pem`), a client certificate with CN `root` (`client.pem`,
     /// `client-key.pem`) and a second, unrelated CA (`other-ca.pem`).
     fn make() -> Certs {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
@@ -72,6 +73,7 @@ impl Certs {
             "server",
         );
         leaf(vec![], "root", "client");
+        leaf(vec!["localhost".into()], "etcd", "server-dns");
         // An ECDSA key pair for etcd's JWT tokens (ES256).
         let jwt = KeyPair::generate().unwrap();
         write("jwt.pem", jwt.serialize_pem());
@@ -83,6 +85,11 @@ impl Certs {
 /// Starts etcd 3.5.1 serving clients over TLS with `extra` flags. Every server started
 /// here advertises the same peer URL, so all get the same IDs.
 fn etcd(certs: &Certs, extra: &[&str]) -> ServerProc {
+    etcd_with(certs, "server", extra)
+}
+
+/// Like [`etcd`], serving the certificate `<cert>.pem` (and its key).
+fn etcd_with(certs: &Certs, cert: &str, extra: &[&str]) -> ServerProc {
     let mut p = ServerProc::new(Kind::Etcd35, "m1", free_port(), &[]);
     let url = format!("https://127.0.0.1:{}", p.client_port);
     let mut flags = vec![
@@ -90,8 +97,8 @@ fn etcd(certs: &Certs, extra: &[&str]) -> ServerProc {
         format!("--advertise-client-urls={url}"),
         "--initial-advertise-peer-urls=http://127.0.0.1:1".to_string(),
         "--initial-cluster=m1=http://127.0.0.1:1".to_string(),
-        format!("--cert-file={}", certs.path("server.pem")),
-        format!("--key-file={}", certs.path("server-key.pem")),
+        format!("--cert-file={}", certs.path(&format!("{cert}.pem"))),
+        format!("--key-file={}", certs.path(&format!("{cert}-key.pem"))),
     ];
     flags.extend(extra.iter().map(|s| s.to_string()));
     p.extra = flags;
@@ -835,6 +842,24 @@ fn tls_flags_match_etcdctl() {
             ),
         ),
     ];
+    // A certificate for localhost only: dialled as 127.0.0.1 it is refused, as localhost
+    // it is taken.
+    let dns_only = etcd_with(&certs, "server-dns", &[]);
+    for host in ["127.0.0.1", "localhost"] {
+        cases.push((
+            &dns_only,
+            (
+                vec![
+                    format!("--endpoints=https://{host}:{}", dns_only.client_port),
+                    quick.clone(),
+                    format!("--cacert={ca}"),
+                    "get".into(),
+                    "k".into(),
+                ],
+                vec![],
+            ),
+        ));
+    }
     // Several endpoints over TLS, the first one dead: the call reaches the live one.
     let dead = free_port();
     for live_first in [false, true] {
