@@ -344,8 +344,11 @@ fn go_handshake_text(e: &io::Error) -> String {
         | rustls::Error::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
             "x509: certificate has expired or is not yet valid".into()
         }
-        rustls::Error::InvalidCertificate(C::NotValidForName)
-        | rustls::Error::InvalidCertificate(C::NotValidForNameContext { .. }) => {
+        rustls::Error::InvalidCertificate(C::NotValidForNameContext {
+            expected,
+            presented,
+        }) => go_name_mismatch(expected, presented),
+        rustls::Error::InvalidCertificate(C::NotValidForName) => {
             "x509: certificate is not valid for the name dialled".into()
         }
         rustls::Error::AlertReceived(alert) => {
@@ -366,6 +369,37 @@ fn go_handshake_text(e: &io::Error) -> String {
         }
         other => format!("tls: {other}"),
     }
+}
+
+/// Go's `x509.HostnameError` text for a certificate not valid for `expected`, from the
+/// names rustls found in it (`DnsName("a")`, `IpAddress(1.2.3.4)`).
+fn go_name_mismatch(expected: &ServerName<'_>, presented: &[String]) -> String {
+    let host = expected.to_str();
+    let names = |prefix: &str, suffix: &str| -> Vec<String> {
+        presented
+            .iter()
+            .filter_map(|p| p.strip_prefix(prefix)?.strip_suffix(suffix))
+            .map(str::to_string)
+            .collect()
+    };
+    let valid = if matches!(expected, ServerName::IpAddress(_)) {
+        let ips = names("IpAddress(", ")");
+        if ips.is_empty() {
+            return format!(
+                "x509: cannot validate certificate for {host} because it doesn't contain any IP SANs"
+            );
+        }
+        ips
+    } else {
+        names("DnsName(\"", "\")")
+    };
+    if valid.is_empty() {
+        return format!("x509: certificate is not valid for any names, but wanted to match {host}");
+    }
+    format!(
+        "x509: certificate is valid for {}, not {host}",
+        valid.join(", ")
+    )
 }
 
 /// A connection, in the clear or under TLS.
@@ -504,6 +538,22 @@ mod tests {
         bare.cacert = Some(ca.display().to_string());
         assert!(!plain(&bare));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn name_mismatches_are_worded_as_go() {
+        let ip = ServerName::try_from("127.0.0.2").unwrap();
+        let dns = ServerName::try_from("db.example").unwrap();
+        let cases = [
+            (&ip, vec!["DnsName(\"localhost\")"], "x509: cannot validate certificate for 127.0.0.2 because it doesn't contain any IP SANs"),
+            (&ip, vec!["IpAddress(127.0.0.1)", "DnsName(\"localhost\")"], "x509: certificate is valid for 127.0.0.1, not 127.0.0.2"),
+            (&dns, vec!["DnsName(\"a.example\")", "DnsName(\"b.example\")"], "x509: certificate is valid for a.example, b.example, not db.example"),
+            (&dns, vec!["IpAddress(127.0.0.1)"], "x509: certificate is not valid for any names, but wanted to match db.example"),
+        ];
+        for (name, presented, want) in cases {
+            let presented: Vec<String> = presented.into_iter().map(String::from).collect();
+            assert_eq!(go_name_mismatch(name, &presented), want);
+        }
     }
 
     #[test]

@@ -407,16 +407,18 @@ impl Ctx {
         if let Some(cfg) = &self.config {
             return Ok(cfg.clone());
         }
-        let mut files = Vec::new();
         for name in ["cert", "key", "cacert"] {
-            let v = self.flags.str(name);
-            if v.is_empty() && self.flags.changed(name) {
+            if self.flags.str(name).is_empty() && self.flags.changed(name) {
                 return Err(CtlError::bad_args(format!(
                     "empty string is passed to --{name} option"
                 )));
             }
-            files.push((!v.is_empty()).then(|| v.to_string()));
         }
+        let file = |name: &str| {
+            let v = self.flags.str(name);
+            (!v.is_empty()).then(|| v.to_string())
+        };
+        let (cert, key, cacert) = (file("cert"), file("key"), file("cacert"));
         let (user, password) = self.user_and_password();
         self.format()?;
         // etcdctl's discovery domain names the servers' certificates only with
@@ -424,9 +426,6 @@ impl Ctx {
         let domain = self.flags.str("discovery-srv");
         let server_name = (!self.flags.bool("insecure-discovery") && !domain.is_empty())
             .then(|| domain.to_string());
-        let [cert, key, cacert]: [Option<String>; 3] = files
-            .try_into()
-            .map_err(|_| CtlError::error("internal: three TLS files"))?;
         let cfg = ClientConfig {
             endpoints: self.endpoints(),
             dial_timeout: self.flags.duration("dial-timeout"),

@@ -10,9 +10,11 @@
 //!
 //! - `go/`: the Go behaviour etcdctl's output and errors depend on: `flags.rs` (pflag),
 //!   `tabwriter.rs` (help), `gofmt.rs` (quoting, durations, sizes, times), `url.rs` (the
-//!   Go client's peer URL checks).
+//!   Go client's peer URL checks), `prompt.rs` (passwords read as speakeasy and
+//!   `fmt.Scanf` read them).
 //! - `global.rs`: what every command shares: global flags, `ETCDCTL_*` variables, the
-//!   client, exit codes and error reporting.
+//!   client (TLS files, user and password, re-authentication on a stale token), exit
+//!   codes and error reporting.
 //! - `output/`: etcdctl's printers: `printer.rs` (KV responses in every `-w` format, and
 //!   the helpers the other commands print with), `json.rs` (Go's `encoding/json`),
 //!   `table.rs` (`-w table`).

@@ -39,7 +39,8 @@ impl Certs {
     }
 
     /// A CA (`ca.pem`), a server certificate for 127.0.0.1 signed by it (`server.pem`,
-    /// `server-key.pem`), a client certificate with CN `root` (`client.pem`,
+    /// `server-key.pem`), one for the name localhost only (`server-dns.pem`,
+    /// `server-dns-key.pem`), a client certificate with CN `root` (`client.pem`,
     /// `client-key.pem`) and a second, unrelated CA (`other-ca.pem`).
     fn make() -> Certs {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
@@ -72,6 +73,7 @@ impl Certs {
             "server",
         );
         leaf(vec![], "root", "client");
+        leaf(vec!["localhost".into()], "etcd", "server-dns");
         // An ECDSA key pair for etcd's JWT tokens (ES256).
         let jwt = KeyPair::generate().unwrap();
         write("jwt.pem", jwt.serialize_pem());
@@ -83,6 +85,11 @@ impl Certs {
 /// Starts etcd 3.5.1 serving clients over TLS with `extra` flags. Every server started
 /// here advertises the same peer URL, so all get the same IDs.
 fn etcd(certs: &Certs, extra: &[&str]) -> ServerProc {
+    etcd_with(certs, "server", extra)
+}
+
+/// Like [`etcd`], serving the certificate `<cert>.pem` (and its key).
+fn etcd_with(certs: &Certs, cert: &str, extra: &[&str]) -> ServerProc {
     let mut p = ServerProc::new(Kind::Etcd35, "m1", free_port(), &[]);
     let url = format!("https://127.0.0.1:{}", p.client_port);
     let mut flags = vec![
@@ -90,8 +97,8 @@ fn etcd(certs: &Certs, extra: &[&str]) -> ServerProc {
         format!("--advertise-client-urls={url}"),
         "--initial-advertise-peer-urls=http://127.0.0.1:1".to_string(),
         "--initial-cluster=m1=http://127.0.0.1:1".to_string(),
-        format!("--cert-file={}", certs.path("server.pem")),
-        format!("--key-file={}", certs.path("server-key.pem")),
+        format!("--cert-file={}", certs.path(&format!("{cert}.pem"))),
+        format!("--key-file={}", certs.path(&format!("{cert}-key.pem"))),
     ];
     flags.extend(extra.iter().map(|s| s.to_string()));
     p.extra = flags;
@@ -228,7 +235,10 @@ fn compare(report: &mut Report, label: &str, want: (&Run, u16), got: (&Run, u16)
 
 /// The script: users, roles and permissions in every format, auth turned on, the
 /// permission checks a user sees, and the prompts. Global flags come first in each step.
-fn script() -> Vec<Step> {
+///
+/// `snapshot` is where `snapshot save` writes; etcdctl's file is moved away before
+/// cairnctl's run, so both print the same path.
+fn script(snapshot: &str) -> Vec<Step> {
     let root = "--user=root:rootpw";
     let mut s = vec![
         step(&["auth", "status"]),
@@ -458,9 +468,9 @@ fn script() -> Vec<Step> {
         step_in(&["--user=ro", "get", "/app/x"], "wrong\n"),
         step_in(&[root, "user", "passwd", "ro"], "ropw2\nropw2\n"),
         step(&["--user=ro:ropw2", "get", "/app/x"]),
-        step(&[root, "snapshot", "save", SNAPSHOT]),
+        step(&[root, "snapshot", "save", snapshot]),
         step(&["--user=ro:ropw2", "endpoint", "status"]),
-        step(&["--user=ro:ropw2", "snapshot", "save", SNAPSHOT]),
+        step(&["--user=ro:ropw2", "snapshot", "save", snapshot]),
         step(&[root, "user", "delete", "root"]),
         step(&[root, "auth", "disable"]),
         step(&["auth", "status"]),
@@ -492,10 +502,6 @@ fn script() -> Vec<Step> {
     s
 }
 
-/// Where the script's `snapshot save` writes; etcdctl's file is moved away before
-/// cairnctl's run, so both print the same path.
-const SNAPSHOT: &str = "/tmp/cairn-ctl-auth-snapshot.db";
-
 /// The script run by etcdctl on one server and by cairnctl on another, step by step.
 #[test]
 fn user_role_and_auth_commands_match_etcdctl() {
@@ -512,28 +518,33 @@ fn user_role_and_auth_commands_match_etcdctl() {
     };
     let mut report = Report::default();
     let mut seen = Vec::new();
-    for (i, st) in script().iter().enumerate() {
+    let snapshots = tempfile::tempdir().unwrap();
+    let snapshot = snapshots.path().join("snapshot.db").display().to_string();
+    let theirs = format!("{snapshot}.etcdctl");
+    for (i, st) in script(&snapshot).iter().enumerate() {
         let with = |p: &ServerProc| {
             let mut args = tls(p);
             args.extend(st.args.iter().cloned());
             args
         };
         let want = run(&etcdctl, "", &with(&a), &[], &st.stdin);
-        let snapshot = st.args.iter().any(|a| a == "snapshot");
-        if snapshot {
-            let _ = std::fs::rename(SNAPSHOT, format!("{SNAPSHOT}.etcdctl"));
+        let saving = st.args.iter().any(|a| a == "snapshot");
+        if saving {
+            let _ = std::fs::rename(&snapshot, &theirs);
         }
         let got = run(&cairnctl, "", &with(&b), &[], &st.stdin);
-        if snapshot {
-            let theirs = std::fs::metadata(format!("{SNAPSHOT}.etcdctl")).map(|m| m.len());
-            let ours = std::fs::metadata(SNAPSHOT).map(|m| m.len());
+        if saving {
+            let etcdctl_saved = std::fs::metadata(&theirs).is_ok();
+            let cairnctl_saved = std::fs::metadata(&snapshot).is_ok();
             assert_eq!(
-                theirs.is_ok(),
-                ours.is_ok(),
-                "snapshot files: {theirs:?} {ours:?}"
+                etcdctl_saved, cairnctl_saved,
+                "{:?}: snapshot saved",
+                st.args
             );
-            let _ = std::fs::remove_file(SNAPSHOT);
-            let _ = std::fs::remove_file(format!("{SNAPSHOT}.etcdctl"));
+            for f in [&snapshot, &theirs] {
+                let _ = std::fs::remove_file(f);
+                let _ = std::fs::remove_file(format!("{f}.part"));
+            }
         }
         let label = format!("step {i}: {:?} stdin {:?}", st.args, st.stdin);
         compare(
@@ -831,6 +842,24 @@ fn tls_flags_match_etcdctl() {
             ),
         ),
     ];
+    // A certificate for localhost only: dialled as 127.0.0.1 it is refused, as localhost
+    // it is taken.
+    let dns_only = etcd_with(&certs, "server-dns", &[]);
+    for host in ["127.0.0.1", "localhost"] {
+        cases.push((
+            &dns_only,
+            (
+                vec![
+                    format!("--endpoints=https://{host}:{}", dns_only.client_port),
+                    quick.clone(),
+                    format!("--cacert={ca}"),
+                    "get".into(),
+                    "k".into(),
+                ],
+                vec![],
+            ),
+        ));
+    }
     // Several endpoints over TLS, the first one dead: the call reaches the live one.
     let dead = free_port();
     for live_first in [false, true] {
