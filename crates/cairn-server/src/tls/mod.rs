@@ -33,7 +33,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::SupportedCipherSuite;
 
 pub use ciphers::{parse as parse_cipher_suites, CipherError};
-pub use files::common_name;
+pub use files::{check_peer_san, common_name};
 
 use files::Stamp;
 use verify::{Allowed, AllowedClient, SkipServerVerification};
@@ -68,6 +68,8 @@ pub struct TlsSettings {
     pub cipher_suites: Vec<SupportedCipherSuite>,
     /// `--self-signed-cert-validity`, in years.
     pub self_signed_cert_validity: u64,
+    /// `--experimental-peer-skip-client-san-verification`.
+    pub skip_peer_san_check: bool,
 }
 
 /// Why TLS cannot be set up; worded as etcd's where etcd has the error.
