@@ -83,12 +83,18 @@ impl Pki {
     /// Issues `<name>.pem` and `<name>.key` (overwriting them) with subject CN `cn` and
     /// serial number `serial`, valid from a year ago until a year from now.
     pub fn issue(&self, name: &str, cn: &str, serial: u64, usage: Use) -> Pair {
-        self.issue_valid(name, cn, serial, usage, -365, 365)
+        self.issue_valid(name, cn, serial, usage, (-365, 365), None)
+    }
+
+    /// Like [`Pki::issue`] with `Use::Server`, with these SANs (IP addresses or DNS names)
+    /// instead of 127.0.0.1 and localhost.
+    pub fn issue_with_sans(&self, name: &str, cn: &str, serial: u64, sans: &[&str]) -> Pair {
+        self.issue_valid(name, cn, serial, Use::Server, (-365, 365), Some(sans))
     }
 
     /// Like [`Pki::issue`], expired yesterday.
     pub fn issue_expired(&self, name: &str, cn: &str, serial: u64, usage: Use) -> Pair {
-        self.issue_valid(name, cn, serial, usage, -30, -1)
+        self.issue_valid(name, cn, serial, usage, (-30, -1), None)
     }
 
     fn issue_valid(
@@ -97,8 +103,8 @@ impl Pki {
         cn: &str,
         serial: u64,
         usage: Use,
-        from_day: i64,
-        until_day: i64,
+        (from_day, until_day): (i64, i64),
+        sans: Option<&[&str]>,
     ) -> Pair {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
@@ -117,10 +123,14 @@ impl Pki {
             Use::Client => vec![ExtendedKeyUsagePurpose::ClientAuth],
         };
         if usage == Use::Server {
-            params.subject_alt_names = vec![
-                SanType::IpAddress("127.0.0.1".parse().unwrap()),
-                SanType::DnsName("localhost".try_into().unwrap()),
-            ];
+            let sans = sans.unwrap_or(&["127.0.0.1", "localhost"]);
+            params.subject_alt_names = sans
+                .iter()
+                .map(|san| match san.parse() {
+                    Ok(ip) => SanType::IpAddress(ip),
+                    Err(_) => SanType::DnsName((*san).try_into().unwrap()),
+                })
+                .collect();
         }
         let key = KeyPair::generate().unwrap();
         let issuer = Issuer::from_params(&self.params, &self.key);

@@ -189,7 +189,7 @@ fn bad_flags_fail_like_etcd() {
     assert_eq!(code, 1);
     assert!(err.contains("initial-cluster-state"), "{err}");
     // A flag for work not done yet fails clearly instead of being ignored.
-    let (code, err) = cairn_fails(&["--listen-peer-urls=https://127.0.0.1:2380".into()]);
+    let (code, err) = cairn_fails(&["--unsafe-no-fsync".into()]);
     assert_eq!(code, 1);
     assert!(
         err.contains("not supported by this version of cairn"),
@@ -355,7 +355,6 @@ fn every_etcd_flag_is_accepted_at_its_default() {
     // Each one that needs work cairn lacks names itself when set otherwise.
     for (flag, value) in [
         ("--discovery-srv", "example.com"),
-        ("--experimental-peer-skip-client-san-verification", "true"),
         ("--proxy", "on"),
         ("--unsafe-no-fsync", "true"),
     ] {

@@ -556,3 +556,42 @@ fn a_peer_tls_cluster_replicates_and_a_peer_auto_tls_cluster_forms() {
     let all: Vec<&ServerProc> = auto.iter().collect();
     replicated(&all, "over-peer-auto-tls");
 }
+
+/// etcd checks that a member's client certificate names the address it connects from;
+/// a member whose certificate is for another address is refused, the other two go on.
+#[test]
+fn a_peer_whose_certificate_does_not_name_its_address_is_refused() {
+    let pki = Pki::new("ca");
+    let pairs: Vec<Pair> = (0..3)
+        .map(|i| match i {
+            2 => pki.issue_with_sans("m2", "member", 302, &["10.0.0.9"]),
+            _ => pki.issue(&format!("m{i}"), "member", 300 + i as u64, Use::Server),
+        })
+        .collect();
+    let mut members = peer_tls_members(3, |i| {
+        vec![
+            format!("--peer-cert-file={}", s(&pairs[i].cert)),
+            format!("--peer-key-file={}", s(&pairs[i].key)),
+            format!("--peer-trusted-ca-file={}", s(&pki.ca())),
+            "--peer-client-cert-auth".into(),
+        ]
+    });
+    let initial: Vec<String> = members
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_url()))
+        .collect();
+    for m in members.iter_mut() {
+        m.extra
+            .push(format!("--initial-cluster={}", initial.join(",")));
+    }
+    let waits: Vec<_> = members[..2].iter_mut().map(|m| m.spawn_nowait()).collect();
+    let _m2_wait = members[2].spawn_nowait();
+    for (m, w) in members[..2].iter_mut().zip(waits) {
+        m.wait_ready(w);
+    }
+    replicated(&[&members[0], &members[1]], "k");
+    members[0].wait_logged(0, Duration::from_secs(10), "the SAN refusal", |l| {
+        l.contains("rejected peer connection")
+            && l.contains("x509: certificate is valid for 10.0.0.9, not 127.0.0.1")
+    });
+}

@@ -399,7 +399,7 @@ pub struct AcceptedFlags {
     /// Refused unless left at etcd's default: cairn speaks the etcd v3 API only.
     #[arg(long, env = "ETCD_EXPERIMENTAL_ENABLE_V2V3", default_value = "")]
     pub experimental_enable_v2v3: String,
-    /// Refused unless left at etcd's default: peer TLS arrives with the security work.
+    /// Skip verification of SAN field in client certificate for peer connections.
     #[arg(long, env = "ETCD_EXPERIMENTAL_PEER_SKIP_CLIENT_SAN_VERIFICATION", action = bool_flag!(), num_args = 0..=1,
           default_value = "false", default_missing_value = "true", value_parser = go_bool)]
     pub experimental_peer_skip_client_san_verification: bool,
@@ -557,11 +557,6 @@ impl AcceptedFlags {
                 !self.experimental_enable_v2v3.is_empty(),
                 "--experimental-enable-v2v3",
                 "cairn speaks the etcd v3 API only",
-            ),
-            (
-                self.experimental_peer_skip_client_san_verification,
-                "--experimental-peer-skip-client-san-verification",
-                "peer TLS arrives with the security work",
             ),
             (
                 !matches!(self.host_whitelist.as_str(), "" | "*"),
@@ -1048,6 +1043,7 @@ impl Flags {
             cipher_suites: crate::tls::parse_cipher_suites(&self.accepted.cipher_suites)
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?,
             self_signed_cert_validity: self.accepted.self_signed_cert_validity,
+            skip_peer_san_check: self.accepted.experimental_peer_skip_client_san_verification,
         })
     }
 

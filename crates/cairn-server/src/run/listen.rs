@@ -37,19 +37,29 @@ pub(super) async fn serve(
 /// tells which it is.
 ///
 /// With `tls` (an https peer URL), the TLS handshake comes first, and the first byte read
-/// after it tells a stream from HTTP/2.
+/// after it tells a stream from HTTP/2; with `check_san`, a peer's client certificate must
+/// name the address it connects from, as etcd checks unless
+/// `--experimental-peer-skip-client-san-verification`.
 pub(super) async fn serve_peer(
     listener: TcpListener,
     router: axum::Router,
     limits: ConnectionLimits,
     streams: crate::peer::stream::Receiver,
     tls: Option<Arc<ServerTls>>,
+    check_san: bool,
 ) {
     loop {
         let tcp = accept(&listener, "peer").await;
         let (router, streams) = (router.clone(), streams.clone());
         if let Some(tls) = &tls {
-            tokio::spawn(serve_peer_tls(tcp, router, limits, streams, tls.clone()));
+            tokio::spawn(serve_peer_tls(
+                tcp,
+                router,
+                limits,
+                streams,
+                tls.clone(),
+                check_san,
+            ));
             continue;
         }
         tokio::spawn(async move {
@@ -76,6 +86,7 @@ async fn serve_peer_tls(
     limits: ConnectionLimits,
     streams: crate::peer::stream::Receiver,
     tls: Arc<ServerTls>,
+    check_san: bool,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let open = crate::peer::stream::OPEN_TIMEOUT;
@@ -89,6 +100,21 @@ async fn serve_peer_tls(
         }
         Err(_) => return,
     };
+    if check_san {
+        let remote = stream.get_ref().0.peer_addr().map(|a| a.ip());
+        let cert = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .cloned();
+        if let (Ok(remote), Some(cert)) = (remote, cert) {
+            if let Err(e) = crate::tls::check_peer_san(&cert, remote).await {
+                tracing::warn!(remote_addr = %remote, error = %e, "rejected peer connection");
+                return;
+            }
+        }
+    }
     let identity = crate::tls::identity(stream.get_ref().1);
     let mut first = [0u8; 1];
     match tokio::time::timeout(open, stream.read_exact(&mut first)).await {

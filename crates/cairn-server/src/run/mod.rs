@@ -311,6 +311,7 @@ async fn serve_member(
             without_keepalive(server.config().connections),
             endpoints.streams,
             tls.peer.clone().filter(|_| url.starts_with("https://")),
+            !server.config().tls.skip_peer_san_check,
         ));
     }
     // A member of a larger cluster waits here until a quorum of its peers is up.

@@ -149,6 +149,19 @@ mod tests {
 
     use super::*;
 
+    /// Auto-TLS writes `fixtures/` before the member first prepares its data directory;
+    /// that directory must not then be taken for a foreign one.
+    #[test]
+    fn auto_tls_fixtures_do_not_make_a_data_dir_foreign() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        std::fs::create_dir_all(data.join("fixtures/peer")).unwrap();
+        prepare(&data).unwrap();
+        std::fs::write(tmp.path().join("other"), "x").unwrap();
+        let foreign = tmp.path().to_path_buf();
+        assert!(prepare(&foreign).is_err());
+    }
+
     #[test]
     fn a_wal_dir_is_remembered_and_never_silently_dropped_or_changed() {
         let tmp = tempfile::tempdir().unwrap();

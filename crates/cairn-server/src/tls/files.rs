@@ -123,6 +123,71 @@ pub(super) fn valid_for_host(cert: &CertificateDer<'_>, host: &str) -> bool {
         .is_ok()
 }
 
+/// The IP addresses and DNS names in a DER certificate's SANs.
+fn sans(cert: &CertificateDer<'_>) -> (Vec<std::net::IpAddr>, Vec<String>) {
+    use x509_parser::extensions::GeneralName;
+    let (mut ips, mut names) = (Vec::new(), Vec::new());
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return (ips, names);
+    };
+    if let Ok(Some(san)) = parsed.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(n) => names.push(n.to_string()),
+                GeneralName::IPAddress(b) => match b.len() {
+                    4 => ips.push(std::net::IpAddr::from(
+                        <[u8; 4]>::try_from(*b).unwrap_or_default(),
+                    )),
+                    16 => ips.push(std::net::IpAddr::from(
+                        <[u8; 16]>::try_from(*b).unwrap_or_default(),
+                    )),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    (ips, names)
+}
+
+/// etcd's check of a peer's client certificate against the address it connects from: a
+/// certificate with SANs must name that IP, or a DNS name that resolves to it; one
+/// without SANs passes. The error is worded as etcd's.
+pub async fn check_peer_san(
+    cert: &CertificateDer<'_>,
+    remote: std::net::IpAddr,
+) -> Result<(), String> {
+    let (ips, names) = sans(cert);
+    if ips.is_empty() && names.is_empty() {
+        return Ok(());
+    }
+    let host = remote.to_string();
+    let mut err = String::new();
+    if !ips.is_empty() {
+        if ips.contains(&remote) {
+            return Ok(());
+        }
+        err = format!(
+            "x509: certificate is valid for {}, not {host}",
+            ips.iter()
+                .map(|ip| ip.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    if !names.is_empty() {
+        for name in &names {
+            if let Ok(addrs) = tokio::net::lookup_host((name.as_str(), 0)).await {
+                if addrs.into_iter().any(|a| a.ip() == remote) {
+                    return Ok(());
+                }
+            }
+        }
+        err = format!("tls: {host:?} does not match any of DNSNames {names:?}");
+    }
+    Err(err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +211,36 @@ mod tests {
             .to_string()
             .contains("failed to find any PEM data"));
         assert!(key(&p).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_peer_certificate_must_name_the_address_it_comes_from() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let der = |sans: Vec<&str>| {
+            let params = rcgen::CertificateParams::new(
+                sans.into_iter().map(String::from).collect::<Vec<_>>(),
+            )
+            .unwrap();
+            params.self_signed(&key).unwrap().der().clone()
+        };
+        let local: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(check_peer_san(&der(vec![]), local).await.is_ok());
+        assert!(check_peer_san(&der(vec!["127.0.0.1"]), local).await.is_ok());
+        assert!(check_peer_san(&der(vec!["localhost"]), local).await.is_ok());
+        let err = check_peer_san(&der(vec!["10.0.0.9"]), local)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "x509: certificate is valid for 10.0.0.9, not 127.0.0.1"
+        );
+        let err = check_peer_san(&der(vec!["member.invalid"]), local)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "tls: \"127.0.0.1\" does not match any of DNSNames [\"member.invalid\"]"
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::SupportedCipherSuite;
 
 pub use ciphers::{parse as parse_cipher_suites, CipherError};
-pub use files::common_name;
+pub use files::{check_peer_san, common_name};
 
 use files::Stamp;
 use verify::{Allowed, AllowedClient, SkipServerVerification};
@@ -68,6 +68,8 @@ pub struct TlsSettings {
     pub cipher_suites: Vec<SupportedCipherSuite>,
     /// `--self-signed-cert-validity`, in years.
     pub self_signed_cert_validity: u64,
+    /// `--experimental-peer-skip-client-san-verification`.
+    pub skip_peer_san_check: bool,
 }
 
 /// Why TLS cannot be set up; worded as etcd's where etcd has the error.
@@ -389,10 +391,17 @@ fn is_https(url: &str) -> bool {
     url.starts_with("https://") || url.starts_with("unixs://")
 }
 
+/// The `host:port` of a URL (`config.rs` checked the URLs; this side of the crate does not
+/// depend on it).
+fn host_port(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1.trim_end_matches('/');
+    rest.rsplit_once(':').map(|_| rest)
+}
+
 /// The hosts of `urls`, for a self-signed certificate.
 fn hosts(urls: &[String]) -> Vec<String> {
     urls.iter()
-        .filter_map(|u| crate::config::host_port(u))
+        .filter_map(|u| host_port(u))
         .filter_map(|hp| hp.rsplit_once(':').map(|(h, _)| h))
         .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
         .collect()
@@ -430,7 +439,7 @@ impl Tls {
         )?;
         if let Some(url) = peer_urls.iter().find(|u| is_https(u)) {
             let files = peer_files.clone().ok_or_else(|| {
-                TlsError::PeerUrlNeedsCert(crate::config::host_port(url).unwrap_or(url).to_string())
+                TlsError::PeerUrlNeedsCert(host_port(url).unwrap_or(url).to_string())
             })?;
             tls.peer = Some(Arc::new(ServerTls::new(files, provider.clone())?));
         }
