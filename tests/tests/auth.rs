@@ -298,6 +298,8 @@ fn checks(member: &str, lease: &str, snapshot: &str) -> Vec<Step> {
         as_user("alice:alicepw", &["move-leader", member]),
         as_user("alice:alicepw", &["compaction", "2"]),
         as_user("alice:alicepw", &["lock", "/app/lk", "echo", "held"]),
+        // Bob may read and write /app/: the recipe, run by the member as bob, holds it.
+        as_user("bob:bobpw", &["lock", "/app/lk", "echo", "held"]),
         // Management errors with auth on.
         as_user("root:rootpw", &["user", "delete", "root"]),
         as_user("root:rootpw", &["role", "delete", "root"]),
@@ -352,6 +354,7 @@ fn etcdctl_35_runs_the_auth_script_as_on_etcd() {
             "Error: failed to revoke lease (etcdserver: permission denied)",
         ),
         ("--user=alice:alicepw user list", 1, denied),
+        ("--user=bob:bobpw lock /app/lk echo held", 0, ""),
         ("--user=dave:davepw put /wq v", 0, ""),
         ("--user=dave:davepw put --lease LEASE /wq v", 1, denied),
         ("--user=carol:carolpw put --lease LEASE /app/c2 v", 0, ""),
