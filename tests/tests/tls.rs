@@ -394,7 +394,9 @@ fn https_and_http_client_listeners_mix_on_one_member() {
             "--listen-client-urls={},http://127.0.0.1:{http_port}",
             p.url()
         );
-        p.extra = server_flags(&server, &[urls]);
+        let metrics_port = cairn_tests::free_port();
+        let metrics = format!("--listen-metrics-urls=https://127.0.0.1:{metrics_port}");
+        p.extra = server_flags(&server, &[urls, metrics]);
         p.spawn();
         let put = ctl("etcdctl-3.5", &p, &cacert(&pki), &["put", "k", "over-tls"]);
         assert_eq!(put.code, 0, "{kind:?}: {}", put.stderr);
@@ -411,6 +413,20 @@ fn https_and_http_client_listeners_mix_on_one_member() {
         assert!(
             curl(&p, "/health", &cacert_curl(&pki)).is_some(),
             "{kind:?}"
+        );
+        // An https metrics URL serves with the client listener's certificate.
+        let out = Command::new("curl")
+            .args(["-sS", "-f", "--max-time", "5", "--cacert"])
+            .arg(pki.ca())
+            .arg(format!("https://127.0.0.1:{metrics_port}/metrics"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("etcd_server_has_leader"),
+            "{kind:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }

@@ -10,6 +10,9 @@
 //! Rooms from the bottom up; each uses only rooms above it in this list, never one below
 //! (`tests/layering.rs` checks that no cycle forms and that nothing calls into `rpc`).
 //!
+//! - [`identity`], [`tls`]: what a connection proves about its client (read by the RPC
+//!   layer); the rustls configurations etcd's TLS flags make, rebuilt when their files
+//!   change, self-signed certificates for auto-TLS, and dialling peer URLs' gRPC.
 //! - [`config`], [`ids`], [`logging`], [`metrics`], `validate`: etcd's flags and config
 //!   file; member and cluster ids as etcd derives them; etcd-shaped JSON logs; etcd's
 //!   metric names; etcd's checks on client requests and what they cost the quota.
@@ -23,8 +26,8 @@
 //! - `lease/`: the lessor as the applier uses it; `keeper.rs`, keep-alives and
 //!   time-to-live answered by the leader (forwarded to it over the peer URLs) and the
 //!   leader's expiry and checkpoint loop; `service.rs`, the leader's side (LeasePeer).
-//! - `peer/`: the peer set Raft sends through, raft streams (plain TCP on the peer URLs),
-//!   Raft snapshots in chunks over gRPC, the gRPC side of the peer URLs.
+//! - `peer/`: the peer set Raft sends through, raft streams (TCP, or TLS on https peer
+//!   URLs), Raft snapshots in chunks over gRPC, the gRPC side of the peer URLs.
 //! - `apply/`: committed entries to MVCC writes, one backend transaction per batch, and
 //!   the alarms they raise.
 //! - `server/`: one running member: start-up, the data directory, propose and wait,

@@ -105,9 +105,9 @@ impl LeaseKeeper {
             }
         }
         let url = i.members.get(leader)?.peer_ur_ls.first()?.clone();
-        let (endpoint, tls) = crate::peer::endpoint(&url)?;
+        let (endpoint, tls) = crate::tls::dial::endpoint(&url)?;
         let endpoint = endpoint.connect_timeout(Duration::from_secs(1));
-        let connector = tower::service_fn(move |uri| crate::peer::dial(uri, tls));
+        let connector = tower::service_fn(move |uri| crate::tls::dial::dial(uri, tls));
         let client = LeasePeerClient::new(endpoint.connect_with_connector_lazy(connector));
         *cached = Some((leader, client.clone()));
         Some((leader, client))

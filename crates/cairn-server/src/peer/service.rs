@@ -25,13 +25,13 @@ pub(crate) async fn connect(
     message_limit: usize,
 ) -> Option<RaftPeerClient<tonic::transport::Channel>> {
     for url in urls {
-        let Some((endpoint, tls)) = super::endpoint(url) else {
+        let Some((endpoint, tls)) = crate::tls::dial::endpoint(url) else {
             continue;
         };
         let endpoint = endpoint
             .connect_timeout(Duration::from_secs(1))
             .http2_keep_alive_interval(Duration::from_secs(5));
-        let connector = tower::service_fn(move |uri| super::dial(uri, tls));
+        let connector = tower::service_fn(move |uri| crate::tls::dial::dial(uri, tls));
         if let Ok(ch) = endpoint.connect_with_connector(connector).await {
             return Some(RaftPeerClient::new(ch).max_encoding_message_size(message_limit));
         }

@@ -8,6 +8,7 @@
 //! - `verify.rs`: `--peer-cert-allowed-cn` and the allowed-hostname flags, checked after
 //!   the chain; the verifier peers made with `--peer-auto-tls` use.
 //! - `auto.rs`: `--auto-tls` and `--peer-auto-tls`, self-signed certificates.
+//! - `dial.rs`: the peer gRPC clients' connector, TLS for https peer URLs.
 //!
 //! As etcd 3.5 serves them, the listeners speak TLS 1.2 only, and a trusted CA file asks
 //! for a client certificate and refuses a connection without a valid one, with or without
@@ -20,6 +21,7 @@
 
 mod auto;
 mod ciphers;
+pub mod dial;
 mod files;
 mod verify;
 
