@@ -5,8 +5,8 @@
 //! ([`crate::identity::ConnIdentity`]): the server's own loopback client, or a verified
 //! client certificate's CN. With auth disabled nobody is resolved and nothing is checked.
 //!
-//! bcrypt runs on tokio's blocking threads, at most [`PASSWORD_WORKERS`] at once; at most
-//! [`PASSWORD_QUEUE`] more requests wait for one, and any beyond that are refused with
+//! bcrypt runs on tokio's blocking threads, at most one per core at once (as many as etcd's
+//! goroutines can use); at most [`PASSWORD_QUEUE`] more requests wait for one, and any beyond that are refused with
 //! "too many requests", so a stranger hammering Authenticate costs a bounded amount of CPU
 //! and memory.
 
@@ -20,8 +20,6 @@ use super::Server;
 use crate::identity::ConnIdentity;
 use crate::proposal::ApplyResult;
 
-/// bcrypt hashes or checks running at once.
-pub const PASSWORD_WORKERS: usize = 2;
 /// Password requests waiting for a worker before more are refused.
 pub const PASSWORD_QUEUE: usize = 256;
 
@@ -36,11 +34,18 @@ pub(crate) struct PasswordPool {
 }
 
 impl PasswordPool {
-    pub(crate) fn new() -> PasswordPool {
+    /// A pool running `workers` hashes at once.
+    pub(crate) fn new(workers: usize) -> PasswordPool {
+        let workers = workers.max(1);
         PasswordPool {
-            workers: tokio::sync::Semaphore::new(PASSWORD_WORKERS),
-            queue: tokio::sync::Semaphore::new(PASSWORD_WORKERS + PASSWORD_QUEUE),
+            workers: tokio::sync::Semaphore::new(workers),
+            queue: tokio::sync::Semaphore::new(workers + PASSWORD_QUEUE),
         }
+    }
+
+    /// A pool with one worker per core.
+    pub(crate) fn per_core() -> PasswordPool {
+        PasswordPool::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
     }
 
     async fn run<T: Send + 'static>(
@@ -253,7 +258,8 @@ mod tests {
     /// rest are refused at once instead of piling up.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn password_work_is_bounded_and_the_overflow_refused() {
-        let pool = std::sync::Arc::new(PasswordPool::new());
+        const PASSWORD_WORKERS: usize = 2;
+        let pool = std::sync::Arc::new(PasswordPool::new(PASSWORD_WORKERS));
         let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
         let release_rx = std::sync::Arc::new(parking_lot::Mutex::new(release_rx));
         let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
