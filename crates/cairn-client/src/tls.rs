@@ -272,11 +272,11 @@ fn system_roots() -> RootCertStore {
     roots
 }
 
-/// Accepts any server certificate (`--insecure-skip-tls-verify`); the handshake's
-/// signatures are still checked, so the connection is at least to whoever holds the key
-/// it presented.
+/// Accepts any server certificate (`--insecure-skip-tls-verify`; the server's peers with
+/// `--peer-auto-tls`); the handshake's signatures are still checked, so the connection is
+/// at least to whoever holds the key it presented.
 #[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
+pub struct NoVerification(pub Arc<CryptoProvider>);
 
 impl ServerCertVerifier for NoVerification {
     fn verify_server_cert(

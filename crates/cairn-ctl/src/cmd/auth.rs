@@ -312,18 +312,51 @@ pub fn user_get(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
             s.push('\n');
             out(s.as_bytes());
         }
-        Format::Json => {
-            let s = Obj::new()
-                .obj("header", json::header(&resp.header))
-                .list(
-                    "roles",
-                    resp.roles.iter().map(|r| json::string(r)).collect(),
-                )
-                .end();
-            out(format!("{s}\n").as_bytes());
-        }
+        Format::Json => names_json(&resp.header, "roles", &resp.roles),
         Format::Protobuf => protobuf(&resp),
         f @ (Format::Fields | Format::Table) => return Err(f.unsupported()),
+    }
+    Ok(())
+}
+
+/// Prints `{"header":...,"<key>":[names]}` as etcdctl's JSON printer does.
+fn names_json(header: &Option<ResponseHeader>, key: &str, names: &[String]) {
+    let s = Obj::new()
+        .obj("header", json::header(header))
+        .list(key, names.iter().map(|n| json::string(n)).collect())
+        .end();
+    out(format!("{s}\n").as_bytes());
+}
+
+/// Prints a list of user or role names in `format`: one a line, JSON under `key`, the
+/// `fields` line `"<fields_key>" : "a" "b"` where etcdctl has one, or the encoding.
+fn print_names<M: Message>(
+    format: Format,
+    resp: &M,
+    header: &Option<ResponseHeader>,
+    key: &str,
+    fields_key: Option<&str>,
+    names: &[String],
+) -> Result<(), CtlError> {
+    match (format, fields_key) {
+        (Format::Simple, _) => {
+            let s: String = names.iter().map(|n| format!("{n}\n")).collect();
+            out(s.as_bytes());
+        }
+        (Format::Fields, Some(label)) => {
+            let mut s = String::new();
+            fields::hdr(&mut s, header);
+            s.push_str(&format!("\"{label}\" :"));
+            for n in names {
+                s.push(' ');
+                s.push_str(&gofmt::quote(n.as_bytes()));
+            }
+            s.push('\n');
+            out(s.as_bytes());
+        }
+        (Format::Json, _) => names_json(header, key, names),
+        (Format::Protobuf, _) => protobuf(resp),
+        (f @ (Format::Fields | Format::Table), _) => return Err(f.unsupported()),
     }
     Ok(())
 }
@@ -340,25 +373,14 @@ pub fn user_list(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
         let mut a = client.auth();
         async move { a.user_list(AuthUserListRequest {}).await }
     })?;
-    match ctx.format()? {
-        Format::Simple => {
-            let s: String = resp.users.iter().map(|u| format!("{u}\n")).collect();
-            out(s.as_bytes());
-        }
-        Format::Json => {
-            let s = Obj::new()
-                .obj("header", json::header(&resp.header))
-                .list(
-                    "users",
-                    resp.users.iter().map(|u| json::string(u)).collect(),
-                )
-                .end();
-            out(format!("{s}\n").as_bytes());
-        }
-        Format::Protobuf => protobuf(&resp),
-        f @ (Format::Fields | Format::Table) => return Err(f.unsupported()),
-    }
-    Ok(())
+    print_names(
+        ctx.format()?,
+        &resp,
+        &resp.header,
+        "users",
+        None,
+        &resp.users,
+    )
 }
 
 /// `etcdctl user passwd <name>`.
@@ -582,36 +604,15 @@ pub fn role_list(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
         let mut a = client.auth();
         async move { a.role_list(AuthRoleListRequest {}).await }
     })?;
-    match ctx.format()? {
-        Format::Simple => {
-            let s: String = resp.roles.iter().map(|r| format!("{r}\n")).collect();
-            out(s.as_bytes());
-        }
-        Format::Fields => {
-            let mut s = String::new();
-            fields::hdr(&mut s, &resp.header);
-            s.push_str("\"Roles\" :");
-            for r in &resp.roles {
-                s.push(' ');
-                s.push_str(&gofmt::quote(r.as_bytes()));
-            }
-            s.push('\n');
-            out(s.as_bytes());
-        }
-        Format::Json => {
-            let s = Obj::new()
-                .obj("header", json::header(&resp.header))
-                .list(
-                    "roles",
-                    resp.roles.iter().map(|r| json::string(r)).collect(),
-                )
-                .end();
-            out(format!("{s}\n").as_bytes());
-        }
-        Format::Protobuf => protobuf(&resp),
-        Format::Table => return Err(Format::Table.unsupported()),
-    }
-    Ok(())
+    let format = ctx.format()?;
+    print_names(
+        format,
+        &resp,
+        &resp.header,
+        "roles",
+        Some("Roles"),
+        &resp.roles,
+    )
 }
 
 /// The key and range end of a permission, from the arguments after the role (and type),

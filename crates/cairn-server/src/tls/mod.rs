@@ -38,7 +38,7 @@ pub use ciphers::{parse as parse_cipher_suites, CipherError};
 pub use files::{check_peer_san, common_name};
 
 use files::Stamp;
-use verify::{Allowed, AllowedClient, SkipServerVerification};
+use verify::{Allowed, AllowedClient};
 
 /// How often, at most, the files behind a configuration are looked at again.
 const RECHECK: Duration = Duration::from_secs(1);
@@ -308,7 +308,10 @@ fn dial_config(
     let builder = match (&files.ca, files.self_signed) {
         (_, true) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(SkipServerVerification(provider.clone()))),
+            .with_custom_certificate_verifier(Arc::new(
+                // Peers made with --peer-auto-tls: self-signed, so not verified, as etcd.
+                cairn_client::tls::NoVerification(provider.clone()),
+            )),
         (Some(ca), false) => builder.with_root_certificates(files::roots(ca)?),
         (None, false) => {
             return Err(TlsError::NeedsCa {
