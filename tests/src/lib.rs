@@ -13,6 +13,7 @@
 //! - `goclient`: etcd's own Go client ([`goclient::etcd_go`]).
 //! - `grpc`: channels, a member's status, [`strip_header`], [`block_on`].
 //! - `leader`: which member leads.
+//! - `deployment`: the users and roles of the deployment cairn is for.
 //! - `pyclient`: Python's etcd3 client ([`pyclient::etcd3_script`]).
 //! - `mask`: masks for comparing two outputs byte for byte.
 //! - `workload`, `linearizability`: the fault suites' clients and their checker.
@@ -20,6 +21,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod certs;
+pub mod deployment;
 pub mod goclient;
 pub mod grpc;
 pub mod leader;

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cairn_tests::certs::{Pki, Use};
+use cairn_tests::deployment;
 use cairn_tests::mask::{mask, mask_line, mask_measured};
 use cairn_tests::{
     free_port, repo_root, run_client, start_together, tool, workspace_bin, Kind, ServerProc,
@@ -65,43 +66,20 @@ fn profile(dir: &Path, name: &str, endpoints: &[String], user: &str, password: &
 fn provision(members: &[ServerProc], pki: &Pki, profiles: &Path) {
     let urls: Vec<String> = members.iter().map(ServerProc::url).collect();
     let ca = format!("--cacert={}", s(&pki.ca()));
-    for args in [
-        &["user", "add", "root:rootpw"][..],
-        &["user", "grant-role", "root", "root"],
-        &["role", "add", "orders-rw"],
-        &[
-            "role",
-            "grant-permission",
-            "orders-rw",
-            "readwrite",
-            "--prefix",
-            "/orders/",
-        ],
-        &["role", "add", "orders-ro"],
-        &[
-            "role",
-            "grant-permission",
-            "orders-ro",
-            "read",
-            "--prefix",
-            "/orders/",
-        ],
-        &["user", "add", "orders-rw:rwpw"],
-        &["user", "grant-role", "orders-rw", "orders-rw"],
-        &["user", "add", "orders-ro:ropw"],
-        &["user", "grant-role", "orders-ro", "orders-ro"],
-        &["auth", "enable"],
-    ] {
+    for args in deployment::provisioning() {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut all = vec![ca.as_str()];
-        all.extend(args);
+        all.extend(&args);
         let run = run_client(&tool("etcdctl-3.5"), &urls.join(","), &all, None);
         assert_eq!(run.code, 0, "{args:?}: {run:?}");
     }
-    profile(profiles, "root", &urls, "root", "rootpw", &pki.ca());
-    profile(profiles, "orders-rw", &urls, "orders-rw", "rwpw", &pki.ca());
-    profile(profiles, "orders-ro", &urls, "orders-ro", "ropw", &pki.ca());
+    let root = deployment::ROOT_PASSWORD;
+    profile(profiles, "root", &urls, "root", root, &pki.ca());
+    for (user, password) in [deployment::RW_USER, deployment::RO_USER] {
+        profile(profiles, user, &urls, user, password, &pki.ca());
+    }
     // Snapshots are taken from one member.
-    profile(profiles, "root-m0", &urls[..1], "root", "rootpw", &pki.ca());
+    profile(profiles, "root-m0", &urls[..1], "root", root, &pki.ca());
 }
 
 /// Runs the wrapper with `ctl` under `profile` (None: the default) and `args`: exit code,

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_tests::certs::{Pair, Pki, Use};
+use cairn_tests::deployment::{self, RO_USER, RW_USER};
 use cairn_tests::{free_port, run_client, start_together, tool, Kind, ServerProc};
 use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, TlsOptions};
 
@@ -83,41 +84,16 @@ fn a_rolling_restart_with_tls_and_auth_loses_nothing_and_allows_nothing_more() {
     let ca = pki.ca();
     let mut members = start_cluster(&server);
 
-    for args in [
-        &["user", "add", "root:rootpw"][..],
-        &["user", "grant-role", "root", "root"],
-        &["role", "add", "orders-rw"],
-        &[
-            "role",
-            "grant-permission",
-            "orders-rw",
-            "readwrite",
-            "--prefix",
-            "/orders/",
-        ],
-        &["role", "add", "orders-ro"],
-        &[
-            "role",
-            "grant-permission",
-            "orders-ro",
-            "read",
-            "--prefix",
-            "/orders/",
-        ],
-        &["user", "add", "writer:writerpw"],
-        &["user", "grant-role", "writer", "orders-rw"],
-        &["user", "add", "reader:readerpw"],
-        &["user", "grant-role", "reader", "orders-ro"],
-        &["auth", "enable"],
-    ] {
-        etcdctl(&members, &ca, args);
+    for args in deployment::provisioning() {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        etcdctl(&members, &ca, &args);
     }
     let auth_state = |members: &[ServerProc]| {
         etcdctl(members, &ca, &["--user=root:rootpw", "role", "list"])
             + &etcdctl(
                 members,
                 &ca,
-                &["--user=root:rootpw", "user", "get", "reader"],
+                &["--user=root:rootpw", "user", "get", deployment::RO_USER.0],
             )
     };
     let auth_before = auth_state(&members);
@@ -126,8 +102,8 @@ fn a_rolling_restart_with_tls_and_auth_loses_nothing_and_allows_nothing_more() {
     let done = Arc::new(AtomicBool::new(false));
     let (writer, reader) = rt.block_on(async {
         (
-            connect(&members, &ca, "writer", "writerpw").await,
-            connect(&members, &ca, "reader", "readerpw").await,
+            connect(&members, &ca, RW_USER.0, RW_USER.1).await,
+            connect(&members, &ca, RO_USER.0, RO_USER.1).await,
         )
     });
 
