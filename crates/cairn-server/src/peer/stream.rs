@@ -645,6 +645,31 @@ async fn refuse<S: AsyncWrite + Unpin>(io: &mut S, why: &str) {
     let _ = io.flush().await;
 }
 
+/// Steps the whole frames in `buf` into Raft, `msgs` being the reusable list they are
+/// decoded into.
+fn step_frames(
+    buf: &mut BytesMut,
+    msgs: &mut Vec<PeerMessage>,
+    from: u64,
+    r: &Receiver,
+) -> Result<(), StreamError> {
+    take_frames(buf, r.message_limit, msgs)?;
+    if let Some(m) = msgs.iter().find(|m| !fits_stream(m, from, &r.gate)) {
+        // Snapshots travel on their own connection; anything else names the stream's two
+        // ends (or, forwarded, another member and this one). The stream is closed, with
+        // everything it brought.
+        return Err(StreamError::Forged {
+            kind: m.kind(),
+            sender: m.sender(),
+            recipient: m.recipient(),
+        });
+    }
+    if !msgs.is_empty() {
+        r.raft.step_many(std::mem::take(msgs))?;
+    }
+    Ok(())
+}
+
 /// Steps the messages arriving on `tcp` into Raft, and answers with an alive byte every
 /// [`ALIVE_INTERVAL`], until the stream ends (`Ok`) or breaks.
 async fn receive_messages(tcp: TcpStream, from: u64, r: &Receiver) -> Result<(), StreamError> {
@@ -662,21 +687,7 @@ async fn receive_messages(tcp: TcpStream, from: u64, r: &Receiver) -> Result<(),
                     return Ok(());
                 }
                 heard = Instant::now();
-                take_frames(&mut buf, r.message_limit, &mut msgs)?;
-                if let Some(m) = msgs.iter().find(|m| !fits_stream(m, from, &r.gate)) {
-                    // Snapshots travel on their own connection; anything else names the
-                    // stream's two ends (or, forwarded, another member and this one). The
-                    // stream is closed, with everything it brought.
-                    return Err(StreamError::Forged {
-                        kind: m.kind(),
-                        sender: m.sender(),
-                        recipient: m.recipient(),
-                    });
-                }
-                if !msgs.is_empty() {
-                    r.raft
-                        .step_many(std::mem::take(&mut msgs))?;
-                }
+                step_frames(&mut buf, &mut msgs, from, r)?;
             }
             _ = alive.tick() => {
                 // A sender that reads nothing has a full socket, and will time out.
@@ -711,17 +722,7 @@ where
                     return Ok(());
                 }
                 heard = Instant::now();
-                take_frames(&mut buf, r.message_limit, &mut msgs)?;
-                if let Some(m) = msgs.iter().find(|m| !fits_stream(m, from, &r.gate)) {
-                    return Err(StreamError::Forged {
-                        kind: m.kind(),
-                        sender: m.sender(),
-                        recipient: m.recipient(),
-                    });
-                }
-                if !msgs.is_empty() {
-                    r.raft.step_many(std::mem::take(&mut msgs))?;
-                }
+                step_frames(&mut buf, &mut msgs, from, r)?;
             }
             _ = alive.tick() => {
                 io.write_all(&[ALIVE]).await?;
