@@ -1,7 +1,8 @@
 //! `cairnctl bench`, the load generator `scripts/bench-vs-etcd` runs, against real etcd
 //! 3.5.1 and against cairn: every workload makes all its requests without an error on both
 //! (its one HTTP/2 connection per `--conns`, driven through h2 directly, carries unary calls
-//! and client streams alike), and the put workload writes within its key space.
+//! and client streams alike), and the put workload writes within its key space; with auth
+//! on, `authenticate` logs in as often as asked.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -31,7 +32,7 @@ fn bench(endpoint: &str, args: &[&str]) -> serde_json::Value {
 #[test]
 fn every_bench_workload_runs_clean_against_etcd_and_cairn() {
     for kind in [Kind::Etcd35, Kind::Cairn] {
-        let m = ServerProc::start(kind, &[]);
+        let m = ServerProc::start(kind, &["--bcrypt-cost=4"]);
         let ep = m.endpoint();
         let workloads: [(&[&str], u64); 9] = [
             (&["put", "--total=400", "--key-space-size=50"], 400),
@@ -81,6 +82,18 @@ fn every_bench_workload_runs_clean_against_etcd_and_cairn() {
                 assert!((1..=50).contains(&count), "{kind:?}: {count} keys");
             }
         }
+        // Logins, with auth on (bcrypt at its lowest cost, so the run is short).
+        for args in [
+            &["user", "add", "root:rootpw"][..],
+            &["user", "grant-role", "root", "root"],
+            &["auth", "enable"],
+        ] {
+            let r = etcdctl35(&ep, args);
+            assert_eq!(r.code, 0, "{kind:?} {args:?}: {r:?}");
+        }
+        let summary = bench(&ep, &["authenticate", "--total=40", "--user=root:rootpw"]);
+        assert_eq!(summary["ok"], 40, "{kind:?}: {summary}");
+        assert_eq!(summary["failed"], 0, "{kind:?}: {summary}");
     }
 }
 
