@@ -325,6 +325,12 @@ pub struct AcceptedFlags {
     /// Comma-separated list of supported TLS cipher suites between client/server and peers (Go's names).
     #[arg(long, env = "ETCD_CIPHER_SUITES", default_value = "")]
     pub cipher_suites: String,
+    /// Minimum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3.
+    #[arg(long, env = "ETCD_TLS_MIN_VERSION", default_value = "TLS1.2")]
+    pub tls_min_version: String,
+    /// Maximum TLS version supported by etcd. Possible values: TLS1.2, TLS1.3 (empty: TLS1.2, as etcd 3.5.1).
+    #[arg(long, env = "ETCD_TLS_MAX_VERSION", default_value = "")]
+    pub tls_max_version: String,
     /// Allowed TLS hostname for client cert authentication.
     #[arg(long, env = "ETCD_CLIENT_CERT_ALLOWED_HOSTNAME", default_value = "")]
     pub client_cert_allowed_hostname: String,
@@ -1042,6 +1048,12 @@ impl Flags {
             },
             cipher_suites: crate::tls::parse_cipher_suites(&self.accepted.cipher_suites)
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+            versions: crate::tls::parse_versions(
+                &self.accepted.tls_min_version,
+                &self.accepted.tls_max_version,
+                !self.accepted.cipher_suites.is_empty(),
+            )
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?,
             self_signed_cert_validity: self.accepted.self_signed_cert_validity,
             skip_peer_san_check: self.accepted.experimental_peer_skip_client_san_verification,
         })
@@ -1440,6 +1452,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(err, "unexpected TLS cipher suite \"nope\"");
+        // TLS versions, as later etcd 3.5 releases take them.
+        let v = |flags: &[&str]| parse(flags).map(|c| c.tls.versions.len());
+        assert_eq!(v(&[]).unwrap(), 1);
+        assert_eq!(v(&["--tls-max-version=TLS1.3"]).unwrap(), 2);
+        assert_eq!(v(&["--tls-min-version=TLS1.3"]).unwrap(), 1);
+        for (flags, want) in [
+            (
+                &["--tls-min-version=TLS1.4"][..],
+                "unexpected TLS version \"TLS1.4\" (must be one of: TLS1.0, TLS1.1, TLS1.2, TLS1.3)",
+            ),
+            (
+                &["--tls-min-version=TLS1.3", "--tls-max-version=TLS1.2"],
+                "min version (TLS1.3) is greater than max version (TLS1.2)",
+            ),
+            (
+                &[
+                    "--tls-min-version=TLS1.3",
+                    "--cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                ],
+                "cipher suites cannot be configured when only TLS1.3 is enabled",
+            ),
+        ] {
+            assert_eq!(parse(flags).unwrap_err().to_string(), want, "{flags:?}");
+        }
+        let old = parse(&["--tls-min-version=TLS1.1"])
+            .unwrap_err()
+            .to_string();
+        assert!(old.contains("TLS 1.2 and 1.3"), "{old}");
     }
 
     #[test]

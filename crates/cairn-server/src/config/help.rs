@@ -77,6 +77,9 @@ const GROUPS: &[(&str, &[&str])] = &[
             "self-signed-cert-validity",
             "peer-crl-file",
             "cipher-suites",
+            // Later 3.5 releases' (3.5.1 lacks them).
+            "tls-min-version",
+            "tls-max-version",
             "cors",
             "host-whitelist",
         ],

@@ -68,6 +68,9 @@ pub struct TlsSettings {
     pub peer: SideSettings,
     /// `--cipher-suites`; empty for rustls's defaults.
     pub cipher_suites: Vec<SupportedCipherSuite>,
+    /// The TLS versions `--tls-min-version` and `--tls-max-version` allow; empty means
+    /// TLS 1.2 only, as etcd 3.5.1.
+    pub versions: Vec<&'static rustls::SupportedProtocolVersion>,
     /// `--self-signed-cert-validity`, in years.
     pub self_signed_cert_validity: u64,
     /// `--experimental-peer-skip-client-san-verification`.
@@ -184,6 +187,73 @@ impl Files {
     }
 }
 
+/// Why `--tls-min-version` or `--tls-max-version` is refused; etcd's words, but for the
+/// versions before 1.2, which rustls does not speak.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VersionError {
+    #[error("unexpected TLS version {0:?} (must be one of: TLS1.0, TLS1.1, TLS1.2, TLS1.3)")]
+    Unknown(String),
+    #[error("TLS version {0} is not supported by cairn, which speaks TLS 1.2 and 1.3 only")]
+    TooOld(String),
+    #[error("min version ({0}) is greater than max version ({1})")]
+    MinAboveMax(String, String),
+    #[error("cipher suites cannot be configured when only TLS1.3 is enabled")]
+    CiphersWithTls13Only,
+}
+
+/// The protocol versions from `--tls-min-version` and `--tls-max-version` (etcd's names;
+/// an empty maximum is TLS 1.2, what etcd 3.5.1 speaks); `ciphers` says whether
+/// `--cipher-suites` was given, which TLS 1.3 alone cannot honour.
+pub fn parse_versions(
+    min: &str,
+    max: &str,
+    ciphers: bool,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, VersionError> {
+    // 0 for "", else 10 to 13.
+    let number = |v: &str| -> Result<u8, VersionError> {
+        match v {
+            "" => Ok(0),
+            "TLS1.0" | "TLS1.1" => Err(VersionError::TooOld(v.to_string())),
+            "TLS1.2" => Ok(12),
+            "TLS1.3" => Ok(13),
+            _ => Err(VersionError::Unknown(v.to_string())),
+        }
+    };
+    let (lo, hi) = (number(min)?.max(12), number(max)?);
+    if hi != 0 && lo > hi {
+        return Err(VersionError::MinAboveMax(min.to_string(), max.to_string()));
+    }
+    if lo == 13 && ciphers {
+        return Err(VersionError::CiphersWithTls13Only);
+    }
+    let hi = if hi == 0 { lo } else { hi };
+    Ok(
+        [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
+            .into_iter()
+            .filter(|(n, _)| (lo..=hi).contains(n))
+            .map(|(_, v)| v)
+            .collect(),
+    )
+}
+
+/// The crypto provider and TLS versions every configuration is built with.
+#[derive(Clone)]
+struct Protocol {
+    provider: Arc<CryptoProvider>,
+    versions: Vec<&'static rustls::SupportedProtocolVersion>,
+}
+
+/// The versions to offer: `settings.versions`, or TLS 1.2 alone.
+fn versions(
+    settings: &[&'static rustls::SupportedProtocolVersion],
+) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    if settings.is_empty() {
+        vec![&rustls::version::TLS12]
+    } else {
+        settings.to_vec()
+    }
+}
+
 /// ring, with `--cipher-suites` when given.
 fn provider(suites: &[SupportedCipherSuite]) -> Arc<CryptoProvider> {
     // ring is the chosen provider (aws-lc-rs needs cmake). rustls 0.23.48 deprecates it
@@ -259,14 +329,12 @@ impl<T> Reloading<T> {
 }
 
 /// A rustls server configuration for one side's files.
-fn server_config(
-    files: &Files,
-    provider: &Arc<CryptoProvider>,
-) -> Result<rustls::ServerConfig, TlsError> {
+fn server_config(files: &Files, proto: &Protocol) -> Result<rustls::ServerConfig, TlsError> {
+    let provider = &proto.provider;
     let chain = files::certs(&files.cert)?;
     let key = files::key(&files.key)?;
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS12])
+        .with_protocol_versions(&proto.versions)
         .map_err(rustls_error)?;
     let builder = match &files.ca {
         Some(ca) => {
@@ -296,14 +364,12 @@ fn server_config(
 }
 
 /// A rustls client configuration for dialling other members with one side's files.
-fn dial_config(
-    files: &Files,
-    provider: &Arc<CryptoProvider>,
-) -> Result<rustls::ClientConfig, TlsError> {
+fn dial_config(files: &Files, proto: &Protocol) -> Result<rustls::ClientConfig, TlsError> {
+    let provider = &proto.provider;
     let chain = files::certs(&files.cert)?;
     let key = files::key(&files.key)?;
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS12])
+        .with_protocol_versions(&proto.versions)
         .map_err(rustls_error)?;
     let builder = match (&files.ca, files.self_signed) {
         (_, true) => builder
@@ -331,9 +397,9 @@ pub struct ServerTls {
 }
 
 impl ServerTls {
-    fn new(files: Files, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
+    fn new(files: Files, proto: Protocol) -> Result<Self, TlsError> {
         let paths = files.paths();
-        let config = Reloading::new(paths, Box::new(move || server_config(&files, &provider)))?;
+        let config = Reloading::new(paths, Box::new(move || server_config(&files, &proto)))?;
         Ok(ServerTls { config })
     }
 
@@ -349,9 +415,9 @@ pub struct DialTls {
 }
 
 impl DialTls {
-    fn new(files: Files, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
+    fn new(files: Files, proto: Protocol) -> Result<Self, TlsError> {
         let paths = files.paths();
-        let config = Reloading::new(paths, Box::new(move || dial_config(&files, &provider)))?;
+        let config = Reloading::new(paths, Box::new(move || dial_config(&files, &proto)))?;
         Ok(DialTls { config })
     }
 
@@ -421,7 +487,10 @@ impl Tls {
         client_urls: &[String],
         peer_urls: &[String],
     ) -> Result<Tls, TlsError> {
-        let provider = provider(&settings.cipher_suites);
+        let provider = Protocol {
+            provider: provider(&settings.cipher_suites),
+            versions: versions(&settings.versions),
+        };
         let years = settings.self_signed_cert_validity;
         let mut tls = Tls::default();
         if let Some(url) = client_urls.iter().find(|u| is_https(u)) {

@@ -12,6 +12,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
 
+/// What the listeners build with by default: ring with `suites`, TLS 1.2 only.
+fn proto(suites: &[SupportedCipherSuite]) -> Protocol {
+    Protocol {
+        provider: provider(suites),
+        versions: versions(&[]),
+    }
+}
+
 /// A CA that issues server and client certificates into a directory.
 struct Ca {
     params: CertificateParams,
@@ -153,7 +161,7 @@ fn serial(cert: &CertificateDer<'_>) -> Vec<u8> {
 async fn server_only_tls_takes_any_client_and_proves_no_identity() {
     let ca = Ca::new();
     ca.issue("server", "server", &["127.0.0.1", "localhost"], 10);
-    let server = ServerTls::new(ca.files(false), provider(&[])).unwrap();
+    let server = ServerTls::new(ca.files(false), proto(&[])).unwrap();
     let (id, _) = handshake(ca.client(None), &server).await.unwrap();
     assert_eq!(id, crate::identity::ConnIdentity::default());
 }
@@ -163,7 +171,7 @@ async fn a_trusted_ca_requires_a_client_certificate_as_etcd() {
     let ca = Ca::new();
     ca.issue("server", "server", &["127.0.0.1"], 10);
     ca.issue("alice", "alice", &[], 11);
-    let server = ServerTls::new(ca.files(true), provider(&[])).unwrap();
+    let server = ServerTls::new(ca.files(true), proto(&[])).unwrap();
     assert!(handshake(ca.client(None), &server).await.is_err());
     let (id, _) = handshake(ca.client(Some("alice")), &server).await.unwrap();
     assert_eq!(id.cert_common_name.as_deref(), Some("alice"));
@@ -191,7 +199,7 @@ async fn allowed_cn_and_hostname_are_checked_at_the_handshake() {
     ] {
         let mut files = ca.files(true);
         files.allowed = Some(allowed.clone());
-        let server = ServerTls::new(files, provider(&[])).unwrap();
+        let server = ServerTls::new(files, proto(&[])).unwrap();
         assert!(
             handshake(ca.client(Some(good)), &server).await.is_ok(),
             "{allowed:?}"
@@ -212,7 +220,7 @@ async fn a_revoked_client_certificate_is_refused() {
     ca.revoke(12);
     let mut files = ca.files(true);
     files.crl = Some(ca.path("crl.pem"));
-    let server = ServerTls::new(files, provider(&[])).unwrap();
+    let server = ServerTls::new(files, proto(&[])).unwrap();
     assert!(handshake(ca.client(Some("good")), &server).await.is_ok());
     assert!(handshake(ca.client(Some("bad")), &server).await.is_err());
 }
@@ -221,7 +229,7 @@ async fn a_revoked_client_certificate_is_refused() {
 async fn a_rotated_certificate_is_served_to_the_next_connection() {
     let ca = Ca::new();
     ca.issue("server", "server", &["127.0.0.1"], 10);
-    let mut server = ServerTls::new(ca.files(false), provider(&[])).unwrap();
+    let mut server = ServerTls::new(ca.files(false), proto(&[])).unwrap();
     server.config.recheck = Duration::ZERO;
     let (_, first) = handshake(ca.client(None), &server).await.unwrap();
     assert_eq!(serial(&first[0]), vec![10]);
@@ -239,7 +247,7 @@ async fn only_the_configured_cipher_suites_are_offered() {
     let ca = Ca::new();
     ca.issue("server", "server", &["127.0.0.1"], 10);
     let only_chacha = parse_cipher_suites("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256").unwrap();
-    let server = ServerTls::new(ca.files(false), provider(&only_chacha)).unwrap();
+    let server = ServerTls::new(ca.files(false), proto(&only_chacha)).unwrap();
     assert!(handshake(ca.client(None), &server).await.is_ok());
     // A client that speaks only AES-GCM finds no suite in common.
     let aes = parse_cipher_suites("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256").unwrap();
@@ -253,17 +261,36 @@ async fn only_the_configured_cipher_suites_are_offered() {
 }
 
 #[tokio::test]
-async fn the_server_speaks_tls_1_2_only_as_etcd_3_5() {
+async fn the_server_speaks_tls_1_2_only_as_etcd_3_5_unless_the_version_flags_say_otherwise() {
     let ca = Ca::new();
     ca.issue("server", "server", &["127.0.0.1"], 10);
-    let server = ServerTls::new(ca.files(false), provider(&[])).unwrap();
+    let server = ServerTls::new(ca.files(false), proto(&[])).unwrap();
     let roots = files::roots(&ca.path("ca.pem")).unwrap();
     let tls13 = rustls::ClientConfig::builder_with_provider(provider(&[]))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+    assert!(handshake(tls13.clone(), &server).await.is_err());
+    // --tls-max-version=TLS1.3 lets it in; --tls-min-version=TLS1.3 keeps TLS 1.2 out.
+    let both = Protocol {
+        provider: provider(&[]),
+        versions: parse_versions("TLS1.2", "TLS1.3", false).unwrap(),
+    };
+    let server = ServerTls::new(ca.files(false), both).unwrap();
+    assert!(handshake(tls13.clone(), &server).await.is_ok());
+    let only13 = Protocol {
+        provider: provider(&[]),
+        versions: parse_versions("TLS1.3", "", false).unwrap(),
+    };
+    let server = ServerTls::new(ca.files(false), only13).unwrap();
+    assert!(handshake(tls13, &server).await.is_ok());
+    let tls12 = rustls::ClientConfig::builder_with_provider(provider(&[]))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    assert!(handshake(tls13, &server).await.is_err());
+    assert!(handshake(tls12, &server).await.is_err());
 }
 
 #[test]
