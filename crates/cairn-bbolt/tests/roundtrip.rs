@@ -182,3 +182,16 @@ fn a_damaged_leaf_is_a_corrupt_error_not_a_panic() {
     assert!(matches!(first, Err(Error::Corrupt(_))));
     let _ = File::open(f.path()).unwrap();
 }
+
+#[test]
+fn a_bucket_deep_enough_for_two_branch_levels_reads_back_in_order() {
+    // 30000 keys of 30 bytes fill about 340 leaves: more than one branch page can name.
+    let mut db = Db::new();
+    let kvs = (0..30_000u32)
+        .map(|i| (format!("{i:030}").into_bytes(), Vec::new()))
+        .collect();
+    db.insert(b"key".to_vec(), kvs);
+    let f = write(&db);
+    assert!(f.as_file().metadata().unwrap().len() > 300 * PAGE_SIZE as u64);
+    assert_eq!(read(f.path()), db);
+}

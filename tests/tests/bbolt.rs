@@ -1,0 +1,303 @@
+//! cairn-bbolt judged by the real bbolt, through etcd 3.5's own tools: it reads what
+//! `etcdctl snapshot save` wrote, and `etcdutl snapshot status|restore` and etcd itself
+//! read what it writes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs::File;
+use std::path::Path;
+use std::process::Command;
+
+use cairn_bbolt::{Reader, Writer};
+use cairn_tests::{etcdctl35, free_port, tool, Kind, Run, ServerProc};
+use prost::Message;
+
+/// CRC-32C (Castagnoli), the checksum etcdutl's snapshot status reports as its hash.
+fn crc32c(mut crc: u32, bytes: &[u8]) -> u32 {
+    crc = !crc;
+    for b in bytes {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// What `etcdutl snapshot status` computes, computed from our reader: the hash over every
+/// bucket's name, keys and values, the last revision in `key`, the number of keys in all
+/// buckets and the database size.
+#[derive(Debug, PartialEq, Eq)]
+struct Status {
+    hash: u32,
+    revision: i64,
+    total_key: u64,
+    total_size: u64,
+}
+
+fn status_of(path: &Path) -> Status {
+    let r = Reader::open(path).unwrap();
+    let mut s = Status {
+        hash: 0,
+        revision: 0,
+        total_key: 0,
+        total_size: r.size(),
+    };
+    for b in r.buckets().unwrap() {
+        s.hash = crc32c(s.hash, &b.name);
+        for e in r.entries(&b) {
+            let e = e.unwrap();
+            s.hash = crc32c(s.hash, &e.key);
+            s.hash = crc32c(s.hash, &e.value);
+            if b.name == b"key" {
+                s.revision = i64::from_be_bytes(e.key[..8].try_into().unwrap());
+            }
+            s.total_key += 1;
+        }
+    }
+    s
+}
+
+fn etcdutl(args: &[&str]) -> Run {
+    Command::new(tool("etcdutl-3.5"))
+        .args(args)
+        .output()
+        .unwrap()
+        .into()
+}
+
+fn etcdutl_status(path: &Path) -> Status {
+    let run = etcdutl(&["snapshot", "status", path.to_str().unwrap(), "-w", "json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    Status {
+        hash: v["hash"].as_u64().unwrap() as u32,
+        revision: v["revision"].as_i64().unwrap(),
+        total_key: v["totalKey"].as_u64().unwrap(),
+        total_size: v["totalSize"].as_u64().unwrap(),
+    }
+}
+
+fn ok(run: Run) -> String {
+    assert_eq!(run.code, 0, "{run:?}");
+    run.stdout
+}
+
+/// A revision as etcd's `key` bucket spells it: main, `_`, sub (big-endian).
+fn rev_key(main: i64, sub: i64) -> Vec<u8> {
+    let mut k = main.to_be_bytes().to_vec();
+    k.push(b'_');
+    k.extend_from_slice(&sub.to_be_bytes());
+    k
+}
+
+#[test]
+fn reads_every_bucket_of_a_real_etcd_snapshot() {
+    let etcd = ServerProc::start(Kind::Etcd35, &[]);
+    let ep = etcd.endpoint();
+    // Revisions 2..=21: k00..k19; 22..=26: k00..k04 again; 27: k05 deleted after the
+    // compaction at 26; 28: a key on a lease.
+    for i in 0..20 {
+        ok(etcdctl35(
+            &ep,
+            &["put", &format!("k{i:02}"), &format!("v{i}")],
+        ));
+    }
+    for i in 0..5 {
+        ok(etcdctl35(&ep, &["put", &format!("k{i:02}"), "again"]));
+    }
+    ok(etcdctl35(&ep, &["compact", "26", "--physical"]));
+    ok(etcdctl35(&ep, &["del", "k05"]));
+    let grant = ok(etcdctl35(&ep, &["lease", "grant", "600"]));
+    let lease = grant.split_whitespace().nth(1).unwrap().to_string();
+    ok(etcdctl35(
+        &ep,
+        &["put", "lk", "x", &format!("--lease={lease}")],
+    ));
+    ok(etcdctl35(&ep, &["role", "add", "reader"]));
+    ok(etcdctl35(&ep, &["user", "add", "alice:pw"]));
+
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("saved.db");
+    ok(etcdctl35(
+        &ep,
+        &["snapshot", "save", saved.to_str().unwrap()],
+    ));
+    // etcd appends a SHA-256 of the database; the bbolt file is what comes before it.
+    let bytes = std::fs::read(&saved).unwrap();
+    assert_eq!(bytes.len() % 4096, 32);
+    let db = dir.path().join("db");
+    std::fs::write(&db, &bytes[..bytes.len() - 32]).unwrap();
+
+    let r = Reader::open(&db).unwrap();
+    let names: Vec<String> = r
+        .buckets()
+        .unwrap()
+        .iter()
+        .map(|b| String::from_utf8(b.name.clone()).unwrap())
+        .collect();
+    for want in [
+        "alarm",
+        "auth",
+        "authRoles",
+        "authUsers",
+        "cluster",
+        "key",
+        "lease",
+        "members",
+        "members_removed",
+        "meta",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
+    }
+    let entries = |name: &[u8]| -> Vec<cairn_bbolt::Entry> {
+        let b = r.bucket(name).unwrap();
+        r.entries(&b).map(|e| e.unwrap()).collect()
+    };
+
+    // After the compaction at 26: k00..k04 once each (22..26), k05's put (7) and its
+    // tombstone (27), k06..k19 once each, and lk (28).
+    let keys = entries(b"key");
+    assert_eq!(keys.len(), 5 + 2 + 14 + 1);
+    let mains: Vec<i64> = keys
+        .iter()
+        .map(|e| i64::from_be_bytes(e.key[..8].try_into().unwrap()))
+        .collect();
+    let mut want: Vec<i64> = (7..=21).chain(22..=28).collect();
+    want.sort();
+    assert_eq!(mains, want);
+    let last =
+        cairn_proto::mvccpb::KeyValue::decode(keys[keys.len() - 1].value.as_slice()).unwrap();
+    assert_eq!(
+        (last.key.as_slice(), last.value.as_slice()),
+        (&b"lk"[..], &b"x"[..])
+    );
+    assert_eq!(format!("{:x}", last.lease), lease);
+    // The tombstone's key is the revision with a `t`.
+    assert!(keys.iter().any(|e| e.key.len() == 18 && e.key[17] == b't'));
+
+    let meta = entries(b"meta");
+    let meta_keys: Vec<&[u8]> = meta.iter().map(|e| e.key.as_slice()).collect();
+    assert!(
+        meta_keys.contains(&&b"consistent_index"[..]),
+        "{meta_keys:?}"
+    );
+    let finished = meta
+        .iter()
+        .find(|e| e.key == b"finishedCompactRev")
+        .unwrap();
+    assert_eq!(finished.value, rev_key(26, 0));
+    assert_eq!(entries(b"lease").len(), 1);
+    assert_eq!(entries(b"members").len(), 1);
+    let users: Vec<Vec<u8>> = entries(b"authUsers").into_iter().map(|e| e.key).collect();
+    assert_eq!(users, vec![b"alice".to_vec()]);
+    let roles: Vec<Vec<u8>> = entries(b"authRoles").into_iter().map(|e| e.key).collect();
+    assert_eq!(roles, vec![b"reader".to_vec()]);
+    assert!(r
+        .buckets()
+        .unwrap()
+        .iter()
+        .all(|b| r.entries(b).all(|e| !e.unwrap().is_bucket)));
+
+    // Our reading gives etcdutl's figures, on the file with and without its trailer.
+    assert_eq!(status_of(&db), etcdutl_status(&saved));
+    assert_eq!(status_of(&db).revision, 28);
+}
+
+/// Writes an etcd-shaped database: keys `key-00000`.. at revisions 2.. (every 97th value
+/// larger than a page), a consistent index, and etcd's other buckets empty.
+fn write_etcd_shaped(path: &Path, n: i64) {
+    let file = File::create(path).unwrap();
+    let mut w = Writer::new(file).unwrap();
+    let mut names = [
+        "alarm",
+        "auth",
+        "authRoles",
+        "authUsers",
+        "cluster",
+        "lease",
+        "members",
+        "members_removed",
+    ]
+    .to_vec();
+    names.reverse();
+    for name in names {
+        w.bucket(name.as_bytes()).unwrap().finish().unwrap();
+    }
+    let mut key = w.bucket(b"key").unwrap();
+    for i in 0..n {
+        let rev = i + 2;
+        let value = if i % 97 == 0 {
+            vec![b'v'; 10_000 + i as usize]
+        } else {
+            format!("value-{i}").into_bytes()
+        };
+        let kv = cairn_proto::mvccpb::KeyValue {
+            key: format!("key-{i:05}").into_bytes(),
+            create_revision: rev,
+            mod_revision: rev,
+            version: 1,
+            value,
+            lease: 0,
+        };
+        key.put(&rev_key(rev, 0), &kv.encode_to_vec()).unwrap();
+    }
+    key.finish().unwrap();
+    let mut meta = w.bucket(b"meta").unwrap();
+    meta.put(b"consistent_index", &(n as u64 + 10).to_be_bytes())
+        .unwrap();
+    meta.finish().unwrap();
+    w.finish().unwrap();
+}
+
+#[test]
+fn etcdutl_reads_our_file_and_etcd_serves_it_after_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ours.db");
+    let n = 3000;
+    write_etcd_shaped(&db, n);
+    // 3000 keys of 17 bytes with their values need several leaves under branch pages.
+    assert!(std::fs::metadata(&db).unwrap().len() > 100 * 4096);
+
+    let ours = status_of(&db);
+    assert_eq!(ours.revision, n + 1);
+    assert_eq!(ours.total_key, n as u64 + 1);
+    assert_eq!(etcdutl_status(&db), ours);
+
+    let peer_port = free_port();
+    let mut etcd = ServerProc::new(Kind::Etcd35, "restored", peer_port, &[]);
+    let peer = etcd.peer_url();
+    let data = etcd.data_dir();
+    let restore = etcdutl(&[
+        "snapshot",
+        "restore",
+        db.to_str().unwrap(),
+        "--skip-hash-check",
+        "--name=restored",
+        &format!("--data-dir={}", data.display()),
+        &format!("--initial-cluster=restored={peer}"),
+        &format!("--initial-advertise-peer-urls={peer}"),
+    ]);
+    assert_eq!(restore.code, 0, "{restore:?}");
+    etcd.spawn();
+    let ep = etcd.endpoint();
+    assert_eq!(
+        ok(etcdctl35(&ep, &["get", "key-00042", "--print-value-only"])),
+        "value-42\n"
+    );
+    let big = ok(etcdctl35(&ep, &["get", "key-00097", "--print-value-only"]));
+    assert_eq!(big, format!("{}\n", "v".repeat(10_097)));
+    let fields = ok(etcdctl35(
+        &ep,
+        &["get", "key-", "--prefix", "--count-only", "-w", "fields"],
+    ));
+    assert!(fields.contains(&format!("\"Count\" : {n}\n")), "{fields}");
+    assert!(
+        fields.contains(&format!("\"Revision\" : {}\n", n + 1)),
+        "{fields}"
+    );
+}
