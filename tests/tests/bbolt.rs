@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use cairn_bbolt::{Reader, Writer};
-use cairn_tests::{etcdctl35, free_port, tool, Kind, Run, ServerProc};
+use cairn_tests::{etcdctl35, free_port, run_client, tool, workspace_bin, Kind, Run, ServerProc};
 use prost::Message;
 
 /// CRC-32C (Castagnoli), the checksum etcdutl's snapshot status reports as its hash.
@@ -205,6 +205,8 @@ fn reads_every_bucket_of_a_real_etcd_snapshot() {
 
     // Our reading gives etcdutl's figures, on the file with and without its trailer.
     assert_eq!(status_of(&db), etcdutl_status(&saved));
+    cairnctl_status_is_etcdctls(&saved);
+    cairnctl_status_is_etcdctls(&db);
     assert_eq!(status_of(&db).revision, 28);
 }
 
@@ -268,6 +270,8 @@ fn etcdutl_reads_our_file_and_etcd_serves_it_after_restore() {
     assert_eq!(ours.total_key, n as u64 + 1);
     assert_eq!(etcdutl_status(&db), ours);
 
+    cairnctl_status_is_etcdctls(&db);
+
     let peer_port = free_port();
     let mut etcd = ServerProc::new(Kind::Etcd35, "restored", peer_port, &[]);
     let peer = etcd.peer_url();
@@ -299,5 +303,77 @@ fn etcdutl_reads_our_file_and_etcd_serves_it_after_restore() {
     assert!(
         fields.contains(&format!("\"Revision\" : {}\n", n + 1)),
         "{fields}"
+    );
+}
+
+/// `snapshot status FILE` with cairnctl and with etcdctl 3.5, in every `-w` format.
+fn snapshot_status(bin: &Path, file: &Path, format: &str) -> Run {
+    let file = file.to_str().unwrap();
+    run_client(
+        bin,
+        "127.0.0.1:1",
+        &["snapshot", "status", file, "-w", format],
+        None,
+    )
+}
+
+fn cairnctl_status_is_etcdctls(file: &Path) {
+    for format in ["simple", "table", "json", "fields", "protobuf"] {
+        let etcdctl = snapshot_status(&tool("etcdctl-3.5"), file, format);
+        let cairnctl = snapshot_status(&workspace_bin("cairnctl"), file, format);
+        assert_eq!(cairnctl, etcdctl, "-w {format}");
+        assert_eq!(etcdctl.code == 0, format != "protobuf", "{etcdctl:?}");
+    }
+}
+
+#[test]
+fn snapshot_status_refuses_bad_files_as_etcdctl_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.db");
+    write_etcd_shaped(&good, 50);
+    let bytes = std::fs::read(&good).unwrap();
+    let not_bbolt = dir.path().join("text");
+    std::fs::write(&not_bbolt, "not a database\n".repeat(1000)).unwrap();
+    let short = dir.path().join("short.db");
+    std::fs::write(&short, &bytes[..100]).unwrap();
+    // A byte of the root page id flipped in both meta pages: no meta is left to trust.
+    let flipped = dir.path().join("flipped.db");
+    let mut b = bytes.clone();
+    b[32] ^= 1;
+    b[4096 + 32] ^= 1;
+    std::fs::write(&flipped, &b).unwrap();
+    let missing = dir.path().join("missing.db");
+    let cases = [
+        (&not_bbolt, "Error: invalid database\n"),
+        (&short, "Error: invalid database\n"),
+        (&flipped, "Error: checksum error\n"),
+    ];
+    for (file, want) in cases {
+        let etcdctl = snapshot_status(&tool("etcdctl-3.5"), file, "json");
+        let cairnctl = snapshot_status(&workspace_bin("cairnctl"), file, "json");
+        assert_eq!(cairnctl, etcdctl, "{}", file.display());
+        assert!(cairnctl.stderr.ends_with(want), "{cairnctl:?}");
+        assert_eq!(cairnctl.code, 1);
+    }
+    let etcdctl = snapshot_status(&tool("etcdctl-3.5"), &missing, "simple");
+    let cairnctl = snapshot_status(&workspace_bin("cairnctl"), &missing, "simple");
+    assert_eq!(cairnctl, etcdctl);
+    assert!(
+        cairnctl.stderr.contains("no such file or directory"),
+        "{cairnctl:?}"
+    );
+
+    // A truncated file makes etcdctl 3.5 panic; cairnctl says what is wrong.
+    let truncated = dir.path().join("truncated.db");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 4096]).unwrap();
+    let cairnctl = snapshot_status(&workspace_bin("cairnctl"), &truncated, "simple");
+    let need = bytes.len();
+    let len = need - 4096;
+    assert_eq!(cairnctl.code, 1);
+    assert!(
+        cairnctl.stderr.ends_with(&format!(
+            "Error: file size too small: {len} bytes, the database needs {need}\n"
+        )),
+        "{cairnctl:?}"
     );
 }

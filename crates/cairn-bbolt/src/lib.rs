@@ -17,6 +17,7 @@
 //! - `format`: the page layout byte by byte (page header, meta, elements, bucket header).
 //! - `reader`: [`Reader`], [`BucketInfo`], [`Entries`].
 //! - `writer`: [`Writer`], [`BucketWriter`].
+//! - `status`: [`snapshot_status`], the figures etcd's `snapshot status` prints.
 //! - `error`: [`Error`].
 //!
 //! # The format, in short
@@ -40,9 +41,11 @@
 mod error;
 mod format;
 mod reader;
+mod status;
 mod writer;
 
 pub use error::Error;
 pub use format::{MAX_KEY_SIZE, MAX_VALUE_SIZE, PAGE_SIZE};
 pub use reader::{BucketInfo, Entries, Entry, Reader};
+pub use status::{snapshot_status, SnapshotStatus};
 pub use writer::{BucketWriter, Writer};

@@ -181,8 +181,9 @@ impl Reader {
 }
 
 fn read_meta(file: &File, at: u64, len: u64) -> Result<Meta, Error> {
+    // Like bbolt, a file too short to hold a whole first page is not a database.
     let need = (PAGE_HEADER_SIZE + META_SIZE) as u64;
-    if len < at + need {
+    if len < at + need || len < PAGE_SIZE as u64 {
         return Err(Error::Invalid);
     }
     let mut buf = [0u8; PAGE_HEADER_SIZE + META_SIZE];
