@@ -176,7 +176,8 @@ fn reads_every_bucket_of_a_real_etcd_snapshot() {
         (last.key.as_slice(), last.value.as_slice()),
         (&b"lk"[..], &b"x"[..])
     );
-    assert_eq!(format!("{:x}", last.lease), lease);
+    // etcdctl prints lease ids as 16 hex digits.
+    assert_eq!(format!("{:016x}", last.lease), lease);
     // The tombstone's key is the revision with a `t`.
     assert!(keys.iter().any(|e| e.key.len() == 18 && e.key[17] == b't'));
 
@@ -272,6 +273,27 @@ fn etcdutl_reads_our_file_and_etcd_serves_it_after_restore() {
 
     cairnctl_status_is_etcdctls(&db);
 
+    // With etcd's SHA-256 trailer, restore checks the file's integrity itself.
+    let snapshot = dir.path().join("ours.snapshot");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(&bytes);
+    bytes.extend_from_slice(&digest);
+    std::fs::write(&snapshot, &bytes).unwrap();
+    assert_eq!(etcdutl_status(&snapshot), ours);
+    // The trailer is checked: a wrong one makes etcdutl refuse the file.
+    let wrong = dir.path().join("wrong.snapshot");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&wrong, &bytes).unwrap();
+    let refused = etcdutl(&[
+        "snapshot",
+        "restore",
+        wrong.to_str().unwrap(),
+        &format!("--data-dir={}", dir.path().join("refused").display()),
+    ]);
+    assert_ne!(refused.code, 0, "{refused:?}");
+    assert!(refused.stderr.contains("sha256"), "{refused:?}");
+
     let peer_port = free_port();
     let mut etcd = ServerProc::new(Kind::Etcd35, "restored", peer_port, &[]);
     let peer = etcd.peer_url();
@@ -279,8 +301,7 @@ fn etcdutl_reads_our_file_and_etcd_serves_it_after_restore() {
     let restore = etcdutl(&[
         "snapshot",
         "restore",
-        db.to_str().unwrap(),
-        "--skip-hash-check",
+        snapshot.to_str().unwrap(),
         "--name=restored",
         &format!("--data-dir={}", data.display()),
         &format!("--initial-cluster=restored={peer}"),
