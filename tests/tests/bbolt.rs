@@ -9,7 +9,9 @@ use std::path::Path;
 use std::process::Command;
 
 use cairn_bbolt::{Reader, Writer};
-use cairn_tests::{etcdctl35, free_port, run_client, tool, workspace_bin, Kind, Run, ServerProc};
+use cairn_tests::{
+    etcdctl34, etcdctl35, free_port, run_client, tool, workspace_bin, Kind, Run, ServerProc,
+};
 use prost::Message;
 
 /// CRC-32C (Castagnoli), the checksum etcdutl's snapshot status reports as its hash.
@@ -97,36 +99,38 @@ fn rev_key(main: i64, sub: i64) -> Vec<u8> {
 
 #[test]
 fn reads_every_bucket_of_a_real_etcd_snapshot() {
-    let etcd = ServerProc::start(Kind::Etcd35, &[]);
+    read_a_real_snapshot(Kind::Etcd35, etcdctl35);
+}
+
+#[test]
+fn reads_every_bucket_of_a_real_etcd_34_snapshot() {
+    read_a_real_snapshot(Kind::Etcd34, etcdctl34);
+}
+
+/// Takes a snapshot of an etcd of `kind` holding keys, a compaction, a lease, a user and a
+/// role with its `ctl`, and reads it back bucket by bucket.
+fn read_a_real_snapshot(kind: Kind, ctl: fn(&str, &[&str]) -> Run) {
+    let etcd = ServerProc::start(kind, &[]);
     let ep = etcd.endpoint();
     // Revisions 2..=21: k00..k19; 22..=26: k00..k04 again; 27: k05 deleted after the
     // compaction at 26; 28: a key on a lease.
     for i in 0..20 {
-        ok(etcdctl35(
-            &ep,
-            &["put", &format!("k{i:02}"), &format!("v{i}")],
-        ));
+        ok(ctl(&ep, &["put", &format!("k{i:02}"), &format!("v{i}")]));
     }
     for i in 0..5 {
-        ok(etcdctl35(&ep, &["put", &format!("k{i:02}"), "again"]));
+        ok(ctl(&ep, &["put", &format!("k{i:02}"), "again"]));
     }
-    ok(etcdctl35(&ep, &["compact", "26", "--physical"]));
-    ok(etcdctl35(&ep, &["del", "k05"]));
-    let grant = ok(etcdctl35(&ep, &["lease", "grant", "600"]));
+    ok(ctl(&ep, &["compact", "26", "--physical"]));
+    ok(ctl(&ep, &["del", "k05"]));
+    let grant = ok(ctl(&ep, &["lease", "grant", "600"]));
     let lease = grant.split_whitespace().nth(1).unwrap().to_string();
-    ok(etcdctl35(
-        &ep,
-        &["put", "lk", "x", &format!("--lease={lease}")],
-    ));
-    ok(etcdctl35(&ep, &["role", "add", "reader"]));
-    ok(etcdctl35(&ep, &["user", "add", "alice:pw"]));
+    ok(ctl(&ep, &["put", "lk", "x", &format!("--lease={lease}")]));
+    ok(ctl(&ep, &["role", "add", "reader"]));
+    ok(ctl(&ep, &["user", "add", "alice:pw"]));
 
     let dir = tempfile::tempdir().unwrap();
     let saved = dir.path().join("saved.db");
-    ok(etcdctl35(
-        &ep,
-        &["snapshot", "save", saved.to_str().unwrap()],
-    ));
+    ok(ctl(&ep, &["snapshot", "save", saved.to_str().unwrap()]));
     // etcd appends a SHA-256 of the database; the bbolt file is what comes before it.
     let bytes = std::fs::read(&saved).unwrap();
     assert_eq!(bytes.len() % 4096, 32);
