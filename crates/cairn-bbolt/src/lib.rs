@@ -4,7 +4,7 @@
 //! The reader walks a file page by page (never the whole file in memory): it checks both
 //! meta pages (magic, version, FNV-1a checksum), takes the valid one with the higher
 //! transaction id, lists the top-level buckets and streams each bucket's key/value pairs
-//! in key order. Nested buckets are reported as such, not descended into.
+//! in key order. Nested buckets are reported as such ([`BucketInfo::nested`] opens one).
 //!
 //! The writer makes a fresh, compact file from buckets whose keys arrive in ascending
 //! order. It holds at most one page under construction per tree level (a large value is

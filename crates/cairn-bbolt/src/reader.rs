@@ -33,6 +33,16 @@ pub struct BucketInfo {
     inline: Option<Vec<u8>>,
 }
 
+impl BucketInfo {
+    /// The nested bucket an entry flagged `is_bucket` holds, to pass to [`Reader::entries`].
+    pub fn nested(entry: &Entry) -> Result<BucketInfo, Error> {
+        if !entry.is_bucket {
+            return Err(Error::BucketNotFound);
+        }
+        bucket_info(entry.key.clone(), &entry.value)
+    }
+}
+
 /// One element of a bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -329,5 +339,62 @@ impl Iterator for Entries<'_> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::LEAF_PAGE;
+    use crate::writer::Writer;
+
+    /// A bucket holding one plain pair and one nested bucket, inline as bbolt stores a
+    /// small one: its header (root 0) followed by its leaf page with `a` -> `b`.
+    #[test]
+    fn a_nested_inline_bucket_is_reported_and_can_be_walked() {
+        let mut inline = Vec::new();
+        inline.extend_from_slice(&0u64.to_le_bytes());
+        inline.extend_from_slice(&7u64.to_le_bytes());
+        PageHeader {
+            id: 0,
+            flags: LEAF_PAGE,
+            count: 1,
+            overflow: 0,
+        }
+        .encode(&mut inline);
+        for field in [0u32, 16, 1, 1] {
+            inline.extend_from_slice(&field.to_le_bytes());
+        }
+        inline.extend_from_slice(b"ab");
+
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let mut w = Writer::new(f.reopen().unwrap()).unwrap();
+        let mut b = w.bucket(b"outer").unwrap();
+        b.put(b"1", b"plain").unwrap();
+        b.put_raw(b"2", &inline, BUCKET_LEAF_FLAG).unwrap();
+        b.finish().unwrap();
+        w.finish().unwrap();
+
+        let r = Reader::open(f.path()).unwrap();
+        let outer = r.bucket(b"outer").unwrap();
+        let entries: Vec<Entry> = r.entries(&outer).map(|e| e.unwrap()).collect();
+        assert_eq!(entries.len(), 2);
+        assert!(!entries[0].is_bucket);
+        assert!(entries[1].is_bucket);
+        assert!(matches!(
+            BucketInfo::nested(&entries[0]),
+            Err(Error::BucketNotFound)
+        ));
+        let nested = BucketInfo::nested(&entries[1]).unwrap();
+        assert_eq!((nested.root, nested.sequence), (0, 7));
+        let inner: Vec<Entry> = r.entries(&nested).map(|e| e.unwrap()).collect();
+        assert_eq!(
+            inner,
+            vec![Entry {
+                key: b"a".to_vec(),
+                value: b"b".to_vec(),
+                is_bucket: false
+            }]
+        );
     }
 }

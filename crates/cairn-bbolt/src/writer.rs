@@ -138,6 +138,14 @@ impl<W: Write + Seek> BucketWriter<'_, W> {
         self.tree.put(self.writer, key.to_vec(), value.to_vec(), 0)
     }
 
+    /// Adds an element with raw leaf flags (for tests that need a nested bucket).
+    #[cfg(test)]
+    pub(crate) fn put_raw(&mut self, key: &[u8], value: &[u8], flags: u32) -> Result<(), Error> {
+        self.last = Some(key.to_vec());
+        self.tree
+            .put(self.writer, key.to_vec(), value.to_vec(), flags)
+    }
+
     /// Writes what remains of the bucket's tree and records the bucket.
     pub fn finish(mut self) -> Result<(), Error> {
         let root = self.tree.finish(self.writer)?;
