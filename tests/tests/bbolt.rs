@@ -388,6 +388,18 @@ fn snapshot_status_refuses_bad_files_as_etcdctl_does() {
         "{cairnctl:?}"
     );
 
+    // Help and argument errors.
+    for args in [
+        &["snapshot", "status", "--help"][..],
+        &["snapshot", "status"],
+        &["snapshot", "status", "a", "b"],
+        &["snapshot", "--help"],
+    ] {
+        let etcdctl = run_client(&tool("etcdctl-3.5"), "127.0.0.1:1", args, None);
+        let cairnctl = run_client(&workspace_bin("cairnctl"), "127.0.0.1:1", args, None);
+        assert_eq!(cairnctl, etcdctl, "{args:?}");
+    }
+
     // A truncated file makes etcdctl 3.5 panic; cairnctl says what is wrong.
     let truncated = dir.path().join("truncated.db");
     std::fs::write(&truncated, &bytes[..bytes.len() - 4096]).unwrap();
