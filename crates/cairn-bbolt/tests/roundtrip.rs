@@ -193,3 +193,32 @@ fn a_bucket_deep_enough_for_two_branch_levels_reads_back_in_order() {
     assert!(f.as_file().metadata().unwrap().len() > 300 * PAGE_SIZE as u64);
     assert_eq!(read(f.path()), db);
 }
+
+#[test]
+fn a_small_file_is_two_metas_a_leaf_the_root_and_the_freelist() {
+    // The layout the crate's documentation walks through.
+    let mut db = Db::new();
+    let kvs = [
+        (b"a".to_vec(), b"1".to_vec()),
+        (b"b".to_vec(), b"2".to_vec()),
+    ];
+    db.insert(b"key".to_vec(), kvs.into_iter().collect());
+    let f = write(&db);
+    assert_eq!(f.as_file().metadata().unwrap().len(), 5 * PAGE_SIZE as u64);
+    let r = Reader::open(f.path()).unwrap();
+    assert_eq!((r.txid(), r.size()), (1, 5 * PAGE_SIZE as u64));
+    assert_eq!(r.bucket(b"key").unwrap().root, 2);
+    let bytes = std::fs::read(f.path()).unwrap();
+    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap());
+    // Meta page 1: root 3, freelist 4, pgid 5, txid 1.
+    let meta = PAGE_SIZE + 16;
+    assert_eq!(
+        [
+            u64_at(meta + 16),
+            u64_at(meta + 32),
+            u64_at(meta + 40),
+            u64_at(meta + 48)
+        ],
+        [3, 4, 5, 1]
+    );
+}
