@@ -4,7 +4,7 @@
 //! - [`command`]: the tree's type, cobra's dispatch and etcdctl's help template.
 //! - One module per command group: [`kv`] (get, put, del), [`auth`] (auth, user, role), [`txn`], [`watch`], [`lease`],
 //!   [`lock`], [`elect`], [`endpoint`], [`maintenance`] (compaction, alarm, defrag,
-//!   snapshot), [`member`], [`move_leader`], [`check`] (perf), [`version`].
+//!   snapshot save), [`snapshot_status`], [`member`], [`move_leader`], [`check`] (perf), [`version`].
 //! - [`process`]: what `lock`, `elect` and `watch` share: running a user's command and
 //!   catching SIGINT/SIGTERM.
 //!
@@ -26,6 +26,7 @@ mod maintenance;
 mod member;
 mod move_leader;
 mod process;
+mod snapshot_status;
 mod txn;
 mod version;
 mod watch;
@@ -110,7 +111,8 @@ pub fn root() -> Command {
         Command::group("snapshot", "snapshot <subcommand>", "Manages etcd node snapshots", vec![
             stub("restore", "Restores an etcd member snapshot to an etcd directory"),
             Command::leaf("save", "save <filename>", "Stores an etcd node backend snapshot to a given file", &[], maintenance::snapshot_save),
-            stub("status", "[deprecated] Gets backend snapshot status of a given file"),
+            Command::leaf("status", "status <filename>", "[deprecated] Gets backend snapshot status of a given file", &[], snapshot_status::snapshot_status)
+                .long(snapshot_status::LONG),
         ]),
         Command::leaf("txn", "txn [options]", "Txn processes all the requests in one transaction", txn::FLAGS, txn::run),
         Command::group("user", "user <subcommand>", "User related commands", vec![
