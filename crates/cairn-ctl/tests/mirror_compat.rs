@@ -1,4 +1,5 @@
-//! `cairnctl make-mirror` between etcd 3.5.1 and cairn, both ways.
+//! `cairnctl make-mirror` between etcd 3.5.1 and cairn, both ways, and `snapshot save` with
+//! several endpoints.
 //!
 //! The mirrors run under a bounded write load on the source (puts, deletes, and a txn of
 //! more operations than the destination's `--max-txn-ops`) and must end with the
@@ -21,7 +22,7 @@ use std::time::Duration;
 use cairn_tests::certs::{Pki, Use};
 use cairn_tests::mask::mask;
 use cairn_tests::wait::wait_until;
-use cairn_tests::{Kind, ServerProc};
+use cairn_tests::{Cluster, Kind, ServerProc};
 use common::{cairnctl, ctl_command, etcdctl, Report};
 
 /// How a tool reaches one server: its endpoint and the global flags it needs (TLS, user).
@@ -340,4 +341,102 @@ fn make_mirror_count_line_matches_etcdctl() {
     };
     assert_eq!(first_line(&mut theirs), "25");
     assert_eq!(first_line(&mut ours), "25");
+}
+
+/// With every member of a 3-member cairn cluster in `--endpoints`, `snapshot save` (which
+/// etcdctl refuses) saves from the leader and names it on stderr; the file is a whole
+/// snapshot (`snapshot save` from that member alone gives a file of the same kind).
+#[test]
+fn snapshot_save_with_several_endpoints_saves_from_the_leader() {
+    let cluster = Cluster::start(3, &[]);
+    let all = cluster.endpoints();
+    let any = Target {
+        endpoint: all.clone(),
+        flags: Vec::new(),
+    };
+    any.ctl(&["put", "k", "v"], "");
+    let leader = cairn_tests::leader::leader(&cluster.members);
+    let leader_ep = cluster.members[leader].endpoint();
+    let leader_id = cluster.members[leader].ids().member;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("snap.db");
+
+    let theirs = run_to_end(
+        &etcdctl(),
+        &any,
+        &["snapshot".into(), "save".into(), s(&file)],
+    );
+    assert_eq!(
+        (theirs.1.as_str(), theirs.2),
+        (
+            format!(
+                "Error: snapshot must be requested to one selected node, not multiple [{}]\n",
+                all.replace(',', " ")
+            )
+            .as_str(),
+            5
+        ),
+        "etcdctl refuses several endpoints"
+    );
+
+    let ours = run_to_end(
+        &cairnctl(),
+        &any,
+        &["snapshot".into(), "save".into(), s(&file)],
+    );
+    assert_eq!(ours.2, 0, "{}", ours.1);
+    assert_eq!(ours.0, format!("Snapshot saved at {}\n", s(&file)));
+    let chosen = format!(
+        "\"msg\":\"saving the snapshot from the cluster's leader\",\"endpoint\":\"{leader_ep}\",\"member-id\":\"{leader_id:x}\"}}"
+    );
+    assert!(ours.1.contains(&chosen), "stderr: {}", ours.1);
+    let fetched = format!("\"msg\":\"fetching snapshot\",\"endpoint\":\"{leader_ep}\"}}");
+    assert!(ours.1.contains(&fetched), "stderr: {}", ours.1);
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(size > 32, "a snapshot of {size} bytes");
+    assert!(!dir.path().join("snap.db.part").exists());
+
+    // An endpoint nothing listens on, first in the list, is passed over.
+    let dead = format!("127.0.0.1:{}", cairn_tests::free_port());
+    let with_dead = Target {
+        endpoint: format!("{dead},{all}"),
+        flags: Vec::new(),
+    };
+    let again = dir.path().join("again.db");
+    let ours = run_to_end(
+        &cairnctl(),
+        &with_dead,
+        &["snapshot".into(), "save".into(), s(&again)],
+    );
+    assert_eq!(ours.2, 0, "{}", ours.1);
+    assert!(ours.1.contains(&chosen), "stderr: {}", ours.1);
+    assert!(std::fs::metadata(&again).unwrap().len() > 32);
+
+    // No endpoint of the list leads: refused, naming them, and no file written.
+    let followers: Vec<String> = (0..3)
+        .filter(|&i| i != leader)
+        .map(|i| cluster.members[i].endpoint())
+        .collect();
+    let only_followers = Target {
+        endpoint: followers.join(","),
+        flags: Vec::new(),
+    };
+    let none = dir.path().join("none.db");
+    let ours = run_to_end(
+        &cairnctl(),
+        &only_followers,
+        &["snapshot".into(), "save".into(), s(&none)],
+    );
+    assert_eq!(
+        (ours.1.as_str(), ours.2),
+        (
+            format!(
+                "Error: snapshot must be requested to one selected node, and no leader was found among [{}]\n",
+                followers.join(" ")
+            )
+            .as_str(),
+            1
+        )
+    );
+    assert!(!none.exists() && !dir.path().join("none.db.part").exists());
 }
