@@ -262,14 +262,20 @@ fn make_mirror_writes_to_a_tls_destination_with_auth() {
 /// Runs `tool` with `args` against `source` to its end; stdout, stderr (masked) and exit
 /// code.
 fn run_to_end(tool: &Path, source: &Target, args: &[String]) -> (String, String, i32) {
+    run_fed(tool, source, args, b"")
+}
+
+/// [`run_to_end`] with `stdin` as the input.
+fn run_fed(tool: &Path, source: &Target, args: &[String], stdin: &[u8]) -> (String, String, i32) {
     let mut cmd = ctl_command(tool, Some(&source.endpoint));
     cmd.args(&source.flags).args(args);
-    let r = common::run(cmd, b"");
+    let r = common::run(cmd, stdin);
     (mask(&r.stdout), mask(&r.stderr), r.code)
 }
 
 /// What etcdctl 3.5.1 and cairnctl print and exit with for make-mirror's argument errors
-/// and a destination that refuses the password, on the same servers.
+/// and a destination that refuses the password (given, or answered to the
+/// `Destination Password: ` prompt), on the same servers.
 #[test]
 fn make_mirror_errors_match_etcdctl() {
     let src = ServerProc::start(Kind::Etcd35, &[]);
@@ -301,10 +307,21 @@ fn make_mirror_errors_match_etcdctl() {
             d.clone(),
         ],
     ];
+    // `--dest-user` without a password asks for it on the terminal (here a pipe).
+    let prompted = vec![
+        "make-mirror".to_string(),
+        "--dest-user=root".to_string(),
+        d.clone(),
+    ];
     let mut report = Report::default();
-    for args in &cases {
-        let want = run_to_end(&etcdctl(), &source, args);
-        let got = run_to_end(&cairnctl(), &source, args);
+    let fed: [&[u8]; 1] = [b"wrong\n"];
+    for (args, stdin) in cases
+        .iter()
+        .map(|a| (a, &b""[..]))
+        .chain(fed.iter().map(|f| (&prompted, *f)))
+    {
+        let want = run_fed(&etcdctl(), &source, args, stdin);
+        let got = run_fed(&cairnctl(), &source, args, stdin);
         let problems = common::differences((&want.0, &want.1, want.2), (&got.0, &got.1, got.2));
         report.case(&format!("{args:?}"), problems);
     }
