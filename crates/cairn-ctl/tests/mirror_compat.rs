@@ -148,8 +148,15 @@ fn preload(source: &Target) {
 /// Waits (up to 60 s) until `dest` holds under `to` exactly what `source` holds under
 /// `/src/`, and checks nothing from outside the prefix came along.
 fn wait_mirrored(mirror: &mut Mirror, source: &Target, dest: &Target, to: &str) {
+    let n = source.pairs("/src/", to).len();
+    assert_eq!(n, 30 + 10 + 40 - 8 + 200, "the source's keys");
+    wait_equal(mirror, source, dest, to);
+}
+
+/// Waits (up to 60 s) until `dest` holds under `to` exactly what `source` holds under
+/// `/src/` now, and checks nothing from outside the prefix came along.
+fn wait_equal(mirror: &mut Mirror, source: &Target, dest: &Target, to: &str) {
     let want = source.pairs("/src/", to);
-    assert_eq!(want.len(), 30 + 10 + 40 - 8 + 200, "the source's keys");
     wait_until(
         Duration::from_secs(60),
         format!("the destination to hold the source's keys under {to:?}"),
@@ -197,6 +204,40 @@ fn make_mirror_follows_a_write_load_both_ways() {
             eprintln!("{src_kind:?} -> {dst_kind:?} {flags:?}");
             wait_mirrored(&mut mirror, &source, &dest, to);
         }
+    }
+}
+
+/// The source restarts while the mirror runs: the mirror waits for it, resumes its watch
+/// from the first revision it has not applied, and the writes made after the restart
+/// (puts, and deletes of base keys) reach the destination.
+#[test]
+fn make_mirror_resumes_after_the_source_restarts() {
+    for (src_kind, dst_kind) in [(Kind::Cairn, Kind::Etcd35), (Kind::Etcd35, Kind::Cairn)] {
+        let mut src = ServerProc::start(src_kind, &["--max-txn-ops=300"]);
+        let dst = ServerProc::start(dst_kind, &[]);
+        let (source, dest) = (Target::plain(&src), Target::plain(&dst));
+        preload(&source);
+        let args = vec![
+            "--prefix=/src/".to_string(),
+            "--dest-prefix=/r/".to_string(),
+            dst.endpoint(),
+        ];
+        let mut mirror = Mirror::start(&cairnctl(), &source, &args);
+        write_load(&source);
+        wait_mirrored(&mut mirror, &source, &dest, "/r/");
+        src.stop();
+        src.spawn();
+        for i in 0..20 {
+            source.ctl(
+                &["put", &format!("/src/after/{i:02}"), &format!("a{i}")],
+                "",
+            );
+        }
+        source.ctl(&["del", "/src/base/1", "--prefix"], "");
+        eprintln!("{src_kind:?} -> {dst_kind:?} across a restart of the source");
+        wait_equal(&mut mirror, &source, &dest, "/r/");
+        assert_eq!(dest.pairs("/r/after/", "").len(), 20);
+        assert_eq!(dest.pairs("/r/base/1", "").len(), 0);
     }
 }
 
