@@ -56,6 +56,11 @@ const PAGE: i64 = 1000;
 /// request limit, leaving room for the encoding).
 const TXN_BYTES: usize = 1 << 20;
 
+/// The largest response read from the source: the Go client's default (`math.MaxInt32`),
+/// not tonic's 4 MiB, so a page of large values or a watch catching up on them gets
+/// through as with etcdctl.
+const RECV_LIMIT: usize = i32::MAX as usize;
+
 /// How often the count line is printed.
 const COUNT_EVERY: Duration = Duration::from_secs(30);
 
@@ -270,6 +275,7 @@ async fn mirror(
     loop {
         let resp = source
             .kv()
+            .max_decoding_message_size(RECV_LIMIT)
             .range(RangeRequest {
                 key: key.clone(),
                 range_end: end.clone(),
@@ -343,7 +349,8 @@ async fn follow(
             "hasleader",
             tonic::metadata::MetadataValue::from_static("true"),
         );
-        let mut stream = match source.watch().watch(call).await {
+        let mut watch = source.watch().max_decoding_message_size(RECV_LIMIT);
+        let mut stream = match watch.watch(call).await {
             Ok(s) => s.into_inner(),
             Err(s) if broken(&s) => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
