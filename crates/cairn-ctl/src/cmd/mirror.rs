@@ -30,7 +30,7 @@ use cairn_proto::mvccpb::event::EventType;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
-use crate::global::{status_message, CtlError, Ctx};
+use crate::global::{rpc_error_text, status_message, CtlError, Ctx};
 use crate::go::flags::{Kind, Spec};
 use crate::go::prompt;
 use crate::output::printer::out;
@@ -66,6 +66,18 @@ const COUNT_EVERY: Duration = Duration::from_secs(30);
 
 /// etcd's error for a watch whose start revision was compacted.
 const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
+
+/// What ended the mirror: a call to one side (the Go client logs its retry warning for
+/// those), or the source's watch.
+#[derive(Debug)]
+enum Failed {
+    /// A read of the base from the source.
+    Source(tonic::Status),
+    /// A txn on the destination.
+    Dest(tonic::Status),
+    /// The source's watch.
+    Watch(tonic::Status),
+}
 
 /// How a source key is renamed at the destination.
 #[derive(Debug, Clone)]
@@ -246,10 +258,20 @@ pub fn run(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
         ticker.abort();
         result
     })?;
-    match result {
-        Ok(()) => Err(CtlError::error("<nil>")),
-        Err(status) => Err(status_message(&status)),
-    }
+    let status = match result {
+        Ok(()) => return Err(CtlError::error("<nil>")),
+        Err(Failed::Watch(status)) => status,
+        Err(Failed::Source(status)) => {
+            ctx.log_rpc_failure(0, &rpc_error_text(&status));
+            status
+        }
+        Err(Failed::Dest(status)) => {
+            ctx.log_against(&args[0]);
+            ctx.log_rpc_failure(0, &rpc_error_text(&status));
+            status
+        }
+    };
+    Err(status_message(&status))
 }
 
 /// The range of the source's keys to mirror: `[key, end)`.
@@ -268,7 +290,7 @@ async fn mirror(
     rename: &Rename,
     max_ops: usize,
     total: &AtomicU64,
-) -> Result<(), tonic::Status> {
+) -> Result<(), Failed> {
     let (mut key, end) = source_range(&rename.prefix);
     let mut rev = 0;
     let mut batch = Batch::new(max_ops);
@@ -283,7 +305,8 @@ async fn mirror(
                 revision: rev,
                 ..Default::default()
             })
-            .await?
+            .await
+            .map_err(Failed::Source)?
             .into_inner();
         if rev == 0 {
             rev = resp.header.as_ref().map_or(0, |h| h.revision);
@@ -292,7 +315,8 @@ async fn mirror(
             let size = kv.key.len() + kv.value.len();
             batch
                 .add(dest, put_op(rename.key(&kv.key), kv.value.clone()), size)
-                .await?;
+                .await
+                .map_err(Failed::Dest)?;
             total.fetch_add(1, Ordering::Relaxed);
         }
         match resp.kvs.last() {
@@ -303,7 +327,7 @@ async fn mirror(
             _ => break,
         }
     }
-    batch.flush(dest).await?;
+    batch.flush(dest).await.map_err(Failed::Dest)?;
     follow(source, dest, rename, rev + 1, max_ops, total).await
 }
 
@@ -328,7 +352,7 @@ async fn follow(
     mut from: i64,
     max_ops: usize,
     total: &AtomicU64,
-) -> Result<(), tonic::Status> {
+) -> Result<(), Failed> {
     let (key, end) = source_range(&rename.prefix);
     loop {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -356,46 +380,60 @@ async fn follow(
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
-            Err(s) => return Err(s),
+            Err(s) => return Err(Failed::Watch(s)),
         };
         loop {
             let resp = match stream.message().await {
                 Ok(Some(resp)) => resp,
                 Ok(None) => break,
                 Err(s) if broken(&s) => break,
-                Err(s) => return Err(s),
+                Err(s) => return Err(Failed::Watch(s)),
             };
             if resp.compact_revision != 0 {
-                return Err(tonic::Status::out_of_range(COMPACTED));
+                return Err(Failed::Watch(tonic::Status::out_of_range(COMPACTED)));
             }
             if resp.canceled {
-                return Err(tonic::Status::unknown(resp.cancel_reason));
+                return Err(Failed::Watch(tonic::Status::unknown(resp.cancel_reason)));
             }
-            let mut batch = Batch::new(max_ops);
-            let mut last_rev = 0;
-            for ev in &resp.events {
-                let Some(kv) = &ev.kv else { continue };
-                if last_rev != 0 && kv.mod_revision > last_rev {
-                    batch.flush(dest).await?;
-                }
-                last_rev = kv.mod_revision;
-                let key = rename.key(&kv.key);
-                if ev.r#type == EventType::Delete as i32 {
-                    batch.add(dest, delete_op(key), kv.key.len()).await?;
-                } else {
-                    let size = kv.key.len() + kv.value.len();
-                    batch.add(dest, put_op(key, kv.value.clone()), size).await?;
-                }
-                total.fetch_add(1, Ordering::Relaxed);
-            }
-            batch.flush(dest).await?;
-            if last_rev != 0 {
-                from = last_rev + 1;
+            apply_events(dest, rename, &resp.events, max_ops, total)
+                .await
+                .map_err(Failed::Dest)?;
+            if let Some(last) = resp.events.iter().rev().find_map(|ev| ev.kv.as_ref()) {
+                from = last.mod_revision + 1;
             }
         }
         drop(tx);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Applies one watch response's events: the events of one source revision in one txn,
+/// split as [`Batch`] allows.
+async fn apply_events(
+    dest: &Client,
+    rename: &Rename,
+    events: &[cairn_proto::mvccpb::Event],
+    max_ops: usize,
+    total: &AtomicU64,
+) -> Result<(), tonic::Status> {
+    let mut batch = Batch::new(max_ops);
+    let mut last_rev = 0;
+    for ev in events {
+        let Some(kv) = &ev.kv else { continue };
+        if last_rev != 0 && kv.mod_revision > last_rev {
+            batch.flush(dest).await?;
+        }
+        last_rev = kv.mod_revision;
+        let key = rename.key(&kv.key);
+        if ev.r#type == EventType::Delete as i32 {
+            batch.add(dest, delete_op(key), kv.key.len()).await?;
+        } else {
+            let size = kv.key.len() + kv.value.len();
+            batch.add(dest, put_op(key, kv.value.clone()), size).await?;
+        }
+        total.fetch_add(1, Ordering::Relaxed);
+    }
+    batch.flush(dest).await
 }
 
 #[cfg(test)]
