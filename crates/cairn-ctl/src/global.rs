@@ -501,6 +501,16 @@ impl Ctx {
         }
     }
 
+    /// A client for another cluster than the command's (`make-mirror`'s destination),
+    /// authenticated when `cfg` has credentials, with the same errors as [`Ctx::client`].
+    /// A refused authentication is logged against `cfg`'s first endpoint.
+    pub fn client_with(&mut self, cfg: &ClientConfig) -> Result<Client, CtlError> {
+        let logged = std::mem::replace(&mut self.log_endpoint, cfg.endpoints.first().cloned());
+        let client = self.build_client(cfg);
+        self.log_endpoint = logged;
+        client
+    }
+
     /// A client for one endpoint only, as etcd's per-endpoint maintenance calls use. It
     /// authenticates on its own, as the Go client 3.5.1 does on each connection it dials
     /// for one endpoint (each `Authenticate` is a Raft entry, seen in the raft index).

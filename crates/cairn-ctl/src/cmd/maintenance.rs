@@ -1,11 +1,12 @@
-//! `compaction`, `alarm list|disarm`, `defrag` and `snapshot save`.
+//! `compaction`, `alarm list|disarm`, `defrag` and `snapshot save` (with several endpoints:
+//! from the cluster's leader among them, where etcdctl refuses).
 
 use std::io::Write;
 use std::time::Instant;
 
 use cairn_proto::etcdserverpb::{
     alarm_request::AlarmAction, AlarmMember, AlarmRequest, AlarmResponse, CompactionRequest,
-    DefragmentRequest, SnapshotRequest,
+    DefragmentRequest, SnapshotRequest, StatusRequest,
 };
 
 use crate::global::{status_message, zap_string, CtlError, Ctx, ExitCode, Format};
@@ -233,21 +234,61 @@ fn rpc_error_text(status: &tonic::Status) -> String {
     )
 }
 
-/// `etcdctl snapshot save <file>`.
+/// The endpoint among `endpoints` whose member leads the cluster, that member's id and a
+/// client for it alone: the first whose Status names itself as the leader. Endpoints that
+/// do not answer are passed over; none leading is an error naming them all.
+fn leader_among(
+    ctx: &mut Ctx,
+    endpoints: &[String],
+) -> Result<(String, u64, cairn_client::Client), CtlError> {
+    let timeout = ctx.command_timeout();
+    for ep in endpoints {
+        let Ok(client) = ctx.client_for(ep) else {
+            continue;
+        };
+        let asked = client.clone();
+        let status = ctx.block_on(async move {
+            let mut m = asked.maintenance();
+            tokio::time::timeout(timeout, m.status(StatusRequest {})).await
+        })?;
+        let Ok(Ok(resp)) = status else { continue };
+        let resp = resp.into_inner();
+        let member = resp.header.as_ref().map_or(0, |h| h.member_id);
+        if member != 0 && resp.leader == member {
+            return Ok((ep.clone(), member, client));
+        }
+    }
+    Err(CtlError::error(format!(
+        "snapshot must be requested to one selected node, and no leader was found among [{}]",
+        endpoints.join(" ")
+    )))
+}
+
+/// `etcdctl snapshot save <file>`; with several endpoints, from the leader among them.
 pub fn snapshot_save(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     if args.len() != 1 {
         return Err(CtlError::bad_args("snapshot save expects one argument"));
     }
     let path = args[0].clone();
-    let client = ctx.client()?;
+    let mut client = ctx.client()?;
     let endpoints = ctx.endpoints();
-    if endpoints.len() != 1 {
-        return Err(CtlError::bad_args(format!(
-            "snapshot must be requested to one selected node, not multiple [{}]",
-            endpoints.join(" ")
-        )));
-    }
-    let ep = endpoints[0].clone();
+    let ep = if endpoints.len() == 1 {
+        endpoints[0].clone()
+    } else {
+        // Where etcdctl refuses several endpoints, cairnctl saves from the leader.
+        let (ep, member, leader) = leader_among(ctx, &endpoints)?;
+        log_info(
+            "cairnctl/snapshot",
+            None,
+            "saving the snapshot from the cluster's leader",
+            &[
+                ("endpoint", ep.clone()),
+                ("member-id", format!("{member:x}")),
+            ],
+        );
+        client = leader;
+        ep
+    };
     let part = format!("{path}.part");
     let _ = std::fs::remove_file(&part);
     let mut file = std::fs::OpenOptions::new()

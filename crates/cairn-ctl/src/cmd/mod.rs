@@ -4,7 +4,8 @@
 //! - [`command`]: the tree's type, cobra's dispatch and etcdctl's help template.
 //! - One module per command group: [`kv`] (get, put, del), [`auth`] (auth, user, role), [`txn`], [`watch`], [`lease`],
 //!   [`lock`], [`elect`], [`endpoint`], [`maintenance`] (compaction, alarm, defrag,
-//!   snapshot save), [`snapshot_status`], [`member`], [`move_leader`], [`check`] (perf), [`version`].
+//!   snapshot save), [`snapshot_status`], [`member`], [`mirror`] (make-mirror), [`move_leader`],
+//!   [`check`] (perf), [`version`].
 //! - [`process`]: what `lock`, `elect` and `watch` share: running a user's command and
 //!   catching SIGINT/SIGTERM.
 //!
@@ -24,6 +25,7 @@ mod lease;
 mod lock;
 mod maintenance;
 mod member;
+mod mirror;
 mod move_leader;
 mod process;
 mod snapshot_status;
@@ -87,7 +89,7 @@ pub fn root() -> Command {
             Command::leaf("timetolive", "timetolive <leaseID> [options]", "Get lease information", lease::TIMETOLIVE_FLAGS, lease::timetolive),
         ]),
         Command::leaf("lock", "lock <lockname> [exec-command arg1 arg2 ...]", "Acquires a named lock", lock::FLAGS, lock::run),
-        stub("make-mirror", "Makes a mirror at the destination etcd cluster"),
+        Command::leaf("make-mirror", "make-mirror [options] <destination>", "Makes a mirror at the destination etcd cluster", mirror::FLAGS, mirror::run),
         Command::group("member", "member <subcommand>", "Membership related commands", vec![
             Command::leaf("add", "add <memberName> [options]", "Adds a member into the cluster", member::ADD_FLAGS, member::add),
             Command::leaf("list", "list", "Lists all members in the cluster", &[], member::list)
