@@ -71,13 +71,22 @@ async fn may<T>(
     Ok(())
 }
 
-/// What a lock or an election named `name` reads and writes: the keys under `name/`.
-async fn may_use_prefix<T>(server: &Server, r: &Request<T>, name: &[u8]) -> Result<(), Status> {
+/// Whether the caller may `access` what a lock or an election named `name` uses: the keys
+/// under `name/`.
+async fn may_use_prefix<T>(
+    server: &Server,
+    r: &Request<T>,
+    name: &[u8],
+    access: &[Access],
+) -> Result<(), Status> {
     let mut prefix = name.to_vec();
     prefix.push(b'/');
     let end = prefix_end(&prefix);
-    may(server, r, &prefix, &end, &[Access::Read, Access::Write]).await
+    may(server, r, &prefix, &end, access).await
 }
+
+/// Reading and writing: what holding a lock or campaigning needs.
+const READ_WRITE: &[Access] = &[Access::Read, Access::Write];
 
 /// The lease a lock or campaign runs under: the client's, or a new one when it gave none.
 async fn session_lease(client: &Client, lease: i64) -> Result<i64, Status> {
@@ -131,7 +140,7 @@ pub struct LockService {
 #[tonic::async_trait]
 impl lock_server::Lock for LockService {
     async fn lock(&self, r: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
-        may_use_prefix(&self.server, &r, &r.get_ref().name).await?;
+        may_use_prefix(&self.server, &r, &r.get_ref().name, READ_WRITE).await?;
         let req = r.into_inner();
         let lease = session_lease(&self.client, req.lease).await?;
         let key = [req.name.as_slice(), format!("/{lease:x}").as_bytes()].concat();
@@ -204,7 +213,7 @@ impl election_server::Election for ElectionService {
         &self,
         r: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
-        may_use_prefix(&self.server, &r, &r.get_ref().name).await?;
+        may_use_prefix(&self.server, &r, &r.get_ref().name, READ_WRITE).await?;
         let req = r.into_inner();
         let lease = session_lease(&self.client, req.lease).await?;
         let client = self.client.clone();
@@ -245,16 +254,7 @@ impl election_server::Election for ElectionService {
     }
 
     async fn leader(&self, r: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
-        let mut prefix = r.get_ref().name.clone();
-        prefix.push(b'/');
-        may(
-            &self.server,
-            &r,
-            &prefix,
-            &prefix_end(&prefix),
-            &[Access::Read],
-        )
-        .await?;
+        may_use_prefix(&self.server, &r, &r.get_ref().name, &[Access::Read]).await?;
         let req = r.into_inner();
         let (header, kv) = Election::new(self.client.clone(), &req.name)
             .leader()
@@ -272,16 +272,7 @@ impl election_server::Election for ElectionService {
         &self,
         r: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
-        let mut prefix = r.get_ref().name.clone();
-        prefix.push(b'/');
-        may(
-            &self.server,
-            &r,
-            &prefix,
-            &prefix_end(&prefix),
-            &[Access::Read],
-        )
-        .await?;
+        may_use_prefix(&self.server, &r, &r.get_ref().name, &[Access::Read]).await?;
         let req = r.into_inner();
         let e = Election::new(self.client.clone(), &req.name);
         let (tx, rx) = mpsc::channel(16);
