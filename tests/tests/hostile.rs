@@ -736,3 +736,56 @@ fn a_wide_nested_txn_is_one_request_like_another() {
     let members: Vec<&ServerProc> = c.members.iter().collect();
     assert_members_serve(&members, 3);
 }
+
+/// The TLS ports: garbage where a ClientHello should be, on an https client port and an
+/// https peer port that requires member certificates, and a connection that opens a
+/// handshake and then says nothing. Each is closed (the silent one at the handshake
+/// timeout), and the member then serves a TLS client as before.
+#[test]
+fn tls_ports_shrug_off_garbage_and_silent_handshakes() {
+    use cairn_tests::certs::{Pki, Use};
+    let pki = Pki::new("hostile CA");
+    let member = pki.issue("member", "member", 1, Use::Server);
+    let path = |p: &std::path::Path| p.display().to_string();
+    let flags = [
+        format!("--cert-file={}", path(&member.cert)),
+        format!("--key-file={}", path(&member.key)),
+        format!("--peer-cert-file={}", path(&member.cert)),
+        format!("--peer-key-file={}", path(&member.key)),
+        format!("--peer-trusted-ca-file={}", path(&pki.ca())),
+        "--peer-client-cert-auth".to_string(),
+        "--cairn-handshake-timeout=1s".to_string(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut m = ServerProc::new(Kind::Cairn, "m1", cairn_tests::free_port(), &flags);
+    m.client_scheme = "https";
+    m.peer_scheme = "https";
+    m.spawn();
+
+    let mut rng = StdRng::seed_from_u64(3);
+    attack_with_garbage(m.peer_port, &mut rng);
+    attack_with_garbage(m.client_port, &mut rng);
+    // The first bytes of a TLS 1.2 ClientHello record, then silence: closed by the member.
+    for port in [m.client_port, m.peer_port] {
+        let mut tcp = connect(port);
+        tcp.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+            .unwrap();
+        read_until_closed(tcp, "a handshake that stalls");
+    }
+
+    let ca = format!("--cacert={}", path(&pki.ca()));
+    let put = cairn_tests::run_client(
+        &cairn_tests::tool("etcdctl-3.5"),
+        &m.url(),
+        &[&ca, "put", "after-tls-garbage", "ok"],
+        None,
+    );
+    assert_eq!((put.code, put.stdout.as_str()), (0, "OK\n"), "{put:?}");
+    let get = cairn_tests::run_client(
+        &cairn_tests::tool("etcdctl-3.5"),
+        &m.url(),
+        &[&ca, "get", "after-tls-garbage", "--print-value-only"],
+        None,
+    );
+    assert_eq!(get.stdout, "ok\n", "{get:?}");
+}
