@@ -10,7 +10,8 @@
 pub struct ConnIdentity {
     /// The CN of the client certificate that the TLS handshake verified (with
     /// `--client-cert-auth` or `--trusted-ca-file`); `None` on plain HTTP or without one.
-    pub cert_common_name: Option<String>,
+    /// Shared, so putting the identity in each request's extensions allocates nothing.
+    pub cert_common_name: Option<std::sync::Arc<str>>,
     /// The server's own in-process client, which runs the lock and election recipes.
     pub loopback: bool,
 }

@@ -544,7 +544,8 @@ pub fn identity(conn: &rustls::ServerConnection) -> crate::identity::ConnIdentit
         cert_common_name: conn
             .peer_certificates()
             .and_then(|chain| chain.first())
-            .and_then(common_name),
+            .and_then(common_name)
+            .map(Into::into),
         loopback: false,
     }
 }
