@@ -25,17 +25,16 @@
 //! - `requests`: the permissions each KV request needs (range, put, delete, txn).
 //! - `simple_token`: [`SimpleTokens`], etcd's simple tokens and their TTL.
 //! - `jwt`: [`JwtTokens`], etcd's JWT tokens (claims `username`, `revision`, `exp`).
-//! - `password`: bcrypt hashing and verification.
+//! - [`bcrypt`]: bcrypt as Go computes it, several verifications at once in lanes.
 
+pub mod bcrypt;
 mod jwt;
-mod password;
 mod perms;
 mod requests;
 mod simple_token;
 mod store;
 
 pub use jwt::{JwtError, JwtTokens, DEFAULT_JWT_TTL};
-pub use password::{hash_password, verify_password};
 pub use perms::{Access, UserPerms};
 pub use simple_token::{new_token_prefix, token_index, SimpleTokens};
 pub use store::{AuthInfo, AuthStore, LoadError, ROOT_ROLE, ROOT_USER};

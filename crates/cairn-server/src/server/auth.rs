@@ -5,10 +5,7 @@
 //! ([`crate::identity::ConnIdentity`]): the server's own loopback client, or a verified
 //! client certificate's CN. With auth disabled nobody is resolved and nothing is checked.
 //!
-//! bcrypt runs on tokio's blocking threads, at most one per core at once (as many as etcd's
-//! goroutines can use); at most [`PASSWORD_QUEUE`] more requests wait for one, and any beyond that are refused with
-//! "too many requests", so a stranger hammering Authenticate costs a bounded amount of CPU
-//! and memory.
+//! Passwords are hashed and checked in [`super::passwords`], off the async workers.
 
 use std::time::Instant;
 
@@ -20,52 +17,9 @@ use super::Server;
 use crate::identity::ConnIdentity;
 use crate::proposal::ApplyResult;
 
-/// Password requests waiting for a worker before more are refused.
-pub const PASSWORD_QUEUE: usize = 256;
-
 /// How often Authenticate proposes again when the auth store changed between the password
 /// check and the token (etcd retries until it did not).
 const AUTHENTICATE_ATTEMPTS: usize = 5;
-
-/// The bounded pool of password work.
-pub(crate) struct PasswordPool {
-    workers: tokio::sync::Semaphore,
-    queue: tokio::sync::Semaphore,
-}
-
-impl PasswordPool {
-    /// A pool running `workers` hashes at once.
-    pub(crate) fn new(workers: usize) -> PasswordPool {
-        let workers = workers.max(1);
-        PasswordPool {
-            workers: tokio::sync::Semaphore::new(workers),
-            queue: tokio::sync::Semaphore::new(workers + PASSWORD_QUEUE),
-        }
-    }
-
-    /// A pool with one worker per core.
-    pub(crate) fn per_core() -> PasswordPool {
-        PasswordPool::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
-    }
-
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, EtcdError> {
-        let _queued = self
-            .queue
-            .try_acquire()
-            .map_err(|_| EtcdError::TooManyRequests)?;
-        let _worker = self
-            .workers
-            .acquire()
-            .await
-            .map_err(|_| EtcdError::Stopped)?;
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|_| EtcdError::Stopped)
-    }
-}
 
 /// The identity the server's own loopback client acts as: root, at every revision. The
 /// lock and election services check the real caller before they use it; while auth is
@@ -184,7 +138,7 @@ impl Server {
     pub async fn hash_password(&self, password: String) -> Result<String, EtcdError> {
         let cost = self.cfg.auth.bcrypt_cost;
         self.passwords
-            .run(move || cairn_auth::hash_password(&password, cost))
+            .hash(password, cost)
             .await?
             .map_err(|_| EtcdError::AuthFailed)
     }
@@ -197,11 +151,7 @@ impl Server {
         let mut token = String::new();
         for _ in 0..AUTHENTICATE_ATTEMPTS {
             let (hash, checked_at) = self.auth.password_hash(name)?;
-            let password = password.to_string();
-            let ok = self
-                .passwords
-                .run(move || cairn_auth::verify_password(&password, &hash))
-                .await?;
+            let ok = self.passwords.verify(password.to_string(), hash).await?;
             if !ok {
                 return Err(EtcdError::AuthFailed);
             }
@@ -252,47 +202,5 @@ mod tests {
             None
         );
         assert_eq!(conn_caller(&auth, None, true), None);
-    }
-
-    /// A stranger hammering Authenticate: two hashes run, a bounded line waits, and the
-    /// rest are refused at once instead of piling up.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn password_work_is_bounded_and_the_overflow_refused() {
-        const PASSWORD_WORKERS: usize = 2;
-        let pool = std::sync::Arc::new(PasswordPool::new(PASSWORD_WORKERS));
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let release_rx = std::sync::Arc::new(parking_lot::Mutex::new(release_rx));
-        let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut held = Vec::new();
-        for _ in 0..PASSWORD_WORKERS + PASSWORD_QUEUE {
-            let (pool, rx, started) = (pool.clone(), release_rx.clone(), started_tx.clone());
-            held.push(tokio::spawn(async move {
-                pool.run(move || {
-                    let _ = started.send(());
-                    let _ = rx.lock().recv();
-                })
-                .await
-            }));
-        }
-        // Both workers are busy, and everyone else is in line.
-        for _ in 0..PASSWORD_WORKERS {
-            started_rx.recv().await.unwrap_or_else(|| unreachable!());
-        }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while pool.queue.available_permits() > 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the line never filled"
-            );
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(pool.run(|| ()).await, Err(EtcdError::TooManyRequests));
-        for _ in 0..PASSWORD_WORKERS + PASSWORD_QUEUE {
-            let _ = release_tx.send(());
-        }
-        for h in held {
-            assert_eq!(h.await.ok(), Some(Ok(())));
-        }
-        assert_eq!(pool.run(|| 7).await, Ok(7));
     }
 }

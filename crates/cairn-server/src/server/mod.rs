@@ -27,6 +27,7 @@ mod auth;
 mod corrupt;
 mod data_dir;
 mod membership;
+mod passwords;
 mod quota;
 mod read_barrier;
 mod start;
@@ -107,7 +108,7 @@ pub struct Server {
     /// Users, roles, tokens; shared with the applier.
     auth: Arc<cairn_auth::AuthStore>,
     /// Where bcrypt runs.
-    passwords: auth::PasswordPool,
+    passwords: passwords::PasswordPool,
 }
 
 /// What the peer URLs serve: Raft snapshots and the member list, raft streams, and the

@@ -348,7 +348,7 @@ impl Server {
             watch,
             snapshot_receiving: Arc::new(tokio::sync::Semaphore::new(1)),
             auth,
-            passwords: super::auth::PasswordPool::per_core(),
+            passwords: super::passwords::PasswordPool::per_core(),
         }))
     }
 }
