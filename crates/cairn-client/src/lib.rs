@@ -43,6 +43,10 @@ use transport::{Direct, Rotate, Transport};
 
 pub use tls::{HandshakeError, Security};
 
+/// The largest response a call takes, as etcd's Go client (`math.MaxInt32`), so a large
+/// `get --prefix` reads what etcdctl reads; gRPC's own default would stop at 4 MiB.
+pub const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
+
 /// etcd's answer to a request whose token it does not know (expired, or from another
 /// member's simple-token store).
 pub const INVALID_AUTH_TOKEN: &str = "etcdserver: invalid auth token";
@@ -419,38 +423,39 @@ impl Client {
         token.to_str().ok().map(str::to_string)
     }
 
+    /// The service stack every client below uses.
     fn service(&self) -> Service {
         InterceptedService::new(self.channel.clone(), self.interceptor.clone())
     }
 
     /// The KV service.
     pub fn kv(&self) -> KvClient<Service> {
-        KvClient::new(self.service())
+        KvClient::new(self.service()).max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 
     /// The Watch service.
     pub fn watch(&self) -> WatchClient<Service> {
-        WatchClient::new(self.service())
+        WatchClient::new(self.service()).max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 
     /// The Lease service.
     pub fn lease(&self) -> LeaseClient<Service> {
-        LeaseClient::new(self.service())
+        LeaseClient::new(self.service()).max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 
     /// The Cluster service.
     pub fn cluster(&self) -> ClusterClient<Service> {
-        ClusterClient::new(self.service())
+        ClusterClient::new(self.service()).max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 
     /// The Maintenance service.
     pub fn maintenance(&self) -> MaintenanceClient<Service> {
-        MaintenanceClient::new(self.service())
+        MaintenanceClient::new(self.service()).max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 
     /// The Auth service.
     pub fn auth(&self) -> AuthClient<Service> {
-        AuthClient::new(self.service())
+        AuthClient::new(self.service()).max_decoding_message_size(MAX_RESPONSE_BYTES)
     }
 }
 

@@ -253,6 +253,16 @@ fn cairnctl_matches_etcdctl() {
     c.case(&["defrag"]);
     c.case(&["defrag", "-w", "json"]);
     c.case(&["snapshot", "save", "snap.db"]);
+    // A response past gRPC's default 4 MiB: five values of 1 MiB (under the server's
+    // 1.5 MiB request limit each), read back at once as etcdctl reads them.
+    for i in 0..5u8 {
+        let value: String = (0..1 << 20)
+            .map(|j| char::from(b'a' + (j % 23) as u8 + i))
+            .collect();
+        c.case_in(&["put", &format!("big/{i}")], &value);
+    }
+    c.case(&["get", "big/", "--prefix", "-w", "json"]);
+    c.case(&["get", "big/", "--prefix", "--keys-only"]);
 
     c.report.finish();
 }
