@@ -43,6 +43,18 @@ use transport::{Direct, Rotate, Transport};
 
 pub use tls::{HandshakeError, Security};
 
+/// Whether a failed stream (a watch, a lease keep-alive) is worth opening again, as the
+/// Go client judges it: the server cannot be reached (`Unavailable`), a frame went wrong
+/// (`Internal`), or the connection broke under the stream (an error of the transport, not
+/// a status the server sent), as when a member restarts.
+pub fn stream_broken(status: &tonic::Status) -> bool {
+    use std::error::Error;
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Internal
+    ) || (status.code() == tonic::Code::Unknown && status.source().is_some())
+}
+
 /// The largest response a call takes, as etcd's Go client (`math.MaxInt32`), so a large
 /// `get --prefix` reads what etcdctl reads; gRPC's own default would stop at 4 MiB.
 pub const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
@@ -477,6 +489,21 @@ fn several(endpoints: Vec<Endpoint>, security: Security) -> Transport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A restarted server used to end a mirror or a watch: the broken connection reaches the watch
+    /// as `Unknown` ("h2 protocol error"), which was taken for the server's refusal.
+    #[test]
+    fn a_broken_connection_is_retried_and_a_refusal_is_not() {
+        let from_transport =
+            tonic::Status::from_error(Box::new(std::io::Error::other("connection reset")));
+        assert_eq!(from_transport.code(), tonic::Code::Unknown);
+        assert!(stream_broken(&from_transport));
+        assert!(stream_broken(&tonic::Status::unavailable("no leader")));
+        assert!(!stream_broken(&tonic::Status::unknown(
+            "etcdserver: no space"
+        )));
+        assert!(!stream_broken(&tonic::Status::permission_denied("denied")));
+    }
 
     #[test]
     fn endpoint_urls() {

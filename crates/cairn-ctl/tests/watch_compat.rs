@@ -189,3 +189,101 @@ fn cairnctl_watch_prints_what_etcdctl_watch_prints() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A member killed and restarted under a running `watch` and `lease keep-alive`: etcdctl
+/// keeps both going (the Go client opens the streams again), and so must cairnctl, where
+/// the broken connection used to end the watch ("watch is canceled by the server") and the
+/// keep-alive.
+#[test]
+fn watch_and_keep_alive_outlive_a_member_restart() {
+    let mut server = ServerProc::start(Kind::Cairn, &[]);
+    let ep = server.endpoint();
+    let grant = etcdctl35(&ep, &["lease", "grant", "30"]);
+    let lease = grant.stdout.split_whitespace().nth(1).unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let tools = [
+        ("etcdctl", common::etcdctl()),
+        ("cairnctl", common::cairnctl()),
+    ];
+    let mut running = Vec::new();
+    for (name, bin) in &tools {
+        for (what, args) in [
+            ("watch", vec!["watch", "foo"]),
+            ("keep", vec!["lease", "keep-alive", &lease]),
+        ] {
+            let path = dir.path().join(format!("{name}-{what}.out"));
+            let child = common::ctl_command(bin, Some(&ep))
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&path).unwrap())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            running.push((format!("{name} {what}"), path, child));
+        }
+    }
+    let text = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
+    let keepalived = |path: &Path| text(path).matches("keepalived").count();
+    // Whether every watch has printed `value` and every keep-alive renewed `n` times.
+    let all_show = |n: usize, value: &str| -> Result<(), String> {
+        for (label, path, _) in &running {
+            let shown = if label.ends_with("watch") {
+                text(path).contains(&format!("foo\n{value}\n"))
+            } else {
+                keepalived(path) >= n
+            };
+            if !shown {
+                return Err(format!("{label} has not shown it yet: {:?}", text(path)));
+            }
+        }
+        Ok(())
+    };
+    wait_until(Duration::from_secs(10), "both watchers to start", || {
+        let n = server.metric(WATCHERS).unwrap_or(0.0) as usize;
+        if n == 2 {
+            Ok(())
+        } else {
+            Err(format!("{n} watchers"))
+        }
+    });
+    ctl(&ep, &["put", "foo", "before"]);
+    wait_until(
+        Duration::from_secs(10),
+        "the first event and renewal",
+        || all_show(1, "before"),
+    );
+    let renewed: Vec<usize> = running.iter().map(|(_, p, _)| keepalived(p)).collect();
+    server.kill9();
+    server.spawn();
+    ctl(&ep, &["put", "foo", "after"]);
+    wait_until(
+        Duration::from_secs(30),
+        "the event and a renewal after the restart",
+        || {
+            all_show(1, "after")?;
+            for ((label, path, _), before) in running.iter().zip(&renewed) {
+                if label.ends_with("keep") && keepalived(path) <= *before {
+                    return Err(format!("{label} renewed nothing since the restart"));
+                }
+            }
+            Ok(())
+        },
+    );
+    for (label, path, mut child) in running {
+        assert_eq!(
+            child.try_wait().unwrap(),
+            None,
+            "{label} ended: {:?}",
+            text(&path)
+        );
+        let _ = child.kill();
+        let _ = child.wait();
+        if label.ends_with("watch") {
+            assert_eq!(
+                text(&path),
+                "PUT\nfoo\nbefore\nPUT\nfoo\nafter\n",
+                "{label}"
+            );
+        }
+    }
+}

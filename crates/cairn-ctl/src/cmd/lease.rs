@@ -322,7 +322,7 @@ async fn open_keep_alive(
             .await
         {
             Ok(s) => return Ok((tx, s.into_inner())),
-            Err(s) if s.code() == tonic::Code::Unavailable => {
+            Err(s) if cairn_client::stream_broken(&s) => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(s) => {
@@ -359,24 +359,37 @@ pub fn keep_alive(ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
         return print_keep_alive(format, &resp);
     }
     let result: Result<(), CtlError> = ctx.block_on(async move {
-        let (tx, mut stream) = open_keep_alive(&client, id).await?;
+        let (mut tx, mut stream) = open_keep_alive(&client, id).await?;
         let mut ttl = 60;
+        let mut answered = tokio::time::Instant::now();
         loop {
-            // Like clientv3, give up when no answer comes within the lease's TTL.
-            let wait = Duration::from_secs(ttl as u64);
-            let resp = match tokio::time::timeout(wait, stream.message()).await {
-                Ok(Ok(Some(r))) => r,
+            // Like clientv3, give up when no answer comes within the lease's TTL, and open
+            // the stream again when the connection broke under it (a member restarting).
+            let deadline = answered + Duration::from_secs(ttl as u64);
+            let resp = match tokio::time::timeout_at(deadline, stream.message()).await {
+                Ok(Ok(Some(r))) => Some(r),
+                Ok(Err(s)) if cairn_client::stream_broken(&s) => None,
                 _ => break,
             };
-            if resp.ttl <= 0 {
-                break;
+            if let Some(resp) = resp {
+                if resp.ttl <= 0 {
+                    break;
+                }
+                ttl = resp.ttl;
+                answered = tokio::time::Instant::now();
+                print_keep_alive(format, &resp)?;
+                // clientv3 renews a third of the TTL after each answer, checking twice a
+                // second.
+                tokio::time::sleep(Duration::from_millis(resp.ttl as u64 * 1000 / 3 + 250)).await;
+                if tx.send(LeaseKeepAliveRequest { id }).await.is_ok() {
+                    continue;
+                }
             }
-            ttl = resp.ttl;
-            print_keep_alive(format, &resp)?;
-            // clientv3 renews a third of the TTL after each answer, checking twice a second.
-            tokio::time::sleep(Duration::from_millis(resp.ttl as u64 * 1000 / 3 + 250)).await;
-            if tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
-                break;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let deadline = answered + Duration::from_secs(ttl as u64);
+            match tokio::time::timeout_at(deadline, open_keep_alive(&client, id)).await {
+                Ok(Ok(opened)) => (tx, stream) = opened,
+                _ => break,
             }
         }
         Ok(())

@@ -331,17 +331,6 @@ async fn mirror(
     follow(source, dest, rename, rev + 1, max_ops, total).await
 }
 
-/// Whether a failed watch is worth opening again, as the Go client judges it: the source
-/// cannot be reached (`Unavailable`), a frame went wrong (`Internal`), or the connection
-/// broke under the stream (an error of the transport, not a status the server sent).
-fn broken(status: &tonic::Status) -> bool {
-    use std::error::Error;
-    matches!(
-        status.code(),
-        tonic::Code::Unavailable | tonic::Code::Internal
-    ) || (status.code() == tonic::Code::Unknown && status.source().is_some())
-}
-
 /// Applies the source's changes from revision `from` on, one source revision per txn
 /// (split as [`Batch`] allows). A broken stream is reopened from the next revision not yet
 /// applied, as the Go client's watch resumes.
@@ -376,7 +365,7 @@ async fn follow(
         let mut watch = source.watch().max_decoding_message_size(RECV_LIMIT);
         let mut stream = match watch.watch(call).await {
             Ok(s) => s.into_inner(),
-            Err(s) if broken(&s) => {
+            Err(s) if cairn_client::stream_broken(&s) => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             }
@@ -386,7 +375,7 @@ async fn follow(
             let resp = match stream.message().await {
                 Ok(Some(resp)) => resp,
                 Ok(None) => break,
-                Err(s) if broken(&s) => break,
+                Err(s) if cairn_client::stream_broken(&s) => break,
                 Err(s) => return Err(Failed::Watch(s)),
             };
             if resp.compact_revision != 0 {
@@ -464,19 +453,6 @@ mod tests {
         assert!(b.full_for(TXN_BYTES));
         b.push(delete_op(b"b".to_vec()), 1);
         assert!(b.full_for(1));
-    }
-
-    /// A restarted source used to end the mirror: the broken connection reaches the watch
-    /// as `Unknown` ("h2 protocol error"), which was taken for the server's refusal.
-    #[test]
-    fn a_broken_connection_is_retried_and_a_refusal_is_not() {
-        let from_transport =
-            tonic::Status::from_error(Box::new(std::io::Error::other("connection reset")));
-        assert_eq!(from_transport.code(), tonic::Code::Unknown);
-        assert!(broken(&from_transport));
-        assert!(broken(&tonic::Status::unavailable("no leader")));
-        assert!(!broken(&tonic::Status::unknown("etcdserver: no space")));
-        assert!(!broken(&tonic::Status::permission_denied("denied")));
     }
 
     #[test]

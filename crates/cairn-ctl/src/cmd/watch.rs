@@ -294,7 +294,7 @@ async fn stream_task(client: Client, mut requests: mpsc::UnboundedReceiver<Reque
         }
         let mut stream = match client.watch().watch(call).await {
             Ok(s) => s.into_inner(),
-            Err(s) if s.code() == tonic::Code::Unavailable => {
+            Err(s) if cairn_client::stream_broken(&s) => {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 continue;
             }
@@ -323,7 +323,7 @@ async fn stream_task(client: Client, mut requests: mpsc::UnboundedReceiver<Reque
                 m = stream.message() => match m {
                     Ok(Some(resp)) => dispatch(resp, &mut pending, &mut active),
                     Ok(None) => break,
-                    Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Internal) => break,
+                    Err(s) if cairn_client::stream_broken(&s) => break,
                     Err(s) => {
                         fail_all(&mut pending, &mut active, &crate::global::status_message(&s).msg);
                         break;
