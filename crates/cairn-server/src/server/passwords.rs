@@ -82,13 +82,12 @@ impl PasswordPool {
 
     /// Whether `password` matches the bcrypt `hash`; a malformed hash matches nothing.
     pub(crate) async fn verify(&self, password: String, hash: Vec<u8>) -> Result<bool, EtcdError> {
-        let (done, answer) = oneshot::channel();
-        self.submit(Work::Verify {
+        self.ask(|done| Work::Verify {
             password,
             hash,
             done,
-        })?;
-        answer.await.map_err(|_| EtcdError::Stopped)
+        })
+        .await
     }
 
     /// `password` hashed at `cost` with a fresh salt.
@@ -97,12 +96,17 @@ impl PasswordPool {
         password: String,
         cost: u32,
     ) -> Result<Result<String, HashError>, EtcdError> {
-        let (done, answer) = oneshot::channel();
-        self.submit(Work::Hash {
+        self.ask(|done| Work::Hash {
             password,
             cost,
             done,
-        })?;
+        })
+        .await
+    }
+
+    async fn ask<T>(&self, work: impl FnOnce(oneshot::Sender<T>) -> Work) -> Result<T, EtcdError> {
+        let (done, answer) = oneshot::channel();
+        self.submit(work(done))?;
         answer.await.map_err(|_| EtcdError::Stopped)
     }
 
