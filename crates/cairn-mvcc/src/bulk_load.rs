@@ -27,6 +27,9 @@ use crate::revision::Revision;
 
 /// Rows buffered before they are written, counted by their bytes.
 const CHUNK_BYTES: usize = 16 << 20;
+/// redb's page cache while building (its default, 1 GiB, would let a large import's
+/// written pages fill memory).
+const CACHE_BYTES: usize = 64 << 20;
 
 /// One buffered write.
 enum Row {
@@ -76,7 +79,9 @@ impl BulkLoad {
         if tmp.exists() {
             fs::remove_file(&tmp)?;
         }
-        let db = Database::create(&tmp)?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&tmp)?;
         backend::init_tables(&db)?;
         Ok(BulkLoad {
             path: path.to_path_buf(),
