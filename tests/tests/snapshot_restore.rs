@@ -511,3 +511,32 @@ fn bad_input_is_refused_with_etcdutls_messages_and_nothing_is_written() {
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
     assert!(!other.exists());
 }
+
+/// A stopped etcd 3.4 member's `member/snap/db`, which has no hash trailer: refused without
+/// `--skip-hash-check` as etcdutl refuses it, restored with it, and then serving what the
+/// member serves once restarted.
+#[test]
+fn a_stopped_members_db_restores_with_skip_hash_check() {
+    let mut src = ServerProc::start(Kind::Etcd34, &[]);
+    let s = populate(&src.endpoint());
+    src.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    std::fs::copy(src.data_dir().join("member/snap/db"), &db).unwrap();
+    let mut cairn = ServerProc::new(Kind::Cairn, "m1", cairn_tests::free_port(), &[]);
+    let cluster = format!("m1={}", cairn.peer_url());
+    let refused = cairn_restore(&db, &cairn, &cluster, &[]);
+    let data = format!("--data-dir={}", dir.path().join("etcd-out").display());
+    let theirs = etcdutl(&["snapshot", "restore", db.to_str().unwrap(), &data]);
+    assert_eq!(
+        (refused.code, error_line(&refused)),
+        (1, error_line(&theirs)),
+        "{refused:?}"
+    );
+    assert!(!cairn.data_dir().exists());
+    let r = cairn_restore(&db, &cairn, &cluster, &["--skip-hash-check"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    cairn.spawn();
+    src.spawn();
+    assert_serves_the_same(&src.endpoint(), &cairn.endpoint(), &s);
+}
