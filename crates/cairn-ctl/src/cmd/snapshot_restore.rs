@@ -20,7 +20,7 @@ use crate::go::{gofmt, url};
 /// The command's flags: etcdutl 3.5's, with the revision bump of later 3.5 releases.
 pub const FLAGS: &[Spec] = &[
     Spec::new("bump-revision", Kind::Int, "0", "How much to increase the latest revision after restore"),
-    Spec::new("data-dir", Kind::Str, "", "Path to the output data directory"),
+    Spec::new("data-dir", Kind::Str, "", "Path to the data directory"),
     Spec::new("initial-advertise-peer-urls", Kind::Str, "http://localhost:2380", "List of this member's peer URLs to advertise to the rest of the cluster"),
     Spec::new("initial-cluster", Kind::Str, "default=http://localhost:2380", "Initial cluster configuration for restore bootstrap"),
     Spec::new("initial-cluster-token", Kind::Str, "etcd-cluster", "Initial cluster token for the etcd cluster during restore bootstrap"),
