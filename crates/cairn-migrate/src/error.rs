@@ -18,6 +18,9 @@ pub enum ImportError {
         key: String,
         why: String,
     },
+    /// `--bump-revision` would take the revision past what cairn accepts.
+    #[error("cannot bump revision {latest} by {bump}: the result is out of range")]
+    BumpTooLarge { latest: i64, bump: u64 },
     /// Writing cairn's backend failed, or a key row was refused.
     #[error("{0}")]
     Backend(#[from] cairn_mvcc::MvccError),

@@ -59,6 +59,10 @@ pub struct ImportSummary {
     pub skipped_buckets: Vec<String>,
 }
 
+/// The highest revision an import may leave the store at: far beyond any real history,
+/// and far enough below `i64::MAX` that writes after it never overflow.
+const MAX_REVISION: i64 = 1 << 62;
+
 /// The buckets cairn reads or knowingly replaces.
 const KNOWN_BUCKETS: [&str; 10] = [
     "key",
@@ -95,7 +99,15 @@ fn compact_mark(key: &[u8], value: &[u8]) -> Result<i64, ImportError> {
     }
     let mut b = [0u8; 8];
     b.copy_from_slice(&value[..8]);
-    Ok(i64::from_be_bytes(b))
+    let main = i64::from_be_bytes(b);
+    if !(0..=MAX_REVISION).contains(&main) {
+        return Err(malformed(
+            "meta",
+            key,
+            format!("revision {main} out of range"),
+        ));
+    }
+    Ok(main)
 }
 
 /// Reads the etcd backend at `src` and writes a cairn backend at `dst` (which must not
@@ -230,7 +242,17 @@ pub fn import_backend(
     // etcd finishes a compaction it had scheduled when it starts, and a bump marks the
     // bumped revision compacted (etcdutl's --mark-compacted).
     let compact_at = match opts.revision_bump {
-        Some(bump) => Some(latest_main.saturating_add(bump as i64)),
+        Some(bump) => {
+            let bumped = i64::try_from(bump)
+                .ok()
+                .and_then(|b| latest_main.checked_add(b))
+                .filter(|r| *r <= MAX_REVISION)
+                .ok_or(ImportError::BumpTooLarge {
+                    latest: latest_main,
+                    bump,
+                })?;
+            Some(bumped)
+        }
         None => scheduled,
     };
     summary.backend = load.finish(compact_at, opts.applied_index)?;

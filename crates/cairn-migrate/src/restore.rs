@@ -367,6 +367,13 @@ mod tests {
         let store = Store::open(&cfg.data_dir.join(layout::BACKEND_FILE)).unwrap();
         assert_eq!(store.current_revision(), 1_005);
         assert_eq!(store.compact_revision(), 1_005);
+        drop(store);
+        // A bump that would take the revision out of range writes nothing.
+        cfg.data_dir = tmp.path().join("m2.etcd");
+        cfg.revision_bump = Some(u64::MAX);
+        let err = Restore::plan(cfg.clone()).unwrap().run().unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{err}");
+        assert!(!cfg.data_dir.exists());
     }
 
     #[test]
