@@ -262,6 +262,11 @@ mod tests {
     /// An etcd-shaped snapshot: keys `a` (put at 2 and 3, then deleted at 4) and `b` (put at
     /// 5 with lease 7), compacted at 3, a lease, auth on; with etcd's SHA-256 trailer.
     fn snapshot(bad_value: bool) -> Vec<u8> {
+        snapshot_scheduled(bad_value, 3)
+    }
+
+    /// As [`snapshot`], with the compaction etcd had scheduled (finished at 3).
+    fn snapshot_scheduled(bad_value: bool, scheduled: i64) -> Vec<u8> {
         let kv = |key: &str, main: i64, create: i64, version: i64, lease: i64| KeyValue {
             key: key.into(),
             create_revision: create,
@@ -289,7 +294,8 @@ mod tests {
         let mut b = w.bucket(b"meta").unwrap();
         b.put(b"consistent_index", &9u64.to_be_bytes()).unwrap();
         b.put(b"finishedCompactRev", &rev(3, false)).unwrap();
-        b.put(b"scheduledCompactRev", &rev(3, false)).unwrap();
+        b.put(b"scheduledCompactRev", &rev(scheduled, false))
+            .unwrap();
         b.finish().unwrap();
         let mut b = w.bucket(b"lease").unwrap();
         let lease = LeaseRecord {
@@ -356,6 +362,20 @@ mod tests {
         assert_eq!(store.leases().unwrap().len(), 1);
         let id = store.meta(layout::MEMBER_ID_KEY).unwrap().unwrap();
         assert_eq!(id, report.membership.member_id.to_be_bytes());
+    }
+
+    #[test]
+    fn a_compaction_etcd_had_not_finished_is_finished_into_an_empty_data_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = config(tmp.path(), &snapshot_scheduled(false, 4));
+        fs::create_dir(&cfg.data_dir).unwrap();
+        let report = Restore::plan(cfg.clone()).unwrap().run().unwrap();
+        // `a`'s put at 3 and its tombstone at 4 go; `b` at 5 stays.
+        assert_eq!(report.import.backend.key_rows, 3);
+        assert_eq!(report.import.backend.key_rows_kept, 1);
+        let store = Store::open(&cfg.data_dir.join(layout::BACKEND_FILE)).unwrap();
+        assert_eq!(store.compact_revision(), 4);
+        assert_eq!(store.current_revision(), 5);
     }
 
     #[test]
