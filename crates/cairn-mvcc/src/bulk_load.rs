@@ -96,8 +96,9 @@ impl BulkLoad {
         })
     }
 
-    /// Adds one row of the `key` table: a revision as etcd encodes it (see
-    /// [`crate::revision`]) and a `mvccpb.KeyValue`. Rows must come in revision order.
+    /// Adds one row of the `key` table: a revision as etcd encodes it (main revision, `_`,
+    /// sub revision, each eight bytes big-endian, then `t` for a tombstone) and a
+    /// `mvccpb.KeyValue`. Rows must come in revision order.
     pub fn put_key_row(&mut self, rev: &[u8], value: &[u8]) -> Result<(), MvccError> {
         let printable = || String::from_utf8_lossy(rev).into_owned();
         let (r, tombstone) = Revision::from_bytes(rev).ok_or_else(|| {
