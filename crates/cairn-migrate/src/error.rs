@@ -47,6 +47,9 @@ pub enum RestoreError {
     MissingHash,
     #[error("expected sha256 {expected}, got {got}")]
     HashMismatch { expected: String, got: String },
+    /// The temporary directory of another restore into the same place exists.
+    #[error("{0:?} exists: another restore into the same data-dir is running or was interrupted; remove it once none runs")]
+    InProgress(PathBuf),
     #[error("{0}")]
     Import(#[from] ImportError),
     #[error("{0}")]

@@ -4,7 +4,8 @@
 //!
 //! The directory is built under a temporary name beside `--data-dir` and renamed into
 //! place once complete, so a refused or failed restore leaves nothing behind (etcdutl
-//! leaves a partial `member/snap/db`). The restored member starts as a new cluster's would:
+//! leaves a partial `member/snap/db`); only a restore killed midway leaves its temporary
+//! directory, which the next restore into the same place names and refuses to guess about. The restored member starts as a new cluster's would:
 //! its Raft log begins after index 1, which the backend counts as applied.
 
 use std::fs::{self, File};
@@ -89,9 +90,17 @@ impl Restore {
         let cfg = &self.cfg;
         check_hash(&cfg.snapshot, cfg.skip_hash_check)?;
         let tmp = temp_dir(&cfg.data_dir);
-        if fs::symlink_metadata(&tmp).is_ok() {
-            // Left by a restore that crashed: it is ours by its name.
-            fs::remove_dir_all(&tmp)?;
+        if let Some(parent) = tmp.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent)?;
+        }
+        // Made exclusively: a second restore into the same directory at once, or the
+        // leftover of one that was killed, is refused rather than pulled from under it.
+        if let Err(e) = fs::create_dir(&tmp) {
+            return Err(if e.kind() == ErrorKind::AlreadyExists {
+                RestoreError::InProgress(tmp)
+            } else {
+                e.into()
+            });
         }
         let built = build(&tmp, cfg, &self.membership);
         let import = match built {
@@ -140,7 +149,6 @@ fn build(
     cfg: &RestoreConfig,
     membership: &Membership,
 ) -> Result<ImportSummary, RestoreError> {
-    fs::create_dir_all(tmp)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -423,7 +431,14 @@ mod tests {
             assert!(err.contains(want), "{want}: {err}");
             assert_eq!(names(tmp.path()), ["snap.db"], "{want}");
         }
+        // The leftover of a restore killed midway is named, not removed.
         let cfg = config(tmp.path(), &good);
+        let leftover = tmp.path().join(".m1.etcd.cairn-restore");
+        fs::create_dir(&leftover).unwrap();
+        let err = Restore::plan(cfg.clone()).unwrap().run().unwrap_err();
+        assert!(err.to_string().contains(".m1.etcd.cairn-restore"), "{err}");
+        assert!(leftover.exists() && !cfg.data_dir.exists());
+        fs::remove_dir(&leftover).unwrap();
         fs::create_dir(&cfg.data_dir).unwrap();
         fs::write(cfg.data_dir.join("x"), b"").unwrap();
         let err = Restore::plan(cfg.clone()).unwrap_err().to_string();
