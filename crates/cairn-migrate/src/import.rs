@@ -110,6 +110,64 @@ fn compact_mark(key: &[u8], value: &[u8]) -> Result<i64, ImportError> {
     Ok(main)
 }
 
+/// What etcd's backend says of itself, read without importing it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EtcdBackendInfo {
+    /// `meta/consistent_index`: the Raft index etcd had applied.
+    pub consistent_index: Option<u64>,
+    /// `meta/term` (etcd 3.5): the term of that entry.
+    pub term: Option<u64>,
+    /// `meta/scheduledCompactRev`: the compaction etcd scheduled (finished or not).
+    pub scheduled_compact: Option<i64>,
+    /// `cluster/clusterVersion`.
+    pub cluster_version: Option<String>,
+}
+
+fn info_of(
+    reader: &Reader,
+    meta: &BucketInfo,
+    cluster: Option<&BucketInfo>,
+) -> Result<EtcdBackendInfo, ImportError> {
+    let mut info = EtcdBackendInfo::default();
+    for entry in reader.entries(meta) {
+        let e = entry?;
+        match e.key.as_slice() {
+            b"scheduledCompactRev" => {
+                info.scheduled_compact = Some(compact_mark(&e.key, &e.value)?)
+            }
+            b"consistent_index" => {
+                info.consistent_index = Some(u64_record("meta", &e.key, &e.value)?)
+            }
+            b"term" => info.term = Some(u64_record("meta", &e.key, &e.value)?),
+            _ => {}
+        }
+    }
+    if let Some(b) = cluster {
+        for entry in reader.entries(b) {
+            let e = entry?;
+            if e.key == b"clusterVersion" {
+                info.cluster_version = Some(String::from_utf8_lossy(&e.value).into_owned());
+            }
+        }
+    }
+    Ok(info)
+}
+
+/// Reads the `meta` and `cluster` records of the etcd backend at `src` (a member's
+/// `member/snap/db` or a snapshot): what a caller needs before an import, such as the
+/// index etcd's log is to be replayed from.
+pub fn read_backend_info(src: &Path) -> Result<EtcdBackendInfo, ImportError> {
+    let reader = Reader::open(src)?;
+    let buckets = reader.buckets()?;
+    let find = |name: &str| buckets.iter().find(|b| b.name == name.as_bytes());
+    let Some(meta) = find("meta") else {
+        return Err(ImportError::NotEtcd(
+            "no meta bucket: not an etcd backend".into(),
+        ));
+    };
+    info_of(&reader, meta, find("cluster"))
+}
+
 /// Reads the etcd backend at `src` and writes a cairn backend at `dst` (which must not
 /// exist); see the module docs. On error nothing is left at `dst`.
 pub fn import_backend(
@@ -147,26 +205,11 @@ pub fn import_backend(
             .collect(),
     };
 
-    let mut scheduled = None;
-    for entry in reader.entries(meta_bucket) {
-        let e = entry?;
-        match e.key.as_slice() {
-            b"scheduledCompactRev" => scheduled = Some(compact_mark(&e.key, &e.value)?),
-            b"consistent_index" => {
-                summary.consistent_index = Some(u64_record("meta", &e.key, &e.value)?)
-            }
-            b"term" => summary.term = Some(u64_record("meta", &e.key, &e.value)?),
-            _ => {}
-        }
-    }
-    if let Some(b) = find("cluster") {
-        for entry in reader.entries(b) {
-            let e = entry?;
-            if e.key == b"clusterVersion" {
-                summary.cluster_version = Some(String::from_utf8_lossy(&e.value).into_owned());
-            }
-        }
-    }
+    let info = info_of(&reader, meta_bucket, find("cluster"))?;
+    let scheduled = info.scheduled_compact;
+    summary.consistent_index = info.consistent_index;
+    summary.term = info.term;
+    summary.cluster_version = info.cluster_version;
 
     let mut load = BulkLoad::create(dst)?;
     let mut latest_main = 0i64;

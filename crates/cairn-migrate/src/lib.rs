@@ -12,7 +12,8 @@
 //! - `layout`: the data directory's files, the identity records in its backend
 //!   ([`Membership`]), the marker.
 //! - `ids`: member and cluster ids as etcd derives them.
-//! - `import`: [`import_backend`], etcd's buckets into cairn's tables.
+//! - `import`: [`import_backend`], etcd's buckets into cairn's tables; [`read_backend_info`],
+//!   what etcd's backend says of itself (consistent index, term, compaction, version).
 //! - `restore`: [`Restore`], a snapshot file (its SHA-256 trailer checked) into a data
 //!   directory, all or nothing.
 //! - `error`: [`ImportError`], [`RestoreError`].
@@ -24,6 +25,8 @@ pub mod layout;
 mod restore;
 
 pub use error::{ImportError, RestoreError};
-pub use import::{import_backend, ImportOptions, ImportSummary};
+pub use import::{
+    import_backend, read_backend_info, EtcdBackendInfo, ImportOptions, ImportSummary,
+};
 pub use layout::Membership;
 pub use restore::{check_hash, Restore, RestoreConfig, RestoreReport};

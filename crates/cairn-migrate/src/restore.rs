@@ -357,6 +357,11 @@ mod tests {
         let report = Restore::plan(cfg.clone()).unwrap().run().unwrap();
         assert_eq!(report.membership.members.len(), 2);
         assert_eq!(report.import.consistent_index, Some(9));
+        let info = crate::read_backend_info(&cfg.snapshot).unwrap();
+        assert_eq!(
+            (info.consistent_index, info.term, info.scheduled_compact),
+            (Some(9), None, Some(3))
+        );
         assert!(report.import.auth_enabled);
         assert_eq!(report.import.leases, 1);
         assert_eq!(
