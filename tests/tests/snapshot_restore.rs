@@ -555,3 +555,38 @@ fn a_stopped_members_db_restores_with_skip_hash_check() {
     src.spawn();
     assert_serves_the_same(&src.endpoint(), &cairn.endpoint(), &s);
 }
+
+/// A NOSPACE alarm raised before the snapshot stays raised after the restore, as in etcd
+/// (whose restore keeps the `alarm` bucket): listed alike, writes refused alike.
+#[test]
+fn an_alarm_in_the_snapshot_stays_raised() {
+    let src = ServerProc::start(Kind::Etcd35, &["--quota-backend-bytes=200000"]);
+    let ep = src.endpoint();
+    let value = "x".repeat(50_000);
+    wait_until(Duration::from_secs(10), "a NOSPACE alarm", || {
+        let r = etcdctl35(&ep, &["put", "big", &value]);
+        if r.stderr.contains("database space exceeded") {
+            Ok(())
+        } else {
+            Err(r)
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("snap.db");
+    ok(etcdctl35(
+        &ep,
+        &["snapshot", "save", snapshot.to_str().unwrap()],
+    ));
+    let mut cairn = ServerProc::new(Kind::Cairn, "m1", cairn_tests::free_port(), &[]);
+    let cluster = format!("m1={}", cairn.peer_url());
+    ok(cairn_restore(&snapshot, &cairn, &cluster, &[]));
+    cairn.spawn();
+    let list = ok(etcdctl35(&ep, &["alarm", "list"]));
+    assert!(list.contains("alarm:NOSPACE"), "{list}");
+    assert_eq!(ok(etcdctl35(&cairn.endpoint(), &["alarm", "list"])), list);
+    let (a, b) = (
+        etcdctl35(&ep, &["put", "k", "v"]),
+        etcdctl35(&cairn.endpoint(), &["put", "k", "v"]),
+    );
+    assert_eq!((a.code, error_line(&a)), (b.code, error_line(&b)));
+}
