@@ -301,10 +301,23 @@ fn restore_and_compare(kind: Kind, save: fn(&str, &[&str]) -> Run) {
         "--initial-cluster-token=restored",
     ]);
     assert_eq!(restored.code, 0, "{restored:?}");
-    let cairn_ids = cairn.ids();
+    // The members as listed: id, name and peer URLs (client URLs are each one's own).
+    let members = |ep: &str| -> Vec<(serde_json::Value, serde_json::Value, serde_json::Value)> {
+        let out = ok(root(ep, &["member", "list", "-w", "json"]));
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["ID"].clone(), m["name"].clone(), m["peerURLs"].clone()))
+            .collect()
+    };
+    let (cairn_ids, cairn_members) = (cairn.ids(), members(&cairn.endpoint()));
+    assert_eq!(cairn_members.len(), 1, "{cairn_members:?}");
     cairn.stop();
     etcd.spawn();
     assert_eq!(etcd.ids(), cairn_ids);
+    assert_eq!(members(&etcd.endpoint()), cairn_members);
 }
 
 #[test]
