@@ -141,7 +141,7 @@ fn check_format(db: &impl ReadableDatabase) -> Result<(), MvccError> {
     Ok(())
 }
 
-fn temp_path(path: &Path) -> PathBuf {
+pub(crate) fn temp_path(path: &Path) -> PathBuf {
     let mut name = path
         .file_name()
         .map(|n| n.to_os_string())

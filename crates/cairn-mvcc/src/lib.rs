@@ -23,6 +23,7 @@
 //!   open-time checks.
 //! - `kv_store`: [`Store`]: open and rebuild, reads, hashes, defragment, snapshots, locks.
 //! - `apply`: [`ApplyBatch`]: puts, deletes, transactions, compaction, commit.
+//! - `bulk_load`: [`BulkLoad`]: a whole backend built from imported rows (etcd's backend).
 //! - `history`: [`History`]: the events of a run of revisions read back, for watchers.
 //! - `range`: revisioned reads and the request-level range (filters, sort, limit).
 //! - `txn`: compares, pre-apply checks, running a transaction's branch.
@@ -32,6 +33,7 @@
 
 mod apply;
 mod backend;
+mod bulk_load;
 mod crc32c;
 mod error;
 mod go_sort;
@@ -45,6 +47,7 @@ mod txn;
 
 pub use apply::ApplyBatch;
 pub use backend::RecordTable;
+pub use bulk_load::{BulkLoad, BulkLoadSummary};
 pub use error::MvccError;
 pub use history::{History, HistoryLimits};
 pub use kv_store::{CompactHash, HashKv, Record, Store};

@@ -45,7 +45,7 @@ mod cluster;
 pub mod config;
 mod http;
 pub mod identity;
-pub mod ids;
+pub use cairn_migrate::ids;
 mod lease;
 pub mod logging;
 pub mod metrics;

@@ -4,7 +4,7 @@
 //! - [`command`]: the tree's type, cobra's dispatch and etcdctl's help template.
 //! - One module per command group: [`kv`] (get, put, del), [`auth`] (auth, user, role), [`txn`], [`watch`], [`lease`],
 //!   [`lock`], [`elect`], [`endpoint`], [`maintenance`] (compaction, alarm, defrag,
-//!   snapshot save), [`snapshot_status`], [`member`], [`mirror`] (make-mirror), [`move_leader`],
+//!   snapshot save), [`snapshot_status`], [`snapshot_restore`], [`member`], [`mirror`] (make-mirror), [`move_leader`],
 //!   [`check`] (perf), [`version`].
 //! - [`process`]: what `lock`, `elect` and `watch` share: running a user's command and
 //!   catching SIGINT/SIGTERM.
@@ -28,6 +28,7 @@ mod member;
 mod mirror;
 mod move_leader;
 mod process;
+mod snapshot_restore;
 mod snapshot_status;
 mod txn;
 mod version;
@@ -111,7 +112,8 @@ pub fn root() -> Command {
             Command::leaf("revoke-permission", "revoke-permission <role name> <key> [endkey]", "Revokes a key from a role", auth::REVOKE_FLAGS, auth::revoke_permission),
         ]),
         Command::group("snapshot", "snapshot <subcommand>", "Manages etcd node snapshots", vec![
-            stub("restore", "Restores an etcd member snapshot to an etcd directory"),
+            Command::leaf("restore", "restore <filename> [options]", "Restores an etcd member snapshot to an etcd directory", snapshot_restore::FLAGS, snapshot_restore::snapshot_restore)
+                .long(snapshot_restore::LONG),
             Command::leaf("save", "save <filename>", "Stores an etcd node backend snapshot to a given file", &[], maintenance::snapshot_save),
             Command::leaf("status", "status <filename>", "[deprecated] Gets backend snapshot status of a given file", &[], snapshot_status::snapshot_status)
                 .long(snapshot_status::LONG),

@@ -8,7 +8,7 @@ use parking_lot::RwLock;
 use prost::Message;
 
 /// The meta key the applier stores the alarm list under.
-pub const META_KEY: &str = "alarms";
+pub const META_KEY: &str = cairn_migrate::layout::ALARMS_KEY;
 
 /// Set in [`Alarms::kinds`] while a NOSPACE alarm is active.
 const NO_SPACE: u8 = 1;

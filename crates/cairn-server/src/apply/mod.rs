@@ -338,8 +338,11 @@ impl Applier {
         // The snapshot carries the sender's records; this member keeps its own id, written
         // in the same transaction, so a crash cannot leave the sender's id in its place.
         let me = self.member_id.to_be_bytes();
-        self.store
-            .restore_keeping(&path, &[("member_id", me.as_slice())], Some(index))?;
+        self.store.restore_keeping(
+            &path,
+            &[(cairn_migrate::layout::MEMBER_ID_KEY, me.as_slice())],
+            Some(index),
+        )?;
         self.alarms
             .reload(self.store.meta(alarm::META_KEY)?.as_deref());
         self.members

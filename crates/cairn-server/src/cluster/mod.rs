@@ -32,7 +32,7 @@ pub trait PeerDirectory: Send + Sync + 'static {
 }
 
 /// The meta key the member set is stored under.
-pub const META_KEY: &str = "members";
+pub const META_KEY: &str = cairn_migrate::layout::MEMBERS_KEY;
 
 /// The member set as last applied.
 #[derive(Default)]

@@ -4,17 +4,11 @@ use std::path::Path;
 
 use super::StartError;
 
-/// The first line of the marker file that makes a directory cairn's.
-const DATA_DIR_MARKER: &str = "cairn-data-dir";
-/// The data directory format this build writes and reads.
-const DATA_DIR_FORMAT: u32 = 1;
-const MARKER_FILE: &str = "cairn.version";
-/// The backend's file in the data directory.
-pub(super) const BACKEND_FILE: &str = "backend.redb";
-/// The Raft log's directory in the data directory, unless `--wal-dir` names another.
-const RAFT_DIR: &str = "raft";
-/// The file in the data directory that names the `--wal-dir` its Raft log is in.
-const WAL_DIR_FILE: &str = "wal-dir";
+// The directory's files are described in `cairn_migrate::layout`, which restores write.
+pub(super) use cairn_migrate::layout::BACKEND_FILE;
+use cairn_migrate::layout::{
+    DATA_DIR_FORMAT, DATA_DIR_MARKER, MARKER_FILE, RAFT_DIR, WAL_DIR_FILE,
+};
 /// How the temporary directory of a client's Maintenance.Snapshot copy begins.
 pub(crate) const SNAPSHOT_COPY_PREFIX: &str = "snapshot-";
 /// How the temporary directories of backend copies begin: a client's snapshot stream's,

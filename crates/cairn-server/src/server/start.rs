@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::peer::PeerSet;
 use crate::proposal::{Proposer, Waiters};
 use crate::watch::WatchHub;
+use cairn_migrate::layout::{CLUSTER_ID_KEY, MEMBER_ID_KEY};
 
 /// How a member reaches its peers and keeps time. A real member uses the network
 /// ([`Wiring::network`]) and the system's clocks; in-process tests an in-memory network,
@@ -163,8 +164,8 @@ impl Server {
         let member_id =
             crate::ids::member_id(&cfg.initial_advertise_peer_urls, &cfg.initial_cluster_token);
         let stored = (
-            meta_u64(&store, "member_id")?,
-            meta_u64(&store, "cluster_id")?,
+            meta_u64(&store, MEMBER_ID_KEY)?,
+            meta_u64(&store, CLUSTER_ID_KEY)?,
         );
         let (member_id, cluster_id, members) = match stored {
             (Some(m), Some(c)) => {
@@ -185,8 +186,8 @@ impl Server {
             _ if !cfg.initial_cluster_state_new => {
                 let (member_id, cluster_id, members) = join_existing(&cfg, wiring.existing)?;
                 let mut batch = store.begin_apply()?;
-                batch.put_meta("member_id", &member_id.to_be_bytes())?;
-                batch.put_meta("cluster_id", &cluster_id.to_be_bytes())?;
+                batch.put_meta(MEMBER_ID_KEY, &member_id.to_be_bytes())?;
+                batch.put_meta(CLUSTER_ID_KEY, &cluster_id.to_be_bytes())?;
                 batch.put_meta(crate::cluster::META_KEY, &members.encode())?;
                 batch.commit(true)?;
                 (member_id, cluster_id, members)
@@ -204,8 +205,8 @@ impl Server {
                 let cluster_id = crate::ids::cluster_id(&ids);
                 let members = Members::initial(&initial);
                 let mut batch = store.begin_apply()?;
-                batch.put_meta("member_id", &member_id.to_be_bytes())?;
-                batch.put_meta("cluster_id", &cluster_id.to_be_bytes())?;
+                batch.put_meta(MEMBER_ID_KEY, &member_id.to_be_bytes())?;
+                batch.put_meta(CLUSTER_ID_KEY, &cluster_id.to_be_bytes())?;
                 batch.put_meta(crate::cluster::META_KEY, &members.encode())?;
                 // Every founding member starts from the same point, as if it had installed
                 // a snapshot at index 1; a member that joins later is sent a real snapshot
