@@ -21,6 +21,7 @@
 //! - `key_index`: the in-memory index from keys to their revisions (generations).
 //! - `backend`: the redb file, its tables (key, meta, lease) and meta records, and the
 //!   open-time checks.
+//! - `backend_read`: [`BackendRead`], one consistent read of every table, for exports.
 //! - `kv_store`: [`Store`]: open and rebuild, reads, hashes, defragment, snapshots, locks.
 //! - `apply`: [`ApplyBatch`]: puts, deletes, transactions, compaction, commit.
 //! - `history`: [`History`]: the events of a run of revisions read back, for watchers.
@@ -32,6 +33,7 @@
 
 mod apply;
 mod backend;
+mod backend_read;
 mod crc32c;
 mod error;
 mod go_sort;
@@ -45,6 +47,7 @@ mod txn;
 
 pub use apply::ApplyBatch;
 pub use backend::RecordTable;
+pub use backend_read::{BackendRead, Table};
 pub use error::MvccError;
 pub use history::{History, HistoryLimits};
 pub use kv_store::{CompactHash, HashKv, Record, Store};
