@@ -311,4 +311,108 @@ mod tests {
             [0x08, 0x8a, 0xd8, 0xef, 0xef, 0xaf, 0xc9, 0xe8, 0x86, 0x39, 0x10, 0xd8, 0x04]
         );
     }
+
+    /// A store with two keys, a lease, a learner and an alarm, exported and read back:
+    /// every bucket etcd has, cairn's own meta records left out, and no compaction marks
+    /// before a compaction.
+    #[test]
+    fn a_store_is_written_with_etcds_buckets() {
+        use cairn_proto::etcdserverpb::{AlarmMember, AlarmType, PutRequest};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let members = MemberSet {
+            members: vec![
+                member(0x20, "b", &["http://b"], &["http://cb"], false),
+                member(0x3, "", &["http://l"], &[], true),
+            ],
+        };
+        let alarms = AlarmResponse {
+            header: None,
+            alarms: vec![AlarmMember {
+                member_id: 0x20,
+                alarm: AlarmType::Nospace as i32,
+            }],
+        };
+        let mut b = store.begin_apply().unwrap();
+        for key in [&b"a"[..], b"b"] {
+            let put = PutRequest {
+                key: key.to_vec(),
+                value: b"v".to_vec(),
+                ..Default::default()
+            };
+            b.put(&put, &cairn_mvcc::NoLeases).unwrap();
+        }
+        b.put_lease(
+            7,
+            LeaseRecord {
+                id: 7,
+                ttl: 60,
+                remaining_ttl: 0,
+            }
+            .encode_to_vec(),
+        );
+        b.put_meta(crate::cluster::META_KEY, &members.encode_to_vec())
+            .unwrap();
+        b.put_meta(crate::apply::alarm::META_KEY, &alarms.encode_to_vec())
+            .unwrap();
+        b.put_meta("member_id", &0x20u64.to_be_bytes()).unwrap();
+        b.set_applied_index(9);
+        b.commit(true).unwrap();
+
+        let path = dir.path().join("snap.db");
+        let len = write(&store, 4, File::create(&path).unwrap()).unwrap();
+        assert_eq!(len, std::fs::metadata(&path).unwrap().len());
+        let r = cairn_bbolt::Reader::open(&path).unwrap();
+        let bucket = |name: &str| -> Vec<(Vec<u8>, Vec<u8>)> {
+            let b = r.bucket(name.as_bytes()).unwrap();
+            r.entries(&b)
+                .map(|e| e.unwrap())
+                .map(|e| (e.key, e.value))
+                .collect()
+        };
+        let names: Vec<Vec<u8>> = r.buckets().unwrap().into_iter().map(|b| b.name).collect();
+        let want: Vec<&[u8]> = vec![
+            b"alarm",
+            b"auth",
+            b"authRoles",
+            b"authUsers",
+            b"cluster",
+            b"key",
+            b"lease",
+            b"members",
+            b"members_removed",
+            b"meta",
+        ];
+        assert_eq!(names, want);
+        assert_eq!(bucket("key").len(), 2);
+        assert_eq!(bucket("lease")[0].0, 7u64.to_be_bytes());
+        let meta: Vec<(String, Vec<u8>)> = bucket("meta")
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8(k).unwrap(), v))
+            .collect();
+        assert_eq!(
+            meta,
+            vec![
+                (
+                    "confState".to_string(),
+                    br#"{"voters":[32],"learners":[3],"auto_leave":false}"#.to_vec()
+                ),
+                ("consistent_index".to_string(), 9u64.to_be_bytes().to_vec()),
+                ("term".to_string(), 4u64.to_be_bytes().to_vec()),
+            ]
+        );
+        let members = bucket("members");
+        let keys: Vec<&[u8]> = members.iter().map(|(k, _)| k.as_slice()).collect();
+        assert_eq!(keys, [&b"20"[..], b"3"]);
+        assert_eq!(
+            bucket("alarm"),
+            vec![(vec![0x08, 0x20, 0x10, 0x01], Vec::new())]
+        );
+        assert_eq!(
+            bucket("cluster"),
+            vec![(b"clusterVersion".to_vec(), b"3.5.0".to_vec())]
+        );
+        assert!(bucket("members_removed").is_empty());
+    }
 }
