@@ -258,6 +258,13 @@ fn etcd_tools_read_cairns_snapshot_and_etcd_serves_it_restored() {
         .unwrap();
     assert_eq!(rev, 58);
 
+    // A linearizable read on each member returns once that member has applied everything
+    // committed before it, so each has revision 58 in its backend.
+    for m in &cluster.members {
+        let read = json(&ok(root("3.5", &m.endpoint(), &["get", "k", "-w", "json"])));
+        assert_eq!(read["header"]["revision"].as_i64(), Some(rev));
+    }
+
     // The real etcdctl 3.5 and 3.4 save a snapshot from two different members.
     let dir = tempfile::tempdir().unwrap();
     let s35 = dir.path().join("s35.db");
