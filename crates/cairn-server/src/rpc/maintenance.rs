@@ -115,7 +115,6 @@ impl MaintenanceService {
                 .tempdir_in(&dir)?;
             let path = tmp.path().join("snapshot.db");
             let out = std::fs::OpenOptions::new()
-                .read(true)
                 .write(true)
                 .create_new(true)
                 .open(&path)?;
