@@ -21,6 +21,7 @@
 //! - `key_index`: the in-memory index from keys to their revisions (generations).
 //! - `backend`: the redb file, its tables (key, meta, lease) and meta records, and the
 //!   open-time checks.
+//! - `backend_read`: [`BackendRead`], one consistent read of every table, for exports.
 //! - `kv_store`: [`Store`]: open and rebuild, reads, hashes, defragment, snapshots, locks.
 //! - `apply`: [`ApplyBatch`]: puts, deletes, transactions, compaction, commit.
 //! - `bulk_load`: [`BulkLoad`]: a whole backend built from imported rows (etcd's backend).
@@ -33,6 +34,7 @@
 
 mod apply;
 mod backend;
+mod backend_read;
 mod bulk_load;
 mod crc32c;
 mod error;
@@ -47,6 +49,7 @@ mod txn;
 
 pub use apply::ApplyBatch;
 pub use backend::RecordTable;
+pub use backend_read::{BackendRead, Table};
 pub use bulk_load::{BulkLoad, BulkLoadSummary};
 pub use error::MvccError;
 pub use history::{History, HistoryLimits};

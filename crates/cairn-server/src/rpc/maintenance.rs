@@ -23,7 +23,8 @@ use crate::server::Server;
 const SNAPSHOT_CHUNK: usize = 32 * 1024;
 
 /// Snapshot streams a member serves at once; later ones wait in line for one to end.
-/// Each holds a copy of the backend in the data directory while it streams.
+/// Each holds its snapshot file (the backend in etcd's format) in the data directory while
+/// it streams.
 pub const MAX_SNAPSHOT_STREAMS: usize = 4;
 
 /// The Maintenance service of one member.
@@ -103,22 +104,33 @@ impl MaintenanceService {
         })
     }
 
-    /// Copies the backend into a fresh file under the data directory; the directory is
-    /// removed when the returned guard drops.
+    /// Writes the member's state as etcd's backend into a fresh file under the data
+    /// directory; the directory is removed when the returned guard drops.
     async fn snapshot_file(&self) -> Result<(tempfile::TempDir, std::fs::File, u64), Status> {
-        let store = self.server.store().clone();
+        let server = self.server.clone();
         let dir = self.server.config().data_dir.clone();
-        blocking(move || {
+        let made = tokio::task::spawn_blocking(move || {
             let tmp = tempfile::Builder::new()
                 .prefix(crate::server::SNAPSHOT_COPY_PREFIX)
                 .tempdir_in(&dir)?;
-            let path = tmp.path().join("snapshot.redb");
-            store.snapshot_to(&path)?;
+            let path = tmp.path().join("snapshot.db");
+            let out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)?;
+            let len = server.write_etcd_snapshot(out)?;
             let file = std::fs::File::open(&path)?;
-            let len = file.metadata()?.len();
-            Ok((tmp, file, len))
+            Ok::<_, crate::server::ExportError>((tmp, file, len))
         })
-        .await
+        .await;
+        match made {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "failed to write database snapshot");
+                Err(Status::internal(e.to_string()))
+            }
+            Err(e) => Err(Status::internal(e.to_string())),
+        }
     }
 }
 

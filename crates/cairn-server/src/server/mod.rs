@@ -19,6 +19,8 @@
 //!   password hashing and checks on a bounded pool off the async workers.
 //! - `corrupt.rs`: the corruption checks (HashKV compared with the peers') and the
 //!   CORRUPT alarm.
+//! - `etcd_snapshot.rs`: the member's state written as etcd 3.5's backend (a bbolt file),
+//!   what `Maintenance.Snapshot` streams; its doc has the table of buckets.
 //!
 //! Depends on every room below it (proposal, apply, lease, peer, cluster, watch); the RPC
 //! layer, `http` and `run` depend on it, never the other way round.
@@ -26,6 +28,7 @@
 mod auth;
 mod corrupt;
 mod data_dir;
+mod etcd_snapshot;
 mod membership;
 mod passwords;
 mod quota;
@@ -34,6 +37,7 @@ mod start;
 
 pub use auth::request_token;
 pub(crate) use data_dir::SNAPSHOT_COPY_PREFIX;
+pub(crate) use etcd_snapshot::ExportError;
 #[cfg(test)]
 pub(crate) use start::{Peering, Wiring};
 
@@ -128,6 +132,12 @@ impl Server {
     /// The MVCC store.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Writes the member's committed state as etcd 3.5's backend (a bbolt file) to `out`,
+    /// an empty file, and returns its length. Blocks: call it off the async workers.
+    pub(crate) fn write_etcd_snapshot(&self, out: std::fs::File) -> Result<u64, ExportError> {
+        etcd_snapshot::write(&self.store, self.raft_status().term, out)
     }
 
     /// This member's identity.
