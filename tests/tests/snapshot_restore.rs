@@ -330,6 +330,13 @@ fn a_restored_etcd_34_snapshot_serves_what_etcd_served() {
     restore_and_compare(Kind::Etcd34, etcdctl34);
 }
 
+/// The round trip within cairn: its snapshot (etcd's format) saved by cairnctl, restored
+/// by cairnctl.
+#[test]
+fn a_restored_cairn_snapshot_serves_what_cairn_served() {
+    restore_and_compare(Kind::Cairn, cairn_tests::cairnctl);
+}
+
 /// Three members restored from one snapshot, each with its own --name, form one cluster
 /// that serves the snapshot's data and takes writes after it.
 #[test]
