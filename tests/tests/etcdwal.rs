@@ -15,7 +15,7 @@ use cairn_proto::etcdserverpb::{
     lease_client::LeaseClient, request_op, AuthEnableRequest, AuthRoleAddRequest,
     AuthUserAddRequest, AuthUserGrantRoleRequest, AuthenticateRequest, CompactionRequest, Compare,
     DeleteRangeRequest, LeaseGrantRequest, LeaseRevokeRequest, MemberAddRequest,
-    MemberRemoveRequest, PutRequest, RequestOp, TxnRequest,
+    MemberRemoveRequest, MemberUpdateRequest, PutRequest, RequestOp, TxnRequest,
 };
 use cairn_proto::{authpb, etcdserverpb::AuthDisableRequest};
 use cairn_tests::{block_on, channel, etcdctl35, free_port, Kind, ServerProc};
@@ -24,8 +24,9 @@ use cairn_tests::{block_on, channel, etcdctl35, free_port, Kind, ServerProc};
 struct Made {
     /// The client requests that go through Raft, as sent.
     ops: Vec<Op>,
-    /// The learner added and then removed.
+    /// The learner added, given a new peer URL, and removed.
     learner_id: u64,
+    /// Its peer URL after the update.
     learner_peer_url: String,
 }
 
@@ -43,11 +44,11 @@ fn put(key: &str, value: &[u8], lease: i64) -> PutRequest {
     }
 }
 
-/// Runs the workload against `url`: keys, a txn, a lease, a compaction, `big` puts of
-/// 1 MB, a learner added and removed, users and roles, auth on, a write as root with a
-/// token, auth off, and a last put.
+/// Runs the workload against `url`: a learner added, updated and removed, keys, a txn, a
+/// lease, a compaction, `big` puts of 1 MB, users and roles, auth on, a write as root with
+/// a token, auth off, a lease revoked, and a last put.
 fn workload(url: &str, big: usize) -> Made {
-    block_on(async {
+    block_on(answered(async {
         let ch = channel(url);
         let mut kv = KvClient::new(ch.clone());
         let mut lease = LeaseClient::new(ch.clone());
@@ -55,6 +56,42 @@ fn workload(url: &str, big: usize) -> Made {
         let mut auth = AuthClient::new(ch);
         let mut ops = Vec::new();
 
+        // Two writes before each membership change: raft drops a conf change proposed
+        // while it has not yet marked the previous one (or the leader's first entry)
+        // applied, which etcd may not have told it when it answers, and etcd then waits
+        // for the dropped change for good. A write answered after another one was
+        // answered means raft has marked everything before the first applied.
+        let settle = async |kv: &mut KvClient<tonic::transport::Channel>, ops: &mut Vec<Op>| {
+            for key in ["settle/1", "settle/2"] {
+                let p = put(key, b"", 0);
+                kv.put(p.clone()).await.unwrap();
+                ops.push(Op::Put(p));
+            }
+        };
+        settle(&mut kv, &mut ops).await;
+        let added = cluster
+            .member_add(MemberAddRequest {
+                peer_ur_ls: vec![format!("http://127.0.0.1:{}", free_port())],
+                is_learner: true,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let learner_id = added.member.unwrap().id;
+        settle(&mut kv, &mut ops).await;
+        let learner_peer_url = format!("http://127.0.0.1:{}", free_port());
+        cluster
+            .member_update(MemberUpdateRequest {
+                id: learner_id,
+                peer_ur_ls: vec![learner_peer_url.clone()],
+            })
+            .await
+            .unwrap();
+        settle(&mut kv, &mut ops).await;
+        cluster
+            .member_remove(MemberRemoveRequest { id: learner_id })
+            .await
+            .unwrap();
         for p in [put("k1", b"v1", 0), put("k2", b"v2", 0)] {
             kv.put(p.clone()).await.unwrap();
             ops.push(Op::Put(p));
@@ -104,17 +141,6 @@ fn workload(url: &str, big: usize) -> Made {
             ops.push(Op::Put(p));
         }
 
-        let learner_peer_url = format!("http://127.0.0.1:{}", free_port());
-        let added = cluster
-            .member_add(MemberAddRequest {
-                peer_ur_ls: vec![learner_peer_url.clone()],
-                is_learner: true,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let learner_id = added.member.unwrap().id;
-
         let user = AuthUserAddRequest {
             name: "root".into(),
             password: "pw".into(),
@@ -157,10 +183,6 @@ fn workload(url: &str, big: usize) -> Made {
         let revoke = LeaseRevokeRequest { id: LEASE };
         lease.lease_revoke(revoke).await.unwrap();
         ops.push(Op::LeaseRevoke(revoke));
-        cluster
-            .member_remove(MemberRemoveRequest { id: learner_id })
-            .await
-            .unwrap();
         let last = put("last", b"written last", 0);
         kv.put(last.clone()).await.unwrap();
         ops.push(Op::Put(last));
@@ -169,7 +191,15 @@ fn workload(url: &str, big: usize) -> Made {
             learner_id,
             learner_peer_url,
         }
-    })
+    }))
+}
+
+/// Awaits `calls`, failing the test if etcd leaves one unanswered: they carry no deadline
+/// of their own.
+async fn answered<T>(calls: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(120), calls)
+        .await
+        .unwrap_or_else(|_| panic!("etcd left a request of the workload unanswered for 120 s"))
 }
 
 /// `body` with the auth token in its metadata.
@@ -379,24 +409,7 @@ fn clean_stop_with_snapshots_and_two_segments(kind: Kind) {
     assert!(after_ci
         .iter()
         .all(|e| e.index > ci && e.index <= wal.hard_state.commit));
-    // The learner's removal is past the snapshot (only the last put follows it).
-    let removal = wal
-        .entries
-        .iter()
-        .find_map(|e| match &e.payload {
-            Payload::ConfChange(c) if c.kind == ConfChangeKind::RemoveNode => Some(c),
-            _ => None,
-        })
-        .expect("no removal");
-    assert_eq!(removal.node_id, made.learner_id);
-    if let Some(add) = wal.entries.iter().find_map(|e| match &e.payload {
-        Payload::ConfChange(c) if c.kind == ConfChangeKind::AddLearnerNode => Some(c),
-        _ => None,
-    }) {
-        let m = add.member.as_ref().unwrap();
-        assert_eq!((m.id, m.is_learner), (made.learner_id, true));
-        assert_eq!(m.peer_urls, std::slice::from_ref(&made.learner_peer_url));
-    }
+    assert!(cairn_etcdwal::is_etcd_data_dir(&dir));
 
     damaged_copies_are_refused(&dir, &wal);
 }
@@ -565,6 +578,32 @@ fn killed_with_writes_past_the_backend(kind: Kind) {
         matches!(&first.payload, Payload::ConfChange(c) if c.kind == ConfChangeKind::AddNode
             && c.member.as_ref().is_some_and(|m| m.id == member_id && m.name == "m1")),
         "{first:?}"
+    );
+    // The learner's changes, in order, with etcd's member JSON.
+    let changes: Vec<&cairn_etcdwal::ConfChange> = wal
+        .entries
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::ConfChange(c) if c.node_id == made.learner_id => Some(c),
+            _ => None,
+        })
+        .collect();
+    let kinds: Vec<ConfChangeKind> = changes.iter().map(|c| c.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            ConfChangeKind::AddLearnerNode,
+            ConfChangeKind::UpdateNode,
+            ConfChangeKind::RemoveNode
+        ]
+    );
+    let added = changes[0].member.as_ref().unwrap();
+    assert_eq!((added.id, added.is_learner), (made.learner_id, true));
+    let updated = changes[1].member.as_ref().unwrap();
+    assert_eq!(updated.id, made.learner_id);
+    assert_eq!(
+        updated.peer_urls,
+        std::slice::from_ref(&made.learner_peer_url)
     );
     // etcd publishes its name and client URLs at start as a v2 request.
     assert!(wal.entries.iter().any(|e| matches!(&e.payload,
