@@ -70,6 +70,8 @@ pub(crate) struct Decoder {
     current: usize,
     open: Option<Open>,
     crc: Crc32c,
+    /// Where the last record returned starts in its segment.
+    record_start: u64,
 }
 
 impl Decoder {
@@ -79,6 +81,7 @@ impl Decoder {
             current: 0,
             open: None,
             crc: Crc32c::new(),
+            record_start: 0,
         }
     }
 
@@ -226,12 +229,13 @@ impl Decoder {
             }
         }
         open.offset = start + 8 + frame_len as u64;
+        self.record_start = start;
         Ok(Some(Next::Record(record)))
     }
 
-    /// The offset just past the last valid record of the segment being read.
-    pub(crate) fn offset(&self) -> u64 {
-        self.open.as_ref().map_or(0, |o| o.offset)
+    /// Where the last record returned starts in the segment being read.
+    pub(crate) fn record_offset(&self) -> u64 {
+        self.record_start
     }
 }
 

@@ -192,7 +192,7 @@ pub(crate) fn read_from(dir: &Path, index: u64, term: u64) -> Result<Contents, E
             other => {
                 return Err(Error::UnknownRecordType {
                     path: decoder.path().to_path_buf(),
-                    offset: decoder.offset(),
+                    offset: decoder.record_offset(),
                     record_type: other,
                 })
             }
@@ -228,7 +228,7 @@ pub(crate) fn read_from(dir: &Path, index: u64, term: u64) -> Result<Contents, E
 fn decode_record<M: Message + Default>(decoder: &Decoder, rec: &pb::Record) -> Result<M, Error> {
     M::decode(rec.data.as_slice()).map_err(|source| Error::BadRecord {
         path: decoder.path().to_path_buf(),
-        offset: decoder.offset(),
+        offset: decoder.record_offset(),
         source,
     })
 }
@@ -536,6 +536,7 @@ mod tests {
         let mut s0 = Vec::new();
         w.head(&mut s0, true);
         w.entry(&mut s0, 1, 1);
+        let at = s0.len() as u64;
         w.frame(&mut s0, 9, b"?".to_vec());
         write(dir.path(), SEG0, &s0);
         match read_from(dir.path(), 0, 0) {
@@ -543,7 +544,8 @@ mod tests {
                 assert!(
                     e.to_string().starts_with("wal: unexpected block type 9"),
                     "{e}"
-                )
+                );
+                assert!(matches!(e, Error::UnknownRecordType { offset, .. } if offset == at));
             }
             other => panic!("{other:?}"),
         }
