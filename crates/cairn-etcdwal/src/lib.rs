@@ -24,18 +24,18 @@
 //!
 //! # What etcd 3.4 and 3.5 put in their entries
 //!
-//! Seen in the WAL of real members (`tests/tests/etcdwal.rs`): entry 1 (term 1) is an
-//! AddNode conf change per initial member with the member's JSON (name, peer URLs); then
-//! an empty entry from the first leader; then, both in 3.4 and in 3.5 (whose cluster
+//! Seen in the WAL of real members (`tests/tests/etcdwal.rs`): the first entries (term 1)
+//! are AddNode conf changes, one per initial member, with the member's JSON (name, peer
+//! URLs); then an empty entry from the first leader; then, both in 3.4 and in 3.5 (whose cluster
 //! version is still below 3.5 at that point), two v2 requests: `PUT
 //! /0/members/<id>/attributes` (name and client URLs) and `PUT /0/version`. Client
 //! requests follow as `InternalRaftRequest`s with a header (proposal id; username and auth
 //! revision when auth is on). `Authenticate` is proposed with the token's random part.
 //! A user added by etcd 3.4 carries the password itself; by 3.5 only `hashedPassword`, the
 //! bcrypt hash in base64. etcd 3.5.1 publishes with the v2 requests on every start, also
-//! when its cluster version is already 3.5 (`ClusterMemberAttrSet` and `ClusterVersionSet`
-//! are in 3.5's protocol and decoded, but were not seen written); the leader proposes `LeaseRevoke`
-//! for expired leases and, with `--experimental-enable-lease-checkpoint`, checkpoints
+//! when its cluster version is already 3.5 (`ClusterMemberAttrSet` and
+//! `ClusterVersionSet` are in 3.5's protocol and decoded, but were not seen written); the
+//! leader proposes `LeaseRevoke` for expired leases and, with `--experimental-enable-lease-checkpoint`, checkpoints
 //! every 5 minutes; `SYNC` comes only when the v2 store has keys with a TTL.
 //!
 //! # Design: cairn started on an etcd data directory (the join step)
@@ -110,6 +110,7 @@
 //! - `entry`: a Raft entry's data decoded ([`Payload`], [`Op`], [`V2Request`], [`ConfChange`]).
 //! - `error`: [`Error`].
 //! - `pb`: the WAL's protobuf messages (`proto/etcd_wal.proto`), with etcd's field numbers.
+//! - `examples/etcdwal_dump.rs`: prints what [`open`] finds in a directory.
 
 mod entry;
 mod error;
