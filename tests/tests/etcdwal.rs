@@ -18,7 +18,7 @@ use cairn_proto::etcdserverpb::{
     MemberRemoveRequest, MemberUpdateRequest, PutRequest, RequestOp, TxnRequest,
 };
 use cairn_proto::{authpb, etcdserverpb::AuthDisableRequest};
-use cairn_tests::{block_on, channel, etcdctl35, free_port, Kind, ServerProc};
+use cairn_tests::{block_on, channel, etcdctl35, free_port, wait_until, Cluster, Kind, ServerProc};
 
 /// What the workload did, in order, as the reader should find it.
 struct Made {
@@ -632,6 +632,89 @@ fn etcd34_killed_with_writes_past_the_backend() {
 #[test]
 fn etcd35_killed_with_writes_past_the_backend() {
     killed_with_writes_past_the_backend(Kind::Etcd35);
+}
+
+/// Three etcd 3.4 members (the in-place migration's starting point): each member's WAL has
+/// its own id, the cluster's id, the three initial members' conf changes, and the same
+/// entries as the others up to the lowest commit, the puts made among them.
+#[test]
+fn etcd34_three_members_hold_the_same_log() {
+    let mut cluster = Cluster::start_kind(Kind::Etcd34, 3, &[]);
+    let puts: Vec<PutRequest> = (0..20)
+        .map(|i| put(&format!("k{i:02}"), format!("v{i}").as_bytes(), 0))
+        .collect();
+    block_on(answered(async {
+        // Through each member in turn: followers forward to the leader.
+        for (i, p) in puts.iter().enumerate() {
+            let url = cluster.members[i % 3].url();
+            KvClient::new(channel(&url)).put(p.clone()).await.unwrap();
+        }
+    }));
+    let statuses: Vec<(u64, u64, u64)> = wait_until(
+        std::time::Duration::from_secs(10),
+        "every member to have applied the last put",
+        || {
+            let s: Vec<(u64, u64, u64)> = cluster
+                .members
+                .iter()
+                .map(|m| endpoint_status(&m.endpoint()))
+                .collect();
+            if s.iter().all(|x| x.2 == s[0].2) {
+                Ok(s)
+            } else {
+                Err(s)
+            }
+        },
+    );
+    for m in &mut cluster.members {
+        m.stop();
+    }
+
+    let wals: Vec<EtcdWal> = cluster
+        .members
+        .iter()
+        .map(|m| cairn_etcdwal::open(m.data_dir()).unwrap())
+        .collect();
+    let mut ids = Vec::new();
+    for (wal, (member_id, cluster_id, raft_index)) in wals.iter().zip(&statuses) {
+        assert_eq!((wal.member_id, wal.cluster_id), (*member_id, *cluster_id));
+        assert!(wal.hard_state.commit >= *raft_index, "{:?}", wal.hard_state);
+        ids.push(*member_id);
+        let made: Vec<Op> = puts.iter().cloned().map(Op::Put).collect();
+        assert_eq!(client_ops(Kind::Etcd34, wal, 0), made);
+    }
+    // The initial members' conf changes, with their names.
+    let mut initial: Vec<(u64, String)> = wals[0].entries[..3]
+        .iter()
+        .map(|e| match &e.payload {
+            Payload::ConfChange(c) if c.kind == ConfChangeKind::AddNode => {
+                let m = c.member.as_ref().unwrap();
+                assert_eq!((e.term, m.id), (1, c.node_id));
+                (m.id, m.name.clone())
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    initial.sort();
+    let mut want: Vec<(u64, String)> = ids
+        .iter()
+        .zip(["m0", "m1", "m2"])
+        .map(|(id, name)| (*id, name.to_string()))
+        .collect();
+    want.sort();
+    assert_eq!(initial, want);
+    // The same log on every member up to the lowest commit.
+    let common = wals.iter().map(|w| w.hard_state.commit).min().unwrap();
+    for w in &wals[1..] {
+        let upto = |w: &EtcdWal| -> Vec<cairn_etcdwal::Entry> {
+            w.entries
+                .iter()
+                .filter(|e| e.index <= common)
+                .cloned()
+                .collect()
+        };
+        assert_eq!(upto(w), upto(&wals[0]));
+    }
 }
 
 #[test]
