@@ -21,7 +21,6 @@ use prost::Message;
 use redb::{Database, Durability, ReadableDatabase};
 
 use crate::backend::{self, RecordTable, KEY_TABLE, LEASE_TABLE, META_TABLE};
-use crate::crc32c::Crc32c;
 use crate::error::MvccError;
 use crate::key_index::KeyRange;
 use crate::kv_store::{fetch, CompactHash, KvTable, Store};
@@ -29,6 +28,7 @@ use crate::range::{execute_range, range_keys, ReadView};
 use crate::revision::Revision;
 use crate::txn::{apply_txn, check_requests, compare_to_path, TxnOps};
 use crate::LeaseLookup;
+use cairn_crc32c::Crc32c;
 
 /// One change of the batch.
 #[derive(Debug)]

@@ -31,13 +31,13 @@ use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable}
 
 use crate::apply::ApplyBatch;
 use crate::backend::{self, RecordTable, KEY_TABLE, LEASE_TABLE, META_TABLE};
-use crate::crc32c::Crc32c;
 use crate::error::MvccError;
 use crate::key_index::{KeyRange, TreeIndex};
 use crate::range::{execute_range, ReadView};
 use crate::revision::Revision;
 use crate::txn::{apply_txn, check_requests, compare_to_path, is_read_only, TxnOps};
 use crate::NoLeases;
+use cairn_crc32c::Crc32c;
 
 pub(crate) type KvTable = ReadOnlyTable<&'static [u8], &'static [u8]>;
 

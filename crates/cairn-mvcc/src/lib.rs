@@ -29,14 +29,12 @@
 //! - `range`: revisioned reads and the request-level range (filters, sort, limit).
 //! - `txn`: compares, pre-apply checks, running a transaction's branch.
 //! - `go_sort`: Go's unstable `sort.Sort`, so sorted ranges tie-break as etcd's do.
-//! - `crc32c`: the Castagnoli CRC the hashes use.
 //! - `offline`: damage done to a closed backend file, for the corruption checks' tests.
 
 mod apply;
 mod backend;
 mod backend_read;
 mod bulk_load;
-mod crc32c;
 mod error;
 mod go_sort;
 mod history;
