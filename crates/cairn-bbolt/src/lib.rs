@@ -10,7 +10,7 @@
 //! order. It holds at most one page under construction per tree level (a large value is
 //! held once, while its leaf is written), so memory does not grow with the file.
 //!
-//! This crate depends on nothing else in the workspace.
+//! This crate depends on nothing else in the workspace but `cairn-crc32c`.
 //!
 //! # Layout
 //!

@@ -2,6 +2,8 @@
 //! bucket's name and its keys and values in order, the main revision of the last key in
 //! the `key` bucket, the number of keys in all buckets, and the database size.
 
+use cairn_crc32c::Crc32c;
+
 use crate::{Error, Reader};
 
 /// etcd's snapshot status figures.
@@ -18,7 +20,7 @@ pub struct SnapshotStatus {
 /// A nested bucket counts as a key and hashes its name only, as bbolt's `ForEach` hands
 /// etcd a nil value for it.
 pub fn snapshot_status(reader: &Reader) -> Result<SnapshotStatus, Error> {
-    let mut crc = Crc32c::default();
+    let mut crc = Crc32c::new();
     let mut revision = 0i64;
     let mut total_key = 0u64;
     for bucket in reader.buckets()? {
@@ -42,65 +44,9 @@ pub fn snapshot_status(reader: &Reader) -> Result<SnapshotStatus, Error> {
         }
     }
     Ok(SnapshotStatus {
-        hash: crc.finish(),
+        hash: crc.sum(),
         revision,
         total_key,
         total_size: reader.size(),
     })
-}
-
-/// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), one table lookup per byte.
-struct Crc32c(u32);
-
-impl Default for Crc32c {
-    fn default() -> Self {
-        Crc32c(!0)
-    }
-}
-
-const TABLE: [u32; 256] = {
-    let mut t = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ 0x82F6_3B78
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-};
-
-impl Crc32c {
-    fn update(&mut self, bytes: &[u8]) {
-        let mut c = self.0;
-        for b in bytes {
-            c = TABLE[((c ^ u32::from(*b)) & 0xff) as usize] ^ (c >> 8);
-        }
-        self.0 = c;
-    }
-
-    fn finish(&self) -> u32 {
-        !self.0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crc32c_matches_the_published_check_value() {
-        let mut c = Crc32c::default();
-        c.update(b"1234");
-        c.update(b"56789");
-        assert_eq!(c.finish(), 0xE306_9283);
-    }
 }
