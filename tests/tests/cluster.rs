@@ -256,14 +256,36 @@ async fn large_snapshot_streams_in_chunks_while_writes_go_on() {
     let leader = leader(&c.members);
     let lagging = (leader + 1) % 3;
     c.members[lagging].kill9();
+    let mark = c.members[leader].log_len();
     let ch = cairn_tests::channel(&c.members[leader].url());
     // 6 MiB of values while the member is away: 4 writers of 48 values of 32 KiB.
     let big = |w: usize, i: usize| vec![(w * 48 + i) as u8; 32 << 10];
     bulk_put(&KvClient::new(ch.clone()), "big/", 4, 48, big).await;
     // The leader compacts its log only behind a durable backend commit, and the backend
-    // makes a commit durable only once half a second has passed since the last one: let that
-    // time pass, so that the next write is durable.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // makes a commit durable only once half a second has passed since the last one: write
+    // now and then until the leader has compacted its log past what the lagging member has,
+    // so that it can only catch up by a snapshot.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let compacted = |log: &str| log.contains("compacted Raft logs");
+    while !c.members[leader]
+        .log_text()
+        .lines()
+        .skip(mark)
+        .any(compacted)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the leader never compacted its log"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut kv = KvClient::new(ch.clone());
+        let req = PutRequest {
+            key: b"nudge".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        };
+        kv.put(req).await.unwrap();
+    }
 
     // Small writes go on, each with a deadline, while the member restarts and catches up.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

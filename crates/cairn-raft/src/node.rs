@@ -825,7 +825,7 @@ impl<T: Transport> Node<T> {
             return Ok(());
         }
         self.raw.mut_store().compact(target + 1)?;
-        tracing::debug!(first_index = target + 1, "compacted raft log");
+        tracing::info!(compact_index = target, "compacted Raft logs");
         if let Some(tx) = &self.purge_tx {
             let _ = tx.try_send(());
         }
