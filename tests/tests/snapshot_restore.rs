@@ -259,7 +259,12 @@ fn cairn_restore(snapshot: &Path, member: &ServerProc, cluster: &str, extra: &[&
     cairnctl("127.0.0.1:1", &refs)
 }
 
-fn restore_and_compare(kind: Kind, save: fn(&str, &[&str]) -> Run) {
+/// A source server of `kind`, populated, and its snapshot saved with `save` into a
+/// temporary directory: (server, what was written, the directory, the snapshot's path).
+fn populated_snapshot(
+    kind: Kind,
+    save: fn(&str, &[&str]) -> Run,
+) -> (ServerProc, Source, tempfile::TempDir, std::path::PathBuf) {
     let src = ServerProc::start(kind, &[]);
     let ep = src.endpoint();
     let s = populate(&ep);
@@ -269,6 +274,12 @@ fn restore_and_compare(kind: Kind, save: fn(&str, &[&str]) -> Run) {
         &ep,
         &[ROOT, "snapshot", "save", snapshot.to_str().unwrap()],
     ));
+    (src, s, dir, snapshot)
+}
+
+fn restore_and_compare(kind: Kind, save: fn(&str, &[&str]) -> Run) {
+    let (src, s, _dir, snapshot) = populated_snapshot(kind, save);
+    let ep = src.endpoint();
 
     let mut cairn = ServerProc::new(Kind::Cairn, "m1", cairn_tests::free_port(), &[]);
     let cluster = format!("m1={}", cairn.peer_url());
@@ -341,15 +352,8 @@ fn a_restored_cairn_snapshot_serves_what_cairn_served() {
 /// that serves the snapshot's data and takes writes after it.
 #[test]
 fn three_members_restored_from_one_snapshot_form_a_cluster() {
-    let src = ServerProc::start(Kind::Etcd35, &[]);
+    let (src, s, dir, snapshot) = populated_snapshot(Kind::Etcd35, etcdctl35);
     let ep = src.endpoint();
-    let s = populate(&ep);
-    let dir = tempfile::tempdir().unwrap();
-    let snapshot = dir.path().join("snap.db");
-    ok(etcdctl35(
-        &ep,
-        &[ROOT, "snapshot", "save", snapshot.to_str().unwrap()],
-    ));
 
     // m2 keeps its Raft log in a --wal-dir of its own.
     let wal = dir.path().join("m2-wal");
@@ -408,15 +412,7 @@ fn three_members_restored_from_one_snapshot_form_a_cluster() {
 /// etcd here, lacks the flags).
 #[test]
 fn a_bumped_restore_starts_past_the_snapshot_with_history_compacted() {
-    let src = ServerProc::start(Kind::Etcd35, &[]);
-    let ep = src.endpoint();
-    let s = populate(&ep);
-    let dir = tempfile::tempdir().unwrap();
-    let snapshot = dir.path().join("snap.db");
-    ok(etcdctl35(
-        &ep,
-        &[ROOT, "snapshot", "save", snapshot.to_str().unwrap()],
-    ));
+    let (_src, s, _dir, snapshot) = populated_snapshot(Kind::Etcd35, etcdctl35);
     let mut cairn = ServerProc::new(Kind::Cairn, "m1", cairn_tests::free_port(), &[]);
     let cluster = format!("m1={}", cairn.peer_url());
     for (extra, want) in [

@@ -39,7 +39,7 @@ struct Line {
 struct Job {
     work: Work,
     /// The job's place in the line, given back when it is done.
-    _place: OwnedSemaphorePermit,
+    place: OwnedSemaphorePermit,
 }
 
 enum Work {
@@ -118,10 +118,7 @@ impl PasswordPool {
             .map_err(|_| EtcdError::TooManyRequests)?;
         let start_runner = {
             let mut line = self.line.lock();
-            line.jobs.push_back(Job {
-                work,
-                _place: place,
-            });
+            line.jobs.push_back(Job { work, place });
             let start = line.running < self.runners;
             if start {
                 line.running += 1;
@@ -153,7 +150,7 @@ fn run(line: &Mutex<Line>) {
                     password,
                     hash,
                     done,
-                } => verifies.push((password, hash, done, job._place)),
+                } => verifies.push((password, hash, done, job.place)),
             }
         }
         if verifies.is_empty() {
