@@ -21,7 +21,9 @@
 //! - `key_index`: the in-memory index from keys to their revisions (generations).
 //! - `backend`: the redb file, its tables (key, meta, lease) and meta records, and the
 //!   open-time checks.
-//! - `kv_store`: [`Store`]: open and rebuild, reads, hashes, defragment, snapshots, locks.
+//! - `kv_store`: [`Store`]: open and rebuild, reads, hashes, snapshots, locks.
+//! - `defrag`: [`Store::defragment`]: a compact copy of the backend made while the store
+//!   serves, and the switch-over to it.
 //! - `apply`: [`ApplyBatch`]: puts, deletes, transactions, compaction, commit.
 //! - `history`: [`History`]: the events of a run of revisions read back, for watchers.
 //! - `range`: revisioned reads and the request-level range (filters, sort, limit).
@@ -33,6 +35,7 @@
 mod apply;
 mod backend;
 mod crc32c;
+mod defrag;
 mod error;
 mod go_sort;
 mod history;
@@ -45,6 +48,7 @@ mod txn;
 
 pub use apply::ApplyBatch;
 pub use backend::RecordTable;
+pub use defrag::DefragReport;
 pub use error::MvccError;
 pub use history::{History, HistoryLimits};
 pub use kv_store::{CompactHash, HashKv, Record, Store};

@@ -151,15 +151,28 @@ impl Maintenance for MaintenanceService {
             );
         }
         let store = self.server.store().clone();
-        tracing::info!("starting defragment");
+        tracing::info!(
+            current_db_size_bytes = store.db_size(),
+            current_db_size_in_use_bytes = store.db_size_in_use(),
+            "defragmenting"
+        );
         let started = std::time::Instant::now();
         let result = blocking(move || store.defragment()).await;
-        if result.is_ok() {
-            tracing::info!(took = ?started.elapsed(), "finished defragment");
+        match &result {
+            Ok(r) => tracing::info!(
+                current_db_size_bytes = r.size_after,
+                current_db_size_bytes_diff = r.size_after as i64 - r.size_before as i64,
+                writes_during_copy = r.tail_ops,
+                writes_at_switch = r.switch_ops,
+                switch = ?r.switch,
+                took = ?started.elapsed(),
+                "finished defragmenting directory"
+            ),
+            Err(e) => tracing::warn!(cause = %e.message(), "failed to defragment"),
         }
         let s = &self.server;
         result
-            .map(|()| DefragmentResponse {
+            .map(|_| DefragmentResponse {
                 header: Some(s.header(s.store().current_revision())),
             })
             .observed(s.metrics(), SERVICE, "Defragment")
