@@ -56,7 +56,7 @@ const TAIL_LIMIT_BYTES: usize = 1 << 30;
 
 /// How long the defragmentation waits for the last reads on the old file to end, so the
 /// old file is closed on its thread rather than a reader's.
-const OLD_READERS_WAIT: Duration = Duration::from_secs(10);
+const OLD_READERS_WAIT: Duration = Duration::from_secs(2);
 
 /// A table of the backend, as the tail names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
