@@ -571,6 +571,11 @@ impl Store {
         kept.push_back(h);
     }
 
+    /// The backend file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Size of the backend file.
     pub fn db_size(&self) -> u64 {
         fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
