@@ -8,8 +8,9 @@
 //!    batch that commits also records what it changed there, as table operations in the
 //!    order it made them.
 //! 2. Holding no lock, it copies every table of that read transaction into
-//!    `<backend>.cairn-defrag` (in transactions of about [`COPY_CHUNK_BYTES`]), commits it
-//!    durably, and replays the tail recorded meanwhile, in rounds, until a round is short.
+//!    `<backend>.cairn-defrag` in durable transactions of about [`COPY_CHUNK_BYTES`] (so
+//!    the disk flushes it a chunk at a time), then replays the tail recorded meanwhile, in
+//!    durable rounds, until a round is short.
 //! 3. Under the writer lock again, it replays the rest of the tail, commits durably, renames
 //!    the new file over the backend, makes the rename durable and swaps the store's handle.
 //!
@@ -39,7 +40,7 @@ use crate::error::MvccError;
 use crate::kv_store::Store;
 
 /// Bytes of keys and values copied per write transaction of the new file.
-pub(crate) const COPY_CHUNK_BYTES: usize = 16 << 20;
+pub(crate) const COPY_CHUNK_BYTES: usize = 8 << 20;
 
 /// A catch-up round this short (in operations) is the last before the switch-over.
 const SHORT_ROUND: usize = 256;
@@ -345,12 +346,10 @@ fn copy_tables(src: &ReadTransaction, dst: &Database) -> Result<(), MvccError> {
                 }
             }
         }
-        // The last chunk's commit makes the whole copy durable.
-        txn.set_durability(if more {
-            Durability::None
-        } else {
-            Durability::Immediate
-        })?;
+        // Each chunk is made durable on its own, so the disk writes the copy in chunk-sized
+        // flushes rather than in one at the end that would queue the Raft log's fsyncs (the
+        // puts' latency) behind the whole file.
+        txn.set_durability(Durability::Immediate)?;
         txn.commit()?;
         if !more {
             return Ok(());
