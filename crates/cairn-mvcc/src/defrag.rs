@@ -9,8 +9,8 @@
 //!    order it made them.
 //! 2. Holding no lock, it copies every table of that read transaction into
 //!    `<backend>.cairn-defrag` in durable transactions of about [`COPY_CHUNK_BYTES`] (so
-//!    the disk flushes it a chunk at a time), then replays the tail recorded meanwhile, in
-//!    durable rounds, until a round is short.
+//!    the disk flushes it a chunk at a time), resting after each as long as it took, then
+//!    replays the tail recorded meanwhile, in durable rounds, until a round is short.
 //! 3. Under the writer lock again, it replays the rest of the tail, commits durably, renames
 //!    the new file over the backend, makes the rename durable and swaps the store's handle.
 //!
@@ -331,6 +331,7 @@ fn copy_tables(src: &ReadTransaction, dst: &Database) -> Result<(), MvccError> {
     let keys = src.open_table(KEY_TABLE)?;
     let mut entries = keys.iter()?;
     loop {
+        let chunk_began = Instant::now();
         let mut txn = dst.begin_write()?;
         let mut more = false;
         {
@@ -354,6 +355,9 @@ fn copy_tables(src: &ReadTransaction, dst: &Database) -> Result<(), MvccError> {
         if !more {
             return Ok(());
         }
+        // The copy takes at most half of one core and of the disk: it rests as long as its
+        // last chunk took, leaving the rest to the requests it runs beside.
+        std::thread::sleep(chunk_began.elapsed());
     }
 }
 
