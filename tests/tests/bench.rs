@@ -2,7 +2,8 @@
 //! 3.5.1 and against cairn: every workload makes all its requests without an error on both
 //! (its one HTTP/2 connection per `--conns`, driven through h2 directly, carries unary calls
 //! and client streams alike), and the put workload writes within its key space; with auth
-//! on, `authenticate` logs in as often as asked.
+//! on, `authenticate` logs in as often as asked; `put --defrag-around` defragments the
+//! member during the puts and reports it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -94,6 +95,38 @@ fn every_bench_workload_runs_clean_against_etcd_and_cairn() {
         let summary = bench(&ep, &["authenticate", "--total=40", "--user=root:rootpw"]);
         assert_eq!(summary["ok"], 40, "{kind:?}: {summary}");
         assert_eq!(summary["failed"], 0, "{kind:?}: {summary}");
+    }
+}
+
+#[test]
+fn put_with_a_defragment_reports_the_defragment_against_etcd_and_cairn() {
+    for kind in [Kind::Etcd35, Kind::Cairn] {
+        let m = ServerProc::start(kind, &[]);
+        let args = [
+            "put",
+            "--total=200000",
+            "--key-space-size=50",
+            "--defrag-around=300ms",
+            "--max-duration=60s",
+        ];
+        let summary = bench(&m.endpoint(), &args);
+        assert_eq!(summary["failed"], 0, "{kind:?}: {summary}");
+        assert_eq!(summary["defrag_error"], serde_json::Value::Null, "{kind:?}");
+        assert_eq!(summary["cut_short"], false, "{kind:?}: {summary}");
+        // The run ended after the defragment, not at --total.
+        let ok = summary["ok"].as_u64().unwrap();
+        assert!(ok > 0 && ok < 200_000, "{kind:?}: {summary}");
+        let during = summary["defrag_puts"].as_u64().unwrap();
+        assert!(during > 0 && during <= ok, "{kind:?}: {summary}");
+        let (took, slowest) = (
+            summary["defrag_ms"].as_f64().unwrap(),
+            summary["defrag_slowest_put_ms"].as_f64().unwrap(),
+        );
+        assert!(took > 0.0 && slowest > 0.0, "{kind:?}: {summary}");
+        assert!(
+            slowest <= summary["slowest_ms"].as_f64().unwrap(),
+            "{kind:?}: {summary}"
+        );
     }
 }
 

@@ -128,6 +128,12 @@ pub struct PutArgs {
     /// Watch streams the range watches are spread over.
     #[arg(long, default_value_t = 10)]
     pub watch_streams: usize,
+    /// Defragment the first endpoint during the run: the puts go on for this long before
+    /// the Defragment call and for this long after it returns, then the run ends (if
+    /// `--total` or `--max-duration` has not ended it first). The report adds the
+    /// defragment's duration and the slowest put that overlapped it.
+    #[arg(long, value_parser = parse_duration)]
+    pub defrag_around: Option<Duration>,
 }
 
 /// Read consistency of a range.

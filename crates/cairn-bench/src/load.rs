@@ -8,14 +8,14 @@
 //! dropped and not counted.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_client::{Client, ClientConfig, Service};
 use cairn_proto::etcdserverpb::{
-    compare, kv_client::KvClient, request_op, AuthenticateRequest, Compare, PutRequest,
-    RangeRequest, RequestOp, StatusRequest, TxnRequest,
+    compare, kv_client::KvClient, request_op, AuthenticateRequest, Compare, DefragmentRequest,
+    PutRequest, RangeRequest, RequestOp, StatusRequest, TxnRequest,
 };
 use tokio::time::Instant;
 
@@ -306,6 +306,8 @@ pub(crate) struct Bounds {
 /// What one client saw.
 struct ClientResult {
     latencies: Vec<f64>,
+    /// When each successful request began, seconds from the run's start (same order).
+    began: Vec<f64>,
     errors: BTreeMap<String, u64>,
     cut: bool,
 }
@@ -317,12 +319,27 @@ pub(crate) fn error_text(status: &tonic::Status) -> String {
 
 /// Runs the closed loop and reports it.
 pub(crate) async fn drive(name: &str, conns: &[Client], op: Op, bounds: Bounds) -> Report {
+    let never = Arc::new(AtomicBool::new(false));
+    drive_until(name, conns, op, bounds, never, Instant::now())
+        .await
+        .0
+}
+
+/// [`drive`], also ending once `stop` is set (requests in flight then finish and count),
+/// and returning each successful request's (start, latency), seconds from `start`.
+async fn drive_until(
+    name: &str,
+    conns: &[Client],
+    op: Op,
+    bounds: Bounds,
+    stop: Arc<AtomicBool>,
+    start: Instant,
+) -> (Report, Vec<(f64, f64)>) {
     let op = Arc::new(op);
     let next = Arc::new(AtomicU64::new(0));
     let per_client = usize::try_from(bounds.total / bounds.clients.max(1) as u64 + 1)
         .unwrap_or(0)
         .min(1 << 20);
-    let start = Instant::now();
     let mut tasks = Vec::with_capacity(bounds.clients);
     for i in 0..bounds.clients {
         let Some(conn) = conns.get(i % conns.len().max(1)) else {
@@ -332,14 +349,19 @@ pub(crate) async fn drive(name: &str, conns: &[Client], op: Op, bounds: Bounds) 
         let mut kv = conn.kv();
         let op = Arc::clone(&op);
         let next = Arc::clone(&next);
+        let stop = Arc::clone(&stop);
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng::new(i as u64 + 1);
             let mut res = ClientResult {
                 latencies: Vec::with_capacity(per_client),
+                began: Vec::with_capacity(per_client),
                 errors: BTreeMap::new(),
                 cut: false,
             };
             loop {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
                 let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= bounds.total {
                     break;
@@ -351,7 +373,10 @@ pub(crate) async fn drive(name: &str, conns: &[Client], op: Op, bounds: Bounds) 
                 }
                 let limit = (began + bounds.request_timeout).min(bounds.deadline);
                 match tokio::time::timeout_at(limit, op.send(&conn, &mut kv, n, &mut rng)).await {
-                    Ok(Ok(())) => res.latencies.push(began.elapsed().as_secs_f64()),
+                    Ok(Ok(())) => {
+                        res.latencies.push(began.elapsed().as_secs_f64());
+                        res.began.push((began - start).as_secs_f64());
+                    }
                     Ok(Err(status)) => *res.errors.entry(error_text(&status)).or_insert(0) += 1,
                     Err(_) if limit == bounds.deadline => {
                         res.cut = true;
@@ -370,9 +395,11 @@ pub(crate) async fn drive(name: &str, conns: &[Client], op: Op, bounds: Bounds) 
     let mut latencies = Vec::with_capacity(usize::try_from(bounds.total).unwrap_or(0).min(1 << 24));
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut cut = false;
+    let mut spans = Vec::new();
     for t in tasks {
         match t.await {
             Ok(r) => {
+                spans.extend(r.began.iter().copied().zip(r.latencies.iter().copied()));
                 latencies.extend(r.latencies);
                 for (e, n) in r.errors {
                     *errors.entry(e).or_insert(0) += n;
@@ -387,7 +414,57 @@ pub(crate) async fn drive(name: &str, conns: &[Client], op: Op, bounds: Bounds) 
         }
     }
     let elapsed = start.elapsed();
-    Report::new(name, latencies, errors, elapsed, cut)
+    (Report::new(name, latencies, errors, elapsed, cut), spans)
+}
+
+/// The latencies of the requests (start, latency) in flight at some point of [from, to].
+fn overlapping(spans: &[(f64, f64)], from: f64, to: f64) -> Vec<f64> {
+    spans
+        .iter()
+        .filter(|(began, took)| *began <= to && began + took >= from)
+        .map(|(_, took)| *took)
+        .collect()
+}
+
+/// Runs the put loop and, `around` after it starts, a Defragment of the first connection's
+/// member; ends the loop `around` after the Defragment returns.
+async fn drive_with_defrag(
+    conns: &[Client],
+    op: Op,
+    bounds: Bounds,
+    around: Duration,
+) -> Result<Report, Error> {
+    let Some(first) = conns.first() else {
+        return Err(Error::Args("--endpoints is empty".to_string()));
+    };
+    let mut maintenance = first.maintenance();
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let run = {
+        let (conns, stop) = (conns.to_vec(), Arc::clone(&stop));
+        tokio::spawn(async move { drive_until("put", &conns, op, bounds, stop, start).await })
+    };
+    tokio::time::sleep(around).await;
+    let from = start.elapsed().as_secs_f64();
+    let result = maintenance.defragment(DefragmentRequest {}).await;
+    let to = start.elapsed().as_secs_f64();
+    tokio::time::sleep(around).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut report, spans) = run
+        .await
+        .map_err(|e| Error::Args(format!("the put loop failed: {e}")))?;
+    let during = overlapping(&spans, from, to);
+    let error = result.err().map(|s| error_text(&s));
+    if let Some(e) = &error {
+        *report.errors.entry(format!("defragment: {e}")).or_insert(0) += 1;
+    }
+    report.defrag = Some(crate::report::DefragFigures {
+        took: to - from,
+        slowest_put: during.iter().copied().fold(0.0, f64::max),
+        puts: during.len() as u64,
+        error,
+    });
+    Ok(report)
 }
 
 /// Runs one benchmark as `args` describe.
@@ -429,6 +506,14 @@ pub(crate) async fn run(args: &Args) -> Result<Report, Error> {
         }
         // Each new connection asks without logging in: the cost measured is the dial's.
         Workload::Connect => Op::Connect(dial.config(args.endpoints.clone(), false)?),
+        Workload::Put(p) if p.defrag_around.is_some() => {
+            let op = Op::Put {
+                keys: KeyGen::from_args(&p.keys),
+                value: rng.bytes(p.keys.val_size),
+            };
+            let around = p.defrag_around.unwrap_or_default();
+            return drive_with_defrag(&conns, op, bounds, around).await;
+        }
         Workload::Put(p) => {
             if p.range_watchers > 0 {
                 _held = Some(
@@ -514,6 +599,23 @@ mod tests {
             ..g
         };
         assert!((0..100).all(|n| r.key(n, &mut rng)[7] < 3));
+    }
+
+    #[test]
+    fn puts_in_flight_during_the_defragment_are_the_ones_counted() {
+        // Defragment from 10 s to 12 s.
+        let cases = [
+            ((1.0, 2.0), false),  // ended before
+            ((9.0, 0.5), false),  // ended just before
+            ((9.5, 3.0), true),   // waited through all of it
+            ((9.9, 0.2), true),   // ended during
+            ((11.0, 0.1), true),  // within
+            ((11.9, 1.0), true),  // began during
+            ((12.5, 0.1), false), // began after
+        ];
+        let spans: Vec<_> = cases.iter().map(|(s, _)| *s).collect();
+        let want: Vec<f64> = cases.iter().filter(|(_, c)| *c).map(|(s, _)| s.1).collect();
+        assert_eq!(overlapping(&spans, 10.0, 12.0), want);
     }
 
     #[test]

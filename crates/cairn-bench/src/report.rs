@@ -54,6 +54,22 @@ pub struct Report {
     pub histogram: Vec<Bucket>,
     /// Whether `--max-duration` ended the run before `--total` requests were made.
     pub cut_short: bool,
+    /// What a defragment made during the run did (`bench put --defrag-around`).
+    pub defrag: Option<DefragFigures>,
+}
+
+/// A defragment made during a put run, and the puts it overlapped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DefragFigures {
+    /// From the Defragment call to its response, seconds.
+    pub took: f64,
+    /// The slowest successful put that was in flight at some point of the defragment,
+    /// seconds (0 if none was).
+    pub slowest_put: f64,
+    /// Successful puts that were in flight at some point of the defragment.
+    pub puts: u64,
+    /// The Defragment call's error, if it failed.
+    pub error: Option<String>,
 }
 
 /// The `p`th percentile (0 < p <= 100) of sorted values by nearest rank.
@@ -136,6 +152,7 @@ impl Report {
                 .collect(),
             histogram: histogram(&latencies),
             cut_short,
+            defrag: None,
         }
     }
 
@@ -159,7 +176,7 @@ impl Report {
         for (p, v) in &self.percentiles {
             pct.insert(format!("p{p}"), serde_json::json!(ms(*v)));
         }
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "workload": self.workload,
             "ok": self.ok,
             "failed": self.failed(),
@@ -172,8 +189,17 @@ impl Report {
             "stddev_ms": ms(self.stddev),
             "percentiles_ms": pct,
             "cut_short": self.cut_short,
-        })
-        .to_string()
+        });
+        if let (Some(d), Some(map)) = (&self.defrag, json.as_object_mut()) {
+            map.insert("defrag_ms".into(), serde_json::json!(ms(d.took)));
+            map.insert(
+                "defrag_slowest_put_ms".into(),
+                serde_json::json!(ms(d.slowest_put)),
+            );
+            map.insert("defrag_puts".into(), serde_json::json!(d.puts));
+            map.insert("defrag_error".into(), serde_json::json!(d.error));
+        }
+        json.to_string()
     }
 }
 
@@ -196,6 +222,14 @@ impl fmt::Display for Report {
         writeln!(f, "  Average:\t{:.4} secs.", self.average)?;
         writeln!(f, "  Stddev:\t{:.4} secs.", self.stddev)?;
         writeln!(f, "  Requests/sec:\t{:.4}", self.rps)?;
+        if let Some(d) = &self.defrag {
+            writeln!(f, "  Defragment:\t{:.4} secs.", d.took)?;
+            writeln!(
+                f,
+                "  Slowest put during it:\t{:.4} secs. (of {} puts)",
+                d.slowest_put, d.puts
+            )?;
+        }
         if self.cut_short {
             writeln!(
                 f,

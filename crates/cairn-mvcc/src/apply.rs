@@ -10,17 +10,19 @@
 //! batch began. Dropping a batch without committing takes its changes back out of the index.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use cairn_proto::etcdserverpb::{
     DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
     ResponseHeader, TxnRequest, TxnResponse,
 };
 use cairn_proto::mvccpb::{event::EventType, Event, KeyValue};
-use parking_lot::{MutexGuard, RwLockReadGuard};
+use parking_lot::MutexGuard;
 use prost::Message;
 use redb::{Database, Durability, ReadableDatabase};
 
 use crate::backend::{self, RecordTable, KEY_TABLE, LEASE_TABLE, META_TABLE};
+use crate::defrag::{TailOp, TailTable};
 use crate::error::MvccError;
 use crate::key_index::KeyRange;
 use crate::kv_store::{fetch, CompactHash, KvTable, Store};
@@ -44,7 +46,7 @@ struct Change {
 /// The writes of one applier run; see the module docs.
 pub struct ApplyBatch<'a> {
     store: &'a Store,
-    db: RwLockReadGuard<'a, Database>,
+    db: Arc<Database>,
     _writer: MutexGuard<'a, ()>,
     /// The committed "key" table as the batch began.
     snapshot: KvTable,
@@ -112,7 +114,7 @@ impl<'a> ApplyBatch<'a> {
     pub(crate) fn new(
         store: &'a Store,
         writer: MutexGuard<'a, ()>,
-        db: RwLockReadGuard<'a, Database>,
+        db: Arc<Database>,
     ) -> Result<ApplyBatch<'a>, MvccError> {
         let (base_rev, compact_rev) = {
             let idx = store.index.read();
@@ -354,6 +356,9 @@ impl<'a> ApplyBatch<'a> {
     pub fn commit(mut self, durable: bool) -> Result<Vec<Event>, MvccError> {
         let mut txn = self.db.begin_write()?;
         let mut compact_hash = None;
+        // A defragmentation starts and ends only between batches (under the writer lock), so
+        // whether one is copying cannot change while this batch commits.
+        let mut tail = self.store.tail.lock().is_some().then(Vec::new);
         txn.set_durability(if durable {
             Durability::Immediate
         } else {
@@ -366,7 +371,11 @@ impl<'a> ApplyBatch<'a> {
                 buf.clear();
                 c.kv.encode(&mut buf)
                     .map_err(|e| MvccError::Corrupt(e.to_string()))?;
-                table.insert(c.rev.to_bytes(c.tombstone).as_slice(), buf.as_slice())?;
+                let key = c.rev.to_bytes(c.tombstone);
+                table.insert(key.as_slice(), buf.as_slice())?;
+                if let Some(tail) = tail.as_mut() {
+                    tail.push(TailOp::Put(TailTable::Key, key.to_vec(), buf.clone()));
+                }
             }
             let mut meta = txn.open_table(META_TABLE)?;
             if let Some(at) = self.pending_compact {
@@ -387,7 +396,11 @@ impl<'a> ApplyBatch<'a> {
                         crc.update(k);
                         crc.update(v);
                     }
-                    keep.contains(&r)
+                    let kept = keep.contains(&r);
+                    if let (false, Some(tail)) = (kept, tail.as_mut()) {
+                        tail.push(TailOp::Delete(TailTable::Key, k.to_vec()));
+                    }
+                    kept
                 })?;
                 compact_hash = Some(CompactHash {
                     hash: crc.sum(),
@@ -397,12 +410,30 @@ impl<'a> ApplyBatch<'a> {
                 let rev = Revision::new(at, 0).to_bytes(false);
                 meta.insert(backend::SCHEDULED_COMPACT_KEY, rev.as_slice())?;
                 meta.insert(backend::FINISHED_COMPACT_KEY, rev.as_slice())?;
+                if let Some(tail) = tail.as_mut() {
+                    for key in [
+                        backend::SCHEDULED_COMPACT_KEY,
+                        backend::FINISHED_COMPACT_KEY,
+                    ] {
+                        tail.push(TailOp::Meta(key.to_string(), rev.to_vec()));
+                    }
+                }
             }
             if let Some(index) = self.applied_index {
-                meta.insert(backend::APPLIED_INDEX_KEY, index.to_be_bytes().as_slice())?;
+                let value = index.to_be_bytes();
+                meta.insert(backend::APPLIED_INDEX_KEY, value.as_slice())?;
+                if let Some(tail) = tail.as_mut() {
+                    tail.push(TailOp::Meta(
+                        backend::APPLIED_INDEX_KEY.to_string(),
+                        value.to_vec(),
+                    ));
+                }
             }
             for (k, v) in &self.meta {
                 meta.insert(k.as_str(), v.as_slice())?;
+                if let Some(tail) = tail.as_mut() {
+                    tail.push(TailOp::Meta(k.clone(), v.clone()));
+                }
             }
             if !self.leases.is_empty() {
                 let mut leases = txn.open_table(LEASE_TABLE)?;
@@ -412,6 +443,12 @@ impl<'a> ApplyBatch<'a> {
                         Some(r) => leases.insert(key.as_slice(), r.as_slice())?,
                         None => leases.remove(key.as_slice())?,
                     };
+                    if let Some(tail) = tail.as_mut() {
+                        tail.push(match record {
+                            Some(r) => TailOp::Put(TailTable::Lease, key.to_vec(), r.clone()),
+                            None => TailOp::Delete(TailTable::Lease, key.to_vec()),
+                        });
+                    }
                 }
             }
             for (table, key, value) in &self.records {
@@ -420,6 +457,13 @@ impl<'a> ApplyBatch<'a> {
                     Some(v) => t.insert(key.as_slice(), v.as_slice())?,
                     None => t.remove(key.as_slice())?,
                 };
+                if let Some(tail) = tail.as_mut() {
+                    let t = TailTable::Record(*table);
+                    tail.push(match value {
+                        Some(v) => TailOp::Put(t, key.clone(), v.clone()),
+                        None => TailOp::Delete(t, key.clone()),
+                    });
+                }
             }
         }
         // Readers that pass the compaction check from here on must not begin a snapshot
@@ -447,6 +491,11 @@ impl<'a> ApplyBatch<'a> {
         }
         if let Some(index) = self.applied_index {
             self.store.applied_index.store(index, Ordering::Release);
+        }
+        if let Some(ops) = tail {
+            if let Some(t) = self.store.tail.lock().as_mut() {
+                t.extend(ops);
+            }
         }
         if let Some(h) = compact_hash {
             self.store.record_compact_hash(h);

@@ -150,6 +150,16 @@ pub(crate) fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Where a defragmentation builds the new file for the backend at `path`.
+pub(crate) fn defrag_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".cairn-defrag");
+    path.with_file_name(name)
+}
+
 /// Builds an empty backend at `path`.
 fn create(path: &Path) -> Result<(), MvccError> {
     let tmp = temp_path(path);

@@ -6,7 +6,8 @@
 //! revision 5 lists `a`'s revision 5 in [`Table::Key`] and `consistent_index` 7 in
 //! [`BackendRead::meta`], whatever batches commit while the caller walks the tables.
 
-use parking_lot::RwLockReadGuard;
+use std::sync::Arc;
+
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use crate::backend::{self, RecordTable, KEY_TABLE, LEASE_TABLE, META_TABLE};
@@ -26,23 +27,23 @@ pub enum Table {
 
 /// The committed state of every table at one point, read by one redb read transaction.
 ///
-/// Holds the store's `db` lock shared while it lives (as an apply batch does), so the
-/// backend file is not swapped under it.
-pub struct BackendRead<'s> {
+/// Holds the backend file's handle while it lives, so a defragment that switches to a new
+/// file meanwhile leaves this read on the old one (and does not wait for it).
+pub struct BackendRead {
     txn: redb::ReadTransaction,
-    _db: RwLockReadGuard<'s, Database>,
+    _db: Arc<Database>,
 }
 
 impl Store {
     /// Begins a consistent read of every table.
-    pub fn backend_read(&self) -> Result<BackendRead<'_>, MvccError> {
-        let db = self.db.read_recursive();
+    pub fn backend_read(&self) -> Result<BackendRead, MvccError> {
+        let db = self.handle();
         let txn = db.begin_read()?;
         Ok(BackendRead { txn, _db: db })
     }
 }
 
-impl BackendRead<'_> {
+impl BackendRead {
     /// Calls `f` with each key and value of `table` in ascending key order (a table never
     /// written is empty), stopping at the first error.
     pub fn for_each<E: From<MvccError>>(

@@ -35,6 +35,9 @@ pub enum MvccError {
     /// The backend holds something the store did not write.
     #[error("backend corrupt: {0}")]
     Corrupt(String),
+    /// A defragmentation gave up; the backend is as before it.
+    #[error("defragment abandoned: {0}")]
+    DefragAbandoned(String),
     /// redb failed.
     #[error("backend: {0}")]
     Backend(#[from] Box<redb::Error>),

@@ -62,13 +62,16 @@ impl Store {
         limits: HistoryLimits,
         with_prev: bool,
     ) -> Result<History, MvccError> {
-        let db = self.db.read_recursive();
         let (txn, current, compact) = {
             let idx = self.index.read();
             if from < idx.compact_rev {
                 return Err(MvccError::Compacted);
             }
-            (db.begin_read()?, idx.current_rev, idx.compact_rev)
+            (
+                self.handle().begin_read()?,
+                idx.current_rev,
+                idx.compact_rev,
+            )
         };
         let table = txn.open_table(KEY_TABLE)?;
         let mut out = History {

@@ -4,21 +4,27 @@
 //!
 //! Taken in this order, never the other way round:
 //!
-//! 1. `writer` makes apply batches (and defragmentation) one at a time.
-//! 2. `db` guards the redb handle. Every backend access holds it shared; an apply batch
-//!    holds it shared for its whole life; defragmentation holds it exclusively, so reads and
-//!    writes wait meanwhile.
+//! 1. `defrag` makes defragmentations one at a time (held for the whole of one).
+//! 2. `writer` makes apply batches one at a time; a restore, and the start and the
+//!    switch-over of a defragmentation, take it too.
 //! 3. `index` protects the key index and the current and compacted revisions that go with
 //!    it. It is held only while walking the index, never across backend reads, except that
-//!    a reader begins its redb read transaction under it: a compaction raises
-//!    `compact_rev` under this lock before its redb commit, so a reader that passed the
-//!    compaction check always reads a snapshot that still holds what it looks for.
+//!    a reader takes the backend handle and begins its redb read transaction under it: a
+//!    compaction raises `compact_rev` under this lock before its redb commit, so a reader
+//!    that passed the compaction check always reads a snapshot that still holds what it
+//!    looks for; and a defragmentation swaps the handle only between batches, so the handle
+//!    a reader takes under this lock holds every revision the index names.
+//! 4. `db` holds the handle of the backend file, held only to clone or replace it. A read
+//!    keeps its clone to the end, so a defragmentation's switch-over never waits for reads
+//!    and reads never wait for it.
+//! 5. `tail` holds the writes a defragmentation has yet to replay on its copy.
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use cairn_proto::etcdserverpb::{DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse};
 use cairn_proto::etcdserverpb::{
@@ -31,6 +37,7 @@ use redb::{Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable}
 
 use crate::apply::ApplyBatch;
 use crate::backend::{self, RecordTable, KEY_TABLE, LEASE_TABLE, META_TABLE};
+use crate::defrag::Tail;
 use crate::error::MvccError;
 use crate::key_index::{KeyRange, TreeIndex};
 use crate::range::{execute_range, ReadView};
@@ -81,9 +88,12 @@ const COMPACT_HASHES_KEPT: usize = 10;
 
 /// The revisioned key-value store. Shared between the applier and readers through an `Arc`.
 pub struct Store {
-    path: PathBuf,
+    pub(crate) path: PathBuf,
+    pub(crate) defrag: Mutex<()>,
     pub(crate) writer: Mutex<()>,
-    pub(crate) db: RwLock<Database>,
+    pub(crate) db: RwLock<Arc<Database>>,
+    /// Set while a defragmentation copies the backend; see `defrag`.
+    pub(crate) tail: Mutex<Option<Tail>>,
     pub(crate) index: RwLock<IndexState>,
     /// Copies of `index`'s revisions, for lock-free getters.
     pub(crate) current_rev: AtomicI64,
@@ -232,12 +242,19 @@ impl Loaded {
 impl Store {
     /// Opens the backend at `path`, creating it if missing, and rebuilds the key index.
     pub fn open(path: &Path) -> Result<Store, MvccError> {
+        // A defragmentation's copy that a crash left behind: the backend is the truth.
+        let stale = backend::defrag_path(path);
+        if stale.exists() {
+            fs::remove_file(&stale)?;
+        }
         let db = backend::open(path)?;
         let loaded = Loaded::read(&db)?;
         Ok(Store {
             path: path.to_path_buf(),
+            defrag: Mutex::new(()),
             writer: Mutex::new(()),
-            db: RwLock::new(db),
+            db: RwLock::new(Arc::new(db)),
+            tail: Mutex::new(None),
             current_rev: AtomicI64::new(loaded.index.current_rev),
             compact_rev: AtomicI64::new(loaded.index.compact_rev),
             applied_index: AtomicU64::new(loaded.applied),
@@ -266,7 +283,10 @@ impl Store {
     ) -> Result<(), MvccError> {
         let src = backend::open(snapshot)?;
         let _writer = self.writer.lock();
-        let db = self.db.write();
+        if let Some(tail) = self.tail.lock().as_mut() {
+            tail.set_stale();
+        }
+        let db = self.handle();
         let read = src.begin_read()?;
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
@@ -302,9 +322,11 @@ impl Store {
             }
             copy_records(&read, &txn)?;
         }
+        // Readers begin their snapshots under the index lock: none sees the new data with
+        // the old index.
+        let mut index = self.index.write();
         txn.commit()?;
         let loaded = Loaded::read(&db)?;
-        let mut index = self.index.write();
         self.current_rev
             .store(loaded.index.current_rev, Ordering::Release);
         self.compact_rev
@@ -317,11 +339,17 @@ impl Store {
         Ok(())
     }
 
-    /// Begins a view of the committed state. Call with the `db` guard held.
-    fn view<'s>(&'s self, db: &Database) -> Result<SnapshotView<'s>, MvccError> {
+    /// The handle of the backend file as it is now. To read at the index's revisions, take
+    /// it under the `index` lock (see the lock notes).
+    pub(crate) fn handle(&self) -> Arc<Database> {
+        self.db.read().clone()
+    }
+
+    /// Begins a view of the committed state.
+    fn view(&self) -> Result<SnapshotView<'_>, MvccError> {
         let idx = self.index.read();
         let (rev, compact_rev) = (idx.current_rev, idx.compact_rev);
-        let txn = db.begin_read()?;
+        let txn = self.handle().begin_read()?;
         drop(idx);
         let table = txn.open_table(KEY_TABLE)?;
         Ok(SnapshotView {
@@ -335,9 +363,8 @@ impl Store {
 
     /// Serves a range request at the latest committed revision (or `req.revision`).
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
-        let db = self.db.read_recursive();
         loop {
-            let view = self.view(&db)?;
+            let view = self.view()?;
             match execute_range(&view, req) {
                 Err(MvccError::Compacted) if view.raced.get() => continue,
                 result => return result,
@@ -351,9 +378,8 @@ impl Store {
         if !is_read_only(req) {
             return Err(MvccError::ReadOnlyTxnWrites);
         }
-        let db = self.db.read_recursive();
         loop {
-            let view = self.view(&db)?;
+            let view = self.view()?;
             let path = compare_to_path(&view, req);
             let result = check_requests(&view, req, &path, &NoLeases)
                 .and_then(|()| apply_txn(&mut ReadOnlyOps(&view), req, &path));
@@ -392,8 +418,7 @@ impl Store {
 
     /// Every record of a record table as last committed, in key order.
     pub fn records(&self, table: RecordTable) -> Result<Vec<Record>, MvccError> {
-        let db = self.db.read_recursive();
-        let txn = db.begin_read()?;
+        let txn = self.handle().begin_read()?;
         let Some(t) = backend::optional_table(&txn, table.definition())? else {
             return Ok(Vec::new());
         };
@@ -407,8 +432,7 @@ impl Store {
 
     /// Every lease record as last committed, in id byte order: (id, record).
     pub fn leases(&self) -> Result<Vec<(i64, Vec<u8>)>, MvccError> {
-        let db = self.db.read_recursive();
-        let txn = db.begin_read()?;
+        let txn = self.handle().begin_read()?;
         let Some(table) = backend::lease_table(&txn)? else {
             return Ok(Vec::new());
         };
@@ -431,14 +455,13 @@ impl Store {
     /// the batch forever).
     pub fn begin_apply(&self) -> Result<ApplyBatch<'_>, MvccError> {
         let writer = self.writer.lock();
-        let db = self.db.read();
+        let db = self.handle();
         ApplyBatch::new(self, writer, db)
     }
 
     /// CRC-32C over every table: its name, then each key and value in order.
     pub fn hash(&self) -> Result<u32, MvccError> {
-        let db = self.db.read_recursive();
-        let txn = db.begin_read()?;
+        let txn = self.handle().begin_read()?;
         let mut crc = Crc32c::new();
         crc.update(b"key");
         for entry in txn.open_table(KEY_TABLE)?.iter()? {
@@ -480,7 +503,6 @@ impl Store {
     /// revisions a compaction has superseded, so members that compacted at different
     /// times agree.
     pub fn hash_kv(&self, rev: i64) -> Result<HashKv, MvccError> {
-        let db = self.db.read_recursive();
         let idx = self.index.read();
         let (current, compact) = (idx.current_rev, idx.compact_rev);
         if rev > 0 && rev < compact {
@@ -491,7 +513,7 @@ impl Store {
         }
         let rev = if rev == 0 { current } else { rev };
         let keep = idx.tree.keep(rev);
-        let txn = db.begin_read()?;
+        let txn = self.handle().begin_read()?;
         drop(idx);
         let table = txn.open_table(KEY_TABLE)?;
         let mut crc = Crc32c::new();
@@ -549,6 +571,11 @@ impl Store {
         kept.push_back(h);
     }
 
+    /// The backend file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Size of the backend file.
     pub fn db_size(&self) -> u64 {
         fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
@@ -558,8 +585,7 @@ impl Store {
     /// otherwise the last measurement.
     pub fn db_size_in_use(&self) -> u64 {
         if let Some(_writer) = self.writer.try_lock() {
-            let db = self.db.read_recursive();
-            if let Ok(txn) = db.begin_write() {
+            if let Ok(txn) = self.handle().begin_write() {
                 if let Ok(stats) = txn.stats() {
                     let used = stats.allocated_pages() * stats.page_size() as u64;
                     self.size_in_use.store(used, Ordering::Relaxed);
@@ -568,22 +594,6 @@ impl Store {
             }
         }
         self.size_in_use.load(Ordering::Relaxed)
-    }
-
-    /// Rewrites the backend file compactly. Reads and writes wait meanwhile.
-    pub fn defragment(&self) -> Result<(), MvccError> {
-        let _writer = self.writer.lock();
-        let mut db = self.db.write();
-        // Commits made without durability become durable first.
-        let mut txn = db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
-        txn.commit()?;
-        for _ in 0..8 {
-            if !db.compact()? {
-                break;
-            }
-        }
-        Ok(())
     }
 
     /// Writes a consistent copy of every table to a new backend file at `path`.
@@ -595,8 +605,7 @@ impl Store {
             )
             .into());
         }
-        let db = self.db.read_recursive();
-        let src = db.begin_read()?;
+        let src = self.handle().begin_read()?;
         let out = Database::create(path)?;
         let mut txn = out.begin_write()?;
         txn.set_durability(Durability::Immediate)?;

@@ -22,7 +22,9 @@
 //! - `backend`: the redb file, its tables (key, meta, lease) and meta records, and the
 //!   open-time checks.
 //! - `backend_read`: [`BackendRead`], one consistent read of every table, for exports.
-//! - `kv_store`: [`Store`]: open and rebuild, reads, hashes, defragment, snapshots, locks.
+//! - `kv_store`: [`Store`]: open and rebuild, reads, hashes, snapshots, locks.
+//! - `defrag`: [`Store::defragment`]: a compact copy of the backend made while the store
+//!   serves, and the switch-over to it.
 //! - `apply`: [`ApplyBatch`]: puts, deletes, transactions, compaction, commit.
 //! - `bulk_load`: [`BulkLoad`]: a whole backend built from imported rows (etcd's backend).
 //! - `history`: [`History`]: the events of a run of revisions read back, for watchers.
@@ -35,6 +37,7 @@ mod apply;
 mod backend;
 mod backend_read;
 mod bulk_load;
+mod defrag;
 mod error;
 mod go_sort;
 mod history;
@@ -49,6 +52,7 @@ pub use apply::ApplyBatch;
 pub use backend::RecordTable;
 pub use backend_read::{BackendRead, Table};
 pub use bulk_load::{BulkLoad, BulkLoadSummary};
+pub use defrag::DefragReport;
 pub use error::MvccError;
 pub use history::{History, HistoryLimits};
 pub use kv_store::{CompactHash, HashKv, Record, Store};

@@ -164,14 +164,41 @@ impl Maintenance for MaintenanceService {
         }
         let store = self.server.store().clone();
         tracing::info!("starting defragment");
+        let (size, in_use) = (store.db_size(), store.db_size_in_use());
+        tracing::info!(
+            path = %store.path().display(),
+            current_db_size_bytes = size,
+            current_db_size_in_use_bytes = in_use,
+            "defragmenting"
+        );
         let started = std::time::Instant::now();
-        let result = blocking(move || store.defragment()).await;
-        if result.is_ok() {
-            tracing::info!(took = ?started.elapsed(), "finished defragment");
+        let result = blocking({
+            let store = store.clone();
+            move || store.defragment()
+        })
+        .await;
+        match &result {
+            Ok(r) => {
+                let in_use_after = store.db_size_in_use();
+                tracing::info!(
+                    path = %store.path().display(),
+                    current_db_size_bytes_diff = r.size_after as i64 - size as i64,
+                    current_db_size_bytes = r.size_after,
+                    current_db_size_in_use_bytes_diff = in_use_after as i64 - in_use as i64,
+                    current_db_size_in_use_bytes = in_use_after,
+                    writes_during_copy = r.tail_ops,
+                    writes_at_switch_over = r.switch_ops,
+                    switch_over = ?r.switch,
+                    took = ?started.elapsed(),
+                    "finished defragmenting directory"
+                );
+                tracing::info!("finished defragment");
+            }
+            Err(e) => tracing::warn!(cause = %e.message(), "failed to defragment"),
         }
         let s = &self.server;
         result
-            .map(|()| DefragmentResponse {
+            .map(|_| DefragmentResponse {
                 header: Some(s.header(s.store().current_revision())),
             })
             .observed(s.metrics(), SERVICE, "Defragment")

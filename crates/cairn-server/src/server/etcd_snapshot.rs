@@ -144,7 +144,7 @@ pub(crate) fn write(store: &Store, term: u64, out: File) -> Result<u64, ExportEr
 
 /// Copies a table into a bucket of the same content.
 fn copy<W: Write + Seek>(
-    read: &BackendRead<'_>,
+    read: &BackendRead,
     table: Table,
     name: &[u8],
     w: &mut Writer<W>,
