@@ -20,6 +20,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod acked;
 pub mod certs;
 pub mod deployment;
 pub mod goclient;
@@ -489,6 +490,15 @@ pub fn run_client(bin: &Path, endpoint: &str, args: &[&str], stdin: Option<&str>
 /// Runs the real etcdctl 3.5 against `endpoint`.
 pub fn etcdctl35(endpoint: &str, args: &[&str]) -> Run {
     run_client(&tool("etcdctl-3.5"), endpoint, args, None)
+}
+
+/// Runs the real etcdutl 3.5 (snapshot status and restore, offline defragment) with `args`.
+pub fn etcdutl35(args: &[&str]) -> Run {
+    Command::new(tool("etcdutl-3.5"))
+        .args(args)
+        .output()
+        .unwrap()
+        .into()
 }
 
 /// Runs the real etcdctl 3.4 against `endpoint`.

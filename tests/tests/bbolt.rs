@@ -6,11 +6,11 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::process::Command;
 
 use cairn_bbolt::{Reader, Writer};
 use cairn_tests::{
-    etcdctl34, etcdctl35, free_port, run_client, tool, workspace_bin, Kind, Run, ServerProc,
+    etcdctl34, etcdctl35, etcdutl35, free_port, run_client, tool, workspace_bin, Kind, Run,
+    ServerProc,
 };
 use prost::Message;
 
@@ -64,16 +64,8 @@ fn status_of(path: &Path) -> Status {
     s
 }
 
-fn etcdutl(args: &[&str]) -> Run {
-    Command::new(tool("etcdutl-3.5"))
-        .args(args)
-        .output()
-        .unwrap()
-        .into()
-}
-
 fn etcdutl_status(path: &Path) -> Status {
-    let run = etcdutl(&["snapshot", "status", path.to_str().unwrap(), "-w", "json"]);
+    let run = etcdutl35(&["snapshot", "status", path.to_str().unwrap(), "-w", "json"]);
     assert_eq!(run.code, 0, "{run:?}");
     let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
     Status {
@@ -289,7 +281,7 @@ fn etcdutl_reads_our_file_and_etcd_serves_it_after_restore() {
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&wrong, &bytes).unwrap();
-    let refused = etcdutl(&[
+    let refused = etcdutl35(&[
         "snapshot",
         "restore",
         wrong.to_str().unwrap(),
@@ -302,7 +294,7 @@ fn etcdutl_reads_our_file_and_etcd_serves_it_after_restore() {
     let mut etcd = ServerProc::new(Kind::Etcd35, "restored", peer_port, &[]);
     let peer = etcd.peer_url();
     let data = etcd.data_dir();
-    let restore = etcdutl(&[
+    let restore = etcdutl35(&[
         "snapshot",
         "restore",
         snapshot.to_str().unwrap(),

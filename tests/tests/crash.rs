@@ -4,14 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cairn_proto::etcdserverpb::{kv_client::KvClient, PutRequest, RangeRequest};
+use cairn_proto::etcdserverpb::{kv_client::KvClient, PutRequest};
+use cairn_tests::acked::{assert_acked_readable, Acked};
 use cairn_tests::{channel, Kind, ServerProc};
-
-type Acked = Arc<Mutex<BTreeMap<String, String>>>;
 
 /// Writes unique keys from `writers` tasks until told to stop or the bound is reached,
 /// recording each acknowledged write.
@@ -48,42 +45,6 @@ async fn write_load(url: String, round: usize, writers: usize, acked: Acked, run
     }
 }
 
-/// Checks that every acknowledged write is readable with its value.
-async fn check_all(url: String, acked: &Acked) {
-    let ch = channel(&url);
-    let mut kv = KvClient::new(ch).max_decoding_message_size(usize::MAX);
-    let all = kv
-        .range(RangeRequest {
-            key: b"\0".to_vec(),
-            range_end: b"\0".to_vec(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let found: BTreeMap<String, String> = all
-        .kvs
-        .into_iter()
-        .map(|kv| {
-            (
-                String::from_utf8(kv.key).unwrap(),
-                String::from_utf8(kv.value).unwrap(),
-            )
-        })
-        .collect();
-    let acked = acked.lock().unwrap();
-    let missing: Vec<_> = acked
-        .iter()
-        .filter(|(k, v)| found.get(*k) != Some(*v))
-        .take(5)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} acknowledged writes lost, e.g. {missing:?}",
-        acked.len()
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_kill_9() {
     let mut cairn = ServerProc::start(Kind::Cairn, &[]);
@@ -105,7 +66,7 @@ async fn acknowledged_writes_survive_kill_9() {
         let n = acked.lock().unwrap().len();
         assert!(n > 0, "no write was acknowledged in round {round}");
         tokio::task::block_in_place(|| cairn.spawn());
-        check_all(cairn.url(), &acked).await;
+        assert_acked_readable(&cairn.url(), b"\0", b"\0", &acked).await;
     }
 }
 
@@ -129,10 +90,10 @@ async fn torn_log_tail_is_recovered() {
     f.write_all(&[0xAB; 1000]).unwrap();
     drop(f);
     tokio::task::block_in_place(|| cairn.spawn());
-    check_all(cairn.url(), &acked).await;
+    assert_acked_readable(&cairn.url(), b"\0", b"\0", &acked).await;
     // And it still takes writes.
     write_load(cairn.url(), 1, 2, acked.clone(), Duration::from_millis(200)).await;
-    check_all(cairn.url(), &acked).await;
+    assert_acked_readable(&cairn.url(), b"\0", b"\0", &acked).await;
 }
 
 /// A tmpfs of a few MiB mounted on a directory (tests run as root), unmounted when dropped.
@@ -226,10 +187,10 @@ async fn full_disk_stops_the_member(mut cairn: ServerProc, disk: SmallDisk) {
     assert!(!acked.lock().unwrap().is_empty(), "no write fitted at all");
     disk.grow(256);
     tokio::task::block_in_place(|| cairn.spawn());
-    check_all(cairn.url(), &acked).await;
+    assert_acked_readable(&cairn.url(), b"\0", b"\0", &acked).await;
     // And it takes writes again.
     write_load(cairn.url(), 1, 2, acked.clone(), Duration::from_millis(200)).await;
-    check_all(cairn.url(), &acked).await;
+    assert_acked_readable(&cairn.url(), b"\0", b"\0", &acked).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

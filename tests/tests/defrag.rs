@@ -5,19 +5,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_proto::etcdserverpb::{
-    kv_client::KvClient, CompactionRequest, DeleteRangeRequest, PutRequest, RangeRequest,
-    StatusResponse,
+    kv_client::KvClient, CompactionRequest, DeleteRangeRequest, PutRequest, StatusResponse,
 };
+use cairn_tests::acked::{assert_acked_readable, Acked};
 use cairn_tests::{cairnctl, channel, etcdctl35, status, Kind, Run, ServerProc};
-
-type Acked = Arc<Mutex<BTreeMap<String, String>>>;
 
 /// A client command that defragments the member at an endpoint.
 type DefragTool = fn(&str) -> Run;
@@ -119,41 +116,6 @@ async fn put_load(
     failures
 }
 
-/// Checks that every acknowledged put is readable with its value.
-async fn check_acked(url: &str, acked: &Acked) {
-    let mut kv = KvClient::new(channel(url)).max_decoding_message_size(usize::MAX);
-    let all = kv
-        .range(RangeRequest {
-            key: b"load/".to_vec(),
-            range_end: b"load0".to_vec(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let found: BTreeMap<String, String> = all
-        .kvs
-        .into_iter()
-        .map(|kv| {
-            (
-                String::from_utf8(kv.key).unwrap(),
-                String::from_utf8(kv.value).unwrap(),
-            )
-        })
-        .collect();
-    let acked = acked.lock().unwrap();
-    let missing: Vec<_> = acked
-        .iter()
-        .filter(|(k, v)| found.get(*k) != Some(*v))
-        .take(5)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "acknowledged puts lost (of {}), e.g. {missing:?}",
-        acked.len()
-    );
-}
-
 /// Runs `defrag` (a client command) on `server` while a put load runs; returns the status
 /// before and after.
 async fn defrag_under_load(
@@ -184,7 +146,7 @@ async fn defrag_under_load(
         failures.is_empty(),
         "puts failed during {tag}: {failures:?}"
     );
-    check_acked(&server.url(), acked).await;
+    assert_acked_readable(&server.url(), b"load/", b"load0", acked).await;
     let after = status(&server.url()).await.unwrap();
     (before, after)
 }
@@ -312,7 +274,7 @@ async fn kill_9_during_a_defrag_loses_no_acknowledged_put() {
             "round {round}: no put acknowledged"
         );
         tokio::task::block_in_place(|| cairn.spawn());
-        check_acked(&cairn.url(), &acked).await;
+        assert_acked_readable(&cairn.url(), b"load/", b"load0", &acked).await;
         assert!(
             !copy_path(&cairn).exists(),
             "round {round}: the copy was left"

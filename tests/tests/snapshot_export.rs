@@ -14,8 +14,8 @@ use cairn_proto::etcdserverpb::{
     kv_client::KvClient, maintenance_client::MaintenanceClient, PutRequest, SnapshotRequest,
 };
 use cairn_tests::{
-    block_on, cairnctl, channel, etcdctl35, free_port, run_client, tool, Cluster, Kind, Run,
-    ServerProc,
+    block_on, cairnctl, channel, etcdctl35, etcdutl35, free_port, run_client, tool, Cluster, Kind,
+    Run, ServerProc,
 };
 use sha2::{Digest, Sha256};
 
@@ -216,14 +216,6 @@ fn assert_serves_the_same(version: &str, cairn: &str, etcd: &str, rev: i64, leas
     assert_eq!(alice.code, 0, "{alice:?}");
 }
 
-fn etcdutl(args: &[&str]) -> Run {
-    Command::new(tool("etcdutl-3.5"))
-        .args(args)
-        .output()
-        .unwrap()
-        .into()
-}
-
 /// Restores `snapshot` with `restore` (etcdutl 3.5 or etcdctl 3.4) into a new member of
 /// `kind` and starts it.
 fn restored(kind: Kind, snapshot: &Path) -> ServerProc {
@@ -289,7 +281,7 @@ fn etcd_tools_read_cairns_snapshot_and_etcd_serves_it_restored() {
     let total = 4 + 12 + 30 + 2 + 5 + 1 + 3 + 1 + 5 + 3 + 3 + 1 + 2 + 3 + 3;
     for file in [&s35, &s34] {
         let f = file.to_str().unwrap();
-        let utl = json(&ok(etcdutl(&["snapshot", "status", f, "-w", "json"])));
+        let utl = json(&ok(etcdutl35(&["snapshot", "status", f, "-w", "json"])));
         let ctl34 = ok(run_client(
             &tool("etcdctl-3.4"),
             "127.0.0.1:1",
@@ -418,7 +410,7 @@ fn a_large_snapshot_streams_in_chunks_with_its_digest() {
     let mut bytes: Vec<u8> = chunks.iter().flat_map(|m| m.blob.iter().copied()).collect();
     bytes.extend_from_slice(&digest.blob);
     std::fs::write(&file, &bytes).unwrap();
-    let status = json(&ok(etcdutl(&[
+    let status = json(&ok(etcdutl35(&[
         "snapshot",
         "status",
         file.to_str().unwrap(),

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cairn_tests::{
-    cairnctl, etcdctl34, etcdctl35, start_together, tool, wait_until, Kind, Run, ServerProc,
+    cairnctl, etcdctl34, etcdctl35, etcdutl35, start_together, wait_until, Kind, Run, ServerProc,
 };
 
 const ROOT: &str = "--user=root:rootpw";
@@ -19,15 +19,6 @@ const ROOT: &str = "--user=root:rootpw";
 fn ok(r: Run) -> String {
     assert_eq!(r.code, 0, "{r:?}");
     r.stdout
-}
-
-/// The real etcdutl 3.5.
-fn etcdutl(args: &[&str]) -> Run {
-    std::process::Command::new(tool("etcdutl-3.5"))
-        .args(args)
-        .output()
-        .unwrap()
-        .into()
 }
 
 /// etcdctl 3.5 as root.
@@ -301,7 +292,7 @@ fn restore_and_compare(kind: Kind, save: fn(&str, &[&str]) -> Run) {
 
     // A member etcdutl restores with the same flags has the same ids.
     let mut etcd = ServerProc::new(Kind::Etcd35, "m1", cairn.peer_port, &[]);
-    let restored = etcdutl(&[
+    let restored = etcdutl35(&[
         "snapshot",
         "restore",
         snapshot.to_str().unwrap(),
@@ -502,7 +493,7 @@ fn bad_input_is_refused_with_etcdutls_messages_and_nothing_is_written() {
                 assert!(!out.exists(), "{file:?} skip={skip} left {out:?}");
             }
             let _ = std::fs::remove_dir_all(&out);
-            let theirs = etcdutl(&refs);
+            let theirs = etcdutl35(&refs);
             let leftovers: Vec<_> = std::fs::read_dir(dir.path())
                 .unwrap()
                 .map(|e| e.unwrap().file_name())
@@ -541,7 +532,7 @@ fn bad_input_is_refused_with_etcdutls_messages_and_nothing_is_written() {
         full.extend(args);
         let refs: Vec<&str> = full.iter().map(String::as_str).collect();
         let ours = cairnctl("127.0.0.1:1", &refs);
-        let theirs = etcdutl(&refs);
+        let theirs = etcdutl35(&refs);
         assert_eq!(
             (ours.code, error_line(&ours)),
             (1, error_line(&theirs)),
@@ -568,7 +559,7 @@ fn a_stopped_members_db_restores_with_skip_hash_check() {
     let cluster = format!("m1={}", cairn.peer_url());
     let refused = cairn_restore(&db, &cairn, &cluster, &[]);
     let data = format!("--data-dir={}", dir.path().join("etcd-out").display());
-    let theirs = etcdutl(&["snapshot", "restore", db.to_str().unwrap(), &data]);
+    let theirs = etcdutl35(&["snapshot", "restore", db.to_str().unwrap(), &data]);
     assert_eq!(
         (refused.code, error_line(&refused)),
         (1, error_line(&theirs)),

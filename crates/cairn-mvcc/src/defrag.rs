@@ -601,7 +601,10 @@ mod tests {
         .unwrap();
         assert_eq!(rows(&read), before);
         let after = rows(&s.backend_read().unwrap());
-        assert_ne!(after, before, "the writes during the copy are in the new file");
+        assert_ne!(
+            after, before,
+            "the writes during the copy are in the new file"
+        );
     }
 
     #[test]
