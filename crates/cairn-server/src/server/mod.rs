@@ -28,6 +28,8 @@
 mod auth;
 mod corrupt;
 mod data_dir;
+mod etcd_entry;
+mod etcd_import;
 mod etcd_snapshot;
 mod membership;
 mod passwords;
