@@ -291,3 +291,54 @@ fn is_raft_engine_file(name: &str) -> bool {
         .iter()
         .any(|s| name.ends_with(s))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn wal_with_snapshot(data: &str) -> EtcdWal {
+        EtcdWal {
+            member_id: 1,
+            cluster_id: 2,
+            snapshot: Some(cairn_etcdwal::Snapshot {
+                path: "member/snap/0000000000000002-0000000000000005.snap".into(),
+                index: 5,
+                term: 2,
+                conf_state: Default::default(),
+                data: data.as_bytes().to_vec(),
+            }),
+            hard_state: Default::default(),
+            entries: vec![],
+            torn_tail: None,
+            passed_over: vec![],
+            ignored: vec![],
+        }
+    }
+
+    /// The v2 store in etcd's snapshots: `/0` holds the members and version, `/1` the keys
+    /// v2 clients wrote.
+    #[test]
+    fn a_snapshot_with_v2_keys_is_refused_and_one_without_is_not() {
+        let empty = r#"{"Root":{"Path":"/","Children":{"0":{"Path":"/0","Children":{"version":{"Path":"/0/version","Value":"3.4.0"}}},"1":{"Path":"/1","Children":null}}}}"#;
+        assert_eq!(check_v2_store(&wal_with_snapshot(empty)), Ok(()));
+        let with_keys = r#"{"Root":{"Path":"/","Children":{"0":{"Path":"/0"},"1":{"Path":"/1","Children":{"foo":{"Path":"/1/foo","Value":"bar"}}}}}}"#;
+        let err = check_v2_store(&wal_with_snapshot(with_keys)).unwrap_err();
+        assert!(err.contains("a v2 store with data"), "{err}");
+    }
+
+    #[test]
+    fn only_raft_engines_files_count_as_leftovers_in_a_wal_dir() {
+        for name in [
+            "0000000000000001.raftlog",
+            "0000000000000001.rewrite",
+            "LOCK",
+        ] {
+            assert!(is_raft_engine_file(name), "{name}");
+        }
+        for name in ["0000000000000000-0000000000000000.wal", "0.tmp", "1.tmp"] {
+            assert!(!is_raft_engine_file(name), "{name}");
+        }
+    }
+}
