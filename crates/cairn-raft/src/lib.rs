@@ -1,6 +1,7 @@
 //! cairn-raft: drives raft-rs's `RawNode` over a durable raft-engine log.
 //!
-//! [`start`] opens (or bootstraps) the log and spawns the driver's threads; the returned
+//! [`seed_log`] writes a log carried over from another Raft implementation (etcd's WAL)
+//! before the first start. [`start`] opens (or bootstraps) the log and spawns the driver's threads; the returned
 //! [`RaftHandle`] proposes entries and membership changes, takes ReadIndex barriers,
 //! steps peer messages, reports status and announces the applied index, the leader and
 //! the driver's stop on watch channels. Committed entries reach the state machine through
