@@ -12,11 +12,13 @@ use cairn_migrate::layout::{
 /// How the temporary directory of a client's Maintenance.Snapshot copy begins.
 pub(crate) const SNAPSHOT_COPY_PREFIX: &str = "snapshot-";
 /// How the temporary directories of backend copies begin: a client's snapshot stream's,
-/// and a Raft snapshot's (made or installed). Each is removed when its copy is done; one
-/// left by a crash is removed at start.
-const TEMP_COPY_PREFIXES: [&str; 2] = [
+/// a Raft snapshot's (made or installed), an etcd import's. Each is removed when its copy
+/// is done; one left by a crash is removed at start.
+const TEMP_COPY_PREFIXES: [&str; 3] = [
     SNAPSHOT_COPY_PREFIX,
     crate::apply::RAFT_SNAPSHOT_COPY_PREFIX,
+    // An etcd import that a crash ended after its marker, before its clean-up.
+    super::etcd_import::IMPORT_DIR,
 ];
 
 /// Checks that `dir` is a cairn data directory, or empty, and makes it one.
@@ -199,6 +201,7 @@ mod tests {
             "snapshot-abc123",
             "raft-snapshot-xyz",
             "raft-snapshot-check-xyz",
+            ".cairn-import",
         ] {
             std::fs::create_dir(dir.path().join(left)).unwrap();
             std::fs::write(dir.path().join(left).join("snapshot.redb"), b"copy").unwrap();

@@ -51,6 +51,12 @@ fn refuse(dir: &Path, why: impl std::fmt::Display) -> StartError {
 pub(super) fn import(dir: &Path, wal_dir: Option<&Path>) -> Result<(), StartError> {
     let member = dir.join("member");
     let snap_dir = member.join("snap");
+    if wal_dir.is_none() && !member.join("wal").exists() && snap_dir.join("db").exists() {
+        return Err(refuse(
+            dir,
+            "member/wal is missing: if etcd ran with --wal-dir, give cairn the same --wal-dir",
+        ));
+    }
     let wal = match wal_dir {
         Some(w) => cairn_etcdwal::open_dirs(w, &snap_dir),
         None => cairn_etcdwal::open(dir),
