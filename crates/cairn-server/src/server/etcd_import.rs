@@ -65,6 +65,7 @@ pub(super) fn import(dir: &Path, wal_dir: Option<&Path>) -> Result<(), StartErro
     check_v2_store(&wal).map_err(|e| refuse(dir, e))?;
     let db = snap_dir.join("db");
     let info = read_backend_info(&db).map_err(|e| refuse(dir, format!("{}: {e}", db.display())))?;
+    check_version(info.cluster_version.as_deref()).map_err(|e| refuse(dir, e))?;
     // etcd 3.4 saves the consistent index with its first v3 write: none means nothing of
     // the log is in the backend yet.
     let ci = info.consistent_index.unwrap_or(0);
@@ -217,6 +218,18 @@ fn term_at(wal: &EtcdWal, index: u64) -> Option<u64> {
         .map(|e| e.term)
 }
 
+/// Refuses a backend whose cluster version (`cluster/clusterVersion`) is not 3.4 or 3.5:
+/// other versions keep other records, and their logs other requests.
+fn check_version(cluster_version: Option<&str>) -> Result<(), String> {
+    match cluster_version {
+        None => Ok(()),
+        Some(v) if v.starts_with("3.4.") || v.starts_with("3.5.") => Ok(()),
+        Some(v) => Err(format!(
+            "it was written by etcd with cluster version {v}; cairn imports data directories of etcd 3.4 and 3.5 only (take a snapshot with `etcdctl snapshot save` and restore that with `cairnctl snapshot restore` instead)"
+        )),
+    }
+}
+
 /// Refuses a v2 store with data: keys in the snapshot's v2 store (under `/1`), or a v2
 /// write to them in the log.
 fn check_v2_store(wal: &EtcdWal) -> Result<(), String> {
@@ -332,6 +345,17 @@ mod tests {
         let with_keys = r#"{"Root":{"Path":"/","Children":{"0":{"Path":"/0"},"1":{"Path":"/1","Children":{"foo":{"Path":"/1/foo","Value":"bar"}}}}}}"#;
         let err = check_v2_store(&wal_with_snapshot(with_keys)).unwrap_err();
         assert!(err.contains("a v2 store with data"), "{err}");
+    }
+
+    #[test]
+    fn only_etcd_34_and_35_directories_are_imported() {
+        for ok in [None, Some("3.4.0"), Some("3.5.0")] {
+            assert_eq!(check_version(ok), Ok(()), "{ok:?}");
+        }
+        for other in ["3.3.0", "3.6.0", "4.0.0", ""] {
+            let err = check_version(Some(other)).unwrap_err();
+            assert!(err.contains("etcd 3.4 and 3.5 only"), "{err}");
+        }
     }
 
     #[test]
