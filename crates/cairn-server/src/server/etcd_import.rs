@@ -112,6 +112,7 @@ pub(super) fn import(dir: &Path, wal_dir: Option<&Path>) -> Result<(), StartErro
     if members.is_empty() {
         return Err(refuse(dir, "its backend lists no members"));
     }
+    check_member(wal.member_id, &members, &info.removed_members).map_err(|e| refuse(dir, e))?;
     let seed = LogSeed {
         applied: (ci, ci_term),
         term: wal
@@ -216,6 +217,19 @@ fn term_at(wal: &EtcdWal, index: u64) -> Option<u64> {
         .iter()
         .find(|e| e.index == index)
         .map(|e| e.term)
+}
+
+/// Refuses a directory whose member is not among `members`: one removed from the cluster
+/// (etcd stops such a member for good), or one the backend does not know.
+fn check_member(member_id: u64, members: &[Member], removed: &[u64]) -> Result<(), String> {
+    if members.iter().any(|m| m.id == member_id) {
+        return Ok(());
+    }
+    Err(if removed.contains(&member_id) {
+        format!("its member {member_id:x} was removed from the cluster")
+    } else {
+        format!("its member {member_id:x} is not among the members its backend lists")
+    })
 }
 
 /// Refuses a backend whose cluster version (`cluster/clusterVersion`) is not 3.4 or 3.5:
@@ -345,6 +359,19 @@ mod tests {
         let with_keys = r#"{"Root":{"Path":"/","Children":{"0":{"Path":"/0"},"1":{"Path":"/1","Children":{"foo":{"Path":"/1/foo","Value":"bar"}}}}}}"#;
         let err = check_v2_store(&wal_with_snapshot(with_keys)).unwrap_err();
         assert!(err.contains("a v2 store with data"), "{err}");
+    }
+
+    #[test]
+    fn a_removed_or_unknown_member_is_refused() {
+        let members = [Member {
+            id: 0xa,
+            ..Default::default()
+        }];
+        assert_eq!(check_member(0xa, &members, &[]), Ok(()));
+        let removed = check_member(0xb, &members, &[0xb]).unwrap_err();
+        assert!(removed.contains("member b was removed"), "{removed}");
+        let unknown = check_member(0xc, &members, &[0xb]).unwrap_err();
+        assert!(unknown.contains("member c is not among"), "{unknown}");
     }
 
     #[test]
