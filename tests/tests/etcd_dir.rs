@@ -384,6 +384,10 @@ fn an_etcdutl_35_restore_output_serves_the_snapshot_under_cairn() {
         .unwrap();
     assert!(cp.success());
     let etcd_files = file_hashes(&m.data_dir().join("member"));
+    let etcd_wal = file_hashes(&wal_dir);
+    // What an import killed midway leaves in a --wal-dir (raft-engine's files) is removed
+    // before the import starts again.
+    std::fs::write(wal_dir.join("0000000000000001.raftlog"), b"half written").unwrap();
 
     let wal_flag = format!("--wal-dir={}", wal_dir.display());
     m.extra.push(wal_flag.clone());
@@ -396,6 +400,14 @@ fn an_etcdutl_35_restore_output_serves_the_snapshot_under_cairn() {
     );
     assert_eq!(got.leases, expected.leases);
     assert_eq!(file_hashes(&m.data_dir().join("member")), etcd_files);
+    let first_log = std::fs::read(wal_dir.join("0000000000000001.raftlog")).unwrap_or_default();
+    assert_ne!(
+        first_log, b"half written",
+        "the leftover was taken for cairn's log"
+    );
+    let mut wal_now = file_hashes(&wal_dir);
+    wal_now.retain(|p, _| etcd_wal.contains_key(p));
+    assert_eq!(wal_now, etcd_wal, "etcd's WAL files changed");
     ok(root(&m.endpoint(), &["put", "after", "restore"]));
     m.stop();
     m.spawn();
