@@ -198,12 +198,13 @@ fn bad_flags_fail_like_etcd() {
 }
 
 #[test]
-fn refuses_etcd_and_foreign_data_dirs_untouched() {
-    // A directory real etcd wrote.
-    let mut etcd = ServerProc::start(Kind::Etcd35, &[]);
-    etcdctl35(&etcd.endpoint(), &["put", "k", "v"]);
-    etcd.stop();
-    let data = etcd.data_dir();
+fn refuses_unimportable_and_foreign_data_dirs_untouched() {
+    // A directory laid out as etcd's (`member/`) that etcd did not write: no WAL. (Real
+    // etcd directories are imported: tests/etcd_dir.rs.)
+    let etcdlike = tempfile::tempdir().unwrap();
+    let data = etcdlike.path().join("data");
+    std::fs::create_dir_all(data.join("member/snap")).unwrap();
+    std::fs::write(data.join("member/snap/db"), "not a bbolt file").unwrap();
     let before = tree(&data);
     let port = free_port();
     let (code, err) = cairn_fails(&[
@@ -211,8 +212,13 @@ fn refuses_etcd_and_foreign_data_dirs_untouched() {
         format!("--listen-client-urls=http://127.0.0.1:{port}"),
     ]);
     assert_ne!(code, 0);
-    assert!(err.contains("written by etcd"), "{err}");
-    assert_eq!(tree(&data), before, "cairn changed an etcd data directory");
+    assert!(
+        err.contains("cannot import etcd data directory")
+            && err.contains("member/wal is missing")
+            && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert_eq!(tree(&data), before, "cairn changed the directory");
 
     // A directory with something else in it.
     let dir = tempfile::tempdir().unwrap();

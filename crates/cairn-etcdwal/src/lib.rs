@@ -38,69 +38,29 @@
 //! leader proposes `LeaseRevoke` for expired leases and, with `--experimental-enable-lease-checkpoint`, checkpoints
 //! every 5 minutes; `SYNC` comes only when the v2 store has keys with a TTL.
 //!
-//! # Design: cairn started on an etcd data directory (the join step)
+//! # Where it is used: cairn started on an etcd data directory
 //!
-//! What remains is to join this reader with the backend import (etcd's bbolt backend into
-//! a cairn backend) in `cairn`'s start-up. Nothing of it is built yet; this is the plan.
+//! `cairn-server/src/server/etcd_import.rs` joins this reader with the backend import
+//! (`cairn-migrate`) when `cairn` starts on a directory with etcd's `member/` and no
+//! cairn marker:
 //!
-//! 1. **Detect.** In `server/data_dir.rs::prepare`, a directory without `cairn.version`
-//!    that has `member/snap/db` and [`is_etcd_data_dir`] is imported instead of refused.
-//!    (`--wal-dir`: etcd's WAL may live elsewhere; use [`open_dirs`].) [`open`] first:
-//!    it refuses a WAL etcd still holds and every unreadable log before anything is
-//!    written.
-//! 2. **Where things go.** Everything is written under a temporary directory inside the
-//!    data directory (removed at start if a crash left it), then `backend.redb`, `raft/`
-//!    and last `cairn.version` are moved into place: no marker, no import. etcd's
-//!    `member/` is never changed; it stays beside cairn's files, and the marker makes the
-//!    directory cairn's from then on. [`EtcdWal::member_id`] and [`EtcdWal::cluster_id`]
-//!    go to the backend's meta records `member_id` and `cluster_id`
-//!    (`server/start.rs` then takes the "stored ids" path and ignores
-//!    `--initial-cluster`, as etcd does on a restart).
-//! 3. **The backend** comes from the import at its consistent index `CI` (`meta` bucket).
-//!    Refuse if `CI` is below the snapshot's index (etcd commits the backend before it
-//!    saves a snapshot, so that cannot come from etcd).
-//! 4. **The Raft log.** Do not apply the tail during the import: seed cairn's log with it
-//!    and let Raft apply it, so that entries past the commit index are kept and decided by
-//!    the cluster as etcd would have, and a 3-member migration elects by the real terms
-//!    and indexes (a member with an older commit cannot win against one holding an
-//!    acknowledged write). cairn-raft needs one new call beside `EngineStorage::bootstrap`:
-//!    write `truncated = (CI, term of CI)` (the entry at `CI` in [`EtcdWal::entries`], or
-//!    the snapshot's term when `CI` is its index), the hard state as read, the ConfState
-//!    at `CI` (the snapshot's, with the conf changes in `(snapshot, CI]` folded in), and
-//!    the entries past `CI`, each converted below, with the same index and term. The
-//!    applier's applied index starts at `CI` (the backend's), so cairn applies exactly
-//!    the entries etcd would have applied.
-//! 5. **Converting an entry** (a pure function of the entry, so every member of a
-//!    migrating cluster gets the same bytes for the same index) into cairn's
-//!    `cairnpb.InternalRequest` (`cairn-proto/proto/raft_internal.proto`), keeping the
-//!    proposal id at 0 (no waiter) and the header's username and auth revision as
-//!    `AuthHeader` (the applier re-checks permissions as etcd's does):
-//!    - Put, DeleteRange, Txn, Compaction, LeaseGrant, LeaseRevoke, LeaseCheckpoint,
-//!      Alarm, Range, AuthEnable/Disable/Status, the user and role requests: the same
-//!      `etcdserverpb` message in the variant of the same name.
-//!    - UserAdd / UserChangePassword: cairn's entries carry the bcrypt hash as text. From
-//!      3.5, base64-decode `hashedPassword`; from 3.4, hash the password with a salt
-//!      derived from (cluster id, index) so that every member gets the same hash.
-//!    - Authenticate: `InternalAuthenticateRequest { name, simple_token }` (cairn, like
-//!      etcd, makes the token `<simple_token>.<index>`).
-//!    - ClusterMemberAttrSet and the v2 `MemberAttributes`: `publish` (`MemberAttributes`).
-//!    - ClusterVersionSet, DowngradeInfoSet, the v2 `ClusterVersion`, `Sync` and reads:
-//!      an empty entry (cairn keeps no cluster version of etcd's; nothing else changes).
-//!    - A v2 request on the v2 store's own keys ([`V2Effect::V2Store`]): refuse the import
-//!      ("a v2 store with data"), as committed v2 data would otherwise be lost silently.
-//!    - Empty entries stay empty.
-//!    - Conf changes stay `EntryConfChange` entries (raft-rs's `ConfChange` has etcd's
-//!      field numbers) with cairn's context, a `MemberChange { waiter: 0, member }` built
-//!      from [`Member`]: AddNode with `is_promote` is a promotion, AddLearnerNode a
-//!      learner, RemoveNode needs no member, UpdateNode carries the new peer URLs.
-//! 6. **Membership** at `CI` comes with the backend import (etcd keeps members in its
-//!    `members` and `members_removed` buckets); names and client URLs that 3.4 kept only
-//!    in its v2 store are in the snapshot's data (v2 store JSON, `/0/members/<id>/attributes`)
-//!    and in later v2 `MemberAttributes` entries; each member republishes its own at start
-//!    anyway.
-//! 7. **Log** what was imported (ids, `CI`, the snapshot, the entries handed to Raft, a
-//!    torn tail passed over, `.snap` files passed over), and refuse with the reader's
-//!    typed error otherwise.
+//! - [`open`] (or [`open_dirs`] for `--wal-dir`) first: a WAL etcd still holds, or one it
+//!   would refuse, is refused before anything is written; so is a v2 store with data
+//!   ([`V2Effect::V2Store`] in the log, keys under `/1` in the snapshot's v2 JSON).
+//! - The backend's consistent index `CI` must lie between the snapshot's index and the
+//!   last entry. The backend is imported at `CI` with [`EtcdWal::member_id`] and
+//!   [`EtcdWal::cluster_id`] and the membership of etcd's `members` bucket.
+//! - The entries past `CI` are not applied during the import: cairn's Raft log is seeded
+//!   with them (`cairn_raft::seed_log`), at the same indexes and terms, with the hard state
+//!   as read and the ConfState of the members at `CI`, and Raft commits and applies them as
+//!   etcd would have. A 3-member cluster migrating in place thus elects by etcd's terms
+//!   and logs, and keeps entries etcd had not committed for the cluster to decide.
+//! - Each entry is converted by a pure function of the entry and the cluster id
+//!   (`server/etcd_entry.rs`, whose doc has the table), so every member writes the same
+//!   bytes at the same index; etcd 3.4's passwords are hashed with a salt derived from the
+//!   cluster id and the index for that reason.
+//! - Everything is written under a temporary directory in the data directory and moved
+//!   into place, the marker last; etcd's `member/` is never written to.
 //!
 //! # Layout
 //!

@@ -121,6 +121,11 @@ pub struct EtcdBackendInfo {
     pub scheduled_compact: Option<i64>,
     /// `cluster/clusterVersion`.
     pub cluster_version: Option<String>,
+    /// The `members` bucket: each member's id (its key, in hex) and its JSON, as etcd
+    /// wrote it (`{"id":..,"peerURLs":[..],"name":..,"clientURLs":[..],"isLearner":..}`).
+    pub members: Vec<(u64, Vec<u8>)>,
+    /// The `members_removed` bucket: the ids of removed members.
+    pub removed_members: Vec<u64>,
 }
 
 fn info_of(
@@ -153,7 +158,7 @@ fn info_of(
     Ok(info)
 }
 
-/// Reads the `meta` and `cluster` records of the etcd backend at `src` (a member's
+/// Reads the `meta`, `cluster` and member records of the etcd backend at `src` (a member's
 /// `member/snap/db` or a snapshot): what a caller needs before an import, such as the
 /// index etcd's log is to be replayed from.
 pub fn read_backend_info(src: &Path) -> Result<EtcdBackendInfo, ImportError> {
@@ -165,7 +170,23 @@ pub fn read_backend_info(src: &Path) -> Result<EtcdBackendInfo, ImportError> {
             "no meta bucket: not an etcd backend".into(),
         ));
     };
-    info_of(&reader, meta, find("cluster"))
+    let mut info = info_of(&reader, meta, find("cluster"))?;
+    for (name, removed) in [("members", false), ("members_removed", true)] {
+        let Some(b) = find(name) else { continue };
+        for entry in reader.entries(b) {
+            let e = entry?;
+            let id = std::str::from_utf8(&e.key)
+                .ok()
+                .and_then(|k| u64::from_str_radix(k, 16).ok())
+                .ok_or_else(|| malformed(name, &e.key, "not a member id in hex"))?;
+            if removed {
+                info.removed_members.push(id);
+            } else {
+                info.members.push((id, e.value));
+            }
+        }
+    }
+    Ok(info)
 }
 
 /// Reads the etcd backend at `src` and writes a cairn backend at `dst` (which must not

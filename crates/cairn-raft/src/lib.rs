@@ -1,6 +1,7 @@
 //! cairn-raft: drives raft-rs's `RawNode` over a durable raft-engine log.
 //!
-//! [`start`] opens (or bootstraps) the log and spawns the driver's threads; the returned
+//! [`seed_log`] writes a log carried over from another Raft implementation (etcd's WAL)
+//! before the first start. [`start`] opens (or bootstraps) the log and spawns the driver's threads; the returned
 //! [`RaftHandle`] proposes entries and membership changes, takes ReadIndex barriers,
 //! steps peer messages, reports status and announces the applied index, the leader and
 //! the driver's stop on watch channels. Committed entries reach the state machine through
@@ -116,6 +117,125 @@ fn catch_panic(f: impl FnOnce()) -> Result<(), String> {
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic without a message".into())
     })
+}
+
+/// A Raft log carried over from another implementation of Raft (etcd's WAL), to be
+/// written into a fresh log directory with [`seed_log`] before the first [`start`].
+///
+/// The state machine holds everything up to `applied` (index, term); the log resumes
+/// right after it with `entries`, under the hard state and membership given, so members
+/// that carry over their logs keep electing and committing by the same terms and indexes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogSeed {
+    /// The last entry the state machine holds: `(index, term)`.
+    pub applied: (u64, u64),
+    /// The hard state: current term, the vote in it, the commit index.
+    pub term: u64,
+    pub vote: u64,
+    pub commit: u64,
+    /// The membership as of `applied`.
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// The entries after `applied`, in index order without a gap, committed or not.
+    pub entries: Vec<SeedEntry>,
+}
+
+/// One entry of a [`LogSeed`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedEntry {
+    pub index: u64,
+    pub term: u64,
+    pub payload: SeedPayload,
+}
+
+/// What a [`SeedEntry`] carries; the state machine later sees it as the matching
+/// [`Payload`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum SeedPayload {
+    Empty,
+    Data(Vec<u8>),
+    /// A membership change of one member, with the context the state machine reads.
+    Membership {
+        change: Change,
+        id: u64,
+        context: Vec<u8>,
+    },
+}
+
+/// Writes `seed` as a fresh log in `dir` (created if missing; it must hold no log yet), in
+/// one synced write. Refuses a seed whose entries do not follow `applied` without a gap,
+/// go back in term, or that commits past its last entry, before writing anything.
+pub fn seed_log(dir: &std::path::Path, seed: &LogSeed) -> Result<(), RaftError> {
+    let bad = |why: String| Err(RaftError::InvalidConfig(format!("log seed: {why}")));
+    let (mut index, mut term) = seed.applied;
+    let mut entries = Vec::with_capacity(seed.entries.len());
+    for e in &seed.entries {
+        if e.index != index + 1 || e.term < term {
+            return bad(format!(
+                "entry {} (term {}) does not follow entry {index} (term {term})",
+                e.index, e.term
+            ));
+        }
+        (index, term) = (e.index, e.term);
+        let mut entry = eraftpb::Entry {
+            index: e.index,
+            term: e.term,
+            ..Default::default()
+        };
+        match &e.payload {
+            SeedPayload::Empty => {}
+            SeedPayload::Data(d) => entry.data = d.clone().into(),
+            SeedPayload::Membership {
+                change,
+                id,
+                context,
+            } => {
+                let mut cc = eraftpb::ConfChange {
+                    node_id: *id,
+                    context: context.clone().into(),
+                    ..Default::default()
+                };
+                cc.set_change_type(match change {
+                    Change::AddVoter | Change::Promote => eraftpb::ConfChangeType::AddNode,
+                    Change::AddLearner => eraftpb::ConfChangeType::AddLearnerNode,
+                    Change::Remove => eraftpb::ConfChangeType::RemoveNode,
+                });
+                entry.set_entry_type(eraftpb::EntryType::EntryConfChange);
+                entry.data = protobuf::Message::write_to_bytes(&cc)
+                    .map_err(|e| RaftError::Storage(format!("encode conf change: {e}")))?
+                    .into();
+            }
+        }
+        entries.push(entry);
+    }
+    if seed.commit > index {
+        return bad(format!(
+            "commit {} is past the last entry {index}",
+            seed.commit
+        ));
+    }
+    if seed.term < term {
+        return bad(format!(
+            "term {} is below the last entry's {term}",
+            seed.term
+        ));
+    }
+    if seed.voters.is_empty() {
+        return bad("no voters".into());
+    }
+    let hard_state = eraftpb::HardState {
+        term: seed.term,
+        vote: seed.vote,
+        commit: seed.commit,
+        ..Default::default()
+    };
+    let conf_state = eraftpb::ConfState {
+        voters: seed.voters.clone(),
+        learners: seed.learners.clone(),
+        ..Default::default()
+    };
+    let mut storage = EngineStorage::open(dir)?;
+    storage.seed(seed.applied, &hard_state, &conf_state, &entries)
 }
 
 /// Opens the log in `cfg.dir` (bootstrapping it with `cfg.voters` if fresh; with no

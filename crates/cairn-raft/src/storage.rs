@@ -222,6 +222,38 @@ impl EngineStorage {
         self.load_log()
     }
 
+    /// Writes a fresh log that starts after entry `truncated` (index, term), as if a
+    /// snapshot there had been installed, holding `entries` (which must follow it without a
+    /// gap), `hard_state` and `conf_state` (the membership as of `truncated`), in one synced
+    /// write. For a log carried over from another Raft implementation.
+    pub fn seed(
+        &mut self,
+        truncated: (u64, u64),
+        hard_state: &HardState,
+        conf_state: &ConfState,
+        entries: &[Entry],
+    ) -> Result<(), RaftError> {
+        if self.is_bootstrapped() || self.engine.last_index(REGION_ID).is_some() {
+            return Err(RaftError::Storage("seed of a non-empty log".into()));
+        }
+        let mut batch = LogBatch::with_capacity(entries.len());
+        if !entries.is_empty() {
+            batch.add_entries::<EntryExt>(REGION_ID, entries)?;
+        }
+        batch.put_message(REGION_ID, KEY_CONF_STATE.to_vec(), conf_state)?;
+        batch.put_message(REGION_ID, KEY_HARD_STATE.to_vec(), hard_state)?;
+        batch.put(
+            REGION_ID,
+            KEY_TRUNCATED.to_vec(),
+            encode_truncated(truncated),
+        )?;
+        self.write(&mut batch, true)?;
+        self.conf_state = conf_state.clone();
+        self.hard_state = hard_state.clone();
+        self.truncated = truncated;
+        self.load_log()
+    }
+
     pub fn hard_state(&self) -> &HardState {
         &self.hard_state
     }

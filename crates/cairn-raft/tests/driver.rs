@@ -792,3 +792,68 @@ fn a_panicking_state_machine_stops_the_driver_and_says_why() {
     }
     h.stop();
 }
+
+/// A log carried over from etcd: the state machine holds up to index 10 (term 3); the log
+/// holds 11 (committed) and 12 (not yet), and the sole voter applies both at the same
+/// indexes once it leads, then its own proposals after them, in a later term.
+#[test]
+fn a_seeded_log_resumes_after_the_applied_index_with_its_entries() {
+    use cairn_raft::{seed_log, LogSeed, SeedEntry, SeedPayload};
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |index, data: &str| SeedEntry {
+        index,
+        term: 3,
+        payload: SeedPayload::Data(data.as_bytes().to_vec()),
+    };
+    let seed = LogSeed {
+        applied: (10, 3),
+        term: 3,
+        vote: 7,
+        commit: 11,
+        voters: vec![7],
+        learners: vec![],
+        entries: vec![entry(11, "committed"), entry(12, "appended")],
+    };
+    // Seeds that do not fit are refused before anything is written.
+    for (bad, why) in [
+        (
+            LogSeed {
+                entries: vec![entry(12, "gap")],
+                ..seed.clone()
+            },
+            "does not follow",
+        ),
+        (
+            LogSeed {
+                commit: 13,
+                ..seed.clone()
+            },
+            "past the last entry",
+        ),
+        (
+            LogSeed {
+                voters: vec![],
+                ..seed.clone()
+            },
+            "no voters",
+        ),
+    ] {
+        let err = seed_log(dir.path(), &bad).unwrap_err().to_string();
+        assert!(err.contains(why), "{err}");
+        assert!(!dir.path().exists() || std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+    seed_log(dir.path(), &seed).unwrap();
+    assert!(seed_log(dir.path(), &seed).is_err(), "a second seed");
+    let (h, rec) = run(dir.path(), 10);
+    h.propose(b"mine".to_vec()).unwrap();
+    let got = rec.wait_for(3);
+    assert_eq!(
+        got,
+        [
+            (11, b"committed".to_vec()),
+            (12, b"appended".to_vec()),
+            (14, b"mine".to_vec()),
+        ]
+    );
+    assert!(h.status().term > 3);
+}

@@ -12,18 +12,21 @@ use cairn_migrate::layout::{
 /// How the temporary directory of a client's Maintenance.Snapshot copy begins.
 pub(crate) const SNAPSHOT_COPY_PREFIX: &str = "snapshot-";
 /// How the temporary directories of backend copies begin: a client's snapshot stream's,
-/// and a Raft snapshot's (made or installed). Each is removed when its copy is done; one
-/// left by a crash is removed at start.
-const TEMP_COPY_PREFIXES: [&str; 2] = [
+/// a Raft snapshot's (made or installed), an etcd import's. Each is removed when its copy
+/// is done; one left by a crash is removed at start.
+const TEMP_COPY_PREFIXES: [&str; 3] = [
     SNAPSHOT_COPY_PREFIX,
     crate::apply::RAFT_SNAPSHOT_COPY_PREFIX,
+    // An etcd import that a crash ended after its marker, before its clean-up.
+    super::etcd_import::IMPORT_DIR,
 ];
 
 /// Checks that `dir` is a cairn data directory, or empty, and makes it one.
 ///
-/// A directory that etcd wrote (it has `member/`), or any other non-empty directory without
-/// cairn's marker, is refused and left untouched.
-pub(super) fn prepare(dir: &Path) -> Result<(), StartError> {
+/// A directory that etcd wrote (it has `member/`; its WAL in `wal_dir` if given) is
+/// imported (`server/etcd_import.rs`); any other non-empty directory without cairn's
+/// marker is refused and left untouched.
+pub(super) fn prepare(dir: &Path, wal_dir: Option<&Path>) -> Result<(), StartError> {
     let marker = dir.join(MARKER_FILE);
     if marker.exists() {
         let text = std::fs::read_to_string(&marker)?;
@@ -45,11 +48,9 @@ pub(super) fn prepare(dir: &Path) -> Result<(), StartError> {
         remove_temporary_copies(dir)?;
         return Ok(());
     }
-    if dir.join("member").exists() {
-        return Err(StartError::DataDir(format!(
-            "data directory {} was written by etcd (it has member/); cairn does not read etcd data directories and left it untouched",
-            dir.display()
-        )));
+    if super::etcd_import::is_etcd_dir(dir) {
+        super::etcd_import::import(dir, wal_dir)?;
+        return Ok(());
     }
     // `fixtures/` holds the certificates auto-TLS made before the member first started,
     // as etcd keeps them.
@@ -150,10 +151,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         std::fs::create_dir_all(data.join("fixtures/peer")).unwrap();
-        prepare(&data).unwrap();
+        prepare(&data, None).unwrap();
         std::fs::write(tmp.path().join("other"), "x").unwrap();
         let foreign = tmp.path().to_path_buf();
-        assert!(prepare(&foreign).is_err());
+        assert!(prepare(&foreign, None).is_err());
     }
 
     #[test]
@@ -164,7 +165,7 @@ mod tests {
             tmp.path().join("wal"),
             tmp.path().join("other"),
         );
-        prepare(&data).unwrap();
+        prepare(&data, None).unwrap();
         assert_eq!(raft_log_dir(&data, Some(&wal)).unwrap(), wal);
         assert!(wal.is_dir());
         assert_eq!(raft_log_dir(&data, Some(&wal)).unwrap(), wal);
@@ -182,7 +183,7 @@ mod tests {
     fn a_log_in_the_data_dir_refuses_a_new_wal_dir() {
         let tmp = tempfile::tempdir().unwrap();
         let (data, wal) = (tmp.path().join("data"), tmp.path().join("wal"));
-        prepare(&data).unwrap();
+        prepare(&data, None).unwrap();
         assert_eq!(raft_log_dir(&data, None).unwrap(), data.join(RAFT_DIR));
         std::fs::create_dir_all(data.join(RAFT_DIR)).unwrap();
         std::fs::write(data.join(RAFT_DIR).join("0000000000000001.raftlog"), b"x").unwrap();
@@ -195,18 +196,19 @@ mod tests {
     #[test]
     fn copies_left_by_a_crash_are_removed_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
-        prepare(dir.path()).unwrap();
+        prepare(dir.path(), None).unwrap();
         for left in [
             "snapshot-abc123",
             "raft-snapshot-xyz",
             "raft-snapshot-check-xyz",
+            ".cairn-import",
         ] {
             std::fs::create_dir(dir.path().join(left)).unwrap();
             std::fs::write(dir.path().join(left).join("snapshot.redb"), b"copy").unwrap();
         }
         std::fs::create_dir(dir.path().join(RAFT_DIR)).unwrap();
         std::fs::write(dir.path().join(BACKEND_FILE), b"backend").unwrap();
-        prepare(dir.path()).unwrap();
+        prepare(dir.path(), None).unwrap();
         let mut names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

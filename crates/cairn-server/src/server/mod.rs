@@ -11,6 +11,8 @@
 //! - This file: [`Server`], its accessors, headers, reads, leadership.
 //! - `start.rs`: start-up (data directory, identity, Raft and the applier).
 //! - `data_dir.rs`: the data directory's marker and what is refused.
+//! - `etcd_import.rs`: a directory etcd 3.4/3.5 wrote, imported at start (backend, and
+//!   the Raft log seeded with etcd's tail); `etcd_entry.rs`: etcd's entries converted.
 //! - `read_barrier.rs`: linearizable reads sharing ReadIndex rounds.
 //! - `membership.rs`: member add, remove, promote and update, checked by
 //!   [`crate::cluster::policy`].
@@ -28,6 +30,8 @@
 mod auth;
 mod corrupt;
 mod data_dir;
+mod etcd_entry;
+mod etcd_import;
 mod etcd_snapshot;
 mod membership;
 mod passwords;

@@ -151,7 +151,7 @@ impl Server {
     pub(crate) fn start_with(cfg: Config, wiring: Wiring) -> Result<Arc<Server>, StartError> {
         let started = Instant::now();
         let metrics = Arc::new(Metrics::new()?);
-        data_dir::prepare(&cfg.data_dir)?;
+        data_dir::prepare(&cfg.data_dir, cfg.wal_dir.as_deref())?;
         let raft_dir = data_dir::raft_log_dir(&cfg.data_dir, cfg.wal_dir.as_deref())?;
         let store = Arc::new(Store::open(&cfg.data_dir.join(BACKEND_FILE))?);
         metrics.db_open_seconds.set(started.elapsed().as_secs_f64());
