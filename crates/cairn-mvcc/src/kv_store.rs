@@ -99,7 +99,8 @@ pub struct Store {
     pub(crate) current_rev: AtomicI64,
     pub(crate) compact_rev: AtomicI64,
     pub(crate) applied_index: AtomicU64,
-    size_in_use: AtomicU64,
+    /// Bytes in use as last measured (`size::NOT_MEASURED` before); see `size`.
+    pub(crate) size_in_use: AtomicU64,
     /// The server's meta records as last committed.
     pub(crate) meta: RwLock<HashMap<String, Vec<u8>>>,
     /// The hashes of the last compactions since the store opened, oldest first. In memory
@@ -259,7 +260,7 @@ impl Store {
             compact_rev: AtomicI64::new(loaded.index.compact_rev),
             applied_index: AtomicU64::new(loaded.applied),
             index: RwLock::new(loaded.index),
-            size_in_use: AtomicU64::new(0),
+            size_in_use: AtomicU64::new(crate::size::NOT_MEASURED),
             meta: RwLock::new(loaded.meta),
             compact_hashes: Mutex::new(std::collections::VecDeque::new()),
         })
@@ -574,26 +575,6 @@ impl Store {
     /// The backend file's path.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// Size of the backend file.
-    pub fn db_size(&self) -> u64 {
-        fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
-    }
-
-    /// Bytes of the backend in use (allocated pages). Measured when no batch is open;
-    /// otherwise the last measurement.
-    pub fn db_size_in_use(&self) -> u64 {
-        if let Some(_writer) = self.writer.try_lock() {
-            if let Ok(txn) = self.handle().begin_write() {
-                if let Ok(stats) = txn.stats() {
-                    let used = stats.allocated_pages() * stats.page_size() as u64;
-                    self.size_in_use.store(used, Ordering::Relaxed);
-                }
-                let _ = txn.abort();
-            }
-        }
-        self.size_in_use.load(Ordering::Relaxed)
     }
 
     /// Writes a consistent copy of every table to a new backend file at `path`.

@@ -25,6 +25,7 @@
 //! - `kv_store`: [`Store`]: open and rebuild, reads, hashes, snapshots, locks.
 //! - `defrag`: [`Store::defragment`]: a compact copy of the backend made while the store
 //!   serves, and the switch-over to it.
+//! - `size`: the backend's size on disk and in use, as Status and the quota see them.
 //! - `apply`: [`ApplyBatch`]: puts, deletes, transactions, compaction, commit.
 //! - `bulk_load`: [`BulkLoad`]: a whole backend built from imported rows (etcd's backend).
 //! - `history`: [`History`]: the events of a run of revisions read back, for watchers.
@@ -46,6 +47,7 @@ mod kv_store;
 mod offline;
 mod range;
 mod revision;
+mod size;
 mod txn;
 
 pub use apply::ApplyBatch;

@@ -179,7 +179,12 @@ impl Maintenance for MaintenanceService {
         .await;
         match &result {
             Ok(r) => {
-                let in_use_after = store.db_size_in_use();
+                let in_use_after = blocking({
+                    let store = store.clone();
+                    move || store.measure_in_use()
+                })
+                .await
+                .unwrap_or_else(|_| store.db_size_in_use());
                 tracing::info!(
                     path = %store.path().display(),
                     current_db_size_bytes_diff = r.size_after as i64 - size as i64,

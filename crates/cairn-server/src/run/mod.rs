@@ -13,6 +13,7 @@
 //!
 //! The top of the crate: nothing depends on it.
 
+mod backend_size;
 mod compaction;
 mod conn;
 mod corrupt;
@@ -378,6 +379,7 @@ async fn serve_member(
         tracing::info!(address = %url, "serving metrics");
     }
     tokio::spawn(compaction::auto_compact(server.clone()));
+    tokio::spawn(backend_size::measure_in_use(server.clone()));
     if let Some(every) = server.config().corrupt_check_time {
         tokio::spawn(corrupt::periodic_check(server.clone(), every));
     }
