@@ -33,7 +33,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redb::{Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{Database, Durability, ReadTransaction, ReadableTable};
 
 use crate::backend::{self, RecordTable, KEY_TABLE, LEASE_TABLE, META_TABLE};
 use crate::error::MvccError;
@@ -205,7 +205,7 @@ impl Store {
         };
         let snapshot = {
             let _writer = self.writer.lock();
-            let txn = self.handle().begin_read()?;
+            let txn = self.begin_read()?;
             *self.tail.lock() = Some(Tail::default());
             txn
         };
@@ -573,6 +573,24 @@ mod tests {
         })
         .unwrap();
         assert_eq!(seen(&s), before);
+    }
+
+    #[test]
+    fn a_read_begun_before_the_switch_over_finishes_on_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(&dir, "db");
+        fill(&s);
+        let read = s.begin_read().unwrap();
+        let table = read.open_table(KEY_TABLE).unwrap();
+        let rows = table.iter().unwrap().count();
+        s.defragment().unwrap();
+        writes_at(&s, Stage::Copied);
+        // Without the file's handle in the read, the switch-over closed the old file under
+        // it and this failed with DatabaseClosed (seen as a failed range in a client's read).
+        assert_eq!(table.iter().unwrap().count(), rows);
+        drop(table);
+        drop(read);
+        assert!(s.range(&everything()).unwrap().count > 0);
     }
 
     #[test]

@@ -13,7 +13,6 @@
 
 use cairn_proto::mvccpb::{event::EventType, Event, KeyValue};
 use prost::Message;
-use redb::ReadableDatabase;
 
 use crate::backend::KEY_TABLE;
 use crate::error::MvccError;
@@ -67,11 +66,7 @@ impl Store {
             if from < idx.compact_rev {
                 return Err(MvccError::Compacted);
             }
-            (
-                self.handle().begin_read()?,
-                idx.current_rev,
-                idx.compact_rev,
-            )
+            (self.begin_read()?, idx.current_rev, idx.compact_rev)
         };
         let table = txn.open_table(KEY_TABLE)?;
         let mut out = History {

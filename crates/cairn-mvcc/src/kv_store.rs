@@ -120,6 +120,8 @@ pub(crate) fn fetch(table: &KvTable, rev: Revision) -> Result<KeyValue, MvccErro
 struct SnapshotView<'s> {
     index: &'s RwLock<IndexState>,
     table: KvTable,
+    /// The file `table` reads, kept open while the view lives.
+    _db: Arc<Database>,
     rev: i64,
     compact_rev: i64,
     /// Set when a compaction newer than the view made the index unable to answer for it;
@@ -346,16 +348,27 @@ impl Store {
         self.db.read().clone()
     }
 
+    /// Begins a read transaction on the backend file as it is now, holding that file's
+    /// handle: a defragment that switches files meanwhile closes the old one only after the
+    /// last such read ends (a redb read transaction alone does not keep its file open; its
+    /// reads fail once the file's last handle is dropped).
+    pub(crate) fn begin_read(&self) -> Result<FileRead, MvccError> {
+        let db = self.handle();
+        let txn = db.begin_read()?;
+        Ok(FileRead { txn, db })
+    }
+
     /// Begins a view of the committed state.
     fn view(&self) -> Result<SnapshotView<'_>, MvccError> {
         let idx = self.index.read();
         let (rev, compact_rev) = (idx.current_rev, idx.compact_rev);
-        let txn = self.handle().begin_read()?;
+        let read = self.begin_read()?;
         drop(idx);
-        let table = txn.open_table(KEY_TABLE)?;
+        let table = read.txn.open_table(KEY_TABLE)?;
         Ok(SnapshotView {
             index: &self.index,
             table,
+            _db: read.db,
             rev,
             compact_rev,
             raced: Cell::new(false),
@@ -419,7 +432,7 @@ impl Store {
 
     /// Every record of a record table as last committed, in key order.
     pub fn records(&self, table: RecordTable) -> Result<Vec<Record>, MvccError> {
-        let txn = self.handle().begin_read()?;
+        let txn = self.begin_read()?;
         let Some(t) = backend::optional_table(&txn, table.definition())? else {
             return Ok(Vec::new());
         };
@@ -433,7 +446,7 @@ impl Store {
 
     /// Every lease record as last committed, in id byte order: (id, record).
     pub fn leases(&self) -> Result<Vec<(i64, Vec<u8>)>, MvccError> {
-        let txn = self.handle().begin_read()?;
+        let txn = self.begin_read()?;
         let Some(table) = backend::lease_table(&txn)? else {
             return Ok(Vec::new());
         };
@@ -462,7 +475,7 @@ impl Store {
 
     /// CRC-32C over every table: its name, then each key and value in order.
     pub fn hash(&self) -> Result<u32, MvccError> {
-        let txn = self.handle().begin_read()?;
+        let txn = self.begin_read()?;
         let mut crc = Crc32c::new();
         crc.update(b"key");
         for entry in txn.open_table(KEY_TABLE)?.iter()? {
@@ -514,7 +527,7 @@ impl Store {
         }
         let rev = if rev == 0 { current } else { rev };
         let keep = idx.tree.keep(rev);
-        let txn = self.handle().begin_read()?;
+        let txn = self.begin_read()?;
         drop(idx);
         let table = txn.open_table(KEY_TABLE)?;
         let mut crc = Crc32c::new();
@@ -586,7 +599,7 @@ impl Store {
             )
             .into());
         }
-        let src = self.handle().begin_read()?;
+        let src = self.begin_read()?;
         let out = Database::create(path)?;
         let mut txn = out.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
@@ -634,4 +647,18 @@ fn copy_records(
         }
     }
     Ok(())
+}
+
+/// A read transaction and the handle of the file it reads (see [`Store::begin_read`]).
+pub(crate) struct FileRead {
+    pub(crate) txn: redb::ReadTransaction,
+    pub(crate) db: Arc<Database>,
+}
+
+impl std::ops::Deref for FileRead {
+    type Target = redb::ReadTransaction;
+
+    fn deref(&self) -> &redb::ReadTransaction {
+        &self.txn
+    }
 }

@@ -17,7 +17,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::Ordering;
 
-use redb::{ReadableDatabase, ReadableTableMetadata};
+use redb::ReadableTableMetadata;
 
 use crate::error::MvccError;
 use crate::kv_store::Store;
@@ -47,7 +47,7 @@ impl Store {
     /// holding a large value spans several) on a read transaction, records it for
     /// [`Self::db_size_in_use`] and returns it. Reads every page: run it on a blocking thread.
     pub fn measure_in_use(&self) -> Result<u64, MvccError> {
-        let txn = self.handle().begin_read()?;
+        let txn = self.begin_read()?;
         let mut bytes = 0;
         for table in txn.list_tables()? {
             let stats = txn.open_untyped_table(table)?.stats()?;
