@@ -34,7 +34,10 @@
 //!   linearizable reads, headers, the quota, membership changes, leadership transfer.
 //! - `rpc/`: the gRPC services (KV, Watch, Lease, Maintenance, Cluster, v3lock,
 //!   v3election): decode, call the server, encode.
-//! - `http`: `/health`, `/version`, `/metrics`.
+//! - `http`: `/health`, `/livez`, `/readyz`, `/version`, `/metrics`, and etcd's 404 for
+//!   any other path.
+//! - [`systemd`]: readiness notifications and journald's native protocol, without
+//!   libsystemd.
 //! - `run/`: wires it together and serves until SIGTERM or SIGINT, or until Raft stops by
 //!   itself; the listeners and automatic compaction.
 //! - `testing/` (tests only): members in one process over an in-memory network, on a
@@ -54,6 +57,7 @@ mod proposal;
 mod rpc;
 mod run;
 mod server;
+pub mod systemd;
 #[cfg(test)]
 mod testing;
 pub mod tls;
