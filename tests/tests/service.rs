@@ -196,8 +196,16 @@ fn log_outputs_systemd_journal_sends_etcd_shaped_entries_to_journald() {
     assert!(entries
         .iter()
         .any(|e| e["msg"] == "starting an etcd server"));
-    // The insecure-port warning is an entry of priority 4 (warning).
-    let warn = journal_fields(&journald.recv_by(deadline, "the insecure warning"));
+    // The insecure-port warning that follows is an entry of priority 4 (warning).
+    let warn = loop {
+        let fields = journal_fields(&journald.recv_by(deadline, "the insecure warning"));
+        if fields[0]
+            .1
+            .contains("\"msg\":\"serving insecure client requests")
+        {
+            break fields;
+        }
+    };
     assert_eq!(warn[1], ("PRIORITY".to_string(), "4".to_string()));
     // Nothing went to stderr: the journal replaces it, as in etcd.
     assert_eq!(cairn.log_text(), "");
