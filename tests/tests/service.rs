@@ -209,6 +209,14 @@ fn log_outputs_systemd_journal_sends_etcd_shaped_entries_to_journald() {
     assert_eq!(warn[1], ("PRIORITY".to_string(), "4".to_string()));
     // Nothing went to stderr: the journal replaces it, as in etcd.
     assert_eq!(cairn.log_text(), "");
+
+    // With journald gone, entries go to stderr rather than nowhere, as etcd's writer does.
+    drop(journald);
+    cairn.signal("TERM");
+    cairn.wait_logged(0, Duration::from_secs(30), "its stop on stderr", |l| {
+        l.contains("\"msg\":\"received signal; shutting down\"")
+    });
+    assert_eq!(cairn.wait_exit(Duration::from_secs(30)), 0);
 }
 
 /// Runs `bin` with `args` to its end (it is expected to refuse to start): its stderr.
