@@ -3,7 +3,8 @@
 //! `/run/systemd/journal/socket`).
 //!
 //! Both are plain Unix datagram sockets; a message is `KEY=value` lines. A name starting
-//! with `@` is in the abstract namespace (Linux), as systemd hands it out.
+//! with `@` is in the abstract namespace (Linux), as systemd hands it out. Uses nothing else
+//! in the crate.
 
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::Path;
