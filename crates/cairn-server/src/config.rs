@@ -1317,6 +1317,13 @@ fn yaml_scalar(v: &serde_yaml::Value) -> Option<String> {
         serde_yaml::Value::Bool(b) => Some(b.to_string()),
         serde_yaml::Value::Number(n) => Some(n.to_string()),
         serde_yaml::Value::String(s) => Some(s.clone()),
+        // A list, as etcd's files give `log-outputs: [stderr]`: its items comma-separated,
+        // as the flag takes them.
+        serde_yaml::Value::Sequence(items) => items
+            .iter()
+            .map(yaml_scalar)
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.join(",")),
         serde_yaml::Value::Null => None,
         _ => None,
     }
@@ -1611,5 +1618,32 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/var/lib/m1"));
         assert_eq!(c.quota_backend_bytes, 4096);
         assert_eq!(c.listen_client_urls, vec!["http://127.0.0.1:12379"]);
+    }
+
+    /// etcd's files give lists as YAML sequences (`log-outputs: [stderr]`); they were
+    /// dropped without a word, leaving the flag at its default.
+    #[test]
+    fn config_file_lists_are_comma_separated_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etcd.yaml");
+        let log = dir.path().join("cairn.log");
+        std::fs::write(
+            &path,
+            format!(
+                "log-outputs: [stderr, {}]\n\
+                 listen-client-urls:\n  - http://127.0.0.1:12379\n  - http://127.0.0.1:12389\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        let c = Flags::from_file(&path).unwrap().validate().unwrap();
+        assert_eq!(
+            c.log_outputs,
+            vec!["stderr".to_string(), log.display().to_string()]
+        );
+        assert_eq!(
+            c.listen_client_urls,
+            vec!["http://127.0.0.1:12379", "http://127.0.0.1:12389"]
+        );
     }
 }

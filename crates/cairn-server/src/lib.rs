@@ -13,6 +13,8 @@
 //! - [`identity`], [`tls`]: what a connection proves about its client (read by the RPC
 //!   layer); the rustls configurations etcd's TLS flags make, rebuilt when their files
 //!   change, self-signed certificates for auto-TLS, and dialling peer URLs' gRPC.
+//! - [`systemd`]: readiness notifications and journald's native protocol, without
+//!   libsystemd (the logger writes through it; `run/` notifies).
 //! - [`config`], [`ids`], [`logging`], [`metrics`], `validate`: etcd's flags and config
 //!   file; member and cluster ids as etcd derives them; etcd-shaped JSON logs; etcd's
 //!   metric names; etcd's checks on client requests and what they cost the quota.
@@ -34,7 +36,8 @@
 //!   linearizable reads, headers, the quota, membership changes, leadership transfer.
 //! - `rpc/`: the gRPC services (KV, Watch, Lease, Maintenance, Cluster, v3lock,
 //!   v3election): decode, call the server, encode.
-//! - `http`: `/health`, `/version`, `/metrics`.
+//! - `http`: `/health`, `/livez`, `/readyz`, `/version`, `/metrics`, and etcd's 404 for
+//!   any other path.
 //! - `run/`: wires it together and serves until SIGTERM or SIGINT, or until Raft stops by
 //!   itself; the listeners and automatic compaction.
 //! - `testing/` (tests only): members in one process over an in-memory network, on a
@@ -54,6 +57,7 @@ mod proposal;
 mod rpc;
 mod run;
 mod server;
+pub mod systemd;
 #[cfg(test)]
 mod testing;
 pub mod tls;

@@ -61,6 +61,34 @@ enum Sink {
     Stderr,
     Stdout,
     File(std::sync::Mutex<std::fs::File>),
+    /// journald's native protocol (`--log-outputs=systemd/journal`).
+    Journal(crate::systemd::Journal),
+}
+
+/// The `--log-outputs` value that sends entries to journald.
+pub const JOURNAL_OUTPUT: &str = "systemd/journal";
+
+/// Why the logger could not be set up, worded as etcd words it.
+#[derive(Debug, thiserror::Error)]
+pub enum LogInitError {
+    #[error("multi logoutput for \"default\" is not supported yet")]
+    MultiDefault,
+    #[error("running with systemd/journal but other '--log-outputs' values ({0}) are configured with 'default'; override 'default' value with something else")]
+    MultiJournal(String),
+    #[error(transparent)]
+    Journal(#[from] crate::systemd::JournalError),
+    #[error("cannot open log output: {0}")]
+    Open(#[from] std::io::Error),
+}
+
+/// journald's priority for a level, as syslog numbers them.
+fn journal_priority(l: &Level) -> u8 {
+    match *l {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
 }
 
 /// A `tracing` layer that writes etcd-shaped JSON lines.
@@ -117,6 +145,10 @@ impl<S: Subscriber> Layer<S> for EtcdJsonLayer {
         let short = file.rsplit("src/").next().unwrap_or(file);
         let module = meta.target().split("::").next().unwrap_or("");
         let caller = format!("{module}/{short}:{}", meta.line().unwrap_or(0));
+        let package = match caller.rfind('/') {
+            Some(i) => &caller[..i],
+            None => ".",
+        };
         // etcd's order: level, ts, caller, msg, then the fields.
         let mut line = String::with_capacity(160);
         line.push('{');
@@ -130,7 +162,7 @@ impl<S: Subscriber> Layer<S> for EtcdJsonLayer {
         };
         put("level", &Value::from(level_name(meta.level())));
         put("ts", &Value::from(format_ts(std::time::SystemTime::now())));
-        put("caller", &Value::from(caller));
+        put("caller", &Value::from(caller.as_str()));
         put("msg", &Value::from(fields.msg));
         for (k, v) in &fields.fields {
             put(k, v);
@@ -144,18 +176,41 @@ impl<S: Subscriber> Layer<S> for EtcdJsonLayer {
                     Ok(mut f) => f.write_all(line.as_bytes()),
                     Err(_) => Ok(()),
                 },
+                // As etcd's journal writer: the line goes to stderr when journald refuses it.
+                Sink::Journal(j) => j
+                    .send(line.trim_end(), journal_priority(meta.level()), package)
+                    .or_else(|_| std::io::stderr().lock().write_all(line.as_bytes())),
             };
         }
     }
 }
 
+/// Refuses the `--log-outputs` combinations etcd refuses: `default` or `systemd/journal`
+/// beside any other output.
+fn check_outputs(outputs: &[String]) -> Result<(), LogInitError> {
+    if outputs.len() > 1 && outputs.iter().any(|o| o == "default") {
+        return Err(LogInitError::MultiDefault);
+    }
+    if outputs.len() > 1 && outputs.iter().any(|o| o == JOURNAL_OUTPUT) {
+        // Go's %q of a string list: ["a" "b"].
+        let quoted: Vec<String> = outputs.iter().map(|o| format!("{o:?}")).collect();
+        return Err(LogInitError::MultiJournal(format!(
+            "[{}]",
+            quoted.join(" ")
+        )));
+    }
+    Ok(())
+}
+
 /// Installs the global logger for `--log-level` and `--log-outputs`.
-pub fn init(level: Level, outputs: &[String]) -> std::io::Result<()> {
+pub fn init(level: Level, outputs: &[String]) -> Result<(), LogInitError> {
+    check_outputs(outputs)?;
     let mut sinks = Vec::new();
     for out in outputs {
         sinks.push(match out.as_str() {
             "default" | "stderr" => Sink::Stderr,
             "stdout" => Sink::Stdout,
+            JOURNAL_OUTPUT => Sink::Journal(crate::systemd::Journal::connect()?),
             path => Sink::File(std::sync::Mutex::new(
                 std::fs::OpenOptions::new()
                     .create(true)
@@ -187,5 +242,20 @@ mod tests {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_764_100_000_123);
         assert_eq!(format_ts(t), "2025-11-25T19:46:40.123Z");
         assert_eq!(format_ts(std::time::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn journal_beside_another_output_is_refused_as_etcd_refuses_it() {
+        let outs = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            check_outputs(&outs(&["stderr", "systemd/journal"])).map_err(|e| e.to_string()),
+            Err("running with systemd/journal but other '--log-outputs' values ([\"stderr\" \"systemd/journal\"]) are configured with 'default'; override 'default' value with something else".to_string())
+        );
+        assert_eq!(
+            check_outputs(&outs(&["default", "systemd/journal"])).map_err(|e| e.to_string()),
+            Err("multi logoutput for \"default\" is not supported yet".to_string())
+        );
+        assert!(check_outputs(&outs(&["systemd/journal"])).is_ok());
+        assert!(check_outputs(&outs(&["stderr", "/tmp/x.log"])).is_ok());
     }
 }

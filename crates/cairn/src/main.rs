@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         }
     };
     if let Err(e) = cairn_server::logging::init(cfg.log_level, &cfg.log_outputs) {
-        eprintln!("cairn: cannot open log output: {e}");
+        eprintln!("cairn: {e}");
         return ExitCode::from(1);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

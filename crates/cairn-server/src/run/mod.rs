@@ -124,6 +124,8 @@ fn client_router(
             require_leader(leader_check.clone(), req, next)
         }))
         .merge(crate::http::router(server.clone()))
+        // Replaces tonic's fallback, which answered any unknown path 200 with an empty body.
+        .fallback(crate::http::not_found)
 }
 
 /// The largest gRPC message a member decodes from a client: `--max-request-bytes` plus
@@ -242,6 +244,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         }
     }
     tracing::info!(name = %server.member().name, "received signal; shutting down");
+    crate::systemd::notify("STOPPING=1");
     server.transfer_leadership_for_stop().await;
     let stopping = server.clone();
     tokio::task::spawn_blocking(move || stopping.stop()).await?;
@@ -371,7 +374,7 @@ async fn serve_member(
         let secure = https(&url);
         tokio::spawn(listen::serve(
             listener,
-            crate::http::router(server.clone()),
+            crate::http::metrics_router(server.clone()),
             without_keepalive(server.config().connections),
             "metrics",
             tls.client.clone().filter(|_| secure),
@@ -388,8 +391,31 @@ async fn serve_member(
     }
     tokio::spawn(server.leases().clone().run());
 
+    // As etcd (a `Type=notify` unit): the member has joined and serves clients.
+    crate::systemd::notify("READY=1");
+    if let Some(every) = crate::systemd::watchdog_interval() {
+        tokio::spawn(watchdog(server.clone(), every));
+    }
     shutdown_signal().await;
     Ok(())
+}
+
+/// Pings systemd's watchdog every `every` (half of `WATCHDOG_USEC`) while the member can
+/// read its own store in that time: a member whose backend hangs stops pinging and is
+/// restarted. A member without a leader still pings; restarting it would not find one.
+async fn watchdog(server: Arc<Server>, every: Duration) {
+    loop {
+        let started = tokio::time::Instant::now();
+        let read = tokio::time::timeout(every, crate::http::serializable_read(&server)).await;
+        match read {
+            Ok(Ok(())) => crate::systemd::notify("WATCHDOG=1"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "skipped the watchdog ping; the store read failed")
+            }
+            Err(_) => tracing::warn!("skipped the watchdog ping; the store read timed out"),
+        }
+        tokio::time::sleep_until(started + every).await;
+    }
 }
 
 async fn shutdown_signal() {
