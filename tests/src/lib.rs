@@ -492,6 +492,22 @@ pub fn etcdctl35(endpoint: &str, args: &[&str]) -> Run {
     run_client(&tool("etcdctl-3.5"), endpoint, args, None)
 }
 
+/// etcdctl's `--user` flag for the user `root` with the password the suites give it.
+pub const ROOT_USER: &str = "--user=root:rootpw";
+
+/// Runs the real etcdctl 3.5 against `endpoint` as `root` ([`ROOT_USER`]).
+pub fn etcdctl35_as_root(endpoint: &str, args: &[&str]) -> Run {
+    let mut all = vec![ROOT_USER];
+    all.extend_from_slice(args);
+    etcdctl35(endpoint, &all)
+}
+
+/// What a command printed on stdout, once it exited 0 (the run is shown if it did not).
+pub fn ok(r: Run) -> String {
+    assert_eq!(r.code, 0, "{r:?}");
+    r.stdout
+}
+
 /// Runs the real etcdutl 3.5 (snapshot status and restore, offline defragment) with `args`.
 pub fn etcdutl35(args: &[&str]) -> Run {
     Command::new(tool("etcdutl-3.5"))

@@ -16,21 +16,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_tests::{etcdctl35, free_port, tool, wait_until, Cluster, Kind, Run, ServerProc};
-
-const ROOT: &str = "--user=root:rootpw";
-
-fn ok(r: Run) -> String {
-    assert_eq!(r.code, 0, "{r:?}");
-    r.stdout
-}
-
-/// etcdctl 3.5 as root.
-fn root(ep: &str, args: &[&str]) -> Run {
-    let mut a = vec![ROOT];
-    a.extend_from_slice(args);
-    etcdctl35(ep, &a)
-}
+use cairn_tests::{
+    etcdctl35, etcdctl35_as_root as root, free_port, ok, tool, wait_until, Cluster, Kind, Run,
+    ServerProc,
+};
 
 /// The last line of what a failed command printed.
 fn error_line(r: &Run) -> String {

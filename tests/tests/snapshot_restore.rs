@@ -11,22 +11,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use cairn_tests::{
-    cairnctl, etcdctl34, etcdctl35, etcdutl35, start_together, wait_until, Kind, Run, ServerProc,
+    cairnctl, etcdctl34, etcdctl35, etcdctl35_as_root as root, etcdutl35, ok, start_together,
+    wait_until, Kind, Run, ServerProc, ROOT_USER,
 };
-
-const ROOT: &str = "--user=root:rootpw";
-
-fn ok(r: Run) -> String {
-    assert_eq!(r.code, 0, "{r:?}");
-    r.stdout
-}
-
-/// etcdctl 3.5 as root.
-fn root(ep: &str, args: &[&str]) -> Run {
-    let mut a = vec![ROOT];
-    a.extend_from_slice(args);
-    etcdctl35(ep, &a)
-}
 
 /// What the source holds once [`populate`] is done.
 struct Source {
@@ -263,7 +250,7 @@ fn populated_snapshot(
     let snapshot = dir.path().join("snap.db");
     ok(save(
         &ep,
-        &[ROOT, "snapshot", "save", snapshot.to_str().unwrap()],
+        &[ROOT_USER, "snapshot", "save", snapshot.to_str().unwrap()],
     ));
     (src, s, dir, snapshot)
 }
