@@ -35,6 +35,7 @@
 //! - `rpc/`: the gRPC services (KV, Watch, Lease, Maintenance, Cluster, v3lock,
 //!   v3election): decode, call the server, encode.
 //! - `http`: `/health`, `/version`, `/metrics`.
+//! - `gateway/`: the `/v3/...` JSON gateway, calling the gRPC services in-process.
 //! - `run/`: wires it together and serves until SIGTERM or SIGINT, or until Raft stops by
 //!   itself; the listeners and automatic compaction.
 //! - `testing/` (tests only): members in one process over an in-memory network, on a
@@ -43,6 +44,7 @@
 mod apply;
 mod cluster;
 pub mod config;
+mod gateway;
 mod http;
 pub mod identity;
 pub use cairn_migrate::ids;

@@ -118,12 +118,17 @@ fn client_router(
         .max_encoding_message_size(usize::MAX),
     );
     let leader_check = server.clone();
-    routes
+    let grpc = routes
         .into_axum_router()
         .layer(axum::middleware::from_fn(move |req, next| {
             require_leader(leader_check.clone(), req, next)
-        }))
+        }));
+    grpc.clone()
         .merge(crate::http::router(server.clone()))
+        .merge(crate::gateway::router(
+            grpc,
+            server.config().max_request_bytes as usize,
+        ))
 }
 
 /// The largest gRPC message a member decodes from a client: `--max-request-bytes` plus
