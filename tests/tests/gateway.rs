@@ -505,3 +505,109 @@ async fn maintenance_and_cluster_answer_as_etcd() {
     }
     assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
 }
+
+/// A request with the given headers (a `host` among them replaces the default): the
+/// status, the `access-control-*` headers, and the body.
+async fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<String>, String) {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(k, _)| *k == "host") {
+        req = req.header("host", format!("127.0.0.1:{port}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let full: Body = Full::new(Bytes::from(body.to_string())).boxed();
+    let resp = tokio::time::timeout(TIMEOUT, sender.send_request(req.body(full).unwrap()))
+        .await
+        .expect("response in time")
+        .unwrap();
+    let code = resp.status().as_u16();
+    let mut cors: Vec<String> = resp
+        .headers()
+        .iter()
+        .filter(|(k, _)| k.as_str().starts_with("access-control-"))
+        .map(|(k, v)| format!("{k}: {}", v.to_str().unwrap()))
+        .collect();
+    cors.sort();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (code, cors, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// `--host-whitelist` refuses a plain-HTTP request naming another host with etcd's 421
+/// and text, on the gateway and on /version alike; a listed host is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_whitelist_refuses_other_hosts_as_etcd() {
+    let mut answers = Vec::new();
+    for kind in [Kind::Cairn, Kind::Etcd35] {
+        let server = ServerProc::start(kind, &["--host-whitelist=example.com,localhost"]);
+        let port = server.client_port;
+        let mut seen = Vec::new();
+        for (host, path) in [
+            ("evil.example:2379", "/v3/kv/range"),
+            ("evil.example", "/version"),
+            ("example.com:2379", "/v3/kv/range"),
+            ("localhost", "/v3/kv/range"),
+        ] {
+            let (code, _, body) =
+                request(port, "POST", path, &[("host", host)], r#"{"key":"YQ=="}"#).await;
+            let body = if code == 200 {
+                "served".to_string()
+            } else {
+                body
+            };
+            seen.push(format!("{host} {path} -> {code} {body}"));
+        }
+        answers.push(seen);
+    }
+    assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
+    assert!(answers[0][0].contains(" 421 "), "{:?}", answers[0]);
+}
+
+/// `--cors` gives a listed origin etcd's CORS headers, an unlisted one none, and answers
+/// a preflight `OPTIONS` with 200; the default (`*`) gives them to every request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_headers_are_etcds() {
+    let mut answers = Vec::new();
+    for kind in [Kind::Cairn, Kind::Etcd35] {
+        let listed = ServerProc::start(
+            kind,
+            &["--cors=http://a.example:8080,http://b.example:8080"],
+        );
+        let any = ServerProc::start(kind, &[]);
+        let mut seen = Vec::new();
+        for (port, method, origin) in [
+            (listed.client_port, "POST", "http://a.example:8080"),
+            (listed.client_port, "POST", "http://c.example:8080"),
+            (listed.client_port, "OPTIONS", "http://b.example:8080"),
+            (any.client_port, "POST", "http://c.example:8080"),
+        ] {
+            let (code, cors, body) = request(
+                port,
+                method,
+                "/v3/kv/range",
+                &[("origin", origin)],
+                r#"{"key":"YQ=="}"#,
+            )
+            .await;
+            seen.push(format!(
+                "{method} {origin} -> {code} {cors:?} {}",
+                mask_json_fields(&body, MASKED)
+            ));
+        }
+        answers.push(seen);
+    }
+    assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
+}

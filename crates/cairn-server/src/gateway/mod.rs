@@ -15,7 +15,9 @@
 //! - `stream.rs`: streaming methods (watch, lease keepalive, snapshot, observe): JSON
 //!   objects in, one long response of newline-separated `{"result": ...}` objects out.
 //! - `error.rs`: errors as etcd's gateway writes them, with grpc-gateway's HTTP statuses.
+//! - `access.rs`: `--cors` and `--host-whitelist`, for every HTTP request of a client URL.
 
+mod access;
 mod error;
 mod grpc;
 mod stream;
@@ -32,6 +34,8 @@ use axum::Router;
 use cairn_proto::etcdserverpb as pb;
 use cairn_proto::v3electionpb as el;
 use cairn_proto::v3lockpb as lk;
+
+pub use access::{check as check_access, Access};
 
 /// What the handlers share: the gRPC router the client port serves, and the request limit.
 #[derive(Clone)]
