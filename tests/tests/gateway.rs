@@ -611,3 +611,18 @@ async fn cors_headers_are_etcds() {
     }
     assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
 }
+
+/// Python's etcd3gw client runs its KV, txn, lease, watch and lock calls on cairn with
+/// the results it gets from etcd 3.5.
+#[test]
+fn python_etcd3gw_runs_as_on_etcd() {
+    let mut outputs = Vec::new();
+    for kind in [Kind::Cairn, Kind::Etcd35] {
+        let server = ServerProc::start(kind, &[]);
+        let run = cairn_tests::pyclient::etcd3gw_script("127.0.0.1", server.client_port);
+        assert_eq!(run.code, 0, "etcd3gw on {kind:?} failed: {}", run.stderr);
+        assert!(run.stdout.ends_with("done: True\n"), "{}", run.stdout);
+        outputs.push(run.stdout);
+    }
+    assert_eq!(outputs[0], outputs[1], "cairn and etcd 3.5 differ");
+}
