@@ -626,3 +626,21 @@ fn python_etcd3gw_runs_as_on_etcd() {
     }
     assert_eq!(outputs[0], outputs[1], "cairn and etcd 3.5 differ");
 }
+
+/// A gateway watch whose HTTP client goes away is closed on the server at once, not at its
+/// next event. Before: the gateway noticed the client gone only when it had an event to
+/// write, so a quiet watch stayed registered for as long as its key stayed quiet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_whose_client_leaves_is_closed() {
+    let server = ServerProc::start(Kind::Cairn, &[]);
+    let mut w = Stream::open(
+        server.client_port,
+        "/v3/watch",
+        r#"{"create_request":{"key":"cXVpZXQ="}}"#,
+    )
+    .await;
+    assert!(w.line().await.contains(r#""created":true"#));
+    server.wait_watchers(1);
+    drop(w);
+    server.wait_watchers(0);
+}

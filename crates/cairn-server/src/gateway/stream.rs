@@ -154,7 +154,16 @@ where
     Resp: prost::Message + serde::Serialize + Default,
 {
     let mut frames = grpc::Deframer::default();
-    while let Some(frame) = body.frame().await {
+    loop {
+        // A client gone ends the call at once, not at the stream's next message (a quiet
+        // watch may have none for hours).
+        let frame = tokio::select! {
+            frame = body.frame() => frame,
+            () = tx.closed() => return,
+        };
+        let Some(frame) = frame else {
+            return;
+        };
         let frame = match frame {
             Ok(f) => f,
             Err(e) => {
