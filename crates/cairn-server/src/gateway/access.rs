@@ -126,3 +126,34 @@ To fix this, choose one of the following options:\n\
 This requirement has been added to help prevent \"DNS Rebinding\" attacks (CVE-2018-5702).\n\n"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host_of(host: &str) -> String {
+        let req = Request::builder()
+            .header("host", host)
+            .body(axum::body::Body::empty())
+            .expect("request");
+        request_host(&req)
+    }
+
+    #[test]
+    fn the_host_is_taken_without_its_port() {
+        assert_eq!(host_of("example.com:2379"), "example.com");
+        assert_eq!(host_of("example.com"), "example.com");
+        assert_eq!(host_of("[::1]:2379"), "::1");
+    }
+
+    #[test]
+    fn empty_lists_and_stars_allow_all() {
+        let a = Access::new("", "*");
+        assert!(Access::allows(&a.cors, "http://x:1"));
+        assert!(Access::allows(&a.hosts, "x"));
+        let b = Access::new("http://a:1, http://b:2", "a.example");
+        assert!(Access::allows(&b.cors, "http://b:2"));
+        assert!(!Access::allows(&b.cors, "http://c:3"));
+        assert!(!Access::allows(&b.hosts, "b.example"));
+    }
+}

@@ -138,3 +138,64 @@ fn char_at(body: &[u8], line: usize, column: usize) -> Option<char> {
     let at = column.checked_sub(1)?;
     l.get(at..)?.chars().next()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn go(body: &str) -> String {
+        let e = serde_json::from_str::<cairn_proto::etcdserverpb::RangeRequest>(body)
+            .expect_err("a bad body");
+        go_json_message(&e, body.as_bytes())
+    }
+
+    #[test]
+    fn json_mistakes_are_worded_as_gos_decoder_words_them() {
+        let cases = [
+            (
+                "{bad",
+                "invalid character 'b' looking for beginning of object key string",
+            ),
+            (r#"{"key" 1}"#, "invalid character '1' after object key"),
+            (
+                r#"{"key":"YQ==" x}"#,
+                "invalid character 'x' after object key:value pair",
+            ),
+            (
+                r#"{"key":5}"#,
+                "json: cannot unmarshal number into Go value of type []uint8",
+            ),
+            (r#"{"key":"!!"}"#, "illegal base64 data at input byte 0"),
+            (
+                "[]",
+                "json: cannot unmarshal array into Go value of type map[string]json.RawMessage",
+            ),
+            (
+                r#"{"serializable":"true"}"#,
+                "json: cannot unmarshal string into Go value of type bool",
+            ),
+            (r#"{"key":"YQ=="#, "unexpected EOF"),
+        ];
+        for (body, want) in cases {
+            assert_eq!(go(body), want, "{body}");
+        }
+    }
+
+    #[test]
+    fn codes_map_to_grpc_gateways_http_statuses() {
+        let cases = [
+            (Code::InvalidArgument, 400),
+            (Code::FailedPrecondition, 400),
+            (Code::NotFound, 404),
+            (Code::PermissionDenied, 403),
+            (Code::Unauthenticated, 401),
+            (Code::ResourceExhausted, 429),
+            (Code::Unavailable, 503),
+            (Code::Unknown, 500),
+            (Code::DeadlineExceeded, 504),
+        ];
+        for (code, want) in cases {
+            assert_eq!(http_status(code).as_u16(), want, "{code:?}");
+        }
+    }
+}

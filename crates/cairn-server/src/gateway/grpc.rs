@@ -80,3 +80,34 @@ impl Deframer {
         Some(self.buf.split_to(len).freeze())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::etcdserverpb::PutRequest;
+    use prost::Message;
+
+    #[test]
+    fn frames_split_back_into_messages_whatever_the_chunks() {
+        let a = PutRequest {
+            key: b"a".to_vec(),
+            ..Default::default()
+        };
+        let b = PutRequest {
+            key: b"bb".to_vec(),
+            value: vec![7; 300],
+            ..Default::default()
+        };
+        let mut all = frame(&a).to_vec();
+        all.extend_from_slice(&frame(&b));
+        let mut d = Deframer::default();
+        let mut got = Vec::new();
+        for chunk in all.chunks(3) {
+            d.push(chunk);
+            while let Some(m) = d.next_message() {
+                got.push(PutRequest::decode(m).expect("decodes"));
+            }
+        }
+        assert_eq!(got, vec![a, b]);
+    }
+}

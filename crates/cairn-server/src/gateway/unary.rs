@@ -136,3 +136,37 @@ fn drop_nulls(v: &mut serde_json::Value) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::etcdserverpb::{PutRequest, RangeRequest};
+
+    #[test]
+    fn an_empty_body_is_the_default_request() {
+        assert_eq!(
+            decode_json::<RangeRequest>(b"").ok(),
+            Some(RangeRequest::default())
+        );
+        assert_eq!(
+            decode_json::<RangeRequest>(b" \n").ok(),
+            Some(RangeRequest::default())
+        );
+    }
+
+    #[test]
+    fn null_is_the_default_and_unknown_fields_and_trailing_text_are_ignored() {
+        let r: PutRequest =
+            decode_json(br#"{"key":"YQ==","value":null,"lease":"7","other":[1]} tail"#)
+                .expect("decodes");
+        assert_eq!(r.key, b"a");
+        assert!(r.value.is_empty());
+        assert_eq!(r.lease, 7);
+    }
+
+    #[test]
+    fn a_bad_body_is_invalid_argument() {
+        let e = decode_json::<RangeRequest>(b"{bad").expect_err("refused");
+        assert_eq!(e.code(), Code::InvalidArgument);
+    }
+}
