@@ -644,3 +644,38 @@ async fn a_watch_whose_client_leaves_is_closed() {
     drop(w);
     server.wait_watchers(0);
 }
+
+/// On an `https://` client URL the gateway answers over TLS (curl checking the server's
+/// certificate against the CA), and the Host check does not apply there, as in etcd.
+#[test]
+fn the_gateway_answers_over_tls_as_etcd() {
+    use cairn_tests::certs::{Pki, Use};
+    let pki = Pki::new("gw");
+    let pair = pki.issue("server", "127.0.0.1", 2, Use::Server);
+    let cert = format!("--cert-file={}", pair.cert.display());
+    let key = format!("--key-file={}", pair.key.display());
+    let mut answers = Vec::new();
+    for kind in [Kind::Cairn, Kind::Etcd35] {
+        let server = ServerProc::start_https(kind, &[&cert, &key, "--host-whitelist=example.com"]);
+        let base = server.url();
+        let curl = |args: &[&str]| {
+            let out = std::process::Command::new("curl")
+                .args(["-s", "-m", "20", "-w", " %{http_code}", "--cacert"])
+                .arg(pki.ca())
+                .args(args)
+                .output()
+                .expect("curl runs");
+            mask_json_fields(&String::from_utf8_lossy(&out.stdout), MASKED)
+        };
+        answers.push(vec![
+            curl(&[
+                &format!("{base}/v3/kv/put"),
+                "-d",
+                r#"{"key":"Zm9v","value":"YmFy"}"#,
+            ]),
+            curl(&[&format!("{base}/v3/kv/range"), "-d", r#"{"key":"Zm9v"}"#]),
+        ]);
+    }
+    assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
+    assert!(answers[0][1].ends_with(" 200"), "{:?}", answers[0]);
+}
