@@ -106,6 +106,62 @@ pub fn mask_measured(text: &str) -> String {
     out
 }
 
+/// Replaces the value of each `"key":` in compact JSON text with `"X"`, whatever it is (a
+/// string such as a 64-bit id, a number, or a nested object or array): what
+/// differs between servers (cluster and member ids, terms, tokens) or from run to run.
+pub fn mask_json_fields(text: &str, keys: &[&str]) -> String {
+    let mut out = text.to_string();
+    for key in keys {
+        let pat = format!("\"{key}\":");
+        let mut from = 0;
+        while let Some(i) = out[from..].find(&pat) {
+            let start = from + i + pat.len();
+            let end = start + json_value_len(&out[start..]);
+            out.replace_range(start..end, "\"X\"");
+            from = start + 3;
+        }
+    }
+    out
+}
+
+/// The length in bytes of the JSON value at the start of `s`.
+fn json_value_len(s: &str) -> usize {
+    let b = s.as_bytes();
+    let (mut depth, mut in_str, mut esc) = (0i32, false, false);
+    for (i, &c) in b.iter().enumerate() {
+        if in_str {
+            match (esc, c) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => {
+                    in_str = false;
+                    if depth == 0 {
+                        return i + 1;
+                    }
+                }
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                if depth == 0 {
+                    return i;
+                }
+                depth -= 1;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            b',' if depth == 0 => return i,
+            _ => {}
+        }
+    }
+    b.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +202,15 @@ mod tests {
         assert_eq!(
             mask_measured("| 127.0.0.1:1 | 20 kB |\n"),
             "| 127.0.0.1:1 | NN kB |\n"
+        );
+    }
+
+    #[test]
+    fn json_fields_are_masked_whatever_their_value() {
+        let text = r#"{"header":{"cluster_id":"12","raft_term":"3"},"token":"a\"b","n":[1,{"x":2}],"k":"v"}"#;
+        assert_eq!(
+            mask_json_fields(text, &["cluster_id", "token", "n"]),
+            r#"{"header":{"cluster_id":"X","raft_term":"3"},"token":"X","n":"X","k":"v"}"#
         );
     }
 }

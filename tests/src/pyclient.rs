@@ -1,5 +1,6 @@
 //! Python's etcd3 client (PyPI `etcd3`, over gRPC), installed by `scripts/setup` in its own
-//! environment under `.tools/py`, running the fixed script `tests/py/etcd3_script.py`.
+//! environment under `.tools/py`, running the fixed script `tests/py/etcd3_script.py`; and
+//! Python's etcd3gw (PyPI `etcd3gw`, over the JSON gateway) running `tests/py/etcd3gw_script.py`.
 
 use std::process::Command;
 
@@ -20,6 +21,25 @@ pub fn etcd3_script(host: &str, port: u16, extra: &[&str]) -> Run {
         .arg(host)
         .arg(port.to_string())
         .args(extra)
+        .output()
+        .unwrap()
+        .into()
+}
+
+/// Runs the etcd3gw script (Python's client over the JSON gateway,
+/// `tests/py/etcd3gw_script.py`) against `host:port`.
+pub fn etcd3gw_script(host: &str, port: u16) -> Run {
+    let root = repo_root();
+    let python = root.join(".tools/py/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup",
+        python.display()
+    );
+    Command::new(python)
+        .arg(root.join("tests/py/etcd3gw_script.py"))
+        .arg(host)
+        .arg(port.to_string())
         .output()
         .unwrap()
         .into()

@@ -35,8 +35,10 @@ fn every_bench_workload_runs_clean_against_etcd_and_cairn() {
     for kind in [Kind::Etcd35, Kind::Cairn] {
         let m = ServerProc::start(kind, &["--bcrypt-cost=4"]);
         let ep = m.endpoint();
-        let workloads: [(&[&str], u64); 9] = [
+        let workloads: [(&[&str], u64); 10] = [
             (&["put", "--total=400", "--key-space-size=50"], 400),
+            // JSON through the /v3/kv/put gateway, over HTTP/1.1 (bench-vs-etcd's gw-put).
+            (&["gw-put", "--total=400", "--key-space-size=50"], 400),
             // With range watchers held that no put matches (bench-vs-etcd's put-rw).
             (
                 &[
@@ -78,7 +80,7 @@ fn every_bench_workload_runs_clean_against_etcd_and_cairn() {
             );
             assert_eq!(summary["ok"], ok, "{kind:?} {args:?}: {summary}");
             assert_eq!(summary["cut_short"], false, "{kind:?} {args:?}");
-            if args[0] == "put" {
+            if args[0] == "put" || args[0] == "gw-put" {
                 let count = key_count(&ep);
                 assert!((1..=50).contains(&count), "{kind:?}: {count} keys");
             }

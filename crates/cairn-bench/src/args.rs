@@ -57,6 +57,9 @@ pub struct Args {
 pub enum Workload {
     /// Puts keys.
     Put(PutArgs),
+    /// Puts keys as JSON through the `/v3/kv/put` gateway: each client on its own
+    /// HTTP/1.1 keep-alive connection (plain `http://` endpoints).
+    GwPut(GwPutArgs),
     /// Ranges over keys written first (not measured).
     Range(RangeArgs),
     /// Txns that compare a key's mod revision and put it when the compare holds.
@@ -85,6 +88,7 @@ impl Workload {
     pub fn name(&self) -> &'static str {
         match self {
             Workload::Put(_) => "put",
+            Workload::GwPut(_) => "gw-put",
             Workload::Range(r) => match r.consistency {
                 Consistency::L => "range-linearizable",
                 Consistency::S => "range-serializable",
@@ -134,6 +138,13 @@ pub struct PutArgs {
     /// defragment's duration and the slowest put that overlapped it.
     #[arg(long, value_parser = parse_duration)]
     pub defrag_around: Option<Duration>,
+}
+
+/// `bench gw-put`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GwPutArgs {
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 /// Read consistency of a range.
@@ -231,6 +242,7 @@ impl Args {
                 return bad("--range-watchers needs --watch-streams >= 1");
             }
             Workload::Put(p) => (p.keys.key_size, p.keys.key_space_size),
+            Workload::GwPut(p) => (p.keys.key_size, p.keys.key_space_size),
             Workload::Txn(t) => (t.keys.key_size, t.keys.key_space_size),
             Workload::Range(r) => (r.key_size, r.key_space_size),
             Workload::Watch(w) if w.watchers == 0 || w.val_size < 8 => {

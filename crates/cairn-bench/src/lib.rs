@@ -16,10 +16,12 @@
 //! - `load`: connections, the closed loop, and the request of each workload.
 //! - [`report`]: latency statistics and their text and JSON forms.
 //! - `streams`: the watch and lease keep-alive workloads.
+//! - `gateway`: `gw-put`, JSON puts through the `/v3/` gateway over HTTP/1.1.
 //! - [`check`]: `check perf`'s paced writes and pass/fail verdict.
 
 pub mod args;
 pub mod check;
+mod gateway;
 mod load;
 pub mod report;
 mod streams;

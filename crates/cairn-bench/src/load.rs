@@ -61,7 +61,7 @@ pub(crate) struct KeyGen {
 }
 
 impl KeyGen {
-    fn from_args(k: &KeyArgs) -> KeyGen {
+    pub(crate) fn from_args(k: &KeyArgs) -> KeyGen {
         KeyGen {
             key_size: k.key_size,
             space: k.key_space_size,
@@ -69,7 +69,7 @@ impl KeyGen {
         }
     }
 
-    fn key(&self, n: u64, rng: &mut Rng) -> Vec<u8> {
+    pub(crate) fn key(&self, n: u64, rng: &mut Rng) -> Vec<u8> {
         let index = if self.sequential {
             n % self.space
         } else {
@@ -483,6 +483,7 @@ pub(crate) async fn run(args: &Args) -> Result<Report, Error> {
     // Range watchers held open during a put run.
     let mut _held = None;
     let op = match &args.workload {
+        Workload::GwPut(p) => return crate::gateway::put(args, p, bounds, &mut rng).await,
         Workload::Watch(w) => return crate::streams::watch_latency(&conns, w, bounds).await,
         Workload::WatchHold(w) => {
             let json = args.json;

@@ -18,30 +18,35 @@
 pub mod mvccpb {
     //! Key-value records and events.
     include!(concat!(env!("OUT_DIR"), "/mvccpb.rs"));
+    include!(concat!(env!("OUT_DIR"), "/mvccpb.serde.rs"));
 }
 
 #[allow(clippy::all)]
 pub mod authpb {
     //! Users, roles and permissions.
     include!(concat!(env!("OUT_DIR"), "/authpb.rs"));
+    include!(concat!(env!("OUT_DIR"), "/authpb.serde.rs"));
 }
 
 #[allow(clippy::all)]
 pub mod etcdserverpb {
     //! The etcd v3 gRPC services and their messages.
     include!(concat!(env!("OUT_DIR"), "/etcdserverpb.rs"));
+    include!(concat!(env!("OUT_DIR"), "/etcdserverpb.serde.rs"));
 }
 
 #[allow(clippy::all)]
 pub mod v3lockpb {
     //! The lock service.
     include!(concat!(env!("OUT_DIR"), "/v3lockpb.rs"));
+    include!(concat!(env!("OUT_DIR"), "/v3lockpb.serde.rs"));
 }
 
 #[allow(clippy::all)]
 pub mod v3electionpb {
     //! The election service.
     include!(concat!(env!("OUT_DIR"), "/v3electionpb.rs"));
+    include!(concat!(env!("OUT_DIR"), "/v3electionpb.serde.rs"));
 }
 
 #[allow(clippy::all)]

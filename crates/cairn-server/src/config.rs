@@ -310,7 +310,9 @@ pub struct Flags {
 /// etcd 3.5's server flags that cairn accepts with the same names, `ETCD_*` variables and
 /// config file keys, but that either have no meaning for cairn (accepted, no effect) or
 /// belong to work not done yet (refused at start, naming the flag, unless left at etcd's
-/// default). COMPAT.md lists each with the reason, as the doc of each field says.
+/// default), and `--cors` and `--host-whitelist`, which only the client URLs' HTTP access
+/// checks read (`gateway/access.rs`). COMPAT.md lists each with the reason, as the doc of
+/// each field says.
 #[derive(clap::Args, Debug, Clone)]
 pub struct AcceptedFlags {
     /// Accepted, no effect: bbolt's commit batching; cairn commits each applied batch of Raft entries.
@@ -337,7 +339,7 @@ pub struct AcceptedFlags {
     /// Path to the client certificate revocation list file.
     #[arg(long, env = "ETCD_CLIENT_CRL_FILE", default_value = "")]
     pub client_crl_file: String,
-    /// Refused unless left at etcd's default: CORS applies to the JSON gateway, which arrives with the integrations work.
+    /// Comma-separated origins allowed CORS on the client URLs' HTTP endpoints (`*`: any).
     #[arg(long, env = "ETCD_CORS", default_value = "*")]
     pub cors: String,
     /// Refused unless left at etcd's default: discovery is not built; list the members in --initial-cluster.
@@ -429,7 +431,7 @@ pub struct AcceptedFlags {
     /// Additional duration of wait before closing a non-responsive connection (0 to disable).
     #[arg(long, env = "ETCD_GRPC_KEEPALIVE_TIMEOUT", default_value = "20s")]
     pub grpc_keepalive_timeout: String,
-    /// Refused unless left at etcd's default: host checks apply to the JSON gateway, which arrives with the integrations work.
+    /// Comma-separated host names the client URLs' plain-HTTP endpoints answer (`*`: any).
     #[arg(long, env = "ETCD_HOST_WHITELIST", default_value = "*")]
     pub host_whitelist: String,
     /// Accepted, no effect: a sole voter campaigns at once, others after a randomized election timeout.
@@ -530,11 +532,6 @@ impl AcceptedFlags {
         one_of("proxy", &self.proxy, &["off", "readonly", "on"])?;
         let refused = [
             (
-                !matches!(self.cors.as_str(), "" | "*"),
-                "--cors",
-                "CORS applies to the JSON gateway, which arrives with the integrations work",
-            ),
-            (
                 !self.discovery.is_empty(),
                 "--discovery",
                 "discovery is not built; list the members in --initial-cluster",
@@ -563,11 +560,6 @@ impl AcceptedFlags {
                 !self.experimental_enable_v2v3.is_empty(),
                 "--experimental-enable-v2v3",
                 "cairn speaks the etcd v3 API only",
-            ),
-            (
-                !matches!(self.host_whitelist.as_str(), "" | "*"),
-                "--host-whitelist",
-                "host checks apply to the JSON gateway, which arrives with the integrations work",
             ),
             (
                 self.proxy != "off",
@@ -650,6 +642,10 @@ pub struct Config {
     pub quota_backend_bytes: u64,
     pub max_request_bytes: u64,
     pub max_txn_ops: u64,
+    /// `--cors`: origins given CORS headers on the client URLs' HTTP endpoints.
+    pub cors: String,
+    /// `--host-whitelist`: Host names the client URLs' plain-HTTP endpoints answer.
+    pub host_whitelist: String,
     pub auto_compaction: AutoCompaction,
     pub log_level: tracing::Level,
     pub log_outputs: Vec<String>,
@@ -1269,6 +1265,8 @@ impl Flags {
             },
             max_request_bytes: self.max_request_bytes,
             max_txn_ops: self.max_txn_ops,
+            cors: self.accepted.cors.clone(),
+            host_whitelist: self.accepted.host_whitelist.clone(),
             auto_compaction,
             log_level,
             log_outputs: split_urls(&self.log_outputs),

@@ -30,8 +30,6 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/readyz/{check}", get_only(get(readyz_one)))
         .route("/version", get_only(get(version)))
         .route("/metrics", any(metrics))
-        // The JSON gateway's routes (`/v3/...`, `/v3beta/...`) merge here, as a router
-        // without a fallback of its own: paths it does not route fall to `not_found`.
         .with_state(server)
 }
 

@@ -38,6 +38,7 @@
 //!   v3election): decode, call the server, encode.
 //! - `http`: `/health`, `/livez`, `/readyz`, `/version`, `/metrics`, and etcd's 404 for
 //!   any other path.
+//! - `gateway/`: the `/v3/...` JSON gateway, calling the gRPC services in-process.
 //! - `run/`: wires it together and serves until SIGTERM or SIGINT, or until Raft stops by
 //!   itself; the listeners and automatic compaction.
 //! - `testing/` (tests only): members in one process over an in-memory network, on a
@@ -46,6 +47,7 @@
 mod apply;
 mod cluster;
 pub mod config;
+mod gateway;
 mod http;
 pub mod identity;
 pub use cairn_migrate::ids;

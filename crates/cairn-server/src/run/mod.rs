@@ -56,6 +56,7 @@ fn client_router(
     server: &Arc<Server>,
     loopback: &cairn_client::Client,
     snapshots: &Arc<tokio::sync::Semaphore>,
+    secure: bool,
 ) -> axum::Router {
     let max = receive_limit(server);
     let routes = tonic::service::Routes::new(
@@ -118,14 +119,26 @@ fn client_router(
         .max_encoding_message_size(usize::MAX),
     );
     let leader_check = server.clone();
-    routes
+    let grpc = routes
         .into_axum_router()
         .layer(axum::middleware::from_fn(move |req, next| {
             require_leader(leader_check.clone(), req, next)
-        }))
+        }));
+    let access = Arc::new(crate::gateway::Access::new(
+        &server.config().cors,
+        &server.config().host_whitelist,
+    ));
+    grpc.clone()
         .merge(crate::http::router(server.clone()))
+        .merge(crate::gateway::router(
+            grpc,
+            server.config().max_request_bytes as usize,
+        ))
         // Replaces tonic's fallback, which answered any unknown path 200 with an empty body.
         .fallback(crate::http::not_found)
+        .layer(axum::middleware::from_fn(move |req, next| {
+            crate::gateway::check_access(access.clone(), secure, req, next)
+        }))
 }
 
 /// The largest gRPC message a member decodes from a client: `--max-request-bytes` plus
@@ -343,7 +356,8 @@ async fn serve_member(
     let snapshots = Arc::new(tokio::sync::Semaphore::new(
         crate::rpc::maintenance::MAX_SNAPSHOT_STREAMS,
     ));
-    let _ = loopback_router.set(client_router(server, &loopback, &snapshots));
+    // The in-process client is trusted as a TLS connection is: no Host check.
+    let _ = loopback_router.set(client_router(server, &loopback, &snapshots, true));
     // A URL's scheme says whether its listener speaks TLS, as in etcd; TLS files given
     // with http:// URLs are not used by those.
     let https = |url: &str| url.starts_with("https://");
@@ -351,7 +365,7 @@ async fn serve_member(
         let secure = https(&url);
         tokio::spawn(listen::serve(
             listener,
-            client_router(server, &loopback, &snapshots),
+            client_router(server, &loopback, &snapshots, secure),
             server.config().connections,
             "client",
             tls.client.clone().filter(|_| secure),

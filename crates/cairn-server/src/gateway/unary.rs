@@ -1,0 +1,172 @@
+//! A unary method through the gateway: one JSON request in, one JSON object out.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use tonic::{Code, Status};
+
+use super::error;
+use super::grpc;
+use super::Gateway;
+
+/// Decodes the body as `Req` (an empty body is the default request, as in etcd's
+/// gateway; what follows the first JSON value is not read), calls the method and writes
+/// its response, or its error, as etcd's gateway does.
+pub async fn call<Req, Resp>(
+    gw: Gateway,
+    path: &'static str,
+    headers: HeaderMap,
+    body: Body,
+) -> Response
+where
+    Req: prost::Message + serde::de::DeserializeOwned + Default,
+    Resp: prost::Message + serde::Serialize + Default,
+{
+    match run::<Req, Resp>(&gw, path, &headers, body).await {
+        Ok(r) => r,
+        Err(s) => error::status(&s),
+    }
+}
+
+async fn run<Req, Resp>(
+    gw: &Gateway,
+    path: &'static str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Status>
+where
+    Req: prost::Message + serde::de::DeserializeOwned + Default,
+    Resp: prost::Message + serde::Serialize + Default,
+{
+    let bytes = read_body(body, gw.body_limit).await?;
+    let req: Req = decode_json(&bytes)?;
+    let resp = grpc::call(&gw.grpc, path, headers, Body::from(grpc::frame(&req))).await;
+    if let Some(s) = grpc::header_status(resp.headers()) {
+        if s.code() != Code::Ok {
+            return Err(s);
+        }
+    }
+    let collected = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+    if let Some(s) = collected.trailers().and_then(grpc::header_status) {
+        if s.code() != Code::Ok {
+            return Err(s);
+        }
+    }
+    let mut frames = grpc::Deframer::default();
+    frames.push(&collected.to_bytes());
+    let msg = frames
+        .next_message()
+        .ok_or_else(|| Status::internal("no response message"))?;
+    let out = Resp::decode(msg).map_err(|e| Status::internal(e.to_string()))?;
+    let json = serde_json::to_vec(&out).map_err(|e| Status::internal(e.to_string()))?;
+    Ok((
+        StatusCode::OK,
+        [
+            ("content-type", "application/json"),
+            ("grpc-metadata-content-type", "application/grpc"),
+        ],
+        json,
+    )
+        .into_response())
+}
+
+/// Reads the whole body, refusing one past `limit` bytes as an oversized gRPC message is
+/// refused.
+pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, Status> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        Status::resource_exhausted(format!(
+            "grpc: received message larger than max ({} bytes)",
+            limit
+        ))
+    })
+}
+
+/// The first JSON value of `bytes` as `Req`; nothing (or only white space) is the
+/// default request.
+pub fn decode_json<Req>(bytes: &[u8]) -> Result<Req, Status>
+where
+    Req: serde::de::DeserializeOwned + Default,
+{
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Req::default());
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let first = match Req::deserialize(&mut de) {
+        Ok(req) => return Ok(req),
+        Err(e) => e,
+    };
+    // A `null` stands for the field's default in Go's decoder: read the value again
+    // without them (only when a first, direct read failed).
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    if let Ok(mut value) = serde_json::Value::deserialize(&mut de) {
+        if drop_nulls(&mut value) {
+            if let Ok(req) = Req::deserialize(value) {
+                return Ok(req);
+            }
+        }
+    }
+    Err(error::bad_json(&first, bytes))
+}
+
+/// Removes the members of objects whose value is `null`, at any depth; whether any was.
+fn drop_nulls(v: &mut serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Object(map) => {
+            let before = map.len();
+            map.retain(|_, v| !v.is_null());
+            let mut dropped = map.len() != before;
+            for v in map.values_mut() {
+                dropped |= drop_nulls(v);
+            }
+            dropped
+        }
+        serde_json::Value::Array(items) => {
+            let mut dropped = false;
+            for v in items {
+                dropped |= drop_nulls(v);
+            }
+            dropped
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_proto::etcdserverpb::{PutRequest, RangeRequest};
+
+    #[test]
+    fn an_empty_body_is_the_default_request() {
+        assert_eq!(
+            decode_json::<RangeRequest>(b"").ok(),
+            Some(RangeRequest::default())
+        );
+        assert_eq!(
+            decode_json::<RangeRequest>(b" \n").ok(),
+            Some(RangeRequest::default())
+        );
+    }
+
+    #[test]
+    fn null_is_the_default_and_unknown_fields_and_trailing_text_are_ignored() {
+        let r: PutRequest =
+            decode_json(br#"{"key":"YQ==","value":null,"lease":"7","other":[1]} tail"#)
+                .expect("decodes");
+        assert_eq!(r.key, b"a");
+        assert!(r.value.is_empty());
+        assert_eq!(r.lease, 7);
+    }
+
+    #[test]
+    fn a_bad_body_is_invalid_argument() {
+        let e = decode_json::<RangeRequest>(b"{bad").expect_err("refused");
+        assert_eq!(e.code(), Code::InvalidArgument);
+    }
+}
