@@ -52,6 +52,7 @@ async fn health(State(s): State<Arc<Server>>) -> axum::response::Response {
             _ => Some("QGET ERROR".to_string()),
         }
     };
+    s.metrics().health_checked(reason.is_none());
     match reason {
         None => json(
             StatusCode::OK,
