@@ -83,6 +83,11 @@ pub struct MoreMetrics {
     pub hash_rev_duration: Histogram,
     pub current_revision: IntGauge,
     pub compact_revision: IntGauge,
+    pub auth_revision: IntGauge,
+    /// Promotions of learners that succeeded while this member led.
+    pub learner_promotions: IntCounter,
+    /// 1 while a snapshot from the leader is being restored into the backend.
+    pub snapshot_applying: IntGauge,
     /// Ranges, counted where `etcd_mvcc_range_total` is (etcd keeps both).
     pub debugging_range_total: IntCounter,
     /// Key and value bytes of every applied put.
@@ -628,6 +633,18 @@ impl MoreMetrics {
             compact_revision: gauge(
                 "etcd_debugging_mvcc_compact_revision",
                 "The revision of the last compaction in store.",
+            )?,
+            auth_revision: gauge(
+                "etcd_debugging_auth_revision",
+                "The current revision of auth store.",
+            )?,
+            learner_promotions: counter(
+                "etcd_server_learner_promote_successes",
+                "The total number of successful learner promotions while this member is leader.",
+            )?,
+            snapshot_applying: gauge(
+                "etcd_server_snapshot_apply_in_progress_total",
+                "1 if the server is applying the incoming snapshot. 0 if none.",
             )?,
             debugging_range_total: counter(
                 "etcd_debugging_mvcc_range_total",

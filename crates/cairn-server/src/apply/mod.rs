@@ -414,7 +414,11 @@ impl cairn_raft::Applier for Applier {
 
     fn restore(&mut self, data: &[u8], index: u64, term: u64) -> Result<(), ApplyError> {
         let started = Instant::now();
-        self.restore_bytes(data, index)?;
+        let applying = &self.metrics.more.snapshot_applying;
+        applying.set(1);
+        let restored = self.restore_bytes(data, index);
+        applying.set(0);
+        restored?;
         self.last_durable = Instant::now();
         self.durable_tx.send_replace(index);
         tracing::info!(

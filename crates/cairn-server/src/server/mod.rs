@@ -421,6 +421,7 @@ impl Server {
         let more = &self.metrics.more;
         more.current_revision.set(self.store.current_revision());
         more.compact_revision.set(self.store.compact_revision());
+        more.auth_revision.set(self.auth.revision() as i64);
         self.metrics
             .sample(self.member.id, self.is_learner(), &self.raft.stats());
         let me = format!("{:x}", self.member.id);
