@@ -1,9 +1,9 @@
 //! `/metrics` as a Prometheus server and an operator's dashboards and alerts read it: every
-//! family etcd 3.5.1 exports after a workload, with its type and label names, is exported
-//! by cairn after the same workload on one and on three members, unless COMPAT.md lists it
-//! as not exported (with why); the values an operator reads move as they should; and the
-//! alerting rules in `packaging/alerts/` pass `promtool check rules` and fire in
-//! `promtool test rules`.
+//! family etcd 3.5.1 exports after a workload, with its type, label names and histogram
+//! buckets, is exported by cairn after the same workload on one and on three members,
+//! unless COMPAT.md lists it as not exported (with why); the values an operator reads move
+//! as they should; and the alerting rules in `packaging/alerts/` pass `promtool check
+//! rules` and fire in `promtool test rules`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -19,11 +19,13 @@ use cairn_tests::{
 };
 
 /// One metric family as the text exposition format shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Family {
     kind: String,
     /// Label names over all of its samples (`le` and `quantile` left out).
     labels: BTreeSet<String>,
+    /// A histogram's bucket bounds, as numbers (Go writes 1e6 and more with an exponent).
+    buckets: Vec<f64>,
 }
 
 /// The families of a `/metrics` body, by name.
@@ -37,6 +39,7 @@ fn families(body: &str) -> BTreeMap<String, Family> {
                 Family {
                     kind: kind.trim().to_string(),
                     labels: BTreeSet::new(),
+                    buckets: Vec::new(),
                 },
             );
             continue;
@@ -65,6 +68,12 @@ fn families(body: &str) -> BTreeMap<String, Family> {
         for l in labels {
             if l != "le" && l != "quantile" {
                 family.labels.insert(l);
+            }
+        }
+        if let Some((_, after)) = line.split_once("le=\"") {
+            let bound: f64 = after[..after.find('"').unwrap()].parse().unwrap();
+            if !family.buckets.contains(&bound) {
+                family.buckets.push(bound);
             }
         }
     }
@@ -210,7 +219,7 @@ fn scrape(server: &ServerProc) -> String {
 }
 
 /// Every family of `etcd` that `cairn` lacks and COMPAT.md does not list, and every family
-/// both export with a different type or label names.
+/// both export with a different type, label names or buckets.
 fn differences(etcd: &str, cairn: &str) -> Vec<String> {
     let (etcd, cairn) = (families(etcd), families(cairn));
     let skip = not_exported();
@@ -469,5 +478,6 @@ fn the_exposition_parser_reads_families_and_labels() {
         BTreeSet::from(["x".to_string(), "y".to_string()])
     );
     assert_eq!(f["h"].labels, BTreeSet::from(["To".to_string()]));
+    assert_eq!(f["h"].buckets, vec![1.0]);
     assert_eq!(sample(body, "h_count{To=\"b\"}"), Some(1.0));
 }

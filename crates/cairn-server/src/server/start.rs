@@ -155,6 +155,8 @@ impl Server {
         let raft_dir = data_dir::raft_log_dir(&cfg.data_dir, cfg.wal_dir.as_deref())?;
         let store = Arc::new(Store::open(&cfg.data_dir.join(BACKEND_FILE))?);
         metrics.db_open_seconds.set(started.elapsed().as_secs_f64());
+        let compaction = metrics.more.compaction.clone();
+        store.set_compaction_observer(Arc::new(move |c| compaction.observe(c)));
         tracing::info!(
             path = %cfg.data_dir.join(BACKEND_FILE).display(),
             took = ?started.elapsed(),
