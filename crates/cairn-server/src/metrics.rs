@@ -95,6 +95,8 @@ pub struct MoreMetrics {
     /// Events sent to watchers.
     pub events_total: IntCounter,
     pub compaction: CompactionMetrics,
+    /// Snapshots received from the leader, from first chunk to checked.
+    pub snapshot_received: Histogram,
     /// Peers with a Raft stream open, by `Local` and `Remote` member id.
     pub active_peers: IntGaugeVec,
     /// Raft stream bytes queued for each peer, by `To`.
@@ -684,6 +686,12 @@ impl MoreMetrics {
             events_total: counter(
                 "etcd_debugging_mvcc_events_total",
                 "Total number of events sent by this member.",
+            )?,
+            snapshot_received: histogram(
+                "etcd_snap_db_save_total_duration_seconds",
+                "The total latency distributions of v3 snapshot save",
+                // etcd's: 100 ms doubling to 51.2 s.
+                exp_buckets(0.1, 2.0, 10),
             )?,
             compaction: CompactionMetrics {
                 keys: counter(

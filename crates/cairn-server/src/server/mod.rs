@@ -214,6 +214,7 @@ impl Server {
                 hashing: Arc::new(tokio::sync::Semaphore::new(1)),
                 data_dir: self.cfg.data_dir.clone(),
                 receiving: self.snapshot_receiving.clone(),
+                snapshot_received: self.metrics.more.snapshot_received.clone(),
             },
             streams: crate::peer::stream::Receiver {
                 raft: self.raft.clone(),
