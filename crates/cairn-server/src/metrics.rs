@@ -840,12 +840,10 @@ impl Metrics {
     /// `client-api-version` the client sent.
     pub fn client_request(&self, stream: bool, client_api_version: Option<&str>) {
         let ty = if stream { "stream" } else { "unary" };
-        // A stranger picks the label's value: only a short version-shaped one becomes a
-        // series of its own, so labels cannot be used to grow the registry without bound.
+        // A stranger picks the label's value: only a `major.minor` one (one digit, then one
+        // or two) becomes a series of its own, so at most 1,100 series can be made this way.
         let version = client_api_version
-            .filter(|v| {
-                v.len() <= 8 && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') && !v.is_empty()
-            })
+            .filter(|v| is_api_version(v))
             .unwrap_or(UNKNOWN_CLIENT_VERSION);
         self.more
             .client_requests
@@ -933,5 +931,56 @@ impl Metrics {
     }
 }
 
+/// Whether `v` reads as an API version: `3.5`, `3.10`.
+fn is_api_version(v: &str) -> bool {
+    let Some((major, minor)) = v.split_once('.') else {
+        return false;
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    major.len() == 1 && (1..=2).contains(&minor.len()) && digits(major) && digits(minor)
+}
+
 /// etcd's `--experimental-warning-apply-duration` default.
 const SLOW_APPLY: std::time::Duration = std::time::Duration::from_millis(100);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_major_minor_versions_become_label_values() {
+        for v in ["3.5", "3.4", "3.10", "2.3"] {
+            assert!(is_api_version(v), "{v}");
+        }
+        for v in [
+            "",
+            "3",
+            "3.",
+            ".5",
+            "3.5.1",
+            "35.1",
+            "3.123",
+            "a.b",
+            "3.5 ",
+            "\u{661}.5",
+        ] {
+            assert!(!is_api_version(v), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn a_client_without_a_version_is_counted_as_unknown() {
+        let m = Metrics::new(false).unwrap();
+        m.client_request(false, None);
+        m.client_request(true, Some("not-a-version"));
+        m.client_request(false, Some("3.5"));
+        let text = m.render();
+        for line in [
+            "etcd_server_client_requests_total{client_api_version=\"unknown\",type=\"unary\"} 1",
+            "etcd_server_client_requests_total{client_api_version=\"unknown\",type=\"stream\"} 1",
+            "etcd_server_client_requests_total{client_api_version=\"3.5\",type=\"unary\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+    }
+}
