@@ -356,6 +356,7 @@ impl<'a> ApplyBatch<'a> {
     pub fn commit(mut self, durable: bool) -> Result<Vec<Event>, MvccError> {
         let mut txn = self.db.begin_write()?;
         let mut compact_hash = None;
+        let mut compaction: Option<crate::CompactionReport> = None;
         // A defragmentation starts and ends only between batches (under the writer lock), so
         // whether one is copying cannot change while this batch commits.
         let mut tail = self.store.tail.lock().is_some().then(Vec::new);
@@ -388,6 +389,8 @@ impl<'a> ApplyBatch<'a> {
                 // compaction hash: HashKV at `at` as it was before (see `Store::hash_kv`).
                 let mut crc = Crc32c::new();
                 crc.update(b"key");
+                let walk = std::time::Instant::now();
+                let mut removed = 0u64;
                 table.retain_in::<&[u8], _>(..end.as_slice(), |k, v| {
                     let Some((r, _)) = Revision::from_bytes(k) else {
                         return false;
@@ -400,8 +403,14 @@ impl<'a> ApplyBatch<'a> {
                     if let (false, Some(tail)) = (kept, tail.as_mut()) {
                         tail.push(TailOp::Delete(TailTable::Key, k.to_vec()));
                     }
+                    removed += u64::from(!kept);
                     kept
                 })?;
+                compaction = Some(crate::CompactionReport {
+                    removed,
+                    db: walk.elapsed(),
+                    index: std::time::Duration::ZERO,
+                });
                 compact_hash = Some(CompactHash {
                     hash: crc.sum(),
                     compact_revision: prev,
@@ -481,7 +490,11 @@ impl<'a> ApplyBatch<'a> {
         {
             let mut idx = self.store.index.write();
             if let Some(at) = self.pending_compact {
+                let started = std::time::Instant::now();
                 idx.tree.compact(at);
+                if let Some(c) = compaction.as_mut() {
+                    c.index = started.elapsed();
+                }
             }
             idx.current_rev = self.rev;
             self.store.current_rev.store(self.rev, Ordering::Release);
@@ -499,6 +512,9 @@ impl<'a> ApplyBatch<'a> {
         }
         if let Some(h) = compact_hash {
             self.store.record_compact_hash(h);
+        }
+        if let (Some(c), Some(observe)) = (compaction, self.store.on_compaction.get()) {
+            observe(&c);
         }
         if !self.meta.is_empty() {
             let mut cache = self.store.meta.write();

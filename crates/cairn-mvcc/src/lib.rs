@@ -57,7 +57,7 @@ pub use bulk_load::{BulkLoad, BulkLoadSummary};
 pub use defrag::DefragReport;
 pub use error::MvccError;
 pub use history::{History, HistoryLimits};
-pub use kv_store::{CompactHash, HashKv, Record, Store};
+pub use kv_store::{CompactHash, CompactionObserver, CompactionReport, HashKv, Record, Store};
 #[doc(hidden)]
 pub use offline::overwrite_value_in_place;
 

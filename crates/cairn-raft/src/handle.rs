@@ -56,6 +56,13 @@ pub struct RaftStats {
     pub apply_batches: u64,
     /// First index still in the log (after compaction).
     pub first_index: u64,
+    /// Bytes written to the log.
+    pub log_bytes: u64,
+    /// Times this member saw a new leader (a leader other than the last one it knew).
+    pub leader_changes: u64,
+    /// Heartbeats this leader sent more than two heartbeat intervals after the previous
+    /// one to the same follower.
+    pub heartbeat_failures: u64,
 }
 
 /// Sends `Stop` when the last handle goes away without `stop` having been called.
@@ -230,6 +237,9 @@ impl RaftHandle {
             messages_refused: s.messages_refused.load(Ordering::Relaxed),
             apply_batches: s.apply_batches.load(Ordering::Relaxed),
             first_index: s.first_index.load(Ordering::Relaxed),
+            log_bytes: s.log_bytes.load(Ordering::Relaxed),
+            leader_changes: s.leader_changes.load(Ordering::Relaxed),
+            heartbeat_failures: s.heartbeat_failures.load(Ordering::Relaxed),
         }
     }
 

@@ -107,6 +107,11 @@ pub(crate) struct Node<T: Transport> {
     /// On the leader, when each peer last answered an append or a heartbeat: a read
     /// round's heartbeats go to the peers that answered last (see [`Self::trim_read_heartbeats`]).
     last_heard: HashMap<u64, Instant>,
+    /// When this leader last sent each follower a heartbeat; cleared when leadership
+    /// changes. A heartbeat sent more than two heartbeat intervals after the previous one
+    /// counts as a heartbeat send failure (etcd's: the leader is likely held up by a slow
+    /// disk).
+    last_heartbeat: HashMap<u64, Instant>,
     next_read_ctx: u64,
     /// Committed conf-change entries to apply to raft-rs after the current `Ready`.
     conf_changes: Vec<Entry>,
@@ -167,6 +172,7 @@ impl<T: Transport> Node<T> {
             pending_reads: HashMap::new(),
             remote_reads: Vec::new(),
             last_heard: HashMap::new(),
+            last_heartbeat: HashMap::new(),
             held_since: None,
             next_read_ctx: 1,
             conf_changes: Vec::new(),
@@ -564,6 +570,28 @@ impl<T: Transport> Node<T> {
         }
     }
 
+    /// Counts the heartbeats among `msgs` that leave late (see `last_heartbeat`).
+    fn observe_heartbeats(&mut self, msgs: &[Message]) {
+        let Some(tick) = self.tick_interval else {
+            return;
+        };
+        let late_after = tick * (2 * self.raw.raft.heartbeat_timeout() as u32);
+        let now = Instant::now();
+        for m in msgs {
+            if m.get_msg_type() != MessageType::MsgHeartbeat {
+                continue;
+            }
+            if let Some(prev) = self.last_heartbeat.insert(m.to, now) {
+                if now.duration_since(prev) > late_after {
+                    self.shared
+                        .stats
+                        .heartbeat_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
     /// The context of read request `ctx`: this member's id, then `ctx`, so that requests
     /// of different members never share one (the leader ignores a duplicate context).
     fn read_ctx(&self, ctx: u64) -> Vec<u8> {
@@ -744,9 +772,11 @@ impl<T: Transport> Node<T> {
                     p.remote.clear();
                 }
                 self.remote_reads.clear();
+                self.last_heartbeat.clear();
             }
             let msgs = rd.take_messages();
             if !msgs.is_empty() {
+                self.observe_heartbeats(&msgs);
                 self.transport.send(crate::message::wrap(msgs));
             }
             if !rd.snapshot().is_empty() {
@@ -769,6 +799,7 @@ impl<T: Transport> Node<T> {
             let mut light = self.raw.advance_append(rd);
             let msgs = light.take_messages();
             if !msgs.is_empty() {
+                self.observe_heartbeats(&msgs);
                 self.transport.send(crate::message::wrap(msgs));
             }
             self.dispatch(light.take_committed_entries())?;
@@ -804,6 +835,7 @@ impl<T: Transport> Node<T> {
         s.stats.log_writes.store(c.writes, Ordering::Relaxed);
         s.stats.log_syncs.store(c.syncs, Ordering::Relaxed);
         s.stats.entries_appended.store(c.entries, Ordering::Relaxed);
+        s.stats.log_bytes.store(c.bytes, Ordering::Relaxed);
         s.stats
             .first_index
             .store(store.first_index(), Ordering::Relaxed);

@@ -18,6 +18,9 @@ pub(crate) struct AtomicStats {
     pub(crate) messages_refused: AtomicU64,
     pub(crate) apply_batches: AtomicU64,
     pub(crate) first_index: AtomicU64,
+    pub(crate) log_bytes: AtomicU64,
+    pub(crate) leader_changes: AtomicU64,
+    pub(crate) heartbeat_failures: AtomicU64,
 }
 
 /// State published by the Raft and apply threads for handles to read.
@@ -98,6 +101,9 @@ impl Shared {
         };
         if was == now {
             return;
+        }
+        if now.leader_id != 0 && now.leader_id != was.leader_id {
+            self.stats.leader_changes.fetch_add(1, Ordering::Relaxed);
         }
         self.leader_id.store(now.leader_id, Ordering::Release);
         self.term.store(now.term, Ordering::Release);

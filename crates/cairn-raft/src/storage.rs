@@ -63,6 +63,8 @@ pub(crate) struct WriteCounters {
     pub(crate) writes: u64,
     pub(crate) syncs: u64,
     pub(crate) entries: u64,
+    /// Bytes raft-engine wrote for those writes.
+    pub(crate) bytes: u64,
 }
 
 /// raft-rs `Storage` backed by raft-engine.
@@ -283,7 +285,7 @@ impl EngineStorage {
 
     fn write(&mut self, batch: &mut LogBatch, sync: bool) -> Result<(), RaftError> {
         let started = std::time::Instant::now();
-        self.engine.write(batch, sync).map_err(|e| {
+        let written = self.engine.write(batch, sync).map_err(|e| {
             // raft-engine reports a full disk in words of its own ("nospace").
             if e.to_string().contains("nospace") {
                 RaftError::Storage(format!("No space left on device for the Raft log: {e}"))
@@ -295,6 +297,7 @@ impl EngineStorage {
             (observe.0)(started.elapsed());
         }
         self.counters.writes += 1;
+        self.counters.bytes += written as u64;
         if sync {
             self.counters.syncs += 1;
         }

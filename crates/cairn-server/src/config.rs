@@ -649,6 +649,9 @@ pub struct Config {
     pub auto_compaction: AutoCompaction,
     pub log_level: tracing::Level,
     pub log_outputs: Vec<String>,
+    /// `--metrics=extensive`: also export `grpc_server_handling_seconds`. etcd takes any
+    /// other value as `basic`.
+    pub metrics_extensive: bool,
     /// `--socket-reuse-port`: listeners set SO_REUSEPORT.
     pub socket_reuse_port: bool,
     /// `--experimental-initial-corrupt-check`: compare hashes with the peers at start.
@@ -1270,6 +1273,7 @@ impl Flags {
             auto_compaction,
             log_level,
             log_outputs: split_urls(&self.log_outputs),
+            metrics_extensive: self.metrics == "extensive",
             socket_reuse_port: self.accepted.socket_reuse_port,
             initial_corrupt_check: self.experimental_initial_corrupt_check,
             corrupt_check_time: (!corrupt_check_time.is_zero()).then_some(corrupt_check_time),

@@ -141,6 +141,7 @@ async fn health(
             _ => Some("QGET ERROR".to_string()),
         }
     };
+    s.metrics().health_checked(reason.is_none());
     match reason {
         None => json(
             StatusCode::OK,

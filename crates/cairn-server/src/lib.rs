@@ -17,7 +17,8 @@
 //!   libsystemd (the logger writes through it; `run/` notifies).
 //! - [`config`], [`ids`], [`logging`], [`metrics`], `validate`: etcd's flags and config
 //!   file; member and cluster ids as etcd derives them; etcd-shaped JSON logs; etcd's
-//!   metric names; etcd's checks on client requests and what they cost the quota.
+//!   metric names (`process_stats`: the `process_*` figures read from `/proc`); etcd's
+//!   checks on client requests and what they cost the quota.
 //! - `proposal/`: a request into the Raft log, and its proposer waiting for the applier's
 //!   answer (request ids, the waiter table, membership changes with their context).
 //! - `cluster/`: the member set as applied, the peer directory trait the transport
@@ -55,6 +56,7 @@ mod lease;
 pub mod logging;
 pub mod metrics;
 mod peer;
+mod process_stats;
 mod proposal;
 mod rpc;
 mod run;

@@ -1,8 +1,8 @@
 //! Prometheus metrics under etcd's names and labels, so existing dashboards and alerts work.
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// etcd's lease counters. Grants and revokes are counted as each member applies them;
@@ -48,6 +48,103 @@ pub struct Metrics {
     pub watchers: IntGauge,
     pub slow_watchers: IntGauge,
     pub lease: LeaseMetrics,
+    /// etcd's server, disk, mvcc, network and process families added for issue 13.
+    pub more: MoreMetrics,
+}
+
+/// The families beyond the first set: each is measured where the thing happens, or
+/// sampled when `/metrics` is scraped.
+pub struct MoreMetrics {
+    pub leader_changes: IntCounter,
+    pub heartbeat_failures: IntCounter,
+    pub server_id: IntGaugeVec,
+    pub is_learner: IntGauge,
+    pub health_success: IntCounter,
+    pub health_failures: IntCounter,
+    pub read_indexes_failed: IntCounter,
+    pub slow_read_indexes: IntCounter,
+    pub slow_apply: IntCounter,
+    /// By `version` (always `v3`), `op` (the request's name) and `success`.
+    pub apply_duration: HistogramVec,
+    pub client_requests: IntCounterVec,
+    pub grpc_msg_received: IntCounterVec,
+    pub grpc_msg_sent: IntCounterVec,
+    /// gRPC bytes from and to clients, as HTTP/2 data frames carry them (each message
+    /// with gRPC's 5-byte length prefix).
+    pub client_received_bytes: IntCounter,
+    pub client_sent_bytes: IntCounter,
+    /// `grpc_server_handling_seconds`, with `--metrics=extensive` only.
+    pub grpc_handling: Option<HistogramVec>,
+    pub wal_write_bytes: IntGauge,
+    pub defrag_duration: Histogram,
+    pub defrag_inflight: IntGauge,
+    pub snapshot_duration: Histogram,
+    pub hash_duration: Histogram,
+    pub hash_rev_duration: Histogram,
+    pub current_revision: IntGauge,
+    pub compact_revision: IntGauge,
+    pub auth_revision: IntGauge,
+    /// Promotions of learners that succeeded while this member led.
+    pub learner_promotions: IntCounter,
+    /// 1 while a snapshot from the leader is being restored into the backend.
+    pub snapshot_applying: IntGauge,
+    /// Ranges, counted where `etcd_mvcc_range_total` is (etcd keeps both).
+    pub debugging_range_total: IntCounter,
+    /// Key and value bytes of every applied put.
+    pub total_put_size: IntGauge,
+    /// Events sent to watchers.
+    pub events_total: IntCounter,
+    pub compaction: CompactionMetrics,
+    /// Snapshots received from the leader, from first chunk to checked.
+    pub snapshot_received: Histogram,
+    /// Peers with a Raft stream open, by `Local` and `Remote` member id.
+    pub active_peers: IntGaugeVec,
+    /// Raft stream bytes queued for each peer, by `To`.
+    pub peer_sent: IntCounterVec,
+    /// Raft stream bytes read from each peer, by `From`.
+    pub peer_received: IntCounterVec,
+    pub process: ProcessMetrics,
+    scrapes_in_flight: IntGauge,
+    scrapes: IntCounterVec,
+}
+
+/// etcd's compaction families, told by the store after each compaction commits.
+#[derive(Clone)]
+pub struct CompactionMetrics {
+    keys: IntCounter,
+    last: IntGauge,
+    pause: Histogram,
+    total: Histogram,
+    index_pause: Histogram,
+}
+
+impl CompactionMetrics {
+    /// Records one compaction. cairn compacts the backend in one write transaction, so
+    /// its one pause is the whole walk.
+    pub fn observe(&self, c: &cairn_mvcc::CompactionReport) {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        self.keys.inc_by(c.removed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.last.set(now as i64);
+        self.pause.observe(ms(c.db));
+        self.total.observe(ms(c.db + c.index));
+        self.index_pause.observe(ms(c.index));
+    }
+}
+
+/// `process_*` and etcd's `os_fd_*`, read from `/proc/self` at each scrape.
+pub struct ProcessMetrics {
+    cpu_seconds: prometheus::Counter,
+    open_fds: IntGauge,
+    max_fds: IntGauge,
+    resident: IntGauge,
+    virtual_bytes: IntGauge,
+    virtual_max: Gauge,
+    start_time: Gauge,
+    os_fd_used: IntGauge,
+    os_fd_limit: IntGauge,
 }
 
 fn disk_buckets() -> Vec<f64> {
@@ -57,8 +154,9 @@ fn disk_buckets() -> Vec<f64> {
 
 impl Metrics {
     /// Creates and registers every metric.
-    pub fn new() -> Result<Metrics, prometheus::Error> {
+    pub fn new(extensive: bool) -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
+        let more = MoreMetrics::new(&registry, extensive)?;
         let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
             let g = IntGauge::new(name, help)?;
             registry.register(Box::new(g.clone()))?;
@@ -91,6 +189,15 @@ impl Metrics {
             &["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
         )?;
         registry.register(Box::new(grpc_handled.clone()))?;
+        // Every method from the start, with every status code, as grpc-go-prometheus
+        // lists them.
+        for (service, method, ty) in GRPC_METHODS {
+            grpc_started.with_label_values(&[ty, service, method]);
+            for code in 0..=16 {
+                let name = cairn_proto::grpc_code_name(tonic::Code::from_i32(code));
+                grpc_handled.with_label_values(&[ty, service, method, name]);
+            }
+        }
         let peer_refused = IntCounterVec::new(
             Opts::new(
                 "cairn_server_peer_refused_total",
@@ -146,6 +253,7 @@ impl Metrics {
             ttl: lease_ttl,
         };
         Ok(Metrics {
+            more,
             lease,
             watch_streams: gauge(
                 "etcd_debugging_mvcc_watch_stream_total",
@@ -234,8 +342,17 @@ impl Metrics {
     }
 
     /// Counts one finished RPC under grpc-go-prometheus's labels.
+    ///
+    /// A unary call received one message, and sent one when it succeeded.
     pub fn grpc_done(&self, service: &str, method: &str, unary: bool, code: tonic::Code) {
-        let ty = if unary { "unary" } else { "bidi_stream" };
+        let ty = if unary {
+            "unary"
+        } else {
+            grpc_type(service, method)
+        };
+        if unary {
+            self.grpc_messages(service, method, 1, u64::from(code == tonic::Code::Ok));
+        }
         self.grpc_started
             .with_label_values(&[ty, service, method])
             .inc();
@@ -264,9 +381,606 @@ impl Metrics {
     }
 
     /// Renders every metric in Prometheus's text format.
+    ///
+    /// The scrape counters count earlier scrapes: this one is in flight while it renders.
     pub fn render(&self) -> String {
+        self.more.scrapes_in_flight.inc();
         let mut buf = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        let ok = TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_ok();
+        self.more.scrapes_in_flight.dec();
+        self.more
+            .scrapes
+            .with_label_values(&[if ok { "200" } else { "500" }])
+            .inc();
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Registers `c` and hands it back.
+fn reg<C: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    c: C,
+) -> Result<C, prometheus::Error> {
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+fn exp_buckets(start: f64, factor: f64, count: usize) -> Vec<f64> {
+    prometheus::exponential_buckets(start, factor, count).unwrap_or_default()
+}
+
+/// The gRPC methods each service serves, with grpc-go-prometheus's `grpc_type`: the
+/// `grpc_server_*` families list every method from the start, at zero, as etcd's do.
+const GRPC_METHODS: &[(&str, &str, &str)] = &[
+    ("etcdserverpb.KV", "Range", "unary"),
+    ("etcdserverpb.KV", "Put", "unary"),
+    ("etcdserverpb.KV", "DeleteRange", "unary"),
+    ("etcdserverpb.KV", "Txn", "unary"),
+    ("etcdserverpb.KV", "Compact", "unary"),
+    ("etcdserverpb.Watch", "Watch", "bidi_stream"),
+    ("etcdserverpb.Lease", "LeaseGrant", "unary"),
+    ("etcdserverpb.Lease", "LeaseRevoke", "unary"),
+    ("etcdserverpb.Lease", "LeaseKeepAlive", "bidi_stream"),
+    ("etcdserverpb.Lease", "LeaseTimeToLive", "unary"),
+    ("etcdserverpb.Lease", "LeaseLeases", "unary"),
+    ("etcdserverpb.Cluster", "MemberAdd", "unary"),
+    ("etcdserverpb.Cluster", "MemberRemove", "unary"),
+    ("etcdserverpb.Cluster", "MemberUpdate", "unary"),
+    ("etcdserverpb.Cluster", "MemberList", "unary"),
+    ("etcdserverpb.Cluster", "MemberPromote", "unary"),
+    ("etcdserverpb.Maintenance", "Alarm", "unary"),
+    ("etcdserverpb.Maintenance", "Status", "unary"),
+    ("etcdserverpb.Maintenance", "Defragment", "unary"),
+    ("etcdserverpb.Maintenance", "Hash", "unary"),
+    ("etcdserverpb.Maintenance", "HashKV", "unary"),
+    ("etcdserverpb.Maintenance", "Snapshot", "server_stream"),
+    ("etcdserverpb.Maintenance", "MoveLeader", "unary"),
+    ("etcdserverpb.Maintenance", "Downgrade", "unary"),
+    ("etcdserverpb.Auth", "AuthEnable", "unary"),
+    ("etcdserverpb.Auth", "AuthDisable", "unary"),
+    ("etcdserverpb.Auth", "AuthStatus", "unary"),
+    ("etcdserverpb.Auth", "Authenticate", "unary"),
+    ("etcdserverpb.Auth", "UserAdd", "unary"),
+    ("etcdserverpb.Auth", "UserGet", "unary"),
+    ("etcdserverpb.Auth", "UserList", "unary"),
+    ("etcdserverpb.Auth", "UserDelete", "unary"),
+    ("etcdserverpb.Auth", "UserChangePassword", "unary"),
+    ("etcdserverpb.Auth", "UserGrantRole", "unary"),
+    ("etcdserverpb.Auth", "UserRevokeRole", "unary"),
+    ("etcdserverpb.Auth", "RoleAdd", "unary"),
+    ("etcdserverpb.Auth", "RoleGet", "unary"),
+    ("etcdserverpb.Auth", "RoleList", "unary"),
+    ("etcdserverpb.Auth", "RoleDelete", "unary"),
+    ("etcdserverpb.Auth", "RoleGrantPermission", "unary"),
+    ("etcdserverpb.Auth", "RoleRevokePermission", "unary"),
+    ("v3lockpb.Lock", "Lock", "unary"),
+    ("v3lockpb.Lock", "Unlock", "unary"),
+    ("v3electionpb.Election", "Campaign", "unary"),
+    ("v3electionpb.Election", "Proclaim", "unary"),
+    ("v3electionpb.Election", "Leader", "unary"),
+    ("v3electionpb.Election", "Observe", "server_stream"),
+    ("v3electionpb.Election", "Resign", "unary"),
+];
+
+/// grpc-go-prometheus's `grpc_type` of a method (`unary` for one it does not list).
+pub fn grpc_type(service: &str, method: &str) -> &'static str {
+    GRPC_METHODS
+        .iter()
+        .find(|(s, m, _)| *s == service && *m == method)
+        .map_or("unary", |(_, _, t)| t)
+}
+
+/// The service, method and `grpc_type` a request path (`/etcdserverpb.KV/Put`) names, if
+/// it is one cairn serves.
+pub fn grpc_method(path: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    GRPC_METHODS
+        .iter()
+        .find(|(s, m, _)| *s == service && *m == method)
+        .copied()
+}
+
+impl MoreMetrics {
+    fn new(registry: &Registry, extensive: bool) -> Result<MoreMetrics, prometheus::Error> {
+        let counter = |name: &str, help: &str| reg(registry, IntCounter::new(name, help)?);
+        let gauge = |name: &str, help: &str| reg(registry, IntGauge::new(name, help)?);
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            reg(
+                registry,
+                Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?,
+            )
+        };
+        let grpc_labels = ["grpc_type", "grpc_service", "grpc_method"];
+        let grpc_msg_received = reg(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "grpc_server_msg_received_total",
+                    "Total number of RPC stream messages received on the server.",
+                ),
+                &grpc_labels,
+            )?,
+        )?;
+        let grpc_msg_sent = reg(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "grpc_server_msg_sent_total",
+                    "Total number of gRPC stream messages sent by the server.",
+                ),
+                &grpc_labels,
+            )?,
+        )?;
+        let grpc_handling = if extensive {
+            Some(reg(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "grpc_server_handling_seconds",
+                        "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+                    )
+                    .buckets(prometheus::DEFAULT_BUCKETS.to_vec()),
+                    &grpc_labels,
+                )?,
+            )?)
+        } else {
+            None
+        };
+        for (service, method, ty) in GRPC_METHODS {
+            grpc_msg_received.with_label_values(&[ty, service, method]);
+            grpc_msg_sent.with_label_values(&[ty, service, method]);
+            if let Some(h) = &grpc_handling {
+                h.with_label_values(&[ty, service, method]);
+            }
+        }
+        let scrapes = reg(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "promhttp_metric_handler_requests_total",
+                    "Total number of scrapes by HTTP status code.",
+                ),
+                &["code"],
+            )?,
+        )?;
+        for code in ["200", "500", "503"] {
+            scrapes.with_label_values(&[code]);
+        }
+        Ok(MoreMetrics {
+            leader_changes: counter(
+                "etcd_server_leader_changes_seen_total",
+                "The number of leader changes seen.",
+            )?,
+            heartbeat_failures: counter(
+                "etcd_server_heartbeat_send_failures_total",
+                "The total number of leader heartbeat send failures (likely overloaded from slow disk).",
+            )?,
+            server_id: reg(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "etcd_server_id",
+                        "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
+                    ),
+                    &["server_id"],
+                )?,
+            )?,
+            is_learner: gauge(
+                "etcd_server_is_learner",
+                "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+            )?,
+            health_success: counter(
+                "etcd_server_health_success",
+                "The total number of successful health checks",
+            )?,
+            health_failures: counter(
+                "etcd_server_health_failures",
+                "The total number of failed health checks",
+            )?,
+            read_indexes_failed: counter(
+                "etcd_server_read_indexes_failed_total",
+                "The total number of failed read indexes seen.",
+            )?,
+            slow_read_indexes: counter(
+                "etcd_server_slow_read_indexes_total",
+                "The total number of pending read indexes not in sync with leader's or timed out read index requests.",
+            )?,
+            slow_apply: counter(
+                "etcd_server_slow_apply_total",
+                "The total number of slow apply requests (likely overloaded from slow disk).",
+            )?,
+            apply_duration: reg(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "etcd_server_apply_duration_seconds",
+                        "The latency distributions of v2 apply called by backend.",
+                    )
+                    // etcd's: 100 µs doubling to about 52 s.
+                    .buckets(exp_buckets(0.0001, 2.0, 20)),
+                    &["version", "op", "success"],
+                )?,
+            )?,
+            client_requests: reg(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "etcd_server_client_requests_total",
+                        "The total number of client requests per client version.",
+                    ),
+                    &["type", "client_api_version"],
+                )?,
+            )?,
+            grpc_msg_received,
+            grpc_msg_sent,
+            grpc_handling,
+            client_received_bytes: counter(
+                "etcd_network_client_grpc_received_bytes_total",
+                "The total number of bytes received from grpc clients.",
+            )?,
+            client_sent_bytes: counter(
+                "etcd_network_client_grpc_sent_bytes_total",
+                "The total number of bytes sent to grpc clients.",
+            )?,
+            wal_write_bytes: gauge(
+                "etcd_disk_wal_write_bytes_total",
+                "Total number of bytes written in WAL.",
+            )?,
+            defrag_duration: histogram(
+                "etcd_disk_backend_defrag_duration_seconds",
+                "The latency distribution of backend defragmentation.",
+                // etcd's: 100 ms doubling to about 410 s.
+                exp_buckets(0.1, 2.0, 13),
+            )?,
+            defrag_inflight: gauge(
+                "etcd_disk_defrag_inflight",
+                "Whether or not defrag is active on the member. 1 means active, 0 means not.",
+            )?,
+            snapshot_duration: histogram(
+                "etcd_disk_backend_snapshot_duration_seconds",
+                "The latency distribution of backend snapshots.",
+                // etcd's: 10 ms doubling to about 655 s.
+                exp_buckets(0.01, 2.0, 17),
+            )?,
+            hash_duration: histogram(
+                "etcd_mvcc_hash_duration_seconds",
+                "The latency distribution of storage hash operation.",
+                // etcd's: 10 ms doubling to about 164 s.
+                exp_buckets(0.01, 2.0, 15),
+            )?,
+            hash_rev_duration: histogram(
+                "etcd_mvcc_hash_rev_duration_seconds",
+                "The latency distribution of storage hash by revision operation.",
+                exp_buckets(0.01, 2.0, 15),
+            )?,
+            current_revision: gauge(
+                "etcd_debugging_mvcc_current_revision",
+                "The current revision of store.",
+            )?,
+            compact_revision: gauge(
+                "etcd_debugging_mvcc_compact_revision",
+                "The revision of the last compaction in store.",
+            )?,
+            auth_revision: gauge(
+                "etcd_debugging_auth_revision",
+                "The current revision of auth store.",
+            )?,
+            learner_promotions: counter(
+                "etcd_server_learner_promote_successes",
+                "The total number of successful learner promotions while this member is leader.",
+            )?,
+            snapshot_applying: gauge(
+                "etcd_server_snapshot_apply_in_progress_total",
+                "1 if the server is applying the incoming snapshot. 0 if none.",
+            )?,
+            debugging_range_total: counter(
+                "etcd_debugging_mvcc_range_total",
+                "Total number of ranges seen by this member.",
+            )?,
+            total_put_size: gauge(
+                "etcd_debugging_mvcc_total_put_size_in_bytes",
+                "The total size of put kv pairs seen by this member.",
+            )?,
+            events_total: counter(
+                "etcd_debugging_mvcc_events_total",
+                "Total number of events sent by this member.",
+            )?,
+            snapshot_received: histogram(
+                "etcd_snap_db_save_total_duration_seconds",
+                "The total latency distributions of v3 snapshot save",
+                // etcd's: 100 ms doubling to 51.2 s.
+                exp_buckets(0.1, 2.0, 10),
+            )?,
+            compaction: CompactionMetrics {
+                keys: counter(
+                    "etcd_debugging_mvcc_db_compaction_keys_total",
+                    "Total number of db keys compacted.",
+                )?,
+                last: gauge(
+                    "etcd_debugging_mvcc_db_compaction_last",
+                    "The unix time of the last db compaction. Resets to 0 on start.",
+                )?,
+                pause: histogram(
+                    "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
+                    "Bucketed histogram of db compaction pause duration.",
+                    // etcd's: 1 ms doubling to 4096 ms.
+                    exp_buckets(1.0, 2.0, 13),
+                )?,
+                total: histogram(
+                    "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
+                    "Bucketed histogram of db compaction total duration.",
+                    // etcd's: 100 ms doubling to about 819 s.
+                    exp_buckets(100.0, 2.0, 14),
+                )?,
+                index_pause: histogram(
+                    "etcd_debugging_mvcc_index_compaction_pause_duration_milliseconds",
+                    "Bucketed histogram of index compaction pause duration.",
+                    // etcd's: 0.5 ms doubling to 4096 ms.
+                    exp_buckets(0.5, 2.0, 14),
+                )?,
+            },
+            active_peers: reg(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "etcd_network_active_peers",
+                        "The current number of active peer connections.",
+                    ),
+                    &["Local", "Remote"],
+                )?,
+            )?,
+            peer_sent: reg(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "etcd_network_peer_sent_bytes_total",
+                        "The total number of bytes sent to peers.",
+                    ),
+                    &["To"],
+                )?,
+            )?,
+            peer_received: reg(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "etcd_network_peer_received_bytes_total",
+                        "The total number of bytes received from peers.",
+                    ),
+                    &["From"],
+                )?,
+            )?,
+            process: ProcessMetrics::new(registry)?,
+            scrapes_in_flight: gauge(
+                "promhttp_metric_handler_requests_in_flight",
+                "Current number of scrapes being served.",
+            )?,
+            scrapes,
+        })
+    }
+}
+
+impl ProcessMetrics {
+    fn new(registry: &Registry) -> Result<ProcessMetrics, prometheus::Error> {
+        let gauge = |name: &str, help: &str| reg(registry, IntGauge::new(name, help)?);
+        let fgauge = |name: &str, help: &str| reg(registry, Gauge::new(name, help)?);
+        Ok(ProcessMetrics {
+            cpu_seconds: reg(
+                registry,
+                prometheus::Counter::new(
+                    "process_cpu_seconds_total",
+                    "Total user and system CPU time spent in seconds.",
+                )?,
+            )?,
+            open_fds: gauge("process_open_fds", "Number of open file descriptors.")?,
+            max_fds: gauge(
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+            )?,
+            resident: gauge(
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+            )?,
+            virtual_bytes: gauge(
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+            )?,
+            virtual_max: fgauge(
+                "process_virtual_memory_max_bytes",
+                "Maximum amount of virtual memory available in bytes.",
+            )?,
+            start_time: fgauge(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+            )?,
+            os_fd_used: gauge("os_fd_used", "The number of used file descriptors.")?,
+            os_fd_limit: gauge("os_fd_limit", "The file descriptor limit.")?,
+        })
+    }
+
+    /// Reads this process's figures from `/proc/self`; a figure that cannot be read keeps
+    /// its last value.
+    fn refresh(&self) {
+        let s = crate::process_stats::read();
+        if let Some(cpu) = s.cpu_seconds {
+            let delta = cpu - self.cpu_seconds.get();
+            if delta > 0.0 {
+                self.cpu_seconds.inc_by(delta);
+            }
+        }
+        if let Some(n) = s.open_fds {
+            self.open_fds.set(n as i64);
+            self.os_fd_used.set(n as i64);
+        }
+        if let Some(n) = s.max_fds {
+            self.max_fds.set(n as i64);
+            self.os_fd_limit.set(n as i64);
+        }
+        if let Some(n) = s.resident_bytes {
+            self.resident.set(n as i64);
+        }
+        if let Some(n) = s.virtual_bytes {
+            self.virtual_bytes.set(n as i64);
+        }
+        if let Some(n) = s.virtual_max_bytes {
+            self.virtual_max.set(n as f64);
+        }
+        if let Some(t) = s.start_time_seconds {
+            self.start_time.set(t);
+        }
+    }
+}
+
+/// How etcd spells a client's API version when the client sends none.
+const UNKNOWN_CLIENT_VERSION: &str = "unknown";
+
+impl Metrics {
+    /// Counts one client request (etcd's `etcd_server_client_requests_total`), by the
+    /// `client-api-version` the client sent.
+    pub fn client_request(&self, stream: bool, client_api_version: Option<&str>) {
+        let ty = if stream { "stream" } else { "unary" };
+        // A stranger picks the label's value: only a `major.minor` one (one digit, then one
+        // or two) becomes a series of its own, so at most 1,100 series can be made this way.
+        let version = client_api_version
+            .filter(|v| is_api_version(v))
+            .unwrap_or(UNKNOWN_CLIENT_VERSION);
+        self.more
+            .client_requests
+            .with_label_values(&[ty, version])
+            .inc();
+    }
+
+    /// Counts a health check's outcome.
+    pub fn health_checked(&self, healthy: bool) {
+        if healthy {
+            self.more.health_success.inc();
+        } else {
+            self.more.health_failures.inc();
+        }
+    }
+
+    /// Records how long applying one request took, by etcd's op name, and counts it as
+    /// slow past etcd's 100 ms warning threshold.
+    pub fn applied(&self, op: &str, success: bool, took: std::time::Duration) {
+        self.more
+            .apply_duration
+            .with_label_values(&["v3", op, if success { "true" } else { "false" }])
+            .observe(took.as_secs_f64());
+        if took >= SLOW_APPLY {
+            self.more.slow_apply.inc();
+        }
+    }
+
+    /// Records the time `grpc_server_handling_seconds` measures, under `--metrics=extensive`.
+    pub fn grpc_handled_in(&self, service: &str, method: &str, took: std::time::Duration) {
+        if let Some(h) = &self.more.grpc_handling {
+            h.with_label_values(&[grpc_type(service, method), service, method])
+                .observe(took.as_secs_f64());
+        }
+    }
+
+    /// Counts one message received and, when `sent`, one sent on a stream or unary call.
+    pub fn grpc_messages(&self, service: &str, method: &str, received: u64, sent: u64) {
+        let ty = grpc_type(service, method);
+        if received > 0 {
+            self.more
+                .grpc_msg_received
+                .with_label_values(&[ty, service, method])
+                .inc_by(received);
+        }
+        if sent > 0 {
+            self.more
+                .grpc_msg_sent
+                .with_label_values(&[ty, service, method])
+                .inc_by(sent);
+        }
+    }
+
+    /// The received and sent message counters of a stream method, taken once per stream
+    /// so that each message costs one atomic add.
+    pub fn stream_message_counters(&self, service: &str, method: &str) -> (IntCounter, IntCounter) {
+        let labels = [grpc_type(service, method), service, method];
+        (
+            self.more.grpc_msg_received.with_label_values(&labels),
+            self.more.grpc_msg_sent.with_label_values(&labels),
+        )
+    }
+
+    /// Samples what the member's state says: the Raft counters, its id and role, and the
+    /// process's figures.
+    pub fn sample(&self, member_id: u64, is_learner: bool, raft: &cairn_raft::RaftStats) {
+        let m = &self.more;
+        let id = format!("{member_id:x}");
+        if m.server_id.with_label_values(&[&id]).get() != 1 {
+            m.server_id.reset();
+            m.server_id.with_label_values(&[&id]).set(1);
+        }
+        m.is_learner.set(i64::from(is_learner));
+        m.wal_write_bytes.set(raft.log_bytes as i64);
+        for (counter, now) in [
+            (&m.leader_changes, raft.leader_changes),
+            (&m.heartbeat_failures, raft.heartbeat_failures),
+        ] {
+            let seen = counter.get();
+            if now > seen {
+                counter.inc_by(now - seen);
+            }
+        }
+        m.process.refresh();
+    }
+}
+
+/// Whether `v` reads as an API version: `3.5`, `3.10`.
+fn is_api_version(v: &str) -> bool {
+    let Some((major, minor)) = v.split_once('.') else {
+        return false;
+    };
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    major.len() == 1 && (1..=2).contains(&minor.len()) && digits(major) && digits(minor)
+}
+
+/// etcd's `--experimental-warning-apply-duration` default.
+const SLOW_APPLY: std::time::Duration = std::time::Duration::from_millis(100);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_major_minor_versions_become_label_values() {
+        for v in ["3.5", "3.4", "3.10", "2.3"] {
+            assert!(is_api_version(v), "{v}");
+        }
+        for v in [
+            "",
+            "3",
+            "3.",
+            ".5",
+            "3.5.1",
+            "35.1",
+            "3.123",
+            "a.b",
+            "3.5 ",
+            "\u{661}.5",
+        ] {
+            assert!(!is_api_version(v), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn a_client_without_a_version_is_counted_as_unknown() {
+        let m = Metrics::new(false).unwrap();
+        m.client_request(false, None);
+        m.client_request(true, Some("not-a-version"));
+        m.client_request(false, Some("3.5"));
+        let text = m.render();
+        for line in [
+            "etcd_server_client_requests_total{client_api_version=\"unknown\",type=\"unary\"} 1",
+            "etcd_server_client_requests_total{client_api_version=\"unknown\",type=\"stream\"} 1",
+            "etcd_server_client_requests_total{client_api_version=\"3.5\",type=\"unary\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
     }
 }

@@ -108,6 +108,41 @@ impl Applier {
     }
 }
 
+/// The name etcd's apply-duration metric gives a request: its field of etcd's
+/// `InternalRaftRequest` (`ClusterMemberAttrSet` for a member publishing itself).
+fn op_name(req: &Request) -> &'static str {
+    match req {
+        Request::Put(_) => "Put",
+        Request::DeleteRange(_) => "DeleteRange",
+        Request::Txn(_) => "Txn",
+        Request::Compaction(_) => "Compaction",
+        Request::Alarm(_) => "Alarm",
+        Request::Range(_) => "Range",
+        Request::Publish(_) => "ClusterMemberAttrSet",
+        Request::MemberUpdate(_) => "MemberUpdate",
+        Request::LeaseGrant(_) => "LeaseGrant",
+        Request::LeaseRevoke(_) => "LeaseRevoke",
+        Request::LeaseCheckpoint(_) => "LeaseCheckpoint",
+        Request::AuthEnable(_) => "AuthEnable",
+        Request::AuthDisable(_) => "AuthDisable",
+        Request::AuthStatus(_) => "AuthStatus",
+        Request::Authenticate(_) => "Authenticate",
+        Request::UserAdd(_) => "AuthUserAdd",
+        Request::UserDelete(_) => "AuthUserDelete",
+        Request::UserChangePassword(_) => "AuthUserChangePassword",
+        Request::UserGrantRole(_) => "AuthUserGrantRole",
+        Request::UserRevokeRole(_) => "AuthUserRevokeRole",
+        Request::UserGet(_) => "AuthUserGet",
+        Request::UserList(_) => "AuthUserList",
+        Request::RoleAdd(_) => "AuthRoleAdd",
+        Request::RoleGet(_) => "AuthRoleGet",
+        Request::RoleList(_) => "AuthRoleList",
+        Request::RoleDelete(_) => "AuthRoleDelete",
+        Request::RoleGrantPermission(_) => "AuthRoleGrantPermission",
+        Request::RoleRevokePermission(_) => "AuthRoleRevokePermission",
+    }
+}
+
 /// What applying one request produced.
 type Outcome = Result<ApplyResult, EtcdError>;
 
@@ -144,6 +179,10 @@ impl Applier {
                     return Ok(Err(EtcdError::NoSpace));
                 }
                 self.metrics.put_total.inc();
+                self.metrics
+                    .more
+                    .total_put_size
+                    .add((p.key.len() + p.value.len()) as i64);
                 mvcc(batch.put(&p, leases).map(ApplyResult::Put))?
             }
             Request::DeleteRange(d) => {
@@ -159,6 +198,7 @@ impl Applier {
             }
             Request::Range(r) => {
                 self.metrics.range_total.inc();
+                self.metrics.more.debugging_range_total.inc();
                 mvcc(batch.range(&r).map(ApplyResult::Range))?
             }
             Request::Compaction(c) => mvcc(batch.compact(c.revision).map(|()| {
@@ -374,7 +414,11 @@ impl cairn_raft::Applier for Applier {
 
     fn restore(&mut self, data: &[u8], index: u64, term: u64) -> Result<(), ApplyError> {
         let started = Instant::now();
-        self.restore_bytes(data, index)?;
+        let applying = &self.metrics.more.snapshot_applying;
+        applying.set(1);
+        let restored = self.restore_bytes(data, index);
+        applying.set(0);
+        restored?;
         self.last_durable = Instant::now();
         self.durable_tx.send_replace(index);
         tracing::info!(
@@ -427,6 +471,8 @@ impl cairn_raft::Applier for Applier {
             let Some(inner) = req.request else { continue };
             let who = auth::caller(req.auth.as_ref());
             let mark = batch.change_mark();
+            let op = op_name(&inner);
+            let began = Instant::now();
             let outcome = self
                 .apply_one(
                     &mut batch,
@@ -436,6 +482,7 @@ impl cairn_raft::Applier for Applier {
                     &self.leases.lookup(),
                 )
                 .map_err(|e| failed("apply a committed entry", e))?;
+            self.metrics.applied(op, outcome.is_ok(), began.elapsed());
             self.leases.attach_since(&batch, mark);
             if req.id != 0 {
                 answers.push((req.id, outcome));

@@ -29,6 +29,10 @@ pub trait PeerDirectory: Send + Sync + 'static {
     fn remove_peer(&self, id: u64);
     /// Since when member `id` has answered every send; `None` while it does not answer.
     fn active_since(&self, id: u64) -> Option<Instant>;
+    /// The bytes sent to each peer so far (none where the transport does not count them).
+    fn sent_bytes(&self) -> Vec<(u64, u64)> {
+        Vec::new()
+    }
 }
 
 /// The meta key the member set is stored under.

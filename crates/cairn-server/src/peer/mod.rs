@@ -136,7 +136,14 @@ impl PeerSet {
         if id == i.from {
             return;
         }
-        let link = Link::new();
+        let sent = self
+            .inner
+            .peers
+            .read()
+            .get(&id)
+            .map(|p| p.link.sent_counter())
+            .unwrap_or_default();
+        let link = Link::new(sent);
         let urls: Arc<[String]> = urls.into();
         let hello = Hello {
             cluster_id: i.cluster_id,
@@ -194,6 +201,15 @@ impl crate::cluster::PeerDirectory for PeerSet {
 
     fn active_since(&self, id: u64) -> Option<Instant> {
         PeerSet::active_since(self, id)
+    }
+
+    fn sent_bytes(&self) -> Vec<(u64, u64)> {
+        self.inner
+            .peers
+            .read()
+            .iter()
+            .map(|(id, p)| (*id, p.link.sent_bytes()))
+            .collect()
     }
 }
 

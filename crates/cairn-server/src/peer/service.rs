@@ -52,6 +52,9 @@ pub struct PeerService {
     /// Snapshots being received: one at a time (a member's only sender is its leader), so
     /// strangers cannot make it hold many.
     pub(crate) receiving: Arc<Semaphore>,
+    /// etcd's `etcd_snap_db_save_total_duration_seconds`: from a snapshot's first chunk
+    /// until it is whole and checked.
+    pub(crate) snapshot_received: prometheus::Histogram,
     /// The store hashed for the corruption checks of other members.
     pub(crate) store: Arc<cairn_mvcc::Store>,
     /// One hash at a time: each walks the whole store on a blocking thread, and a caller
@@ -139,6 +142,8 @@ impl RaftPeer for PeerService {
             self.refused(from, why, Status::invalid_argument)
         })?;
         checked.map_err(|e| self.refused(from, e, Status::invalid_argument))?;
+        self.snapshot_received
+            .observe(started.elapsed().as_secs_f64());
         tracing::info!(
             remote_peer_id = %format!("{from:x}"),
             index = msg.snapshot_index(),

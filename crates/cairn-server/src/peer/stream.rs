@@ -223,6 +223,9 @@ pub(crate) struct Link {
     state: Mutex<LinkState>,
     /// Wakes the task: the outbox needs flushing, or the link was closed.
     wake: Notify,
+    /// Bytes queued for the peer (etcd's `etcd_network_peer_sent_bytes_total`); shared by
+    /// the links the peer has had.
+    sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Default)]
@@ -243,10 +246,11 @@ struct LinkState {
 }
 
 impl Link {
-    pub(crate) fn new() -> Arc<Link> {
+    pub(crate) fn new(sent: Arc<std::sync::atomic::AtomicU64>) -> Arc<Link> {
         Arc::new(Link {
             state: Mutex::new(LinkState::default()),
             wake: Notify::new(),
+            sent,
         })
     }
 
@@ -257,12 +261,17 @@ impl Link {
         if s.down || s.closed {
             return;
         }
+        let queued = s.outbox.len();
         for m in msgs {
             if s.outbox.len() >= OUTBOX_MAX {
                 break;
             }
             push_frame(&mut s.outbox, m);
         }
+        self.sent.fetch_add(
+            (s.outbox.len() - queued) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if s.flushing {
             return;
         }
@@ -280,6 +289,16 @@ impl Link {
             drop(s);
             self.wake.notify_one();
         }
+    }
+
+    /// The bytes queued for the peer so far.
+    pub(crate) fn sent_bytes(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The counter of bytes queued for the peer, for the link that replaces this one.
+    pub(crate) fn sent_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.sent.clone()
     }
 
     /// Ends the link's task and closes its stream.
@@ -548,6 +567,8 @@ pub(crate) struct Receiver {
     pub gate: PeerGate,
     /// Largest message taken, in bytes.
     pub message_limit: usize,
+    /// etcd's `etcd_network_peer_received_bytes_total`, by `From`.
+    pub received: prometheus::IntCounterVec,
 }
 
 /// Serves a raft stream on `tcp`, an accepted connection whose first byte is
@@ -673,6 +694,7 @@ fn step_frames(
 /// Steps the messages arriving on `tcp` into Raft, and answers with an alive byte every
 /// [`ALIVE_INTERVAL`], until the stream ends (`Ok`) or breaks.
 async fn receive_messages(tcp: TcpStream, from: u64, r: &Receiver) -> Result<(), StreamError> {
+    let received = r.received.with_label_values(&[&format!("{from:x}")]);
     let (mut rd, wr) = tcp.into_split();
     let mut buf = BytesMut::with_capacity(64 << 10);
     let mut msgs = Vec::new();
@@ -683,9 +705,11 @@ async fn receive_messages(tcp: TcpStream, from: u64, r: &Receiver) -> Result<(),
         tokio::select! {
             biased;
             read = rd.read_buf(&mut buf) => {
-                if read? == 0 {
+                let n = read?;
+                if n == 0 {
                     return Ok(());
                 }
+                received.inc_by(n as u64);
                 heard = Instant::now();
                 step_frames(&mut buf, &mut msgs, from, r)?;
             }
@@ -710,6 +734,7 @@ async fn receive_messages_io<S>(mut io: S, from: u64, r: &Receiver) -> Result<()
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let received = r.received.with_label_values(&[&format!("{from:x}")]);
     let mut buf = BytesMut::with_capacity(64 << 10);
     let mut msgs = Vec::new();
     let mut heard = Instant::now();
@@ -718,9 +743,11 @@ where
         tokio::select! {
             biased;
             read = io.read_buf(&mut buf) => {
-                if read? == 0 {
+                let n = read?;
+                if n == 0 {
                     return Ok(());
                 }
+                received.inc_by(n as u64);
                 heard = Instant::now();
                 step_frames(&mut buf, &mut msgs, from, r)?;
             }
@@ -928,6 +955,11 @@ mod tests {
             raft: raft.clone(),
             gate: crate::cluster::gate::tests::gate(),
             message_limit: 1 << 20,
+            received: prometheus::IntCounterVec::new(
+                prometheus::Opts::new("received", "received"),
+                &["From"],
+            )
+            .unwrap(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -40,6 +40,7 @@ impl KvService {
         }
         self.server.auth().check_range(who.as_ref(), &req)?;
         self.server.metrics().range_total.inc();
+        self.server.metrics().more.debugging_range_total.inc();
         let mut resp = self
             .server
             .store()

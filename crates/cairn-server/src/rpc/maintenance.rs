@@ -118,7 +118,13 @@ impl MaintenanceService {
                 .write(true)
                 .create_new(true)
                 .open(&path)?;
+            let started = std::time::Instant::now();
             let len = server.write_etcd_snapshot(out)?;
+            server
+                .metrics()
+                .more
+                .snapshot_duration
+                .observe(started.elapsed().as_secs_f64());
             let file = std::fs::File::open(&path)?;
             Ok::<_, crate::server::ExportError>((tmp, file, len))
         })
@@ -172,11 +178,18 @@ impl Maintenance for MaintenanceService {
             "defragmenting"
         );
         let started = std::time::Instant::now();
+        let more = &self.server.metrics().more;
+        more.defrag_inflight.set(1);
         let result = blocking({
             let store = store.clone();
             move || store.defragment()
         })
         .await;
+        more.defrag_inflight.set(0);
+        if result.is_ok() {
+            more.defrag_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
         match &result {
             Ok(r) => {
                 let in_use_after = blocking({
@@ -215,8 +228,15 @@ impl Maintenance for MaintenanceService {
         }
         let store = self.server.store().clone();
         let s = &self.server;
-        blocking(move || store.hash())
-            .await
+        let started = std::time::Instant::now();
+        let hashed = blocking(move || store.hash()).await;
+        if hashed.is_ok() {
+            s.metrics()
+                .more
+                .hash_duration
+                .observe(started.elapsed().as_secs_f64());
+        }
+        hashed
             .map(|hash| HashResponse {
                 header: Some(s.header(s.store().current_revision())),
                 hash,
@@ -227,7 +247,14 @@ impl Maintenance for MaintenanceService {
     async fn hash_kv(&self, r: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
         let result = async {
             super::maintenance_admin(&self.server, &r).await?;
-            self.hash_kv_inner(r.into_inner()).await
+            let started = std::time::Instant::now();
+            let hashed = self.hash_kv_inner(r.into_inner()).await?;
+            self.server
+                .metrics()
+                .more
+                .hash_rev_duration
+                .observe(started.elapsed().as_secs_f64());
+            Ok(hashed)
         }
         .await;
         result.observed(self.server.metrics(), SERVICE, "HashKV")

@@ -149,6 +149,11 @@ impl StreamTask {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut inbound_open = true;
+        let (msg_in, msg_out) = self
+            .server
+            .metrics()
+            .stream_message_counters(SERVICE, METHOD);
+        let events = self.server.metrics().more.events_total.clone();
         // How the stream ended, for grpc_server_handled_total: a client that goes away
         // cancels it.
         let mut code = tonic::Code::Cancelled;
@@ -165,7 +170,10 @@ impl StreamTask {
             tokio::select! {
                 biased;
                 msg = inbound.message(), if inbound_open && self.out.len() < QUEUE_FOR_REQUESTS => match msg {
-                    Ok(Some(req)) => self.handle(req),
+                    Ok(Some(req)) => {
+                        msg_in.inc();
+                        self.handle(req)
+                    }
                     // A client that stops sending still gets its events.
                     Ok(None) => inbound_open = false,
                     // A request past the receive limit ends the stream with etcd's
@@ -182,7 +190,9 @@ impl StreamTask {
                 permit = tx.reserve(), if !self.out.is_empty() => match permit {
                     Ok(permit) => {
                         if let Some(resp) = self.out.pop_front() {
+                            events.inc_by(resp.events.len() as u64);
                             permit.send(Ok(resp));
+                            msg_out.inc();
                         }
                     }
                     Err(_) => break,

@@ -10,6 +10,7 @@
 //! - `ping_policy.rs`: `--grpc-keepalive-min-time`, enforced on HTTP/2 connections' bytes.
 //! - `compaction.rs`: automatic compaction.
 //! - `corrupt.rs`: the leader's corruption check loops.
+//! - `grpc_metrics.rs`: client requests by API version, gRPC bytes, handling time.
 //!
 //! The top of the crate: nothing depends on it.
 
@@ -17,6 +18,7 @@ mod backend_size;
 mod compaction;
 mod conn;
 mod corrupt;
+mod grpc_metrics;
 mod listen;
 mod loopback;
 mod ping_policy;
@@ -119,10 +121,14 @@ fn client_router(
         .max_encoding_message_size(usize::MAX),
     );
     let leader_check = server.clone();
+    let observed = server.clone();
     let grpc = routes
         .into_axum_router()
         .layer(axum::middleware::from_fn(move |req, next| {
             require_leader(leader_check.clone(), req, next)
+        }))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            grpc_metrics::observe(observed.clone(), req, next)
         }));
     let access = Arc::new(crate::gateway::Access::new(
         &server.config().cors,

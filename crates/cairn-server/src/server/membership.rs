@@ -84,9 +84,14 @@ impl Server {
         // On the leader, a learner that has not caught up is refused, as etcd does.
         let matched = self.raft.matched(id).zip(self.raft.matched(self.member.id));
         let member = self.reconfiguration(&members).check_promote(id, matched)?;
-        self.proposer
+        let promoted = self
+            .proposer
             .change_membership(Change::Promote, member)
-            .await
+            .await?;
+        if self.raft.status().is_leader {
+            self.metrics.more.learner_promotions.inc();
+        }
+        Ok(promoted)
     }
 
     /// Moves member `req.id` to new peer URLs; returns the members after the change.

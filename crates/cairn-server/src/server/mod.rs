@@ -214,11 +214,13 @@ impl Server {
                 hashing: Arc::new(tokio::sync::Semaphore::new(1)),
                 data_dir: self.cfg.data_dir.clone(),
                 receiving: self.snapshot_receiving.clone(),
+                snapshot_received: self.metrics.more.snapshot_received.clone(),
             },
             streams: crate::peer::stream::Receiver {
                 raft: self.raft.clone(),
                 gate: gate.clone(),
                 message_limit: limit,
+                received: self.metrics.more.peer_received.clone(),
             },
             leases: LeasePeerService {
                 keeper: self.leases.clone(),
@@ -417,6 +419,28 @@ impl Server {
         self.metrics.watch_streams.set(w.streams as i64);
         self.metrics.watchers.set(w.watchers as i64);
         self.metrics.slow_watchers.set(w.unsynced as i64);
+        let more = &self.metrics.more;
+        more.current_revision.set(self.store.current_revision());
+        more.compact_revision.set(self.store.compact_revision());
+        more.auth_revision.set(self.auth.revision() as i64);
+        self.metrics
+            .sample(self.member.id, self.is_learner(), &self.raft.stats());
+        let me = format!("{:x}", self.member.id);
+        for m in self.members.list() {
+            if m.id != self.member.id {
+                let active = self.peers.active_since(m.id).is_some();
+                more.active_peers
+                    .with_label_values(&[&me, &format!("{:x}", m.id)])
+                    .set(i64::from(active));
+            }
+        }
+        for (id, bytes) in self.peers.sent_bytes() {
+            let counter = more.peer_sent.with_label_values(&[&format!("{id:x}")]);
+            let seen = counter.get();
+            if bytes > seen {
+                counter.inc_by(bytes - seen);
+            }
+        }
     }
 
     /// Stops Raft and the applier.

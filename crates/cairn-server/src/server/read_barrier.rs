@@ -47,12 +47,22 @@ pub(crate) struct ReadBarrier {
     wake: Arc<Notify>,
     /// Whether [`run`] was spawned (on the first read, from inside the runtime).
     running: AtomicBool,
+    /// etcd's `read_indexes_failed_total` (a round Raft refused) and
+    /// `slow_read_indexes_total` (a round that outlived a reader's deadline).
+    failed: prometheus::IntCounter,
+    slow: prometheus::IntCounter,
 }
 
 impl ReadBarrier {
-    pub(crate) fn new(raft: RaftHandle) -> Arc<ReadBarrier> {
+    pub(crate) fn new(
+        raft: RaftHandle,
+        failed: prometheus::IntCounter,
+        slow: prometheus::IntCounter,
+    ) -> Arc<ReadBarrier> {
         Arc::new(ReadBarrier {
             raft,
+            failed,
+            slow,
             queue: Mutex::new(Vec::new()),
             wake: Arc::new(Notify::new()),
             running: AtomicBool::new(false),
@@ -99,13 +109,18 @@ async fn run(barrier: Weak<ReadBarrier>, wake: Arc<Notify>) {
                 break;
             }
             let raft = b.raft.clone();
+            let (failed, slow) = (b.failed.clone(), b.slow.clone());
             drop(b);
             let Some(until) = readers.iter().map(|r| r.deadline).min() else {
                 break;
             };
             let index = match tokio::time::timeout_at(until.into(), raft.read_index()).await {
-                Ok(index) => index.map_err(ReadFailure::Raft),
+                Ok(index) => index.map_err(|e| {
+                    failed.inc();
+                    ReadFailure::Raft(e)
+                }),
                 Err(_) => {
+                    slow.inc();
                     let now = Instant::now();
                     let (late, waiting): (Vec<_>, Vec<_>) =
                         readers.into_iter().partition(|r| r.deadline <= now);

@@ -150,11 +150,13 @@ impl Server {
     /// of `wiring`.
     pub(crate) fn start_with(cfg: Config, wiring: Wiring) -> Result<Arc<Server>, StartError> {
         let started = Instant::now();
-        let metrics = Arc::new(Metrics::new()?);
+        let metrics = Arc::new(Metrics::new(cfg.metrics_extensive)?);
         data_dir::prepare(&cfg.data_dir, cfg.wal_dir.as_deref())?;
         let raft_dir = data_dir::raft_log_dir(&cfg.data_dir, cfg.wal_dir.as_deref())?;
         let store = Arc::new(Store::open(&cfg.data_dir.join(BACKEND_FILE))?);
         metrics.db_open_seconds.set(started.elapsed().as_secs_f64());
+        let compaction = metrics.more.compaction.clone();
+        store.set_compaction_observer(Arc::new(move |c| compaction.observe(c)));
         tracing::info!(
             path = %cfg.data_dir.join(BACKEND_FILE).display(),
             took = ?started.elapsed(),
@@ -336,7 +338,11 @@ impl Server {
         Ok(Arc::new(Server {
             cfg,
             store,
-            reads: ReadBarrier::new(raft.clone()),
+            reads: ReadBarrier::new(
+                raft.clone(),
+                metrics.more.read_indexes_failed.clone(),
+                metrics.more.slow_read_indexes.clone(),
+            ),
             raft,
             member,
             cluster_id,

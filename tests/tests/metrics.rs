@@ -1,0 +1,483 @@
+//! `/metrics` as a Prometheus server and an operator's dashboards and alerts read it: every
+//! family etcd 3.5.1 exports after a workload, with its type, label names and histogram
+//! buckets, is exported by cairn after the same workload on one and on three members,
+//! unless COMPAT.md lists it as not exported (with why); the values an operator reads move
+//! as they should; and the alerting rules in `packaging/alerts/` pass `promtool check
+//! rules` and fire in `promtool test rules`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::Duration;
+
+use cairn_proto::etcdserverpb::watch_client::WatchClient;
+use cairn_proto::etcdserverpb::{watch_request, WatchCreateRequest, WatchRequest};
+use cairn_tests::{
+    block_on, channel, etcdctl35, http_get, leader, repo_root, wait_until, Cluster, Kind,
+    ServerProc,
+};
+
+/// One metric family as the text exposition format shows it.
+#[derive(Debug, Clone, PartialEq)]
+struct Family {
+    kind: String,
+    /// Label names over all of its samples (`le` and `quantile` left out).
+    labels: BTreeSet<String>,
+    /// A histogram's bucket bounds, as numbers (Go writes 1e6 and more with an exponent).
+    buckets: Vec<f64>,
+}
+
+/// The families of a `/metrics` body, by name.
+fn families(body: &str) -> BTreeMap<String, Family> {
+    let mut out: BTreeMap<String, Family> = BTreeMap::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            out.insert(
+                name.to_string(),
+                Family {
+                    kind: kind.trim().to_string(),
+                    labels: BTreeSet::new(),
+                    buckets: Vec::new(),
+                },
+            );
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let name_end = line.find(['{', ' ']).unwrap();
+        let mut name = &line[..name_end];
+        if !out.contains_key(name) {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                if let Some(base) = name.strip_suffix(suffix) {
+                    if out.contains_key(base) {
+                        name = base;
+                    }
+                }
+            }
+        }
+        let labels = match line[name_end..].strip_prefix('{') {
+            Some(rest) => label_names(&rest[..rest.rfind('}').unwrap()]),
+            None => Vec::new(),
+        };
+        let family = out
+            .get_mut(name)
+            .unwrap_or_else(|| panic!("sample {line:?} before its TYPE line"));
+        for l in labels {
+            if l != "le" && l != "quantile" {
+                family.labels.insert(l);
+            }
+        }
+        if let Some((_, after)) = line.split_once("le=\"") {
+            let bound: f64 = after[..after.find('"').unwrap()].parse().unwrap();
+            if !family.buckets.contains(&bound) {
+                family.buckets.push(bound);
+            }
+        }
+    }
+    out
+}
+
+/// The label names of `a="x",b="y"` (values may hold escaped quotes and commas).
+fn label_names(pairs: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = pairs;
+    while let Some((name, after)) = rest.split_once("=\"") {
+        names.push(name.trim_start_matches(',').trim().to_string());
+        let mut escaped = false;
+        let mut end = after.len();
+        for (i, c) in after.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = i;
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        rest = &after[(end + 1).min(after.len())..];
+    }
+    names
+}
+
+/// The value of the sample `name{labels}` written exactly so (`name` alone for no labels).
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// The families COMPAT.md lists as not exported: its table under the marker
+/// `<!-- metrics-not-exported -->`, one backticked family per row; a name ending in `*`
+/// stands for every family it begins.
+fn not_exported() -> Vec<String> {
+    let text = std::fs::read_to_string(repo_root().join("COMPAT.md")).unwrap();
+    let (_, table) = text
+        .split_once("<!-- metrics-not-exported -->")
+        .expect("COMPAT.md has the metrics-not-exported list");
+    let rows: Vec<String> = table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| {
+            let cell = l.trim_start_matches('|').split('|').next()?.trim();
+            Some(cell.strip_prefix('`')?.strip_suffix('`')?.to_string())
+        })
+        .collect();
+    assert!(rows.len() > 5, "COMPAT.md's list reads as {rows:?}");
+    rows
+}
+
+fn listed(name: &str, list: &[String]) -> bool {
+    list.iter().any(|l| match l.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => name == l,
+    })
+}
+
+/// The same requests on both servers: puts, a range, a txn, a lease granted and kept
+/// alive, a watch that sees one event, a compaction, a defragment, hashes, a snapshot and a
+/// health check.
+fn workload(server: &ServerProc) {
+    let ep = server.endpoint();
+    for i in 0..3 {
+        let r = etcdctl35(&ep, &["put", &format!("k{i}"), &format!("v{i}")]);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    for args in [
+        &["get", "k", "--prefix"][..],
+        &["del", "k0"],
+        &["lease", "grant", "60"],
+        &["endpoint", "status"],
+        &["endpoint", "hashkv"],
+        &["compaction", "2"],
+        &["defrag"],
+    ] {
+        let r = etcdctl35(&ep, args);
+        assert_eq!(r.code, 0, "{args:?}: {r:?}");
+    }
+    let r = cairn_tests::run_client(
+        &cairn_tests::tool("etcdctl-3.5"),
+        &ep,
+        &["txn"],
+        Some("value(\"k1\") = \"v1\"\n\nput k1 w\n\nput k1 x\n\n"),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let snap = server.dir.path().join("workload-snapshot.db");
+    let r = etcdctl35(&ep, &["snapshot", "save", snap.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r:?}");
+    watch_one_event(server);
+    let (code, body) = http_get(server.client_port, "/health");
+    assert_eq!(code, 200, "{body}");
+}
+
+/// Opens a watch on `w`, writes `w`, and waits (10 s at most) for the event.
+fn watch_one_event(server: &ServerProc) {
+    let url = server.url();
+    let ep = server.endpoint();
+    block_on(async move {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let create = WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(
+                WatchCreateRequest {
+                    key: b"w".to_vec(),
+                    ..Default::default()
+                },
+            )),
+        };
+        tx.send(create).await.unwrap();
+        let mut stream = WatchClient::new(channel(&url))
+            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let created = stream.message().await.unwrap().unwrap();
+        assert!(created.created, "{created:?}");
+        let put = tokio::task::spawn_blocking(move || etcdctl35(&ep, &["put", "w", "1"]));
+        let event = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("the watch sees the put within 10 s")
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.events.len(), 1, "{event:?}");
+        assert_eq!(put.await.unwrap().code, 0);
+        drop(tx);
+    });
+}
+
+fn scrape(server: &ServerProc) -> String {
+    let (code, body) = http_get(server.client_port, "/metrics");
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+/// Every family of `etcd` that `cairn` lacks and COMPAT.md does not list, and every family
+/// both export with a different type, label names or buckets.
+fn differences(etcd: &str, cairn: &str) -> Vec<String> {
+    let (etcd, cairn) = (families(etcd), families(cairn));
+    let skip = not_exported();
+    let mut out = Vec::new();
+    for (name, e) in &etcd {
+        match cairn.get(name) {
+            None if listed(name, &skip) => {}
+            None => out.push(format!("missing {name} ({} {:?})", e.kind, e.labels)),
+            Some(c) if c != e => out.push(format!("{name}: etcd {e:?}, cairn {c:?}")),
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+/// Families COMPAT.md says are not exported must really be missing: a family cairn does
+/// export is taken off the list, so the list stays true.
+fn listed_but_exported(cairn: &str) -> Vec<String> {
+    let skip = not_exported();
+    families(cairn)
+        .into_keys()
+        .filter(|n| skip.iter().any(|l| l == n))
+        .collect()
+}
+
+#[test]
+fn one_member_exports_every_family_etcd_does() {
+    let etcd = ServerProc::start(Kind::Etcd35, &[]);
+    let cairn = ServerProc::start(Kind::Cairn, &[]);
+    workload(&etcd);
+    workload(&cairn);
+    let (e, c) = (scrape(&etcd), scrape(&cairn));
+    let diff = differences(&e, &c);
+    assert!(
+        diff.is_empty(),
+        "cairn's /metrics differs from etcd's:\n{}",
+        diff.join("\n")
+    );
+    assert_eq!(listed_but_exported(&c), Vec::<String>::new());
+}
+
+#[test]
+fn three_members_export_every_family_etcd_does() {
+    let etcd = Cluster::start_kind(Kind::Etcd35, 3, &[]);
+    let cairn = Cluster::start_kind(Kind::Cairn, 3, &[]);
+    workload(&etcd.members[0]);
+    workload(&cairn.members[0]);
+    for (e, c) in etcd.members.iter().zip(&cairn.members) {
+        let diff = differences(&scrape(e), &scrape(c));
+        assert!(
+            diff.is_empty(),
+            "{} differs from etcd's:\n{}",
+            c.name,
+            diff.join("\n")
+        );
+    }
+}
+
+#[test]
+fn extensive_metrics_add_grpc_handling_seconds_as_etcd() {
+    let etcd = ServerProc::start(Kind::Etcd35, &["--metrics=extensive"]);
+    let cairn = ServerProc::start(Kind::Cairn, &["--metrics=extensive"]);
+    let basic = ServerProc::start(Kind::Cairn, &[]);
+    for s in [&etcd, &cairn, &basic] {
+        assert_eq!(etcdctl35(&s.endpoint(), &["put", "a", "1"]).code, 0);
+    }
+    let (e, c) = (families(&scrape(&etcd)), families(&scrape(&cairn)));
+    let name = "grpc_server_handling_seconds";
+    assert_eq!(c.get(name), e.get(name));
+    assert!(e.contains_key(name));
+    assert!(!families(&scrape(&basic)).contains_key(name));
+    let put = "grpc_server_handling_seconds_count{grpc_method=\"Put\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"}";
+    assert_eq!(sample(&scrape(&cairn), put), Some(1.0));
+}
+
+/// What an operator reads on one member: its id, health checks, requests by client
+/// version, WAL bytes, and the process's figures.
+#[test]
+fn one_members_values_move_as_an_operator_expects() {
+    let cairn = ServerProc::start(Kind::Cairn, &[]);
+    let id = format!("{:x}", cairn.ids().member);
+    let body = scrape(&cairn);
+    assert_eq!(
+        sample(&body, &format!("etcd_server_id{{server_id=\"{id}\"}}")),
+        Some(1.0)
+    );
+    assert_eq!(sample(&body, "etcd_server_is_learner"), Some(0.0));
+    assert_eq!(
+        sample(&body, "etcd_server_leader_changes_seen_total"),
+        Some(1.0)
+    );
+    assert!(sample(&body, "process_resident_memory_bytes").unwrap() > 1e6);
+    assert!(sample(&body, "process_open_fds").unwrap() >= 3.0);
+    assert!(
+        sample(&body, "process_max_fds").unwrap() >= sample(&body, "process_open_fds").unwrap()
+    );
+    let started = sample(&body, "process_start_time_seconds").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        started <= now && started > now - 600.0,
+        "started {started}, now {now}"
+    );
+
+    let health = |b: &str| sample(b, "etcd_server_health_success").unwrap_or(0.0);
+    let requests = "etcd_server_client_requests_total{client_api_version=\"3.5\",type=\"unary\"}";
+    let wal = "etcd_disk_wal_write_bytes_total";
+    let before = scrape(&cairn);
+    assert_eq!(http_get(cairn.client_port, "/health").0, 200);
+    // Not compressible, as raft-engine compresses what it writes.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let value: String = (0..10_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    for i in 0..5 {
+        assert_eq!(
+            etcdctl35(&cairn.endpoint(), &["put", &format!("p{i}"), &value]).code,
+            0
+        );
+    }
+    let after = scrape(&cairn);
+    assert_eq!(health(&after), health(&before) + 1.0);
+    assert_eq!(
+        sample(&after, requests).unwrap() - sample(&before, requests).unwrap_or(0.0),
+        5.0
+    );
+    assert!(sample(&after, wal).unwrap() - sample(&before, wal).unwrap() >= 50_000.0);
+    let received = "etcd_network_client_grpc_received_bytes_total";
+    assert!(sample(&after, received).unwrap() - sample(&before, received).unwrap() >= 50_000.0);
+    let put_applied =
+        "etcd_server_apply_duration_seconds_count{op=\"Put\",success=\"true\",version=\"v3\"}";
+    assert_eq!(
+        sample(&after, put_applied).unwrap() - sample(&before, put_applied).unwrap_or(0.0),
+        5.0
+    );
+    let msgs = "grpc_server_msg_received_total{grpc_method=\"Put\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"}";
+    assert_eq!(
+        sample(&after, msgs).unwrap() - sample(&before, msgs).unwrap(),
+        5.0
+    );
+    assert_eq!(
+        sample(&after, "etcd_debugging_mvcc_current_revision"),
+        Some(6.0)
+    );
+}
+
+/// Killing the leader of three members: the survivors elect another and each counts the
+/// change.
+#[test]
+fn a_leader_killed_is_counted_as_a_leader_change_by_the_survivors() {
+    let mut cairn = Cluster::start(3, &[]);
+    let old = leader(&cairn.members);
+    let changes =
+        |m: &ServerProc| sample(&scrape(m), "etcd_server_leader_changes_seen_total").unwrap();
+    let seen: Vec<f64> = cairn.members.iter().map(changes).collect();
+    assert!(seen.iter().all(|&n| n >= 1.0), "{seen:?}");
+    cairn.members[old].kill9();
+    let new = leader(&cairn.members);
+    assert_ne!(new, old);
+    for i in (0..3).filter(|&i| i != old) {
+        let m = &cairn.members[i];
+        wait_until(
+            Duration::from_secs(10),
+            format!("{} to count the change", m.name),
+            || {
+                let now = changes(m);
+                if now > seen[i] {
+                    Ok(())
+                } else {
+                    Err(now)
+                }
+            },
+        );
+        let body = scrape(m);
+        assert_eq!(sample(&body, "etcd_server_has_leader"), Some(1.0));
+        assert_eq!(
+            sample(&body, "etcd_server_is_leader"),
+            Some(f64::from(i == new))
+        );
+    }
+}
+
+fn promtool(args: &[&str]) -> (i32, String) {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(repo_root().join("packaging/alerts"))
+        .output()
+        .expect("promtool is installed by scripts/setup");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn the_alerting_rules_check_and_fire_under_promtool() {
+    let (code, out) = promtool(&["check", "rules", "cairn.rules.yml"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("SUCCESS"), "{out}");
+    let (code, out) = promtool(&["test", "rules", "cairn.rules.test.yml"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("SUCCESS"), "{out}");
+}
+
+/// Every series the rules read is one cairn exports, so an alert is not silently dead.
+#[test]
+fn the_alerting_rules_read_only_families_cairn_exports() {
+    let cairn = ServerProc::start(Kind::Cairn, &["--metrics=extensive"]);
+    workload(&cairn);
+    let exported = families(&scrape(&cairn));
+    let rules =
+        std::fs::read_to_string(repo_root().join("packaging/alerts/cairn.rules.yml")).unwrap();
+    let mut read = BTreeSet::new();
+    for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if ["etcd_", "grpc_server_", "process_"]
+            .iter()
+            .any(|p| word.starts_with(p))
+        {
+            read.insert(word.to_string());
+        }
+    }
+    assert!(read.len() > 5, "{read:?}");
+    let missing: Vec<&String> = read
+        .iter()
+        .filter(|w| {
+            let base = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| w.strip_suffix(s))
+                .unwrap_or(w);
+            !exported.contains_key(*w) && !exported.contains_key(base)
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the rules read series cairn does not export: {missing:?}"
+    );
+}
+
+#[test]
+fn the_exposition_parser_reads_families_and_labels() {
+    let body = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\",y=\"q\\\"z,w=\"} 3\n\
+                # TYPE h histogram\nh_bucket{le=\"1\",To=\"b\"} 1\nh_sum{To=\"b\"} 1\nh_count{To=\"b\"} 1\n";
+    let f = families(body);
+    assert_eq!(f["a_total"].kind, "counter");
+    assert_eq!(
+        f["a_total"].labels,
+        BTreeSet::from(["x".to_string(), "y".to_string()])
+    );
+    assert_eq!(f["h"].labels, BTreeSet::from(["To".to_string()]));
+    assert_eq!(f["h"].buckets, vec![1.0]);
+    assert_eq!(sample(body, "h_count{To=\"b\"}"), Some(1.0));
+}
