@@ -1100,6 +1100,12 @@ impl Flags {
         check_urls("listen-peer-urls", &listen_peer_urls)?;
         check_urls("initial-advertise-peer-urls", &initial_advertise_peer_urls)?;
         check_urls("listen-metrics-urls", &listen_metrics_urls)?;
+        // Origins are URLs too, `*` (any) apart, as etcd's flag takes them.
+        let origins: Vec<String> = split_urls(&self.accepted.cors)
+            .into_iter()
+            .filter(|o| o != "*")
+            .collect();
+        check_urls("cors", &origins)?;
         for u in listen_client_urls.iter().chain(&listen_metrics_urls) {
             if u.starts_with("unix") {
                 return Err(ConfigError::NotYetSupported {
@@ -1366,6 +1372,25 @@ mod tests {
         let c = parse(&["--experimental-enable-lease-checkpoint=false"]).unwrap();
         assert_eq!(c.lease_checkpoint_interval, None);
         assert!(parse(&["--experimental-lease-checkpoint-interval=soon"]).is_err());
+    }
+
+    #[test]
+    fn cors_origins_are_urls_as_etcd_takes_them() {
+        for ok in [
+            "*",
+            "http://a.example:80,https://b.example:443",
+            "*,http://a.example:80",
+        ] {
+            assert!(parse(&[&format!("--cors={ok}")]).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("http://a.example", "does not have the form \"host:port\""),
+            ("a.example:80", "scheme"),
+            ("http://a.example:80/x", "must not contain a path"),
+        ] {
+            let err = parse(&[&format!("--cors={bad}")]).unwrap_err().to_string();
+            assert!(err.contains(why) && err.contains("--cors"), "{bad}: {err}");
+        }
     }
 
     #[test]
