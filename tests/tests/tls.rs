@@ -60,14 +60,27 @@ fn status_table(text: &str, port: u16) -> String {
     text.lines()
         .map(|l| {
             if !l.starts_with("| https") {
-                return l.to_string();
+                // Column widths follow the values (a member id has 15 or 16 hex digits):
+                // compare the headers' words, not the padding and rules.
+                return l
+                    .split(['|', '+'])
+                    .map(|c| {
+                        let c = c.trim();
+                        if !c.is_empty() && c.chars().all(|ch| ch == '-') {
+                            "-"
+                        } else {
+                            c
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("|");
             }
             let cells: Vec<&str> = l.split('|').collect();
             let masked: Vec<String> = cells
                 .iter()
                 .enumerate()
                 .map(|(i, c)| match i {
-                    1 => c.replace(&port.to_string(), "PORT"),
+                    1 => c.trim().replace(&port.to_string(), "PORT"),
                     2..=4 | 7..=9 => "X".into(),
                     _ => c.trim().to_string(),
                 })
