@@ -371,6 +371,27 @@ fn one_members_values_move_as_an_operator_expects() {
         sample(&after, "etcd_debugging_mvcc_current_revision"),
         Some(6.0)
     );
+
+    // Live keys: overwriting adds none, deleting takes each key once, and a deleted key
+    // put again counts again.
+    let keys = "etcd_debugging_mvcc_keys_total";
+    assert_eq!(sample(&before, keys), Some(0.0));
+    assert_eq!(sample(&after, keys), Some(5.0));
+    let ctl = |args: &[&str]| assert_eq!(etcdctl35(&cairn.endpoint(), args).code, 0, "{args:?}");
+    ctl(&["put", "p4", "again"]);
+    ctl(&["del", "p0", "p3"]);
+    ctl(&["del", "p0"]);
+    assert_eq!(sample(&scrape(&cairn), keys), Some(2.0));
+    ctl(&["put", "p0", "back"]);
+    assert_eq!(sample(&scrape(&cairn), keys), Some(3.0));
+
+    // A watcher that has been sent its events leaves none pending.
+    watch_one_event(&cairn);
+    let idle = scrape(&cairn);
+    assert_eq!(
+        sample(&idle, "etcd_debugging_mvcc_pending_events_total"),
+        Some(0.0)
+    );
 }
 
 /// Killing the leader of three members: the survivors elect another and each counts the

@@ -99,6 +99,8 @@ pub struct Store {
     pub(crate) current_rev: AtomicI64,
     pub(crate) compact_rev: AtomicI64,
     pub(crate) applied_index: AtomicU64,
+    /// The index's live key count as of the last commit (etcd's `keys_total`).
+    pub(crate) live_keys: AtomicI64,
     /// Bytes in use as last measured (`size::NOT_MEASURED` before); see `size`.
     pub(crate) size_in_use: AtomicU64,
     /// The server's meta records as last committed.
@@ -278,6 +280,7 @@ impl Store {
             current_rev: AtomicI64::new(loaded.index.current_rev),
             compact_rev: AtomicI64::new(loaded.index.compact_rev),
             applied_index: AtomicU64::new(loaded.applied),
+            live_keys: AtomicI64::new(loaded.index.tree.live_count()),
             index: RwLock::new(loaded.index),
             size_in_use: AtomicU64::new(crate::size::NOT_MEASURED),
             meta: RwLock::new(loaded.meta),
@@ -358,6 +361,8 @@ impl Store {
         self.compact_rev
             .store(loaded.index.compact_rev, Ordering::Release);
         self.applied_index.store(loaded.applied, Ordering::Release);
+        self.live_keys
+            .store(loaded.index.tree.live_count(), Ordering::Relaxed);
         *index = loaded.index;
         *self.meta.write() = loaded.meta;
         // They were taken of the data just replaced.
@@ -431,6 +436,12 @@ impl Store {
             });
             return Ok(resp);
         }
+    }
+
+    /// How many keys are live at the last committed revision (deleted keys whose history
+    /// waits for compaction are not counted). Read without a lock.
+    pub fn keys_total(&self) -> i64 {
+        self.live_keys.load(Ordering::Relaxed)
     }
 
     /// The last committed revision.

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub watch_streams: IntGauge,
     pub watchers: IntGauge,
     pub slow_watchers: IntGauge,
+    /// Events handed to watchers that their streams have not taken yet.
+    pub pending_events: IntGauge,
     pub lease: LeaseMetrics,
     /// etcd's server, disk, mvcc, network and process families added for issue 13.
     pub more: MoreMetrics,
@@ -83,6 +85,8 @@ pub struct MoreMetrics {
     pub hash_rev_duration: Histogram,
     pub current_revision: IntGauge,
     pub compact_revision: IntGauge,
+    /// Keys live at the current revision, from the store's count.
+    pub keys_total: IntGauge,
     pub auth_revision: IntGauge,
     /// Promotions of learners that succeeded while this member led.
     pub learner_promotions: IntCounter,
@@ -266,6 +270,10 @@ impl Metrics {
             slow_watchers: gauge(
                 "etcd_debugging_mvcc_slow_watcher_total",
                 "Total number of unsynced slow watchers.",
+            )?,
+            pending_events: gauge(
+                "etcd_debugging_mvcc_pending_events_total",
+                "Total number of pending events to be sent.",
             )?,
             has_leader: gauge(
                 "etcd_server_has_leader",
@@ -662,6 +670,10 @@ impl MoreMetrics {
             compact_revision: gauge(
                 "etcd_debugging_mvcc_compact_revision",
                 "The revision of the last compaction in store.",
+            )?,
+            keys_total: gauge(
+                "etcd_debugging_mvcc_keys_total",
+                "Total number of keys.",
             )?,
             auth_revision: gauge(
                 "etcd_debugging_auth_revision",

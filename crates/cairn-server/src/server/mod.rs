@@ -419,9 +419,11 @@ impl Server {
         self.metrics.watch_streams.set(w.streams as i64);
         self.metrics.watchers.set(w.watchers as i64);
         self.metrics.slow_watchers.set(w.unsynced as i64);
+        self.metrics.pending_events.set(w.pending_events as i64);
         let more = &self.metrics.more;
         more.current_revision.set(self.store.current_revision());
         more.compact_revision.set(self.store.compact_revision());
+        more.keys_total.set(self.store.keys_total());
         more.auth_revision.set(self.auth.revision() as i64);
         self.metrics
             .sample(self.member.id, self.is_learner(), &self.raft.stats());
