@@ -392,6 +392,17 @@ fn one_members_values_move_as_an_operator_expects() {
         sample(&idle, "etcd_debugging_mvcc_pending_events_total"),
         Some(0.0)
     );
+
+    // Reads end with their calls; the background size measurement may hold one for a
+    // moment.
+    wait_until(
+        Duration::from_secs(10),
+        "no backend read transaction open when idle",
+        || match sample(&scrape(&cairn), "etcd_mvcc_db_open_read_transactions") {
+            Some(0.0) => Ok(()),
+            other => Err(other),
+        },
+    );
 }
 
 /// Killing the leader of three members: the survivors elect another and each counts the

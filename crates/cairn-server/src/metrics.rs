@@ -87,6 +87,8 @@ pub struct MoreMetrics {
     pub compact_revision: IntGauge,
     /// Keys live at the current revision, from the store's count.
     pub keys_total: IntGauge,
+    /// Backend read transactions open when scraped, from the store's count.
+    pub open_read_transactions: IntGauge,
     pub auth_revision: IntGauge,
     /// Promotions of learners that succeeded while this member led.
     pub learner_promotions: IntCounter,
@@ -674,6 +676,10 @@ impl MoreMetrics {
             keys_total: gauge(
                 "etcd_debugging_mvcc_keys_total",
                 "Total number of keys.",
+            )?,
+            open_read_transactions: gauge(
+                "etcd_mvcc_db_open_read_transactions",
+                "The number of currently open read transactions",
             )?,
             auth_revision: gauge(
                 "etcd_debugging_auth_revision",

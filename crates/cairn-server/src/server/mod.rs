@@ -424,6 +424,8 @@ impl Server {
         more.current_revision.set(self.store.current_revision());
         more.compact_revision.set(self.store.compact_revision());
         more.keys_total.set(self.store.keys_total());
+        more.open_read_transactions
+            .set(self.store.open_read_transactions());
         more.auth_revision.set(self.auth.revision() as i64);
         self.metrics
             .sample(self.member.id, self.is_learner(), &self.raft.stats());
