@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::Duration;
 
+use cairn_proto::etcdserverpb::kv_client::KvClient;
 use cairn_proto::etcdserverpb::watch_client::WatchClient;
-use cairn_proto::etcdserverpb::{watch_request, WatchCreateRequest, WatchRequest};
+use cairn_proto::etcdserverpb::{watch_request, PutRequest, WatchCreateRequest, WatchRequest};
 use cairn_tests::{
     block_on, channel, etcdctl35, http_get, leader, repo_root, wait_until, Cluster, Kind,
     ServerProc,
@@ -403,6 +404,67 @@ fn one_members_values_move_as_an_operator_expects() {
             other => Err(other),
         },
     );
+}
+
+/// A watcher whose client stops reading: once its stream's queue and HTTP/2 windows are
+/// full, the events handed to it wait in the hub and show as pending; reading them all
+/// brings the gauge back to 0.
+#[test]
+fn a_watcher_that_stops_reading_leaves_events_pending_until_it_reads() {
+    let cairn = ServerProc::start(Kind::Cairn, &[]);
+    let url = cairn.url();
+    let pending = |server: &ServerProc| {
+        sample(&scrape(server), "etcd_debugging_mvcc_pending_events_total").unwrap()
+    };
+    block_on(async {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let create = WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(
+                WatchCreateRequest {
+                    key: b"big".to_vec(),
+                    ..Default::default()
+                },
+            )),
+        };
+        tx.send(create).await.unwrap();
+        let mut stream = WatchClient::new(channel(&url))
+            .max_decoding_message_size(usize::MAX)
+            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let created = stream.message().await.unwrap().unwrap();
+        assert!(created.created, "{created:?}");
+        assert_eq!(pending(&cairn), 0.0);
+        let mut kv = KvClient::new(channel(&url));
+        let put = PutRequest {
+            key: b"big".to_vec(),
+            value: vec![b'x'; 1 << 20],
+            ..Default::default()
+        };
+        // Seen once is enough: an event handed over and not yet taken (the stream may take
+        // it a moment later if it has room).
+        let mut puts = 0;
+        let mut seen_pending = 0.0;
+        while puts < 64 && seen_pending < 1.0 {
+            kv.put(put.clone()).await.unwrap();
+            puts += 1;
+            seen_pending = pending(&cairn);
+        }
+        assert!(seen_pending >= 1.0, "nothing pending after {puts} puts");
+        let mut seen = 0;
+        while seen < puts {
+            let msg = tokio::time::timeout(Duration::from_secs(10), stream.message())
+                .await
+                .expect("the watch sends the next events within 10 s")
+                .unwrap()
+                .unwrap();
+            seen += msg.events.len();
+        }
+        assert_eq!(seen, puts);
+        assert_eq!(pending(&cairn), 0.0);
+        drop(tx);
+    });
 }
 
 /// Killing the leader of three members: the survivors elect another and each counts the
