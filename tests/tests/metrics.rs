@@ -279,6 +279,38 @@ fn three_members_export_every_family_etcd_does() {
     }
 }
 
+/// Each of three members times round trips to each other member: every peer's histogram
+/// gets observations, and none for the member itself.
+#[test]
+fn three_members_time_round_trips_to_each_peer() {
+    let cairn = Cluster::start(3, &[]);
+    let ids: Vec<String> = cairn
+        .members
+        .iter()
+        .map(|m| format!("{:x}", m.ids().member))
+        .collect();
+    for (i, m) in cairn.members.iter().enumerate() {
+        for (j, to) in ids.iter().enumerate() {
+            let count = format!("etcd_network_peer_round_trip_time_seconds_count{{To=\"{to}\"}}");
+            if i == j {
+                assert_eq!(sample(&scrape(m), &count), None, "{} to itself", m.name);
+                continue;
+            }
+            // Probes run every 4 s; the first may have found the peer not yet listening.
+            wait_until(
+                Duration::from_secs(20),
+                format!("{} to time a round trip to {to}", m.name),
+                || match sample(&scrape(m), &count) {
+                    Some(n) if n >= 1.0 => Ok(()),
+                    other => Err(other),
+                },
+            );
+            let sum = format!("etcd_network_peer_round_trip_time_seconds_sum{{To=\"{to}\"}}");
+            assert!(sample(&scrape(m), &sum).unwrap() > 0.0);
+        }
+    }
+}
+
 #[test]
 fn extensive_metrics_add_grpc_handling_seconds_as_etcd() {
     let etcd = ServerProc::start(Kind::Etcd35, &["--metrics=extensive"]);

@@ -35,6 +35,7 @@ mod etcd_import;
 mod etcd_snapshot;
 mod membership;
 mod passwords;
+mod peer_rtt;
 mod quota;
 mod read_barrier;
 mod start;
@@ -432,6 +433,9 @@ impl Server {
         let me = format!("{:x}", self.member.id);
         for m in self.members.list() {
             if m.id != self.member.id {
+                // Listed from the start, as the peers' other families are.
+                more.peer_round_trip
+                    .with_label_values(&[&format!("{:x}", m.id)]);
                 let active = self.peers.active_since(m.id).is_some();
                 more.active_peers
                     .with_label_values(&[&me, &format!("{:x}", m.id)])
