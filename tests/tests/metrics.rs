@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::Duration;
 
+use cairn_proto::etcdserverpb::kv_client::KvClient;
 use cairn_proto::etcdserverpb::watch_client::WatchClient;
-use cairn_proto::etcdserverpb::{watch_request, WatchCreateRequest, WatchRequest};
+use cairn_proto::etcdserverpb::{watch_request, PutRequest, WatchCreateRequest, WatchRequest};
 use cairn_tests::{
     block_on, channel, etcdctl35, http_get, leader, repo_root, wait_until, Cluster, Kind,
     ServerProc,
@@ -278,6 +279,38 @@ fn three_members_export_every_family_etcd_does() {
     }
 }
 
+/// Each of three members times round trips to each other member: every peer's histogram
+/// gets observations, and none for the member itself.
+#[test]
+fn three_members_time_round_trips_to_each_peer() {
+    let cairn = Cluster::start(3, &[]);
+    let ids: Vec<String> = cairn
+        .members
+        .iter()
+        .map(|m| format!("{:x}", m.ids().member))
+        .collect();
+    for (i, m) in cairn.members.iter().enumerate() {
+        for (j, to) in ids.iter().enumerate() {
+            let count = format!("etcd_network_peer_round_trip_time_seconds_count{{To=\"{to}\"}}");
+            if i == j {
+                assert_eq!(sample(&scrape(m), &count), None, "{} to itself", m.name);
+                continue;
+            }
+            // Probes run every 4 s; the first may have found the peer not yet listening.
+            wait_until(
+                Duration::from_secs(20),
+                format!("{} to time a round trip to {to}", m.name),
+                || match sample(&scrape(m), &count) {
+                    Some(n) if n >= 1.0 => Ok(()),
+                    other => Err(other),
+                },
+            );
+            let sum = format!("etcd_network_peer_round_trip_time_seconds_sum{{To=\"{to}\"}}");
+            assert!(sample(&scrape(m), &sum).unwrap() > 0.0);
+        }
+    }
+}
+
 #[test]
 fn extensive_metrics_add_grpc_handling_seconds_as_etcd() {
     let etcd = ServerProc::start(Kind::Etcd35, &["--metrics=extensive"]);
@@ -371,6 +404,99 @@ fn one_members_values_move_as_an_operator_expects() {
         sample(&after, "etcd_debugging_mvcc_current_revision"),
         Some(6.0)
     );
+
+    // Live keys: overwriting adds none, deleting takes each key once, and a deleted key
+    // put again counts again.
+    let keys = "etcd_debugging_mvcc_keys_total";
+    assert_eq!(sample(&before, keys), Some(0.0));
+    assert_eq!(sample(&after, keys), Some(5.0));
+    let ctl = |args: &[&str]| assert_eq!(etcdctl35(&cairn.endpoint(), args).code, 0, "{args:?}");
+    ctl(&["put", "p4", "again"]);
+    ctl(&["del", "p0", "p3"]);
+    ctl(&["del", "p0"]);
+    assert_eq!(sample(&scrape(&cairn), keys), Some(2.0));
+    ctl(&["put", "p0", "back"]);
+    assert_eq!(sample(&scrape(&cairn), keys), Some(3.0));
+
+    // A watcher that has been sent its events leaves none pending.
+    watch_one_event(&cairn);
+    let idle = scrape(&cairn);
+    assert_eq!(
+        sample(&idle, "etcd_debugging_mvcc_pending_events_total"),
+        Some(0.0)
+    );
+
+    // Reads end with their calls; the background size measurement may hold one for a
+    // moment.
+    wait_until(
+        Duration::from_secs(10),
+        "no backend read transaction open when idle",
+        || match sample(&scrape(&cairn), "etcd_mvcc_db_open_read_transactions") {
+            Some(0.0) => Ok(()),
+            other => Err(other),
+        },
+    );
+}
+
+/// A watcher whose client stops reading: once its stream's queue and HTTP/2 windows are
+/// full, the events handed to it wait in the hub and show as pending; reading them all
+/// brings the gauge back to 0.
+#[test]
+fn a_watcher_that_stops_reading_leaves_events_pending_until_it_reads() {
+    let cairn = ServerProc::start(Kind::Cairn, &[]);
+    let url = cairn.url();
+    let pending = |server: &ServerProc| {
+        sample(&scrape(server), "etcd_debugging_mvcc_pending_events_total").unwrap()
+    };
+    block_on(async {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let create = WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(
+                WatchCreateRequest {
+                    key: b"big".to_vec(),
+                    ..Default::default()
+                },
+            )),
+        };
+        tx.send(create).await.unwrap();
+        let mut stream = WatchClient::new(channel(&url))
+            .max_decoding_message_size(usize::MAX)
+            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        let created = stream.message().await.unwrap().unwrap();
+        assert!(created.created, "{created:?}");
+        assert_eq!(pending(&cairn), 0.0);
+        let mut kv = KvClient::new(channel(&url));
+        let put = PutRequest {
+            key: b"big".to_vec(),
+            value: vec![b'x'; 1 << 20],
+            ..Default::default()
+        };
+        // Seen once is enough: an event handed over and not yet taken (the stream may take
+        // it a moment later if it has room).
+        let mut puts = 0;
+        let mut seen_pending = 0.0;
+        while puts < 64 && seen_pending < 1.0 {
+            kv.put(put.clone()).await.unwrap();
+            puts += 1;
+            seen_pending = pending(&cairn);
+        }
+        assert!(seen_pending >= 1.0, "nothing pending after {puts} puts");
+        let mut seen = 0;
+        while seen < puts {
+            let msg = tokio::time::timeout(Duration::from_secs(10), stream.message())
+                .await
+                .expect("the watch sends the next events within 10 s")
+                .unwrap()
+                .unwrap();
+            seen += msg.events.len();
+        }
+        assert_eq!(seen, puts);
+        assert_eq!(pending(&cairn), 0.0);
+        drop(tx);
+    });
 }
 
 /// Killing the leader of three members: the survivors elect another and each counts the

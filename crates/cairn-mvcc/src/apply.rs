@@ -499,6 +499,9 @@ impl<'a> ApplyBatch<'a> {
             idx.current_rev = self.rev;
             self.store.current_rev.store(self.rev, Ordering::Release);
             self.store
+                .live_keys
+                .store(idx.tree.live_count(), Ordering::Relaxed);
+            self.store
                 .compact_rev
                 .store(idx.compact_rev, Ordering::Release);
         }

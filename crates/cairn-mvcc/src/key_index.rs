@@ -205,6 +205,9 @@ impl KeyIndex {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct TreeIndex {
     keys: BTreeMap<Vec<u8>, KeyIndex>,
+    /// How many keys are live now (their last generation is open), kept as puts,
+    /// tombstones and undos change it: deleted keys stay in `keys` until compaction.
+    live: i64,
 }
 
 /// Which keys a request covers: one key, or `[start, end)` with an open end when `end` is
@@ -263,21 +266,36 @@ impl TreeIndex {
         self.keys.get(key)?.get(at)
     }
 
+    /// How many keys are live at the newest revision recorded.
+    pub(crate) fn live_count(&self) -> i64 {
+        self.live
+    }
+
     /// Records a put of `key` at `rev`.
     pub(crate) fn put(&mut self, key: &[u8], rev: Revision) {
         match self.keys.get_mut(key) {
-            Some(ki) => ki.put(rev),
+            Some(ki) => {
+                if ki.generations.last().is_some_and(Generation::is_empty) {
+                    self.live += 1;
+                }
+                ki.put(rev);
+            }
             None => {
                 let mut ki = KeyIndex::new();
                 ki.put(rev);
                 self.keys.insert(key.to_vec(), ki);
+                self.live += 1;
             }
         }
     }
 
     /// Records a delete of `key` at `rev`; false (and nothing changes) if it is not live.
     pub(crate) fn tombstone(&mut self, key: &[u8], rev: Revision) -> bool {
-        self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev))
+        let ended = self.keys.get_mut(key).is_some_and(|ki| ki.tombstone(rev));
+        if ended {
+            self.live -= 1;
+        }
+        ended
     }
 
     /// Rebuilds a key's history from one "key" table record, in revision order, as the
@@ -292,12 +310,13 @@ impl TreeIndex {
         version: i64,
     ) {
         match self.keys.get_mut(key) {
-            Some(ki) if tombstone => {
-                ki.tombstone(rev);
+            Some(_) if tombstone => {
+                self.tombstone(key, rev);
             }
-            Some(ki) => ki.put(rev),
+            Some(_) => self.put(key, rev),
             None if tombstone => {}
             None => {
+                self.live += 1;
                 let g = Generation {
                     ver: version,
                     created: Revision::new(create_revision, 0),
@@ -377,8 +396,12 @@ impl TreeIndex {
         if let Some(ki) = self.keys.get_mut(key) {
             if tombstone {
                 ki.undo_tombstone();
+                self.live += 1;
             } else {
                 ki.undo_put();
+                if ki.generations.last().is_some_and(Generation::is_empty) {
+                    self.live -= 1;
+                }
             }
             if ki.is_empty() {
                 self.keys.remove(key);
@@ -493,6 +516,50 @@ mod tests {
         assert_eq!(t, before);
         t.undo(b"k", false);
         assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn live_count_follows_puts_deletes_undos_restores_and_compaction() {
+        let mut t = TreeIndex::default();
+        assert_eq!(t.live_count(), 0);
+        t.put(b"a", r(1));
+        t.put(b"a", r(2));
+        t.put(b"b", r(3));
+        assert_eq!(t.live_count(), 2, "a second put of a live key adds nothing");
+        assert!(t.tombstone(b"a", r(4)));
+        assert!(!t.tombstone(b"a", r(5)));
+        assert_eq!(t.live_count(), 1, "a delete of a deleted key takes nothing");
+        t.put(b"a", r(5));
+        assert_eq!(t.live_count(), 2, "a new generation counts again");
+        t.undo(b"a", false);
+        assert_eq!(t.live_count(), 1);
+        t.undo(b"a", true);
+        assert_eq!(t.live_count(), 2);
+        t.undo(b"a", false);
+        assert_eq!(
+            t.live_count(),
+            2,
+            "undoing a second put leaves the key live"
+        );
+        assert!(t.tombstone(b"b", r(6)));
+        t.compact(6);
+        assert_eq!(
+            t.live_count(),
+            1,
+            "compaction drops dead keys, not the count"
+        );
+
+        // Open's rebuild from records in revision order: the first record of a key may be
+        // a compacted generation's later put, or a tombstone whose put is compacted away.
+        let mut restored = TreeIndex::default();
+        restored.restore(b"x", r(7), true, 0, 0);
+        restored.restore(b"y", r(8), false, 2, 3);
+        restored.restore(b"y", r(9), true, 0, 0);
+        restored.restore(b"y", r(10), false, 10, 1);
+        restored.restore(b"z", r(11), false, 11, 1);
+        assert_eq!(restored.live_count(), 2);
+        let everything = KeyRange::new(b"", b"\0");
+        assert_eq!(restored.count(everything, i64::MAX), 2);
     }
 
     #[test]

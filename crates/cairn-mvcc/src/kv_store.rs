@@ -99,6 +99,10 @@ pub struct Store {
     pub(crate) current_rev: AtomicI64,
     pub(crate) compact_rev: AtomicI64,
     pub(crate) applied_index: AtomicU64,
+    /// The index's live key count as of the last commit (etcd's `keys_total`).
+    pub(crate) live_keys: AtomicI64,
+    /// Read transactions open now; see [`Store::open_read_transactions`].
+    pub(crate) open_reads: AtomicI64,
     /// Bytes in use as last measured (`size::NOT_MEASURED` before); see `size`.
     pub(crate) size_in_use: AtomicU64,
     /// The server's meta records as last committed.
@@ -139,6 +143,7 @@ struct SnapshotView<'s> {
     table: KvTable,
     /// The file `table` reads, kept open while the view lives.
     _db: Arc<Database>,
+    _open: OpenRead<'s>,
     rev: i64,
     compact_rev: i64,
     /// Set when a compaction newer than the view made the index unable to answer for it;
@@ -278,6 +283,8 @@ impl Store {
             current_rev: AtomicI64::new(loaded.index.current_rev),
             compact_rev: AtomicI64::new(loaded.index.compact_rev),
             applied_index: AtomicU64::new(loaded.applied),
+            live_keys: AtomicI64::new(loaded.index.tree.live_count()),
+            open_reads: AtomicI64::new(0),
             index: RwLock::new(loaded.index),
             size_in_use: AtomicU64::new(crate::size::NOT_MEASURED),
             meta: RwLock::new(loaded.meta),
@@ -358,6 +365,8 @@ impl Store {
         self.compact_rev
             .store(loaded.index.compact_rev, Ordering::Release);
         self.applied_index.store(loaded.applied, Ordering::Release);
+        self.live_keys
+            .store(loaded.index.tree.live_count(), Ordering::Relaxed);
         *index = loaded.index;
         *self.meta.write() = loaded.meta;
         // They were taken of the data just replaced.
@@ -375,10 +384,21 @@ impl Store {
     /// handle: a defragment that switches files meanwhile closes the old one only after the
     /// last such read ends (a redb read transaction alone does not keep its file open; its
     /// reads fail once the file's last handle is dropped).
-    pub(crate) fn begin_read(&self) -> Result<FileRead, MvccError> {
+    pub(crate) fn begin_read(&self) -> Result<FileRead<'_>, MvccError> {
         let db = self.handle();
         let txn = db.begin_read()?;
-        Ok(FileRead { txn, db })
+        Ok(FileRead {
+            txn,
+            db,
+            open: OpenRead::new(&self.open_reads),
+        })
+    }
+
+    /// How many read transactions on the backend are open now: ranges, read-only txns,
+    /// hashes, history reads for watchers, snapshot copies, defragment's copy and size
+    /// measurements, each from its begin until its last table is let go.
+    pub fn open_read_transactions(&self) -> i64 {
+        self.open_reads.load(Ordering::Relaxed)
     }
 
     /// Begins a view of the committed state.
@@ -392,6 +412,7 @@ impl Store {
             index: &self.index,
             table,
             _db: read.db,
+            _open: read.open,
             rev,
             compact_rev,
             raced: Cell::new(false),
@@ -431,6 +452,12 @@ impl Store {
             });
             return Ok(resp);
         }
+    }
+
+    /// How many keys are live at the last committed revision (deleted keys whose history
+    /// waits for compaction are not counted). Read without a lock.
+    pub fn keys_total(&self) -> i64 {
+        self.live_keys.load(Ordering::Relaxed)
     }
 
     /// The last committed revision.
@@ -673,15 +700,85 @@ fn copy_records(
 }
 
 /// A read transaction and the handle of the file it reads (see [`Store::begin_read`]).
-pub(crate) struct FileRead {
+pub(crate) struct FileRead<'s> {
     pub(crate) txn: redb::ReadTransaction,
     pub(crate) db: Arc<Database>,
+    pub(crate) open: OpenRead<'s>,
 }
 
-impl std::ops::Deref for FileRead {
+/// Counts one read transaction in the store's open reads while it lives.
+pub(crate) struct OpenRead<'s>(&'s AtomicI64);
+
+impl<'s> OpenRead<'s> {
+    fn new(count: &'s AtomicI64) -> OpenRead<'s> {
+        count.fetch_add(1, Ordering::Relaxed);
+        OpenRead(count)
+    }
+}
+
+impl Drop for OpenRead<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl std::ops::Deref for FileRead<'_> {
     type Target = redb::ReadTransaction;
 
     fn deref(&self) -> &redb::ReadTransaction {
         &self.txn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use cairn_proto::etcdserverpb::{PutRequest, RangeRequest};
+
+    use super::*;
+    use crate::NoLeases;
+
+    #[test]
+    fn open_read_transactions_count_reads_while_they_live() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        let mut b = s.begin_apply().unwrap();
+        let put = PutRequest {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ..Default::default()
+        };
+        b.put(&put, &NoLeases).unwrap();
+        b.commit(false).unwrap();
+        assert_eq!(s.open_read_transactions(), 0);
+        let read = s.begin_read().unwrap();
+        let view = s.view().unwrap();
+        assert_eq!(s.open_read_transactions(), 2);
+        drop(read);
+        assert_eq!(s.open_read_transactions(), 1);
+        drop(view);
+        assert_eq!(s.open_read_transactions(), 0);
+        let all = RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            ..Default::default()
+        };
+        assert_eq!(s.range(&all).unwrap().count, 1);
+        s.hash_kv(0).unwrap();
+        let limits = crate::HistoryLimits {
+            events: 10,
+            revs: 10,
+            bytes: 1 << 20,
+        };
+        assert_eq!(s.history(1, limits, true).unwrap().events.len(), 1);
+        s.snapshot_to(&dir.path().join("snap")).unwrap();
+        s.measure_in_use().unwrap();
+        s.defragment().unwrap();
+        assert_eq!(
+            s.open_read_transactions(),
+            0,
+            "each read ends with its call"
+        );
     }
 }

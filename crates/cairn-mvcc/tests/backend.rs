@@ -434,3 +434,45 @@ fn db_size_is_what_the_file_holds_not_its_length() {
     // Otherwise this test shows nothing: the file was extended beyond what it holds.
     assert!(widest > 1.3, "the file never outgrew its content: {widest}");
 }
+
+#[test]
+fn keys_total_counts_live_keys_through_reopen_restore_defrag_and_compaction() {
+    let (d, s) = open();
+    assert_eq!(s.keys_total(), 0);
+    for i in 0..10 {
+        put_now(&s, &format!("k{i}"), "v");
+    }
+    put_now(&s, "k0", "again");
+    assert_eq!(s.keys_total(), 10, "overwriting a key adds none");
+    apply(&s, |b| b.delete_range(&del("k0", "k3")).unwrap());
+    apply(&s, |b| b.delete_range(&del("k0", "")).unwrap());
+    assert_eq!(s.keys_total(), 7, "deleting a deleted key takes none");
+    put_now(&s, "k0", "back");
+    assert_eq!(s.keys_total(), 8);
+    // A batch whose operation fails leaves the count as it was.
+    let leased = PutRequest {
+        lease: 5,
+        ..put("leased", "v")
+    };
+    let (failed, _) = apply(&s, |b| b.put(&leased, &Leases(vec![])));
+    assert!(failed.is_err());
+    assert_eq!(s.keys_total(), 8);
+    let rev = s.current_revision();
+    apply(&s, |b| b.compact(rev).unwrap());
+    assert_eq!(s.keys_total(), 8);
+    s.defragment().unwrap();
+    assert_eq!(s.keys_total(), 8);
+    let s = reopen(&d, s);
+    assert_eq!(s.keys_total(), 8);
+    let all = get("\0", "\0");
+    assert_eq!(s.range(&all).unwrap().count, 8);
+
+    let snap = d.path().join("snap");
+    s.snapshot_to(&snap).unwrap();
+    let (_d2, other) = open();
+    for i in 0..3 {
+        put_now(&other, &format!("o{i}"), "v");
+    }
+    other.restore_from(&snap).unwrap();
+    assert_eq!(other.keys_total(), 8);
+}

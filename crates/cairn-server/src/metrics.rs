@@ -47,6 +47,8 @@ pub struct Metrics {
     pub watch_streams: IntGauge,
     pub watchers: IntGauge,
     pub slow_watchers: IntGauge,
+    /// Events handed to watchers that their streams have not taken yet.
+    pub pending_events: IntGauge,
     pub lease: LeaseMetrics,
     /// etcd's server, disk, mvcc, network and process families added for issue 13.
     pub more: MoreMetrics,
@@ -83,6 +85,10 @@ pub struct MoreMetrics {
     pub hash_rev_duration: Histogram,
     pub current_revision: IntGauge,
     pub compact_revision: IntGauge,
+    /// Keys live at the current revision, from the store's count.
+    pub keys_total: IntGauge,
+    /// Backend read transactions open when scraped, from the store's count.
+    pub open_read_transactions: IntGauge,
     pub auth_revision: IntGauge,
     /// Promotions of learners that succeeded while this member led.
     pub learner_promotions: IntCounter,
@@ -103,6 +109,8 @@ pub struct MoreMetrics {
     pub peer_sent: IntCounterVec,
     /// Raft stream bytes read from each peer, by `From`.
     pub peer_received: IntCounterVec,
+    /// A probe's request and answer to each peer, by `To` (see `server/peer_rtt.rs`).
+    pub peer_round_trip: HistogramVec,
     pub process: ProcessMetrics,
     scrapes_in_flight: IntGauge,
     scrapes: IntCounterVec,
@@ -266,6 +274,10 @@ impl Metrics {
             slow_watchers: gauge(
                 "etcd_debugging_mvcc_slow_watcher_total",
                 "Total number of unsynced slow watchers.",
+            )?,
+            pending_events: gauge(
+                "etcd_debugging_mvcc_pending_events_total",
+                "Total number of pending events to be sent.",
             )?,
             has_leader: gauge(
                 "etcd_server_has_leader",
@@ -663,6 +675,14 @@ impl MoreMetrics {
                 "etcd_debugging_mvcc_compact_revision",
                 "The revision of the last compaction in store.",
             )?,
+            keys_total: gauge(
+                "etcd_debugging_mvcc_keys_total",
+                "Total number of keys.",
+            )?,
+            open_read_transactions: gauge(
+                "etcd_mvcc_db_open_read_transactions",
+                "The number of currently open read transactions",
+            )?,
             auth_revision: gauge(
                 "etcd_debugging_auth_revision",
                 "The current revision of auth store.",
@@ -749,6 +769,18 @@ impl MoreMetrics {
                         "The total number of bytes received from peers.",
                     ),
                     &["From"],
+                )?,
+            )?,
+            peer_round_trip: reg(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "etcd_network_peer_round_trip_time_seconds",
+                        "Round-Trip-Time histogram between peers",
+                    )
+                    // etcd's: 0.1 ms doubling to about 3.3 s.
+                    .buckets(exp_buckets(0.0001, 2.0, 16)),
+                    &["To"],
                 )?,
             )?,
             process: ProcessMetrics::new(registry)?,

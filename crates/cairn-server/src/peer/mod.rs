@@ -46,6 +46,7 @@ mod snapshot;
 mod snapshot_check;
 pub(crate) mod stream;
 
+pub(crate) use service::connect;
 pub use service::{fetch_hash, fetch_members, PeerService};
 
 /// The largest message members send each other, for a cluster whose

@@ -403,6 +403,7 @@ async fn serve_member(
     }
     tokio::spawn(compaction::auto_compact(server.clone()));
     tokio::spawn(backend_size::measure_in_use(server.clone()));
+    tokio::spawn(server.clone().probe_peers());
     if let Some(every) = server.config().corrupt_check_time {
         tokio::spawn(corrupt::periodic_check(server.clone(), every));
     }

@@ -35,6 +35,7 @@ mod etcd_import;
 mod etcd_snapshot;
 mod membership;
 mod passwords;
+mod peer_rtt;
 mod quota;
 mod read_barrier;
 mod start;
@@ -419,15 +420,22 @@ impl Server {
         self.metrics.watch_streams.set(w.streams as i64);
         self.metrics.watchers.set(w.watchers as i64);
         self.metrics.slow_watchers.set(w.unsynced as i64);
+        self.metrics.pending_events.set(w.pending_events as i64);
         let more = &self.metrics.more;
         more.current_revision.set(self.store.current_revision());
         more.compact_revision.set(self.store.compact_revision());
+        more.keys_total.set(self.store.keys_total());
+        more.open_read_transactions
+            .set(self.store.open_read_transactions());
         more.auth_revision.set(self.auth.revision() as i64);
         self.metrics
             .sample(self.member.id, self.is_learner(), &self.raft.stats());
         let me = format!("{:x}", self.member.id);
         for m in self.members.list() {
             if m.id != self.member.id {
+                // Listed from the start, as the peers' other families are.
+                more.peer_round_trip
+                    .with_label_values(&[&format!("{:x}", m.id)]);
                 let active = self.peers.active_since(m.id).is_some();
                 more.active_peers
                     .with_label_values(&[&me, &format!("{:x}", m.id)])

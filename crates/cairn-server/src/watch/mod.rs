@@ -162,14 +162,16 @@ impl Watcher {
             .map_or((0, 0), |b| (b.events.len(), b.bytes))
     }
 
-    /// Appends events if they fit the buffer's limits (always into an empty buffer).
-    fn offer(&mut self, events: Vec<&Arc<Event>>) -> bool {
+    /// Appends events if they fit the buffer's limits (always into an empty buffer),
+    /// adding how many to `pending`.
+    fn offer(&mut self, events: Vec<&Arc<Event>>, pending: &mut usize) -> bool {
         let bytes: usize = events.iter().map(|ev| event_bytes(ev)).sum();
         let (len, held) = self.buffered();
         let fits =
             len == 0 || (len + events.len() <= BUFFER_EVENTS && held + bytes <= BUFFER_BYTES);
         if fits && !events.is_empty() {
             let b = self.buffer.get_or_insert_with(Box::default);
+            *pending += events.len();
             b.events.extend(events.into_iter().cloned());
             b.bytes += bytes;
         }
@@ -221,6 +223,8 @@ struct HubState {
     /// How many watchers are unsynced, kept as they change so a metrics scrape does not
     /// walk every watcher under the lock.
     unsynced: usize,
+    /// Events in watchers' buffers, not yet taken by their streams; kept likewise.
+    pending: usize,
 }
 
 /// The watchers of one member; see the module docs.
@@ -234,6 +238,8 @@ pub struct HubStats {
     pub streams: usize,
     pub watchers: usize,
     pub unsynced: usize,
+    /// Events handed to watchers that their streams have not taken yet.
+    pub pending_events: usize,
 }
 
 /// A stream's share of the hub's work, taken by [`WatchHub::take`].
@@ -275,6 +281,7 @@ impl HubState {
     fn drop_watcher(&mut self, key: WatcherKey) {
         if let Some(w) = self.watchers.remove(&key) {
             self.unindex(key, &w);
+            self.pending -= w.buffered().0;
             if !w.synced {
                 self.unsynced -= 1;
             }
@@ -360,7 +367,7 @@ impl HubState {
             if wanted.is_empty() {
                 continue;
             }
-            if !w.offer(wanted) {
+            if !w.offer(wanted, &mut self.pending) {
                 // The reader is behind: it reads this revision and what follows from the
                 // backend once it has taken what is buffered.
                 w.synced = false;
@@ -523,7 +530,8 @@ impl WatchHub {
 
     /// Takes a stream's pending work: buffered events and unsynced watchers.
     pub fn take(&self, stream: u64) -> Work {
-        let mut st = self.state.lock();
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
         let mut work = Work::default();
         let ready = match st.streams.get_mut(&stream) {
             Some(s) => std::mem::take(&mut s.ready),
@@ -535,6 +543,7 @@ impl WatchHub {
             };
             w.queued = false;
             if let Some(b) = w.buffer.take() {
+                st.pending -= b.events.len();
                 work.live.push((w.watch_id, b.events));
             }
             if !w.synced {
@@ -571,7 +580,7 @@ impl WatchHub {
                     .iter()
                     .filter(|ev| event_rev(ev) >= from && w.wants(ev))
                     .collect();
-                if w.offer(missed) {
+                if w.offer(missed, &mut st.pending) {
                     w.next_rev = st.published + 1;
                     w.synced = true;
                     st.unsynced -= 1;
@@ -620,6 +629,7 @@ impl WatchHub {
             streams: st.streams.len(),
             watchers: st.watchers.len(),
             unsynced: st.unsynced,
+            pending_events: st.pending,
         }
     }
 }
@@ -657,6 +667,44 @@ mod tests {
         let st = hub.state.lock();
         let unsynced = st.watchers.values().filter(|w| !w.synced).count();
         assert_eq!(st.unsynced, unsynced, "the kept count of unsynced watchers");
+        let pending: usize = st.watchers.values().map(|w| w.buffered().0).sum();
+        assert_eq!(st.pending, pending, "the kept count of pending events");
+    }
+
+    #[test]
+    fn pending_events_count_what_streams_have_not_taken() {
+        let hub = WatchHub::new(1);
+        let (s1, _) = hub.open_stream();
+        let (s2, _) = hub.open_stream();
+        let (a, _) = hub.add(s1, 0, spec("a", ""), 0);
+        let (all, _) = hub.add(s1, 1, spec("", "\0"), 0);
+        let (gone, _) = hub.add(s2, 0, spec("a", "b"), 0);
+        assert_eq!(hub.stats().pending_events, 0);
+        hub.publish(vec![put("a", 2), put("b", 2)], 2);
+        hub.publish(vec![put("a", 3)], 3);
+        // s1: 2 on "a", 3 on everything; s2: 2 on [a, b).
+        assert_eq!(hub.stats().pending_events, 7);
+        check_counts(&hub);
+        assert_eq!(revs(&hub.take(s1)).concat().len(), 5);
+        assert_eq!(hub.stats().pending_events, 2);
+        hub.remove(gone);
+        assert_eq!(hub.stats().pending_events, 0);
+        check_counts(&hub);
+        // Overflow: what fits is pending; the rest is read from the backend later.
+        let many: Vec<Event> = (0..BUFFER_EVENTS as i64 + 10)
+            .map(|i| put("a", 4 + i))
+            .collect();
+        let last = 4 + BUFFER_EVENTS as i64 + 9;
+        for ev in many {
+            let rev = event_rev(&ev);
+            hub.publish(vec![ev], rev);
+        }
+        assert_eq!(hub.state.lock().published, last);
+        assert_eq!(hub.stats().pending_events, 2 * BUFFER_EVENTS);
+        check_counts(&hub);
+        hub.close_stream(s1, [a, all]);
+        assert_eq!(hub.stats().pending_events, 0);
+        check_counts(&hub);
     }
 
     fn revs(work: &Work) -> Vec<Vec<i64>> {
