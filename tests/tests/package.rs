@@ -125,20 +125,7 @@ fn the_yaml_sample_names_etcd_keys_cairn_takes_and_starts_a_member() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let served = wait_until(Duration::from_secs(30), "the member to serve", || {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("cairn exited: {status}");
-        }
-        std::net::TcpStream::connect(("127.0.0.1", client))
-            .map(|_| http_get(client, "/health"))
-            .map_err(|e| e.to_string())
-    });
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_eq!(
-        served,
-        (200, r#"{"health":"true","reason":""}"#.to_string())
-    );
+    assert_serves_health(&mut child, client);
 }
 
 #[test]
@@ -183,20 +170,7 @@ fn the_environment_sample_names_etcd_variables_cairn_reads_and_starts_a_member()
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let served = wait_until(Duration::from_secs(30), "the member to serve", || {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("cairn exited: {status}");
-        }
-        std::net::TcpStream::connect(("127.0.0.1", client))
-            .map(|_| http_get(client, "/health"))
-            .map_err(|e| e.to_string())
-    });
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_eq!(
-        served,
-        (200, r#"{"health":"true","reason":""}"#.to_string())
-    );
+    assert_serves_health(&mut child, client);
     // The member used the sample's data directory (rewritten), not a default one.
     assert!(Path::new(&data).join("backend.redb").exists(), "{data}");
 }
@@ -309,4 +283,23 @@ fn the_debian_package_builds_installs_into_a_root_and_runs() {
     assert!(!root.path().join("usr/bin/cairn").exists());
     assert!(!root.path().join("etc/default/cairn").exists());
     assert!(root.path().join("var/lib/cairn").exists());
+}
+
+/// Waits (at most 30 s) until the member `child` serves `/health` on `client` as healthy,
+/// then stops it.
+fn assert_serves_health(child: &mut std::process::Child, client: u16) {
+    let served = wait_until(Duration::from_secs(30), "the member to serve", || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("cairn exited: {status}");
+        }
+        std::net::TcpStream::connect(("127.0.0.1", client))
+            .map(|_| http_get(client, "/health"))
+            .map_err(|e| e.to_string())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        served,
+        (200, r#"{"health":"true","reason":""}"#.to_string())
+    );
 }
