@@ -481,7 +481,9 @@ impl<'a> ApplyBatch<'a> {
             let mut idx = self.store.index.write();
             std::mem::replace(&mut idx.compact_rev, at)
         });
-        if let Err(e) = txn.commit() {
+        let committed = txn.commit();
+        self.store.file_size.changed();
+        if let Err(e) = committed {
             if let Some(old) = old_compact {
                 self.store.index.write().compact_rev = old;
             }

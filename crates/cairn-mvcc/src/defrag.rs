@@ -236,6 +236,7 @@ impl Store {
         replay(&new, &ops)?;
         at(Stage::Switching)?;
         fs::rename(&path, &self.path)?;
+        self.file_size.changed();
         // The new file is the backend from here on, whatever happens next.
         abandon.armed = false;
         *self.tail.lock() = None;

@@ -105,6 +105,8 @@ pub struct Store {
     pub(crate) open_reads: AtomicI64,
     /// Bytes in use as last measured (`size::NOT_MEASURED` before); see `size`.
     pub(crate) size_in_use: AtomicU64,
+    /// The backend file's size as of the last commit; see `size`.
+    pub(crate) file_size: crate::size::FileSize,
     /// The server's meta records as last committed.
     pub(crate) meta: RwLock<HashMap<String, Vec<u8>>>,
     /// The hashes of the last compactions since the store opened, oldest first. In memory
@@ -287,6 +289,7 @@ impl Store {
             open_reads: AtomicI64::new(0),
             index: RwLock::new(loaded.index),
             size_in_use: AtomicU64::new(crate::size::NOT_MEASURED),
+            file_size: crate::size::FileSize::default(),
             meta: RwLock::new(loaded.meta),
             compact_hashes: Mutex::new(std::collections::VecDeque::new()),
             on_compaction: std::sync::OnceLock::new(),
@@ -358,7 +361,9 @@ impl Store {
         // Readers begin their snapshots under the index lock: none sees the new data with
         // the old index.
         let mut index = self.index.write();
-        txn.commit()?;
+        let committed = txn.commit();
+        self.file_size.changed();
+        committed?;
         let loaded = Loaded::read(&db)?;
         self.current_rev
             .store(loaded.index.current_rev, Ordering::Release);

@@ -8,6 +8,9 @@
 //!   what etcd holds in it (and shows the size doubling in one step). Pages reach the file
 //!   at durable commits, which the server makes at least every 500 ms while it applies, so
 //!   the size trails the writes by that much, as etcd's trails by its batch interval.
+//!   The file only changes at a commit, so the size is read from the file system once
+//!   after each commit (the first caller after it pays one `stat`), not once per request:
+//!   the quota check asks for it before every write.
 //! - [`Store::db_size_in_use`] is the pages the tables' trees occupy, as last measured by
 //!   [`Store::measure_in_use`]. Measuring walks every page of every table (seconds for
 //!   gigabytes, on a read transaction: writes go on), so it is never done on a request's
@@ -15,7 +18,9 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
 
 use redb::ReadableTableMetadata;
 
@@ -25,13 +30,43 @@ use crate::kv_store::Store;
 /// `size_in_use` before the first measurement.
 pub(crate) const NOT_MEASURED: u64 = u64::MAX;
 
+/// The backend file's size as of a commit, so that asking for it costs a `stat` only once
+/// per commit.
+#[derive(Debug, Default)]
+pub(crate) struct FileSize {
+    /// Bumped after each commit and file switch (once the new pages are in the file).
+    commits: AtomicU64,
+    /// `(commits when read, bytes)`; `None` until first read.
+    last: Mutex<Option<(u64, u64)>>,
+}
+
+impl FileSize {
+    /// Tells that the file has changed: the next read takes its size again.
+    pub(crate) fn changed(&self) {
+        self.commits.fetch_add(1, Ordering::Release);
+    }
+}
+
 impl Store {
     /// Bytes the backend file occupies on disk: its allocated blocks, never more than its
     /// length (a file system that does not keep sparse files allocates it all).
     pub fn db_size(&self) -> u64 {
-        fs::metadata(&self.path)
+        // Read the count before the file: a commit that ends during the `stat` bumps it
+        // past what is recorded here, so the next caller reads the file again.
+        let commits = self.file_size.commits.load(Ordering::Acquire);
+        if let Some((at, bytes)) = *self.file_size.last.lock() {
+            if at == commits {
+                return bytes;
+            }
+        }
+        let bytes = fs::metadata(&self.path)
             .map(|m| m.len().min(m.blocks().saturating_mul(512)))
-            .unwrap_or(0)
+            .unwrap_or(0);
+        let mut last = self.file_size.last.lock();
+        if last.is_none_or(|(at, _)| at <= commits) {
+            *last = Some((commits, bytes));
+        }
+        bytes
     }
 
     /// Bytes of the backend the tables occupy, as last measured; [`Self::db_size`] until the
