@@ -24,6 +24,9 @@ pub enum JwtError {
     InvalidOptions,
     #[error("auth: invalid auth signature method")]
     InvalidMethod,
+    /// A method etcd 3.5 signs with that cairn does not.
+    #[error("auth: JWT sign-method {0} is not supported by cairn (etcd's ES512, on the P-521 curve, is the one it lacks; use ES384, ES256, an RSA or an HMAC method)")]
+    UnsupportedMethod(String),
     #[error("auth: missing key data")]
     MissingKey,
     #[error("auth: public and private keys don't match")]
@@ -60,8 +63,8 @@ impl std::fmt::Debug for JwtTokens {
     }
 }
 
-/// The signing methods etcd 3.5 accepts that cairn signs with; ES512 (P-521) and EdDSA
-/// are not among them.
+/// The signing methods etcd 3.5 accepts that cairn signs with: all but ES512 (P-521).
+/// (etcd 3.5.1 has no EdDSA.)
 fn algorithm(method: &str) -> Option<Algorithm> {
     Some(match method {
         "RS256" => Algorithm::RS256,
@@ -133,7 +136,10 @@ impl JwtTokens {
         private_pem: Option<&[u8]>,
         ttl: Duration,
     ) -> Result<JwtTokens, JwtError> {
-        let alg = algorithm(method).ok_or(JwtError::InvalidMethod)?;
+        let alg = algorithm(method).ok_or_else(|| match method {
+            "ES512" => JwtError::UnsupportedMethod(method.to_string()),
+            _ => JwtError::InvalidMethod,
+        })?;
         let bad = |e: jsonwebtoken::errors::Error| JwtError::BadKey(e.to_string());
         let (signing, verifying) = match alg {
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
@@ -328,6 +334,19 @@ mod tests {
         assert_eq!(
             JwtTokens::new("XS256", None, None, DEFAULT_JWT_TTL).unwrap_err(),
             JwtError::InvalidMethod
+        );
+        // etcd 3.5.1 has no EdDSA either: the same refusal as etcd's.
+        assert_eq!(
+            JwtTokens::new("EdDSA", None, None, DEFAULT_JWT_TTL).unwrap_err(),
+            JwtError::InvalidMethod
+        );
+        // etcd signs with ES512; cairn says by name that it does not.
+        let es512 = JwtTokens::new("ES512", None, None, DEFAULT_JWT_TTL).unwrap_err();
+        assert!(
+            es512
+                .to_string()
+                .starts_with("auth: JWT sign-method ES512 is not supported by cairn"),
+            "{es512}"
         );
         assert!(matches!(
             JwtTokens::new("RS256", Some(public.as_bytes()), None, DEFAULT_JWT_TTL),
