@@ -304,30 +304,7 @@ fn close_when_unused(mut old: Arc<Database>) {
 fn copy_tables(src: &ReadTransaction, dst: &Database) -> Result<(), MvccError> {
     let mut txn = dst.begin_write()?;
     txn.set_durability(Durability::None)?;
-    {
-        let mut meta = txn.open_table(META_TABLE)?;
-        for entry in src.open_table(META_TABLE)?.iter()? {
-            let (k, v) = entry?;
-            meta.insert(k.value(), v.value())?;
-        }
-        let mut leases = txn.open_table(LEASE_TABLE)?;
-        if let Some(table) = backend::lease_table(src)? {
-            for entry in table.iter()? {
-                let (k, v) = entry?;
-                leases.insert(k.value(), v.value())?;
-            }
-        }
-        for t in RecordTable::ALL {
-            if let Some(table) = backend::optional_table(src, t.definition())? {
-                let mut out = txn.open_table(t.definition())?;
-                for entry in table.iter()? {
-                    let (k, v) = entry?;
-                    out.insert(k.value(), v.value())?;
-                }
-            }
-        }
-        txn.open_table(KEY_TABLE)?;
-    }
+    crate::kv_store::copy_all_but_keys(src, &txn)?;
     txn.commit()?;
     let keys = src.open_table(KEY_TABLE)?;
     let mut entries = keys.iter()?;

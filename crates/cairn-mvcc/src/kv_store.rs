@@ -332,31 +332,16 @@ impl Store {
         for t in RecordTable::ALL {
             txn.delete_table(t.definition())?;
         }
+        copy_keys(&read, &txn)?;
+        copy_all_but_keys(&read, &txn)?;
         {
-            let mut keys = txn.open_table(KEY_TABLE)?;
-            for entry in read.open_table(KEY_TABLE)?.iter()? {
-                let (k, v) = entry?;
-                keys.insert(k.value(), v.value())?;
-            }
             let mut meta = txn.open_table(META_TABLE)?;
-            for entry in read.open_table(META_TABLE)?.iter()? {
-                let (k, v) = entry?;
-                meta.insert(k.value(), v.value())?;
-            }
             for (k, v) in keep {
                 meta.insert(*k, *v)?;
             }
             if let Some(index) = applied_index {
                 meta.insert(backend::APPLIED_INDEX_KEY, index.to_be_bytes().as_slice())?;
             }
-            let mut leases = txn.open_table(LEASE_TABLE)?;
-            if let Some(src) = backend::lease_table(&read)? {
-                for entry in src.iter()? {
-                    let (k, v) = entry?;
-                    leases.insert(k.value(), v.value())?;
-                }
-            }
-            copy_records(&read, &txn)?;
         }
         // Readers begin their snapshots under the index lock: none sees the new data with
         // the old index.
@@ -658,26 +643,8 @@ impl Store {
         let out = Database::create(path)?;
         let mut txn = out.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
-        {
-            let mut keys = txn.open_table(KEY_TABLE)?;
-            for entry in src.open_table(KEY_TABLE)?.iter()? {
-                let (k, v) = entry?;
-                keys.insert(k.value(), v.value())?;
-            }
-            let mut meta = txn.open_table(META_TABLE)?;
-            for entry in src.open_table(META_TABLE)?.iter()? {
-                let (k, v) = entry?;
-                meta.insert(k.value(), v.value())?;
-            }
-            let mut leases = txn.open_table(LEASE_TABLE)?;
-            if let Some(table) = backend::lease_table(&src)? {
-                for entry in table.iter()? {
-                    let (k, v) = entry?;
-                    leases.insert(k.value(), v.value())?;
-                }
-            }
-            copy_records(&src, &txn)?;
-        }
+        copy_keys(&src, &txn)?;
+        copy_all_but_keys(&src, &txn)?;
         txn.commit()?;
         drop(out);
         backend::sync_parent(path)
@@ -687,11 +654,36 @@ impl Store {
 /// One record of a record table: key and value.
 pub type Record = (Vec<u8>, Vec<u8>);
 
-/// Copies the record tables that `src` has into `txn`.
-fn copy_records(
+/// Copies the key table of `src` into `txn`.
+fn copy_keys(src: &redb::ReadTransaction, txn: &redb::WriteTransaction) -> Result<(), MvccError> {
+    let mut keys = txn.open_table(KEY_TABLE)?;
+    for entry in src.open_table(KEY_TABLE)?.iter()? {
+        let (k, v) = entry?;
+        keys.insert(k.value(), v.value())?;
+    }
+    Ok(())
+}
+
+/// Copies every table of `src` but the key table into `txn`: meta, leases (an older backend
+/// may have none) and the record tables it has; opens the key table in `txn`, so that it
+/// exists even when left empty.
+pub(crate) fn copy_all_but_keys(
     src: &redb::ReadTransaction,
     txn: &redb::WriteTransaction,
 ) -> Result<(), MvccError> {
+    txn.open_table(KEY_TABLE)?;
+    let mut meta = txn.open_table(META_TABLE)?;
+    for entry in src.open_table(META_TABLE)?.iter()? {
+        let (k, v) = entry?;
+        meta.insert(k.value(), v.value())?;
+    }
+    let mut leases = txn.open_table(LEASE_TABLE)?;
+    if let Some(table) = backend::lease_table(src)? {
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            leases.insert(k.value(), v.value())?;
+        }
+    }
     for t in RecordTable::ALL {
         if let Some(table) = backend::optional_table(src, t.definition())? {
             let mut out = txn.open_table(t.definition())?;
