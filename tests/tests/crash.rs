@@ -7,42 +7,22 @@
 use std::time::{Duration, Instant};
 
 use cairn_proto::etcdserverpb::{kv_client::KvClient, PutRequest};
-use cairn_tests::acked::{assert_acked_readable, Acked};
+use cairn_tests::acked::{assert_acked_readable, put_load, Acked};
 use cairn_tests::{channel, Kind, ServerProc};
 
-/// Writes unique keys from `writers` tasks until told to stop or the bound is reached,
-/// recording each acknowledged write.
+/// Writes unique keys (under `r{round}/`) from `writers` tasks for `run_for`, recording
+/// each acknowledged write; a writer stops at its first failure (the member was killed).
 async fn write_load(url: String, round: usize, writers: usize, acked: Acked, run_for: Duration) {
-    let ch = channel(&url);
     let deadline = Instant::now() + run_for;
-    let mut tasks = Vec::new();
-    for w in 0..writers {
-        let mut kv = KvClient::new(ch.clone());
-        let acked = acked.clone();
-        tasks.push(tokio::spawn(async move {
-            for i in 0..20_000 {
-                if Instant::now() >= deadline {
-                    break;
-                }
-                let key = format!("r{round}/w{w}/{i:06}");
-                let value = format!("value-{round}-{w}-{i}");
-                let req = PutRequest {
-                    key: key.clone().into_bytes(),
-                    value: value.clone().into_bytes(),
-                    ..Default::default()
-                };
-                match kv.put(req).await {
-                    Ok(_) => {
-                        acked.lock().unwrap().insert(key, value);
-                    }
-                    Err(_) => break,
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
+    put_load(
+        &url,
+        &format!("r{round}"),
+        writers,
+        &acked,
+        deadline,
+        |_| false,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use cairn_proto::etcdserverpb::{
     kv_client::KvClient, CompactionRequest, DeleteRangeRequest, PutRequest, StatusResponse,
 };
-use cairn_tests::acked::{assert_acked_readable, Acked};
+use cairn_tests::acked::{self, assert_acked_readable, Acked};
 use cairn_tests::{cairnctl, channel, etcdctl35, status, wait_until_async, Kind, Run, ServerProc};
 
 /// A client command that defragments the member at an endpoint.
@@ -68,8 +68,9 @@ async fn fill_and_free_half(url: &str) {
     .unwrap();
 }
 
-/// Puts unique keys from `writers` tasks until `stop` is set (and at least `min_each` each),
-/// bounded in count and time; records each acknowledged put, and returns the failures.
+/// Puts unique keys under `load/{tag}/` from 8 tasks until `stop` is set (and at least
+/// `min_each` each), for at most a minute; records each acknowledged put, and returns the
+/// failures.
 async fn put_load(
     url: String,
     tag: &'static str,
@@ -77,43 +78,9 @@ async fn put_load(
     stop: Arc<AtomicBool>,
     min_each: usize,
 ) -> Vec<String> {
-    let ch = channel(&url);
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut tasks = Vec::new();
-    for w in 0..8 {
-        let mut kv = KvClient::new(ch.clone());
-        let (acked, stop) = (acked.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut failures = Vec::new();
-            for i in 0..20_000 {
-                if (stop.load(Ordering::Acquire) && i >= min_each) || Instant::now() >= deadline {
-                    break;
-                }
-                let key = format!("load/{tag}/{w}/{i:06}");
-                let value = format!("v{i}");
-                let req = PutRequest {
-                    key: key.clone().into_bytes(),
-                    value: value.clone().into_bytes(),
-                    ..Default::default()
-                };
-                match kv.put(req).await {
-                    Ok(_) => {
-                        acked.lock().unwrap().insert(key, value);
-                    }
-                    Err(e) => {
-                        failures.push(format!("{key}: {e}"));
-                        break;
-                    }
-                }
-            }
-            failures
-        }));
-    }
-    let mut failures = Vec::new();
-    for t in tasks {
-        failures.extend(t.await.unwrap());
-    }
-    failures
+    let done = move |i| stop.load(Ordering::Acquire) && i >= min_each;
+    acked::put_load(&url, &format!("load/{tag}"), 8, &acked, deadline, done).await
 }
 
 /// Runs `defrag` (a client command) on `server` while a put load runs; returns the status

@@ -82,9 +82,11 @@ fn spawn_settled(etcd: &ServerProc, bin: &Path, c: &Case) -> Child {
     let mut child = spawn(bin, &etcd.endpoint(), c);
     if c.ends {
         let what = format!("{} watch {} to end", bin.display(), c.args);
-        wait_until(Duration::from_secs(10), what, || match child.try_wait().unwrap() {
-            Some(_) => Ok(()),
-            None => Err("running".to_string()),
+        wait_until(Duration::from_secs(10), what, || {
+            match child.try_wait().unwrap() {
+                Some(_) => Ok(()),
+                None => Err("running".to_string()),
+            }
         });
         return child;
     }
