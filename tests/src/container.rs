@@ -54,7 +54,9 @@ impl SystemdContainer {
     pub fn boot() -> SystemdContainer {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
-        let cgroup = cgroup2_home().join(format!(
+        let home = cgroup2_home();
+        remove_stale_cgroups(&home);
+        let cgroup = home.join(format!(
             "cairn-test-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
@@ -267,6 +269,28 @@ fn remove_cgroup_tree(dir: &Path) -> std::io::Result<()> {
         }
     }
     std::fs::remove_dir(dir)
+}
+
+/// Removes the empty cgroups of containers whose test process is gone (killed before its
+/// containers' drop ran: their processes died with it, their cgroups stayed).
+fn remove_stale_cgroups(home: &Path) {
+    let Ok(entries) = std::fs::read_dir(home) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("cairn-test-")
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        let events = std::fs::read_to_string(entry.path().join("cgroup.events"));
+        if !Path::new("/proc").join(pid).exists() && events.is_ok_and(|e| e.contains("populated 0"))
+        {
+            let _ = remove_cgroup_tree(&entry.path());
+        }
+    }
 }
 
 /// The cgroup2 directory this process is in (containers are made under it): the
