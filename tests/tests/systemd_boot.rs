@@ -220,6 +220,8 @@ fn hardening_is_in_force(c: &SystemdContainer, pid: u32, uid: &str) {
         uids.split_whitespace().all(|u| u == uid),
         "User=cairn: {uids}"
     );
+    // (NoNewPrivs and Seccomp also follow from the other seccomp-based options, e.g.
+    // MemoryDenyWriteExecute=; each is shown in effect, not each alone.)
     for (field, want, option) in [
         ("NoNewPrivs", "1", "NoNewPrivileges=yes"),
         ("Seccomp", "2", "SystemCallFilter="),
