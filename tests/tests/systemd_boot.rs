@@ -285,6 +285,11 @@ fn hardening_is_in_force(c: &SystemdContainer, pid: u32, uid: &str) {
         ("test -e /tmp/outside-the-service", "PrivateTmp=yes"),
         ("test -e /dev/console", "PrivateDevices=yes"),
         (r#"test -n "$(ls -A /root)""#, "ProtectHome=yes"),
+        (
+            "findmnt -no OPTIONS /sys/fs/cgroup | grep -qw rw",
+            "ProtectControlGroups=yes",
+        ),
+        ("! findmnt /proc/kmsg >/dev/null", "ProtectKernelLogs=yes"),
     ];
     for (check, option) in checks {
         c.sh(check);
@@ -294,6 +299,11 @@ fn hardening_is_in_force(c: &SystemdContainer, pid: u32, uid: &str) {
             "{option}: `{check}` holds in the service: {seen:?}"
         );
     }
+
+    // ProtectHostname=yes: a UTS namespace of its own.
+    let uts = c.sh(&format!("readlink /proc/1/ns/uts /proc/{pid}/ns/uts"));
+    let uts: Vec<&str> = uts.lines().collect();
+    assert_ne!(uts[0], uts[1], "ProtectHostname=yes");
 
     // systemd accepted every option: nothing about the unit at warning or worse.
     let complaints: Vec<String> = c
