@@ -197,7 +197,9 @@ fn the_debian_package_runs_as_a_notify_service_under_a_real_systemd() {
     hardening_is_in_force(&c, pid, &uid);
     journal_entries_are_etcds(&c, &uid);
     the_watchdog_restarts_a_frozen_member(&c);
-    a_stop_is_clean_and_the_purge_removes_the_package(&c);
+    a_stop_is_clean(&c);
+    a_member_waiting_for_its_quorum_is_activating(&c);
+    the_purge_removes_the_package(&c);
 
     // The machine is as it was: no process, mount or cgroup of the container is left.
     let (cgroup, pid1) = (c.cgroup().to_path_buf(), c.pid1());
@@ -492,9 +494,8 @@ fn the_watchdog_restarts_a_frozen_member(c: &SystemdContainer) {
     );
 }
 
-/// `systemctl stop`: cairn says `STOPPING=1` and exits 0; `dpkg --purge` stops and
-/// disables the unit and removes the files, and keeps the data.
-fn a_stop_is_clean_and_the_purge_removes_the_package(c: &SystemdContainer) {
+/// `systemctl stop`: cairn says `STOPPING=1` and exits 0.
+fn a_stop_is_clean(c: &SystemdContainer) {
     let pid = main_pid(c);
     c.sh("systemctl log-level debug");
     c.sh("systemctl stop cairn");
@@ -523,9 +524,82 @@ fn a_stop_is_clean_and_the_purge_removes_the_package(c: &SystemdContainer) {
     ] {
         assert!(said.iter().any(|m| m == msg), "{msg} not in {said:?}");
     }
+}
 
+/// A member of a two-member cluster whose other member is not up yet stays `activating`
+/// (it has not said `READY=1`: no leader, no serving); it becomes `active` once the other
+/// member, started as a second unit, makes a quorum.
+fn a_member_waiting_for_its_quorum_is_activating(c: &SystemdContainer) {
+    let cluster = "m1=http://127.0.0.1:2380,m2=http://127.0.0.1:2480";
+    c.sh(&format!(
+        "cat >>/etc/default/cairn <<'EOF'
+ETCD_NAME=m1
+ETCD_DATA_DIR=/var/lib/cairn/m1
+ETCD_INITIAL_CLUSTER={cluster}
+ETCD_LISTEN_PEER_URLS=http://127.0.0.1:2380
+ETCD_INITIAL_ADVERTISE_PEER_URLS=http://127.0.0.1:2380
+ETCD_LISTEN_CLIENT_URLS=http://127.0.0.1:2379
+ETCD_ADVERTISE_CLIENT_URLS=http://127.0.0.1:2379
+EOF"
+    ));
+    c.sh("systemctl start --no-block cairn");
+    let pid = wait_until(Duration::from_secs(30), "m1 to be started", || {
+        let now = show(c, "cairn", &["MainPID", "ActiveState"]);
+        match now["MainPID"].parse::<u32>() {
+            Ok(pid) if pid != 0 => Ok(pid),
+            _ => Err(now),
+        }
+    });
+    // It has opened its store and waits for m2 (its peer URL answers nothing yet).
+    wait_until(Duration::from_secs(30), "m1 to start its raft node", || {
+        let said: Vec<String> = c
+            .journal(&["SYSLOG_IDENTIFIER=cairn", &format!("_PID={pid}")])
+            .iter()
+            .map(|e| text(e, "MESSAGE"))
+            .collect();
+        if said.iter().any(|m| m.contains("bootstrapped raft log")) {
+            Ok(())
+        } else {
+            Err(said)
+        }
+    });
+    let waiting = show(c, "cairn", &["ActiveState", "SubState"]);
+    assert_eq!(
+        (
+            waiting["ActiveState"].as_str(),
+            waiting["SubState"].as_str()
+        ),
+        ("activating", "start")
+    );
+
+    c.sh(&format!(
+        "timeout 120 systemd-run --unit=cairn-m2 -p Type=notify -p StateDirectory=cairn-m2 \
+         /usr/bin/cairn --name=m2 --data-dir=/var/lib/cairn-m2/data \
+         --initial-cluster={cluster} \
+         --listen-peer-urls=http://127.0.0.1:2480 \
+         --initial-advertise-peer-urls=http://127.0.0.1:2480 \
+         --listen-client-urls=http://127.0.0.1:2479 \
+         --advertise-client-urls=http://127.0.0.1:2479"
+    ));
+    wait_until(Duration::from_secs(60), "m1 to become active", || {
+        let now = show(c, "cairn", &["ActiveState", "SubState", "MainPID"]);
+        if now["ActiveState"] == "active" && now["MainPID"] == pid.to_string() {
+            Ok(())
+        } else {
+            Err(now)
+        }
+    });
+    assert_eq!(
+        c.sh("cairnctl member list -w simple | cut -d, -f3 | sort | tr '\\n' ' '"),
+        " m1  m2 "
+    );
+    c.sh("systemctl stop cairn-m2");
+}
+
+/// `dpkg --purge` stops and disables the unit and removes the files, and keeps the data.
+fn the_purge_removes_the_package(c: &SystemdContainer) {
     // Purged while it runs: the package's prerm stops and disables it.
-    c.sh("timeout 120 systemctl start cairn");
+    assert_eq!(show(c, "cairn", &["ActiveState"])["ActiveState"], "active");
     c.sh("dpkg --purge cairn");
     assert_eq!(
         show(c, "cairn", &["LoadState", "ActiveState"]),
