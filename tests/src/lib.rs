@@ -17,11 +17,13 @@
 //! - `pyclient`: Python's etcd3 client ([`pyclient::etcd3_script`]).
 //! - `mask`: masks for comparing two outputs byte for byte.
 //! - `workload`, `linearizability`: the fault suites' clients and their checker.
+//! - `container`: a throwaway container with a real systemd as PID 1 ([`container::SystemdContainer`]).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod acked;
 pub mod certs;
+pub mod container;
 pub mod deployment;
 pub mod goclient;
 pub mod grpc;

@@ -187,6 +187,8 @@ fn log_outputs_systemd_journal_sends_etcd_shaped_entries_to_journald() {
         ["MESSAGE", "PRIORITY", "PACKAGE", "SYSLOG_IDENTIFIER"]
     );
     assert_eq!(ready[1].1, "6");
+    // The line keeps its newline, as etcd's (zap's line ending) does.
+    assert!(ready[0].1.ends_with("}\n"), "{:?}", ready[0].1);
     assert_eq!(ready[3].1, "cairn");
     let caller = serde_json::from_str::<serde_json::Value>(&ready[0].1).unwrap()["caller"]
         .as_str()

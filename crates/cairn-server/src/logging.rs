@@ -176,9 +176,10 @@ impl<S: Subscriber> Layer<S> for EtcdJsonLayer {
                     Ok(mut f) => f.write_all(line.as_bytes()),
                     Err(_) => Ok(()),
                 },
-                // As etcd's journal writer: the line goes to stderr when journald refuses it.
+                // As etcd's journal writer: MESSAGE is the whole line, its newline
+                // included, and the line goes to stderr when journald refuses it.
                 Sink::Journal(j) => j
-                    .send(line.trim_end(), journal_priority(meta.level()), package)
+                    .send(&line, journal_priority(meta.level()), package)
                     .or_else(|_| std::io::stderr().lock().write_all(line.as_bytes())),
             };
         }
