@@ -508,6 +508,22 @@ async fn keepalive_answers_each_request_as_etcd() {
     assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
 }
 
+/// Runs `curl -s` with `args`: what it printed, then the status and content type, with the
+/// server-specific fields masked.
+fn curl(args: &[&str]) -> String {
+    mask_json_fields(&curl_unmasked(args), MASKED)
+}
+
+/// [`curl`] without the masking.
+fn curl_unmasked(args: &[&str]) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-m", "20", "-w", " %{http_code} %{content_type}"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `curl` as scripts use it: a put and a read, and the answer to a GET and to a path etcd
 /// does not serve.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -516,14 +532,6 @@ async fn curl_gets_the_answers_etcd_gives() {
     for kind in [Kind::Cairn, Kind::Etcd35] {
         let server = ServerProc::start(kind, &[]);
         let base = server.url();
-        let curl = |args: &[&str]| {
-            let out = std::process::Command::new("curl")
-                .args(["-s", "-m", "20", "-w", " %{http_code} %{content_type}"])
-                .args(args)
-                .output()
-                .expect("curl runs");
-            mask_json_fields(&String::from_utf8_lossy(&out.stdout), MASKED)
-        };
         answers.push(vec![
             curl(&[
                 "-X",
@@ -755,24 +763,118 @@ fn the_gateway_answers_over_tls_as_etcd() {
     for kind in [Kind::Cairn, Kind::Etcd35] {
         let server = ServerProc::start_https(kind, &[&cert, &key, "--host-whitelist=example.com"]);
         let base = server.url();
-        let curl = |args: &[&str]| {
-            let out = std::process::Command::new("curl")
-                .args(["-s", "-m", "20", "-w", " %{http_code}", "--cacert"])
-                .arg(pki.ca())
-                .args(args)
-                .output()
-                .expect("curl runs");
-            mask_json_fields(&String::from_utf8_lossy(&out.stdout), MASKED)
-        };
+        let ca = pki.ca().display().to_string();
         answers.push(vec![
             curl(&[
+                "--cacert",
+                &ca,
                 &format!("{base}/v3/kv/put"),
                 "-d",
                 r#"{"key":"Zm9v","value":"YmFy"}"#,
             ]),
-            curl(&[&format!("{base}/v3/kv/range"), "-d", r#"{"key":"Zm9v"}"#]),
+            curl(&[
+                "--cacert",
+                &ca,
+                &format!("{base}/v3/kv/range"),
+                "-d",
+                r#"{"key":"Zm9v"}"#,
+            ]),
         ]);
     }
     assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
-    assert!(answers[0][1].ends_with(" 200"), "{:?}", answers[0]);
+    assert!(
+        answers[0][1].ends_with(" 200 application/json"),
+        "{:?}",
+        answers[0]
+    );
+}
+
+/// With `--client-cert-auth` and auth enabled, etcd's gateway refuses a request whose
+/// client certificate has a CN (400, `CommonName of client sending a request against
+/// gateway will be ignored and not used as expected`), with or without a token: the
+/// gateway never acts as the certificate's user. A certificate without a CN passes, and
+/// the request acts as its token's user, or as nobody without one. Before auth is enabled,
+/// and on paths outside the gateway, a CN changes nothing.
+#[test]
+fn a_client_certificate_cn_is_refused_through_the_gateway_as_etcd() {
+    use cairn_tests::certs::{Pki, Use};
+    let pki = Pki::new("gwcn");
+    let server_pair = pki.issue("server", "127.0.0.1", 2, Use::Server);
+    let ann = pki.issue("ann", "ann", 3, Use::Client);
+    let no_cn = pki.issue("nocn", "", 4, Use::Client);
+    let flags = [
+        format!("--cert-file={}", server_pair.cert.display()),
+        format!("--key-file={}", server_pair.key.display()),
+        format!("--trusted-ca-file={}", pki.ca().display()),
+        "--client-cert-auth".to_string(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let ca = pki.ca().display().to_string();
+    let mut answers = Vec::new();
+    for kind in [Kind::Cairn, Kind::Etcd35] {
+        let server = ServerProc::start_https(kind, &flags);
+        let base = server.url();
+        let call_unmasked =
+            |pair: &cairn_tests::certs::Pair, token: &str, path: &str, body: &str| {
+                let (cert, key) = (
+                    pair.cert.display().to_string(),
+                    pair.key.display().to_string(),
+                );
+                let auth = format!("Authorization: {token}");
+                let url = format!("{base}{path}");
+                let mut args = vec![
+                    "--cacert", &ca, "--cert", &cert, "--key", &key, &url, "-d", body,
+                ];
+                if !token.is_empty() {
+                    args.extend(["-H", &auth]);
+                }
+                format!("{path} {body} -> {}", curl_unmasked(&args))
+            };
+        let call = |pair: &cairn_tests::certs::Pair, token: &str, path: &str, body: &str| {
+            call_unmasked(pair, token, path, body)
+                .split_once(" -> ")
+                .map(|(head, out)| format!("{head} -> {}", mask_json_fields(out, MASKED)))
+                .unwrap_or_default()
+        };
+        let mut seen = Vec::new();
+        for (path, body) in [
+            ("/v3/auth/user/add", r#"{"name":"root","password":"pw"}"#),
+            ("/v3/auth/user/grant", r#"{"user":"root","role":"root"}"#),
+            ("/v3/auth/user/add", r#"{"name":"ann","password":"pw2"}"#),
+            ("/v3/kv/put", r#"{"key":"YQ==","value":"MQ=="}"#),
+            ("/v3/kv/range", r#"{"key":"YQ=="}"#),
+            ("/v3/auth/enable", ""),
+        ] {
+            seen.push(call(&ann, "", path, body));
+        }
+        let login = call_unmasked(
+            &no_cn,
+            "",
+            "/v3/auth/authenticate",
+            r#"{"name":"root","password":"pw"}"#,
+        );
+        let token = login
+            .split(r#""token":""#)
+            .nth(1)
+            .and_then(|t| t.split('"').next())
+            .unwrap_or_else(|| panic!("no token in {login}; before: {seen:?}"))
+            .to_string();
+        for (pair, token, path) in [
+            (&ann, "", "/v3/kv/range"),
+            (&ann, token.as_str(), "/v3/kv/range"),
+            (&ann, "", "/v3beta/kv/range"),
+            (&ann, "", "/v3/no/such/path"),
+            (&no_cn, "", "/v3/kv/range"),
+            (&no_cn, token.as_str(), "/v3/kv/range"),
+        ] {
+            seen.push(call(pair, token, path, r#"{"key":"YQ=="}"#));
+        }
+        answers.push(seen);
+    }
+    assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
+    assert!(
+        answers[0][6].ends_with(" 400 text/plain; charset=utf-8"),
+        "{:?}",
+        answers[0]
+    );
 }
