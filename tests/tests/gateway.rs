@@ -611,6 +611,116 @@ async fn maintenance_and_cluster_answer_as_etcd() {
     assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
 }
 
+/// `/v3/maintenance/defragment` answers `{}` as etcd 3.5 and 3.4 do (cairn added a header
+/// before), and `/v3/election/observe` streams the leader and each proclamation as etcd's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn defragment_and_observe_answer_as_etcd() {
+    same_as_etcd(&[step("/v3/maintenance/defragment", "{}")]).await;
+    let mut answers = Vec::new();
+    for kind in [Kind::Cairn, Kind::Etcd35, Kind::Etcd34] {
+        let server = ServerProc::start(kind, &[]);
+        let port = server.client_port;
+        post(port, "/v3/lease/grant", r#"{"TTL":"60","ID":"4660"}"#, None).await;
+        let campaign = r#"{"name":"ZWw=","lease":"4660","value":"djE="}"#;
+        let (_, won) = post(port, "/v3/election/campaign", campaign, None).await;
+        let mut observe = Stream::open(port, "/v3/election/observe", r#"{"name":"ZWw="}"#).await;
+        let mut seen = vec![format!("status {}", observe.status), observe.line().await];
+        let won: serde_json::Value = serde_json::from_str(&won).unwrap();
+        let proclaim = serde_json::json!({"leader": won["leader"], "value": "djI="});
+        post(port, "/v3/election/proclaim", &proclaim.to_string(), None).await;
+        seen.push(observe.line().await);
+        answers.push(
+            seen.iter()
+                .map(|l| mask_json_fields(l, MASKED))
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
+    assert_eq!(answers[0], answers[2], "cairn and etcd 3.4 differ");
+    assert!(
+        answers[0][2].contains(r#""value":"djI=""#),
+        "{:?}",
+        answers[0]
+    );
+}
+
+/// `/v3/maintenance/snapshot` streams the backend as etcd's gateway does: `{"result":...}`
+/// lines whose blobs, joined, are a snapshot etcdutl reads (same revision as etcd's, the
+/// same revisions in the key bucket), each line's `remaining_bytes` what is left of the file after it, the last
+/// blob the SHA-256 of the file. What must differ is not compared: the file's bytes and
+/// size, its chunking, and cairn's first message carrying a header and `version` (etcd
+/// 3.6's additions; etcd 3.5.1 sends neither).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_streams_a_file_etcdutl_reads_as_etcd() {
+    use base64::Engine;
+    use sha2::Digest;
+    let mut answers = Vec::new();
+    for kind in [Kind::Cairn, Kind::Etcd35] {
+        let server = ServerProc::start(kind, &[]);
+        let port = server.client_port;
+        for body in [
+            r#"{"key":"YQ==","value":"MQ=="}"#,
+            r#"{"key":"Yg==","value":"Mg=="}"#,
+            r#"{"key":"YQ==","value":"Mw=="}"#,
+        ] {
+            post(port, "/v3/kv/put", body, None).await;
+        }
+        let (code, text) = post(port, "/v3/maintenance/snapshot", "{}", None).await;
+        let mut blobs = Vec::new();
+        let mut remaining = Vec::new();
+        let mut keys = std::collections::BTreeSet::new();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let result = v["result"].as_object().expect("a result line");
+            keys.extend(
+                result
+                    .keys()
+                    .filter(|k| !["header", "version", "remaining_bytes"].contains(&k.as_str()))
+                    .cloned(),
+            );
+            let blob = result["blob"].as_str().expect("a blob");
+            blobs.push(
+                base64::engine::general_purpose::STANDARD
+                    .decode(blob)
+                    .unwrap(),
+            );
+            let left = result.get("remaining_bytes").and_then(|r| r.as_str());
+            remaining.push(left.map_or(0, |r| r.parse::<usize>().unwrap()));
+        }
+        let (sum, file) = blobs.split_last().expect("at least the checksum");
+        let file: Vec<u8> = file.concat();
+        let mut sent = 0;
+        for (blob, left) in blobs.iter().zip(&remaining) {
+            sent = (sent + blob.len()).min(file.len());
+            assert_eq!(*left, file.len() - sent, "{kind:?}: remaining_bytes");
+        }
+        assert_eq!(
+            sum.as_slice(),
+            sha2::Sha256::digest(&file).as_slice(),
+            "{kind:?}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snap.db");
+        std::fs::write(&path, [file.as_slice(), sum.as_slice()].concat()).unwrap();
+        let status =
+            cairn_tests::etcdutl35(&["snapshot", "status", path.to_str().unwrap(), "-w", "json"]);
+        assert_eq!(status.code, 0, "{kind:?}: {}", status.stderr);
+        let status: serde_json::Value = serde_json::from_str(status.stdout.trim()).unwrap();
+        let body = dir.path().join("body.db");
+        std::fs::write(&body, &file).unwrap();
+        let reader = cairn_bbolt::Reader::open(&body).unwrap();
+        let revisions = reader
+            .entries(&reader.bucket(b"key").unwrap())
+            .map(|e| e.unwrap().key)
+            .collect::<Vec<_>>();
+        answers.push(format!(
+            "{code} lines with {keys:?}; revision {}; revisions {revisions:?}",
+            status["revision"]
+        ));
+    }
+    assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
+}
+
 /// A request with the given headers (a `host` among them replaces the default): the
 /// status, the `access-control-*` headers, and the body.
 async fn request(
