@@ -24,13 +24,14 @@ const MASKED: &[&str] = &["cluster_id", "member_id", "raft_term", "token"];
 
 type Body = BoxBody<Bytes, Infallible>;
 
-/// Sends one HTTP/1.1 request on a new connection; the response's head and body.
+/// Sends one HTTP/1.1 request on a new connection with `headers` (a `host` among them
+/// replaces the default); the response's head and body.
 async fn send(
     port: u16,
     method: &str,
     path: &str,
+    headers: &[(&str, &str)],
     body: Body,
-    token: Option<&str>,
 ) -> hyper::Response<Incoming> {
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -39,12 +40,12 @@ async fn send(
         .await
         .unwrap();
     tokio::spawn(conn);
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", format!("127.0.0.1:{port}"));
-    if let Some(t) = token {
-        req = req.header("authorization", t);
+    let mut req = hyper::Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(k, _)| *k == "host") {
+        req = req.header("host", format!("127.0.0.1:{port}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
     }
     tokio::time::timeout(TIMEOUT, sender.send_request(req.body(body).unwrap()))
         .await
@@ -55,7 +56,8 @@ async fn send(
 /// POSTs `body` to `path`: the status code and the whole body.
 async fn post(port: u16, path: &str, body: &str, token: Option<&str>) -> (u16, String) {
     let full: Body = Full::new(Bytes::from(body.to_string())).boxed();
-    let resp = send(port, "POST", path, full, token).await;
+    let auth: Vec<(&str, &str)> = token.map(|t| ("authorization", t)).into_iter().collect();
+    let resp = send(port, "POST", path, &auth, full).await;
     let code = resp.status().as_u16();
     let bytes = tokio::time::timeout(TIMEOUT, resp.into_body().collect())
         .await
@@ -76,7 +78,7 @@ impl Stream {
     /// Opens `path` with `body` as the whole request body.
     async fn open(port: u16, path: &str, body: &str) -> Stream {
         let full: Body = Full::new(Bytes::from(body.to_string())).boxed();
-        let resp = send(port, "POST", path, full, None).await;
+        let resp = send(port, "POST", path, &[], full).await;
         Stream {
             status: resp.status().as_u16(),
             body: resp.into_body(),
@@ -383,61 +385,57 @@ async fn auth_with_the_token_header_answers_as_etcd() {
                 r#"{"name":"root","password":"wrong"}"#,
             ),
         ] {
-            let (code, text) = post(port, path, body, None).await;
             seen.push(format!(
-                "{path} -> {code} {}",
-                mask_json_fields(&text, MASKED)
+                "{path} -> {}",
+                answer(port, path, body, None).await
             ));
         }
-        let (code, text) = post(
-            port,
-            "/v3/auth/authenticate",
-            r#"{"name":"ann","password":"pw2"}"#,
-            None,
-        )
-        .await;
-        assert_eq!(code, 200, "{text}");
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let token = v["token"].as_str().unwrap().to_string();
+        let token = login(port, "ann", "pw2").await;
         for (path, body) in [
             ("/v3/kv/range", r#"{"key":"YQ=="}"#),
             ("/v3/kv/put", r#"{"key":"YQ==","value":"MQ=="}"#),
             ("/v3/kv/range", r#"{"key":"eg=="}"#),
         ] {
-            let (code, text) = post(port, path, body, Some(&token)).await;
-            seen.push(format!(
-                "ann {path} -> {code} {}",
-                mask_json_fields(&text, MASKED)
-            ));
+            let got = answer(port, path, body, Some(&token)).await;
+            seen.push(format!("ann {path} -> {got}"));
         }
-        let (_, text) = post(
-            port,
-            "/v3/auth/authenticate",
-            r#"{"name":"root","password":"pw"}"#,
-            None,
-        )
-        .await;
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let root = v["token"].as_str().unwrap().to_string();
-        let (code, text) = post(
-            port,
-            "/v3/kv/range",
-            r#"{"key":"YQ=="}"#,
-            Some("not-a-token"),
-        )
-        .await;
-        seen.push(format!(
-            "bad token -> {code} {}",
-            mask_json_fields(&text, MASKED)
-        ));
-        let (code, text) = post(port, "/v3/auth/disable", "", Some(&root)).await;
-        seen.push(format!(
-            "root disable -> {code} {}",
-            mask_json_fields(&text, MASKED)
-        ));
+        let root = login(port, "root", "pw").await;
+        let body = r#"{"key":"YQ=="}"#;
+        let got = answer(port, "/v3/kv/range", body, Some("not-a-token")).await;
+        seen.push(format!("bad token -> {got}"));
+        let got = answer(port, "/v3/auth/disable", "", Some(&root)).await;
+        seen.push(format!("root disable -> {got}"));
         answers.push(seen);
     }
-    assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
+    assert_same(&answers);
+}
+
+/// POSTs `body` to `path`: `"<status> <body>"`, the body masked.
+async fn answer(port: u16, path: &str, body: &str, token: Option<&str>) -> String {
+    let (code, text) = post(port, path, body, token).await;
+    format!("{code} {}", mask_json_fields(&text, MASKED))
+}
+
+/// Logs in as `name` through the gateway: the token.
+async fn login(port: u16, name: &str, password: &str) -> String {
+    let body = serde_json::json!({"name": name, "password": password}).to_string();
+    let (code, text) = post(port, "/v3/auth/authenticate", &body, None).await;
+    assert_eq!(code, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["token"].as_str().unwrap().to_string()
+}
+
+/// Requires the answers of cairn (first) to equal those of etcd 3.5 (second) and, when
+/// given, etcd 3.4 (third).
+fn assert_same<T: PartialEq + std::fmt::Debug>(answers: &[T]) {
+    for (other, name) in answers[1..].iter().zip(["etcd 3.5", "etcd 3.4"]) {
+        assert_eq!(&answers[0], other, "cairn and {name} differ");
+    }
+}
+
+/// Each line masked.
+fn masked(lines: &[String]) -> Vec<String> {
+    lines.iter().map(|l| mask_json_fields(l, MASKED)).collect()
 }
 
 /// Watches as `curl -d` does (the whole request body sent at once; etcd's gateway reads no
@@ -479,14 +477,9 @@ async fn watch_streams_events_and_cancels_as_etcd() {
         )
         .await;
         seen.push(old.line().await);
-        answers.push(
-            seen.iter()
-                .map(|l| mask_json_fields(l, MASKED))
-                .collect::<Vec<_>>(),
-        );
+        answers.push(masked(&seen));
     }
-    assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
-    assert_eq!(answers[0], answers[2], "cairn and etcd 3.4 differ");
+    assert_same(&answers);
 }
 
 /// A lease kept alive through `/v3/lease/keepalive`, several requests in one body.
@@ -505,7 +498,7 @@ async fn keepalive_answers_each_request_as_etcd() {
         ];
         answers.push(seen);
     }
-    assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
+    assert_same(&answers);
 }
 
 /// Runs `curl -s` with `args`: what it printed, then the status and content type, with the
@@ -545,7 +538,7 @@ async fn curl_gets_the_answers_etcd_gives() {
             curl(&[&format!("{base}/v3/kv/rang"), "-d", "{}"]),
         ]);
     }
-    assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
+    assert_same(&answers);
 }
 
 /// A body past `--max-request-bytes` is refused with etcd's error; the store keeps its
@@ -567,7 +560,7 @@ async fn an_oversized_body_is_refused_as_etcd_refuses_it() {
         .await;
         answers.push((code, text, mask_json_fields(&range, MASKED)));
     }
-    assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
+    assert_same(&answers);
     assert_eq!(answers[0].0, 429);
 }
 
@@ -608,7 +601,7 @@ async fn maintenance_and_cluster_answer_as_etcd() {
         }
         answers.push(seen);
     }
-    assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
+    assert_same(&answers);
 }
 
 /// `/v3/maintenance/defragment` answers `{}` as etcd 3.5 and 3.4 do (cairn added a header
@@ -629,14 +622,9 @@ async fn defragment_and_observe_answer_as_etcd() {
         let proclaim = serde_json::json!({"leader": won["leader"], "value": "djI="});
         post(port, "/v3/election/proclaim", &proclaim.to_string(), None).await;
         seen.push(observe.line().await);
-        answers.push(
-            seen.iter()
-                .map(|l| mask_json_fields(l, MASKED))
-                .collect::<Vec<_>>(),
-        );
+        answers.push(masked(&seen));
     }
-    assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
-    assert_eq!(answers[0], answers[2], "cairn and etcd 3.4 differ");
+    assert_same(&answers);
     assert!(
         answers[0][2].contains(r#""value":"djI=""#),
         "{:?}",
@@ -718,7 +706,7 @@ async fn snapshot_streams_a_file_etcdutl_reads_as_etcd() {
             status["revision"]
         ));
     }
-    assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
+    assert_same(&answers);
 }
 
 /// A request with the given headers (a `host` among them replaces the default): the
@@ -730,25 +718,8 @@ async fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, Vec<String>, String) {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut req = hyper::Request::builder().method(method).uri(path);
-    if !headers.iter().any(|(k, _)| *k == "host") {
-        req = req.header("host", format!("127.0.0.1:{port}"));
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
     let full: Body = Full::new(Bytes::from(body.to_string())).boxed();
-    let resp = tokio::time::timeout(TIMEOUT, sender.send_request(req.body(full).unwrap()))
-        .await
-        .expect("response in time")
-        .unwrap();
+    let resp = send(port, method, path, headers, full).await;
     let code = resp.status().as_u16();
     let mut cors: Vec<String> = resp
         .headers()
@@ -787,7 +758,7 @@ async fn host_whitelist_refuses_other_hosts_as_etcd() {
         }
         answers.push(seen);
     }
-    assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
+    assert_same(&answers);
     assert!(answers[0][0].contains(" 421 "), "{:?}", answers[0]);
 }
 
@@ -824,7 +795,7 @@ async fn cors_headers_are_etcds() {
         }
         answers.push(seen);
     }
-    assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
+    assert_same(&answers);
 }
 
 /// Python's etcd3gw client runs its KV, txn, lease, watch and lock calls on cairn with
@@ -839,7 +810,7 @@ fn python_etcd3gw_runs_as_on_etcd() {
         assert!(run.stdout.ends_with("done: True\n"), "{}", run.stdout);
         outputs.push(run.stdout);
     }
-    assert_eq!(outputs[0], outputs[1], "cairn and etcd 3.5 differ");
+    assert_same(&outputs);
 }
 
 /// A gateway watch whose HTTP client goes away is closed on the server at once, not at its
@@ -891,7 +862,7 @@ fn the_gateway_answers_over_tls_as_etcd() {
             ]),
         ]);
     }
-    assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
+    assert_same(&answers);
     assert!(
         answers[0][1].ends_with(" 200 application/json"),
         "{:?}",
@@ -981,7 +952,7 @@ fn a_client_certificate_cn_is_refused_through_the_gateway_as_etcd() {
         }
         answers.push(seen);
     }
-    assert_eq!(answers[0], answers[1], "cairn and etcd 3.5 differ");
+    assert_same(&answers);
     assert!(
         answers[0][6].ends_with(" 400 text/plain; charset=utf-8"),
         "{:?}",
