@@ -220,7 +220,7 @@ async fn bad_requests_answer_as_etcd() {
 /// Bytes fields take standard base64 with padding only, as Go's decoder reads them (line
 /// breaks skipped), and etcd's error names the input byte where Go's decoder stopped.
 /// Before: unpadded and URL-safe base64 were accepted. A field given twice keeps its last
-/// value, as in Go.
+/// value, and a syntax error after a bad field is the answer, as in Go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_fields_are_read_as_etcd_reads_them() {
     same_as_etcd(&[
