@@ -21,6 +21,8 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Brackets a number in an error message whose text the request wrote otherwise (a float
@@ -112,6 +114,25 @@ fn digit(c: u8) -> Option<u8> {
 /// short group starts), `"YQ="` at byte 3 (a second `=` is missing at the end), `"Y==="` at
 /// byte 1 (padding after one digit), `"YQ==YQ=="` at byte 4 (text after the padding).
 pub fn decode_base64(src: &[u8]) -> Result<Vec<u8>, usize> {
+    // The base64 crate's strict reading (padding required, no line breaks) accepts a subset
+    // of what Go accepts, with the same bytes, several times faster: it reads the usual
+    // value; anything else is read as Go reads it, for Go's answer.
+    match STRICT_BASE64.decode(src) {
+        Ok(bytes) => Ok(bytes),
+        Err(_) => decode_base64_as_go(src),
+    }
+}
+
+/// Standard base64 with canonical padding, unused low bits allowed (as Go allows them).
+const STRICT_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical)
+        .with_decode_allow_trailing_bits(true),
+);
+
+/// [`decode_base64`] the way Go's decoder goes, four digits at a time.
+fn decode_base64_as_go(src: &[u8]) -> Result<Vec<u8>, usize> {
     let skip_breaks = |mut at: usize| {
         while at < src.len() && (src[at] == b'\n' || src[at] == b'\r') {
             at += 1;
@@ -528,6 +549,10 @@ mod tests {
         ];
         for (text, want) in ok {
             assert_eq!(bytes(text).as_deref(), Ok(want.as_bytes()), "{text:?}");
+            assert_eq!(
+                decode_base64_as_go(text.as_bytes()).as_deref(),
+                Ok(want.as_bytes())
+            );
         }
         let refused = [
             ("YQ", 0),
@@ -557,6 +582,27 @@ mod tests {
                 "{text:?}"
             );
         }
+    }
+
+    /// What the fast reader accepts, Go's reading accepts with the same bytes: short texts
+    /// over an alphabet of digits, padding, line breaks and strays, drawn by a fixed LCG.
+    #[test]
+    fn the_fast_base64_reader_accepts_only_what_go_accepts() {
+        let alphabet = b"QYWJjMgA+/=\n\r -_!";
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut accepted = 0;
+        for _ in 0..200_000 {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let len = (seed >> 59) as usize;
+            let text: Vec<u8> = (0..len)
+                .map(|i| alphabet[((seed >> (i * 4 % 56)) as usize) % alphabet.len()])
+                .collect();
+            if let Ok(fast) = STRICT_BASE64.decode(&text) {
+                accepted += 1;
+                assert_eq!(decode_base64_as_go(&text), Ok(fast), "{text:?}");
+            }
+        }
+        assert!(accepted > 1000, "only {accepted} texts decoded");
     }
 
     fn int<T: GoInt + fmt::Debug>(json: &str) -> Result<T, String> {
