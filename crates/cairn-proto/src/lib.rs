@@ -13,6 +13,8 @@
 //!   clients and servers, one module per protobuf package.
 //! - `cairnpb`: cairn's Raft log entry (`InternalRequest`).
 //! - [`error`]: every etcd error with its gRPC code and exact message text.
+//! - [`json`]: how the generated serde impls read bytes and integer fields (as etcd's
+//!   gateway reads them; the build script points the impls at it).
 
 #[allow(clippy::all)]
 pub mod mvccpb {
@@ -56,5 +58,6 @@ pub mod cairnpb {
 }
 
 pub mod error;
+pub mod json;
 
 pub use error::{grpc_code_name, EtcdError};

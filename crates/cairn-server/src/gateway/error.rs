@@ -94,13 +94,13 @@ fn go_json_message(e: &serde_json::Error, body: &[u8]) -> String {
             None => text,
         };
     }
-    if text.starts_with("Invalid symbol")
-        || text.starts_with("Invalid padding")
-        || text.starts_with("Invalid last symbol")
-        || text.starts_with("Invalid byte")
-        || text.starts_with("Invalid input length")
+    // A float in an integer field: Go names the number as the request wrote it.
+    let mut parts = text.split(cairn_proto::json::RAW_MARK);
+    if let (Some(head), Some(value), Some(tail), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     {
-        return "illegal base64 data at input byte 0".to_string();
+        let raw = raw_number_before(body, e.line(), e.column()).unwrap_or(value);
+        return format!("{head}{raw}{tail}");
     }
     if let Some(rest) = text.strip_prefix("invalid type: ") {
         if let Some((got, want)) = rest.split_once(", expected ") {
@@ -129,6 +129,23 @@ fn go_json_message(e: &serde_json::Error, body: &[u8]) -> String {
         }
     }
     text
+}
+
+/// The number that ends where serde_json stopped reading (1-based line; column = bytes of
+/// that line read).
+fn raw_number_before(body: &[u8], line: usize, column: usize) -> Option<&str> {
+    let mut start = 0;
+    for _ in 1..line {
+        start += body.get(start..)?.iter().position(|&b| b == b'\n')? + 1;
+    }
+    let end = start.checked_add(column)?;
+    let head = body.get(..end)?;
+    let from = head
+        .iter()
+        .rposition(|b| !matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))
+        .map_or(0, |i| i + 1);
+    let raw = std::str::from_utf8(&head[from..]).ok()?;
+    (!raw.is_empty()).then_some(raw)
 }
 
 /// The character at a serde_json error's position (1-based line, column of the byte).
@@ -166,6 +183,15 @@ mod tests {
                 "json: cannot unmarshal number into Go value of type []uint8",
             ),
             (r#"{"key":"!!"}"#, "illegal base64 data at input byte 0"),
+            (r#"{"key":"YWJjYQ"}"#, "illegal base64 data at input byte 4"),
+            (
+                "{\"key\":\"YQ==\",\n \"limit\": 1.50e+3}",
+                "json: cannot unmarshal number 1.50e+3 into Go value of type int64",
+            ),
+            (
+                r#"{"limit":99999999999999999999}"#,
+                "json: cannot unmarshal number 99999999999999999999 into Go value of type int64",
+            ),
             (
                 "[]",
                 "json: cannot unmarshal array into Go value of type map[string]json.RawMessage",

@@ -101,12 +101,20 @@ where
         Ok(req) => return Ok(req),
         Err(e) => e,
     };
-    // A `null` stands for the field's default in Go's decoder: read the value again
-    // without them (only when a first, direct read failed).
+    // Go's decoder reads the whole first value before any field: a syntax error anywhere
+    // in it is the answer, whatever field came before it.
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    if let Ok(mut value) = serde_json::Value::deserialize(&mut de) {
-        if drop_nulls(&mut value) {
-            if let Ok(req) = Req::deserialize(value) {
+    let value = match serde_json::Value::deserialize(&mut de) {
+        Ok(value) => value,
+        Err(e) => return Err(error::bad_json(&e, bytes)),
+    };
+    // A `null` stands for the field's default in Go's decoder: read the value again
+    // without them (only when a first, direct read failed). The text is written out again
+    // so that strings reach the field readers as text read from JSON.
+    let mut value = value;
+    if drop_nulls(&mut value) {
+        if let Ok(text) = serde_json::to_vec(&value) {
+            if let Ok(req) = serde_json::from_slice::<Req>(&text) {
                 return Ok(req);
             }
         }

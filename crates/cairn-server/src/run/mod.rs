@@ -130,10 +130,13 @@ fn client_router(
         .layer(axum::middleware::from_fn(move |req, next| {
             grpc_metrics::observe(observed.clone(), req, next)
         }));
-    let access = Arc::new(crate::gateway::Access::new(
-        &server.config().cors,
-        &server.config().host_whitelist,
-    ));
+    let mut access =
+        crate::gateway::Access::new(&server.config().cors, &server.config().host_whitelist);
+    if server.config().auth.client_cert_auth {
+        let auth = server.clone();
+        access = access.refuse_gateway_cn(move || auth.auth().is_enabled());
+    }
+    let access = Arc::new(access);
     grpc.clone()
         .merge(crate::http::router(server.clone()))
         .merge(crate::gateway::router(
