@@ -633,9 +633,9 @@ async fn defragment_and_observe_answer_as_etcd() {
 }
 
 /// `/v3/maintenance/snapshot` streams the backend as etcd's gateway does: `{"result":...}`
-/// lines whose blobs, joined, are a snapshot etcdutl reads (same revision as etcd's, the
-/// same revisions in the key bucket), each line's `remaining_bytes` what is left of the file after it, the last
-/// blob the SHA-256 of the file. What must differ is not compared: the file's bytes and
+/// lines whose blobs, joined, are a snapshot etcdutl reads (the same revision and count of
+/// keys as etcd's, the same revisions in the key bucket), each line's `remaining_bytes` what
+/// is left of the file after it, the last blob the SHA-256 of the file. What must differ is not compared: the file's bytes and
 /// size, its chunking, and cairn's first message carrying a header and `version` (etcd
 /// 3.6's additions; etcd 3.5.1 sends neither).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -702,8 +702,8 @@ async fn snapshot_streams_a_file_etcdutl_reads_as_etcd() {
             .map(|e| e.unwrap().key)
             .collect::<Vec<_>>();
         answers.push(format!(
-            "{code} lines with {keys:?}; revision {}; revisions {revisions:?}",
-            status["revision"]
+            "{code} lines with {keys:?}; revision {}; total keys {}; revisions {revisions:?}",
+            status["revision"], status["totalKey"]
         ));
     }
     assert_same(&answers);

@@ -70,7 +70,11 @@ pub(crate) fn write(store: &Store, term: u64, out: File) -> Result<u64, ExportEr
     copy(&read, Table::Key, b"key", &mut w)?;
     copy(&read, Table::Lease, b"lease", &mut w)?;
     for t in RecordTable::ALL {
-        copy(&read, Table::Record(t), t.name().as_bytes(), &mut w)?;
+        if t == RecordTable::Auth {
+            copy_auth(&read, &mut w)?;
+        } else {
+            copy(&read, Table::Record(t), t.name().as_bytes(), &mut w)?;
+        }
     }
 
     let meta: BTreeMap<String, Vec<u8>> = read.meta()?.into_iter().collect();
@@ -153,6 +157,21 @@ fn copy<W: Write + Seek>(
     read.for_each(table, |k, v| bucket.put(k, v).map_err(ExportError::from))?;
     bucket.finish()?;
     Ok(())
+}
+
+/// Copies the `auth` table (two records at most) into etcd's `auth` bucket, with the auth
+/// revision etcd writes when its auth store first opens (1) when cairn has not written one:
+/// cairn's store counts from 1 without recording it until the first change.
+fn copy_auth<W: Write + Seek>(read: &BackendRead, w: &mut Writer<W>) -> Result<(), ExportError> {
+    let mut records = BTreeMap::new();
+    read.for_each(Table::Record(RecordTable::Auth), |k, v| {
+        records.insert(k.to_vec(), v.to_vec());
+        Ok::<_, ExportError>(())
+    })?;
+    records
+        .entry(cairn_auth::REVISION_KEY.to_vec())
+        .or_insert_with(|| 1u64.to_be_bytes().to_vec());
+    put_all(w, b"auth", records.iter().map(|(k, v)| (k.as_slice(), v)))
 }
 
 /// Writes a bucket from pairs in ascending key order.
@@ -413,5 +432,10 @@ mod tests {
             vec![(b"clusterVersion".to_vec(), b"3.5.0".to_vec())]
         );
         assert!(bucket("members_removed").is_empty());
+        // A store that never changed its auth state holds no revision; etcd writes 1.
+        assert_eq!(
+            bucket("auth"),
+            vec![(b"authRevision".to_vec(), 1u64.to_be_bytes().to_vec())]
+        );
     }
 }
