@@ -607,3 +607,323 @@ fn the_exposition_parser_reads_families_and_labels() {
     assert_eq!(f["h"].buckets, vec![1.0]);
     assert_eq!(sample(body, "h_count{To=\"b\"}"), Some(1.0));
 }
+
+/// Every sample of `family` (a counter or gauge) in a `/metrics` body, by its label text
+/// (`a="x",b="y"`; empty for none).
+fn series(body: &str, family: &str) -> BTreeMap<String, f64> {
+    body.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(family)?;
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(r) => r.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            Some((labels.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// What moved between two scrapes in the families named, by `family{labels}`: the series
+/// whose value changed, with the change.
+fn moved(before: &str, after: &str, families: &[&str]) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for family in families {
+        let old = series(before, family);
+        for (labels, now) in series(after, family) {
+            let delta = now - old.get(&labels).copied().unwrap_or(0.0);
+            if delta != 0.0 {
+                out.insert(format!("{family}{{{labels}}}"), delta);
+            }
+        }
+    }
+    out
+}
+
+/// The messages and bytes (protobuf encoding, without gRPC's 5-byte prefix) a client sent
+/// and received.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Traffic {
+    sent: u64,
+    received: u64,
+}
+
+impl Traffic {
+    fn out(&mut self, m: &impl prost::Message) {
+        self.sent += m.encoded_len() as u64;
+    }
+    fn back(&mut self, m: &impl prost::Message) {
+        self.received += m.encoded_len() as u64;
+    }
+}
+
+/// The next message of `stream`, or `None` at its end; fails the test after 10 s.
+async fn next<T>(stream: &mut tonic::Streaming<T>, what: &str) -> Option<T> {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not come within 10 s"))
+        .unwrap()
+}
+
+/// One of each kind of call and stream, as a client makes them: a put, a lease granted and
+/// kept alive three times on one stream, a watch created, a snapshot read whole, a
+/// campaign, and an observation of the election read once and then dropped. Returns the
+/// bytes of the messages it sent and received, and how many chunks the snapshot came in.
+async fn one_of_each_call(url: &str) -> (Traffic, u64) {
+    use cairn_proto::etcdserverpb::lease_client::LeaseClient;
+    use cairn_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+    use cairn_proto::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest, SnapshotRequest};
+    use cairn_proto::v3electionpb::election_client::ElectionClient;
+    use cairn_proto::v3electionpb::{CampaignRequest, LeaderRequest};
+    let mut t = Traffic::default();
+    let ch = channel(url);
+
+    let put = PutRequest {
+        key: b"a".to_vec(),
+        value: b"1".to_vec(),
+        ..Default::default()
+    };
+    t.out(&put);
+    t.back(
+        &KvClient::new(ch.clone())
+            .put(put)
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+
+    let mut lease = LeaseClient::new(ch.clone());
+    let grant = LeaseGrantRequest { ttl: 60, id: 0 };
+    t.out(&grant);
+    let granted = lease.lease_grant(grant).await.unwrap().into_inner();
+    t.back(&granted);
+    // etcd answers the stream's headers with its first message: the first request goes
+    // before the stream is opened.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let req = LeaseKeepAliveRequest { id: granted.id };
+    tx.send(req).await.unwrap();
+    let mut alive = lease
+        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    for i in 0..3 {
+        t.out(&req);
+        if i > 0 {
+            tx.send(req).await.unwrap();
+        }
+        let resp = next(&mut alive, "a keep-alive").await.unwrap();
+        assert_eq!(resp.id, granted.id);
+        t.back(&resp);
+    }
+    // Closing the sending side ends the stream without an error.
+    drop(tx);
+    let end = next(&mut alive, "the end of the keep-alive stream").await;
+    assert!(end.is_none(), "{end:?}");
+
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let create = WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(
+            WatchCreateRequest {
+                key: b"w".to_vec(),
+                ..Default::default()
+            },
+        )),
+    };
+    t.out(&create);
+    tx.send(create).await.unwrap();
+    let mut watch = WatchClient::new(ch.clone())
+        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let created = next(&mut watch, "a watch").await.unwrap();
+    assert!(created.created, "{created:?}");
+    t.back(&created);
+    drop((tx, watch));
+
+    let snapshot = SnapshotRequest {};
+    t.out(&snapshot);
+    let mut chunks = MaintenanceClient::new(ch.clone())
+        .snapshot(snapshot)
+        .await
+        .unwrap()
+        .into_inner();
+    let mut snapshot_chunks = 0;
+    while let Some(chunk) = next(&mut chunks, "a snapshot chunk").await {
+        t.back(&chunk);
+        snapshot_chunks += 1;
+    }
+
+    let mut election = ElectionClient::new(ch);
+    let campaign = CampaignRequest {
+        name: b"e".to_vec(),
+        lease: granted.id,
+        value: b"me".to_vec(),
+    };
+    t.out(&campaign);
+    t.back(&election.campaign(campaign).await.unwrap().into_inner());
+    let observe = LeaderRequest {
+        name: b"e".to_vec(),
+    };
+    t.out(&observe);
+    let mut leaders = election.observe(observe).await.unwrap().into_inner();
+    let leader = next(&mut leaders, "an observation").await.unwrap();
+    assert_eq!(
+        leader.kv.as_ref().map(|kv| kv.value.as_slice()),
+        Some(&b"me"[..])
+    );
+    t.back(&leader);
+    (t, snapshot_chunks)
+}
+
+/// grpc-go-prometheus counts each call and each message of every stream (not only Watch),
+/// and etcd's codec counts the bytes of each message: the same calls and streams on etcd
+/// 3.5.1 and cairn move the same series by the same amounts, and the bytes are exactly
+/// those of the messages the client sent and received.
+#[test]
+fn calls_stream_messages_and_their_bytes_are_counted_as_etcd_counts_them() {
+    let families = [
+        "grpc_server_started_total",
+        "grpc_server_handled_total",
+        "grpc_server_msg_received_total",
+        "grpc_server_msg_sent_total",
+        "etcd_server_client_requests_total",
+    ];
+    let received = "etcd_network_client_grpc_received_bytes_total";
+    let sent = "etcd_network_client_grpc_sent_bytes_total";
+    let mut seen = Vec::new();
+    for kind in [Kind::Etcd35, Kind::Cairn] {
+        let server = ServerProc::start(kind, &[]);
+        let before = scrape(&server);
+        let url = server.url();
+        let (traffic, chunks) = block_on(async move {
+            tokio::time::timeout(Duration::from_secs(60), one_of_each_call(&url))
+                .await
+                .expect("the calls end within 60 s")
+        });
+        // A stream the client dropped is counted as handled once the server has noticed.
+        let after = wait_until(
+            Duration::from_secs(10),
+            format!("{kind:?} to count every stream as handled"),
+            || {
+                let after = scrape(&server);
+                let m = moved(&before, &after, &families);
+                let total = |family: &str| -> f64 {
+                    m.iter()
+                        .filter(|(k, _)| k.starts_with(family))
+                        .map(|(_, v)| v)
+                        .sum()
+                };
+                if total("grpc_server_handled_total") == total("grpc_server_started_total") {
+                    Ok(after)
+                } else {
+                    Err(m)
+                }
+            },
+        );
+        let bytes = |body: &str, name: &str| sample(body, name).unwrap_or(0.0) as u64;
+        assert_eq!(
+            Traffic {
+                sent: bytes(&after, received) - bytes(&before, received),
+                received: bytes(&after, sent) - bytes(&before, sent),
+            },
+            traffic,
+            "{kind:?}: the bytes counted (received, sent) are not those of the messages"
+        );
+        let mut m = moved(&before, &after, &families);
+        // The snapshot's chunks: as many as the client read (the two backends differ in
+        // size, so their counts differ).
+        let chunks_sent = "grpc_server_msg_sent_total{grpc_method=\"Snapshot\",grpc_service=\"etcdserverpb.Maintenance\",grpc_type=\"server_stream\"}";
+        assert_eq!(m.remove(chunks_sent), Some(chunks as f64), "{kind:?}");
+        // A stream the client cancels is counted as `Canceled`; etcd's Observe returns
+        // its context's error unconverted, which grpc-go-prometheus counts as `Unknown`
+        // (COMPAT.md).
+        if kind == Kind::Etcd35 {
+            let observe = |code: &str| {
+                format!("grpc_server_handled_total{{grpc_code=\"{code}\",grpc_method=\"Observe\",grpc_service=\"v3electionpb.Election\",grpc_type=\"server_stream\"}}")
+            };
+            let n = m.remove(&observe("Unknown"));
+            assert_eq!(n, Some(1.0), "{m:#?}");
+            m.insert(observe("Canceled"), 1.0);
+        }
+        seen.push(m);
+    }
+    let (etcd, cairn) = (&seen[0], &seen[1]);
+    assert_eq!(cairn, etcd, "cairn counted the calls otherwise than etcd");
+    // What the client did, as both counted it.
+    for (series, n) in [
+        ("grpc_server_msg_received_total{grpc_method=\"LeaseKeepAlive\",grpc_service=\"etcdserverpb.Lease\",grpc_type=\"bidi_stream\"}", 3.0),
+        ("grpc_server_msg_sent_total{grpc_method=\"LeaseKeepAlive\",grpc_service=\"etcdserverpb.Lease\",grpc_type=\"bidi_stream\"}", 3.0),
+        ("grpc_server_msg_received_total{grpc_method=\"Snapshot\",grpc_service=\"etcdserverpb.Maintenance\",grpc_type=\"server_stream\"}", 1.0),
+        ("grpc_server_msg_received_total{grpc_method=\"Observe\",grpc_service=\"v3electionpb.Election\",grpc_type=\"server_stream\"}", 1.0),
+        ("grpc_server_msg_sent_total{grpc_method=\"Observe\",grpc_service=\"v3electionpb.Election\",grpc_type=\"server_stream\"}", 1.0),
+        ("grpc_server_started_total{grpc_method=\"Campaign\",grpc_service=\"v3electionpb.Election\",grpc_type=\"unary\"}", 1.0),
+        ("etcd_server_client_requests_total{client_api_version=\"unknown\",type=\"stream\"}", 4.0),
+    ] {
+        assert_eq!(etcd.get(series), Some(&n), "{series} in {etcd:#?}");
+    }
+}
+
+/// The count of histogram `family` (no labels) in a `/metrics` body.
+fn observations(body: &str, family: &str) -> f64 {
+    sample(body, &format!("{family}_count")).unwrap_or(0.0)
+}
+
+/// A hash, a hash by revision, a defragment, a snapshot and a health check on etcd 3.5.1
+/// and on cairn: each is timed (or counted) once, on both.
+#[test]
+fn maintenance_calls_and_health_checks_are_timed_and_counted_as_etcd_does() {
+    use cairn_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+    use cairn_proto::etcdserverpb::HashRequest;
+    let timed = [
+        ("etcd_mvcc_hash_duration_seconds", "Hash"),
+        ("etcd_mvcc_hash_rev_duration_seconds", "HashKV"),
+        ("etcd_disk_backend_defrag_duration_seconds", "Defragment"),
+        ("etcd_disk_backend_snapshot_duration_seconds", "Snapshot"),
+    ];
+    for kind in [Kind::Etcd35, Kind::Cairn] {
+        let server = ServerProc::start(kind, &[]);
+        let ctl = |args: &[&str]| {
+            let r = etcdctl35(&server.endpoint(), args);
+            assert_eq!(r.code, 0, "{kind:?} {args:?}: {r:?}");
+        };
+        ctl(&["put", "k", "v"]);
+        let before = scrape(&server);
+        let url = server.url();
+        block_on(async move {
+            MaintenanceClient::new(channel(&url))
+                .hash(HashRequest {})
+                .await
+                .unwrap()
+        });
+        ctl(&["endpoint", "hashkv"]);
+        ctl(&["defrag"]);
+        let file = server.dir.path().join("timed.db");
+        ctl(&["snapshot", "save", file.to_str().unwrap()]);
+        assert_eq!(http_get(server.client_port, "/health").0, 200);
+        let after = scrape(&server);
+        for (family, call) in timed {
+            assert_eq!(
+                observations(&after, family) - observations(&before, family),
+                1.0,
+                "{kind:?}: one {call} times {family} once"
+            );
+        }
+        let count = |b: &str, name: &str| sample(b, name).unwrap_or(0.0);
+        for (name, moved) in [
+            ("etcd_server_health_success", 1.0),
+            ("etcd_server_health_failures", 0.0),
+        ] {
+            assert_eq!(
+                count(&after, name) - count(&before, name),
+                moved,
+                "{kind:?} {name}"
+            );
+        }
+        assert_eq!(
+            sample(&after, "etcd_disk_defrag_inflight"),
+            Some(0.0),
+            "{kind:?}"
+        );
+    }
+}
