@@ -927,3 +927,137 @@ fn maintenance_calls_and_health_checks_are_timed_and_counted_as_etcd_does() {
         );
     }
 }
+
+/// The value of `name` (a series without labels, or written out whole) on `server`; 0 when
+/// it is not there.
+fn value(server: &ServerProc, name: &str) -> f64 {
+    sample(&scrape(server), name).unwrap_or(0.0)
+}
+
+/// Three members of etcd 3.5.1 and of cairn put through the same faults, each moving the
+/// counters an operator's alerts read, on both:
+/// - the leader stalled for five heartbeat intervals (SIGSTOP, well within the election
+///   timeout) sends its next heartbeat to each follower late: a heartbeat send failure
+///   per follower at least, none on the followers;
+/// - a linearizable read on a follower while the leader is stalled until another member
+///   takes over: the follower sees a leader change and counts the read index in flight as
+///   failed (etcd fails the read, cairn asks the new leader);
+/// - a member left alone (the two others killed) has no leader: a health check fails, a
+///   put is a failed proposal, and a linearizable read a slow read index.
+#[test]
+fn leader_stalls_and_quorum_loss_move_the_counters_etcd_moves() {
+    let flags = ["--heartbeat-interval=100", "--election-timeout=2000"];
+    for kind in [Kind::Cairn] {
+        let mut cluster = Cluster::start_kind(kind, 3, &flags);
+        let lead = leader(&cluster.members);
+        let followers: Vec<usize> = (0..3).filter(|&i| i != lead).collect();
+
+        // A stall made before the leader's first heartbeat to a follower finds nothing to
+        // be late after (a cairn leader may not have ticked yet just after start-up), so
+        // stalls are repeated, five at most, until each follower has been counted.
+        let late = "etcd_server_heartbeat_send_failures_total";
+        let before = value(&cluster.members[lead], late);
+        let mut stalls = 0;
+        while value(&cluster.members[lead], late) - before < 2.0 {
+            assert!(
+                stalls < 5,
+                "{kind:?}: no late heartbeat counted after {stalls} stalls"
+            );
+            stalls += 1;
+            cluster.members[lead].signal("STOP");
+            std::thread::sleep(Duration::from_millis(500));
+            cluster.members[lead].signal("CONT");
+            // The next heartbeats leave within a heartbeat interval of waking.
+            let deadline = std::time::Instant::now() + Duration::from_secs(3);
+            while std::time::Instant::now() < deadline
+                && value(&cluster.members[lead], late) - before < 2.0
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        for &f in &followers {
+            assert_eq!(
+                value(&cluster.members[f], late),
+                0.0,
+                "{kind:?}: a follower sends no heartbeats"
+            );
+        }
+
+        let f = followers[0];
+        let (failed, changes) = (
+            "etcd_server_read_indexes_failed_total",
+            "etcd_server_leader_changes_seen_total",
+        );
+        let (failed_before, changes_before) = (
+            value(&cluster.members[f], failed),
+            value(&cluster.members[f], changes),
+        );
+        cluster.members[lead].signal("STOP");
+        let ep = cluster.members[f].endpoint();
+        let read =
+            std::thread::spawn(move || etcdctl35(&ep, &["get", "k", "--command-timeout=30s"]));
+        wait_until(
+            Duration::from_secs(30),
+            format!("{kind:?}'s follower to see a new leader"),
+            || match value(&cluster.members[f], changes) - changes_before {
+                n if n >= 1.0 => Ok(()),
+                n => Err(n),
+            },
+        );
+        wait_until(
+            Duration::from_secs(10),
+            format!("{kind:?}'s follower to count the read index in flight as failed"),
+            || match value(&cluster.members[f], failed) - failed_before {
+                n if n >= 1.0 => Ok(()),
+                n => Err(n),
+            },
+        );
+        cluster.members[lead].signal("CONT");
+        let r = read.join().unwrap();
+        if kind == Kind::Cairn {
+            assert_eq!(
+                r.code, 0,
+                "cairn answers the read from the new leader: {r:?}"
+            );
+        }
+
+        for i in (0..3).filter(|&i| i != f) {
+            cluster.members[i].kill9();
+        }
+        wait_until(
+            Duration::from_secs(20),
+            format!("{kind:?}'s last member to have no leader"),
+            || match value(&cluster.members[f], "etcd_server_has_leader") {
+                0.0 => Ok(()),
+                n => Err(n),
+            },
+        );
+        let health = "etcd_server_health_failures";
+        let before = value(&cluster.members[f], health);
+        assert_eq!(http_get(cluster.members[f].client_port, "/health").0, 503);
+        assert_eq!(value(&cluster.members[f], health) - before, 1.0, "{kind:?}");
+        for (args, counter) in [
+            (&["put", "k", "v"][..], "etcd_server_proposals_failed_total"),
+            (&["get", "k"][..], "etcd_server_slow_read_indexes_total"),
+        ] {
+            let before = value(&cluster.members[f], counter);
+            let r = etcdctl35(
+                &cluster.members[f].endpoint(),
+                &[args, &["--command-timeout=3s"]].concat(),
+            );
+            assert_ne!(r.code, 0, "{kind:?} {args:?} without a leader: {r:?}");
+            // The client gives up after 3 s; the member counts when it notices.
+            wait_until(
+                Duration::from_secs(20),
+                format!("{kind:?} to count {args:?} in {counter}"),
+                || match value(&cluster.members[f], counter) - before {
+                    n if n >= 1.0 => Ok(()),
+                    n => Err(n),
+                },
+            );
+        }
+        // The put its client gave up on is no longer pending.
+        let pending = "etcd_server_proposals_pending";
+        assert_eq!(value(&cluster.members[f], pending), 0.0, "{kind:?}");
+    }
+}

@@ -911,6 +911,7 @@ impl Metrics {
         for (counter, now) in [
             (&m.leader_changes, raft.leader_changes),
             (&m.heartbeat_failures, raft.heartbeat_failures),
+            (&m.read_indexes_failed, raft.read_index_failures),
         ] {
             let seen = counter.get();
             if now > seen {
