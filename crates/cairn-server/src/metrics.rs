@@ -959,6 +959,27 @@ mod tests {
         }
     }
 
+    /// A slow apply cannot be made from outside on demand: the apply path hands each
+    /// request's measured time to `applied`, and what the scrape shows follows from it.
+    #[test]
+    fn an_apply_past_100_ms_is_counted_slow_and_every_apply_is_timed() {
+        let m = Metrics::new(false).unwrap();
+        let ms = std::time::Duration::from_millis;
+        m.applied("Put", true, ms(3));
+        m.applied("Put", true, ms(99));
+        m.applied("Txn", false, ms(100));
+        m.applied("Put", true, ms(2500));
+        let text = m.render();
+        for line in [
+            "etcd_server_slow_apply_total 2",
+            "etcd_server_apply_duration_seconds_count{op=\"Put\",success=\"true\",version=\"v3\"} 3",
+            "etcd_server_apply_duration_seconds_count{op=\"Txn\",success=\"false\",version=\"v3\"} 1",
+            "etcd_server_apply_duration_seconds_bucket{op=\"Put\",success=\"true\",version=\"v3\",le=\"+Inf\"} 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+    }
+
     #[test]
     fn a_client_without_a_version_is_counted_as_unknown() {
         let m = Metrics::new(false).unwrap();
