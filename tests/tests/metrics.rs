@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use cairn_proto::etcdserverpb::kv_client::KvClient;
 use cairn_proto::etcdserverpb::watch_client::WatchClient;
-use cairn_proto::etcdserverpb::{watch_request, PutRequest, WatchCreateRequest, WatchRequest};
+use cairn_proto::etcdserverpb::{
+    watch_request, PutRequest, WatchCreateRequest, WatchRequest, WatchResponse,
+};
 use cairn_tests::{
     block_on, channel, etcdctl35, http_get, leader, repo_root, wait_until, Cluster, Kind,
     ServerProc,
@@ -179,28 +181,47 @@ fn workload(server: &ServerProc) {
     assert_eq!(code, 200, "{body}");
 }
 
+/// A request to watch `key`.
+fn watch_of(key: &[u8]) -> WatchRequest {
+    WatchRequest {
+        request_union: Some(watch_request::RequestUnion::CreateRequest(
+            WatchCreateRequest {
+                key: key.to_vec(),
+                ..Default::default()
+            },
+        )),
+    }
+}
+
+/// Opens a watch of `key` through `client` and waits (10 s at most) until it is created:
+/// the sender that keeps the stream open, the stream, and the creation response.
+async fn open_watch(
+    mut client: WatchClient<tonic::transport::Channel>,
+    key: &[u8],
+) -> (
+    tokio::sync::mpsc::Sender<WatchRequest>,
+    tonic::Streaming<WatchResponse>,
+    WatchResponse,
+) {
+    // etcd answers the stream's headers with its first message: the request goes first.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(watch_of(key)).await.unwrap();
+    let mut stream = client
+        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let created = next(&mut stream, "a watch's creation").await.unwrap();
+    assert!(created.created, "{created:?}");
+    (tx, stream, created)
+}
+
 /// Opens a watch on `w`, writes `w`, and waits (10 s at most) for the event.
 fn watch_one_event(server: &ServerProc) {
     let url = server.url();
     let ep = server.endpoint();
     block_on(async move {
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let create = WatchRequest {
-            request_union: Some(watch_request::RequestUnion::CreateRequest(
-                WatchCreateRequest {
-                    key: b"w".to_vec(),
-                    ..Default::default()
-                },
-            )),
-        };
-        tx.send(create).await.unwrap();
-        let mut stream = WatchClient::new(channel(&url))
-            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        let created = stream.message().await.unwrap().unwrap();
-        assert!(created.created, "{created:?}");
+        let (tx, mut stream, _) = open_watch(WatchClient::new(channel(&url)), b"w").await;
         let put = tokio::task::spawn_blocking(move || etcdctl35(&ep, &["put", "w", "1"]));
         let event = tokio::time::timeout(Duration::from_secs(10), stream.message())
             .await
@@ -449,24 +470,8 @@ fn a_watcher_that_stops_reading_leaves_events_pending_until_it_reads() {
         sample(&scrape(server), "etcd_debugging_mvcc_pending_events_total").unwrap()
     };
     block_on(async {
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let create = WatchRequest {
-            request_union: Some(watch_request::RequestUnion::CreateRequest(
-                WatchCreateRequest {
-                    key: b"big".to_vec(),
-                    ..Default::default()
-                },
-            )),
-        };
-        tx.send(create).await.unwrap();
-        let mut stream = WatchClient::new(channel(&url))
-            .max_decoding_message_size(usize::MAX)
-            .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .unwrap()
-            .into_inner();
-        let created = stream.message().await.unwrap().unwrap();
-        assert!(created.created, "{created:?}");
+        let client = WatchClient::new(channel(&url)).max_decoding_message_size(usize::MAX);
+        let (tx, mut stream, _) = open_watch(client, b"big").await;
         assert_eq!(pending(&cairn), 0.0);
         let mut kv = KvClient::new(channel(&url));
         let put = PutRequest {
@@ -720,24 +725,8 @@ async fn one_of_each_call(url: &str) -> (Traffic, u64) {
     let end = next(&mut alive, "the end of the keep-alive stream").await;
     assert!(end.is_none(), "{end:?}");
 
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let create = WatchRequest {
-        request_union: Some(watch_request::RequestUnion::CreateRequest(
-            WatchCreateRequest {
-                key: b"w".to_vec(),
-                ..Default::default()
-            },
-        )),
-    };
-    t.out(&create);
-    tx.send(create).await.unwrap();
-    let mut watch = WatchClient::new(ch.clone())
-        .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    let created = next(&mut watch, "a watch").await.unwrap();
-    assert!(created.created, "{created:?}");
+    t.out(&watch_of(b"w"));
+    let (tx, watch, created) = open_watch(WatchClient::new(ch.clone()), b"w").await;
     t.back(&created);
     drop((tx, watch));
 
@@ -934,6 +923,15 @@ fn value(server: &ServerProc, name: &str) -> f64 {
     sample(&scrape(server), name).unwrap_or(0.0)
 }
 
+/// Waits (up to `timeout`) until `name` on `server` is above `before`; `what` names the
+/// wait for its failure.
+fn risen(server: &ServerProc, name: &str, before: f64, timeout: Duration, what: String) {
+    wait_until(timeout, what, || match value(server, name) - before {
+        n if n >= 1.0 => Ok(()),
+        n => Err(n),
+    });
+}
+
 /// Three members of etcd 3.5.1 and of cairn put through the same faults, each moving the
 /// counters an operator's alerts read, on both:
 /// - the leader stalled for five heartbeat intervals (SIGSTOP, well within the election
@@ -996,21 +994,19 @@ fn leader_stalls_and_quorum_loss_move_the_counters_etcd_moves() {
         let ep = cluster.members[f].endpoint();
         let read =
             std::thread::spawn(move || etcdctl35(&ep, &["get", "k", "--command-timeout=30s"]));
-        wait_until(
+        risen(
+            &cluster.members[f],
+            changes,
+            changes_before,
             Duration::from_secs(30),
             format!("{kind:?}'s follower to see a new leader"),
-            || match value(&cluster.members[f], changes) - changes_before {
-                n if n >= 1.0 => Ok(()),
-                n => Err(n),
-            },
         );
-        wait_until(
+        risen(
+            &cluster.members[f],
+            failed,
+            failed_before,
             Duration::from_secs(10),
             format!("{kind:?}'s follower to count the read index in flight as failed"),
-            || match value(&cluster.members[f], failed) - failed_before {
-                n if n >= 1.0 => Ok(()),
-                n => Err(n),
-            },
         );
         cluster.members[lead].signal("CONT");
         let r = read.join().unwrap();
@@ -1047,13 +1043,12 @@ fn leader_stalls_and_quorum_loss_move_the_counters_etcd_moves() {
             );
             assert_ne!(r.code, 0, "{kind:?} {args:?} without a leader: {r:?}");
             // The client gives up after 3 s; the member counts when it notices.
-            wait_until(
+            risen(
+                &cluster.members[f],
+                counter,
+                before,
                 Duration::from_secs(20),
                 format!("{kind:?} to count {args:?} in {counter}"),
-                || match value(&cluster.members[f], counter) - before {
-                    n if n >= 1.0 => Ok(()),
-                    n => Err(n),
-                },
             );
         }
         // The put its client gave up on is no longer pending.

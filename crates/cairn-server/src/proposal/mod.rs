@@ -116,22 +116,7 @@ impl Proposer {
             return Err(EtcdError::RequestTooLarge);
         }
         let deadline = Instant::now() + i.request_timeout;
-        let abandoned = Abandoned::arm(&i.metrics.proposals_failed);
-        let outcome = async {
-            // As etcd, a proposal waits for a leader for as long as it may wait at all.
-            if !self.wait_for_leader(deadline).await {
-                i.metrics.proposals_failed.inc();
-                return Err(EtcdError::ProposalDeadline);
-            }
-            let rx = i.waiters.register(id);
-            if let Err(e) = i.raft.propose(data) {
-                return Err(self.failed(id, e));
-            }
-            self.await_applied(id, rx, deadline).await
-        }
-        .await;
-        abandoned.settle();
-        outcome
+        self.submit(id, deadline, || i.raft.propose(data)).await
     }
 
     /// Proposes `change` of `member` (add, promote or remove) and waits until it is
@@ -149,27 +134,42 @@ impl Proposer {
             member: Some(member),
         };
         let deadline = Instant::now() + i.request_timeout;
+        let propose = || {
+            i.raft
+                .propose_membership(change, id, context.encode_to_vec())
+        };
+        match self.submit(waiter, deadline, propose).await? {
+            ApplyResult::Members(list) => Ok(list),
+            _ => Err(EtcdError::Stopped),
+        }
+    }
+
+    /// Waits for a leader, proposes with `propose` and waits for the applier's answer to
+    /// `waiter`, all by `deadline`. Counts the proposal as failed when it fails, and when
+    /// its caller stops waiting first.
+    async fn submit(
+        &self,
+        waiter: u64,
+        deadline: Instant,
+        propose: impl FnOnce() -> Result<(), RaftError>,
+    ) -> Result<ApplyResult, EtcdError> {
+        let i = &self.inner;
         let abandoned = Abandoned::arm(&i.metrics.proposals_failed);
         let outcome = async {
+            // As etcd, a proposal waits for a leader for as long as it may wait at all.
             if !self.wait_for_leader(deadline).await {
                 i.metrics.proposals_failed.inc();
                 return Err(EtcdError::ProposalDeadline);
             }
             let rx = i.waiters.register(waiter);
-            if let Err(e) = i
-                .raft
-                .propose_membership(change, id, context.encode_to_vec())
-            {
+            if let Err(e) = propose() {
                 return Err(self.failed(waiter, e));
             }
             self.await_applied(waiter, rx, deadline).await
         }
         .await;
         abandoned.settle();
-        match outcome? {
-            ApplyResult::Members(list) => Ok(list),
-            _ => Err(EtcdError::Stopped),
-        }
+        outcome
     }
 
     /// Waits until some member leads, or `deadline` passes; says whether one does.
