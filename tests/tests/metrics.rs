@@ -979,7 +979,9 @@ fn risen(server: &ServerProc, name: &str, before: f64, timeout: Duration, what: 
 ///   put is a failed proposal, and a linearizable read a slow read index.
 #[test]
 fn leader_stalls_and_quorum_loss_move_the_counters_etcd_moves() {
-    let flags = ["--heartbeat-interval=100", "--election-timeout=2000"];
+    // A long election timeout: the follower's read is surely in flight before another
+    // member takes over.
+    let flags = ["--heartbeat-interval=100", "--election-timeout=5000"];
     for kind in [Kind::Cairn] {
         let mut cluster = Cluster::start_kind(kind, 3, &flags);
         let lead = leader(&cluster.members);
@@ -1056,7 +1058,7 @@ fn leader_stalls_and_quorum_loss_move_the_counters_etcd_moves() {
             cluster.members[i].kill9();
         }
         wait_until(
-            Duration::from_secs(20),
+            Duration::from_secs(30),
             format!("{kind:?}'s last member to have no leader"),
             || match value(&cluster.members[f], "etcd_server_has_leader") {
                 0.0 => Ok(()),
