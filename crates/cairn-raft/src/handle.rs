@@ -63,6 +63,9 @@ pub struct RaftStats {
     /// Heartbeats this leader sent more than two heartbeat intervals after the previous
     /// one to the same follower.
     pub heartbeat_failures: u64,
+    /// ReadIndex rounds that were out when this member saw a new leader (they are asked
+    /// again; etcd fails them and counts each).
+    pub read_index_failures: u64,
 }
 
 /// Sends `Stop` when the last handle goes away without `stop` having been called.
@@ -240,6 +243,7 @@ impl RaftHandle {
             log_bytes: s.log_bytes.load(Ordering::Relaxed),
             leader_changes: s.leader_changes.load(Ordering::Relaxed),
             heartbeat_failures: s.heartbeat_failures.load(Ordering::Relaxed),
+            read_index_failures: s.read_index_failures.load(Ordering::Relaxed),
         }
     }
 

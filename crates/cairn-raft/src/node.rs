@@ -764,7 +764,17 @@ impl<T: Transport> Node<T> {
                 break;
             }
             let mut rd = self.raw.ready();
-            if rd.ss().is_some() {
+            if let Some(ss) = rd.ss() {
+                // A new leader (not none, and not the one last published) while rounds
+                // are out: etcd fails each such round and counts it.
+                let published = self.shared.leader_id.load(Ordering::Acquire);
+                if ss.leader_id != 0 && ss.leader_id != published && !self.pending_reads.is_empty()
+                {
+                    self.shared
+                        .stats
+                        .read_index_failures
+                        .fetch_add(self.pending_reads.len() as u64, Ordering::Relaxed);
+                }
                 // Leadership changed: reads in flight may have been dropped. Followers'
                 // reads are theirs to retry (with the new leader).
                 for p in self.pending_reads.values_mut() {

@@ -21,6 +21,7 @@ pub(crate) struct AtomicStats {
     pub(crate) log_bytes: AtomicU64,
     pub(crate) leader_changes: AtomicU64,
     pub(crate) heartbeat_failures: AtomicU64,
+    pub(crate) read_index_failures: AtomicU64,
 }
 
 /// State published by the Raft and apply threads for handles to read.

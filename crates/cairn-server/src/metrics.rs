@@ -71,8 +71,8 @@ pub struct MoreMetrics {
     pub client_requests: IntCounterVec,
     pub grpc_msg_received: IntCounterVec,
     pub grpc_msg_sent: IntCounterVec,
-    /// gRPC bytes from and to clients, as HTTP/2 data frames carry them (each message
-    /// with gRPC's 5-byte length prefix).
+    /// gRPC bytes from and to clients: the length of each message, without gRPC's 5-byte
+    /// prefix, as etcd's codec counts them.
     pub client_received_bytes: IntCounter,
     pub client_sent_bytes: IntCounter,
     /// `grpc_server_handling_seconds`, with `--metrics=extensive` only.
@@ -353,42 +353,17 @@ impl Metrics {
         })
     }
 
-    /// Counts one finished RPC under grpc-go-prometheus's labels.
-    ///
-    /// A unary call received one message, and sent one when it succeeded.
-    pub fn grpc_done(&self, service: &str, method: &str, unary: bool, code: tonic::Code) {
-        let ty = if unary {
-            "unary"
-        } else {
-            grpc_type(service, method)
-        };
-        if unary {
-            self.grpc_messages(service, method, 1, u64::from(code == tonic::Code::Ok));
-        }
+    /// Counts a call or stream as started, under grpc-go-prometheus's labels.
+    pub fn grpc_started(&self, ty: &str, service: &str, method: &str) {
         self.grpc_started
             .with_label_values(&[ty, service, method])
             .inc();
+    }
+
+    /// Counts a call or stream as ended with `code`.
+    pub fn grpc_handled(&self, ty: &str, service: &str, method: &str, code: tonic::Code) {
         self.grpc_handled
             .with_label_values(&[ty, service, method, cairn_proto::grpc_code_name(code)])
-            .inc();
-    }
-
-    /// Counts a bidirectional stream as started.
-    pub fn grpc_stream_started(&self, service: &str, method: &str) {
-        self.grpc_started
-            .with_label_values(&["bidi_stream", service, method])
-            .inc();
-    }
-
-    /// Counts a bidirectional stream as ended with `code`.
-    pub fn grpc_stream_handled(&self, service: &str, method: &str, code: tonic::Code) {
-        self.grpc_handled
-            .with_label_values(&[
-                "bidi_stream",
-                service,
-                method,
-                cairn_proto::grpc_code_name(code),
-            ])
             .inc();
     }
 
@@ -912,24 +887,7 @@ impl Metrics {
         }
     }
 
-    /// Counts one message received and, when `sent`, one sent on a stream or unary call.
-    pub fn grpc_messages(&self, service: &str, method: &str, received: u64, sent: u64) {
-        let ty = grpc_type(service, method);
-        if received > 0 {
-            self.more
-                .grpc_msg_received
-                .with_label_values(&[ty, service, method])
-                .inc_by(received);
-        }
-        if sent > 0 {
-            self.more
-                .grpc_msg_sent
-                .with_label_values(&[ty, service, method])
-                .inc_by(sent);
-        }
-    }
-
-    /// The received and sent message counters of a stream method, taken once per stream
+    /// The received and sent message counters of a method, taken once per call or stream
     /// so that each message costs one atomic add.
     pub fn stream_message_counters(&self, service: &str, method: &str) -> (IntCounter, IntCounter) {
         let labels = [grpc_type(service, method), service, method];
@@ -953,6 +911,7 @@ impl Metrics {
         for (counter, now) in [
             (&m.leader_changes, raft.leader_changes),
             (&m.heartbeat_failures, raft.heartbeat_failures),
+            (&m.read_indexes_failed, raft.read_index_failures),
         ] {
             let seen = counter.get();
             if now > seen {
@@ -997,6 +956,27 @@ mod tests {
             "\u{661}.5",
         ] {
             assert!(!is_api_version(v), "{v:?}");
+        }
+    }
+
+    /// A slow apply cannot be made from outside on demand: the apply path hands each
+    /// request's measured time to `applied`, and what the scrape shows follows from it.
+    #[test]
+    fn an_apply_past_100_ms_is_counted_slow_and_every_apply_is_timed() {
+        let m = Metrics::new(false).unwrap();
+        let ms = std::time::Duration::from_millis;
+        m.applied("Put", true, ms(3));
+        m.applied("Put", true, ms(99));
+        m.applied("Txn", false, ms(100));
+        m.applied("Put", true, ms(2500));
+        let text = m.render();
+        for line in [
+            "etcd_server_slow_apply_total 2",
+            "etcd_server_apply_duration_seconds_count{op=\"Put\",success=\"true\",version=\"v3\"} 3",
+            "etcd_server_apply_duration_seconds_count{op=\"Txn\",success=\"false\",version=\"v3\"} 1",
+            "etcd_server_apply_duration_seconds_bucket{op=\"Put\",success=\"true\",version=\"v3\",le=\"+Inf\"} 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
         }
     }
 

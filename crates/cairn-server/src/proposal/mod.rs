@@ -116,16 +116,7 @@ impl Proposer {
             return Err(EtcdError::RequestTooLarge);
         }
         let deadline = Instant::now() + i.request_timeout;
-        // As etcd, a proposal waits for a leader for as long as it may wait at all.
-        if !self.wait_for_leader(deadline).await {
-            i.metrics.proposals_failed.inc();
-            return Err(EtcdError::ProposalDeadline);
-        }
-        let rx = i.waiters.register(id);
-        if let Err(e) = i.raft.propose(data) {
-            return Err(self.failed(id, e));
-        }
-        self.await_applied(id, rx, deadline).await
+        self.submit(id, deadline, || i.raft.propose(data)).await
     }
 
     /// Proposes `change` of `member` (add, promote or remove) and waits until it is
@@ -143,21 +134,42 @@ impl Proposer {
             member: Some(member),
         };
         let deadline = Instant::now() + i.request_timeout;
-        if !self.wait_for_leader(deadline).await {
-            i.metrics.proposals_failed.inc();
-            return Err(EtcdError::ProposalDeadline);
-        }
-        let rx = i.waiters.register(waiter);
-        if let Err(e) = i
-            .raft
-            .propose_membership(change, id, context.encode_to_vec())
-        {
-            return Err(self.failed(waiter, e));
-        }
-        match self.await_applied(waiter, rx, deadline).await? {
+        let propose = || {
+            i.raft
+                .propose_membership(change, id, context.encode_to_vec())
+        };
+        match self.submit(waiter, deadline, propose).await? {
             ApplyResult::Members(list) => Ok(list),
             _ => Err(EtcdError::Stopped),
         }
+    }
+
+    /// Waits for a leader, proposes with `propose` and waits for the applier's answer to
+    /// `waiter`, all by `deadline`. Counts the proposal as failed when it fails, and when
+    /// its caller stops waiting first.
+    async fn submit(
+        &self,
+        waiter: u64,
+        deadline: Instant,
+        propose: impl FnOnce() -> Result<(), RaftError>,
+    ) -> Result<ApplyResult, EtcdError> {
+        let i = &self.inner;
+        let abandoned = Abandoned::arm(&i.metrics.proposals_failed);
+        let outcome = async {
+            // As etcd, a proposal waits for a leader for as long as it may wait at all.
+            if !self.wait_for_leader(deadline).await {
+                i.metrics.proposals_failed.inc();
+                return Err(EtcdError::ProposalDeadline);
+            }
+            let rx = i.waiters.register(waiter);
+            if let Err(e) = propose() {
+                return Err(self.failed(waiter, e));
+            }
+            self.await_applied(waiter, rx, deadline).await
+        }
+        .await;
+        abandoned.settle();
+        outcome
     }
 
     /// Waits until some member leads, or `deadline` passes; says whether one does.
@@ -191,10 +203,12 @@ impl Proposer {
         deadline: Instant,
     ) -> Result<ApplyResult, EtcdError> {
         let i = &self.inner;
-        i.metrics.proposals_pending.inc();
+        // Held while waiting: a caller that gives up drops it, and the proposal is no
+        // longer pending for it.
+        let pending = Pending::new(&i.metrics.proposals_pending);
         let term_at_start = i.raft.status().term;
         let outcome = tokio::time::timeout_at(deadline.into(), rx).await;
-        i.metrics.proposals_pending.dec();
+        drop(pending);
         match outcome {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(EtcdError::Stopped),
@@ -210,5 +224,45 @@ impl Proposer {
                 }
             }
         }
+    }
+}
+
+/// Counts a proposal as failed if its caller stops waiting (drops the future: its client
+/// went away or gave up) before the proposal has an outcome, as etcd counts a proposal
+/// whose context ends first.
+struct Abandoned(Option<prometheus::IntCounter>);
+
+impl Abandoned {
+    fn arm(failed: &prometheus::IntCounter) -> Abandoned {
+        Abandoned(Some(failed.clone()))
+    }
+
+    /// The proposal has its outcome (counted already if it failed).
+    fn settle(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(failed) = self.0.take() {
+            failed.inc();
+        }
+    }
+}
+
+/// One proposal in `etcd_server_proposals_pending` while it lives.
+struct Pending(prometheus::IntGauge);
+
+impl Pending {
+    fn new(gauge: &prometheus::IntGauge) -> Pending {
+        gauge.inc();
+        Pending(gauge.clone())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

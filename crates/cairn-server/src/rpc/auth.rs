@@ -12,7 +12,6 @@ use cairn_proto::cairnpb::internal_request::Request as Internal;
 use cairn_proto::etcdserverpb::{auth_server::Auth, *};
 use tonic::{Request, Response, Status};
 
-use super::Observed;
 use crate::proposal::ApplyResult;
 use crate::server::Server;
 
@@ -25,17 +24,16 @@ fn unexpected() -> Status {
     Status::internal("cairn: the applier answered with an unexpected response type")
 }
 
-/// One Auth RPC: resolve the caller, run the body, count the result.
+/// One Auth RPC: resolve the caller, run the body.
 macro_rules! rpc {
-    ($self:ident, $r:ident, $method:expr, |$who:ident, $req:ident| $body:expr) => {{
-        let m = $self.server.metrics();
+    ($self:ident, $r:ident, |$who:ident, $req:ident| $body:expr) => {{
         let result: Result<_, Status> = async {
             let $who = super::caller(&$self.server, &$r).await?;
             let $req = $r.into_inner();
             $body
         }
         .await;
-        result.observed(m, "etcdserverpb.Auth", $method)
+        result.map(Response::new)
     }};
 }
 
@@ -70,10 +68,9 @@ impl AuthService {
     async fn header_only<Q, P: FromHeader>(
         &self,
         r: Request<Q>,
-        method: &'static str,
         wrap: fn(Q) -> Internal,
     ) -> Result<Response<P>, Status> {
-        rpc!(self, r, method, |who, req| {
+        rpc!(self, r, |who, req| {
             self.change(who, wrap(req)).await?;
             Ok(P::from_header(self.header()))
         })
@@ -144,78 +141,70 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthEnableRequest>,
     ) -> Result<Response<AuthEnableResponse>, Status> {
-        self.header_only(r, "AuthEnable", Internal::AuthEnable)
-            .await
+        self.header_only(r, Internal::AuthEnable).await
     }
 
     async fn auth_disable(
         &self,
         r: Request<AuthDisableRequest>,
     ) -> Result<Response<AuthDisableResponse>, Status> {
-        self.header_only(r, "AuthDisable", Internal::AuthDisable)
-            .await
+        self.header_only(r, Internal::AuthDisable).await
     }
 
     async fn user_delete(
         &self,
         r: Request<AuthUserDeleteRequest>,
     ) -> Result<Response<AuthUserDeleteResponse>, Status> {
-        self.header_only(r, "UserDelete", Internal::UserDelete)
-            .await
+        self.header_only(r, Internal::UserDelete).await
     }
 
     async fn user_grant_role(
         &self,
         r: Request<AuthUserGrantRoleRequest>,
     ) -> Result<Response<AuthUserGrantRoleResponse>, Status> {
-        self.header_only(r, "UserGrantRole", Internal::UserGrantRole)
-            .await
+        self.header_only(r, Internal::UserGrantRole).await
     }
 
     async fn user_revoke_role(
         &self,
         r: Request<AuthUserRevokeRoleRequest>,
     ) -> Result<Response<AuthUserRevokeRoleResponse>, Status> {
-        self.header_only(r, "UserRevokeRole", Internal::UserRevokeRole)
-            .await
+        self.header_only(r, Internal::UserRevokeRole).await
     }
 
     async fn role_add(
         &self,
         r: Request<AuthRoleAddRequest>,
     ) -> Result<Response<AuthRoleAddResponse>, Status> {
-        self.header_only(r, "RoleAdd", Internal::RoleAdd).await
+        self.header_only(r, Internal::RoleAdd).await
     }
 
     async fn role_delete(
         &self,
         r: Request<AuthRoleDeleteRequest>,
     ) -> Result<Response<AuthRoleDeleteResponse>, Status> {
-        self.header_only(r, "RoleDelete", Internal::RoleDelete)
-            .await
+        self.header_only(r, Internal::RoleDelete).await
     }
 
     async fn role_grant_permission(
         &self,
         r: Request<AuthRoleGrantPermissionRequest>,
     ) -> Result<Response<AuthRoleGrantPermissionResponse>, Status> {
-        self.header_only(r, "RoleGrantPermission", Internal::RoleGrantPermission)
-            .await
+        self.header_only(r, Internal::RoleGrantPermission).await
     }
 
     async fn role_revoke_permission(
         &self,
         r: Request<AuthRoleRevokePermissionRequest>,
     ) -> Result<Response<AuthRoleRevokePermissionResponse>, Status> {
-        self.header_only(r, "RoleRevokePermission", Internal::RoleRevokePermission)
-            .await
+        self.header_only(r, Internal::RoleRevokePermission).await
     }
 
     async fn auth_status(
         &self,
         r: Request<AuthStatusRequest>,
     ) -> Result<Response<AuthStatusResponse>, Status> {
-        rpc!(self, r, "AuthStatus", |who, req| {
+        rpc!(self, r, |who, req| {
             match self.apply(who, Internal::AuthStatus(req)).await? {
                 ApplyResult::AuthStatus { enabled, revision } => Ok(AuthStatusResponse {
                     header: self.header(),
@@ -231,7 +220,6 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthenticateRequest>,
     ) -> Result<Response<AuthenticateResponse>, Status> {
-        let m = self.server.metrics();
         let req = r.into_inner();
         let result: Result<_, Status> = async {
             self.server.refuse_on_learner()?;
@@ -242,23 +230,21 @@ impl Auth for AuthService {
             })
         }
         .await;
-        result.observed(m, "etcdserverpb.Auth", "Authenticate")
+        result.map(Response::new)
     }
 
     async fn user_add(
         &self,
         r: Request<AuthUserAddRequest>,
     ) -> Result<Response<AuthUserAddResponse>, Status> {
-        rpc!(self, r, "UserAdd", |who, req| self
-            .user_add_inner(who, req)
-            .await)
+        rpc!(self, r, |who, req| self.user_add_inner(who, req).await)
     }
 
     async fn user_get(
         &self,
         r: Request<AuthUserGetRequest>,
     ) -> Result<Response<AuthUserGetResponse>, Status> {
-        rpc!(self, r, "UserGet", |who, req| {
+        rpc!(self, r, |who, req| {
             let roles = self.names(who, Internal::UserGet(req)).await?;
             Ok(AuthUserGetResponse {
                 header: self.header(),
@@ -271,7 +257,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthUserListRequest>,
     ) -> Result<Response<AuthUserListResponse>, Status> {
-        rpc!(self, r, "UserList", |who, req| {
+        rpc!(self, r, |who, req| {
             let users = self.names(who, Internal::UserList(req)).await?;
             Ok(AuthUserListResponse {
                 header: self.header(),
@@ -284,7 +270,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthUserChangePasswordRequest>,
     ) -> Result<Response<AuthUserChangePasswordResponse>, Status> {
-        rpc!(self, r, "UserChangePassword", |who, req| self
+        rpc!(self, r, |who, req| self
             .change_password_inner(who, req)
             .await)
     }
@@ -293,7 +279,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthRoleGetRequest>,
     ) -> Result<Response<AuthRoleGetResponse>, Status> {
-        rpc!(self, r, "RoleGet", |who, req| {
+        rpc!(self, r, |who, req| {
             match self.apply(who, Internal::RoleGet(req)).await? {
                 ApplyResult::Permissions(perm) => Ok(AuthRoleGetResponse {
                     header: self.header(),
@@ -308,7 +294,7 @@ impl Auth for AuthService {
         &self,
         r: Request<AuthRoleListRequest>,
     ) -> Result<Response<AuthRoleListResponse>, Status> {
-        rpc!(self, r, "RoleList", |who, req| {
+        rpc!(self, r, |who, req| {
             let roles = self.names(who, Internal::RoleList(req)).await?;
             Ok(AuthRoleListResponse {
                 header: self.header(),

@@ -12,15 +12,12 @@ use cairn_proto::etcdserverpb::{
 use cairn_proto::EtcdError;
 use tonic::{Request, Response, Status};
 
-use super::Observed;
 use crate::server::Server;
 
 /// The Cluster service of one member.
 pub struct ClusterService {
     pub server: Arc<Server>,
 }
-
-const SERVICE: &str = "etcdserverpb.Cluster";
 
 impl ClusterService {
     async fn add(&self, req: MemberAddRequest) -> Result<MemberAddResponse, EtcdError> {
@@ -72,7 +69,7 @@ impl Cluster for ClusterService {
             self.add(r.into_inner()).await.map_err(Status::from)
         }
         .await;
-        result.observed(self.server.metrics(), SERVICE, "MemberAdd")
+        result.map(Response::new)
     }
 
     async fn member_remove(
@@ -84,7 +81,7 @@ impl Cluster for ClusterService {
             self.remove(r.into_inner()).await.map_err(Status::from)
         }
         .await;
-        result.observed(self.server.metrics(), SERVICE, "MemberRemove")
+        result.map(Response::new)
     }
 
     async fn member_update(
@@ -96,7 +93,7 @@ impl Cluster for ClusterService {
             self.update(r.into_inner()).await.map_err(Status::from)
         }
         .await;
-        result.observed(self.server.metrics(), SERVICE, "MemberUpdate")
+        result.map(Response::new)
     }
 
     async fn member_list(
@@ -108,7 +105,7 @@ impl Cluster for ClusterService {
             header: Some(s.header(0)),
             members: s.member_list(),
         };
-        Ok(resp).observed(s.metrics(), SERVICE, "MemberList")
+        Ok(Response::new(resp))
     }
 
     async fn member_promote(
@@ -120,6 +117,6 @@ impl Cluster for ClusterService {
             self.promote(r.into_inner()).await.map_err(Status::from)
         }
         .await;
-        result.observed(self.server.metrics(), SERVICE, "MemberPromote")
+        result.map(Response::new)
     }
 }

@@ -10,7 +10,7 @@ use cairn_proto::etcdserverpb::{
 };
 use tonic::{Request as GrpcRequest, Response, Status};
 
-use super::{caller, Observed};
+use super::caller;
 use crate::proposal::ApplyResult;
 use crate::server::Server;
 use crate::validate;
@@ -168,58 +168,53 @@ impl KvService {
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, r: GrpcRequest<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
-        let m = &self.server.metrics();
         let result = async {
             let who = caller(&self.server, &r).await?;
             self.range_inner(who, r.into_inner()).await
         }
         .await;
-        result.observed(m, "etcdserverpb.KV", "Range")
+        result.map(Response::new)
     }
 
     async fn put(&self, r: GrpcRequest<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let m = &self.server.metrics();
         let result = async {
             let who = caller(&self.server, &r).await?;
             self.put_inner(who, r.into_inner()).await
         }
         .await;
-        result.observed(m, "etcdserverpb.KV", "Put")
+        result.map(Response::new)
     }
 
     async fn delete_range(
         &self,
         r: GrpcRequest<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        let m = &self.server.metrics();
         let result = async {
             let who = caller(&self.server, &r).await?;
             self.delete_inner(who, r.into_inner()).await
         }
         .await;
-        result.observed(m, "etcdserverpb.KV", "DeleteRange")
+        result.map(Response::new)
     }
 
     async fn txn(&self, r: GrpcRequest<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let m = &self.server.metrics();
         let result = async {
             let who = caller(&self.server, &r).await?;
             self.txn_inner(who, r.into_inner()).await
         }
         .await;
-        result.observed(m, "etcdserverpb.KV", "Txn")
+        result.map(Response::new)
     }
 
     async fn compact(
         &self,
         r: GrpcRequest<CompactionRequest>,
     ) -> Result<Response<CompactionResponse>, Status> {
-        let m = &self.server.metrics();
         let result = async {
             let who = caller(&self.server, &r).await?;
             self.compact_inner(who, r.into_inner()).await
         }
         .await;
-        result.observed(m, "etcdserverpb.KV", "Compact")
+        result.map(Response::new)
     }
 }

@@ -16,11 +16,8 @@ use futures::Stream;
 use tokio_stream::StreamExt;
 use tonic::{Request as GrpcRequest, Response, Status, Streaming};
 
-use super::Observed;
 use crate::proposal::ApplyResult;
 use crate::server::Server;
-
-const SERVICE: &str = "etcdserverpb.Lease";
 
 /// The Lease service of one member.
 pub struct LeaseService {
@@ -132,26 +129,24 @@ impl Lease for LeaseService {
         &self,
         r: GrpcRequest<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
-        let m = &self.server.metrics();
         let result = async {
             let who = super::caller(&self.server, &r).await?;
             self.grant_inner(who, r.into_inner()).await
         }
         .await;
-        result.observed(m, SERVICE, "LeaseGrant")
+        result.map(Response::new)
     }
 
     async fn lease_revoke(
         &self,
         r: GrpcRequest<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        let m = &self.server.metrics();
         let result = async {
             let who = super::caller(&self.server, &r).await?;
             self.revoke_inner(who, r.into_inner()).await
         }
         .await;
-        result.observed(m, SERVICE, "LeaseRevoke")
+        result.map(Response::new)
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;
@@ -190,18 +185,14 @@ impl Lease for LeaseService {
         &self,
         r: GrpcRequest<LeaseTimeToLiveRequest>,
     ) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        let m = &self.server.metrics();
         let result = self.time_to_live_inner(r.into_inner()).await;
-        result.observed(m, SERVICE, "LeaseTimeToLive")
+        result.map(Response::new)
     }
 
     async fn lease_leases(
         &self,
         r: GrpcRequest<LeaseLeasesRequest>,
     ) -> Result<Response<LeaseLeasesResponse>, Status> {
-        let m = &self.server.metrics();
-        self.leases_inner(r.into_inner())
-            .await
-            .observed(m, SERVICE, "LeaseLeases")
+        self.leases_inner(r.into_inner()).await.map(Response::new)
     }
 }

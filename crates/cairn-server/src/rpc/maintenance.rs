@@ -15,7 +15,7 @@ use futures::Stream;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
-use super::{mvcc_status, Observed};
+use super::mvcc_status;
 use crate::proposal::ApplyResult;
 use crate::server::Server;
 
@@ -34,8 +34,6 @@ pub struct MaintenanceService {
     /// Snapshot call holds one from before its copy is made until its stream ends.
     pub snapshots: Arc<tokio::sync::Semaphore>,
 }
-
-const SERVICE: &str = "etcdserverpb.Maintenance";
 
 /// Runs blocking backend work off the async workers.
 async fn blocking<T: Send + 'static>(
@@ -150,11 +148,11 @@ impl Maintenance for MaintenanceService {
             self.alarm_inner(who, r.into_inner()).await
         }
         .await;
-        result.observed(self.server.metrics(), SERVICE, "Alarm")
+        result.map(Response::new)
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        Ok(self.status_inner()).observed(self.server.metrics(), SERVICE, "Status")
+        Ok(Response::new(self.status_inner()))
     }
 
     async fn defragment(
@@ -162,11 +160,7 @@ impl Maintenance for MaintenanceService {
         r: Request<DefragmentRequest>,
     ) -> Result<Response<DefragmentResponse>, Status> {
         if let Err(e) = super::maintenance_admin(&self.server, &r).await {
-            return Err::<DefragmentResponse, _>(e).observed(
-                self.server.metrics(),
-                SERVICE,
-                "Defragment",
-            );
+            return Err::<DefragmentResponse, _>(e).map(Response::new);
         }
         let store = self.server.store().clone();
         tracing::info!("starting defragment");
@@ -218,12 +212,12 @@ impl Maintenance for MaintenanceService {
         // shows it: `{}`).
         result
             .map(|_| DefragmentResponse { header: None })
-            .observed(self.server.metrics(), SERVICE, "Defragment")
+            .map(Response::new)
     }
 
     async fn hash(&self, r: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
         if let Err(e) = super::maintenance_admin(&self.server, &r).await {
-            return Err::<HashResponse, _>(e).observed(self.server.metrics(), SERVICE, "Hash");
+            return Err::<HashResponse, _>(e).map(Response::new);
         }
         let store = self.server.store().clone();
         let s = &self.server;
@@ -240,7 +234,7 @@ impl Maintenance for MaintenanceService {
                 header: Some(s.header(s.store().current_revision())),
                 hash,
             })
-            .observed(s.metrics(), SERVICE, "Hash")
+            .map(Response::new)
     }
 
     async fn hash_kv(&self, r: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
@@ -256,7 +250,7 @@ impl Maintenance for MaintenanceService {
             Ok(hashed)
         }
         .await;
-        result.observed(self.server.metrics(), SERVICE, "HashKV")
+        result.map(Response::new)
     }
 
     type SnapshotStream = SnapshotStream;
@@ -265,12 +259,7 @@ impl Maintenance for MaintenanceService {
         &self,
         r: Request<SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
-        if let Err(e) = super::maintenance_admin(&self.server, &r).await {
-            self.server
-                .metrics()
-                .grpc_done(SERVICE, "Snapshot", false, e.code());
-            return Err(e);
-        }
+        super::maintenance_admin(&self.server, &r).await?;
         // Waits in line while MAX_SNAPSHOT_STREAMS streams run (a client that gives up
         // meanwhile leaves the line). The permit goes to the sending thread and is given
         // back when the stream ends, with the copy removed: sent, failed, or the client
@@ -327,9 +316,6 @@ impl Maintenance for MaintenanceService {
                 tracing::info!(total_bytes = total, "sent database snapshot to client");
             })
             .map_err(|e| Status::internal(e.to_string()))?;
-        self.server
-            .metrics()
-            .grpc_done(SERVICE, "Snapshot", false, tonic::Code::Ok);
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
@@ -349,7 +335,7 @@ impl Maintenance for MaintenanceService {
             })
         }
         .await;
-        result.observed(s.metrics(), SERVICE, "MoveLeader")
+        result.map(Response::new)
     }
 
     async fn downgrade(
@@ -357,6 +343,6 @@ impl Maintenance for MaintenanceService {
         _: Request<DowngradeRequest>,
     ) -> Result<Response<DowngradeResponse>, Status> {
         Err::<DowngradeResponse, _>(Status::unimplemented("cairn: downgrade is not supported"))
-            .observed(self.server.metrics(), SERVICE, "Downgrade")
+            .map(Response::new)
     }
 }

@@ -47,9 +47,6 @@ const CATCHUP_REVS: usize = 1000;
 /// (each more by up to one revision, or one watcher's share).
 const CATCHUP_BYTES: usize = 4 << 20;
 
-const SERVICE: &str = "etcdserverpb.Watch";
-const METHOD: &str = "Watch";
-
 const ERR_DUPLICATE_ID: &str = "mvcc: duplicate watch ID provided on the WatchStream";
 const ERR_EMPTY_RANGE: &str = "mvcc: watcher range is empty";
 
@@ -68,12 +65,8 @@ impl Watch for WatchService {
         &self,
         req: Request<Streaming<WatchRequest>>,
     ) -> Result<Response<ResponseStream>, Status> {
-        let m = &self.server.metrics();
-        m.grpc_stream_started(SERVICE, METHOD);
         if let Err(e) = self.server.refuse_on_learner() {
-            let status = e.status();
-            m.grpc_stream_handled(SERVICE, METHOD, status.code());
-            return Err(status);
+            return Err(e.status());
         }
         // Who is asking is decided at each create, as etcd does, from what the stream
         // opened with.
@@ -149,20 +142,12 @@ impl StreamTask {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut inbound_open = true;
-        let (msg_in, msg_out) = self
-            .server
-            .metrics()
-            .stream_message_counters(SERVICE, METHOD);
         let events = self.server.metrics().more.events_total.clone();
-        // How the stream ended, for grpc_server_handled_total: a client that goes away
-        // cancels it.
-        let mut code = tonic::Code::Cancelled;
         // The status that ends the stream, sent once its watchers are gone.
         let mut last = None;
         loop {
             if self.out.is_empty() {
                 if let Err(status) = self.fill().await {
-                    code = status.code();
                     last = Some(status);
                     break;
                 }
@@ -170,18 +155,14 @@ impl StreamTask {
             tokio::select! {
                 biased;
                 msg = inbound.message(), if inbound_open && self.out.len() < QUEUE_FOR_REQUESTS => match msg {
-                    Ok(Some(req)) => {
-                        msg_in.inc();
-                        self.handle(req)
-                    }
+                    Ok(Some(req)) => self.handle(req),
                     // A client that stops sending still gets its events.
                     Ok(None) => inbound_open = false,
                     // A request past the receive limit ends the stream with etcd's
                     // error, as etcd's does; a client gone needs no answer.
                     Err(status) => {
                         let status = super::receive_limit_status(status);
-                        code = status.code();
-                        if code == tonic::Code::ResourceExhausted {
+                        if status.code() == tonic::Code::ResourceExhausted {
                             last = Some(status);
                         }
                         break;
@@ -192,7 +173,6 @@ impl StreamTask {
                         if let Some(resp) = self.out.pop_front() {
                             events.inc_by(resp.events.len() as u64);
                             permit.send(Ok(resp));
-                            msg_out.inc();
                         }
                     }
                     Err(_) => break,
@@ -206,9 +186,6 @@ impl StreamTask {
         let (hub, id) = (self.hub.clone(), self.id);
         let keys: Vec<WatcherKey> = self.watches.values().map(|o| o.key).collect();
         let _ = tokio::task::spawn_blocking(move || hub.close_stream(id, keys)).await;
-        self.server
-            .metrics()
-            .grpc_stream_handled(SERVICE, METHOD, code);
         // A client that reads no more holds only this task until it goes away.
         if let Some(status) = last {
             let _ = tx.send(Err(status)).await;

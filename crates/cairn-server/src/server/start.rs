@@ -338,11 +338,7 @@ impl Server {
         Ok(Arc::new(Server {
             cfg,
             store,
-            reads: ReadBarrier::new(
-                raft.clone(),
-                metrics.more.read_indexes_failed.clone(),
-                metrics.more.slow_read_indexes.clone(),
-            ),
+            reads: ReadBarrier::new(raft.clone(), metrics.more.slow_read_indexes.clone()),
             raft,
             member,
             cluster_id,
