@@ -41,6 +41,8 @@ pub struct Metrics {
     pub txn_total: IntCounter,
     pub grpc_started: IntCounterVec,
     pub grpc_handled: IntCounterVec,
+    /// Each method's gRPC counters, resolved once: see [`GrpcCall`].
+    grpc_calls: std::collections::HashMap<String, std::sync::Arc<GrpcCall>>,
     pub server_version: IntGaugeVec,
     pub cluster_version: IntGaugeVec,
     pub db_open_seconds: Gauge,
@@ -260,9 +262,17 @@ impl Metrics {
             )?,
             ttl: lease_ttl,
         };
+        let grpc_calls = GRPC_METHODS
+            .iter()
+            .map(|&(service, method, ty)| {
+                let call = GrpcCall::new(service, method, ty, &grpc_started, &grpc_handled, &more);
+                (format!("/{service}/{method}"), std::sync::Arc::new(call))
+            })
+            .collect();
         Ok(Metrics {
             more,
             lease,
+            grpc_calls,
             watch_streams: gauge(
                 "etcd_debugging_mvcc_watch_stream_total",
                 "Total number of watch streams.",
@@ -353,18 +363,10 @@ impl Metrics {
         })
     }
 
-    /// Counts a call or stream as started, under grpc-go-prometheus's labels.
-    pub fn grpc_started(&self, ty: &str, service: &str, method: &str) {
-        self.grpc_started
-            .with_label_values(&[ty, service, method])
-            .inc();
-    }
-
-    /// Counts a call or stream as ended with `code`.
-    pub fn grpc_handled(&self, ty: &str, service: &str, method: &str, code: tonic::Code) {
-        self.grpc_handled
-            .with_label_values(&[ty, service, method, cairn_proto::grpc_code_name(code)])
-            .inc();
+    /// The counters of the gRPC method a request path (`/etcdserverpb.KV/Put`) names, if it
+    /// is one cairn serves.
+    pub fn grpc_call(&self, path: &str) -> Option<std::sync::Arc<GrpcCall>> {
+        self.grpc_calls.get(path).cloned()
     }
 
     /// Renders every metric in Prometheus's text format.
@@ -396,6 +398,64 @@ fn reg<C: prometheus::core::Collector + Clone + 'static>(
 
 fn exp_buckets(start: f64, factor: f64, count: usize) -> Vec<f64> {
     prometheus::exponential_buckets(start, factor, count).unwrap_or_default()
+}
+
+/// One gRPC method's series in the `grpc_server_*` families, looked up once when the
+/// metrics are made, so that counting a call costs atomic adds rather than a hash of its
+/// labels per family.
+pub struct GrpcCall {
+    /// grpc-go-prometheus's `grpc_type`: `unary` or `bidi_stream`/`server_stream`.
+    pub ty: &'static str,
+    pub started: IntCounter,
+    /// `grpc_server_handled_total`, by the status code's number.
+    handled: Vec<IntCounter>,
+    pub msg_received: IntCounter,
+    pub msg_sent: IntCounter,
+    /// `grpc_server_handling_seconds`, with `--metrics=extensive`.
+    handling: Option<Histogram>,
+}
+
+impl GrpcCall {
+    fn new(
+        service: &'static str,
+        method: &'static str,
+        ty: &'static str,
+        started: &IntCounterVec,
+        handled: &IntCounterVec,
+        more: &MoreMetrics,
+    ) -> GrpcCall {
+        let labels = [ty, service, method];
+        GrpcCall {
+            ty,
+            started: started.with_label_values(&labels),
+            handled: (0..=16)
+                .map(|code| {
+                    let name = cairn_proto::grpc_code_name(tonic::Code::from_i32(code));
+                    handled.with_label_values(&[ty, service, method, name])
+                })
+                .collect(),
+            msg_received: more.grpc_msg_received.with_label_values(&labels),
+            msg_sent: more.grpc_msg_sent.with_label_values(&labels),
+            handling: more
+                .grpc_handling
+                .as_ref()
+                .map(|h| h.with_label_values(&labels)),
+        }
+    }
+
+    /// Counts the call as ended with `code`.
+    pub fn handled(&self, code: tonic::Code) {
+        if let Some(c) = self.handled.get(code as usize) {
+            c.inc();
+        }
+    }
+
+    /// Records how long a unary call took, under `--metrics=extensive`.
+    pub fn handled_in(&self, took: std::time::Duration) {
+        if let Some(h) = &self.handling {
+            h.observe(took.as_secs_f64());
+        }
+    }
 }
 
 /// The gRPC methods each service serves, with grpc-go-prometheus's `grpc_type`: the
@@ -450,24 +510,6 @@ const GRPC_METHODS: &[(&str, &str, &str)] = &[
     ("v3electionpb.Election", "Observe", "server_stream"),
     ("v3electionpb.Election", "Resign", "unary"),
 ];
-
-/// grpc-go-prometheus's `grpc_type` of a method (`unary` for one it does not list).
-pub fn grpc_type(service: &str, method: &str) -> &'static str {
-    GRPC_METHODS
-        .iter()
-        .find(|(s, m, _)| *s == service && *m == method)
-        .map_or("unary", |(_, _, t)| t)
-}
-
-/// The service, method and `grpc_type` a request path (`/etcdserverpb.KV/Put`) names, if
-/// it is one cairn serves.
-pub fn grpc_method(path: &str) -> Option<(&'static str, &'static str, &'static str)> {
-    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-    GRPC_METHODS
-        .iter()
-        .find(|(s, m, _)| *s == service && *m == method)
-        .copied()
-}
 
 impl MoreMetrics {
     fn new(registry: &Registry, extensive: bool) -> Result<MoreMetrics, prometheus::Error> {
@@ -877,24 +919,6 @@ impl Metrics {
         if took >= SLOW_APPLY {
             self.more.slow_apply.inc();
         }
-    }
-
-    /// Records the time `grpc_server_handling_seconds` measures, under `--metrics=extensive`.
-    pub fn grpc_handled_in(&self, service: &str, method: &str, took: std::time::Duration) {
-        if let Some(h) = &self.more.grpc_handling {
-            h.with_label_values(&[grpc_type(service, method), service, method])
-                .observe(took.as_secs_f64());
-        }
-    }
-
-    /// The received and sent message counters of a method, taken once per call or stream
-    /// so that each message costs one atomic add.
-    pub fn stream_message_counters(&self, service: &str, method: &str) -> (IntCounter, IntCounter) {
-        let labels = [grpc_type(service, method), service, method];
-        (
-            self.more.grpc_msg_received.with_label_values(&labels),
-            self.more.grpc_msg_sent.with_label_values(&labels),
-        )
     }
 
     /// Samples what the member's state says: the Raft counters, its id and role, and the

@@ -27,6 +27,7 @@ use http_body::Frame;
 use prometheus::IntCounter;
 
 use crate::identity::ConnIdentity;
+use crate::metrics::GrpcCall;
 use crate::server::Server;
 
 /// The metadata key etcd's clients send their API version in.
@@ -39,7 +40,7 @@ pub(super) async fn observe(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let Some((service, method, ty)) = crate::metrics::grpc_method(req.uri().path()) else {
+    let Some(call) = server.metrics().grpc_call(req.uri().path()) else {
         return next.run(req).await;
     };
     if req
@@ -54,26 +55,25 @@ pub(super) async fn observe(
         .headers()
         .get(CLIENT_API_VERSION)
         .and_then(|v| v.to_str().ok());
-    m.client_request(ty != "unary", version);
-    m.grpc_started(ty, service, method);
-    let (msg_in, msg_out) = m.stream_message_counters(service, method);
+    m.client_request(call.ty != "unary", version);
+    call.started.inc();
     let req = req.map(|b| {
         Body::new(Counted {
             inner: b,
             framing: Framing::default(),
-            messages: msg_in,
+            messages: call.msg_received.clone(),
             bytes: m.more.client_received_bytes.clone(),
             handled: None,
         })
     });
     let started = Instant::now();
     let resp = next.run(req).await;
-    if ty == "unary" {
-        m.grpc_handled_in(service, method, started.elapsed());
+    if call.ty == "unary" {
+        call.handled_in(started.elapsed());
     }
+    let messages = call.msg_sent.clone();
     let mut handled = Handled {
-        server: server.clone(),
-        call: (ty, service, method),
+        call,
         counted: false,
     };
     // A trailers-only response (an error before any message) has its status here.
@@ -85,7 +85,7 @@ pub(super) async fn observe(
         Body::new(Counted {
             inner: b,
             framing: Framing::default(),
-            messages: msg_out,
+            messages,
             bytes: sent,
             handled: Some(handled),
         })
@@ -101,9 +101,7 @@ fn status_code(headers: &http::HeaderMap) -> Option<tonic::Code> {
 /// Counts a call in `grpc_server_handled_total` once: with the status its response ends
 /// with, or as canceled if the response is dropped first.
 struct Handled {
-    server: Arc<Server>,
-    /// `grpc_type`, service and method.
-    call: (&'static str, &'static str, &'static str),
+    call: Arc<GrpcCall>,
     counted: bool,
 }
 
@@ -111,10 +109,7 @@ impl Handled {
     fn count(&mut self, code: tonic::Code) {
         if !self.counted {
             self.counted = true;
-            let (ty, service, method) = self.call;
-            self.server
-                .metrics()
-                .grpc_handled(ty, service, method, code);
+            self.call.handled(code);
         }
     }
 }
