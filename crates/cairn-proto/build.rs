@@ -114,7 +114,8 @@ fn snake_case(name: &str) -> String {
 }
 
 /// Points the generated serde impls at cairn's readers of bytes, integer and enum fields,
-/// which refuse what etcd's gateway refuses (`crate::json`), and drops the refusal of a field
+/// which refuse what etcd's gateway refuses (`crate::json`), reads `null` as the default
+/// of every other field, and drops the refusal of a field
 /// given twice: Go's decoder keeps the last value, so `{"key":"YQ==","key":"Yg=="}` reads
 /// `b` there.
 fn go_readers(generated: &str) -> Result<String, String> {
@@ -145,6 +146,12 @@ fn go_readers(generated: &str) -> Result<String, String> {
         read.push('\n');
     }
     let mut out = read;
+    // A string, bool or repeated field, `Some(map_.next_value()?)`: `null` is its default,
+    // as in Go (the message and oneof fields read an `Option` already).
+    out = out.replace(
+        "Some(map_.next_value()?)",
+        "Some(map_.next_value::<crate::json::NullAsDefault<_>>()?.0)",
+    );
     for (from, to) in [
         (
             "::pbjson::private::BytesDeserialize",

@@ -268,6 +268,21 @@ fn plain_int<T: GoInt>(text: &str) -> Option<T> {
     }
 }
 
+/// A string, bool or repeated field: `null` is its default, as Go's decoder reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NullAsDefault<T>(pub T);
+
+impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for NullAsDefault<T> {
+    fn deserialize<D>(deserializer: D) -> Result<Self, D::Error>
+    where
+        D: Deserializer<'de>,
+    {
+        Ok(Self(
+            Option::<T>::deserialize(deserializer)?.unwrap_or_default(),
+        ))
+    }
+}
+
 /// An enum of the protos, with the full name etcd's errors give it.
 pub trait GoEnum: for<'a> Deserialize<'a> + Into<i32> {
     /// The enum's full proto name (`etcdserverpb.RangeRequest.SortOrder`).
