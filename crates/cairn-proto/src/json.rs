@@ -1,4 +1,4 @@
-//! How the JSON gateway reads bytes and integer fields: as etcd's gateway reads them.
+//! How the JSON gateway reads bytes, integer and enum fields: as etcd's gateway reads them.
 //!
 //! etcd's gateway (grpc-gateway v1 with golang/protobuf's `jsonpb`) decodes a bytes field
 //! with Go's `encoding/json`, that is standard base64 with padding, and an integer field by
@@ -14,9 +14,9 @@
 //!   looking for beginning of value`; `true`: `json: cannot unmarshal bool into Go value
 //!   of type int64`; `" 7 "` is 7 and `"null"` is 0, as in Go.
 //!
-//! A float's text is not kept by serde's number visitor: the message then holds the value
-//! between two [`RAW_MARK`] characters, for the gateway to replace with the request's own
-//! text of the number (it knows where the reader stopped).
+//! Enum fields take a name or any `int32` ([`EnumDeserialize`]). Integer and enum fields
+//! are read from their JSON text as written (serde_json's `RawValue`), as Go reads them:
+//! the deserializer must be serde_json's, reading a slice or a string.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -24,10 +24,7 @@ use std::marker::PhantomData;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-
-/// Brackets a number in an error message whose text the request wrote otherwise (a float
-/// or an integer too large for 64 bits, which serde reads as a float).
-pub const RAW_MARK: char = '\u{0}';
+use serde_json::value::RawValue;
 
 /// A bytes field, read as Go reads `[]byte` from JSON: standard base64 with padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,6 +219,10 @@ go_int!(i64 => "int64", u64 => "uint64", i32 => "int32", u32 => "uint32");
 
 /// An integer field, read as etcd's gateway reads it: a JSON number, or a string whose
 /// text between the quotes is one (Go strips the quotes and decodes the rest as JSON).
+///
+/// The field's JSON text is read as written (serde_json's raw value), because Go's answer
+/// depends on it where serde's reading loses it: `-0` is 0 but `-0.0` is refused, `1.50`
+/// is named as written, and in `"5\u0035"` Go meets the backslash, not a `5`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NumberDeserialize<T>(pub T);
 
@@ -230,94 +231,157 @@ impl<'de, T: GoInt> Deserialize<'de> for NumberDeserialize<T> {
     where
         D: Deserializer<'de>,
     {
+        let raw = <&'de RawValue>::deserialize(deserializer)?;
+        read_int(raw.get(), T::GO_NAME)
+            .map(Self)
+            .map_err(de::Error::custom)
+    }
+}
+
+/// Reads a field's JSON text as an integer of type `T`, Go's type `go_name` in errors.
+fn read_int<T: GoInt>(raw: &str, go_name: &str) -> Result<T, String> {
+    let text = match raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        Some(inner) => inner,
+        None => raw,
+    };
+    // The usual value, plain digits: read at once.
+    if let Some(v) = plain_int(text) {
+        return Ok(v);
+    }
+    go_unmarshal_int_as(text, go_name)
+}
+
+/// `text` as `T` when it is an integer literal as JSON writes one (no leading zero, no
+/// `+`) and in range; else `None`, for Go's reading to word the answer.
+fn plain_int<T: GoInt>(text: &str) -> Option<T> {
+    let digits = text.strip_prefix('-').unwrap_or(text).as_bytes();
+    let plain = match digits {
+        [] => false,
+        [b'0'] => true,
+        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if plain {
+        T::parse(text)
+    } else {
+        None
+    }
+}
+
+/// A string, bool or repeated field: `null` is its default, as Go's decoder reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NullAsDefault<T>(pub T);
+
+impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for NullAsDefault<T> {
+    fn deserialize<D>(deserializer: D) -> Result<Self, D::Error>
+    where
+        D: Deserializer<'de>,
+    {
         Ok(Self(
-            deserializer.deserialize_any(NumberVisitor(PhantomData))?,
+            Option::<T>::deserialize(deserializer)?.unwrap_or_default(),
         ))
     }
 }
 
-struct NumberVisitor<T>(PhantomData<T>);
+/// An enum of the protos, with the full name etcd's errors give it.
+pub trait GoEnum: for<'a> Deserialize<'a> + Into<i32> {
+    /// The enum's full proto name (`etcdserverpb.RangeRequest.SortOrder`).
+    const PROTO_NAME: &'static str;
+}
 
-impl<T: GoInt> NumberVisitor<T> {
-    fn out_of_range<E: de::Error>(text: impl fmt::Display) -> E {
-        E::custom(wrong_type(&format!("number {text}"), T::GO_NAME))
+/// An enum field, read as etcd 3.5's gateway reads it: a string must be one of the enum's
+/// names exactly as written (no escapes); anything else is read as Go reads an `int32`,
+/// so any number in range is taken, even one the enum lacks (`7` for a sort order), and
+/// `null` is the default. An unknown name: `unknown value "\"X\"" for enum
+/// etcdserverpb.RangeRequest.SortOrder` (Go's `%q` of the JSON text, quotes and all);
+/// anything else wrong: `json: cannot unmarshal number 1.5 into Go value of type
+/// protoreflect.EnumNumber`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnumDeserialize<E>(pub i32, PhantomData<E>);
+
+impl<'de, E: GoEnum> Deserialize<'de> for EnumDeserialize<E> {
+    fn deserialize<D>(deserializer: D) -> Result<Self, D::Error>
+    where
+        D: Deserializer<'de>,
+    {
+        let raw = <&'de RawValue>::deserialize(deserializer)?;
+        read_enum::<E>(raw.get())
+            .map(|n| Self(n, PhantomData))
+            .map_err(de::Error::custom)
     }
 }
 
-impl<'de, T: GoInt> Visitor<'de> for NumberVisitor<T> {
-    type Value = T;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "an integer ({})", T::GO_NAME)
+/// Reads an enum field's JSON text.
+fn read_enum<E: GoEnum>(raw: &str) -> Result<i32, String> {
+    let Some(name) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+        return read_int::<i32>(raw, "protoreflect.EnumNumber");
+    };
+    if !name.contains('\\') {
+        let named = E::deserialize(de::value::BorrowedStrDeserializer::<de::value::Error>::new(
+            name,
+        ));
+        if let Ok(e) = named {
+            return Ok(e.into());
+        }
     }
+    Err(format!(
+        "unknown value {} for enum {}",
+        go_quote(raw),
+        E::PROTO_NAME
+    ))
+}
 
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
-        T::try_from(v).map_err(|_| Self::out_of_range(v))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
-        T::try_from(v).map_err(|_| Self::out_of_range(v))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
-        // `-0` is the one integer literal serde reads as a float; Go takes it where the
-        // type is signed.
-        if v == 0.0 && v.is_sign_negative() {
-            if let Ok(zero) = T::try_from(0i64) {
-                if T::parse("-0").is_some() {
-                    return Ok(zero);
+/// `s` quoted as Go's `%q` (`strconv.Quote`) quotes it: `"` and `\` escaped, control
+/// characters as `\n`, `\x01`, `\u0085`, printable characters as they are.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            _ if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            _ if c.is_control() || (c != ' ' && c.is_whitespace()) => {
+                if (c as u32) > 0xffff {
+                    out.push_str(&format!("\\U{:08x}", c as u32));
+                } else {
+                    out.push_str(&format!("\\u{:04x}", c as u32));
                 }
             }
+            _ => out.push(c),
         }
-        Err(Self::out_of_range(format_args!("{RAW_MARK}{v}{RAW_MARK}")))
     }
-
-    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<T, E> {
-        go_unmarshal_int(s).map_err(E::custom)
-    }
-
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<T, E> {
-        // A string handed over decoded (not borrowed) held a JSON escape. Go reads the
-        // quoted text as written, where the escape's backslash is a syntax error: at the
-        // first character that needed one, or (for an escape of an ordinary character such
-        // as `\u0035`, which leaves no trace) at the start.
-        let cut = s
-            .char_indices()
-            .find(|(_, c)| *c == '"' || *c == '\\' || (*c as u32) < 0x20)
-            .map_or(0, |(i, _)| i);
-        go_unmarshal_int(&format!("{}\\", &s[..cut])).map_err(E::custom)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<T, E> {
-        Ok(T::default())
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<T, E> {
-        Err(E::custom(wrong_type("bool", T::GO_NAME)))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<T, A::Error> {
-        Err(de::Error::custom(wrong_type("array", T::GO_NAME)))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<T, A::Error> {
-        Err(de::Error::custom(wrong_type("object", T::GO_NAME)))
-    }
+    out.push('"');
+    out
 }
 
 /// Decodes `text` as Go's `json.Unmarshal` decodes it into an integer of type `T`: the
 /// whole text must be one JSON value (else Go's syntax error), `null` leaves the zero,
 /// and a number must be an integer in `T`'s range.
 pub fn go_unmarshal_int<T: GoInt>(text: &str) -> Result<T, String> {
+    go_unmarshal_int_as(text, T::GO_NAME)
+}
+
+/// [`go_unmarshal_int`] with `go_name` as the Go type's name in errors.
+fn go_unmarshal_int_as<T: GoInt>(text: &str, go_name: &str) -> Result<T, String> {
     go_check_valid(text.as_bytes())?;
     let item = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\r' | '\n'));
     match item.as_bytes().first() {
         Some(b'n') => Ok(T::default()),
-        Some(b't' | b'f') => Err(wrong_type("bool", T::GO_NAME)),
-        Some(b'{') => Err(wrong_type("object", T::GO_NAME)),
-        Some(b'[') => Err(wrong_type("array", T::GO_NAME)),
-        Some(b'"') => Err(wrong_type("string", T::GO_NAME)),
-        _ => T::parse(item).ok_or_else(|| wrong_type(&format!("number {item}"), T::GO_NAME)),
+        Some(b't' | b'f') => Err(wrong_type("bool", go_name)),
+        Some(b'{') => Err(wrong_type("object", go_name)),
+        Some(b'[') => Err(wrong_type("array", go_name)),
+        Some(b'"') => Err(wrong_type("string", go_name)),
+        _ => T::parse(item).ok_or_else(|| wrong_type(&format!("number {item}"), go_name)),
     }
 }
 
@@ -639,7 +703,7 @@ mod tests {
         let refused = [
             (
                 "1.5",
-                "json: cannot unmarshal number \u{0}1.5\u{0} into Go value of type int64",
+                "json: cannot unmarshal number 1.5 into Go value of type int64",
             ),
             (
                 r#""1.5""#,
@@ -689,6 +753,40 @@ mod tests {
             ),
         ];
         for (json, want) in refused {
+            assert_eq!(int::<i64>(json), Err(want.to_string()), "{json}");
+        }
+        // Where serde's reading loses the text: a float that is 0, and escapes.
+        let as_written = [
+            (
+                "-0.0",
+                "json: cannot unmarshal number -0.0 into Go value of type int64",
+            ),
+            (
+                "-0e0",
+                "json: cannot unmarshal number -0e0 into Go value of type int64",
+            ),
+            (
+                r#""-0.0""#,
+                "json: cannot unmarshal number -0.0 into Go value of type int64",
+            ),
+            (
+                "1.50",
+                "json: cannot unmarshal number 1.50 into Go value of type int64",
+            ),
+            (
+                r#""5\u0035""#,
+                r"invalid character '\\' after top-level value",
+            ),
+            (
+                r#""1 \u0035""#,
+                r"invalid character '\\' after top-level value",
+            ),
+            (
+                r#""x\u0035""#,
+                "invalid character 'x' looking for beginning of value",
+            ),
+        ];
+        for (json, want) in as_written {
             assert_eq!(int::<i64>(json), Err(want.to_string()), "{json}");
         }
         let refused_unsigned = [
@@ -768,5 +866,78 @@ mod tests {
             assert_eq!(int::<u64>(json), Err(want.to_string()), "{json}");
         }
         assert_eq!(int::<u64>("18446744073709551615"), Ok(u64::MAX));
+    }
+
+    fn sort_order(json: &str) -> Result<i32, String> {
+        let body = format!(r#"{{"sort_order":{json}}}"#);
+        serde_json::from_str::<crate::etcdserverpb::RangeRequest>(&body)
+            .map(|r| r.sort_order)
+            .map_err(|e| {
+                let text = e.to_string();
+                match text.find(" at line ") {
+                    Some(i) => text[..i].to_string(),
+                    None => text,
+                }
+            })
+    }
+
+    // Each case as etcd 3.5.1's gateway answered it for RangeRequest.sort_order.
+    #[test]
+    fn enums_are_read_as_etcd_35_reads_them() {
+        let ok = [
+            (r#""DESCEND""#, 2),
+            ("2", 2),
+            ("7", 7),
+            ("-1", -1),
+            ("-2147483648", i32::MIN),
+            ("-0", 0),
+            ("null", 0),
+        ];
+        for (json, want) in ok {
+            assert_eq!(sort_order(json), Ok(want), "{json}");
+        }
+        let unknown =
+            |q: &str| format!("unknown value {q} for enum etcdserverpb.RangeRequest.SortOrder");
+        let number = |what: &str| {
+            format!("json: cannot unmarshal {what} into Go value of type protoreflect.EnumNumber")
+        };
+        let refused = [
+            (r#""2""#, unknown(r#""\"2\"""#)),
+            (r#""descend""#, unknown(r#""\"descend\"""#)),
+            (r#""null""#, unknown(r#""\"null\"""#)),
+            (r#""""#, unknown(r#""\"\"""#)),
+            (r#"" DESCEND""#, unknown(r#""\" DESCEND\"""#)),
+            (r#""DESC\u0045ND""#, unknown(r#""\"DESC\\u0045ND\"""#)),
+            (r#""\"X""#, unknown(r#""\"\\\"X\"""#)),
+            (r#""é""#, unknown(r#""\"é\"""#)),
+            ("true", number("bool")),
+            ("1.5", number("number 1.5")),
+            ("1.0", number("number 1.0")),
+            ("-0.0", number("number -0.0")),
+            ("2147483648", number("number 2147483648")),
+            ("{}", number("object")),
+            ("[]", number("array")),
+        ];
+        for (json, want) in refused {
+            assert_eq!(sort_order(json), Err(want), "{json}");
+        }
+    }
+
+    #[test]
+    fn every_enum_knows_its_proto_name() {
+        use crate::etcdserverpb::{compare, watch_create_request, AlarmType};
+        assert_eq!(
+            <compare::CompareTarget as GoEnum>::PROTO_NAME,
+            "etcdserverpb.Compare.CompareTarget"
+        );
+        assert_eq!(
+            <watch_create_request::FilterType as GoEnum>::PROTO_NAME,
+            "etcdserverpb.WatchCreateRequest.FilterType"
+        );
+        assert_eq!(<AlarmType as GoEnum>::PROTO_NAME, "etcdserverpb.AlarmType");
+        assert_eq!(
+            <crate::authpb::permission::Type as GoEnum>::PROTO_NAME,
+            "authpb.Permission.Type"
+        );
     }
 }

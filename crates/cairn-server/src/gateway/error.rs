@@ -94,14 +94,6 @@ fn go_json_message(e: &serde_json::Error, body: &[u8]) -> String {
             None => text,
         };
     }
-    // A float in an integer field: Go names the number as the request wrote it.
-    let mut parts = text.split(cairn_proto::json::RAW_MARK);
-    if let (Some(head), Some(value), Some(tail), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    {
-        let raw = raw_number_before(body, e.line(), e.column()).unwrap_or(value);
-        return format!("{head}{raw}{tail}");
-    }
     if let Some(rest) = text.strip_prefix("invalid type: ") {
         if let Some((got, want)) = rest.split_once(", expected ") {
             let got = match got.split_whitespace().next().unwrap_or("") {
@@ -129,23 +121,6 @@ fn go_json_message(e: &serde_json::Error, body: &[u8]) -> String {
         }
     }
     text
-}
-
-/// The number that ends where serde_json stopped reading (1-based line; column = bytes of
-/// that line read).
-fn raw_number_before(body: &[u8], line: usize, column: usize) -> Option<&str> {
-    let mut start = 0;
-    for _ in 1..line {
-        start += body.get(start..)?.iter().position(|&b| b == b'\n')? + 1;
-    }
-    let end = start.checked_add(column)?;
-    let head = body.get(..end)?;
-    let from = head
-        .iter()
-        .rposition(|b| !matches!(b, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'))
-        .map_or(0, |i| i + 1);
-    let raw = std::str::from_utf8(&head[from..]).ok()?;
-    (!raw.is_empty()).then_some(raw)
 }
 
 /// The character at a serde_json error's position (1-based line, column of the byte).

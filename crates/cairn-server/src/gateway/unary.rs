@@ -104,45 +104,10 @@ where
     // Go's decoder reads the whole first value before any field: a syntax error anywhere
     // in it is the answer, whatever field came before it.
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = match serde_json::Value::deserialize(&mut de) {
-        Ok(value) => value,
-        Err(e) => return Err(error::bad_json(&e, bytes)),
-    };
-    // A `null` stands for the field's default in Go's decoder: read the value again
-    // without them (only when a first, direct read failed). The text is written out again
-    // so that strings reach the field readers as text read from JSON.
-    let mut value = value;
-    if drop_nulls(&mut value) {
-        if let Ok(text) = serde_json::to_vec(&value) {
-            if let Ok(req) = serde_json::from_slice::<Req>(&text) {
-                return Ok(req);
-            }
-        }
+    if let Err(e) = serde::de::IgnoredAny::deserialize(&mut de) {
+        return Err(error::bad_json(&e, bytes));
     }
     Err(error::bad_json(&first, bytes))
-}
-
-/// Removes the members of objects whose value is `null`, at any depth; whether any was.
-fn drop_nulls(v: &mut serde_json::Value) -> bool {
-    match v {
-        serde_json::Value::Object(map) => {
-            let before = map.len();
-            map.retain(|_, v| !v.is_null());
-            let mut dropped = map.len() != before;
-            for v in map.values_mut() {
-                dropped |= drop_nulls(v);
-            }
-            dropped
-        }
-        serde_json::Value::Array(items) => {
-            let mut dropped = false;
-            for v in items {
-                dropped |= drop_nulls(v);
-            }
-            dropped
-        }
-        _ => false,
-    }
 }
 
 #[cfg(test)]
@@ -170,6 +135,18 @@ mod tests {
         assert_eq!(r.key, b"a");
         assert!(r.value.is_empty());
         assert_eq!(r.lease, 7);
+    }
+
+    /// A `null` string, bool or list is read at once as the default. Before, such a body
+    /// was read again from its parsed value, where an unquoted `-0` had become `-0.0`.
+    #[test]
+    fn null_lists_and_bools_are_defaults_beside_a_negative_zero() {
+        let r: cairn_proto::etcdserverpb::TxnRequest = decode_json(
+            br#"{"compare":null,"success":[{"request_range":{"key":"YQ==","limit":-0,"serializable":null}}]}"#,
+        )
+        .expect("decodes");
+        assert!(r.compare.is_empty());
+        assert_eq!(r.success.len(), 1);
     }
 
     #[test]
