@@ -1491,7 +1491,8 @@ fn three_members_count_peer_streams_and_bytes_as_etcd() {
 /// A learner added to one member of etcd 3.5.1 and of cairn, started, and promoted once it
 /// has caught up: the leader counts one promotion in
 /// `etcd_server_learner_promote_successes`, and the new member shows
-/// `etcd_server_is_learner` 1 until the promotion and 0 after, on both.
+/// `etcd_server_is_learner` 1 until the promotion and 0 after, on both; on cairn the new
+/// member times the snapshot it joined from (`etcd_snap_db_save_total_duration_seconds`).
 #[test]
 fn a_learner_promoted_is_counted_by_the_leader_as_on_etcd() {
     let promotions = "etcd_server_learner_promote_successes";
@@ -1554,5 +1555,19 @@ fn a_learner_promoted_is_counted_by_the_leader_as_on_etcd() {
             },
         );
         assert_eq!(value(&second, promotions), 0.0, "{kind:?}: not the leader");
+        // cairn's log begins after the snapshot it bootstraps from, so a member that joins
+        // empty is sent a snapshot of the backend, which it times once; etcd 3.5.1 sends
+        // its log from the first entry while it still has it, so it times none here.
+        let body = scrape(&second);
+        let saved = at(&body, "etcd_snap_db_save_total_duration_seconds_count");
+        let applying = at(&body, "etcd_server_snapshot_apply_in_progress_total");
+        match kind {
+            Kind::Cairn => {
+                assert_eq!(saved, 1.0, "{kind:?}");
+                assert!(at(&body, "etcd_snap_db_save_total_duration_seconds_sum") > 0.0);
+            }
+            _ => assert_eq!(saved, 0.0, "{kind:?}"),
+        }
+        assert_eq!(applying, 0.0, "{kind:?}: no snapshot left in progress");
     }
 }
