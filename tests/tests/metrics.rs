@@ -1386,6 +1386,27 @@ fn leases_mvcc_compaction_disk_process_and_scrapes_move_as_on_etcd() {
             |b| delta(&before, b, "process_open_fds") < 20.0,
         );
 
+        // Versions: the cluster's, and the server's as `/version` tells it.
+        let body = scrape(&server);
+        let cluster = series(&body, "etcd_cluster_version");
+        assert_eq!(
+            cluster,
+            BTreeMap::from([("cluster_version=\"3.5\"".to_string(), 1.0)]),
+            "{kind:?}"
+        );
+        let (_, version) = http_get(server.client_port, "/version");
+        let version: serde_json::Value = serde_json::from_str(&version).unwrap();
+        let version = version["etcdserver"].as_str().unwrap();
+        assert_eq!(
+            series(&body, "etcd_server_version"),
+            BTreeMap::from([(format!("server_version=\"{version}\""), 1.0)]),
+            "{kind:?}"
+        );
+        assert!(
+            at(&body, "process_virtual_memory_bytes") >= at(&body, "process_resident_memory_bytes"),
+            "{kind:?}"
+        );
+
         // Scrapes: each counts the ones before it, and itself as in flight.
         let ok = "promhttp_metric_handler_requests_total{code=\"200\"}";
         let (first, second) = (scrape(&server), scrape(&server));
