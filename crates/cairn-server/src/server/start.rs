@@ -310,9 +310,14 @@ impl Server {
             .server_version
             .with_label_values(&[crate::config::ETCD_API_VERSION])
             .set(1);
+        // etcd labels the cluster version by its major and minor numbers only ("3.5").
+        let cluster_version: Vec<&str> = crate::config::ETCD_CLUSTER_VERSION
+            .split('.')
+            .take(2)
+            .collect();
         metrics
             .cluster_version
-            .with_label_values(&[crate::config::ETCD_CLUSTER_VERSION])
+            .with_label_values(&[&cluster_version.join(".")])
             .set(1);
         let member = MemberInfo {
             id: member_id,
