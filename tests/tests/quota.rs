@@ -98,3 +98,41 @@ fn alarm_survives_restart() {
     let r = etcdctl35(&cairn.endpoint(), &["put", "k", "v"]);
     assert!(r.stderr.contains(NOSPACE), "{r:?}");
 }
+
+/// A burst of writes with none after it still reaches the backend file, so the size Status
+/// reports (and the quota checks) shows it without waiting for the next write: cairn makes
+/// the burst durable once writes pause (before, its pages stayed in the backend's write
+/// buffer until the next write).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_writes_shows_in_the_size_without_another_write() {
+    use cairn_proto::etcdserverpb::{kv_client::KvClient, PutRequest};
+    let cairn = ServerProc::start(Kind::Cairn, &[]);
+    let url = cairn.url();
+    let before = cairn_tests::status(&url).await.unwrap().db_size;
+    let mut kv = KvClient::new(cairn_tests::channel(&url));
+    for i in 0..50 {
+        kv.put(PutRequest {
+            key: format!("burst/{i:02}").into_bytes(),
+            value: vec![b'x'; 10_000],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    cairn_tests::wait_until_async(
+        std::time::Duration::from_secs(10),
+        "the backend size to show 500 kB of puts",
+        || {
+            let url = url.clone();
+            async move {
+                let size = cairn_tests::status(&url).await.unwrap().db_size;
+                if size >= before + 400_000 {
+                    Ok(())
+                } else {
+                    Err(format!("{before} -> {size}"))
+                }
+            }
+        },
+    )
+    .await;
+}

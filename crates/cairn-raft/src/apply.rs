@@ -183,6 +183,19 @@ pub trait Applier: Send + 'static {
         let _ = (data, index, term);
         Err(Box::new(SnapshotsUnsupported("restore")))
     }
+
+    /// How long the apply thread may wait for more entries before it calls [`Self::idle`]
+    /// (`None`: as long as it takes). Asked each time the thread is about to wait.
+    fn idle_after(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Called on the apply thread when no entries came for [`Self::idle_after`]: for work
+    /// left to finish once writes pause (making the last applied batches durable). An
+    /// error stops the driver, as one from `apply` does.
+    fn idle(&mut self) -> Result<(), ApplyError> {
+        Ok(())
+    }
 }
 
 /// Work for the apply thread, in log order.
@@ -210,10 +223,27 @@ pub(crate) fn run(
     loop {
         let task = match next.take() {
             Some(t) => t,
-            None => match rx.recv() {
-                Ok(t) => t,
-                Err(_) => return,
-            },
+            None => {
+                let received = match applier.idle_after() {
+                    Some(wait) => match rx.recv_timeout(wait) {
+                        Ok(t) => Ok(t),
+                        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                            if let Err(e) = applier.idle() {
+                                tracing::error!(error = %e, "the state machine failed while idle; stopping raft");
+                                let _ = raft_tx.send(Msg::ApplyFailed(e.to_string()));
+                                return;
+                            }
+                            continue;
+                        }
+                        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(()),
+                    },
+                    None => rx.recv().map_err(|_| ()),
+                };
+                match received {
+                    Ok(t) => t,
+                    Err(()) => return,
+                }
+            }
         };
         let mut entries = match task {
             ApplyTask::Entries(entries) => entries,

@@ -5,7 +5,10 @@
 //! one backend transaction that also records the applied index, so a crash replays from
 //! exactly where the last durable commit stopped. Most commits skip the fsync (the Raft log
 //! is the durability point); one in every [`DURABLE_EVERY`] is made durable, and only then
-//! may the Raft log be purged behind it.
+//! may the Raft log be purged behind it. When writes pause, the last batches are made
+//! durable [`DURABLE_EVERY`] after the last durable commit by an empty durable commit:
+//! until then their pages sit in the backend's write buffer, so the file (and the size
+//! Status, the metrics and the quota read from it) would not show them.
 //!
 //! An error that leaves the store unusable is returned to the Raft driver, which stops;
 //! nothing here ends the process. A committed entry that does not decode is no such error:
@@ -86,6 +89,8 @@ pub struct Applier {
     auth: Arc<cairn_auth::AuthStore>,
     /// When the last durable backend commit was made.
     last_durable: Instant,
+    /// Whether a commit since then was not durable.
+    undurable: bool,
 }
 
 impl Applier {
@@ -104,7 +109,16 @@ impl Applier {
             data_dir: p.data_dir,
             auth: p.auth,
             last_durable: Instant::now(),
+            undurable: false,
         }
+    }
+
+    /// Records a durable commit (or restore) that made everything up to `index` durable:
+    /// the Raft log may be purged up to it.
+    fn made_durable(&mut self, index: u64) {
+        self.last_durable = Instant::now();
+        self.undurable = false;
+        self.durable_tx.send_replace(index);
     }
 }
 
@@ -412,6 +426,28 @@ impl cairn_raft::Applier for Applier {
         Ok(data)
     }
 
+    fn idle_after(&self) -> Option<Duration> {
+        self.undurable
+            .then(|| DURABLE_EVERY.saturating_sub(self.last_durable.elapsed()))
+    }
+
+    /// Writes have paused with the last batches not durable: an empty durable commit makes
+    /// them so.
+    fn idle(&mut self) -> Result<(), ApplyError> {
+        if !self.undurable {
+            return Ok(());
+        }
+        let batch = self
+            .store
+            .begin_apply()
+            .map_err(|e| failed("begin a durable commit", e))?;
+        batch
+            .commit(true)
+            .map_err(|e| failed("make the applied batches durable", e))?;
+        self.made_durable(self.store.applied_index());
+        Ok(())
+    }
+
     fn restore(&mut self, data: &[u8], index: u64, term: u64) -> Result<(), ApplyError> {
         let started = Instant::now();
         let applying = &self.metrics.more.snapshot_applying;
@@ -419,8 +455,7 @@ impl cairn_raft::Applier for Applier {
         let restored = self.restore_bytes(data, index);
         applying.set(0);
         restored?;
-        self.last_durable = Instant::now();
-        self.durable_tx.send_replace(index);
+        self.made_durable(index);
         tracing::info!(
             snapshot_index = index,
             snapshot_term = term,
@@ -499,8 +534,9 @@ impl cairn_raft::Applier for Applier {
             .backend_commit_duration
             .observe(started.elapsed().as_secs_f64());
         if durable {
-            self.last_durable = Instant::now();
-            self.durable_tx.send_replace(last);
+            self.made_durable(last);
+        } else {
+            self.undurable = true;
         }
         self.metrics.proposals_applied.set(last as i64);
         for (id, outcome) in answers {
