@@ -180,7 +180,7 @@ fn the_debian_package_runs_as_a_notify_service_under_a_real_systemd() {
     );
 
     // cairnctl and etcdctl reach it on its default client URL.
-    let etcdctl = tool("etcdctl-3.5").display().to_string();
+    let etcdctl = tool_inside(&c, "etcdctl-3.5");
     for ctl in ["cairnctl", etcdctl.as_str()] {
         let health = c.run(&[ctl, "endpoint", "health"]);
         assert!(
@@ -320,15 +320,14 @@ fn hardening_is_in_force(c: &SystemdContainer, pid: u32, uid: &str) {
 /// cairn's journal entries (`--log-outputs=systemd/journal` from /etc/default/cairn)
 /// carry what etcd 3.5.1's carry when it runs as a unit with the same setting.
 fn journal_entries_are_etcds(c: &SystemdContainer, uid: &str) {
-    let etcd = std::fs::canonicalize(tool("etcd-3.5")).unwrap();
+    let etcd = tool_inside(c, "etcd-3.5");
     c.sh(&format!(
-        "systemd-run --unit=etcd35 -p Type=notify -p StateDirectory=etcd35 {} \
+        "systemd-run --unit=etcd35 -p Type=notify -p StateDirectory=etcd35 {etcd} \
          --data-dir=/var/lib/etcd35/data \
          --listen-client-urls=http://127.0.0.1:2479 --advertise-client-urls=http://127.0.0.1:2479 \
          --listen-peer-urls=http://127.0.0.1:2480 \
          --initial-advertise-peer-urls=http://127.0.0.1:2480 \
-         --initial-cluster=default=http://127.0.0.1:2480 --log-outputs=systemd/journal",
-        etcd.display()
+         --initial-cluster=default=http://127.0.0.1:2480 --log-outputs=systemd/journal"
     ));
     let props = ["Type", "ActiveState", "SubState", "StatusText"];
     assert_eq!(show(c, "etcd35", &props), show(c, "cairn", &props));
@@ -454,7 +453,7 @@ fn the_watchdog_restarts_a_frozen_member(c: &SystemdContainer) {
     // journald would file the next entries of that pid under systemd's own unit.
     c.sh("systemctl log-level info");
 
-    let etcdctl = tool("etcdctl-3.5").display().to_string();
+    let etcdctl = tool_inside(c, "etcdctl-3.5");
     c.sh(&format!("{etcdctl} put before-the-freeze acknowledged"));
     c.sh(&format!("kill -STOP {pid}"));
     let restarted = wait_until(
@@ -622,4 +621,18 @@ fn the_purge_removes_the_package(c: &SystemdContainer) {
     }
     // A key-value store's data is not the package's to delete.
     c.sh("test -f /var/lib/cairn/default/backend.redb");
+}
+
+/// A reference tool (`.tools/bin/NAME`, a link to the real `etcd` or `etcdctl`) where the
+/// container can run it: copied into the shared directory under the real file's name (etcd
+/// names itself in the journal after it), since the checkout may be under a path the
+/// container does not see, such as `/tmp`, on which it mounts its own tmpfs.
+fn tool_inside(c: &SystemdContainer, name: &str) -> String {
+    let real = std::fs::canonicalize(tool(name)).unwrap();
+    let file = real.file_name().unwrap();
+    let outside = c.share().join(file);
+    if !outside.exists() {
+        std::fs::copy(&real, &outside).unwrap();
+    }
+    Path::new(SHARE_INSIDE).join(file).display().to_string()
 }
