@@ -48,6 +48,23 @@ struct Api {
 /// wait forever (etcd sets no deadline of its own on a linearizable read).
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The deadline of one attempt at a membership change, etcdctl's default command timeout.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `req` with [`ATTEMPT_TIMEOUT`] as its gRPC deadline, which etcd takes as its own.
+fn with_deadline<T>(req: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(req);
+    req.set_timeout(ATTEMPT_TIMEOUT);
+    req
+}
+
+/// Whether a call ended at its deadline rather than with etcd's answer.
+fn timed_out(e: &tonic::Status) -> bool {
+    e.code() == tonic::Code::DeadlineExceeded
+        || e.message().contains("request timed out")
+        || e.message().contains("context deadline exceeded")
+}
+
 impl Api {
     /// Runs `call` on the test's runtime, failing the test if it takes over
     /// [`CALL_TIMEOUT`].
@@ -158,11 +175,19 @@ impl Api {
 
     fn remove(&self, id: u64) {
         let c = self.client(&self.endpoints[0]);
-        self.block_on(
-            "member remove",
-            c.cluster().member_remove(MemberRemoveRequest { id }),
-        )
-        .unwrap();
+        self.conf_change("member remove", || {
+            let mut cluster = c.cluster();
+            async move {
+                match cluster
+                    .member_remove(with_deadline(MemberRemoveRequest { id }))
+                    .await
+                {
+                    // An earlier attempt that timed out was applied after all.
+                    Err(e) if e.message() == "etcdserver: member not found" => Ok(()),
+                    r => r.map(drop),
+                }
+            }
+        });
     }
 
     fn update(&self, id: u64, peer_url: &str) {
@@ -171,8 +196,34 @@ impl Api {
             id,
             peer_ur_ls: vec![peer_url.to_string()],
         };
-        self.block_on("member update", c.cluster().member_update(req))
-            .unwrap();
+        self.conf_change("member update", || {
+            let (mut cluster, req) = (c.cluster(), req.clone());
+            async move { cluster.member_update(with_deadline(req)).await.map(drop) }
+        });
+    }
+
+    /// Runs a membership change that may be made again (`attempt`, each with
+    /// [`ATTEMPT_TIMEOUT`]) until it succeeds, within [`CALL_TIMEOUT`].
+    ///
+    /// etcd waits for a membership change to be applied for as long as its caller waits
+    /// (it sets no deadline of its own), and Raft drops one proposed while the leader has
+    /// not yet applied the previous change: on a loaded machine, the change right after
+    /// another can wait forever. etcdctl's 5 s command timeout ends it; here it is made
+    /// again.
+    fn conf_change<F: std::future::Future<Output = Result<(), tonic::Status>>>(
+        &self,
+        what: &str,
+        attempt: impl Fn() -> F,
+    ) {
+        self.block_on(what, async {
+            loop {
+                match attempt().await {
+                    Ok(()) => return,
+                    Err(e) if timed_out(&e) => continue,
+                    Err(e) => panic!("{what}: {e:?}"),
+                }
+            }
+        })
     }
 
     /// The index of the member that leads.
