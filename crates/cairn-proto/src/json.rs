@@ -331,37 +331,54 @@ fn read_enum<E: GoEnum>(raw: &str) -> Result<i32, String> {
     ))
 }
 
-/// `s` quoted as Go's `%q` (`strconv.Quote`) quotes it: `"` and `\` escaped, control
-/// characters as `\n`, `\x01`, `\u0085`, printable characters as they are.
+/// `s` quoted as Go's `%q` (`strconv.Quote`) quotes it; see [`push_go_quoted`].
 pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            _ if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            _ if c.is_control() || (c != ' ' && c.is_whitespace()) => {
-                if (c as u32) > 0xffff {
-                    out.push_str(&format!("\\U{:08x}", c as u32));
-                } else {
-                    out.push_str(&format!("\\u{:04x}", c as u32));
-                }
-            }
-            _ => out.push(c),
-        }
+        push_go_quoted(&mut out, c);
     }
     out.push('"');
     out
+}
+
+/// One character as Go 1.16's `strconv.Quote` (which etcd 3.5.1 and etcdctl 3.5.1 are
+/// built with) writes it: `"` and `\` escaped, `\n` and the other C escapes, printable
+/// characters as they are, other ASCII controls as `\x01`, everything else unprintable
+/// (DEL included, which later Go writes as `\x7f`) as `\u0085` or `\U000f0000`.
+pub fn push_go_quoted(out: &mut String, c: char) {
+    match c {
+        '"' => out.push_str("\\\""),
+        '\\' => out.push_str("\\\\"),
+        '\u{7}' => out.push_str("\\a"),
+        '\u{8}' => out.push_str("\\b"),
+        '\u{c}' => out.push_str("\\f"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        '\u{b}' => out.push_str("\\v"),
+        c if is_go_printable(c) => out.push(c),
+        c if (c as u32) < 0x20 => out.push_str(&format!("\\x{:02x}", c as u32)),
+        c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
+        c => out.push_str(&format!("\\U{:08x}", c as u32)),
+    }
+}
+
+/// An approximation of Go's `unicode.IsPrint`: letters, marks, numbers, punctuation,
+/// symbols and the ASCII space.
+fn is_go_printable(c: char) -> bool {
+    if c == ' ' {
+        return true;
+    }
+    if c.is_control() || c.is_whitespace() {
+        return false;
+    }
+    let u = c as u32;
+    // Format characters, private use, surrogates and noncharacters are not printable.
+    !matches!(u,
+        0xad | 0x600..=0x605 | 0x61c | 0x6dd | 0x70f | 0x180e | 0x200b..=0x200f
+        | 0x202a..=0x202e | 0x2060..=0x206f | 0xfeff | 0xfff9..=0xfffb
+        | 0xe000..=0xf8ff | 0xfdd0..=0xfdef | 0xfffe | 0xffff | 0xf0000..=0x10ffff)
 }
 
 /// Decodes `text` as Go's `json.Unmarshal` decodes it into an integer of type `T`: the
@@ -669,17 +686,20 @@ mod tests {
         assert!(accepted > 1000, "only {accepted} texts decoded");
     }
 
+    /// serde_json's message without its ` at line L column C`.
+    fn without_position(e: serde_json::Error) -> String {
+        let text = e.to_string();
+        match text.find(" at line ") {
+            Some(i) => text[..i].to_string(),
+            None => text,
+        }
+    }
+
     fn int<T: GoInt + fmt::Debug>(json: &str) -> Result<T, String> {
         let mut de = serde_json::Deserializer::from_str(json);
         NumberDeserialize::<T>::deserialize(&mut de)
             .map(|n| n.0)
-            .map_err(|e| {
-                let text = e.to_string();
-                match text.find(" at line ") {
-                    Some(i) => text[..i].to_string(),
-                    None => text,
-                }
-            })
+            .map_err(without_position)
     }
 
     // Each case as etcd 3.5.1's gateway answered it for RangeRequest.limit (int64) and
@@ -872,13 +892,7 @@ mod tests {
         let body = format!(r#"{{"sort_order":{json}}}"#);
         serde_json::from_str::<crate::etcdserverpb::RangeRequest>(&body)
             .map(|r| r.sort_order)
-            .map_err(|e| {
-                let text = e.to_string();
-                match text.find(" at line ") {
-                    Some(i) => text[..i].to_string(),
-                    None => text,
-                }
-            })
+            .map_err(without_position)
     }
 
     // Each case as etcd 3.5.1's gateway answered it for RangeRequest.sort_order.

@@ -15,48 +15,12 @@ pub fn quote(bytes: &[u8]) -> String {
             None => {
                 out.push_str(&format!("\\x{:02x}", rest[0]));
             }
-            Some(c) => push_quoted_char(&mut out, c),
+            Some(c) => cairn_proto::json::push_go_quoted(&mut out, c),
         }
         rest = &rest[width..];
     }
     out.push('"');
     out
-}
-
-fn push_quoted_char(out: &mut String, c: char) {
-    match c {
-        '"' => out.push_str("\\\""),
-        '\\' => out.push_str("\\\\"),
-        '\u{7}' => out.push_str("\\a"),
-        '\u{8}' => out.push_str("\\b"),
-        '\u{c}' => out.push_str("\\f"),
-        '\n' => out.push_str("\\n"),
-        '\r' => out.push_str("\\r"),
-        '\t' => out.push_str("\\t"),
-        '\u{b}' => out.push_str("\\v"),
-        c if is_go_printable(c) => out.push(c),
-        // Go 1.16 (which etcdctl 3.5.1 is built with) writes DEL as \u007f.
-        c if (c as u32) < 0x20 => out.push_str(&format!("\\x{:02x}", c as u32)),
-        c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
-        c => out.push_str(&format!("\\U{:08x}", c as u32)),
-    }
-}
-
-/// An approximation of Go's `unicode.IsPrint`: letters, marks, numbers, punctuation,
-/// symbols and the ASCII space.
-fn is_go_printable(c: char) -> bool {
-    if c == ' ' {
-        return true;
-    }
-    if c.is_control() || c.is_whitespace() {
-        return false;
-    }
-    let u = c as u32;
-    // Format characters, private use, surrogates and noncharacters are not printable.
-    !matches!(u,
-        0xad | 0x600..=0x605 | 0x61c | 0x6dd | 0x70f | 0x180e | 0x200b..=0x200f
-        | 0x202a..=0x202e | 0x2060..=0x206f | 0xfeff | 0xfff9..=0xfffb
-        | 0xe000..=0xf8ff | 0xfdd0..=0xfdef | 0xfffe | 0xffff | 0xf0000..=0x10ffff)
 }
 
 /// Decodes one UTF-8 rune; `None` with width 1 for an invalid byte, as Go does.
