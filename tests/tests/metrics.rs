@@ -1104,14 +1104,23 @@ fn delta(before: &str, after: &str, name: &str) -> f64 {
     at(after, name) - at(before, name)
 }
 
-/// Waits (up to 20 s) until `check` holds for a scrape of `server`, and returns that scrape.
+/// Waits (up to 20 s) until `check` holds for a scrape of `server`, and returns the scrape
+/// after that one, on which it holds too.
+///
+/// A scrape is not one instant: its series are read one after another (etcd's registry
+/// reads its collectors concurrently), so a series moved just before the one `check` looks
+/// at (the revoke an expired lease counts before it counts the expiry) may have been read
+/// before it moved. The scrape after sees everything that moved before what `check` saw.
 fn scrape_until(server: &ServerProc, what: String, check: impl Fn(&str) -> bool) -> String {
+    let mut held = false;
     wait_until(Duration::from_secs(20), what, || {
         let body = scrape(server);
-        if check(&body) {
-            Ok(body)
-        } else {
-            Err(body.len())
+        match (check(&body), held) {
+            (true, true) => Ok(body),
+            (now, _) => {
+                held = now;
+                Err(body.len())
+            }
         }
     })
 }
