@@ -96,7 +96,7 @@ fn http_endpoints() {
         "etcd_server_proposals_failed_total",
         "etcd_mvcc_db_total_size_in_bytes",
         "etcd_mvcc_db_total_size_in_use_in_bytes",
-        "etcd_server_quota_backend_bytes 2147483648",
+        "etcd_server_quota_backend_bytes 2.147483648e+09",
         "etcd_disk_backend_commit_duration_seconds_bucket",
         "etcd_disk_wal_fsync_duration_seconds_bucket",
         "etcd_mvcc_put_total 1",
@@ -130,7 +130,7 @@ fn environment_and_config_file() {
     );
     let (_, body) = http_get(cairn.client_port, "/metrics");
     assert!(
-        body.contains("etcd_server_quota_backend_bytes 123456789"),
+        body.contains("etcd_server_quota_backend_bytes 1.23456789e+08"),
         "{body}"
     );
     drop(cairn);
