@@ -567,20 +567,18 @@ mod tests {
 
     #[test]
     fn validation_never_panics_and_valid_requests_pass_and_round_trip() {
-        // Property test, seeded and bounded in count and time: requests decoded from random
-        // bytes and from valid requests with bytes flipped, cut or inserted are checked
-        // without a panic; requests valid by construction pass, and pass again after a trip
-        // through their wire form, which gives them back unchanged.
+        const ROUNDS: usize = 10_000;
+        // Property test, seeded and bounded in count: requests decoded from random bytes and
+        // from valid requests with bytes flipped, cut or inserted are checked without a
+        // panic; requests valid by construction pass, and pass again after a trip through
+        // their wire form, which gives them back unchanged. The same rounds every run (a
+        // bound in time made the count, and the outcomes below, depend on the machine's load).
         use prost::Message;
         use rand::{Rng, RngCore, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(0x7a1d);
         let mut xorshift = 0x9e37_79b9_7f4a_7c15_u64;
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
         let (mut passed, mut refused) = (0, 0);
-        for round in 0..20_000 {
-            if round >= 500 && std::time::Instant::now() > until {
-                break;
-            }
+        for round in 0..ROUNDS {
             // Valid by construction: distinct keys, within the op limit (a nested txn's ops
             // count against what its parent leaves).
             let n = rng.random_range(1..=100);
