@@ -190,9 +190,10 @@ pub trait Applier: Send + 'static {
         None
     }
 
-    /// Called on the apply thread when no entries came for [`Self::idle_after`]: for work
-    /// left to finish once writes pause (making the last applied batches durable). An
-    /// error stops the driver, as one from `apply` does.
+    /// Called on the apply thread when no entries came for [`Self::idle_after`], and once
+    /// more when the driver stops after the last entries were applied: for work left to
+    /// finish once writes pause (making the last applied batches durable). An error while
+    /// running stops the driver, as one from `apply` does; one at stop is logged.
     fn idle(&mut self) -> Result<(), ApplyError> {
         Ok(())
     }
@@ -241,7 +242,15 @@ pub(crate) fn run(
                 };
                 match received {
                     Ok(t) => t,
-                    Err(()) => return,
+                    Err(()) => {
+                        // The driver stops: what was applied is made durable now, so the
+                        // member starts again without applying it a second time (etcd
+                        // commits its backend as it stops).
+                        if let Err(e) = applier.idle() {
+                            tracing::warn!(error = %e, "the state machine failed to commit at stop");
+                        }
+                        return;
+                    }
                 }
             }
         };
