@@ -259,3 +259,75 @@ async fn kill_9_during_a_defrag_loses_no_acknowledged_put() {
     let (_, after) = defrag_under_load(&cairn, "after", &acked, cairnctl_defrag).await;
     assert!(after.db_size > 0);
 }
+
+/// `--experimental-bootstrap-defrag-threshold-megabytes`: a member started again with less
+/// free space in its backend than the threshold leaves the backend as it is and says so;
+/// with more, the backend is defragmented before the member serves, as etcd 3.5.1 does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_started_past_the_defrag_threshold_defragments_first_as_etcd() {
+    for kind in [Kind::Etcd35, Kind::Cairn] {
+        let mut server = ServerProc::start(kind, &[]);
+        // About 6 MiB freed.
+        fill_and_free_half(&server.url()).await;
+        let said =
+            |log: &[serde_json::Value], msg: &str| log.iter().find(|l| l["msg"] == msg).cloned();
+
+        let log = restart_with_threshold(&mut server, "1000");
+        let skipped = said(&log, "Skipping defragmentation")
+            .unwrap_or_else(|| panic!("{kind:?} did not say it skips: {log:?}"));
+        assert_eq!(
+            skipped["experimental-bootstrap-defrag-threshold-bytes"],
+            1000 * 1024 * 1024,
+            "{kind:?}"
+        );
+        let (size, in_use) = (
+            skipped["current-db-size-bytes"].as_u64().unwrap(),
+            skipped["current-db-size-in-use-bytes"].as_u64().unwrap(),
+        );
+        assert!(size >= in_use + 4 * 1024 * 1024, "{kind:?}: {skipped}");
+        assert!(said(&log, "defragmenting").is_none(), "{kind:?}");
+        let kept = status(&server.url()).await.unwrap().db_size;
+
+        let log = restart_with_threshold(&mut server, "1");
+        assert!(said(&log, "Skipping defragmentation").is_none(), "{kind:?}");
+        let done = said(&log, "finished defragmenting directory")
+            .unwrap_or_else(|| panic!("{kind:?} did not defragment at start: {log:?}"));
+        let shrunk = status(&server.url()).await.unwrap().db_size;
+        assert!(
+            shrunk + 4 * 1024 * 1024 <= kept,
+            "{kind:?}: {kept} bytes before, {shrunk} after: {done}"
+        );
+        // Every key left is still there.
+        let mut kv = KvClient::new(channel(&server.url()));
+        let left = kv
+            .range(cairn_proto::etcdserverpb::RangeRequest {
+                key: b"fill/".to_vec(),
+                range_end: b"fill0".to_vec(),
+                count_only: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .count;
+        assert_eq!(left, (FILL_KEYS / 2) as i64, "{kind:?}");
+    }
+}
+
+/// Stops `server` and starts it again with `--experimental-bootstrap-defrag-threshold-megabytes`
+/// at `threshold`; returns the JSON lines it logged until it served clients.
+fn restart_with_threshold(server: &mut ServerProc, threshold: &str) -> Vec<serde_json::Value> {
+    let from = server.log_len();
+    tokio::task::block_in_place(|| {
+        server.stop();
+        server.extra = vec![format!(
+            "--experimental-bootstrap-defrag-threshold-megabytes={threshold}"
+        )];
+        server.spawn();
+    });
+    // Read once the member serves: whatever it logged about the backend came before.
+    let log = server.log.lock().unwrap()[from..].to_vec();
+    log.iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}

@@ -319,7 +319,9 @@ fn one_member_exports_every_family_etcd_does() {
     ] {
         let line = |body: &str| {
             let prefix = format!("{series} ");
-            body.lines().find(|l| l.starts_with(&prefix)).map(str::to_string)
+            body.lines()
+                .find(|l| l.starts_with(&prefix))
+                .map(str::to_string)
         };
         assert_eq!(line(&c), line(&e));
     }

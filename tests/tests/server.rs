@@ -189,7 +189,7 @@ fn bad_flags_fail_like_etcd() {
     assert_eq!(code, 1);
     assert!(err.contains("initial-cluster-state"), "{err}");
     // A flag for work not done yet fails clearly instead of being ignored.
-    let (code, err) = cairn_fails(&["--unsafe-no-fsync".into()]);
+    let (code, err) = cairn_fails(&["--enable-log-rotation".into()]);
     assert_eq!(code, 1);
     assert!(
         err.contains("not supported by this version of cairn"),
@@ -362,7 +362,7 @@ fn every_etcd_flag_is_accepted_at_its_default() {
     for (flag, value) in [
         ("--discovery-srv", "example.com"),
         ("--proxy", "on"),
-        ("--unsafe-no-fsync", "true"),
+        ("--enable-log-rotation", "true"),
     ] {
         let (code, err) = cairn_fails(&[format!("{flag}={value}")]);
         assert_eq!(code, 1, "{flag}: {err}");

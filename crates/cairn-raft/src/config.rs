@@ -31,6 +31,9 @@ pub struct RaftConfig {
     pub applied: u64,
     /// Told how long each synced log write took, for etcd's WAL fsync histogram.
     pub sync_observer: Option<SyncObserver>,
+    /// Never fsync the log (etcd's `--unsafe-no-fsync`): writes still reach the OS before
+    /// they count as stored, so a killed process loses none; a power loss may.
+    pub unsafe_no_fsync: bool,
     /// On an existing log, make this member the only voter (etcd's `--force-new-cluster`).
     pub force_new_cluster: bool,
     /// Entries kept in the log behind the state machine's durable applied index, so a
@@ -62,6 +65,7 @@ impl Default for RaftConfig {
             heartbeat_tick: 1,
             applied: 0,
             sync_observer: None,
+            unsafe_no_fsync: false,
             force_new_cluster: false,
             log_retain_entries: crate::LOG_RETAIN_ENTRIES,
             log_compact_step: crate::COMPACT_STEP,

@@ -257,6 +257,7 @@ pub fn start(
     cfg.validate()?;
     let mut storage = EngineStorage::open(&cfg.dir)?;
     storage.set_sync_observer(cfg.sync_observer.clone());
+    storage.set_unsafe_no_fsync(cfg.unsafe_no_fsync);
     if !storage.is_bootstrapped() {
         storage.bootstrap(&cfg.voters, cfg.applied)?;
         tracing::info!(id = cfg.id, voters = ?cfg.voters, applied = cfg.applied, "bootstrapped raft log");

@@ -80,6 +80,9 @@ pub struct EngineStorage {
     counters: WriteCounters,
     /// Told how long each synced write took (the WAL fsync metric).
     on_sync: Option<crate::config::SyncObserver>,
+    /// etcd's `--unsafe-no-fsync`: writes reach the OS (a killed process loses nothing)
+    /// but are never fsynced (a machine that loses power may lose them).
+    no_fsync: bool,
     /// The newest snapshot built for lagging peers, served by `Storage::snapshot`.
     snapshot: Option<Snapshot>,
     /// Set by `Storage::snapshot` when it had nothing fresh enough to serve; the driver
@@ -142,6 +145,7 @@ impl EngineStorage {
             cache: EntryCache::new(ENTRY_CACHE_BYTES),
             counters: WriteCounters::default(),
             on_sync: None,
+            no_fsync: false,
             snapshot: None,
             snapshot_wanted: std::cell::Cell::new(false),
         };
@@ -283,7 +287,13 @@ impl EngineStorage {
         self.on_sync = observer;
     }
 
+    /// Writes without ever waiting for fsync from now on (etcd's `--unsafe-no-fsync`).
+    pub fn set_unsafe_no_fsync(&mut self, on: bool) {
+        self.no_fsync = on;
+    }
+
     fn write(&mut self, batch: &mut LogBatch, sync: bool) -> Result<(), RaftError> {
+        let sync = sync && !self.no_fsync;
         let started = std::time::Instant::now();
         let written = self.engine.write(batch, sync).map_err(|e| {
             // raft-engine reports a full disk in words of its own ("nospace").
@@ -445,8 +455,11 @@ impl EngineStorage {
         self.cache.evict_to(applied);
     }
 
-    /// Flushes everything written without sync.
+    /// Flushes everything written without sync (nothing under `--unsafe-no-fsync`).
     pub fn sync(&mut self) -> Result<(), RaftError> {
+        if self.no_fsync {
+            return Ok(());
+        }
         self.engine.sync()?;
         self.counters.syncs += 1;
         Ok(())

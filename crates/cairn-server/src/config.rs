@@ -302,6 +302,21 @@ pub struct Flags {
     #[arg(long, env = "ETCD_METRICS", default_value = "basic")]
     pub metrics: String,
 
+    /// Honoured: at start, the backend is defragmented when at least this many MiB of its
+    /// file are free; 0 (the default) never.
+    #[arg(
+        long,
+        env = "ETCD_EXPERIMENTAL_BOOTSTRAP_DEFRAG_THRESHOLD_MEGABYTES",
+        default_value_t = 0
+    )]
+    pub experimental_bootstrap_defrag_threshold_megabytes: u64,
+    /// Honoured for the Raft log (never fsynced: writes reach the OS before they count, so
+    /// a killed process loses none, a power loss may); the backend's durable commits, at
+    /// most two a second, still sync.
+    #[arg(long, env = "ETCD_UNSAFE_NO_FSYNC", action = bool_flag!(), num_args = 0..=1,
+          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub unsafe_no_fsync: bool,
+
     /// The rest of etcd 3.5's server flags.
     #[command(flatten)]
     pub accepted: AcceptedFlags,
@@ -365,13 +380,6 @@ pub struct AcceptedFlags {
     #[arg(long, env = "ETCD_ENABLE_PPROF", action = bool_flag!(), num_args = 0..=1,
           default_value = "false", default_missing_value = "true", value_parser = go_bool)]
     pub enable_pprof: bool,
-    /// Refused unless left at etcd's default: defragmenting at start is not built.
-    #[arg(
-        long,
-        env = "ETCD_EXPERIMENTAL_BOOTSTRAP_DEFRAG_THRESHOLD_MEGABYTES",
-        default_value_t = 0
-    )]
-    pub experimental_bootstrap_defrag_threshold_megabytes: u64,
     /// Accepted, no effect: cairn compacts each revision range in one backend transaction.
     #[arg(
         long,
@@ -483,10 +491,6 @@ pub struct AcceptedFlags {
     #[arg(long, env = "ETCD_SOCKET_REUSE_PORT", action = bool_flag!(), num_args = 0..=1,
           default_value = "false", default_missing_value = "true", value_parser = go_bool)]
     pub socket_reuse_port: bool,
-    /// Refused unless left at etcd's default: cairn always syncs its Raft log.
-    #[arg(long, env = "ETCD_UNSAFE_NO_FSYNC", action = bool_flag!(), num_args = 0..=1,
-          default_value = "false", default_missing_value = "true", value_parser = go_bool)]
-    pub unsafe_no_fsync: bool,
     /// Accepted, no effect: cairn has no v2 store.
     #[arg(long, env = "ETCD_V2_DEPRECATION", default_value = "not-yet")]
     pub v2_deprecation: String,
@@ -547,11 +551,6 @@ impl AcceptedFlags {
                 "log rotation is not built; rotate the --log-outputs file outside cairn",
             ),
             (
-                self.experimental_bootstrap_defrag_threshold_megabytes != 0,
-                "--experimental-bootstrap-defrag-threshold-megabytes",
-                "defragmenting at start is not built",
-            ),
-            (
                 self.experimental_enable_distributed_tracing,
                 "--experimental-enable-distributed-tracing",
                 "cairn exports no OpenTelemetry traces",
@@ -565,11 +564,6 @@ impl AcceptedFlags {
                 self.proxy != "off",
                 "--proxy",
                 "the v2 proxy is not part of cairn",
-            ),
-            (
-                self.unsafe_no_fsync,
-                "--unsafe-no-fsync",
-                "cairn always syncs its Raft log",
             ),
         ];
         if let Some((_, flag, why)) = refused.into_iter().find(|(used, _, _)| *used) {
@@ -635,6 +629,11 @@ pub struct Config {
     pub watch_progress_notify_interval: Duration,
     pub strict_reconfig_check: bool,
     pub force_new_cluster: bool,
+    /// Never fsync the Raft log (`--unsafe-no-fsync`).
+    pub unsafe_no_fsync: bool,
+    /// Defragment the backend at start when at least this many MiB of it are free; 0 never
+    /// (`--experimental-bootstrap-defrag-threshold-megabytes`).
+    pub bootstrap_defrag_threshold_megabytes: u64,
     pub heartbeat_interval: Duration,
     pub election_timeout: Duration,
     /// How often lease remaining TTLs are checkpointed; `None` when checkpoints are off.
@@ -1262,6 +1261,9 @@ impl Flags {
             watch_progress_notify_interval,
             strict_reconfig_check: self.strict_reconfig_check,
             force_new_cluster: self.force_new_cluster,
+            unsafe_no_fsync: self.unsafe_no_fsync,
+            bootstrap_defrag_threshold_megabytes: self
+                .experimental_bootstrap_defrag_threshold_megabytes,
             heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
             election_timeout: Duration::from_millis(self.election_timeout),
             lease_checkpoint_interval: self
@@ -1418,7 +1420,7 @@ mod tests {
 
     #[test]
     fn later_flags_fail_clearly() {
-        let err = parse(&["--unsafe-no-fsync"]).unwrap_err().to_string();
+        let err = parse(&["--enable-log-rotation"]).unwrap_err().to_string();
         assert!(
             err.contains("not supported by this version of cairn"),
             "{err}"

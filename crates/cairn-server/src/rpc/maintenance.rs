@@ -162,50 +162,13 @@ impl Maintenance for MaintenanceService {
         if let Err(e) = super::maintenance_admin(&self.server, &r).await {
             return Err::<DefragmentResponse, _>(e).map(Response::new);
         }
-        let store = self.server.store().clone();
         tracing::info!("starting defragment");
-        let (size, in_use) = (store.db_size(), store.db_size_in_use());
-        tracing::info!(
-            path = %store.path().display(),
-            current_db_size_bytes = size,
-            current_db_size_in_use_bytes = in_use,
-            "defragmenting"
-        );
-        let started = std::time::Instant::now();
-        let more = &self.server.metrics().more;
-        more.defrag_inflight.set(1);
-        let result = blocking({
-            let store = store.clone();
-            move || store.defragment()
-        })
-        .await;
-        more.defrag_inflight.set(0);
-        if result.is_ok() {
-            more.defrag_duration
-                .observe(started.elapsed().as_secs_f64());
-        }
+        let server = self.server.clone();
+        let result =
+            blocking(move || crate::server::defragment(server.store(), &server.metrics().more))
+                .await;
         match &result {
-            Ok(r) => {
-                let in_use_after = blocking({
-                    let store = store.clone();
-                    move || store.measure_in_use()
-                })
-                .await
-                .unwrap_or_else(|_| store.db_size_in_use());
-                tracing::info!(
-                    path = %store.path().display(),
-                    current_db_size_bytes_diff = r.size_after as i64 - size as i64,
-                    current_db_size_bytes = r.size_after,
-                    current_db_size_in_use_bytes_diff = in_use_after as i64 - in_use as i64,
-                    current_db_size_in_use_bytes = in_use_after,
-                    writes_during_copy = r.tail_ops,
-                    writes_at_switch_over = r.switch_ops,
-                    switch_over = ?r.switch,
-                    took = ?started.elapsed(),
-                    "finished defragmenting directory"
-                );
-                tracing::info!("finished defragment");
-            }
+            Ok(_) => tracing::info!("finished defragment"),
             Err(e) => tracing::warn!(cause = %e.message(), "failed to defragment"),
         }
         // etcd 3.4 and 3.5 answer with an empty response, without a header (the gateway

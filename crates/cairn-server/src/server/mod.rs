@@ -30,6 +30,7 @@
 mod auth;
 mod corrupt;
 mod data_dir;
+mod defrag;
 mod etcd_entry;
 mod etcd_import;
 mod etcd_snapshot;
@@ -42,6 +43,7 @@ mod start;
 
 pub use auth::request_token;
 pub(crate) use data_dir::SNAPSHOT_COPY_PREFIX;
+pub(crate) use defrag::defragment;
 pub(crate) use etcd_snapshot::ExportError;
 #[cfg(test)]
 pub(crate) use start::{Peering, Wiring};

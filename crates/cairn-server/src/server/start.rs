@@ -162,6 +162,11 @@ impl Server {
             took = ?started.elapsed(),
             "opened backend db"
         );
+        super::defrag::defragment_at_start(
+            &store,
+            cfg.bootstrap_defrag_threshold_megabytes,
+            &metrics.more,
+        )?;
 
         let member_id =
             crate::ids::member_id(&cfg.initial_advertise_peer_urls, &cfg.initial_cluster_token);
@@ -283,6 +288,7 @@ impl Server {
                 let h = metrics.wal_fsync_duration.clone();
                 cairn_raft::SyncObserver(Arc::new(move |d| h.observe(d.as_secs_f64())))
             }),
+            unsafe_no_fsync: cfg.unsafe_no_fsync,
             // The backend is durable by itself, so etcd's "snapshot" is the durable applied
             // index; every --snapshot-count entries past it the log is compacted, keeping
             // --experimental-snapshot-catchup-entries behind it for slow members.
