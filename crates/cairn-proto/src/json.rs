@@ -450,6 +450,66 @@ pub fn go_check_valid(data: &[u8]) -> Result<(), String> {
     }
 }
 
+/// Reads the first JSON value of `data` as Go's `json.Decoder` does, and etcd's gateway
+/// reads a request body: a syntax error inside that value gets the scanner's words
+/// (`invalid character 'x' looking for beginning of value`), `data` ending inside it
+/// `unexpected EOF`; what follows the value is not read, and white space alone is no error.
+pub fn go_first_value(data: &[u8]) -> Result<(), String> {
+    let mut stack: Vec<Parse> = Vec::new();
+    let mut state = Scan::BeginValue;
+    for &c in data {
+        // A number at the top ends at the first byte that cannot continue it, which the
+        // decoder leaves unread.
+        if stack.is_empty() && number_ends(state, c) {
+            return Ok(());
+        }
+        state = go_step(state, &mut stack, c)?;
+        if stack.is_empty() && matches!(state, Scan::EndValue) {
+            return Ok(());
+        }
+    }
+    let ended = matches!(state, Scan::BeginValue) || number_ends(state, b' ');
+    match ended && stack.is_empty() {
+        true => Ok(()),
+        false => Err("unexpected EOF".to_string()),
+    }
+}
+
+/// Whether a number the scanner is in (`state`) is whole, `c` not continuing it.
+fn number_ends(state: Scan, c: u8) -> bool {
+    match state {
+        Scan::Int0 => !matches!(c, b'.' | b'e' | b'E'),
+        Scan::Int1 => !(c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E')),
+        Scan::Dot0 => !(c.is_ascii_digit() || matches!(c, b'e' | b'E')),
+        Scan::E0 => !c.is_ascii_digit(),
+        _ => false,
+    }
+}
+
+/// `data` with every byte that is not part of valid UTF-8 replaced by U+FFFD, each on its
+/// own, as Go's decoder reads such bytes inside a string (serde refuses them).
+pub fn go_lossy_utf8(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 16);
+    let mut rest = data;
+    loop {
+        match std::str::from_utf8(rest) {
+            Ok(valid) => {
+                out.extend_from_slice(valid.as_bytes());
+                return out;
+            }
+            Err(e) => {
+                let (valid, after) = rest.split_at(e.valid_up_to());
+                out.extend_from_slice(valid);
+                let bad = e.error_len().unwrap_or(after.len()).max(1);
+                for _ in 0..bad {
+                    out.extend_from_slice("\u{fffd}".as_bytes());
+                }
+                rest = &after[bad..];
+            }
+        }
+    }
+}
+
 fn is_space(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\r' | b'\n')
 }
@@ -583,7 +643,8 @@ fn go_step(state: Scan, stack: &mut Vec<Parse>, c: u8) -> Result<Scan, String> {
 }
 
 /// A byte quoted as Go's JSON scanner quotes it in an error: `'x'`, `'\\'`, `'\n'`,
-/// `'\x01'`, and a byte past ASCII as the Latin-1 character of that number.
+/// `'\x01'`, DEL as `'\u007f'` (Go 1.16's `strconv.Quote`, etcd 3.5.1's), and a byte past
+/// ASCII as the Latin-1 character of that number.
 pub fn go_quote_char(c: u8) -> String {
     let inner = match c {
         b'\'' => "\\'".to_string(),
@@ -596,8 +657,8 @@ pub fn go_quote_char(c: u8) -> String {
         b'\r' => "\\r".to_string(),
         b'\t' => "\\t".to_string(),
         0x0b => "\\v".to_string(),
-        0x00..=0x1f | 0x7f => format!("\\x{c:02x}"),
-        0x80..=0x9f | 0xa0 | 0xad => format!("\\u{c:04x}"),
+        0x00..=0x1f => format!("\\x{c:02x}"),
+        0x7f..=0x9f | 0xa0 | 0xad => format!("\\u{c:04x}"),
         _ => char::from(c).to_string(),
     };
     format!("'{inner}'")
@@ -953,5 +1014,82 @@ mod tests {
             <crate::authpb::permission::Type as GoEnum>::PROTO_NAME,
             "authpb.Permission.Type"
         );
+    }
+
+    /// Bodies as etcd 3.5.1's gateway answered them (its error texts, checked by hand and
+    /// by `gateway.rs::bad_requests_answer_as_etcd`).
+    #[test]
+    fn the_first_value_is_read_as_gos_decoder_reads_it() {
+        let cases: &[(&[u8], Result<(), &str>)] = &[
+            (b"{}", Ok(())),
+            (b"  {} trailing", Ok(())),
+            (b"123abc", Ok(())),
+            (b"01", Ok(())),
+            (b"1.5e3x", Ok(())),
+            (b"12", Ok(())),
+            (b"\"a\xffb\"", Ok(())),
+            (b"", Ok(())),
+            (b" \n", Ok(())),
+            (b"{", Err("unexpected EOF")),
+            (b"[1,", Err("unexpected EOF")),
+            (b"1.", Err("unexpected EOF")),
+            (b"{\"a\":\"b", Err("unexpected EOF")),
+            (
+                b"\x7f",
+                Err("invalid character '\\u007f' looking for beginning of value"),
+            ),
+            (
+                b"\xff",
+                Err("invalid character '\u{ff}' looking for beginning of value"),
+            ),
+            (
+                b"\x80",
+                Err("invalid character '\\u0080' looking for beginning of value"),
+            ),
+            (
+                "é".as_bytes(),
+                Err("invalid character 'Ã' looking for beginning of value"),
+            ),
+            (
+                b"\x01",
+                Err("invalid character '\\x01' looking for beginning of value"),
+            ),
+            (
+                b"{\"key\":\x7f}",
+                Err("invalid character '\\u007f' looking for beginning of value"),
+            ),
+            (
+                b"{\"key\":\"a\x01\"}",
+                Err("invalid character '\\x01' in string literal"),
+            ),
+            (b"{\"a\" 1}", Err("invalid character '1' after object key")),
+            (b"[1 2]", Err("invalid character '2' after array element")),
+            (
+                b"1.x",
+                Err("invalid character 'x' after decimal point in numeric literal"),
+            ),
+            (b"tru", Err("unexpected EOF")),
+            (
+                b"trux",
+                Err("invalid character 'x' in literal true (expecting 'e')"),
+            ),
+        ];
+        for (body, want) in cases {
+            let got = go_first_value(body);
+            assert_eq!(
+                got.as_ref().map(|_| ()).map_err(String::as_str),
+                *want,
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_each_read_as_a_replacement_character() {
+        assert_eq!(go_lossy_utf8(b"a\xffb"), "a\u{fffd}b".as_bytes());
+        // A cut sequence is two bad bytes to Go (Rust's lossy reading makes it one).
+        assert_eq!(go_lossy_utf8(b"\xe2\x82A"), "\u{fffd}\u{fffd}A".as_bytes());
+        assert_eq!(go_lossy_utf8("é".as_bytes()), "é".as_bytes());
+        assert_eq!(go_lossy_utf8(b"x\xc3"), "x\u{fffd}".as_bytes());
     }
 }

@@ -89,8 +89,11 @@ fn go_json_message(e: &serde_json::Error, body: &[u8]) -> String {
             "expected `,` or `]`" => "after array element",
             _ => "looking for beginning of value",
         };
-        return match char_at(body, e.line(), e.column()) {
-            Some(c) => format!("invalid character {c:?} {after}"),
+        return match byte_at(body, e.line(), e.column()) {
+            Some(c) => format!(
+                "invalid character {} {after}",
+                cairn_proto::json::go_quote_char(c)
+            ),
             None => text,
         };
     }
@@ -123,12 +126,10 @@ fn go_json_message(e: &serde_json::Error, body: &[u8]) -> String {
     text
 }
 
-/// The character at a serde_json error's position (1-based line, column of the byte).
-fn char_at(body: &[u8], line: usize, column: usize) -> Option<char> {
-    let text = std::str::from_utf8(body).ok()?;
-    let l = text.lines().nth(line.checked_sub(1)?)?;
-    let at = column.checked_sub(1)?;
-    l.get(at..)?.chars().next()
+/// The byte at a serde_json error's position (1-based line, 1-based byte column).
+fn byte_at(body: &[u8], line: usize, column: usize) -> Option<u8> {
+    let l = body.split(|&b| b == b'\n').nth(line.checked_sub(1)?)?;
+    l.get(column.checked_sub(1)?).copied()
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@ use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
-use serde::Deserialize;
 use tonic::{Code, Status};
 
 use super::error;
@@ -96,16 +95,19 @@ where
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Req::default());
     }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let first = match Req::deserialize(&mut de) {
+    let first = match Req::deserialize(&mut serde_json::Deserializer::from_slice(bytes)) {
         Ok(req) => return Ok(req),
         Err(e) => e,
     };
     // Go's decoder reads the whole first value before any field: a syntax error anywhere
-    // in it is the answer, whatever field came before it.
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    if let Err(e) = serde::de::IgnoredAny::deserialize(&mut de) {
-        return Err(error::bad_json(&e, bytes));
+    // in it is the answer, whatever field came before it, in Go's scanner's words.
+    cairn_proto::json::go_first_value(bytes).map_err(Status::invalid_argument)?;
+    // The value is sound JSON, so a byte that is not UTF-8 is inside a string: Go reads it
+    // as U+FFFD where serde refuses the body.
+    if std::str::from_utf8(bytes).is_err() {
+        let lossy = cairn_proto::json::go_lossy_utf8(bytes);
+        return Req::deserialize(&mut serde_json::Deserializer::from_slice(&lossy))
+            .map_err(|e| error::bad_json(&e, &lossy));
     }
     Err(error::bad_json(&first, bytes))
 }
