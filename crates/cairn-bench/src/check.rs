@@ -87,6 +87,43 @@ pub fn datascale_load(name: &str) -> Option<DatascaleLoad> {
     })
 }
 
+/// Whether a call failed without reaching a server (its endpoint could not be dialled or
+/// the connection broke before an answer). The client then moves to its next endpoint, so
+/// the call is made again, as the Go client's balancer would have sent it to a live one.
+fn unreached(status: &tonic::Status) -> bool {
+    match status.code() {
+        tonic::Code::Unavailable => !status.message().starts_with("etcdserver:"),
+        tonic::Code::Unknown => status.message() == "transport error",
+        tonic::Code::Cancelled => status.message() == "operation was canceled",
+        _ => false,
+    }
+}
+
+/// How many times a put of the load that reached no server is made again.
+const PUT_RETRIES: u32 = 4;
+
+/// How long a call outside the load is made again while no endpoint is reached.
+const REACH_WITHIN: Duration = Duration::from_secs(30);
+
+/// Makes `call` until it reaches a server or [`REACH_WITHIN`] passes, a tenth of a
+/// second apart.
+async fn reaching<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let deadline = Instant::now() + REACH_WITHIN;
+    loop {
+        match call().await {
+            Ok(r) => return Ok(r.into_inner()),
+            Err(s) if unreached(&s) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(s) => return Err(s),
+        }
+    }
+}
+
 /// Fails with [`Error::PrefixHasKeys`] when a key exists under `prefix`, within `timeout`
 /// if given (etcdctl's `check perf` waits the load's duration, `check datascale` as long
 /// as it takes).
@@ -96,20 +133,22 @@ pub async fn ensure_prefix_empty(
     timeout: Option<Duration>,
 ) -> Result<(), Error> {
     let key = prefix.as_bytes().to_vec();
-    let mut kv = first.kv();
-    let range = kv.range(RangeRequest {
+    let req = RangeRequest {
         range_end: prefix_end(&key),
         key,
         limit: 1,
         ..RangeRequest::default()
+    };
+    let range = reaching(|| {
+        let (mut kv, req) = (first.kv(), req.clone());
+        async move { kv.range(req).await }
     });
     let found = match timeout {
         Some(t) => tokio::time::timeout(t, range)
             .await
             .map_err(|_| Error::Timeout("checking the prefix".to_string()))??,
         None => range.await?,
-    }
-    .into_inner();
+    };
     if found.kvs.is_empty() {
         Ok(())
     } else {
@@ -182,7 +221,17 @@ async fn worker(
         let next = { rx.lock().await.recv().await };
         let Some(n) = next else { break };
         let began = Instant::now();
-        let sent = op.send(&conn, &mut kv, n, &mut rng);
+        let sent = async {
+            // A put that reached no server is made again (the client has moved on to its
+            // next endpoint), a few times at most.
+            let mut tries = 0;
+            loop {
+                match op.send(&conn, &mut kv, n, &mut rng).await {
+                    Err(s) if unreached(&s) && tries < PUT_RETRIES => tries += 1,
+                    other => return other,
+                }
+            }
+        };
         let result = match hard_stop {
             Some(at) => tokio::time::timeout_at(at, sent).await,
             None => Ok(sent.await),
@@ -359,25 +408,33 @@ pub async fn clean_up(
     mut print: impl FnMut(String),
 ) -> Result<(), Error> {
     let key = prefix.as_bytes().to_vec();
-    let mut kv = first.kv();
-    let delete = kv.delete_range(DeleteRangeRequest {
+    let req = DeleteRangeRequest {
         range_end: prefix_end(&key),
         key,
         ..DeleteRangeRequest::default()
+    };
+    let delete = reaching(|| {
+        let (mut kv, req) = (first.kv(), req.clone());
+        async move { kv.delete_range(req).await }
     });
     let deleted = match how.delete_timeout {
         Some(t) => tokio::time::timeout(t, delete)
             .await
             .map_err(|_| Error::Timeout("deleting the prefix".to_string()))??,
         None => delete.await?,
-    }
-    .into_inner();
+    };
     if how.auto_compact {
         let rev = deleted.header.map(|h| h.revision).unwrap_or(0);
         print(format!("Compacting with revision {rev}"));
-        let compact = kv.compact(CompactionRequest {
-            revision: rev,
-            physical: true,
+        let compact = reaching(|| {
+            let mut kv = first.kv();
+            async move {
+                kv.compact(CompactionRequest {
+                    revision: rev,
+                    physical: true,
+                })
+                .await
+            }
         });
         tokio::time::timeout(MAINTENANCE_TIMEOUT, compact)
             .await
@@ -386,8 +443,10 @@ pub async fn clean_up(
     }
     for (ep, client) in how.defrag {
         print(format!("Defragmenting {}", quote(&ep)));
-        let mut maintenance = client.maintenance();
-        let defrag = maintenance.defragment(DefragmentRequest {});
+        let defrag = reaching(|| {
+            let mut maintenance = client.maintenance();
+            async move { maintenance.defragment(DefragmentRequest {}).await }
+        });
         tokio::time::timeout(MAINTENANCE_TIMEOUT, defrag)
             .await
             .map_err(|_| deadline())??;
