@@ -27,7 +27,7 @@ use cairn_proto::etcdserverpb::{
 use tokio::sync::{mpsc, Mutex};
 use tokio::time::Instant;
 
-use crate::load::{error_text, Op, Rng};
+use crate::load::{Op, Rng};
 use crate::report::Report;
 use crate::Error;
 
@@ -200,6 +200,16 @@ pub fn memory_verdict(before: f64, after: f64) -> String {
     format!("PASS: Approximate system memory used : {mb:.2} MB.")
 }
 
+/// gRPC-Go's text of a failed call, as etcdctl's `FAIL: ERROR(...)` lines show it:
+/// `rpc error: code = Unavailable desc = ...`.
+fn go_error_text(status: &tonic::Status) -> String {
+    format!(
+        "rpc error: code = {} desc = {}",
+        cairn_proto::grpc_code_name(status.code()),
+        status.message()
+    )
+}
+
 /// One client's latencies (seconds) and errors by text.
 type Tally = (Vec<f64>, BTreeMap<String, u64>);
 
@@ -239,7 +249,7 @@ async fn worker(
         done.fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(Ok(())) => lats.push(began.elapsed().as_secs_f64()),
-            Ok(Err(s)) => *errors.entry(error_text(&s)).or_insert(0) += 1,
+            Ok(Err(s)) => *errors.entry(go_error_text(&s)).or_insert(0) += 1,
             Err(_) => {
                 *errors.entry("request timed out".to_string()).or_insert(0) += 1;
                 break;
@@ -488,6 +498,18 @@ mod tests {
             Some((10_000, 50))
         );
         assert_eq!(datascale_load("x"), None);
+    }
+
+    #[test]
+    fn failed_puts_are_counted_under_go_texts() {
+        let s = tonic::Status::unavailable("etcdserver: leader changed");
+        assert_eq!(
+            go_error_text(&s),
+            "rpc error: code = Unavailable desc = etcdserver: leader changed"
+        );
+        assert!(!unreached(&s));
+        assert!(unreached(&tonic::Status::unavailable("tcp connect error")));
+        assert!(!unreached(&tonic::Status::invalid_argument("x")));
     }
 
     #[test]
