@@ -18,6 +18,7 @@ mod common;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use cairn_tests::certs::{Pki, Use};
 use cairn_tests::mask::mask;
 use cairn_tests::{free_port, Kind, ServerProc};
 use common::{cairnctl, ctl_command, etcdctl, Report};
@@ -323,6 +324,104 @@ fn refusals_match_etcdctl() {
     report.finish();
 }
 
+/// `check datascale` against servers on `https://`: with `--cert`, `--key` and
+/// `--insecure-skip-tls-verify` (what etcdctl 3.5.1's `/metrics` fetch needs) both tools
+/// print the same against etcd and cairn; cairnctl also passes with `--cacert` alone,
+/// where etcdctl refuses for want of a client certificate; a bare `host:port` is fetched
+/// over plain HTTP, which etcd's TLS port ends (`EOF`) for both tools.
+#[test]
+fn datascale_reads_metrics_over_https() {
+    let pki = Pki::new("check-ca");
+    let server = pki.issue("server", "server", 2, Use::Server);
+    let client = pki.issue("client", "client", 3, Use::Client);
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let tls = [
+        format!("--cert-file={}", path(&server.cert)),
+        format!("--key-file={}", path(&server.key)),
+    ];
+    let tls: Vec<&str> = tls.iter().map(String::as_str).collect();
+    let (cert, key, ca) = (
+        format!("--cert={}", path(&client.cert)),
+        format!("--key={}", path(&client.key)),
+        format!("--cacert={}", path(&pki.ca())),
+    );
+    let mut report = Report::default();
+    for (kind, name) in [(Kind::Etcd35, "etcd"), (Kind::Cairn, "cairn")] {
+        let server = ServerProc::start_https(kind, &tls);
+        let url = server.url();
+        let skip: &[&str] = &[
+            &cert,
+            &key,
+            "--insecure-skip-tls-verify",
+            "check",
+            "datascale",
+        ];
+        let mut outs = Vec::new();
+        for tool in [etcdctl(), cairnctl()] {
+            let out = run(&tool, &url, skip);
+            outs.push((
+                normalize(&out.stdout, &url, true),
+                mask(out.stderr.as_bytes()),
+                out.code,
+            ));
+        }
+        let label = format!("check datascale with a client certificate against {name}");
+        let mut problems = Vec::new();
+        if outs[0] != outs[1] {
+            problems.push(format!("etcdctl: {:?}\n  cairnctl: {:?}", outs[0], outs[1]));
+        }
+        if outs[0].2 != 0 {
+            problems.push(format!("etcdctl failed: {:?}", outs[0]));
+        }
+        report.case(&label, problems);
+
+        let with_ca = run(&cairnctl(), &url, &[&ca, "check", "datascale"]);
+        let lines = normalize(&with_ca.stdout, &url, true);
+        let passed = lines.as_ref().is_ok_and(|l| {
+            l.last().map(String::as_str) == Some("PASS: Approximate system memory used : X MB.")
+        });
+        let mut problems = Vec::new();
+        if with_ca.code != 0 || !passed {
+            problems.push(format!("cairnctl --cacert: {lines:?} {}", with_ca.stderr));
+        }
+        let refused = run(&etcdctl(), &url, &[&ca, "check", "datascale"]);
+        if refused.code != 1 || !refused.stdout.starts_with("client certificate error: ") {
+            problems.push(format!("etcdctl --cacert: {}", refused.stdout));
+        }
+        report.case(
+            &format!("check datascale --cacert against {name}"),
+            problems,
+        );
+
+        if kind == Kind::Etcd35 {
+            let args = [ca.as_str(), "check", "datascale"];
+            let want = run(&etcdctl(), &server.endpoint(), &args);
+            let got = run(&cairnctl(), &server.endpoint(), &args);
+            let mut problems = common::differences(
+                (&want.stdout, &want.stderr, want.code),
+                (&got.stdout, &got.stderr, got.code),
+            );
+            if !want.stdout.ends_with("/metrics\": EOF\nFAIL: Could not read process_resident_memory_bytes before the put operations.\n") {
+                problems.push(format!("etcdctl: {:?}", want.stdout));
+            }
+            report.case(
+                "check datascale over plain HTTP against etcd's TLS port",
+                problems,
+            );
+        }
+        let prefix = "/etcdctl-check-datascale/";
+        let left = run(
+            &etcdctl(),
+            &url,
+            &[&ca, "get", prefix, "--prefix", "--keys-only"],
+        );
+        if left.code != 0 || !left.stdout.is_empty() {
+            report.problem(format!("{name}: keys under {prefix}: {:?}", left.stdout));
+        }
+    }
+    report.finish();
+}
+
 /// The verdict lines of `check perf` in etcdctl's form, checked against the numbers they
 /// print; whether it passed.
 fn perf_verdict(lines: &[String]) -> Result<bool, String> {
@@ -413,7 +512,7 @@ fn perf_verdict(lines: &[String]) -> Result<bool, String> {
 /// under its own prefix): both complete within a bound, print a progress line of 60 steps
 /// and etcdctl's verdict lines, exit 0 after `PASS` and 1 after `FAIL`, and leave no key.
 #[test]
-fn perf_verdicts_have_etcdctls_form_and_exit_code() {
+fn check_perf_verdicts_have_etcdctls_form_and_exit_code() {
     let cairn = ServerProc::start(Kind::Cairn, &[]);
     let ep = cairn.endpoint();
     let runs = [
