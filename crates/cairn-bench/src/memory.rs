@@ -48,14 +48,33 @@ pub fn resident_memory_in(page: &str) -> Result<f64, String> {
 /// connection refused`).
 pub async fn resident_memory(endpoint: &str, security: &Security) -> Result<f64, String> {
     let url = metrics_url(endpoint);
-    let page = fetch(&url, security)
-        .await
-        .map_err(|e| format!("fetch error: Get {url:?}: {e}"))?;
+    let page = fetch(&url, security).await.map_err(|e| match e {
+        Failed::Get(e) => format!("fetch error: Get {url:?}: {e}"),
+        Failed::Read(e) => format!("fetch error: reading {url}: {e}"),
+    })?;
     resident_memory_in(&page)
 }
 
-/// The body of a GET of `url`, or Go's words for what failed.
-async fn fetch(url: &str, security: &Security) -> Result<String, String> {
+/// The most of a metrics page read (etcd's is some 100 KiB): a stranger's endpoint
+/// cannot make the check hold an endless body in memory.
+const MAX_PAGE: usize = 64 << 20;
+
+/// Where a fetch failed, in Go's words: getting the response, or reading its body.
+enum Failed {
+    Get(String),
+    Read(String),
+}
+
+/// The body of a GET of `url`.
+async fn fetch(url: &str, security: &Security) -> Result<String, Failed> {
+    get(url, security)
+        .await
+        .map_err(Failed::Get)?
+        .map_err(Failed::Read)
+}
+
+/// Sends the GET; the body (or why it could not be read) once the response came.
+async fn get(url: &str, security: &Security) -> Result<Result<String, String>, String> {
     let uri: tonic::transport::Uri = url.parse().map_err(|e| format!("{e}"))?;
     let https = uri.scheme_str() == Some("https");
     let security = if https {
@@ -84,13 +103,15 @@ async fn fetch(url: &str, security: &Security) -> Result<String, String> {
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
     let resp = send.send_request(req).await.map_err(|e| hyper_text(&e))?;
-    let body = resp
-        .into_body()
+    let body = http_body_util::Limited::new(resp.into_body(), MAX_PAGE)
         .collect()
         .await
-        .map_err(|e| hyper_text(&e))?
-        .to_bytes();
-    Ok(String::from_utf8_lossy(&body).into_owned())
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+        .map_err(|e| match e.downcast_ref::<hyper::Error>() {
+            Some(h) => hyper_text(h),
+            None => "http: response body too large".to_string(),
+        });
+    Ok(body)
 }
 
 /// Go's `net` words for a failed dial or handshake.
@@ -144,6 +165,32 @@ mod tests {
         assert_eq!(
             resident_memory_in("process_resident_memory_bytes x1\n"),
             Err("parse error: strconv.ParseFloat: parsing \"x1\": invalid syntax".to_string())
+        );
+    }
+
+    #[tokio::test]
+    async fn an_endless_page_is_cut() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ep = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .await;
+            let chunk = format!("{:x}\r\n{}\r\n", 1 << 20, "x".repeat(1 << 20));
+            // 80 MiB at most; the connection stays open until the client leaves.
+            for _ in 0..80 {
+                if s.write_all(chunk.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            let _ = s.read(&mut [0u8; 1]).await;
+        });
+        let err = resident_memory(&ep, &Security::Plain).await.unwrap_err();
+        assert_eq!(
+            err,
+            format!("fetch error: reading http://{ep}/metrics: http: response body too large")
         );
     }
 
