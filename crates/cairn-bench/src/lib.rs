@@ -1,11 +1,12 @@
 //! cairn-bench: a closed-loop load generator for etcd v3 servers over gRPC, and
-//! etcdctl 3.5's `check perf`.
+//! etcdctl 3.5's `check perf` and `check datascale`.
 //!
 //! `--clients` concurrent clients, spread over `--conns` HTTP/2 connections, each keep one
 //! request in flight until `--total` requests are made or `--max-duration` passes. The
 //! report gives what etcd's `benchmark` tool gives (total time, slowest, fastest, average,
 //! stddev, requests/sec, a histogram and latency percentiles) and a one-line JSON form.
-//! cairnctl offers it as `cairnctl bench put|range|txn` and `cairnctl check perf`; the
+//! cairnctl offers it as `cairnctl bench put|range|txn`, `cairnctl check perf` and
+//! `cairnctl check datascale`; the
 //! library speaks only the public etcd v3 API, so it measures real etcd as well as cairn.
 //!
 //! Depends on `cairn-client` and `cairn-proto` only; nothing in the server.
@@ -17,17 +18,20 @@
 //! - [`report`]: latency statistics and their text and JSON forms.
 //! - `streams`: the watch and lease keep-alive workloads.
 //! - `gateway`: `gw-put`, JSON puts through the `/v3/` gateway over HTTP/1.1.
-//! - [`check`]: `check perf`'s paced writes and pass/fail verdict.
+//! - [`check`]: the steps of `check perf` (paced writes, pass/fail verdict) and
+//!   `check datascale` (counted writes, memory growth).
+//! - [`memory`]: a member's `process_resident_memory_bytes`, read from `/metrics`.
 
 pub mod args;
 pub mod check;
 mod gateway;
 mod load;
+pub mod memory;
 pub mod report;
 mod streams;
 
 pub use args::{Args, Consistency, Workload};
-pub use check::{check_perf, perf_load, CheckPerfOptions, CheckPerfOutcome, PerfLoad};
+pub use check::{datascale_load, perf_load, DatascaleLoad, PerfLoad};
 pub use report::Report;
 
 use clap::Parser;
@@ -50,8 +54,9 @@ pub enum Error {
     /// Writing the keys a range benchmark reads failed.
     #[error("writing the keys to read failed: {0}")]
     Preload(String),
-    /// `check perf` found keys under its prefix.
-    #[error("prefix {0:?} has keys. Delete with etcdctl del --prefix {0} first")]
+    /// `check perf` or `check datascale` found keys under its prefix (cairnctl words it
+    /// as each etcdctl command does).
+    #[error("prefix {0:?} has keys")]
     PrefixHasKeys(String),
     /// The runtime could not be built.
     #[error("{0}")]

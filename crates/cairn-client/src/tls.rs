@@ -68,6 +68,27 @@ impl std::fmt::Debug for Security {
     }
 }
 
+impl Security {
+    /// The same security for an HTTP/1.1 request (etcdctl's `/metrics` fetch): the TLS
+    /// configuration offers ALPN `http/1.1` instead of `h2`.
+    pub fn for_http1(&self) -> Security {
+        match self {
+            Security::Plain => Security::Plain,
+            Security::Tls {
+                config,
+                server_name,
+            } => {
+                let mut config = config.as_ref().clone();
+                config.alpn_protocols = vec![b"http/1.1".to_vec()];
+                Security::Tls {
+                    config: Arc::new(config),
+                    server_name: server_name.clone(),
+                }
+            }
+        }
+    }
+}
+
 /// A TLS handshake that failed, worded as Go's `crypto/tls` words it
 /// (`x509: certificate signed by unknown authority`, `remote error: tls: bad
 /// certificate`, `EOF`).

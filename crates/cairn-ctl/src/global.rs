@@ -511,6 +511,14 @@ impl Ctx {
         client
     }
 
+    /// Another client with the command's configuration (all its endpoints) and its own
+    /// connections, as each `mustClient` call of etcdctl's `check` commands makes one.
+    pub fn another_client(&mut self) -> Result<Client, CtlError> {
+        self.client()?;
+        let cfg = self.client_config()?;
+        self.build_client(&cfg)
+    }
+
     /// A client for one endpoint only, as etcd's per-endpoint maintenance calls use. It
     /// authenticates on its own, as the Go client 3.5.1 does on each connection it dials
     /// for one endpoint (each `Authenticate` is a Raft entry, seen in the raft index).
@@ -519,6 +527,17 @@ impl Ctx {
         let mut cfg = self.client_config()?;
         cfg.endpoints = vec![endpoint.to_string()];
         self.build_client(&cfg)
+    }
+
+    /// How the command's connections are secured (the TLS the flags set up), for a request
+    /// made outside gRPC: `check datascale`'s `/metrics` fetch.
+    pub fn security(&mut self) -> Result<cairn_client::Security, CtlError> {
+        self.apply_env()?;
+        let cfg = self.client_config()?;
+        cairn_client::tls::security(&cfg).map_err(|e| match e {
+            cairn_client::Error::Tls(msg) => CtlError::bad_args(msg),
+            e => CtlError::error(e.to_string()),
+        })
     }
 
     /// The endpoints a maintenance command visits: `--endpoints`, or with `--cluster`

@@ -5,12 +5,9 @@
 //! - One module per command group: [`kv`] (get, put, del), [`auth`] (auth, user, role), [`txn`], [`watch`], [`lease`],
 //!   [`lock`], [`elect`], [`endpoint`], [`maintenance`] (compaction, alarm, defrag,
 //!   snapshot save), [`snapshot_status`], [`snapshot_restore`], [`member`], [`mirror`] (make-mirror), [`move_leader`],
-//!   [`check`] (perf), [`version`].
+//!   [`check`] (perf, datascale), [`version`].
 //! - [`process`]: what `lock`, `elect` and `watch` share: running a user's command and
 //!   catching SIGINT/SIGTERM.
-//!
-//! Commands cairnctl does not implement yet are listed (so help matches) and fail with a
-//! clear error when run.
 //!
 //! This is the top of the crate: commands use [`crate::go`], [`crate::global`] and
 //! [`crate::output`], and nothing but the crate root uses them.
@@ -37,17 +34,6 @@ mod watch;
 use crate::global::{CtlError, Ctx, GLOBAL_FLAGS};
 use command::Command;
 
-fn not_implemented(ctx: &mut Ctx, _args: &[String]) -> Result<(), CtlError> {
-    Err(CtlError::error(format!(
-        "{} is not implemented by cairnctl yet",
-        ctx.command_path.trim_start_matches("etcdctl ")
-    )))
-}
-
-fn stub(name: &'static str, short: &'static str) -> Command {
-    Command::leaf(name, name, short, &[], not_implemented)
-}
-
 fn help(_ctx: &mut Ctx, args: &[String]) -> Result<(), CtlError> {
     crate::output::printer::out(command::help_for(&root(), args).as_bytes());
     Ok(())
@@ -66,7 +52,8 @@ pub fn root() -> Command {
             Command::leaf("status", "status", "Returns authentication status", &[], auth::status),
         ]),
         Command::group("check", "check <subcommand>", "commands for checking properties of the etcd cluster", vec![
-            stub("datascale", "Check the memory usage of holding data for different workloads on a given server endpoint."),
+            Command::leaf("datascale", "datascale [options]", "Check the memory usage of holding data for different workloads on a given server endpoint.", check::DATASCALE_FLAGS, check::datascale)
+                .long(check::DATASCALE_LONG),
             Command::leaf("perf", "perf [options]", "Check the performance of the etcd cluster", check::PERF_FLAGS, check::perf),
         ]),
         Command::leaf("compaction", "compaction [options] <revision>", "Compacts the event history in etcd", maintenance::COMPACTION_FLAGS, maintenance::compaction),
