@@ -624,3 +624,40 @@ fn a_peer_whose_certificate_does_not_name_its_address_is_refused() {
             && l.contains("x509: certificate is valid for 10.0.0.9, not 127.0.0.1")
     });
 }
+
+/// Plain HTTP, or any bytes that are not a TLS handshake, sent to a TLS client port: the
+/// connection is closed with nothing written, as etcd closes it (no TLS alert: curl says
+/// "Empty reply from server" to both).
+#[test]
+fn plain_http_to_a_tls_port_is_closed_without_an_answer_as_etcd() {
+    use std::io::{Read, Write};
+    let pki = Pki::new("ca");
+    let server = pki.issue("server", "server", 10, Use::Server);
+    let mut seen = Vec::new();
+    for kind in BOTH {
+        let srv = start(kind, &server_flags(&server, &[]));
+        let mut answers = Vec::new();
+        for sent in [
+            &b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"[..],
+            &b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"[..],
+            &[0u8; 64][..],
+        ] {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", srv.client_port)).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            c.write_all(sent).unwrap();
+            let mut got = Vec::new();
+            // Closed (EOF) or reset: either way the client reads what came before it.
+            let _ = c.read_to_end(&mut got);
+            answers.push(got);
+        }
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10"])
+            .arg(format!("http://127.0.0.1:{}/health", srv.client_port))
+            .output()
+            .unwrap();
+        answers.push(out.status.code().unwrap_or(-1).to_string().into_bytes());
+        seen.push(answers);
+    }
+    assert_eq!(seen[1], seen[0], "cairn's answers, then etcd's");
+    assert_eq!(seen[0][0], Vec::<u8>::new(), "etcd writes nothing");
+}

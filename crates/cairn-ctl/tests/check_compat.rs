@@ -328,7 +328,7 @@ fn refusals_match_etcdctl() {
 /// `--insecure-skip-tls-verify` (what etcdctl 3.5.1's `/metrics` fetch needs) both tools
 /// print the same against etcd and cairn; cairnctl also passes with `--cacert` alone,
 /// where etcdctl refuses for want of a client certificate; a bare `host:port` is fetched
-/// over plain HTTP, which etcd's TLS port ends (`EOF`) for both tools.
+/// over plain HTTP, which etcd's and cairn's TLS ports end (`EOF`) for both tools.
 #[test]
 fn datascale_reads_metrics_over_https() {
     let pki = Pki::new("check-ca");
@@ -393,7 +393,7 @@ fn datascale_reads_metrics_over_https() {
             problems,
         );
 
-        if kind == Kind::Etcd35 {
+        {
             let args = [ca.as_str(), "check", "datascale"];
             let want = run(&etcdctl(), &server.endpoint(), &args);
             let got = run(&cairnctl(), &server.endpoint(), &args);
@@ -405,7 +405,7 @@ fn datascale_reads_metrics_over_https() {
                 problems.push(format!("etcdctl: {:?}", want.stdout));
             }
             report.case(
-                "check datascale over plain HTTP against etcd's TLS port",
+                &format!("check datascale over plain HTTP against {name}'s TLS port"),
                 problems,
             );
         }

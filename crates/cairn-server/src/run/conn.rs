@@ -53,6 +53,12 @@ pub(super) async fn serve(
         }
         Ok(Err((e, mut io))) => {
             tracing::warn!(error = %e, "rejected connection");
+            if not_tls(&e) {
+                // Closed without a word, as Go's TLS server (etcd's) closes a connection
+                // whose first record is no TLS handshake: plain HTTP gets no alert to read
+                // as a broken answer (curl: "Empty reply from server").
+                return;
+            }
             // The alert saying why (a bad certificate, no shared cipher suite) waits in
             // the gathered writes: the client should see it, as etcd's clients do.
             use tokio::io::AsyncWriteExt;
@@ -60,6 +66,19 @@ pub(super) async fn serve(
         }
         Err(_) => tracing::debug!("connection closed: no TLS handshake in time"),
     }
+}
+
+/// Whether a failed handshake's first record was not TLS at all (plain HTTP, an HTTP/2
+/// preface, other bytes): an unknown record type or protocol version.
+fn not_tls(e: &std::io::Error) -> bool {
+    use rustls::InvalidMessage::{InvalidContentType, UnknownProtocolVersion};
+    matches!(
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidMessage(
+            InvalidContentType | UnknownProtocolVersion
+        ))
+    )
 }
 
 /// Serves one connection, plain, TLS or in-process, whose client is `identity`: its
