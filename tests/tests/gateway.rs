@@ -206,7 +206,20 @@ async fn kv_requests_answer_as_etcd() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_answer_as_etcd() {
+    // Nested past Go's limit of 10,000; and 200 deep in a field and in an unknown field,
+    // past serde's 128.
+    let nested = |open: &str, inner: &str, close: &str, n: usize| -> &'static str {
+        let text = format!("{}{inner}{}", open.repeat(n), close.repeat(n));
+        Box::leak(text.into_boxed_str())
+    };
     same_as_etcd(&[
+        step("/v3/kv/range", nested("[", "", "]", 10_001)),
+        step("/v3/kv/range", nested("[", "", "]", 10_000)),
+        step("/v3/kv/range", nested("{\"key\":", "[]", "}", 200)),
+        step(
+            "/v3/kv/range",
+            nested("{\"key\":\"YQ==\",\"x\":", "1", "}", 200),
+        ),
         step("/v3/kv/range", r#"{bad"#),
         step("/v3/kv/range", r#"{"key":5}"#),
         step("/v3/kv/range", r#"{"key":"!!"}"#),
@@ -277,6 +290,18 @@ async fn bytes_fields_are_read_as_etcd_reads_them() {
             r#"{"key":"YQ==","key":"Yg==","value":"Mg=="}"#,
         ),
         step("/v3/kv/range", r#"{"key":"YQ==","range_end":"Yw=="}"#),
+        // An array is read into a bytes field too, each element as Go's uint8.
+        step("/v3/kv/range", r#"{"key":[97]}"#),
+        step("/v3/kv/range", r#"{"key":[97,null]}"#),
+        step("/v3/kv/range", r#"{"key":[]}"#),
+        step("/v3/kv/range", r#"{"key":[256]}"#),
+        step("/v3/kv/range", r#"{"key":[-1]}"#),
+        step("/v3/kv/range", r#"{"key":[1.5]}"#),
+        step("/v3/kv/range", r#"{"key":[1e2]}"#),
+        step("/v3/kv/range", r#"{"key":["a"]}"#),
+        step("/v3/kv/range", r#"{"key":[[97]]}"#),
+        step("/v3/kv/range", r#"{"key":[true]}"#),
+        step("/v3/kv/range", r#"{"key":[{}]}"#),
     ])
     .await;
 }

@@ -76,13 +76,39 @@ impl<'de> Visitor<'de> for Base64Visitor {
         Err(E::custom(wrong_type("number", "[]uint8")))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Vec<u8>, A::Error> {
-        Err(de::Error::custom(wrong_type("array", "[]uint8")))
+    /// Go reads a JSON array into `[]byte` too, each element as a `uint8`: `[97,98]` is
+    /// "ab", `null` a 0, anything else refused in Go's words for the element.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+        let mut out = Vec::new();
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            out.push(go_uint8(raw.get()).map_err(de::Error::custom)?);
+        }
+        Ok(out)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Vec<u8>, A::Error> {
         Err(de::Error::custom(wrong_type("object", "[]uint8")))
     }
+}
+
+/// One element of a JSON array read into Go's `[]byte`, from its JSON text: a number
+/// written as plain decimal digits up to 255, or `null` (0).
+fn go_uint8(text: &str) -> Result<u8, String> {
+    let what = match text.as_bytes().first() {
+        Some(b'n') => return Ok(0),
+        Some(b'"') => "string",
+        Some(b't' | b'f') => "bool",
+        Some(b'[') => "array",
+        Some(b'{') => "object",
+        _ => match text.bytes().all(|c| c.is_ascii_digit()) {
+            true => match text.parse::<u8>() {
+                Ok(n) => return Ok(n),
+                Err(_) => return Err(wrong_type(&format!("number {text}"), "uint8")),
+            },
+            false => return Err(wrong_type(&format!("number {text}"), "uint8")),
+        },
+    };
+    Err(wrong_type(what, "uint8"))
 }
 
 /// `json: cannot unmarshal <what> into Go value of type <go>`, Go's type error.
@@ -518,6 +544,18 @@ fn invalid(c: u8, context: &str) -> String {
     format!("invalid character {} {context}", go_quote_char(c))
 }
 
+/// How deep Go's scanner lets objects and arrays nest.
+const MAX_NESTING: usize = 10_000;
+
+/// Opens a container at byte `c`, as deep as Go's scanner allows.
+fn push_parse(stack: &mut Vec<Parse>, parse: Parse, c: u8) -> Result<(), String> {
+    stack.push(parse);
+    match stack.len() <= MAX_NESTING {
+        true => Ok(()),
+        false => Err(invalid(c, "exceeded max depth")),
+    }
+}
+
 /// One step of Go's scanner: the state after byte `c`, or Go's syntax error.
 fn go_step(state: Scan, stack: &mut Vec<Parse>, c: u8) -> Result<Scan, String> {
     Ok(match state {
@@ -527,11 +565,11 @@ fn go_step(state: Scan, stack: &mut Vec<Parse>, c: u8) -> Result<Scan, String> {
         Scan::BeginValue => match c {
             _ if is_space(c) => state,
             b'{' => {
-                stack.push(Parse::ObjectKey);
+                push_parse(stack, Parse::ObjectKey, c)?;
                 Scan::BeginStringOrEmpty
             }
             b'[' => {
-                stack.push(Parse::ArrayValue);
+                push_parse(stack, Parse::ArrayValue, c)?;
                 Scan::BeginValueOrEmpty
             }
             b'"' => Scan::InString,
@@ -1074,6 +1112,12 @@ mod tests {
                 Err("invalid character 'x' in literal true (expecting 'e')"),
             ),
         ];
+        let deep = |n: usize| [vec![b'['; n], vec![b']'; n]].concat();
+        assert_eq!(go_first_value(&deep(10_000)), Ok(()));
+        assert_eq!(
+            go_first_value(&deep(10_001)),
+            Err("invalid character '[' exceeded max depth".to_string())
+        );
         for (body, want) in cases {
             let got = go_first_value(body);
             assert_eq!(
