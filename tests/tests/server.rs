@@ -189,7 +189,7 @@ fn bad_flags_fail_like_etcd() {
     assert_eq!(code, 1);
     assert!(err.contains("initial-cluster-state"), "{err}");
     // A flag for work not done yet fails clearly instead of being ignored.
-    let (code, err) = cairn_fails(&["--enable-log-rotation".into()]);
+    let (code, err) = cairn_fails(&["--experimental-enable-distributed-tracing".into()]);
     assert_eq!(code, 1);
     assert!(
         err.contains("not supported by this version of cairn"),
@@ -362,7 +362,7 @@ fn every_etcd_flag_is_accepted_at_its_default() {
     for (flag, value) in [
         ("--discovery-srv", "example.com"),
         ("--proxy", "on"),
-        ("--enable-log-rotation", "true"),
+        ("--experimental-enable-distributed-tracing", "true"),
     ] {
         let (code, err) = cairn_fails(&[format!("{flag}={value}")]);
         assert_eq!(code, 1, "{flag}: {err}");
@@ -425,4 +425,145 @@ fn cairn_help_lists_etcds_flags_under_etcds_headings_in_etcds_order() {
         .collect();
     let want: Vec<&String> = etcd_grouped.iter().map(|(f, _)| f).collect();
     assert_eq!(order, want);
+}
+
+/// `--enable-log-rotation` is checked as etcd 3.5.1 checks it (the same refusals, in its
+/// words), and the log file rotates: past `maxsize` MB it is renamed to a backup named
+/// after the moment (`m-2006-01-02T15-04-05.000.log`), a new one started, `maxbackups`
+/// kept; no line is torn.
+#[test]
+fn log_rotation_is_checked_as_etcd_checks_it_and_rotates_the_log_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("m.log");
+    let one = format!("--log-outputs={}", log.display());
+    let two = format!("{one},{}", dir.path().join("n.log").display());
+    let on = "--enable-log-rotation".to_string();
+    for args in [
+        vec![on.clone()],
+        vec![on.clone(), two],
+        vec![
+            on.clone(),
+            one.clone(),
+            "--log-rotation-config-json={bad".into(),
+        ],
+        vec![
+            on.clone(),
+            one.clone(),
+            r#"--log-rotation-config-json={"maxsize":"x"}"#.into(),
+        ],
+    ] {
+        let data = dir.path().join("etcd-data");
+        let out = Command::new(tool("etcd-3.5"))
+            .args(&args)
+            .arg(format!("--data-dir={}", data.display()))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let refusal: serde_json::Value = stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .find(|l: &serde_json::Value| l["msg"] == "failed to verify flags")
+            .unwrap_or_else(|| panic!("etcd took {args:?}: {stderr}"));
+        let want = refusal["error"].as_str().unwrap();
+        let (code, err) = cairn_fails(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert_eq!(err.trim_end(), format!("cairn: {want}"), "{args:?}");
+    }
+
+    // 1 MB files, one backup: about 2.6 MB of log lines (a malformed HTTP request is one
+    // debug line each) make two rotations, the older backup removed.
+    let rotation = r#"--log-rotation-config-json={"maxsize":1,"maxbackups":1}"#;
+    // Its log goes to the file, not to the stderr a start waits on: wait for /health.
+    let mut cairn = ServerProc::new(
+        Kind::Cairn,
+        "m1",
+        free_port(),
+        &[&on, &one, rotation, "--log-level=debug"],
+    );
+    let _ready = cairn.spawn_nowait();
+    cairn_tests::wait::wait_until(Duration::from_secs(30), "cairn to serve", || {
+        match std::net::TcpStream::connect(("127.0.0.1", cairn.client_port)) {
+            Ok(_) => match http_get(cairn.client_port, "/health") {
+                (200, _) => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    cairn_tests::wait::wait_until(
+        Duration::from_secs(10),
+        "the start logged to the file",
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            match text.contains("ready to serve client requests") {
+                true => Ok(()),
+                false => Err(text.len()),
+            }
+        },
+    );
+    for _ in 0..18_000 {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", cairn.client_port)).unwrap();
+        c.write_all(b"garbage\r\n\r\n").unwrap();
+        // Read to the end: cairn closes first, so its side keeps the TIME_WAIT and the
+        // loop leaves no ports of this machine's ephemeral range held.
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = c.read_to_end(&mut Vec::new());
+    }
+    let files = || -> Vec<(String, u64)> {
+        let mut f: Vec<(String, u64)> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().unwrap().is_file())
+            .map(|e| {
+                (
+                    e.file_name().into_string().unwrap(),
+                    e.metadata().unwrap().len(),
+                )
+            })
+            .collect();
+        f.sort();
+        f
+    };
+    let seen =
+        cairn_tests::wait::wait_until(Duration::from_secs(20), "the log to rotate twice", || {
+            let f = files();
+            let backups: Vec<_> = f.iter().filter(|(n, _)| n.starts_with("m-")).collect();
+            // The first file, with the start's lines, was a backup and is gone.
+            let started_gone = f.iter().all(|(n, _)| {
+                let text = std::fs::read_to_string(dir.path().join(n)).unwrap_or_default();
+                !text.contains("ready to serve client requests")
+            });
+            let rotated_twice = backups.len() == 1 && started_gone;
+            match rotated_twice && std::fs::read_to_string(&log).unwrap().len() < 1 << 20 {
+                true => Ok(f),
+                false => Err(f),
+            }
+        });
+    drop(cairn);
+    let backup = &seen.iter().find(|(n, _)| n.starts_with("m-")).unwrap().0;
+    let stamp = backup
+        .strip_prefix("m-")
+        .unwrap()
+        .strip_suffix(".log")
+        .unwrap();
+    let shape: String = stamp
+        .chars()
+        .map(|c| if c.is_ascii_digit() { 'd' } else { c })
+        .collect();
+    assert_eq!(shape, "dddd-dd-ddTdd-dd-dd.ddd", "{backup}");
+    for name in [backup.as_str(), "m.log"] {
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert!(text.len() as u64 <= 1 << 20, "{name}: {}", text.len());
+        for line in text.lines() {
+            let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
+            assert!(parsed.is_ok(), "{name}: a torn line {line:?}");
+        }
+    }
+    let backup_len = std::fs::metadata(dir.path().join(backup)).unwrap().len();
+    assert!(
+        backup_len > (1 << 20) - 1000,
+        "{backup}: {backup_len} bytes"
+    );
 }

@@ -372,7 +372,7 @@ pub struct AcceptedFlags {
     /// Accepted, no effect: used only with --discovery-srv.
     #[arg(long, env = "ETCD_DISCOVERY_SRV_NAME", default_value = "")]
     pub discovery_srv_name: String,
-    /// Refused unless left at etcd's default: log rotation is not built; rotate the --log-outputs file outside cairn.
+    /// Honoured: the single file among --log-outputs rotates as --log-rotation-config-json says.
     #[arg(long, env = "ETCD_ENABLE_LOG_ROTATION", action = bool_flag!(), num_args = 0..=1,
           default_value = "false", default_missing_value = "true", value_parser = go_bool)]
     pub enable_log_rotation: bool,
@@ -446,7 +446,8 @@ pub struct AcceptedFlags {
     #[arg(long, env = "ETCD_INITIAL_ELECTION_TICK_ADVANCE", action = bool_flag!(), num_args = 0..=1,
           default_value = "true", default_missing_value = "true", value_parser = go_bool)]
     pub initial_election_tick_advance: bool,
-    /// Accepted, no effect: used only with --enable-log-rotation.
+    /// Honoured with --enable-log-rotation (`maxsize`, `maxage`, `maxbackups`; `compress`
+    /// refused by name; backups named in UTC even with `localtime`).
     #[arg(
         long,
         env = "ETCD_LOG_ROTATION_CONFIG_JSON",
@@ -546,11 +547,6 @@ impl AcceptedFlags {
                 "DNS discovery is not built; list the members in --initial-cluster",
             ),
             (
-                self.enable_log_rotation,
-                "--enable-log-rotation",
-                "log rotation is not built; rotate the --log-outputs file outside cairn",
-            ),
-            (
                 self.experimental_enable_distributed_tracing,
                 "--experimental-enable-distributed-tracing",
                 "cairn exports no OpenTelemetry traces",
@@ -571,6 +567,31 @@ impl AcceptedFlags {
         }
         Ok(())
     }
+}
+
+/// `--enable-log-rotation`'s checks, as etcd's: exactly one file among `outputs` (beside
+/// `default`, `stderr` or `stdout`), and `json` read.
+fn log_rotation(
+    outputs: &[String],
+    json: &str,
+) -> Result<crate::logging::LogRotation, ConfigError> {
+    let files = outputs
+        .iter()
+        .filter(|o| !matches!(o.as_str(), "default" | "stderr" | "stdout"))
+        .count();
+    if (outputs.len() == 1 && files == 0) || files > 1 {
+        return Err(ConfigError::Invalid(
+            "--log-outputs requires a single file path when --log-rotate-config-json is defined"
+                .into(),
+        ));
+    }
+    crate::logging::LogRotation::parse(json).map_err(|e| match e {
+        Some(text) => ConfigError::Invalid(text),
+        None => ConfigError::NotYetSupported {
+            flag: "--log-rotation-config-json",
+            why: "compressing rotated log files (\"compress\": true) is not built",
+        },
+    })
 }
 
 /// Why a configuration cannot start a server.
@@ -648,6 +669,8 @@ pub struct Config {
     pub auto_compaction: AutoCompaction,
     pub log_level: tracing::Level,
     pub log_outputs: Vec<String>,
+    /// `--enable-log-rotation` with `--log-rotation-config-json`: how the log file rotates.
+    pub log_rotation: Option<crate::logging::LogRotation>,
     /// `--metrics=extensive`: also export `grpc_server_handling_seconds`. etcd takes any
     /// other value as `basic`.
     pub metrics_extensive: bool,
@@ -1089,6 +1112,13 @@ impl Flags {
             )))
             }
         };
+        let log_rotation = match self.accepted.enable_log_rotation {
+            true => Some(log_rotation(
+                &split_urls(&self.log_outputs),
+                &self.accepted.log_rotation_config_json,
+            )?),
+            false => None,
+        };
         let listen_client_urls = split_urls(&self.listen_client_urls);
         let advertise_client_urls = split_urls(&self.advertise_client_urls);
         let listen_peer_urls = split_urls(&self.listen_peer_urls);
@@ -1281,6 +1311,7 @@ impl Flags {
             auto_compaction,
             log_level,
             log_outputs: split_urls(&self.log_outputs),
+            log_rotation,
             metrics_extensive: self.metrics == "extensive",
             socket_reuse_port: self.accepted.socket_reuse_port,
             initial_corrupt_check: self.experimental_initial_corrupt_check,
@@ -1420,7 +1451,7 @@ mod tests {
 
     #[test]
     fn later_flags_fail_clearly() {
-        let err = parse(&["--enable-log-rotation"]).unwrap_err().to_string();
+        let err = parse(&["--enable-v2"]).unwrap_err().to_string();
         assert!(
             err.contains("not supported by this version of cairn"),
             "{err}"

@@ -56,11 +56,17 @@ impl Visit for Fields {
     }
 }
 
+mod rotate;
+
+pub use rotate::LogRotation;
+
 /// Where log lines go.
 enum Sink {
     Stderr,
     Stdout,
     File(std::sync::Mutex<std::fs::File>),
+    /// A file under `--enable-log-rotation`.
+    Rotating(std::sync::Mutex<rotate::Rotating>),
     /// journald's native protocol (`--log-outputs=systemd/journal`).
     Journal(crate::systemd::Journal),
 }
@@ -176,6 +182,10 @@ impl<S: Subscriber> Layer<S> for EtcdJsonLayer {
                     Ok(mut f) => f.write_all(line.as_bytes()),
                     Err(_) => Ok(()),
                 },
+                Sink::Rotating(f) => match f.lock() {
+                    Ok(mut f) => f.write_line(line.as_bytes()),
+                    Err(_) => Ok(()),
+                },
                 // As etcd's journal writer: MESSAGE is the whole line, its newline
                 // included, and the line goes to stderr when journald refuses it.
                 Sink::Journal(j) => j
@@ -203,8 +213,13 @@ fn check_outputs(outputs: &[String]) -> Result<(), LogInitError> {
     Ok(())
 }
 
-/// Installs the global logger for `--log-level` and `--log-outputs`.
-pub fn init(level: Level, outputs: &[String]) -> Result<(), LogInitError> {
+/// Installs the global logger for `--log-level` and `--log-outputs`; a file output rotates
+/// as `rotation` says (`--enable-log-rotation`).
+pub fn init(
+    level: Level,
+    outputs: &[String],
+    rotation: Option<&LogRotation>,
+) -> Result<(), LogInitError> {
     check_outputs(outputs)?;
     let mut sinks = Vec::new();
     for out in outputs {
@@ -212,12 +227,18 @@ pub fn init(level: Level, outputs: &[String]) -> Result<(), LogInitError> {
             "default" | "stderr" => Sink::Stderr,
             "stdout" => Sink::Stdout,
             JOURNAL_OUTPUT => Sink::Journal(crate::systemd::Journal::connect()?),
-            path => Sink::File(std::sync::Mutex::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            )),
+            path => match rotation {
+                Some(r) => Sink::Rotating(std::sync::Mutex::new(rotate::Rotating::open(
+                    std::path::Path::new(path),
+                    r.clone(),
+                )?)),
+                None => Sink::File(std::sync::Mutex::new(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)?,
+                )),
+            },
         });
     }
     if sinks.is_empty() {

@@ -16,7 +16,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = cairn_server::logging::init(cfg.log_level, &cfg.log_outputs) {
+    if let Err(e) =
+        cairn_server::logging::init(cfg.log_level, &cfg.log_outputs, cfg.log_rotation.as_ref())
+    {
         eprintln!("cairn: {e}");
         return ExitCode::from(1);
     }
