@@ -2,8 +2,9 @@
 //! made of [`cairn_bench::check`]'s steps and printed as etcdctl prints them.
 //!
 //! Both, as in etcdctl: an unknown `--load` fails (exit 4) before anything is dialled; the
-//! load's number of clients each get their own connections (to all of `--endpoints`); keys found under `--prefix` refuse the run (exit 3, each command with
-//! its own wording); a progress line ([`crate::output::progress`]) runs during the load;
+//! load's number of clients each get their own connections (to all of `--endpoints`);
+//! keys found under `--prefix` refuse the run (exit 3, each command with its own
+//! wording); a progress line ([`crate::output::progress`]) runs during the load;
 //! afterwards the prefix is deleted, compacted with `--auto-compact` and every endpoint
 //! defragmented with `--auto-defrag`, each step printed.
 //!
